@@ -1,0 +1,44 @@
+// Every bound in the system, in one place (DESIGN.md §2 rule 4, aesthetics rule 11). Nothing grows
+// without limit because a peer asked it to: each queue, buffer, message, table and loop names its
+// bound here. Where a bound follows from a formula, the comment gives it.
+
+export const LIMITS = {
+  /** Largest UDP datagram we send or accept, envelope included (fits a 1,280-byte IPv6 MTU). */
+  datagramBytesMax: 1200,
+  /** Largest TCP frame (length prefix excluded), envelope included. */
+  frameBytesMax: 16 * 1024 * 1024,
+  /** Bytes buffered per TCP connection before it is cut as abusive. */
+  connectionBufferBytesMax: 32 * 1024 * 1024,
+  /** Inbound TCP connections held open at once. */
+  connectionsMax: 256,
+  /** Outbound frames queued per peer connection before new ones are dropped. */
+  peerQueueFramesMax: 1024,
+  /** Width of the sliding replay window per sender and channel, in counters. */
+  replayWindow: 1024,
+  /** Senders whose replay windows are remembered; the least recently heard is evicted first. */
+  replaySendersMax: 65536,
+  /** Members in the membership table (the simulator's scale test runs 10,000). */
+  membersMax: 100_000,
+  /** Member entries piggybacked in one gossip datagram. */
+  gossipEntriesMax: 10,
+  /** Handshakes in progress at once on one node (challenges outstanding). */
+  handshakesMax: 1024,
+  /** Ticks a challenge stays valid. */
+  handshakeTicksMax: 500,
+  /** Longest node name, in characters. */
+  nameCharsMax: 64,
+  /** Longest "host:port" address, in characters. */
+  addressCharsMax: 260,
+  /** Events kept in the node's event ring for /v1/events and `events`. */
+  eventRingMax: 1024,
+  /** Tasks in the task table. */
+  tasksMax: 4096,
+  /** Largest HTTP request body the API accepts. */
+  httpBodyBytesMax: 1024 * 1024,
+  /** Longest shell line. */
+  shellLineCharsMax: 4096,
+  /** Largest value the durable store accepts in one put. */
+  storeValueBytesMax: 8 * 1024 * 1024,
+  /** Ticks of the kernel loop per second at the default 10 ms interval. */
+  ticksPerSecond: 100,
+} as const;

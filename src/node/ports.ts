@@ -1,0 +1,64 @@
+// The contracts between the kernel and the world (aesthetics rule 15). The real node plugs in the
+// adapters of src/adapters (UDP/TCP sockets, SQLite, node:crypto, the wall clock); the simulator
+// plugs in src/sim (simulated network, disk and clocks). The kernel is the same code in both, and
+// it is synchronous: every port call returns at once, and inbound packets arrive by callback.
+import type { Channel } from "../core/wire/envelope.ts";
+
+/**
+ * Moves sealed packets between nodes. Deliberately weak: a datagram may be dropped, duplicated,
+ * reordered or delayed; a stream frame is delivered in order per peer or the connection breaks
+ * and later frames are lost (never corrupted: the transport checks framing, the seal checks bytes).
+ */
+export interface Transport {
+  /** "host:port" others reach this node at (UDP and TCP share the port). */
+  readonly address: string;
+  /** Fire and forget. Oversize packets are refused by the caller, never sent. */
+  send(to: string, channel: Channel, packet: Uint8Array): void;
+  /** Installs the one inbound handler. `from` is the remote "host:port" as the socket saw it. */
+  onPacket(handler: (packet: Uint8Array, channel: Channel, from: string) => void): void;
+  /** Packets the transport itself refused before the kernel saw them (framing, size). */
+  onDrop(handler: (reason: "oversize" | "decode") => void): void;
+  close(): Promise<void>;
+}
+
+export interface StoreWrite {
+  readonly key: string;
+  /** undefined deletes the key. */
+  readonly value: Uint8Array | undefined;
+}
+
+/**
+ * A durable key-value store with atomic batches. Contract: write() applies the whole batch or none
+ * of it; after write(batch, { durable: true }) returns, the batch survives a crash of the process
+ * or the machine. After a crash the store holds every durable batch and a prefix of the others.
+ */
+export interface Store {
+  get(key: string): Uint8Array | undefined;
+  /** Keys beginning with prefix, in key order, at most `limit` of them. */
+  scan(prefix: string, limit?: number): Array<[string, Uint8Array]>;
+  write(batch: readonly StoreWrite[], options: { durable: boolean }): void;
+  close(): void;
+}
+
+/** Wall-clock time, for HLC timestamps and boot epochs. Protocol timing uses ticks, not this. */
+export interface Clock {
+  nowMs(): number;
+}
+
+/** Seals and opens envelopes with the cluster key (AEAD). */
+export interface Seal {
+  /** Header fields in, packet out (header || ciphertext || tag). */
+  seal(channel: Channel, epoch: number, counter: number, body: Uint8Array): Uint8Array;
+  /** The authenticated body, or undefined when the tag does not verify. */
+  open(packet: Uint8Array, sender: string, epoch: number): Uint8Array | undefined;
+}
+
+/** The node's identity key and the signature checks it needs (Ed25519). */
+export interface Identity {
+  readonly id: string;
+  readonly publicKey: Uint8Array;
+  sign(data: Uint8Array): Uint8Array;
+  verify(publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean;
+  /** The node id a public key maps to: hex of the first 8 bytes of its SHA-256. */
+  idOf(publicKey: Uint8Array): string;
+}

@@ -1,0 +1,121 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { decodeHeader, encodeHeader, HEADER_BYTES, TAG_BYTES, type Header } from "../../src/core/wire/envelope.ts";
+import { ReplayGuard } from "../../src/core/wire/replay.ts";
+import { decodeMessage, encodeMessage } from "../../src/core/wire/codec.ts";
+import type { MemberEntry } from "../../src/core/wire/messages.ts";
+
+const entry: MemberEntry = {
+  id: "0123456789abcdef", pub: new Uint8Array(32).fill(9), addr: "127.0.0.1:7401", role: "core", name: "n1", incarnation: 3,
+};
+
+test("envelope: header round trip", () => {
+  fc.assert(fc.property(
+    fc.constantFrom<Header["channel"]>("datagram", "stream"),
+    fc.stringMatching(/^[0-9a-f]{16}$/),
+    fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+    fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+    (channel, sender, epoch, counter) => {
+      const out = new Uint8Array(HEADER_BYTES + TAG_BYTES);
+      const header: Header = { version: 1, channel, sender, epoch, counter };
+      encodeHeader(header, out);
+      const decoded = decodeHeader(out);
+      assert.deepEqual(decoded, { ok: true, header });
+    }));
+});
+
+test("envelope: decodeHeader is total on arbitrary bytes", () => {
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 80 }), (bytes) => {
+    const result = decodeHeader(bytes);
+    if (!result.ok) assert.equal(result.reason, "decode");
+  }), { numRuns: 5000 });
+});
+
+test("replay: each counter is accepted once, inside and beyond the window", () => {
+  const guard = new ReplayGuard(64);
+  assert.equal(guard.check("a", "datagram", 1, 5), "fresh");
+  assert.equal(guard.check("a", "datagram", 1, 5), "replay");
+  assert.equal(guard.check("a", "datagram", 1, 3), "fresh", "late but inside the window");
+  assert.equal(guard.check("a", "datagram", 1, 3), "replay");
+  assert.equal(guard.check("a", "datagram", 1, 200), "fresh");
+  assert.equal(guard.check("a", "datagram", 1, 100), "replay", "too old for the window");
+  assert.equal(guard.check("a", "stream", 1, 5), "fresh", "channels have separate windows");
+  assert.equal(guard.check("a", "datagram", 2, 1), "fresh", "a new epoch resets the window");
+  assert.equal(guard.check("a", "datagram", 1, 500), "stale-epoch", "the old epoch is gone");
+});
+
+test("replay: matches a set-based model for random arrival orders", () => {
+  fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 300 }), { maxLength: 400 }), (counters) => {
+    const width = 64;
+    const guard = new ReplayGuard(width);
+    const seen = new Set<number>();
+    let top = -1;
+    for (const c of counters) {
+      const expected = seen.has(c) || (top >= 0 && c <= top - width) ? "replay" : "fresh";
+      assert.equal(guard.check("s", "datagram", 7, c), expected, `counter ${c} top ${top}`);
+      if (expected === "fresh") {
+        seen.add(c);
+        top = Math.max(top, c);
+      }
+    }
+  }), { numRuns: 300 });
+});
+
+test("replay: the sender table is bounded, least recently heard evicted", () => {
+  const guard = new ReplayGuard(32, 3);
+  for (const s of ["a", "b", "c", "d"]) guard.check(s, "datagram", 1, 1);
+  assert.equal(guard.size, 3);
+  assert.equal(guard.check("a", "datagram", 1, 1), "fresh", "a was evicted, so its window restarted");
+});
+
+/** JSON with byte arrays as plain arrays, so a Buffer and a Uint8Array of equal bytes compare equal. */
+function plain(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => (v instanceof Uint8Array ? Array.from(v) : (v as { type?: string; data?: unknown })?.type === "Buffer" ? (v as { data: unknown }).data : v));
+}
+
+test("codec: messages round trip", () => {
+  const messages = [
+    { t: "hello", entry },
+    { t: "gossip", members: [entry, entry] },
+    { t: "sync", reply: true, members: [entry] },
+    { t: "ping", seq: 1, sent: 123456789 },
+    { t: "challenge", nonce: new Uint8Array(16).fill(1) },
+  ] as const;
+  for (const message of messages) {
+    const result = decodeMessage(encodeMessage(message));
+    assert.ok(result.ok, JSON.stringify(result));
+    assert.equal(plain(result.message), plain(message));
+  }
+});
+
+test("codec: invalid messages are refused with a reason, never thrown", () => {
+  const bad: unknown[] = [
+    { t: "nope" },
+    { t: "ping", seq: -1, sent: 0 },
+    { t: "hello", entry: { ...entry, id: "XYZ" } },
+    { t: "hello", entry: { ...entry, pub: new Uint8Array(31) } },
+    { t: "gossip", members: new Array(11).fill(entry) },
+    { t: "hello", entry: { ...entry, addr: "no-port" } },
+    [1, 2, 3],
+    "string",
+    null,
+  ];
+  for (const value of bad) {
+    const result = decodeMessage(encodeMessage(value as never));
+    assert.equal(result.ok, false, JSON.stringify(value));
+  }
+});
+
+test("codec: decodeMessage is total on random and mutated bytes (fuzz)", () => {
+  const valid = encodeMessage({ t: "gossip", members: [entry, entry] });
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+    decodeMessage(bytes);
+  }), { numRuns: 20_000 });
+  fc.assert(fc.property(fc.array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }), fc.nat(valid.length), (flips, cut) => {
+    const mutated = valid.slice(0, Math.max(1, cut));
+    for (const [i, v] of flips) if (i < mutated.length) mutated[i] = v;
+    const result = decodeMessage(mutated);
+    if (result.ok) assert.ok(typeof result.message.t === "string");
+  }), { numRuns: 20_000 });
+});
