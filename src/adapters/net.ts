@@ -1,0 +1,564 @@
+// The real Transport: one UDP socket and one TCP listener on the same host and port
+// (DESIGN.md §6, docs/protocols/wire.md "Transport").
+//
+// Datagrams are single envelopes of at most LIMITS.datagramBytesMax bytes. Stream frames are a
+// 4-byte big-endian length and then one envelope of 1 to LIMITS.frameBytesMax bytes; a zero length
+// closes the connection as `decode`, a length over the bound as `oversize`.
+//
+// Outbound frames to one destination share one cached TCP connection, opened lazily. While it
+// connects, up to LIMITS.peerQueueFramesMax frames (and LIMITS.connectionBufferBytesMax bytes) wait
+// in its queue; beyond that, and when the socket's own write buffer is over
+// LIMITS.connectionBufferBytesMax (a peer that stopped reading), frames are dropped and counted.
+// A failed connection is closed and the next send to that destination reconnects; a connection
+// idle for `idleMs` is closed. Inbound connections are held to LIMITS.connectionsMax, each with a
+// receive buffer bound of LIMITS.connectionBufferBytesMax. Nothing here retries or acknowledges:
+// the protocols above tolerate loss.
+//
+// Every packet handed up is a plain Uint8Array view (never a Buffer, whose slice() does not copy).
+// The inbound handler runs synchronously inside the socket's event: an exception it throws is a
+// broken invariant of the kernel and is not caught here (DESIGN.md §2 rule 5).
+import dgram from "node:dgram";
+import net from "node:net";
+import { lookup } from "node:dns/promises";
+import type { Transport } from "../node/ports.ts";
+import type { Channel } from "../core/wire/envelope.ts";
+import { LIMITS } from "../core/util/limits.ts";
+
+export interface TransportOptions {
+  /** Address to bind: an IPv4 or IPv6 literal ("0.0.0.0", "::", "127.0.0.1") or a host name. */
+  readonly host: string;
+  /** Port for both UDP and TCP; 0 picks a free one (the same for both). */
+  readonly port: number;
+  /** Errors the transport survived (a failed send or connection), for logs. Never thrown. */
+  readonly onError?: (error: Error) => void;
+  /** Outbound connections idle this long are closed (inbound ones after twice this). Default 60 s. */
+  readonly idleMs?: number;
+}
+
+export interface TransportStats {
+  readonly datagramsSent: number;
+  readonly datagramsReceived: number;
+  readonly framesSent: number;
+  readonly framesReceived: number;
+  /** Outbound packets refused before sending: empty, over the channel's bound, or after close(). */
+  readonly sendRefused: number;
+  /** Outbound packets whose destination was not a valid "host:port" for this socket. */
+  readonly badAddress: number;
+  /** Outbound frames dropped because the peer's queue or write buffer was full or it failed. */
+  readonly queueDrops: number;
+  /** Socket-level failures: failed datagram sends, failed or broken connections. */
+  readonly socketErrors: number;
+  /** Inbound connections refused because LIMITS.connectionsMax were open. */
+  readonly connectionsRefused: number;
+  readonly inboundConnections: number;
+  readonly outboundConnections: number;
+}
+
+/** The Transport port plus counters for `net` and metrics. */
+export interface NetTransport extends Transport {
+  readonly stats: TransportStats;
+}
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Default idle time before an outbound connection is closed. */
+export const IDLE_MS_DEFAULT = 60_000;
+/** A connection attempt that has not completed after this long is abandoned. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+/** Attempts at finding a port free for both UDP and TCP when asked for port 0. */
+const BIND_ATTEMPTS_MAX = 8;
+/** Frames up to this size are copied into one buffer with their prefix (one write, one segment). */
+const COALESCE_BYTES_MAX = 64 * 1024;
+const PREFIX_BYTES = 4;
+
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+/**
+ * Parses "host:port", "[v6]:port" or "name:port". Returns undefined for anything else: a bare IPv6
+ * address without brackets, a port outside 1–65535, an empty or malformed host, or a string longer
+ * than LIMITS.addressCharsMax.
+ */
+export function parseAddress(address: string): HostPort | undefined {
+  if (typeof address !== "string" || address.length === 0 || address.length > LIMITS.addressCharsMax) return undefined;
+  let host: string;
+  let portText: string;
+  if (address.startsWith("[")) {
+    const close = address.indexOf("]");
+    if (close < 0 || address[close + 1] !== ":") return undefined;
+    host = address.slice(1, close);
+    portText = address.slice(close + 2);
+    if (net.isIPv6(host) === false) return undefined;
+  } else {
+    const colon = address.lastIndexOf(":");
+    if (colon <= 0) return undefined;
+    host = address.slice(0, colon);
+    portText = address.slice(colon + 1);
+    if (host.includes(":")) return undefined; // bare IPv6: ambiguous without brackets
+    if (!net.isIPv4(host) && !HOSTNAME.test(host)) return undefined;
+  }
+  if (!/^[0-9]{1,5}$/.test(portText)) return undefined;
+  const port = Number(portText);
+  if (port < 1 || port > 65535) return undefined;
+  return { host, port };
+}
+
+/** "host:port", with IPv6 hosts in brackets ("[::1]:7401"). IPv4-mapped IPv6 is shown as IPv4. */
+export function formatAddress(host: string, port: number): string {
+  const plain = unmapIPv4(host);
+  return net.isIPv6(plain) ? `[${plain}]:${port}` : `${plain}:${port}`;
+}
+
+function unmapIPv4(host: string): string {
+  if (host.toLowerCase().startsWith("::ffff:")) {
+    const rest = host.slice(7);
+    if (net.isIPv4(rest)) return rest;
+  }
+  return host;
+}
+
+/**
+ * Binds the UDP socket and TCP listener and resolves with the transport. Rejects with a clear
+ * error when the host does not resolve or the port is taken.
+ */
+export async function openTransport(options: TransportOptions): Promise<NetTransport> {
+  const { port } = options;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`openTransport: port must be an integer in 0–65535, got ${port}`);
+  const idleMs = options.idleMs ?? IDLE_MS_DEFAULT;
+  if (!(idleMs > 0)) throw new Error(`openTransport: idleMs must be positive, got ${idleMs}`);
+  let host = options.host;
+  let family = net.isIP(host);
+  if (family === 0) {
+    try {
+      const resolved = await lookup(host);
+      host = resolved.address;
+      family = resolved.family;
+    } catch (error) {
+      throw new Error(`openTransport: cannot resolve host ${JSON.stringify(options.host)}: ${messageOf(error)}`, { cause: error });
+    }
+  }
+  const type = family === 6 ? "udp6" : "udp4";
+
+  for (let attempt = 1; ; attempt++) {
+    let udp: dgram.Socket;
+    try {
+      udp = await bindUdp(type, host, port);
+    } catch (error) {
+      throw new Error(`openTransport: cannot bind UDP ${formatAddress(host, port)}: ${messageOf(error)}`, { cause: error });
+    }
+    const udpPort = udp.address().port;
+    try {
+      const server = await listenTcp(host, udpPort);
+      return new SocketTransport({ host, port: udpPort, family: family === 6 ? 6 : 4, udp, server, idleMs, onError: options.onError });
+    } catch (error) {
+      await closeUdp(udp);
+      if (port === 0 && errorCode(error) === "EADDRINUSE" && attempt < BIND_ATTEMPTS_MAX) continue;
+      throw new Error(`openTransport: cannot listen on TCP ${formatAddress(host, udpPort)}: ${messageOf(error)}`, { cause: error });
+    }
+  }
+}
+
+function bindUdp(type: "udp4" | "udp6", host: string, port: number): Promise<dgram.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket({ type });
+    const onError = (error: Error): void => {
+      try {
+        socket.close();
+      } catch {
+        // Already closed by the failed bind.
+      }
+      reject(error);
+    };
+    socket.once("error", onError);
+    socket.bind({ port, address: host, exclusive: true }, () => {
+      socket.off("error", onError);
+      resolve(socket);
+    });
+  });
+}
+
+function listenTcp(host: string, port: number): Promise<net.Server> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer({ noDelay: true });
+    const onError = (error: Error): void => {
+      server.close();
+      reject(error);
+    };
+    server.once("error", onError);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off("error", onError);
+      resolve(server);
+    });
+  });
+}
+
+function closeUdp(socket: dgram.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    try {
+      socket.close(() => resolve());
+    } catch {
+      resolve(); // already closed
+    }
+  });
+}
+
+interface Counters {
+  datagramsSent: number;
+  datagramsReceived: number;
+  framesSent: number;
+  framesReceived: number;
+  sendRefused: number;
+  badAddress: number;
+  queueDrops: number;
+  socketErrors: number;
+  connectionsRefused: number;
+}
+
+/** One cached outbound connection. */
+interface Peer {
+  readonly key: string;
+  readonly socket: net.Socket;
+  connected: boolean;
+  /** Framed writes waiting for the connection (each already prefixed, as one or two chunks). */
+  readonly queue: Array<readonly Uint8Array[]>;
+  queuedBytes: number;
+}
+
+interface SocketTransportInit {
+  readonly host: string;
+  readonly port: number;
+  readonly family: 4 | 6;
+  readonly udp: dgram.Socket;
+  readonly server: net.Server;
+  readonly idleMs: number;
+  readonly onError: ((error: Error) => void) | undefined;
+}
+
+type PacketHandler = (packet: Uint8Array, channel: Channel, from: string) => void;
+type DropHandler = (reason: "oversize" | "decode") => void;
+
+class SocketTransport implements NetTransport {
+  readonly address: string;
+  readonly #family: 4 | 6;
+  readonly #udp: dgram.Socket;
+  readonly #server: net.Server;
+  readonly #idleMs: number;
+  readonly #onError: ((error: Error) => void) | undefined;
+  readonly #counters: Counters = {
+    datagramsSent: 0, datagramsReceived: 0, framesSent: 0, framesReceived: 0, sendRefused: 0,
+    badAddress: 0, queueDrops: 0, socketErrors: 0, connectionsRefused: 0,
+  };
+  // Map order is recency: a send re-inserts its peer, so the first one is least recently used.
+  readonly #peers = new Map<string, Peer>();
+  readonly #inbound = new Set<net.Socket>();
+  #packetHandler: PacketHandler | undefined;
+  #dropHandler: DropHandler | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(init: SocketTransportInit) {
+    this.address = formatAddress(init.host, init.port);
+    this.#family = init.family;
+    this.#udp = init.udp;
+    this.#server = init.server;
+    this.#idleMs = init.idleMs;
+    this.#onError = init.onError;
+    this.#udp.on("message", (message, remote) => this.#receiveDatagram(message, remote));
+    this.#udp.on("error", (error) => this.#report("udp socket", error));
+    this.#server.on("connection", (socket) => this.#accept(socket));
+    this.#server.on("error", (error) => this.#report("tcp listener", error));
+  }
+
+  get stats(): TransportStats {
+    return { ...this.#counters, inboundConnections: this.#inbound.size, outboundConnections: this.#peers.size };
+  }
+
+  onPacket(handler: PacketHandler): void {
+    this.#packetHandler = handler;
+  }
+
+  onDrop(handler: DropHandler): void {
+    this.#dropHandler = handler;
+  }
+
+  send(to: string, channel: Channel, packet: Uint8Array): void {
+    const bound = channel === "datagram" ? LIMITS.datagramBytesMax : LIMITS.frameBytesMax;
+    if (this.#closing !== undefined || packet.length === 0 || packet.length > bound) {
+      this.#counters.sendRefused++;
+      return;
+    }
+    const destination = parseAddress(to);
+    if (destination === undefined) {
+      this.#counters.badAddress++;
+      return;
+    }
+    if (channel === "datagram") this.#sendDatagram(destination, packet);
+    else this.#sendFrame(destination, packet);
+  }
+
+  close(): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing;
+    for (const peer of this.#peers.values()) peer.socket.destroy();
+    this.#peers.clear();
+    for (const socket of this.#inbound) socket.destroy();
+    this.#inbound.clear();
+    const server = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#closing = Promise.all([closeUdp(this.#udp), server]).then(() => undefined);
+    return this.#closing;
+  }
+
+  // --- datagrams ---
+
+  #sendDatagram(destination: HostPort, packet: Uint8Array): void {
+    let host = destination.host;
+    if (this.#family === 4 && net.isIPv6(host)) {
+      this.#counters.badAddress++;
+      return;
+    }
+    if (this.#family === 6 && net.isIPv4(host)) host = `::ffff:${host}`;
+    this.#udp.send(packet, destination.port, host, (error) => {
+      if (error === null || error === undefined) return;
+      this.#counters.socketErrors++;
+      this.#report(`datagram to ${formatAddress(destination.host, destination.port)}`, error);
+    });
+    this.#counters.datagramsSent++;
+  }
+
+  #receiveDatagram(message: Buffer, remote: dgram.RemoteInfo): void {
+    if (this.#closing !== undefined) return;
+    if (message.length > LIMITS.datagramBytesMax) return this.#drop("oversize");
+    if (message.length === 0) return this.#drop("decode");
+    this.#counters.datagramsReceived++;
+    this.#packetHandler?.(view(message), "datagram", formatAddress(remote.address, remote.port));
+  }
+
+  // --- outbound streams ---
+
+  #sendFrame(destination: HostPort, packet: Uint8Array): void {
+    const peer = this.#peerFor(destination);
+    // Re-insert so the map's first entry stays the least recently used.
+    this.#peers.delete(peer.key);
+    this.#peers.set(peer.key, peer);
+    const chunks = frame(packet);
+    const bytes = packet.length + PREFIX_BYTES;
+    if (!peer.connected) {
+      if (peer.queue.length >= LIMITS.peerQueueFramesMax || peer.queuedBytes + bytes > LIMITS.connectionBufferBytesMax) {
+        this.#counters.queueDrops++;
+        return;
+      }
+      peer.queue.push(chunks);
+      peer.queuedBytes += bytes;
+      return;
+    }
+    if (peer.socket.writableLength + bytes > LIMITS.connectionBufferBytesMax) {
+      this.#counters.queueDrops++;
+      return;
+    }
+    this.#write(peer.socket, chunks);
+  }
+
+  #write(socket: net.Socket, chunks: readonly Uint8Array[]): void {
+    if (chunks.length === 1) {
+      socket.write(chunks[0] as Uint8Array);
+    } else {
+      socket.cork();
+      for (const chunk of chunks) socket.write(chunk);
+      socket.uncork();
+    }
+    this.#counters.framesSent++;
+  }
+
+  #peerFor(destination: HostPort): Peer {
+    const key = formatAddress(destination.host, destination.port);
+    const existing = this.#peers.get(key);
+    if (existing !== undefined) return existing;
+    if (this.#peers.size >= LIMITS.connectionsMax) {
+      const oldest = this.#peers.values().next().value;
+      if (oldest !== undefined) this.#closePeer(oldest);
+    }
+    const socket = net.connect({ host: destination.host, port: destination.port, noDelay: true });
+    const peer: Peer = { key, socket, connected: false, queue: [], queuedBytes: 0 };
+    this.#peers.set(key, peer);
+    socket.setTimeout(CONNECT_TIMEOUT_MS);
+    socket.once("connect", () => {
+      peer.connected = true;
+      socket.setTimeout(this.#idleMs);
+      const queued = peer.queue.splice(0);
+      peer.queuedBytes = 0;
+      for (const chunks of queued) this.#write(socket, chunks);
+    });
+    socket.on("timeout", () => {
+      // Connecting too long, or idle (no bytes either way) for idleMs: close; the next send reconnects.
+      if (!peer.connected) this.#report(`stream to ${key}`, new Error(`connect timed out after ${CONNECT_TIMEOUT_MS} ms`));
+      this.#closePeer(peer);
+    });
+    socket.on("error", (error) => {
+      this.#counters.socketErrors++;
+      this.#report(`stream to ${key}`, error);
+    });
+    socket.on("close", () => this.#forgetPeer(peer));
+    // Peers never write on our outbound connection; discard anything that arrives so a remote close
+    // is noticed (a paused socket would not see the FIN).
+    socket.resume();
+    return peer;
+  }
+
+  #closePeer(peer: Peer): void {
+    peer.socket.destroy();
+    this.#forgetPeer(peer);
+  }
+
+  #forgetPeer(peer: Peer): void {
+    if (this.#peers.get(peer.key) === peer) this.#peers.delete(peer.key);
+    this.#counters.queueDrops += peer.queue.length;
+    peer.queue.length = 0;
+    peer.queuedBytes = 0;
+  }
+
+  // --- inbound streams ---
+
+  #accept(socket: net.Socket): void {
+    const remoteAddress = socket.remoteAddress;
+    const remotePort = socket.remotePort;
+    if (this.#closing !== undefined || this.#inbound.size >= LIMITS.connectionsMax || remoteAddress === undefined || remotePort === undefined) {
+      if (this.#closing === undefined) this.#counters.connectionsRefused++;
+      socket.destroy();
+      return;
+    }
+    this.#inbound.add(socket);
+    const from = formatAddress(remoteAddress, remotePort);
+    const reader = new FrameReader();
+    socket.setNoDelay(true);
+    socket.setTimeout(this.#idleMs * 2);
+    socket.on("timeout", () => socket.destroy());
+    socket.on("error", () => {
+      // A peer resetting its end is ordinary; the connection is gone and 'close' follows.
+      this.#counters.socketErrors++;
+    });
+    socket.on("close", () => this.#inbound.delete(socket));
+    socket.on("data", (chunk: Buffer) => {
+      const verdict = reader.push(chunk, (packet) => {
+        if (this.#closing !== undefined || socket.destroyed) return false;
+        this.#counters.framesReceived++;
+        this.#packetHandler?.(packet, "stream", from);
+        return true;
+      });
+      if (verdict !== "ok") {
+        socket.destroy();
+        this.#drop(verdict);
+      }
+    });
+  }
+
+  #drop(reason: "oversize" | "decode"): void {
+    this.#dropHandler?.(reason);
+  }
+
+  #report(context: string, error: Error): void {
+    if (this.#onError === undefined) return;
+    const wrapped = new Error(`transport ${this.address}: ${context}: ${error.message}`, { cause: error });
+    this.#onError(wrapped);
+  }
+}
+
+/** The prefixed frame as one chunk (small packets) or prefix and packet (large ones, no copy). */
+function frame(packet: Uint8Array): readonly Uint8Array[] {
+  if (packet.length <= COALESCE_BYTES_MAX) {
+    const out = Buffer.allocUnsafe(PREFIX_BYTES + packet.length);
+    out.writeUInt32BE(packet.length, 0);
+    out.set(packet, PREFIX_BYTES);
+    return [out];
+  }
+  const prefix = Buffer.allocUnsafe(PREFIX_BYTES);
+  prefix.writeUInt32BE(packet.length, 0);
+  return [prefix, packet];
+}
+
+export type FrameVerdict = "ok" | "oversize" | "decode";
+
+/**
+ * Splits a byte stream into length-prefixed frames. Holds at most one partial frame and its
+ * prefix; a length of 0 or over LIMITS.frameBytesMax, or more than
+ * LIMITS.connectionBufferBytesMax bytes buffered, is a verdict that ends the connection.
+ * Exported for tests.
+ */
+export class FrameReader {
+  readonly #chunks: Buffer[] = [];
+  /** Bytes of #chunks[0] already consumed. */
+  #head = 0;
+  #buffered = 0;
+  /** Length of the frame being read, or -1 while its prefix is still incomplete. */
+  #frameLength = -1;
+  #failed: FrameVerdict = "ok";
+
+  /** Takes a chunk; calls emit for each complete frame until emit returns false. */
+  push(chunk: Buffer, emit: (packet: Uint8Array) => boolean): FrameVerdict {
+    if (this.#failed !== "ok") return this.#failed;
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+    if (this.#buffered > LIMITS.connectionBufferBytesMax) return this.#fail("oversize");
+    for (;;) {
+      if (this.#frameLength < 0) {
+        if (this.#buffered < PREFIX_BYTES) return "ok";
+        const length = this.#take(PREFIX_BYTES).readUInt32BE(0);
+        if (length === 0) return this.#fail("decode");
+        if (length > LIMITS.frameBytesMax) return this.#fail("oversize");
+        this.#frameLength = length;
+      }
+      if (this.#buffered < this.#frameLength) return "ok";
+      const packet = this.#take(this.#frameLength);
+      this.#frameLength = -1;
+      if (!emit(view(packet))) return "ok";
+    }
+  }
+
+  #fail(verdict: FrameVerdict): FrameVerdict {
+    this.#failed = verdict;
+    this.#chunks.length = 0;
+    this.#buffered = 0;
+    return verdict;
+  }
+
+  /** Removes and returns the next n buffered bytes (n ≤ #buffered); copies only across chunks. */
+  #take(n: number): Buffer {
+    const first = this.#chunks[0] as Buffer;
+    if (first.length - this.#head >= n) {
+      const out = first.subarray(this.#head, this.#head + n);
+      this.#advance(first, n);
+      return out;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const chunk = this.#chunks[0] as Buffer;
+      const count = Math.min(chunk.length - this.#head, n - filled);
+      chunk.copy(out, filled, this.#head, this.#head + count);
+      filled += count;
+      this.#advance(chunk, count);
+    }
+    return out;
+  }
+
+  #advance(chunk: Buffer, count: number): void {
+    this.#head += count;
+    this.#buffered -= count;
+    if (this.#head === chunk.length) {
+      this.#chunks.shift();
+      this.#head = 0;
+    }
+  }
+}
+
+function view(bytes: Buffer): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+function errorCode(error: unknown): string | undefined {
+  if (typeof error === "object" && error !== null && "code" in error && typeof error.code === "string") return error.code;
+  return undefined;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

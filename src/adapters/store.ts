@@ -1,0 +1,183 @@
+// The real Store: a key-value table in SQLite (node:sqlite) in WAL mode (docs/adr/003-storage.md).
+//
+//   kv(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID
+//
+// A batch is one `BEGIN IMMEDIATE … COMMIT` transaction, so it applies whole or not at all. In WAL
+// mode a commit appends the batch's pages and a commit record to the -wal file; with
+// `synchronous=FULL` SQLite fsyncs the WAL before COMMIT returns, so a durable batch survives a
+// crash of the process or the machine once write() returns. Other batches run with
+// `synchronous=NORMAL`: they survive a process crash (the bytes are in the OS page cache) but a
+// power loss may lose the newest of them — never an older one while keeping a newer one, because
+// the WAL is replayed in order up to the first frame whose checksum fails, and a durable commit
+// fsyncs every frame before it too. That is the Store port's contract: every durable batch and a
+// prefix of the others.
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type { Store, StoreWrite } from "../node/ports.ts";
+import { LIMITS } from "../core/util/limits.ts";
+
+export type StoreErrorCode =
+  | "STORE_VALUE_TOO_LARGE"
+  | "STORE_BAD_ARGUMENT"
+  | "STORE_OPEN_FAILED"
+  | "STORE_WRITE_FAILED"
+  | "STORE_CORRUPT"
+  | "STORE_CLOSED";
+
+/** A Store failure with a machine-readable code; `cause` holds the underlying SQLite error. */
+export class StoreError extends Error {
+  override name = "StoreError";
+  readonly code: StoreErrorCode;
+
+  constructor(code: StoreErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** Milliseconds to wait for a lock held by another connection before failing (SQLITE_BUSY). */
+const BUSY_TIMEOUT_MS = 5000;
+
+type Synchronous = "FULL" | "NORMAL";
+
+class SqliteStore implements Store {
+  readonly #path: string;
+  readonly #db: DatabaseSync;
+  readonly #get: StatementSync;
+  readonly #put: StatementSync;
+  readonly #delete: StatementSync;
+  readonly #scan: StatementSync;
+  readonly #scanAll: StatementSync;
+  #synchronous: Synchronous;
+  #closed = false;
+
+  constructor(path: string, db: DatabaseSync) {
+    this.#path = path;
+    this.#db = db;
+    this.#get = db.prepare("SELECT value FROM kv WHERE key = ?");
+    this.#put = db.prepare("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    this.#delete = db.prepare("DELETE FROM kv WHERE key = ?");
+    // A range scan from the prefix on, stopped by the caller at the first key without the prefix.
+    // (A fixed upper bound such as prefix + "\uffff" would miss keys whose next character is above
+    // U+FFFF: SQLite compares TEXT as UTF-8 bytes, and those encode as 0xF0… > 0xEF 0xBF 0xBF.)
+    this.#scan = db.prepare("SELECT key, value FROM kv WHERE key >= ? ORDER BY key LIMIT ?");
+    this.#scanAll = db.prepare("SELECT key, value FROM kv ORDER BY key LIMIT ?");
+    this.#synchronous = "NORMAL";
+    db.exec("PRAGMA synchronous = NORMAL");
+  }
+
+  get(key: string): Uint8Array | undefined {
+    this.#assertOpen("get");
+    const row = this.#get.get(key);
+    if (row === undefined) return undefined;
+    return asBytes(row["value"], key);
+  }
+
+  scan(prefix: string, limit?: number): Array<[string, Uint8Array]> {
+    this.#assertOpen("scan");
+    const bound = limit ?? Number.MAX_SAFE_INTEGER;
+    if (!Number.isSafeInteger(bound) || bound < 0) {
+      throw new StoreError("STORE_BAD_ARGUMENT", `scan: limit must be a non-negative integer, got ${String(limit)}`);
+    }
+    const out: Array<[string, Uint8Array]> = [];
+    if (bound === 0) return out;
+    const rows = prefix === "" ? this.#scanAll.iterate(bound) : this.#scan.iterate(prefix, bound);
+    for (const row of rows) {
+      const key = row["key"];
+      if (typeof key !== "string" || !key.startsWith(prefix)) break;
+      out.push([key, asBytes(row["value"], key)]);
+    }
+    return out;
+  }
+
+  write(batch: readonly StoreWrite[], options: { durable: boolean }): void {
+    this.#assertOpen("write");
+    for (const { key, value } of batch) {
+      if (typeof key !== "string") throw new StoreError("STORE_BAD_ARGUMENT", `write: key ${String(key)} is not a string`);
+      if (value !== undefined && !(value instanceof Uint8Array)) {
+        throw new StoreError("STORE_BAD_ARGUMENT", `write: value for key ${JSON.stringify(key.slice(0, 80))} is not a Uint8Array`);
+      }
+      if (value !== undefined && value.length > LIMITS.storeValueBytesMax) {
+        throw new StoreError(
+          "STORE_VALUE_TOO_LARGE",
+          `write: value for key ${JSON.stringify(key.slice(0, 80))} is ${value.length} bytes, over LIMITS.storeValueBytesMax (${LIMITS.storeValueBytesMax})`,
+        );
+      }
+    }
+    if (batch.length === 0) return;
+    const wanted: Synchronous = options.durable ? "FULL" : "NORMAL";
+    if (wanted !== this.#synchronous) {
+      this.#db.exec(`PRAGMA synchronous = ${wanted}`);
+      this.#synchronous = wanted;
+    }
+    try {
+      this.#db.exec("BEGIN IMMEDIATE");
+      for (const { key, value } of batch) {
+        if (value === undefined) this.#delete.run(key);
+        else this.#put.run(key, value);
+      }
+      this.#db.exec("COMMIT");
+    } catch (error) {
+      // SQLite may already have rolled back (e.g. on SQLITE_FULL); only roll back an open one.
+      if (this.#db.isTransaction) {
+        try {
+          this.#db.exec("ROLLBACK");
+        } catch {
+          // The original error is the one worth reporting.
+        }
+      }
+      throw new StoreError(
+        "STORE_WRITE_FAILED",
+        `write: batch of ${batch.length} to ${this.#path} failed: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
+      );
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+
+  #assertOpen(operation: string): void {
+    if (this.#closed) throw new StoreError("STORE_CLOSED", `${operation}: store ${this.#path} is closed`);
+  }
+}
+
+/**
+ * Opens (creating if needed, with its parent directory) the store at `path`. Throws StoreError
+ * STORE_OPEN_FAILED when the file cannot be opened or the file system cannot hold a WAL.
+ */
+export function openStore(path: string): Store {
+  const inMemory = path === ":memory:";
+  let db: DatabaseSync;
+  try {
+    if (!inMemory) mkdirSync(dirname(path), { recursive: true });
+    db = new DatabaseSync(path, { timeout: BUSY_TIMEOUT_MS });
+  } catch (error) {
+    throw new StoreError("STORE_OPEN_FAILED", `open: cannot open store ${path}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+  try {
+    const mode = db.prepare("PRAGMA journal_mode = WAL").get()?.["journal_mode"];
+    if (!inMemory && mode !== "wal") {
+      throw new Error(`the file system refused WAL mode (journal_mode is ${String(mode)})`);
+    }
+    // macOS only: fsync() does not flush the drive's cache there, F_FULLFSYNC does. A no-op elsewhere.
+    db.exec("PRAGMA fullfsync = ON");
+    db.exec("PRAGMA checkpoint_fullfsync = ON");
+    db.exec("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID");
+    return new SqliteStore(path, db);
+  } catch (error) {
+    db.close();
+    if (error instanceof StoreError) throw error;
+    throw new StoreError("STORE_OPEN_FAILED", `open: cannot prepare store ${path}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+}
+
+function asBytes(value: unknown, key: string): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  // Only this module writes the table, and only BLOBs: anything else is a corrupt or foreign file.
+  throw new StoreError("STORE_CORRUPT", `store: value for key ${JSON.stringify(key.slice(0, 80))} is not a BLOB`);
+}

@@ -1,0 +1,315 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import dgram from "node:dgram";
+import net from "node:net";
+import { FrameReader, formatAddress, openTransport, parseAddress, type NetTransport } from "../../src/adapters/net.ts";
+import type { Channel } from "../../src/core/wire/envelope.ts";
+import { LIMITS } from "../../src/core/util/limits.ts";
+
+interface Received {
+  readonly packet: Uint8Array;
+  readonly channel: Channel;
+  readonly from: string;
+}
+
+/** A transport on 127.0.0.1 whose inbound packets and drops are recorded. */
+async function open(t: { after: (fn: () => Promise<void>) => void }, options: { idleMs?: number; host?: string } = {}) {
+  const errors: Error[] = [];
+  const transport = await openTransport({ host: options.host ?? "127.0.0.1", port: 0, onError: (e) => errors.push(e), ...(options.idleMs === undefined ? {} : { idleMs: options.idleMs }) });
+  t.after(() => transport.close());
+  const received: Received[] = [];
+  const drops: string[] = [];
+  const waiters: Array<() => void> = [];
+  const notify = (): void => {
+    for (const waiter of waiters.splice(0)) waiter();
+  };
+  transport.onPacket((packet, channel, from) => {
+    received.push({ packet, channel, from });
+    notify();
+  });
+  transport.onDrop((reason) => {
+    drops.push(reason);
+    notify();
+  });
+  /** Resolves once `condition` holds, checked after each inbound event; fails after 5 s. */
+  const until = async (condition: () => boolean, what: string): Promise<void> => {
+    const deadline = Date.now() + 5000;
+    while (!condition()) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw new Error(`timed out waiting for ${what} (received ${received.length}, drops ${drops.join(",")})`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(remaining, 50));
+        waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  };
+  return { transport, received, drops, errors, until };
+}
+
+function portOf(transport: NetTransport): number {
+  const parsed = parseAddress(transport.address);
+  assert.ok(parsed !== undefined, transport.address);
+  return parsed.port;
+}
+
+/** A raw TCP client, resolved once connected. */
+function rawClient(port: number, host = "127.0.0.1"): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port }, () => resolve(socket));
+    socket.once("error", reject);
+  });
+}
+
+function closed(socket: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    if (socket.destroyed) return resolve();
+    socket.on("error", () => undefined);
+    socket.once("close", () => resolve());
+    socket.resume();
+  });
+}
+
+test("addresses: parse and format host:port robustly", () => {
+  assert.deepEqual(parseAddress("127.0.0.1:7401"), { host: "127.0.0.1", port: 7401 });
+  assert.deepEqual(parseAddress("[::1]:7401"), { host: "::1", port: 7401 });
+  assert.deepEqual(parseAddress("[fe80::1:2]:1"), { host: "fe80::1:2", port: 1 });
+  assert.deepEqual(parseAddress("node-1.example.org:65535"), { host: "node-1.example.org", port: 65535 });
+  for (const bad of ["", ":7401", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:+80", "127.0.0.1:8 0",
+    "::1:7401", "[::1]7401", "[::1:7401", "[nothost]:1", "bad_host:1", "a..b:1", "-a:1", `${"a".repeat(300)}:1`, "h:0x10"]) {
+    assert.equal(parseAddress(bad), undefined, JSON.stringify(bad));
+  }
+  assert.equal(formatAddress("::1", 9), "[::1]:9");
+  assert.equal(formatAddress("10.0.0.1", 9), "10.0.0.1:9");
+  assert.equal(formatAddress("::ffff:10.0.0.1", 9), "10.0.0.1:9");
+});
+
+test("net: UDP and TCP share one port; datagrams both ways", async (t) => {
+  const a = await open(t);
+  const b = await open(t);
+  assert.match(a.transport.address, /^127\.0\.0\.1:\d+$/);
+  const probe = net.connect({ host: "127.0.0.1", port: portOf(a.transport) });
+  await new Promise<void>((resolve, reject) => probe.once("connect", resolve).once("error", reject));
+  probe.destroy();
+
+  a.transport.send(b.transport.address, "datagram", new Uint8Array([1, 2, 3]));
+  b.transport.send(a.transport.address, "datagram", new Uint8Array(LIMITS.datagramBytesMax).fill(7));
+  await b.until(() => b.received.length === 1, "datagram at b");
+  await a.until(() => a.received.length === 1, "datagram at a");
+  assert.deepEqual(b.received[0], { packet: new Uint8Array([1, 2, 3]), channel: "datagram", from: a.transport.address });
+  assert.equal(a.received[0]?.packet.length, LIMITS.datagramBytesMax);
+  assert.equal(Object.getPrototypeOf(a.received[0]?.packet), Uint8Array.prototype, "a plain Uint8Array, not a Buffer");
+});
+
+test("net: oversize datagrams are refused on send and dropped on receipt", async (t) => {
+  const a = await open(t);
+  const b = await open(t);
+  a.transport.send(b.transport.address, "datagram", new Uint8Array(LIMITS.datagramBytesMax + 1));
+  assert.equal(a.transport.stats.sendRefused, 1);
+  assert.equal(a.transport.stats.datagramsSent, 0);
+
+  const raw = dgram.createSocket("udp4");
+  t.after(() => new Promise<void>((resolve) => raw.close(() => resolve())));
+  raw.send(new Uint8Array(1500), portOf(b.transport), "127.0.0.1");
+  await b.until(() => b.drops.length === 1, "oversize drop");
+  assert.deepEqual(b.drops, ["oversize"]);
+  assert.equal(b.received.length, 0);
+});
+
+test("net: stream frames arrive in order, a 5 MB frame and 1,000 small ones", async (t) => {
+  const a = await open(t);
+  const b = await open(t);
+  const big = randomBytes(5 * 1024 * 1024);
+  a.transport.send(b.transport.address, "stream", big);
+  for (let i = 0; i < 1000; i++) {
+    const frame = new Uint8Array(1 + (i % 300));
+    new DataView(frame.buffer).setUint8(0, i & 0xff);
+    frame.fill(i >> 8, 1);
+    a.transport.send(b.transport.address, "stream", frame);
+  }
+  await b.until(() => b.received.length === 1001, "1,001 frames");
+  const first = b.received[0];
+  assert.ok(first !== undefined);
+  assert.equal(first.channel, "stream");
+  assert.equal(first.packet.length, big.length);
+  assert.equal(createHash("sha256").update(first.packet).digest("hex"), createHash("sha256").update(big).digest("hex"));
+  for (let i = 0; i < 1000; i++) {
+    const got = b.received[i + 1]?.packet;
+    assert.ok(got !== undefined);
+    assert.equal(got.length, 1 + (i % 300), `frame ${i} length`);
+    assert.equal(got[0], i & 0xff, `frame ${i} out of order`);
+    if (got.length > 1) assert.equal(got[got.length - 1], i >> 8);
+  }
+  assert.match(first.from, /^127\.0\.0\.1:\d+$/);
+  assert.equal(a.transport.stats.outboundConnections, 1, "one cached connection per destination");
+  assert.equal(b.transport.stats.inboundConnections, 1);
+  assert.deepEqual(b.drops, []);
+});
+
+test("net: a 0xffffffff length prefix disconnects and counts oversize", async (t) => {
+  const b = await open(t);
+  const client = await rawClient(portOf(b.transport));
+  const gone = closed(client);
+  client.write(Buffer.from([0xff, 0xff, 0xff, 0xff]));
+  await gone;
+  await b.until(() => b.drops.length === 1, "oversize drop");
+  assert.deepEqual(b.drops, ["oversize"]);
+  assert.equal(b.received.length, 0);
+});
+
+test("net: a zero-length frame disconnects and counts decode", async (t) => {
+  const b = await open(t);
+  const client = await rawClient(portOf(b.transport));
+  const gone = closed(client);
+  client.write(Buffer.from([0, 0, 0, 0]));
+  await gone;
+  assert.deepEqual(b.drops, ["decode"]);
+});
+
+test("net: garbage after a valid frame does not crash; the transport keeps working", async (t) => {
+  const b = await open(t);
+  const client = await rawClient(portOf(b.transport));
+  const gone = closed(client);
+  // A valid 3-byte frame, split across writes, then random garbage.
+  client.write(Buffer.from([0, 0]));
+  client.write(Buffer.from([0, 3, 9]));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  client.write(Buffer.from([8, 7]));
+  client.write(Buffer.from([0x7f, 0x13, 0x00]));
+  client.end(randomBytes(4096));
+  await b.until(() => b.received.length >= 1, "the valid frame");
+  assert.deepEqual(b.received[0]?.packet, new Uint8Array([9, 8, 7]));
+  await gone;
+  // Whatever the garbage decoded to, the connection ended and a fresh peer is served.
+  const a = await open(t);
+  a.transport.send(b.transport.address, "stream", new Uint8Array([42]));
+  await b.until(() => b.received.some((r) => r.packet.length === 1 && r.packet[0] === 42), "frame after garbage");
+});
+
+test("net: frame reader handles every split of a stream and bounds what it holds", () => {
+  const frames = [new Uint8Array([1]), new Uint8Array(300).fill(2), new Uint8Array([3, 3])];
+  const stream = Buffer.concat(frames.flatMap((f) => {
+    const prefix = Buffer.alloc(4);
+    prefix.writeUInt32BE(f.length);
+    return [prefix, Buffer.from(f)];
+  }));
+  for (const size of [1, 2, 3, 4, 5, 7, 64, 301, stream.length]) {
+    const reader = new FrameReader();
+    const out: Uint8Array[] = [];
+    for (let i = 0; i < stream.length; i += size) {
+      assert.equal(reader.push(stream.subarray(i, i + size), (p) => (out.push(p.slice()), true)), "ok");
+    }
+    assert.deepEqual(out, frames, `chunks of ${size}`);
+  }
+  const reader = new FrameReader();
+  const over = Buffer.alloc(4);
+  over.writeUInt32BE(LIMITS.frameBytesMax + 1);
+  assert.equal(reader.push(over, () => true), "oversize");
+  assert.equal(reader.push(Buffer.from([0, 0, 0, 1, 5]), () => true), "oversize", "a failed reader stays failed");
+  const atBound = Buffer.alloc(4);
+  atBound.writeUInt32BE(LIMITS.frameBytesMax);
+  assert.equal(new FrameReader().push(atBound, () => true), "ok", "a frame at the bound is fine");
+});
+
+test("net: frames to a peer that is down are dropped; the next send reconnects", async (t) => {
+  const a = await open(t);
+  const b = await open(t);
+  const address = b.transport.address;
+  await b.transport.close();
+  a.transport.send(address, "stream", new Uint8Array([1]));
+  a.transport.send(address, "stream", new Uint8Array([2]));
+  await a.until(() => a.transport.stats.outboundConnections === 0 && a.transport.stats.queueDrops === 2, "failed connect");
+  assert.ok(a.errors.some((e) => /ECONNREFUSED/.test(e.message)), a.errors.map((e) => e.message).join("; "));
+  assert.ok(a.transport.stats.socketErrors >= 1);
+
+  // Bring a listener up on the same port; the next send connects afresh.
+  const port = portOf(b.transport);
+  const server = net.createServer();
+  const got: Buffer[] = [];
+  const sockets: net.Socket[] = [];
+  server.on("connection", (socket) => {
+    sockets.push(socket);
+    socket.on("data", (chunk: Buffer) => got.push(chunk));
+  });
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  t.after(() => new Promise<void>((resolve) => {
+    for (const socket of sockets) socket.destroy();
+    server.close(() => resolve());
+  }));
+  a.transport.send(address, "stream", new Uint8Array([3]));
+  await a.until(() => Buffer.concat(got).length === 5, "frame after reconnect");
+  assert.deepEqual(Buffer.concat(got), Buffer.from([0, 0, 0, 1, 3]));
+});
+
+test("net: idle outbound connections are closed and reopened on demand", async (t) => {
+  const a = await open(t, { idleMs: 100 });
+  const b = await open(t);
+  a.transport.send(b.transport.address, "stream", new Uint8Array([1]));
+  await b.until(() => b.received.length === 1, "first frame");
+  assert.equal(a.transport.stats.outboundConnections, 1);
+  await a.until(() => a.transport.stats.outboundConnections === 0, "idle close");
+  await b.until(() => b.transport.stats.inboundConnections === 0, "inbound side closed too");
+  a.transport.send(b.transport.address, "stream", new Uint8Array([2]));
+  await b.until(() => b.received.length === 2, "frame after idle close");
+  assert.equal(a.transport.stats.queueDrops, 0);
+});
+
+test("net: inbound connections beyond LIMITS.connectionsMax are refused", async (t) => {
+  const b = await open(t);
+  const port = portOf(b.transport);
+  const clients = await Promise.all(Array.from({ length: LIMITS.connectionsMax + 4 }, () => rawClient(port)));
+  t.after(() => {
+    for (const client of clients) client.destroy();
+  });
+  await b.until(() => b.transport.stats.connectionsRefused === 4, "4 refusals");
+  assert.equal(b.transport.stats.inboundConnections, LIMITS.connectionsMax);
+});
+
+test("net: invalid destinations and empty packets are counted, never thrown", async (t) => {
+  const a = await open(t);
+  a.transport.send("not an address", "datagram", new Uint8Array([1]));
+  a.transport.send("[::1]:9", "datagram", new Uint8Array([1])); // IPv6 from an IPv4 socket
+  a.transport.send("127.0.0.1:9", "stream", new Uint8Array(0));
+  a.transport.send("127.0.0.1:9", "stream", new Uint8Array(LIMITS.frameBytesMax + 1));
+  assert.equal(a.transport.stats.badAddress, 2);
+  assert.equal(a.transport.stats.sendRefused, 2);
+});
+
+test("net: close() resolves, frees the port and turns sends into counted refusals", async (t) => {
+  const a = await open(t);
+  const b = await open(t);
+  a.transport.send(b.transport.address, "stream", new Uint8Array([1]));
+  await b.until(() => b.received.length === 1, "frame");
+  await Promise.all([a.transport.close(), a.transport.close()]);
+  a.transport.send(b.transport.address, "datagram", new Uint8Array([1]));
+  assert.equal(a.transport.stats.sendRefused, 1);
+  assert.equal(a.transport.stats.outboundConnections, 0);
+  const port = portOf(a.transport);
+  const again = await openTransport({ host: "127.0.0.1", port });
+  assert.equal(again.address, a.transport.address, "the port is free again");
+  await again.close();
+  await assert.rejects(openTransport({ host: "127.0.0.1", port: portOf(b.transport) }), /EADDRINUSE/);
+});
+
+test("net: IPv6 loopback with bracketed addresses", async (t) => {
+  let v6: NetTransport;
+  try {
+    v6 = await openTransport({ host: "::1", port: 0 });
+  } catch {
+    t.skip("no IPv6 loopback here");
+    return;
+  }
+  await v6.close();
+  const a = await open(t, { host: "::1" });
+  const b = await open(t, { host: "::1" });
+  assert.match(a.transport.address, /^\[::1\]:\d+$/);
+  a.transport.send(b.transport.address, "datagram", new Uint8Array([6]));
+  a.transport.send(b.transport.address, "stream", new Uint8Array([7]));
+  await b.until(() => b.received.length === 2, "v6 packets");
+  const datagram = b.received.find((r) => r.channel === "datagram");
+  assert.equal(datagram?.from, a.transport.address);
+  assert.match(b.received.find((r) => r.channel === "stream")?.from ?? "", /^\[::1\]:\d+$/);
+});
