@@ -13,14 +13,15 @@ export interface KernelEvent {
 export type Subscriber = (event: KernelEvent) => void;
 
 export class EventBus {
+  /** Circular buffer of the newest events; #seq - #ring.length + 1 is the oldest kept seq. */
   readonly #ring: KernelEvent[] = [];
   readonly #subscribers = new Set<Subscriber>();
   #seq = 0;
 
   publish(tick: number, type: string, data: Readonly<Record<string, unknown>> = {}): void {
     const event: KernelEvent = { seq: ++this.#seq, tick, type, data };
-    this.#ring.push(event);
-    if (this.#ring.length > LIMITS.eventRingMax) this.#ring.shift();
+    if (this.#ring.length < LIMITS.eventRingMax) this.#ring.push(event);
+    else this.#ring[(event.seq - 1) % LIMITS.eventRingMax] = event;
     for (const subscriber of this.#subscribers) {
       try {
         subscriber(event);
@@ -37,6 +38,12 @@ export class EventBus {
 
   /** Events with seq greater than `after`, oldest first. */
   since(after = 0): KernelEvent[] {
-    return this.#ring.filter((event) => event.seq > after);
+    const out: KernelEvent[] = [];
+    const count = this.#ring.length;
+    for (let seq = Math.max(after + 1, this.#seq - count + 1); seq <= this.#seq; seq++) {
+      const event = this.#ring[(seq - 1) % LIMITS.eventRingMax];
+      if (event !== undefined) out.push(event);
+    }
+    return out;
   }
 }

@@ -33,6 +33,8 @@ export interface KernelConfig {
   readonly roster: Omit<RosterConfig, "join">;
   /** Ticks between RTT probes to a random member (for `net`). */
   readonly pingTicks: number;
+  /** Ticks between writes of changed members to the store. */
+  readonly persistTicks: number;
 }
 
 export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
@@ -40,6 +42,7 @@ export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
   tickMs: 10,
   roster: ROSTER_DEFAULTS,
   pingTicks: 100,
+  persistTicks: 100,
 };
 
 export interface KernelPorts {
@@ -115,6 +118,8 @@ export class Kernel {
   #startedMs = 0;
   #pingSeq = 0;
   #running = false;
+  /** Members changed since the last persist, written in one batch every persistTicks. */
+  readonly #dirtyMembers = new Map<string, MemberEntry>();
   #daemons: { kernel?: Task | undefined; roster?: Task | undefined; net?: Task | undefined } = {};
 
   constructor(ports: KernelPorts, config: KernelConfig) {
@@ -193,6 +198,7 @@ export class Kernel {
 
   stop(): void {
     if (!this.#running) return;
+    this.#persistMembers();
     this.#running = false;
     for (const task of this.tasks.list()) this.tasks.stop(task.tid);
     this.events.publish(this.#tick, "kernel-stopped", { id: this.id });
@@ -205,6 +211,7 @@ export class Kernel {
     const roster = this.roster;
     roster.tick();
     if (this.#tick % this.config.pingTicks === 0) this.#sendPing();
+    if (this.#tick % this.config.persistTicks === 0) this.#persistMembers();
     const kernelTask = this.#daemons.kernel;
     if (kernelTask !== undefined) kernelTask.steps++;
     if (roster.hasReady()) this.#flush();
@@ -307,12 +314,21 @@ export class Kernel {
   /** Persist, then send, then publish events. */
   #flush(): void {
     const ready = this.roster.ready();
-    if (ready.changed.length > 0) {
-      const batch: StoreWrite[] = ready.changed.map((entry) => ({ key: PREFIX_MEMBER + entry.id, value: storePackr.pack(entry) }));
-      this.ports.store.write(batch, { durable: false });
-    }
+    for (const entry of ready.changed) this.#dirtyMembers.set(entry.id, entry);
     for (const outbound of ready.messages) this.#send(outbound);
     for (const event of ready.events) this.events.publish(this.#tick, event.type, event);
+  }
+
+  /**
+   * Writes the members changed since the last call, in one batch. Not durable: the roster is a
+   * cache that gossip rebuilds, so losing the last second of it in a crash costs nothing.
+   */
+  #persistMembers(): void {
+    if (this.#dirtyMembers.size === 0) return;
+    const batch: StoreWrite[] = [];
+    for (const entry of this.#dirtyMembers.values()) batch.push({ key: PREFIX_MEMBER + entry.id, value: storePackr.pack(entry) });
+    this.#dirtyMembers.clear();
+    this.ports.store.write(batch, { durable: false });
   }
 
   #send(outbound: Outbound): void {

@@ -4,7 +4,7 @@ import fc from "fast-check";
 import { decodeHeader, encodeHeader, HEADER_BYTES, TAG_BYTES, type Header } from "../../src/core/wire/envelope.ts";
 import { ReplayGuard } from "../../src/core/wire/replay.ts";
 import { decodeMessage, encodeMessage } from "../../src/core/wire/codec.ts";
-import type { MemberEntry } from "../../src/core/wire/messages.ts";
+import type { MemberEntry, Message } from "../../src/core/wire/messages.ts";
 
 const entry: MemberEntry = {
   id: "0123456789abcdef", pub: new Uint8Array(32).fill(9), addr: "127.0.0.1:7401", role: "core", name: "n1", incarnation: 3,
@@ -75,13 +75,13 @@ function plain(value: unknown): string {
 }
 
 test("codec: messages round trip", () => {
-  const messages = [
+  const messages: Message[] = [
     { t: "hello", entry },
     { t: "gossip", members: [entry, entry] },
     { t: "sync", reply: true, members: [entry] },
     { t: "ping", seq: 1, sent: 123456789 },
     { t: "challenge", nonce: new Uint8Array(16).fill(1) },
-  ] as const;
+  ];
   for (const message of messages) {
     const result = decodeMessage(encodeMessage(message));
     assert.ok(result.ok, JSON.stringify(result));

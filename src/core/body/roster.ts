@@ -106,8 +106,10 @@ export class Roster {
   readonly #members = new Map<string, Member>();
   /** Ids of members, for O(1) random choice. Invariant: same set as #members' keys. */
   readonly #ids: string[] = [];
-  /** Changes still to piggyback: id → transmissions left. Newest last. */
-  readonly #news = new Map<string, number>();
+  /** Changes still to piggyback: id → transmissions left and its position in #newsOrder. */
+  readonly #news = new Map<string, { left: number; position: number }>();
+  /** Ids in the order their news arrived (newest last); positions not matching #news are stale. */
+  #newsOrder: string[] = [];
   readonly #pending = new Map<string, Pending>();
   readonly #gossip: Timeout;
   readonly #sync: Timeout;
@@ -308,8 +310,7 @@ export class Roster {
         this.#events.push({ type: "member-updated", id: entry.id, addr: entry.addr, incarnation: entry.incarnation });
       }
       this.#changed.push(entry);
-      this.#news.delete(entry.id);
-      this.#news.set(entry.id, this.#retransmitLimit());
+      this.#addNews(entry.id);
     }
   }
 
@@ -329,13 +330,19 @@ export class Roster {
     if (target === undefined) return;
     const members: MemberEntry[] = [this.#self];
     let bytes = entryBytesMax(this.#self);
-    // Newest changes first: Map order is insertion order, so walk it from the end.
-    const news = [...this.#news.keys()];
-    for (let i = news.length - 1; i >= 0 && members.length < LIMITS.gossipEntriesMax; i--) {
-      const id = news[i] as string;
+    // Newest changes first: walk the order log from its end, skipping superseded positions.
+    const order = this.#newsOrder;
+    for (let i = order.length - 1; i >= 0 && members.length < LIMITS.gossipEntriesMax; i--) {
+      const id = order[i] as string;
+      const news = this.#news.get(id);
+      if (news === undefined || news.position !== i) {
+        // Spent or superseded news at the end of the log is dropped for good, so later walks do
+        // not skip over it again.
+        if (i === order.length - 1) order.pop();
+        continue;
+      }
       const entry = this.#members.get(id)?.entry;
-      const left = this.#news.get(id) ?? 0;
-      if (entry === undefined || left <= 0) {
+      if (entry === undefined) {
         this.#news.delete(id);
         continue;
       }
@@ -343,10 +350,32 @@ export class Roster {
       if (bytes + size > GOSSIP_BODY_BUDGET) break;
       bytes += size;
       members.push(entry);
-      if (left <= 1) this.#news.delete(id);
-      else this.#news.set(id, left - 1);
+      if (--news.left <= 0) {
+        this.#news.delete(id);
+        if (i === order.length - 1) order.pop();
+      }
     }
+    this.#compactNews();
     this.#outbox.push({ to: target.entry.addr, channel: "datagram", message: { t: "gossip", members } });
+  }
+
+  #addNews(id: string): void {
+    this.#news.set(id, { left: this.#retransmitLimit(), position: this.#newsOrder.length });
+    this.#newsOrder.push(id);
+  }
+
+  /** Drops superseded positions once they outnumber live ones; amortised O(1) per change. */
+  #compactNews(): void {
+    if (this.#newsOrder.length < 64 || this.#newsOrder.length < 2 * this.#news.size) return;
+    const order: string[] = [];
+    for (let i = 0; i < this.#newsOrder.length; i++) {
+      const id = this.#newsOrder[i] as string;
+      const news = this.#news.get(id);
+      if (news === undefined || news.position !== i) continue;
+      news.position = order.length;
+      order.push(id);
+    }
+    this.#newsOrder = order;
   }
 
   #sendSync(): void {

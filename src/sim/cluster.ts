@@ -1,0 +1,198 @@
+// The cluster simulator (DESIGN.md §2.3): N kernels — the real node code of src/node/kernel.ts —
+// on a simulated network, simulated disks and simulated clocks, in virtual time, all from one
+// seed. Each tick the network delivers the packets due, then every live kernel ticks. Nothing reads
+// the wall clock or ambient randomness, so a seed replays exactly; `traceHash` folds every
+// delivered packet, in order, into one fingerprint of the run.
+import { createIdentityFromSeed } from "../adapters/identity.ts";
+import { createSeal } from "../adapters/seal.ts";
+import { assert } from "../core/util/assert.ts";
+import { createRng, type Rng } from "../core/util/rng.ts";
+import { Kernel, KERNEL_DEFAULTS, DROP_REASONS, type DropReason, type KernelConfig } from "../node/kernel.ts";
+import type { Identity, Seal } from "../node/ports.ts";
+import { SimClock } from "./clock.ts";
+import { SimDisk, SimStore } from "./disk.ts";
+import { SimNetwork, randomFaults, type LinkFaults, type SimEndpoint } from "./network.ts";
+import { createSimSeal } from "./seal.ts";
+
+export type FaultProfile = "none" | "lossy" | "random";
+
+export interface ClusterOptions {
+  readonly nodes: number;
+  readonly seed: number;
+  /** Network faults: none (1-tick links), lossy (delay, jitter, 5% loss, 1% duplication), random (drawn from the seed). */
+  readonly faults?: FaultProfile;
+  /** "sim": checksum seal (fast); "real": the ChaCha20-Poly1305 seal real nodes use. */
+  readonly seal?: "sim" | "real";
+  /** Clock offset and drift per node (on by default). */
+  readonly clockSkew?: boolean;
+  readonly kernel?: Partial<Pick<KernelConfig, "roster" | "pingTicks">>;
+}
+
+export interface SimNode {
+  readonly index: number;
+  readonly address: string;
+  readonly identity: Identity;
+  readonly disk: SimDisk;
+  kernel: Kernel;
+  endpoint: SimEndpoint;
+  alive: boolean;
+}
+
+export interface SimResult {
+  readonly seed: number;
+  readonly nodes: number;
+  readonly ticks: number;
+  /** Packets delivered by the network. */
+  readonly messages: number;
+  readonly sent: number;
+  readonly traceHash: string;
+  /** First tick at which every live node knew every live node; null if not reached. */
+  readonly convergedAtTick: number | null;
+  readonly membersKnown: { readonly min: number; readonly mean: number };
+  readonly kernelDrops: Record<DropReason, number>;
+  readonly faults: FaultProfile;
+}
+
+const SIM_TOKEN = "p-kernel-simulated-cluster-token";
+const LOSSY: Partial<LinkFaults> = {
+  minDelayTicks: 1,
+  jitter: { kind: "exponential", meanTicks: 2, maxTicks: 20 },
+  lossRate: 0.05,
+  duplicateRate: 0.01,
+  reorderRate: 0.01,
+  reorderDelayTicksMax: 10,
+};
+
+export class SimCluster {
+  readonly seed: number;
+  readonly network: SimNetwork;
+  readonly nodes: SimNode[] = [];
+  readonly #rng: Rng;
+  readonly #options: ClusterOptions;
+  #now = 0;
+  #convergedAtTick: number | null = null;
+
+  constructor(options: ClusterOptions) {
+    assert(Number.isInteger(options.nodes) && options.nodes >= 1, "SimCluster: nodes must be a positive integer");
+    this.seed = options.seed;
+    this.#options = options;
+    this.#rng = createRng(options.seed);
+    const faults = options.faults ?? "none";
+    const networkRng = this.#rng.fork();
+    const linkFaults = faults === "none" ? {} : faults === "lossy" ? LOSSY : randomFaults(this.#rng.fork());
+    this.network = new SimNetwork({ rng: networkRng, faults: linkFaults });
+    const seedAddress = addressOf(0);
+    for (let index = 0; index < options.nodes; index++) {
+      const keySeed = new Uint8Array(32);
+      for (let i = 0; i < 32; i += 4) new DataView(keySeed.buffer).setUint32(i, this.#rng.nextU32());
+      const identity = createIdentityFromSeed(keySeed);
+      const disk = new SimDisk();
+      const address = addressOf(index);
+      const node: SimNode = {
+        index, address, identity, disk,
+        endpoint: this.network.createEndpoint(address),
+        kernel: undefined as unknown as Kernel,
+        alive: true,
+      };
+      node.kernel = this.#boot(node, index === 0 ? [] : [seedAddress]);
+      this.nodes.push(node);
+    }
+  }
+
+  get now(): number {
+    return this.#now;
+  }
+
+  /** Advances virtual time by one tick: deliver what is due, then tick every live kernel. */
+  tick(): void {
+    this.#now++;
+    this.network.deliverDue(this.#now);
+    for (const node of this.nodes) if (node.alive) node.kernel.tick();
+    if (this.#convergedAtTick === null && this.#now % 10 === 0 && this.#converged()) this.#convergedAtTick = this.#now;
+  }
+
+  run(ticks: number): void {
+    for (let i = 0; i < ticks; i++) this.tick();
+  }
+
+  /** Kills a node as a power loss would: its packets stop, its unsynced writes are lost or torn. */
+  crash(index: number): void {
+    const node = this.#node(index);
+    assert(node.alive, `SimCluster: node ${index} is already down`);
+    node.kernel.stop();
+    node.endpoint.closeNow();
+    node.disk.crash(this.#rng, { tornProbability: 0.5 });
+    node.alive = false;
+    this.#convergedAtTick = null;
+  }
+
+  /** Boots a crashed node again from what its disk kept, at the same address with the same key. */
+  restart(index: number): void {
+    const node = this.#node(index);
+    assert(!node.alive, `SimCluster: node ${index} is running`);
+    node.endpoint = this.network.createEndpoint(node.address);
+    node.kernel = this.#boot(node, index === 0 ? [] : [addressOf(0)]);
+    node.alive = true;
+  }
+
+  result(): SimResult {
+    const live = this.nodes.filter((node) => node.alive);
+    let min = Number.POSITIVE_INFINITY;
+    let sum = 0;
+    const kernelDrops = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
+    for (const node of live) {
+      const known = node.kernel.roster.size;
+      min = Math.min(min, known);
+      sum += known;
+      for (const reason of DROP_REASONS) kernelDrops[reason] += node.kernel.stats.dropped[reason];
+    }
+    return {
+      seed: this.seed,
+      nodes: this.nodes.length,
+      ticks: this.#now,
+      messages: this.network.delivered,
+      sent: this.network.stats.sent,
+      traceHash: this.network.traceHash,
+      convergedAtTick: this.#convergedAtTick,
+      membersKnown: { min: live.length === 0 ? 0 : min, mean: live.length === 0 ? 0 : sum / live.length },
+      kernelDrops,
+      faults: this.#options.faults ?? "none",
+    };
+  }
+
+  #boot(node: SimNode, join: readonly string[]): Kernel {
+    const options = this.#options;
+    const clock = options.clockSkew === false
+      ? new SimClock(this.network)
+      : SimClock.random(this.network, this.#rng.fork());
+    const seal: Seal = options.seal === "real" ? createSeal(SIM_TOKEN, node.identity.id) : createSimSeal(node.identity.id);
+    const kernel = new Kernel(
+      { transport: node.endpoint, store: SimStore.recover(node.disk), clock, seal, identity: node.identity, rng: this.#rng.fork() },
+      {
+        ...KERNEL_DEFAULTS,
+        ...options.kernel,
+        name: `n${node.index}`,
+        join,
+      },
+    );
+    kernel.start();
+    return kernel;
+  }
+
+  #node(index: number): SimNode {
+    const node = this.nodes[index];
+    assert(node !== undefined, `SimCluster: no node ${index}`);
+    return node;
+  }
+
+  #converged(): boolean {
+    let live = 0;
+    for (const node of this.nodes) if (node.alive) live++;
+    for (const node of this.nodes) if (node.alive && node.kernel.roster.size < live) return false;
+    return true;
+  }
+}
+
+function addressOf(index: number): string {
+  return `sim${index}:7400`;
+}

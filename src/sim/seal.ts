@@ -1,0 +1,140 @@
+// The simulator's Seal: the real envelope layout (src/core/wire/envelope.ts: 28-byte header, then
+// the body, then a 16-byte tag) with a cheap, non-cryptographic tag.
+//
+// Real nodes seal with ChaCha20-Poly1305 under the cluster key (src/adapters/seal.ts). The
+// simulated network is trusted and the simulator's job is protocol behaviour, so here the body
+// travels in clear and the tag is a 128-bit checksum over the header and body, mixed with the
+// cluster key and the (sender, epoch) the opener expects. It keeps what the protocols can observe
+// of the real seal — packet sizes, and open() failing on a wrong key, sender or epoch or on any
+// changed bit — at a fraction of the cost. It is not a security boundary and must never be
+// plugged into a real node.
+import type { Seal } from "../node/ports.ts";
+import type { Channel } from "../core/wire/envelope.ts";
+import { encodeHeader, HEADER_BYTES, NODE_ID_BYTES, TAG_BYTES, WIRE_VERSION } from "../core/wire/envelope.ts";
+import { assert } from "../core/util/assert.ts";
+import { ByteSlab } from "./slab.ts";
+import { Fingerprint, fmix32, LANE_A_SEED, LANE_B_SEED } from "./fingerprint.ts";
+
+export interface SimSealOptions {
+  /** Stands in for the cluster key: seals made under different keys do not open. Default 0. */
+  readonly clusterKey?: number;
+}
+
+const NODE_ID_PATTERN = /^[0-9a-f]{16}$/;
+/** Offset of the counter in the header: magic, version, channel, sender id and epoch come first. */
+const COUNTER_OFFSET = 20;
+
+export function createSimSeal(selfId: string, options: SimSealOptions = {}): Seal {
+  assert(NODE_ID_PATTERN.test(selfId), `createSimSeal: node id must be ${NODE_ID_BYTES * 2} lowercase hex characters`);
+  const key = (options.clusterKey ?? 0) >>> 0;
+  // Sealed packets belong to the caller, who may keep some (a retransmission queue): small slabs
+  // bound the memory one kept packet can pin to 16 KiB.
+  const slab = new ByteSlab(16 * 1024);
+  const sealPrint = new Fingerprint();
+  const openPrint = new Fingerprint();
+  const seeds = new SenderSeeds(key);
+  // encodeHeader lays out the header once per (channel, epoch); each seal copies that template and
+  // writes only the counter.
+  let template: Uint8Array | undefined;
+  let templateChannel: Channel | undefined;
+  let templateEpoch = -1;
+  return {
+    seal(channel: Channel, epoch: number, counter: number, body: Uint8Array): Uint8Array {
+      assert(Number.isSafeInteger(counter) && counter >= 0, "SimSeal: counter must be a safe non-negative integer");
+      if (template === undefined || channel !== templateChannel || epoch !== templateEpoch) {
+        template = new Uint8Array(HEADER_BYTES);
+        encodeHeader({ version: WIRE_VERSION, channel, sender: selfId, epoch, counter: 0 }, template);
+        templateChannel = channel;
+        templateEpoch = epoch;
+      }
+      const packet = slab.alloc(HEADER_BYTES + body.length + TAG_BYTES);
+      packet.set(template);
+      writeU64(packet, COUNTER_OFFSET, counter);
+      packet.set(body, HEADER_BYTES);
+      computeTag(sealPrint, seeds, packet, selfId, epoch);
+      writeTag(sealPrint, packet, key);
+      return packet;
+    },
+    open(packet: Uint8Array, sender: string, epoch: number): Uint8Array | undefined {
+      if (packet.length < HEADER_BYTES + TAG_BYTES) return undefined;
+      computeTag(openPrint, seeds, packet, sender, epoch);
+      if (!tagMatches(openPrint, packet, key)) return undefined;
+      return packet.subarray(HEADER_BYTES, packet.length - TAG_BYTES);
+    },
+  };
+}
+
+/** The fingerprint state after (key, sender), per sender: the tag's prefix, computed once. */
+class SenderSeeds {
+  readonly #key: number;
+  readonly #seeds = new Map<string, { readonly a: number; readonly b: number }>();
+  readonly #print = new Fingerprint();
+
+  constructor(key: number) {
+    this.#key = key;
+  }
+
+  /** Starts `print` at the state for `sender`. */
+  start(print: Fingerprint, sender: string): void {
+    let seeds = this.#seeds.get(sender);
+    if (seeds === undefined) {
+      const fresh = this.#print;
+      fresh.reset(LANE_A_SEED ^ this.#key, LANE_B_SEED ^ this.#key);
+      for (let i = 0; i < sender.length; i++) fresh.word(sender.charCodeAt(i));
+      seeds = { a: fresh.a, b: fresh.b };
+      if (this.#seeds.size >= SENDER_SEEDS_MAX) this.#seeds.clear();
+      this.#seeds.set(sender, seeds);
+    }
+    print.reset(seeds.a, seeds.b);
+  }
+}
+
+/** Senders whose tag prefix one seal remembers (cleared when full: the cache is only for speed). */
+const SENDER_SEEDS_MAX = 1 << 16;
+
+/** Folds (key, sender, epoch, header || body) into `print`. */
+function computeTag(print: Fingerprint, seeds: SenderSeeds, packet: Uint8Array, sender: string, epoch: number): void {
+  seeds.start(print, sender);
+  print.word(epoch >>> 0);
+  print.word(Math.floor(epoch / 0x1_0000_0000));
+  print.bytes(packet, packet.length - TAG_BYTES);
+}
+
+/** The four tag words, from the two lanes, each finalised so every bit depends on every input bit. */
+function tagWord(print: Fingerprint, key: number, length: number, index: number): number {
+  switch (index) {
+    case 0: return fmix32(print.a);
+    case 1: return fmix32(print.b);
+    case 2: return fmix32(print.a ^ Math.imul(print.b, 0x9e3779b1) ^ length);
+    default: return fmix32(print.b ^ Math.imul(print.a, 0x85ebca6b) ^ key);
+  }
+}
+
+function writeTag(print: Fingerprint, packet: Uint8Array, key: number): void {
+  const at = packet.length - TAG_BYTES;
+  for (let i = 0; i < 4; i++) writeU32(packet, at + i * 4, tagWord(print, key, at, i));
+}
+
+function tagMatches(print: Fingerprint, packet: Uint8Array, key: number): boolean {
+  const at = packet.length - TAG_BYTES;
+  let difference = 0;
+  for (let i = 0; i < 4; i++) difference |= readU32(packet, at + i * 4) ^ tagWord(print, key, at, i);
+  return difference === 0;
+}
+
+function writeU32(bytes: Uint8Array, at: number, value: number): void {
+  bytes[at] = value >>> 24;
+  bytes[at + 1] = value >>> 16;
+  bytes[at + 2] = value >>> 8;
+  bytes[at + 3] = value;
+}
+
+function readU32(bytes: Uint8Array, at: number): number {
+  return (((bytes[at] as number) << 24) | ((bytes[at + 1] as number) << 16) | ((bytes[at + 2] as number) << 8) | (bytes[at + 3] as number)) >>> 0;
+}
+
+/** Big-endian u64 of a safe integer, as envelope.ts writes it. */
+function writeU64(bytes: Uint8Array, at: number, value: number): void {
+  writeU32(bytes, at, Math.floor(value / 0x1_0000_0000));
+  writeU32(bytes, at + 4, value >>> 0);
+}
