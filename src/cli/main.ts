@@ -1,0 +1,705 @@
+// `pk`, the command line (DESIGN.md §8): node, up, down, shell, sim. bin/pk.js calls main() and
+// exits with the code it returns: 0 done, 1 failed, 2 bad usage.
+//
+// `pk up` starts N detached `pk node` processes on loopback and records them in D/cluster.json
+// (mode 0600: it holds the cluster token), each with the exact argument vector that restarts it;
+// `pk down` stops the processes listed there. `pk shell` is a readline front end to
+// POST /v1/shell.
+import { spawn } from "node:child_process";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { createSocket } from "node:dgram";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface, type Interface } from "node:readline";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { z } from "zod";
+import { makeToken } from "../adapters/seal.ts";
+import { LIMITS } from "../core/util/limits.ts";
+import { VERSION } from "../node/kernel.ts";
+import { NodeStartError, parseHostPort, runNode } from "../node/run.ts";
+
+/** Nodes `pk up` starts at most: a local cluster, not a load test. */
+export const UP_NODES_MAX = 64;
+/** Milliseconds `pk up` waits for each node to answer GET /v1/status. */
+export const UP_READY_TIMEOUT_MS = 15_000;
+/** Milliseconds `pk down` waits after SIGTERM before SIGKILL. */
+export const DOWN_GRACE_MS = 5_000;
+/** Milliseconds `pk down` waits for stopped nodes to be reaped (to vanish from the process table). */
+const REAP_WAIT_MS = 5_000;
+/** Lines kept in ~/.pk_history. */
+export const HISTORY_LINES_MAX = 1_000;
+/** Milliseconds one shell request may take. */
+const SHELL_REQUEST_TIMEOUT_MS = 30_000;
+const DEFAULT_DIR = ".pk";
+const DEFAULT_API = "http://127.0.0.1:7501";
+const LISTEN_BASE_PORT = 7400;
+const API_BASE_PORT = 7500;
+
+const USAGE = `usage: pk COMMAND [OPTIONS]
+
+commands:
+  up     [--nodes N] [--dir D] [--detach]   start a local cluster (default 3 nodes, data in ./.pk)
+                                            and open the shell on its first node
+  down   [--dir D]                          stop the cluster started by pk up
+  node   --data DIR [--listen HOST:PORT] [--api HOST:PORT] [--join HOST:PORT]...
+         [--token T] [--role core|contributor] [--name NAME]
+                                            run one node in the foreground
+  shell  [--api URL] [--token T] [--dir D] [-c LINE]
+                                            attach the shell to a running node
+  sim    ...                                run the deterministic simulator
+  help                                      show this text
+
+options: --help, --version`;
+
+// ---------------------------------------------------------------------------------------------
+// Entry
+
+class UsageFailure extends Error {
+  override name = "UsageFailure";
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case undefined:
+        throw new UsageFailure("missing command");
+      case "help":
+      case "--help":
+      case "-h":
+        process.stdout.write(`${USAGE}\n`);
+        return 0;
+      case "--version":
+      case "-V":
+      case "version":
+        process.stdout.write(`pk ${VERSION} (p-kernel, node ${process.version})\n`);
+        return 0;
+      case "node":
+        return await nodeCommand(rest);
+      case "up":
+        return await upCommand(rest);
+      case "down":
+        return await downCommand(rest);
+      case "shell":
+        return await shellCommand(rest);
+      case "sim":
+        return await simCommand(rest);
+      default:
+        throw new UsageFailure(`unknown command ${JSON.stringify(command.slice(0, 40))}`);
+    }
+  } catch (error) {
+    if (error instanceof UsageFailure || isParseArgsError(error)) {
+      process.stderr.write(`pk${command !== undefined && !command.startsWith("-") ? ` ${command.slice(0, 40)}` : ""}: ${(error as Error).message}\n${USAGE}\n`);
+      return 2;
+    }
+    if (error instanceof CliFailure || error instanceof NodeStartError) {
+      process.stderr.write(`pk ${command ?? ""}: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+/** An expected failure: one line on stderr, exit code 1. */
+class CliFailure extends Error {
+  override name = "CliFailure";
+}
+
+function isParseArgsError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.startsWith("ERR_PARSE_ARGS_");
+}
+
+function parse<T extends ParseArgsConfig["options"]>(args: string[], options: T, allowPositionals = false) {
+  return parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals });
+}
+
+// ---------------------------------------------------------------------------------------------
+// pk node
+
+async function nodeCommand(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    data: { type: "string" },
+    listen: { type: "string" },
+    api: { type: "string" },
+    join: { type: "string", multiple: true },
+    token: { type: "string" },
+    role: { type: "string" },
+    name: { type: "string" },
+  });
+  if (values.help === true) return printUsage();
+  if (values.data === undefined) throw new UsageFailure("--data DIR is required");
+  const role = values.role ?? "core";
+  if (role !== "core" && role !== "contributor") throw new UsageFailure(`--role must be core or contributor, got ${JSON.stringify(role)}`);
+  const node = await runNode({
+    data: values.data,
+    role,
+    join: values.join ?? [],
+    ownProcess: true,
+    ...(values.listen !== undefined ? { listen: values.listen } : {}),
+    ...(values.api !== undefined ? { api: values.api } : {}),
+    ...(values.token !== undefined ? { token: values.token } : {}),
+    ...(values.name !== undefined ? { name: values.name } : {}),
+  });
+  await node.stopped;
+  return 0;
+}
+
+function printUsage(): number {
+  process.stdout.write(`${USAGE}\n`);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// cluster.json
+
+const ClusterNodeSchema = z.object({
+  id: z.string(),
+  /** null once `pk down` stopped it. */
+  pid: z.number().int().positive().nullable(),
+  listen: z.string(),
+  api: z.string(),
+  data: z.string(),
+  argv: z.array(z.string()).min(2),
+  name: z.string().optional(),
+  state: z.enum(["running", "stopped"]).optional(),
+});
+const ClusterFileSchema = z.object({ token: z.string().min(1), nodes: z.array(ClusterNodeSchema).max(UP_NODES_MAX) });
+export type ClusterNode = z.infer<typeof ClusterNodeSchema>;
+export type ClusterFile = z.infer<typeof ClusterFileSchema>;
+
+function clusterPath(dir: string): string {
+  return join(dir, "cluster.json");
+}
+
+/** The cluster file in `dir`, undefined if there is none; a malformed one is an error. */
+export function readCluster(dir: string): ClusterFile | undefined {
+  const path = clusterPath(dir);
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new CliFailure(`cannot read ${path}: ${(error as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new CliFailure(`${path} is not valid JSON; move it away to start over`);
+  }
+  const result = ClusterFileSchema.safeParse(parsed);
+  if (!result.success) throw new CliFailure(`${path} is not a cluster file (${result.error.issues[0]?.message ?? "invalid"}); move it away to start over`);
+  return result.data;
+}
+
+function writeCluster(dir: string, cluster: ClusterFile): void {
+  const path = clusterPath(dir);
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(cluster, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/**
+ * Whether `pid` is a live process running the node of `dataDir`. On Linux the command line is
+ * checked too, so a pid reused by an unrelated process after a crash is never signalled; a zombie
+ * (exited, not yet reaped) counts as gone.
+ */
+export function isNodeProcess(pid: number, dataDir: string): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  if (process.platform !== "linux") return true;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    if (state === "Z" || state === "X") return false;
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    return cmdline.includes(dataDir);
+  } catch {
+    // /proc unreadable (hardened kernels): trust kill(pid, 0).
+    return existsSync(`/proc/${pid}`) || !existsSync("/proc/self");
+  }
+}
+
+function pkBinPath(): string {
+  for (const relative of ["../../bin/pk.js", "../../../bin/pk.js"]) {
+    const path = fileURLToPath(new URL(relative, import.meta.url));
+    if (existsSync(path)) return path;
+  }
+  throw new CliFailure("cannot find bin/pk.js next to this installation");
+}
+
+/** Whether both TCP and UDP can bind host:port right now. */
+async function portFree(host: string, port: number): Promise<boolean> {
+  const tcp = await new Promise<boolean>((done) => {
+    const server = createServer();
+    server.once("error", () => done(false));
+    server.listen({ host, port, exclusive: true }, () => server.close(() => done(true)));
+  });
+  if (!tcp) return false;
+  return new Promise<boolean>((done) => {
+    const socket = createSocket("udp4");
+    socket.once("error", () => {
+      socket.close();
+      done(false);
+    });
+    socket.bind({ address: host, port, exclusive: true }, () => socket.close(() => done(true)));
+  });
+}
+
+/** A port free for both TCP and UDP that the OS picked. */
+async function osPort(host: string, taken: ReadonlySet<number>): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await new Promise<number>((done, fail) => {
+      const server = createServer();
+      server.once("error", fail);
+      server.listen({ host, port: 0 }, () => {
+        const address = server.address();
+        const chosen = typeof address === "object" && address !== null ? address.port : 0;
+        server.close(() => done(chosen));
+      });
+    });
+    if (port > 0 && !taken.has(port) && await portFree(host, port)) return port;
+  }
+  throw new CliFailure("the OS offered no free port usable for both TCP and UDP");
+}
+
+async function pickPort(host: string, preferred: readonly number[], taken: Set<number>): Promise<number> {
+  for (const port of preferred) {
+    if (port > 0 && port <= 65535 && !taken.has(port) && await portFree(host, port)) {
+      taken.add(port);
+      return port;
+    }
+  }
+  const port = await osPort(host, taken);
+  taken.add(port);
+  return port;
+}
+
+interface StatusSummary {
+  readonly id: string;
+  readonly members: ReadonlyArray<{ readonly id: string; readonly state: string }>;
+}
+
+async function fetchStatus(api: string, token: string | undefined, timeoutMs = 2_000): Promise<StatusSummary> {
+  const response = await fetch(`${api}/v1/status`, {
+    headers: token === undefined ? {} : { Authorization: `Bearer ${token}` },
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const body = await response.json() as unknown;
+  if (!response.ok) throw new Error(errorMessage(body) ?? `HTTP ${response.status}`);
+  const id = (body as { id?: unknown }).id;
+  const members = (body as { members?: unknown }).members;
+  if (typeof id !== "string" || !Array.isArray(members)) throw new Error("GET /v1/status answered an unexpected body");
+  return { id, members: members as StatusSummary["members"] };
+}
+
+function errorMessage(body: unknown): string | undefined {
+  const message = (body as { error?: { message?: unknown } } | null)?.error?.message;
+  return typeof message === "string" ? message : undefined;
+}
+
+function tail(path: string, lines: number): string {
+  try {
+    const text = readFileSync(path, "utf8");
+    return text.trimEnd().split("\n").slice(-lines).map((line) => `    ${line}`).join("\n");
+  } catch {
+    return "";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// pk up
+
+async function upCommand(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    nodes: { type: "string", short: "n" },
+    dir: { type: "string" },
+    detach: { type: "boolean" },
+  });
+  if (values.help === true) return printUsage();
+  const count = Number(values.nodes ?? "3");
+  if (!Number.isInteger(count) || count < 1 || count > UP_NODES_MAX) {
+    throw new UsageFailure(`--nodes must be an integer from 1 to ${UP_NODES_MAX}, got ${JSON.stringify(values.nodes)}`);
+  }
+  const dir = resolve(values.dir ?? DEFAULT_DIR);
+  const detach = values.detach === true;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+
+  const existing = readCluster(dir);
+  if (existing !== undefined) {
+    const alive = existing.nodes.filter((node) => node.pid !== null && isNodeProcess(node.pid, node.data));
+    if (alive.length > 0) {
+      process.stdout.write(`a cluster is already running in ${dir}: ${alive.length} of ${existing.nodes.length} nodes alive (stop it with: pk down --dir ${dir})\n`);
+      const first = alive[0];
+      if (detach || first === undefined) return 0;
+      return interactiveShell(first.api, existing.token, dir);
+    }
+  }
+
+  const token = existing?.token ?? makeToken();
+  const bin = pkBinPath();
+  const host = "127.0.0.1";
+  const taken = new Set<number>();
+  const planned: Array<{ name: string; data: string; listen: string; api: string; argv: string[]; log: string }> = [];
+  for (let i = 1; i <= count; i++) {
+    const before = existing?.nodes[i - 1];
+    const previousListen = before === undefined ? 0 : safePort(before.listen);
+    const previousApi = before === undefined ? 0 : safePort(before.api.replace(/^https?:\/\//, ""));
+    const listenPort = await pickPort(host, [previousListen, LISTEN_BASE_PORT + i], taken);
+    const apiPort = await pickPort(host, [previousApi, API_BASE_PORT + i], taken);
+    const name = `n${i}`;
+    const data = join(dir, name);
+    const listen = `${host}:${listenPort}`;
+    const first = planned[0];
+    const argv = [
+      process.execPath, bin, "node", "--data", data, "--listen", listen, "--api", `${host}:${apiPort}`,
+      "--token", token, "--name", name, ...(first !== undefined ? ["--join", first.listen] : []),
+    ];
+    planned.push({ name, data, listen, api: `http://${host}:${apiPort}`, argv, log: join(data, "node.log") });
+  }
+
+  const started = Date.now();
+  const children: Array<{ pid: number; exited: { code: number | null; signal: string | null } | undefined }> = [];
+  for (const plan of planned) {
+    mkdirSync(plan.data, { recursive: true, mode: 0o700 });
+    const fd = openSync(plan.log, "a", 0o600);
+    try {
+      const child = spawn(plan.argv[0] as string, plan.argv.slice(1), { detached: true, stdio: ["ignore", fd, fd] });
+      const record: (typeof children)[number] = { pid: child.pid ?? 0, exited: undefined };
+      child.on("error", () => {
+        record.exited = { code: null, signal: "spawn failed" };
+      });
+      child.on("exit", (code, signal) => {
+        record.exited = { code, signal };
+      });
+      child.unref();
+      children.push(record);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  const stopStarted = async (): Promise<void> => {
+    for (const [i, child] of children.entries()) {
+      const data = planned[i]?.data;
+      if (child.pid > 0 && data !== undefined && isNodeProcess(child.pid, data)) process.kill(child.pid, "SIGTERM");
+    }
+    await sleep(500);
+    for (const [i, child] of children.entries()) {
+      const data = planned[i]?.data;
+      if (child.pid > 0 && data !== undefined && isNodeProcess(child.pid, data)) process.kill(child.pid, "SIGKILL");
+    }
+  };
+
+  let ids: string[];
+  try {
+    ids = await Promise.all(planned.map(async (plan, i) => {
+      const deadline = Date.now() + UP_READY_TIMEOUT_MS;
+      let lastError = "no answer yet";
+      for (;;) {
+        const exited = children[i]?.exited;
+        if (exited !== undefined) {
+          throw new CliFailure(`node ${plan.name} exited (${exited.signal ?? `code ${exited.code}`}) before it was ready; see ${plan.log}\n${tail(plan.log, 10)}`);
+        }
+        if (Date.now() > deadline) {
+          throw new CliFailure(`node ${plan.name} did not answer ${plan.api}/v1/status within ${UP_READY_TIMEOUT_MS / 1000} s (${lastError}); see ${plan.log}\n${tail(plan.log, 10)}`);
+        }
+        try {
+          return (await fetchStatus(plan.api, undefined, 1_000)).id;
+        } catch (error) {
+          lastError = (error as Error).message;
+        }
+        await sleep(100);
+      }
+    }));
+  } catch (error) {
+    await stopStarted();
+    throw error;
+  }
+
+  const cluster: ClusterFile = {
+    token,
+    nodes: planned.map((plan, i) => ({
+      id: ids[i] ?? "", pid: children[i]?.pid ?? 0, listen: plan.listen, api: plan.api, data: plan.data,
+      argv: plan.argv, name: plan.name, state: "running",
+    })),
+  };
+  writeCluster(dir, cluster);
+  const rows = cluster.nodes.map((node) => `  ${node.name ?? ""}  ${node.id}  pid ${node.pid}  listen ${node.listen}  api ${node.api}`);
+  process.stdout.write(`started ${count} node${count === 1 ? "" : "s"} in ${Date.now() - started} ms (${join(dir, "cluster.json")})\n${rows.join("\n")}\n`);
+  if (detach) {
+    process.stdout.write(`stop it with: pk down --dir ${dir}\n`);
+    return 0;
+  }
+  const first = cluster.nodes[0];
+  const code = first === undefined ? 0 : await interactiveShell(first.api, token, dir);
+  process.stdout.write(`the cluster is still running; stop it with: npm run pk -- down${values.dir !== undefined ? ` --dir ${dir}` : ""}  (or: pk down --dir ${dir})\n`);
+  return code;
+}
+
+function safePort(hostPort: string): number {
+  try {
+    return parseHostPort(hostPort, "address").port;
+  } catch {
+    return 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// pk down
+
+async function downCommand(args: string[]): Promise<number> {
+  const { values } = parse(args, { dir: { type: "string" } });
+  if (values.help === true) return printUsage();
+  const dir = resolve(values.dir ?? DEFAULT_DIR);
+  const cluster = readCluster(dir);
+  if (cluster === undefined) {
+    process.stdout.write(`no cluster in ${dir} (no cluster.json); nothing to stop\n`);
+    return 0;
+  }
+  const running = cluster.nodes.filter((node) => node.pid !== null && isNodeProcess(node.pid, node.data));
+  for (const node of running) signal(node, "SIGTERM");
+  let left = await waitGone(running, DOWN_GRACE_MS);
+  if (left.length > 0) {
+    process.stderr.write(`pk down: ${left.length} node(s) still running after ${DOWN_GRACE_MS / 1000} s, sending SIGKILL\n`);
+    for (const node of left) signal(node, "SIGKILL");
+    left = await waitGone(left, 2_000);
+  }
+  // Exited nodes are zombies until their parent (init, for nodes pk up started) reaps them; wait a
+  // little for that so that on return no pid of the cluster exists any more.
+  await waitReaped(running.flatMap((node) => (node.pid === null || left.includes(node) ? [] : [node.pid])), REAP_WAIT_MS);
+  const stillRunning = new Set(left.map((node) => node.id));
+  writeCluster(dir, {
+    token: cluster.token,
+    nodes: cluster.nodes.map((node) => (stillRunning.has(node.id) ? node : { ...node, pid: null, state: "stopped" })),
+  });
+  if (left.length > 0) {
+    throw new CliFailure(`could not stop ${left.map((node) => `${node.name ?? node.id} (pid ${node.pid})`).join(", ")}`);
+  }
+  process.stdout.write(running.length === 0 ? `no node of ${dir} was running\n` : `stopped ${running.length} node${running.length === 1 ? "" : "s"}\n`);
+  return 0;
+}
+
+function signal(node: ClusterNode, name: NodeJS.Signals): void {
+  if (node.pid === null) return;
+  try {
+    process.kill(node.pid, name);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+  }
+}
+
+async function waitReaped(pids: readonly number[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const exists = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code !== "ESRCH";
+    }
+  };
+  let left = pids.filter(exists);
+  while (left.length > 0 && Date.now() < deadline) {
+    await sleep(50);
+    left = left.filter(exists);
+  }
+}
+
+async function waitGone(nodes: readonly ClusterNode[], timeoutMs: number): Promise<ClusterNode[]> {
+  const deadline = Date.now() + timeoutMs;
+  let left = [...nodes];
+  while (left.length > 0 && Date.now() < deadline) {
+    await sleep(50);
+    left = left.filter((node) => node.pid !== null && isNodeProcess(node.pid, node.data));
+  }
+  return left;
+}
+
+// ---------------------------------------------------------------------------------------------
+// pk shell
+
+interface ShellAnswer {
+  readonly ok: boolean;
+  readonly output: string;
+}
+
+async function runLine(api: string, token: string | undefined, line: string): Promise<ShellAnswer> {
+  let response: Response;
+  try {
+    response = await fetch(`${api}/v1/shell`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...(token === undefined ? {} : { Authorization: `Bearer ${token}` }) },
+      body: JSON.stringify({ line }),
+      signal: AbortSignal.timeout(SHELL_REQUEST_TIMEOUT_MS),
+    });
+  } catch (error) {
+    const cause = (error as { cause?: { message?: string } }).cause?.message;
+    return { ok: false, output: `node unreachable at ${api}: ${cause ?? (error as Error).message}` };
+  }
+  let body: unknown;
+  try {
+    body = await response.json();
+  } catch {
+    return { ok: false, output: `node answered HTTP ${response.status} without JSON` };
+  }
+  if (!response.ok) return { ok: false, output: errorMessage(body) ?? `HTTP ${response.status}` };
+  const { ok, output } = body as { ok?: unknown; output?: unknown };
+  if (typeof ok !== "boolean" || typeof output !== "string") return { ok: false, output: "node answered an unexpected body" };
+  return { ok, output };
+}
+
+async function shellCommand(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    api: { type: "string" },
+    token: { type: "string" },
+    dir: { type: "string" },
+    c: { type: "string", short: "c" },
+  });
+  if (values.help === true) return printUsage();
+  let api = values.api;
+  let token = values.token ?? process.env["PK_TOKEN"];
+  const dir = resolve(values.dir ?? DEFAULT_DIR);
+  if (api === undefined || token === undefined) {
+    const cluster = readCluster(dir);
+    if (cluster !== undefined) {
+      token ??= cluster.token;
+      if (api === undefined) {
+        const node = cluster.nodes.find((n) => n.pid !== null && isNodeProcess(n.pid, n.data)) ?? cluster.nodes[0];
+        api = node?.api;
+      }
+    }
+  }
+  api = (api ?? DEFAULT_API).replace(/\/+$/, "");
+  if (!/^https?:\/\/[^\s/]+$/.test(api)) throw new UsageFailure(`--api must be a base URL like ${DEFAULT_API}, got ${JSON.stringify(api.slice(0, 80))}`);
+  if (values.c !== undefined) {
+    const answer = await runLine(api, token, values.c);
+    (answer.ok ? process.stdout : process.stderr).write(answer.output === "" ? "" : `${answer.output}\n`);
+    return answer.ok ? 0 : 1;
+  }
+  return interactiveShell(api, token, dir);
+}
+
+function loadHistory(path: string): string[] {
+  try {
+    const lines = readFileSync(path, "utf8").split("\n").filter((line) => line !== "" && line.length <= LIMITS.shellLineCharsMax);
+    // readline keeps the newest first; the file keeps the oldest first.
+    return lines.slice(-HISTORY_LINES_MAX).reverse();
+  } catch {
+    return [];
+  }
+}
+
+function saveHistory(path: string, history: readonly string[]): void {
+  try {
+    const lines = history.slice(0, HISTORY_LINES_MAX).filter((line) => !line.includes("\n")).reverse();
+    writeFileSync(path, lines.length === 0 ? "" : `${lines.join("\n")}\n`, { mode: 0o600 });
+  } catch {
+    // History is a convenience: a read-only home must not break the shell.
+  }
+}
+
+async function interactiveShell(api: string, token: string | undefined, _dir: string): Promise<number> {
+  let status: StatusSummary;
+  try {
+    status = await fetchStatus(api, token, 5_000);
+  } catch (error) {
+    const cause = (error as { cause?: { message?: string } }).cause?.message;
+    throw new CliFailure(`cannot reach a node at ${api}: ${cause ?? (error as Error).message}`);
+  }
+  const help = await runLine(api, token, "help");
+  const names = help.ok ? [...help.output.matchAll(/^ {2}([a-z][a-z0-9-]*) {2,}/gm)].map((match) => match[1] as string) : [];
+  const terminal = process.stdin.isTTY === true && process.stdout.isTTY === true;
+  const historyPath = join(homedir(), ".pk_history");
+  const rl: Interface = createInterface({
+    input: process.stdin,
+    output: process.stdout,
+    terminal,
+    historySize: HISTORY_LINES_MAX,
+    removeHistoryDuplicates: true,
+    ...(terminal ? { history: loadHistory(historyPath) } : {}),
+    completer: (line: string): [string[], string] => {
+      const words = line.trimStart().split(/\s+/);
+      if (words.length === 1) {
+        const word = words[0] ?? "";
+        const hits = [...names, "exit"].filter((name, i, all) => name.startsWith(word) && all.indexOf(name) === i);
+        return [hits, word];
+      }
+      if (words.length === 2 && words[0] === "help") {
+        const word = words[1] ?? "";
+        return [names.filter((name) => name.startsWith(word)), word];
+      }
+      return [[], line];
+    },
+  });
+  let history: readonly string[] = [];
+  rl.on("history", (lines: string[]) => {
+    history = lines;
+  });
+  rl.on("SIGINT", () => {
+    // Ctrl-C abandons the line being typed, as in a login shell; Ctrl-D or exit leaves.
+    rl.write(null, { ctrl: true, name: "e" });
+    rl.write(null, { ctrl: true, name: "u" });
+    process.stdout.write("^C\n");
+    rl.prompt();
+  });
+  rl.setPrompt(`pk:${status.id.slice(0, 8)}> `);
+  if (terminal) {
+    process.stdout.write(`connected to ${status.id} at ${api}; "help" lists commands, "exit" or Ctrl-D leaves\n`);
+    rl.prompt();
+  }
+  let failures = 0;
+  for await (const raw of rl) {
+    const line = raw.trim();
+    if (line === "exit" || line === "quit") break;
+    if (line !== "") {
+      const answer = await runLine(api, token, line);
+      if (!answer.ok) failures++;
+      if (answer.output !== "") process.stdout.write(`${answer.output}\n`);
+    }
+    if (terminal) rl.prompt();
+  }
+  rl.close();
+  if (terminal) {
+    saveHistory(historyPath, history);
+    process.stdout.write("\n");
+  }
+  return terminal || failures === 0 ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// pk sim
+
+async function simCommand(args: string[]): Promise<number> {
+  // Loaded on demand, so the CLI works while the simulator is absent or being rebuilt.
+  const extension = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
+  const url = new URL(`../sim/cli${extension}`, import.meta.url);
+  let module: { runSimCommand?: unknown };
+  try {
+    module = await import(url.href) as { runSimCommand?: unknown };
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === "ERR_MODULE_NOT_FOUND" && String((error as Error).message).includes(fileURLToPath(url))) {
+      process.stderr.write("pk sim: simulator not available\n");
+      return 1;
+    }
+    throw error;
+  }
+  const run = module.runSimCommand;
+  if (typeof run !== "function") {
+    process.stderr.write("pk sim: simulator not available (src/sim/cli has no runSimCommand)\n");
+    return 1;
+  }
+  const code: unknown = await (run as (argv: string[]) => unknown)(args);
+  return typeof code === "number" ? code : 0;
+}

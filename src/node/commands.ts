@@ -1,0 +1,218 @@
+// The built-in shell commands over a Kernel: help, ver, mem, ps, status, nodes, net, exit.
+// Each reads the kernel's state and answers plain aligned text; none changes anything.
+import { modeOf, type Mode } from "../core/body/degrade.ts";
+import { WIRE_VERSION } from "../core/wire/envelope.ts";
+import { DROP_REASONS, VERSION, type Kernel, type MemberStatus } from "./kernel.ts";
+import { formatFields, formatTable, Shell, UsageError, type Command } from "./shell.ts";
+
+/** What the process around the kernel measures (run.ts); absent in the simulator. */
+export interface HostStats {
+  /** Ticks the loop skipped because the event loop was late beyond the catch-up bound. */
+  readonly ticksSkipped: number;
+  /** Event-loop delay over the last sampling window, in milliseconds. */
+  readonly loopDelayP50Ms: number;
+  readonly loopDelayP99Ms: number;
+  readonly loopDelayMaxMs: number;
+}
+
+export interface NodeContext {
+  readonly kernel: Kernel;
+  /** The host's measurements, when a real process runs the kernel. */
+  readonly host: () => HostStats | undefined;
+}
+
+/** Rows `nodes` prints before it summarises the rest. */
+export const NODES_ROWS_MAX = 200;
+/** Peers `net` lists RTTs for. */
+export const RTT_ROWS_MAX = 50;
+
+/** Members counted alive (this node included) and the mode they give. */
+export function membership(kernel: Kernel): { alive: number; total: number; mode: Mode } {
+  const members = kernel.memberStatuses();
+  const alive = members.filter((member) => member.state === "alive").length;
+  return { alive, total: members.length, mode: modeOf(Math.max(1, alive)) };
+}
+
+export function createNodeShell(kernel: Kernel, host: () => HostStats | undefined = () => undefined): Shell<NodeContext> {
+  const shell = new Shell<NodeContext>({ kernel, host });
+  for (const command of BUILTINS) shell.registerCommand(command);
+  return shell;
+}
+
+function noArgs(args: readonly string[]): void {
+  if (args.length > 0) throw new UsageError(`takes no arguments, got ${JSON.stringify(args[0]?.slice(0, 40))}`);
+}
+
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return "-";
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const totalSeconds = Math.floor(ms / 1000);
+  if (totalSeconds < 60) return `${(ms / 1000).toFixed(1)}s`;
+  const s = totalSeconds % 60;
+  const m = Math.floor(totalSeconds / 60) % 60;
+  const h = Math.floor(totalSeconds / 3600) % 24;
+  const d = Math.floor(totalSeconds / 86400);
+  const two = (n: number): string => String(n).padStart(2, "0");
+  if (d > 0) return `${d}d${two(h)}h${two(m)}m`;
+  if (h > 0) return `${h}h${two(m)}m${two(s)}s`;
+  return `${m}m${two(s)}s`;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+function lastHeard(member: MemberStatus, tickMs: number): string {
+  if (member.self) return "self";
+  if (member.lastHeardTicks === undefined) return "never";
+  return `${formatDuration(member.lastHeardTicks * tickMs)} ago`;
+}
+
+const help: Command<NodeContext> = {
+  name: "help",
+  summary: "list the commands, or show one command's usage",
+  usage: "help [COMMAND]",
+  run(args, { shell }) {
+    if (args.length > 1) throw new UsageError("takes at most one command name");
+    const name = args[0];
+    if (name !== undefined) {
+      const command = shell.command(name);
+      if (command === undefined) throw new UsageError(`no command ${JSON.stringify(name.slice(0, 40))}`);
+      return `${command.name} — ${command.summary}\nusage: ${command.usage}`;
+    }
+    const commands = shell.commands();
+    const width = Math.max(...commands.map((command) => command.name.length));
+    return ["commands:", ...commands.map((command) => `  ${command.name.padEnd(width)}  ${command.summary}`), "\"help COMMAND\" shows its usage"].join("\n");
+  },
+};
+
+const ver: Command<NodeContext> = {
+  name: "ver",
+  summary: "p-kernel, Node.js and wire versions",
+  usage: "ver",
+  run(args) {
+    noArgs(args);
+    return formatFields([
+      ["p-kernel", VERSION],
+      ["node", process.version],
+      ["platform", `${process.platform}/${process.arch}`],
+      ["wire", `v${WIRE_VERSION}`],
+    ]);
+  },
+};
+
+const mem: Command<NodeContext> = {
+  name: "mem",
+  summary: "memory of this node's process",
+  usage: "mem",
+  run(args) {
+    noArgs(args);
+    const usage = process.memoryUsage();
+    return formatFields([
+      ["rss", mib(usage.rss)],
+      ["heap used", mib(usage.heapUsed)],
+      ["heap total", mib(usage.heapTotal)],
+      ["external", mib(usage.external)],
+      ["array buffers", mib(usage.arrayBuffers)],
+    ]);
+  },
+};
+
+const ps: Command<NodeContext> = {
+  name: "ps",
+  summary: "the task table",
+  usage: "ps",
+  run(args, { kernel }) {
+    noArgs(args);
+    const tickMs = kernel.config.tickMs;
+    const rows = kernel.tasks.list().map((task) => [
+      String(task.tid), task.name, task.kind, task.state, String(task.steps),
+      formatDuration((kernel.tickCount - task.startedTick) * tickMs),
+    ]);
+    return formatTable(["TID", "NAME", "KIND", "STATE", "STEPS", "UPTIME"], rows);
+  },
+};
+
+const status: Command<NodeContext> = {
+  name: "status",
+  summary: "this node: id, role, mode, members, tick",
+  usage: "status",
+  run(args, { kernel, host }) {
+    noArgs(args);
+    const self = kernel.roster.self;
+    const { alive, total, mode } = membership(kernel);
+    const fields: [string, string][] = [
+      ["id", kernel.id],
+      ["name", self.name === "" ? "-" : self.name],
+      ["role", self.role],
+      ["mode", mode],
+      ["uptime", formatDuration(kernel.uptimeMs)],
+      ["members", `${alive} alive / ${total}`],
+      ["tick", String(kernel.tickCount)],
+      ["epoch", String(kernel.epoch)],
+    ];
+    const measured = host();
+    if (measured !== undefined) {
+      fields.push(["loop delay", `p50 ${measured.loopDelayP50Ms.toFixed(2)}ms  p99 ${measured.loopDelayP99Ms.toFixed(2)}ms  max ${measured.loopDelayMaxMs.toFixed(2)}ms`]);
+      fields.push(["ticks skipped", String(measured.ticksSkipped)]);
+    }
+    return formatFields(fields);
+  },
+};
+
+const nodes: Command<NodeContext> = {
+  name: "nodes",
+  summary: "the member table",
+  usage: "nodes",
+  run(args, { kernel }) {
+    noArgs(args);
+    const [self, ...others] = kernel.memberStatuses();
+    others.sort((a, b) => (a.name === b.name ? (a.id < b.id ? -1 : 1) : a.name < b.name ? -1 : 1));
+    const members = self === undefined ? others : [self, ...others];
+    const shown = members.slice(0, NODES_ROWS_MAX);
+    const rows = shown.map((member) => [
+      member.id, member.name === "" ? "-" : member.name, member.addr, member.role, member.state,
+      String(member.incarnation), lastHeard(member, kernel.config.tickMs),
+    ]);
+    const table = formatTable(["ID", "NAME", "ADDRESS", "ROLE", "STATE", "INC", "LAST HEARD"], rows);
+    const rest = members.length - shown.length;
+    return rest > 0 ? `${table}\n... and ${rest} more (${members.length} members)` : table;
+  },
+};
+
+const net: Command<NodeContext> = {
+  name: "net",
+  summary: "traffic, drops and round-trip times",
+  usage: "net",
+  run(args, { kernel }) {
+    noArgs(args);
+    const { stats } = kernel;
+    const channels = formatTable(["CHANNEL", "PKTS IN", "PKTS OUT", "BYTES IN", "BYTES OUT"], (["datagram", "stream"] as const).map((channel) => {
+      const c = stats[channel];
+      return [channel, String(c.packetsIn), String(c.packetsOut), String(c.bytesIn), String(c.bytesOut)];
+    }));
+    const head = formatFields([
+      ["address", kernel.roster.self.addr],
+      ["drops", DROP_REASONS.map((reason) => `${reason} ${stats.dropped[reason]}`).join("  ")],
+      ["last drop", stats.lastDrop === "" ? "-" : stats.lastDrop],
+      ["send failures", String(stats.sendFailures)],
+    ]);
+    const peers = [...kernel.rtt.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+    const names = new Map(kernel.memberStatuses().map((member) => [member.id, member.name]));
+    const rttRows = peers.slice(0, RTT_ROWS_MAX).map(([id, rtt]) => [id, names.get(id) || "-", `${rtt.srttMs.toFixed(3)}ms`, String(rtt.samples)]);
+    const rtt = rttRows.length === 0 ? "rtt: no samples yet" : formatTable(["PEER", "NAME", "SRTT", "SAMPLES"], rttRows);
+    return `${head}\n\n${channels}\n\n${rtt}`;
+  },
+};
+
+const exit: Command<NodeContext> = {
+  name: "exit",
+  summary: "leave the interactive shell (pk shell); Ctrl-D does the same",
+  usage: "exit",
+  run(args) {
+    noArgs(args);
+    return "exit closes the interactive shell (pk shell); there is nothing to close here and the node keeps running";
+  },
+};
+
+const BUILTINS: readonly Command<NodeContext>[] = [help, ver, mem, ps, status, nodes, net, exit];

@@ -1,0 +1,294 @@
+// A real node process (`pk node`): the adapters plugged into the Kernel, the one place wall time
+// becomes ticks, and the HTTP API. Boot order: data directory, identity, store, cluster token,
+// transport, kernel (which restores local state before any traffic), tick loop, API; then one
+// JSON line on stdout says the node is ready (pk up reads it from the log).
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join, resolve } from "node:path";
+import { monitorEventLoopDelay, performance } from "node:perf_hooks";
+import { startApi, type Api } from "../adapters/http.ts";
+import { loadOrCreateIdentity } from "../adapters/identity.ts";
+import { openTransport } from "../adapters/net.ts";
+import { createSeal, makeToken } from "../adapters/seal.ts";
+import { openStore } from "../adapters/store.ts";
+import { AssertionFailure } from "../core/util/assert.ts";
+import { LIMITS } from "../core/util/limits.ts";
+import { createRng } from "../core/util/rng.ts";
+import type { Role } from "../core/wire/messages.ts";
+import { createNodeShell, type HostStats } from "./commands.ts";
+import { Kernel, KERNEL_DEFAULTS } from "./kernel.ts";
+import type { Clock, Identity, Seal, Store, Transport } from "./ports.ts";
+
+/** Ticks one wakeup of the loop may run to catch up; beyond that they are skipped and counted. */
+export const CATCH_UP_TICKS_MAX = 100;
+/** Exit code of a node whose invariant broke (EX_SOFTWARE). */
+export const EXIT_ASSERTION = 70;
+/** Milliseconds a graceful stop may take before the process exits anyway. */
+const STOP_DEADLINE_MS = 5_000;
+/** Least interval between two log lines about survivable transport errors. */
+const LOG_INTERVAL_MS = 10_000;
+
+export interface NodeOptions {
+  /** Data directory; created with mode 0700. */
+  readonly data: string;
+  /** "host:port" for UDP and TCP; default 127.0.0.1:0. */
+  readonly listen?: string;
+  /** "host:port" for the HTTP API; default 127.0.0.1:0. */
+  readonly api?: string;
+  readonly join?: readonly string[];
+  readonly token?: string;
+  readonly role?: Role;
+  readonly name?: string;
+  readonly tickMs?: number;
+  /**
+   * The node owns its process (`pk node`): it installs SIGTERM/SIGINT handlers that stop it and
+   * exit 0, exits 70 on a broken invariant, and prints the ready line on stdout. Default false
+   * (in-process use, as in tests).
+   */
+  readonly ownProcess?: boolean;
+  /** Environment to read PK_TOKEN from; default process.env. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+}
+
+export interface RunningNode {
+  readonly id: string;
+  /** The transport's "host:port". */
+  readonly listen: string;
+  /** The API's base URL. */
+  readonly api: string;
+  readonly token: string;
+  readonly kernel: Kernel;
+  stop(): Promise<void>;
+  /** Resolves when the node has stopped. */
+  readonly stopped: Promise<void>;
+}
+
+/** An error in the node's configuration or environment, reported as one line. */
+export class NodeStartError extends Error {
+  override name = "NodeStartError";
+}
+
+/** Splits "host:port" or "[v6]:port"; the port must be 0–65535. */
+export function parseHostPort(value: string, what: string): { host: string; port: number } {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(value);
+  const port = match === null ? NaN : Number(match[3]);
+  if (match === null || !(port >= 0 && port <= 65535)) {
+    throw new NodeStartError(`${what} must be HOST:PORT (e.g. 127.0.0.1:7401), got ${JSON.stringify(value.slice(0, 80))}`);
+  }
+  return { host: match[1] ?? match[2] ?? "", port };
+}
+
+const wallClock: Clock = {
+  // Wall time with sub-millisecond resolution (RTTs on loopback are tens of microseconds).
+  nowMs: () => performance.timeOrigin + performance.now(),
+};
+
+function resolveToken(options: NodeOptions, dataDir: string): string {
+  const env = options.env ?? process.env;
+  const given = options.token ?? env["PK_TOKEN"];
+  if (given !== undefined && given.trim() !== "") return given.trim();
+  const file = join(dataDir, "token");
+  if (existsSync(file)) {
+    const stored = readFileSync(file, "utf8").trim();
+    if (stored === "") throw new NodeStartError(`${file} is empty; delete it or pass --token`);
+    return stored;
+  }
+  if ((options.join ?? []).length > 0) {
+    throw new NodeStartError(`joining a cluster needs its token: pass --token, set PK_TOKEN, or put it in ${file}`);
+  }
+  const token = makeToken();
+  writeFileSync(file, `${token}\n`, { mode: 0o600, flag: "wx" });
+  return token;
+}
+
+function defaultName(): string {
+  return hostname().slice(0, LIMITS.nameCharsMax);
+}
+
+/** Starts a node; resolves when it is ready (transport open, kernel started, API listening). */
+export async function runNode(options: NodeOptions): Promise<RunningNode> {
+  const dataDir = resolve(options.data);
+  const listen = parseHostPort(options.listen ?? "127.0.0.1:0", "--listen");
+  const apiAddr = parseHostPort(options.api ?? "127.0.0.1:0", "--api");
+  for (const join of options.join ?? []) {
+    if (parseHostPort(join, "--join").port === 0) throw new NodeStartError(`--join needs a real port, got ${JSON.stringify(join.slice(0, 80))}`);
+  }
+  const name = options.name ?? defaultName();
+  if (name.length > LIMITS.nameCharsMax) throw new NodeStartError(`--name is longer than ${LIMITS.nameCharsMax} characters`);
+  const tickMs = options.tickMs ?? KERNEL_DEFAULTS.tickMs;
+  if (!(tickMs > 0 && tickMs <= 1000)) throw new NodeStartError(`tick interval must be in (0, 1000] ms, got ${tickMs}`);
+
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    chmodSync(dataDir, 0o700);
+  } catch (error) {
+    throw new NodeStartError(`cannot use data directory ${dataDir}: ${(error as Error).message}`);
+  }
+  let identity: Identity;
+  let token: string;
+  let seal: Seal;
+  try {
+    identity = loadOrCreateIdentity(dataDir);
+    token = resolveToken(options, dataDir);
+    seal = createSeal(token, identity.id);
+  } catch (error) {
+    if (error instanceof NodeStartError) throw error;
+    throw new NodeStartError(error instanceof Error ? error.message : String(error));
+  }
+
+  const closers: Array<() => Promise<void> | void> = [];
+  const unwind = async (): Promise<void> => {
+    for (const close of closers.reverse()) {
+      try {
+        await close();
+      } catch {
+        // Best effort while unwinding a failed start.
+      }
+    }
+  };
+  let store: Store;
+  let transport: Transport;
+  let kernel: Kernel;
+  let api: Api;
+  const ticker = { timer: undefined as NodeJS.Timeout | undefined, skipped: 0 };
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  try {
+    store = openStore(join(dataDir, "state.db"));
+    const openedStore = store;
+    closers.push(() => openedStore.close());
+    transport = await openTransport({ host: listen.host, port: listen.port, onError: rateLimitedLog("transport") });
+    const openedTransport = transport;
+    closers.push(() => openedTransport.close());
+
+    const seed = randomBytes(16);
+    const rng = createRng(seed.readBigUInt64BE(0), seed.readBigUInt64BE(8));
+    kernel = new Kernel(
+      { transport, store, clock: wallClock, seal, identity, rng },
+      { ...KERNEL_DEFAULTS, tickMs, name, role: options.role ?? "core", join: options.join ?? [] },
+    );
+    kernel.start();
+    const startedKernel = kernel;
+    closers.push(() => startedKernel.stop());
+
+    delay.enable();
+    closers.push(() => {
+      delay.disable();
+    });
+    const hostStats = (): HostStats => ({
+      ticksSkipped: ticker.skipped,
+      loopDelayP50Ms: delay.count > 0 ? delay.percentile(50) / 1e6 : 0,
+      loopDelayP99Ms: delay.count > 0 ? delay.percentile(99) / 1e6 : 0,
+      loopDelayMaxMs: delay.count > 0 ? delay.max / 1e6 : 0,
+    });
+    startTicking(kernel, tickMs, ticker, delay);
+    closers.push(() => clearInterval(ticker.timer));
+
+    const shell = createNodeShell(kernel, hostStats);
+    api = await startApi({ kernel, shell, host: apiAddr.host, port: apiAddr.port, token, hostStats });
+    const openedApi = api;
+    closers.push(() => openedApi.close());
+  } catch (error) {
+    await unwind();
+    if (error instanceof AssertionFailure) throw error;
+    throw new NodeStartError(error instanceof Error ? error.message : String(error));
+  }
+
+  let stopping: Promise<void> | undefined;
+  let markStopped = (): void => undefined;
+  const stopped = new Promise<void>((resolveStopped) => {
+    markStopped = resolveStopped;
+  });
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      // Stop ticking and the kernel first, so nothing is sent while the sockets close.
+      clearInterval(ticker.timer);
+      kernel.stop();
+      await api.close();
+      await transport.close();
+      store.close();
+      delay.disable();
+      markStopped();
+    })();
+    return stopping;
+  };
+
+  const node: RunningNode = { id: kernel.id, listen: transport.address, api: api.url, token, kernel, stop, stopped };
+  if (options.ownProcess === true) ownTheProcess(node);
+  return node;
+}
+
+/**
+ * The tick loop: one interval; each wakeup runs the ticks wall time says are due, at most
+ * CATCH_UP_TICKS_MAX of them (a node that was frozen does not replay minutes of ticks at once).
+ * A broken invariant inside a tick is fatal.
+ */
+function startTicking(kernel: Kernel, tickMs: number, ticker: { timer: NodeJS.Timeout | undefined; skipped: number }, delay: { reset(): void }): void {
+  const startedAt = performance.now();
+  let done = 0;
+  let sinceReset = 0;
+  ticker.timer = setInterval(() => {
+    const due = Math.floor((performance.now() - startedAt) / tickMs);
+    let pending = due - done;
+    if (pending > CATCH_UP_TICKS_MAX) {
+      ticker.skipped += pending - CATCH_UP_TICKS_MAX;
+      done += pending - CATCH_UP_TICKS_MAX;
+      pending = CATCH_UP_TICKS_MAX;
+    }
+    for (let i = 0; i < pending; i++) {
+      kernel.tick();
+      done++;
+    }
+    // Event-loop delay percentiles cover roughly the last minute.
+    sinceReset += pending;
+    if (sinceReset >= 60 * LIMITS.ticksPerSecond) {
+      sinceReset = 0;
+      delay.reset();
+    }
+  }, tickMs);
+}
+
+/** Logs survivable errors on stderr, at most one line per LOG_INTERVAL_MS (with a count of the rest). */
+function rateLimitedLog(what: string): (error: Error) => void {
+  let last = -Infinity;
+  let suppressed = 0;
+  return (error) => {
+    const now = performance.now();
+    if (now - last < LOG_INTERVAL_MS) {
+      suppressed++;
+      return;
+    }
+    last = now;
+    const more = suppressed > 0 ? ` (${suppressed} more since the last report)` : "";
+    suppressed = 0;
+    process.stderr.write(`pk node: ${what}: ${error.message.slice(0, 300)}${more}\n`);
+  };
+}
+
+/** Writes a fatal error and exits: 70 for a broken invariant, 1 for anything else. */
+export function exitOnFatal(error: unknown): never {
+  if (error instanceof AssertionFailure) {
+    process.stderr.write(`pk node: invariant violated, exiting (the node recovers from its data directory on restart): ${error.message}\n${error.stack ?? ""}\n`);
+    process.exit(EXIT_ASSERTION);
+  }
+  const text = error instanceof Error ? `${error.message}\n${error.stack ?? ""}` : String(error);
+  process.stderr.write(`pk node: fatal error: ${text}\n`);
+  process.exit(1);
+}
+
+function ownTheProcess(node: RunningNode): void {
+  process.on("uncaughtException", exitOnFatal);
+  process.on("unhandledRejection", exitOnFatal);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    process.stderr.write(`pk node: ${signal}, stopping\n`);
+    const deadline = setTimeout(() => {
+      process.stderr.write("pk node: stop took too long, exiting\n");
+      process.exit(1);
+    }, STOP_DEADLINE_MS);
+    deadline.unref();
+    node.stop().then(() => process.exit(0), exitOnFatal);
+  };
+  process.once("SIGTERM", onSignal);
+  process.once("SIGINT", onSignal);
+  process.stdout.write(`${JSON.stringify({ ready: true, id: node.id, listen: node.listen, api: node.api })}\n`);
+}

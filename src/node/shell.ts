@@ -1,0 +1,168 @@
+// The shell: a registry of named commands and the one way lines are run on a node (DESIGN.md §5).
+// The interactive `pk shell` and `POST /v1/shell` both come here. A line is bounded
+// (LIMITS.shellLineCharsMax), split by a small quote-aware tokenizer, and run by its command;
+// mistakes are values — an unknown command or bad arguments give a one-line error plus the usage,
+// never an exception. Commands return plain text (tables aligned by formatTable).
+import { assert, AssertionFailure } from "../core/util/assert.ts";
+import { LIMITS } from "../core/util/limits.ts";
+
+export interface Command<C> {
+  /** Lowercase word: letters, digits and dashes, starting with a letter. */
+  readonly name: string;
+  /** One line for `help`. */
+  readonly summary: string;
+  /** The synopsis, e.g. "help [COMMAND]". */
+  readonly usage: string;
+  /** Runs the command; throws UsageError for bad arguments. */
+  run(args: readonly string[], ctx: CommandContext<C>): string;
+}
+
+/** What a command receives: the shell's context and the shell itself (for `help`). */
+export type CommandContext<C> = C & { readonly shell: Shell<C> };
+
+export interface ShellResult {
+  readonly ok: boolean;
+  readonly output: string;
+}
+
+/** Thrown by a command for bad arguments: the shell answers the message and the usage. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+export type TokenizeResult =
+  | { readonly ok: true; readonly tokens: string[] }
+  | { readonly ok: false; readonly error: string };
+
+const NAME_PATTERN = /^[a-z][a-z0-9-]*$/;
+/** Commands one shell holds; far more than the built-ins will ever need. */
+const COMMANDS_MAX = 256;
+
+/**
+ * Splits a line into words. Whitespace separates words; 'single quotes' keep everything literally;
+ * "double quotes" keep everything but allow \" and \\; outside quotes a backslash escapes the next
+ * character. Adjacent pieces join into one word (a"b c"d is one word: ab cd).
+ */
+export function tokenize(line: string): TokenizeResult {
+  const tokens: string[] = [];
+  let word = "";
+  let inWord = false;
+  let i = 0;
+  while (i < line.length) {
+    const ch = line[i] as string;
+    if (ch === " " || ch === "\t" || ch === "\n" || ch === "\r") {
+      if (inWord) tokens.push(word);
+      word = "";
+      inWord = false;
+      i++;
+    } else if (ch === "'") {
+      const end = line.indexOf("'", i + 1);
+      if (end < 0) return { ok: false, error: `unterminated ' quote at column ${i + 1}` };
+      word += line.slice(i + 1, end);
+      inWord = true;
+      i = end + 1;
+    } else if (ch === "\"") {
+      let j = i + 1;
+      let closed = false;
+      while (j < line.length) {
+        const c = line[j] as string;
+        if (c === "\"") {
+          closed = true;
+          break;
+        }
+        if (c === "\\" && (line[j + 1] === "\"" || line[j + 1] === "\\")) {
+          word += line[j + 1];
+          j += 2;
+        } else {
+          word += c;
+          j++;
+        }
+      }
+      if (!closed) return { ok: false, error: `unterminated " quote at column ${i + 1}` };
+      inWord = true;
+      i = j + 1;
+    } else if (ch === "\\") {
+      if (i + 1 >= line.length) return { ok: false, error: "dangling \\ at the end of the line" };
+      word += line[i + 1];
+      inWord = true;
+      i += 2;
+    } else {
+      word += ch;
+      inWord = true;
+      i++;
+    }
+  }
+  if (inWord) tokens.push(word);
+  return { ok: true, tokens };
+}
+
+export class Shell<C> {
+  readonly #context: C;
+  readonly #commands = new Map<string, Command<C>>();
+
+  constructor(context: C) {
+    this.#context = context;
+  }
+
+  registerCommand(command: Command<C>): void {
+    assert(NAME_PATTERN.test(command.name), `Shell: bad command name ${JSON.stringify(command.name)}`);
+    assert(!this.#commands.has(command.name), `Shell: command ${command.name} registered twice`);
+    assert(this.#commands.size < COMMANDS_MAX, "Shell: too many commands");
+    this.#commands.set(command.name, command);
+  }
+
+  /** Registered commands in name order. */
+  commands(): Command<C>[] {
+    return [...this.#commands.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  command(name: string): Command<C> | undefined {
+    return this.#commands.get(name);
+  }
+
+  /** Command names that start with `prefix`, for readline completion. */
+  completions(prefix: string): string[] {
+    return this.commands().map((command) => command.name).filter((name) => name.startsWith(prefix));
+  }
+
+  /** Runs one line. Never throws for bad input; a broken invariant (AssertionFailure) propagates. */
+  execute(line: string): ShellResult {
+    if (line.length > LIMITS.shellLineCharsMax) {
+      return { ok: false, output: `line too long: ${line.length} characters, at most ${LIMITS.shellLineCharsMax}` };
+    }
+    const tokenized = tokenize(line);
+    if (!tokenized.ok) return { ok: false, output: `${tokenized.error}\n${this.#generalUsage()}` };
+    const [name, ...args] = tokenized.tokens;
+    if (name === undefined) return { ok: true, output: "" };
+    const command = this.#commands.get(name);
+    if (command === undefined) {
+      return { ok: false, output: `unknown command ${JSON.stringify(name.slice(0, 40))}\n${this.#generalUsage()}` };
+    }
+    try {
+      return { ok: true, output: command.run(args, { ...this.#context, shell: this }) };
+    } catch (error) {
+      if (error instanceof AssertionFailure) throw error;
+      if (error instanceof UsageError) return { ok: false, output: `${name}: ${error.message}\nusage: ${command.usage}` };
+      const message = error instanceof Error ? error.message : String(error);
+      return { ok: false, output: `${name}: failed: ${message}` };
+    }
+  }
+
+  #generalUsage(): string {
+    return `usage: COMMAND [ARGUMENT...]; commands: ${this.commands().map((c) => c.name).join(", ")} ("help COMMAND" for one)`;
+  }
+}
+
+/** Plain aligned text: a header row, then the rows; columns separated by two spaces. */
+export function formatTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((header, i) => Math.max(header.length, ...rows.map((row) => (row[i] ?? "").length)));
+  const line = (cells: readonly string[]): string =>
+    cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join("  ").trimEnd();
+  return [line(headers), ...rows.map(line)].join("\n");
+}
+
+/** Aligned "key  value" lines. */
+export function formatFields(fields: readonly (readonly [string, string])[]): string {
+  const width = Math.max(0, ...fields.map(([key]) => key.length));
+  return fields.map(([key, value]) => `${key.padEnd(width)}  ${value}`.trimEnd()).join("\n");
+}

@@ -1,0 +1,234 @@
+// The HTTP API against a real node run in process: real UDP/TCP transport, real SQLite store,
+// real sockets for every request.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { request } from "node:http";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startApi } from "../../src/adapters/http.ts";
+import { LIMITS } from "../../src/core/util/limits.ts";
+import { createNodeShell } from "../../src/node/commands.ts";
+import { runNode, type RunningNode } from "../../src/node/run.ts";
+
+let dir = "";
+let node: RunningNode | undefined;
+const extra: RunningNode[] = [];
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "pk-http-"));
+  node = await runNode({ data: join(dir, "a"), name: "alpha", env: {} });
+});
+
+after(async () => {
+  for (const n of extra) await n.stop();
+  await node?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function api(): RunningNode {
+  assert.ok(node !== undefined, "node started");
+  return node;
+}
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** One request over a fresh connection; resolves with whatever the server answered. */
+function send(method: string, path: string, options: { body?: string | Buffer | undefined; headers?: Record<string, string | number>; base?: string } = {}): Promise<Reply> {
+  const url = new URL(path, options.base ?? api().api);
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, headers: options.headers ?? {}, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    if (options.body !== undefined) req.write(options.body);
+    req.end();
+  });
+}
+
+function json(reply: Reply): Record<string, unknown> {
+  assert.match(String(reply.headers["content-type"]), /^application\/json/);
+  return JSON.parse(reply.body) as Record<string, unknown>;
+}
+
+function assertError(reply: Reply, status: number, code: string): void {
+  assert.equal(reply.status, status, reply.body);
+  const body = json(reply) as { error?: { code?: unknown; message?: unknown } };
+  assert.equal(body.error?.code, code);
+  assert.equal(typeof body.error?.message, "string");
+  assert.ok(String(body.error?.message).length > 0);
+}
+
+test("boot: data dir 0700, token file 0600 made when none was given", () => {
+  assert.equal(statSync(join(dir, "a")).mode & 0o777, 0o700);
+  assert.equal(statSync(join(dir, "a", "token")).mode & 0o777, 0o600);
+  assert.ok(statSync(join(dir, "a", "state.db")).isFile());
+});
+
+test("GET /v1/status has the contract's shape", async () => {
+  const reply = await send("GET", "/v1/status");
+  assert.equal(reply.status, 200);
+  const status = json(reply);
+  assert.equal(status["id"], api().id);
+  assert.equal(status["name"], "alpha");
+  assert.equal(status["role"], "core");
+  assert.equal(status["mode"], "SOLO");
+  assert.equal(typeof status["uptimeMs"], "number");
+  assert.deepEqual(status["raft"], { state: "follower", term: 0, leader: null, commitIndex: 0, voters: [], learners: [] });
+  assert.deepEqual(status["members"], [{ id: api().id, addr: api().listen, state: "alive", incarnation: 0, name: "alpha", role: "core", lastHeardMs: 0 }]);
+});
+
+test("POST /v1/shell runs a line", async () => {
+  const ok = json(await send("POST", "/v1/shell", { body: JSON.stringify({ line: "status" }), headers: { "Content-Type": "application/json" } }));
+  assert.equal(ok["ok"], true);
+  assert.match(String(ok["output"]), new RegExp(`^id +${api().id}$`, "m"));
+  assert.match(String(ok["output"]), /^loop delay +p50 /m, "the host's event-loop delay is reported");
+  const bad = json(await send("POST", "/v1/shell", { body: JSON.stringify({ line: "nope" }), headers: { "Content-Type": "application/json; charset=utf-8" } }));
+  assert.equal(bad["ok"], false);
+  assert.match(String(bad["output"]), /^unknown command "nope"\nusage: /);
+});
+
+test("GET /metrics has the four drop reasons and the pk_ series", async () => {
+  const reply = await send("GET", "/metrics");
+  assert.equal(reply.status, 200);
+  assert.match(String(reply.headers["content-type"]), /^text\/plain/);
+  for (const reason of ["auth", "decode", "replay", "oversize"]) {
+    assert.match(reply.body, new RegExp(`^pk_packets_dropped_total\\{reason="${reason}"\\} \\d+$`, "m"));
+  }
+  assert.match(reply.body, /^pk_packets_total\{channel="datagram",direction="in"\} \d+$/m);
+  assert.match(reply.body, /^pk_bytes_total\{channel="stream",direction="out"\} \d+$/m);
+  assert.match(reply.body, /^pk_members\{state="alive"\} 1$/m);
+  assert.match(reply.body, /^pk_members\{state="dead"\} 0$/m);
+  assert.match(reply.body, /^pk_ticks_total [1-9]\d*$/m);
+  assert.match(reply.body, /^process_resident_memory_bytes \d+/m);
+});
+
+test("errors are JSON with fitting statuses", async () => {
+  assertError(await send("GET", "/nope"), 404, "NOT_FOUND");
+  const wrongMethod = await send("DELETE", "/v1/status");
+  assertError(wrongMethod, 405, "METHOD_NOT_ALLOWED");
+  assert.equal(wrongMethod.headers["allow"], "GET, HEAD");
+  const getShell = await send("GET", "/v1/shell");
+  assertError(getShell, 405, "METHOD_NOT_ALLOWED");
+  assert.equal(getShell.headers["allow"], "POST");
+  const jsonHeaders = { "Content-Type": "application/json" };
+  assertError(await send("POST", "/v1/shell", { body: "{\"line\": ", headers: jsonHeaders }), 400, "BAD_JSON");
+  assertError(await send("POST", "/v1/shell", { body: "{}", headers: jsonHeaders }), 400, "BAD_REQUEST");
+  assertError(await send("POST", "/v1/shell", { body: "[1]", headers: jsonHeaders }), 400, "BAD_REQUEST");
+  assertError(await send("POST", "/v1/shell", { body: "{\"line\": 3}", headers: jsonHeaders }), 400, "BAD_REQUEST");
+  assertError(await send("POST", "/v1/shell", { body: "line=status", headers: { "Content-Type": "application/x-www-form-urlencoded" } }), 415, "UNSUPPORTED_MEDIA_TYPE");
+  assertError(await send("POST", "/v1/shell", { body: "{\"line\":\"status\"}" }), 415, "UNSUPPORTED_MEDIA_TYPE");
+  for (const method of ["GET", "PUT", "DELETE"]) assertError(await send(method, "/v1/kv/some/key", { body: method === "PUT" ? "v" : undefined }), 501, "NOT_IMPLEMENTED");
+  assertError(await send("POST", "/v1/kv/x"), 405, "METHOD_NOT_ALLOWED");
+  assertError(await send("GET", "/v1/topics"), 501, "NOT_IMPLEMENTED");
+});
+
+test("413: a body over the bound is refused, declared or streamed", async () => {
+  const big = Buffer.alloc(LIMITS.httpBodyBytesMax + 1, 0x20);
+  assertError(await send("POST", "/v1/shell", { body: big, headers: { "Content-Type": "application/json", "Content-Length": big.length } }), 413, "PAYLOAD_TOO_LARGE");
+  // Chunked, no Content-Length: the server counts and stops reading.
+  assertError(await send("POST", "/v1/shell", { body: big, headers: { "Content-Type": "application/json", "Transfer-Encoding": "chunked" } }), 413, "PAYLOAD_TOO_LARGE");
+  // Just under the bound is read (and is then merely bad JSON).
+  const fits = Buffer.alloc(LIMITS.httpBodyBytesMax, 0x20);
+  assertError(await send("POST", "/v1/shell", { body: fits, headers: { "Content-Type": "application/json" } }), 400, "BAD_JSON");
+});
+
+test("malformed HTTP gets a JSON 400 and the node stays up", async () => {
+  const raw = await new Promise<string>((resolve, reject) => {
+    const url = new URL(api().api);
+    const socket = connect(Number(url.port), url.hostname, () => socket.write("GARBAGE \x01\x02 HTTP/9\r\n\r\n"));
+    let text = "";
+    socket.on("data", (chunk) => { text += chunk.toString("latin1"); });
+    socket.on("end", () => resolve(text));
+    socket.on("error", reject);
+  });
+  assert.match(raw, /^HTTP\/1\.1 400 /);
+  assert.match(raw, /"code":"BAD_REQUEST"/);
+  assert.equal((await send("GET", "/v1/status")).status, 200);
+});
+
+test("GET / serves the dashboard", async () => {
+  const page = await send("GET", "/");
+  assert.equal(page.status, 200);
+  assert.match(String(page.headers["content-type"]), /^text\/html/);
+  assert.match(page.body, /<script type="module" src="\/app\.js">/);
+  assert.match(String(page.headers["content-security-policy"]), /default-src 'self'/);
+  const script = await send("GET", "/app.js");
+  assert.equal(script.status, 200);
+  assert.match(String(script.headers["content-type"]), /^text\/javascript/);
+  assert.match(script.body, /\/v1\/status/);
+});
+
+test("GET /v1/events streams the backlog, then live events; a second node joins", async () => {
+  const url = new URL("/v1/events", api().api);
+  const seen: Array<{ seq: number; type: string; data: Record<string, unknown> }> = [];
+  const controller = new AbortController();
+  const response = await fetch(url, { signal: controller.signal });
+  assert.equal(response.status, 200);
+  assert.match(String(response.headers.get("content-type")), /^text\/event-stream/);
+  assert.ok(response.body !== null);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  const readUntil = async (predicate: () => boolean): Promise<void> => {
+    const deadline = Date.now() + 10_000;
+    while (!predicate()) {
+      assert.ok(Date.now() < deadline, `events so far: ${seen.map((e) => e.type).join(", ")}`);
+      const { value, done } = await reader.read();
+      assert.equal(done, false, "stream ended early");
+      buffer += decoder.decode(value, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const frame = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = frame.split("\n").find((line) => line.startsWith("data: "));
+        if (data !== undefined) seen.push(JSON.parse(data.slice(6)) as (typeof seen)[number]);
+      }
+    }
+  };
+  await readUntil(() => seen.some((event) => event.type === "kernel-started"));
+  assert.equal(seen[0]?.data["id"], api().id);
+
+  const token = (await import("node:fs")).readFileSync(join(dir, "a", "token"), "utf8").trim();
+  const b = await runNode({ data: join(dir, "b"), name: "beta", join: [api().listen], token, env: {} });
+  extra.push(b);
+  await readUntil(() => seen.some((event) => event.type === "member-joined" && event.data["id"] === b.id));
+  controller.abort();
+  await reader.cancel().catch(() => undefined);
+
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const status = json(await send("GET", "/v1/status"));
+    if (status["mode"] === "REDUCED") {
+      assert.deepEqual((status["members"] as Array<{ id: string }>).map((m) => m.id).sort(), [api().id, b.id].sort());
+      break;
+    }
+    assert.ok(Date.now() < deadline, "b shows up in a's status");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+});
+
+test("off loopback the API needs the bearer token", async () => {
+  const n = api();
+  const shell = createNodeShell(n.kernel);
+  await assert.rejects(startApi({ kernel: n.kernel, shell, host: "0.0.0.0", port: 0, token: undefined }), /refusing to serve the API on non-loopback address 0\.0\.0\.0 without a cluster token/);
+  const open = await startApi({ kernel: n.kernel, shell, host: "0.0.0.0", port: 0, token: n.token });
+  try {
+    const base = `http://127.0.0.1:${open.port}`;
+    assertError(await send("GET", "/v1/status", { base }), 401, "UNAUTHORIZED");
+    assertError(await send("GET", "/metrics", { base, headers: { Authorization: "Bearer wrong" } }), 401, "UNAUTHORIZED");
+    assertError(await send("POST", "/v1/shell", { base, body: "{\"line\":\"ps\"}", headers: { "Content-Type": "application/json" } }), 401, "UNAUTHORIZED");
+    assert.equal((await send("GET", "/v1/status", { base, headers: { Authorization: `Bearer ${n.token}` } })).status, 200);
+    assert.equal((await send("GET", "/", { base })).status, 200, "the dashboard page itself holds no secret");
+  } finally {
+    await open.close();
+  }
+});

@@ -1,0 +1,194 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createIdentityFromSeed } from "../../src/adapters/identity.ts";
+import { createSeal, makeToken } from "../../src/adapters/seal.ts";
+import { modeOf } from "../../src/core/body/degrade.ts";
+import { AssertionFailure } from "../../src/core/util/assert.ts";
+import { LIMITS } from "../../src/core/util/limits.ts";
+import { createRng } from "../../src/core/util/rng.ts";
+import { createNodeShell, formatDuration } from "../../src/node/commands.ts";
+import { Kernel, KERNEL_DEFAULTS } from "../../src/node/kernel.ts";
+import type { Store, StoreWrite, Transport } from "../../src/node/ports.ts";
+import { formatTable, Shell, tokenize, UsageError } from "../../src/node/shell.ts";
+
+test("tokenize: words, quotes and escapes", () => {
+  assert.deepEqual(tokenize("  status  "), { ok: true, tokens: ["status"] });
+  assert.deepEqual(tokenize(""), { ok: true, tokens: [] });
+  assert.deepEqual(tokenize("a 'b c' \"d e\""), { ok: true, tokens: ["a", "b c", "d e"] });
+  assert.deepEqual(tokenize("x a\"b c\"d"), { ok: true, tokens: ["x", "ab cd"] });
+  assert.deepEqual(tokenize("say \"a \\\"q\\\" \\\\ z\""), { ok: true, tokens: ["say", "a \"q\" \\ z"] });
+  assert.deepEqual(tokenize("'it''s'"), { ok: true, tokens: ["its"] });
+  assert.deepEqual(tokenize("a\\ b c"), { ok: true, tokens: ["a b", "c"] });
+  assert.deepEqual(tokenize("''"), { ok: true, tokens: [""] }, "an empty quoted word is a word");
+  assert.deepEqual(tokenize("single 'x'\t\"y\""), { ok: true, tokens: ["single", "x", "y"] });
+  const open = tokenize("echo 'oops");
+  assert.equal(open.ok, false);
+  assert.match(open.ok ? "" : open.error, /unterminated ' quote at column 6/);
+  assert.equal(tokenize("echo \"oops").ok, false);
+  assert.equal(tokenize("echo oops\\").ok, false);
+});
+
+function toyShell(): Shell<{ greeting: string }> {
+  const shell = new Shell({ greeting: "hello" });
+  shell.registerCommand({
+    name: "greet",
+    summary: "greet someone",
+    usage: "greet NAME",
+    run(args, ctx) {
+      if (args.length !== 1) throw new UsageError("needs exactly one NAME");
+      return `${ctx.greeting}, ${args[0]}`;
+    },
+  });
+  shell.registerCommand({
+    name: "fail",
+    summary: "always fails",
+    usage: "fail",
+    run() {
+      throw new Error("disk on fire");
+    },
+  });
+  shell.registerCommand({
+    name: "broken",
+    summary: "breaks an invariant",
+    usage: "broken",
+    run() {
+      throw new AssertionFailure("invariant");
+    },
+  });
+  return shell;
+}
+
+test("shell: runs commands with context and quoted arguments", () => {
+  const shell = toyShell();
+  assert.deepEqual(shell.execute("greet 'Ada Lovelace'"), { ok: true, output: "hello, Ada Lovelace" });
+  assert.deepEqual(shell.execute("   "), { ok: true, output: "" });
+});
+
+test("shell: unknown command gives a one-line error plus the usage", () => {
+  const result = toyShell().execute("frobnicate now");
+  assert.equal(result.ok, false);
+  const lines = result.output.split("\n");
+  assert.equal(lines.length, 2);
+  assert.equal(lines[0], "unknown command \"frobnicate\"");
+  assert.match(lines[1] ?? "", /^usage: COMMAND .*commands: broken, fail, greet/);
+});
+
+test("shell: bad arguments give the error and the command's usage", () => {
+  assert.deepEqual(toyShell().execute("greet"), { ok: false, output: "greet: needs exactly one NAME\nusage: greet NAME" });
+  assert.deepEqual(toyShell().execute("fail"), { ok: false, output: "fail: failed: disk on fire" });
+  assert.equal(toyShell().execute("greet 'unterminated").ok, false);
+});
+
+test("shell: a broken invariant is not swallowed", () => {
+  assert.throws(() => toyShell().execute("broken"), AssertionFailure);
+});
+
+test("shell: line length is bounded", () => {
+  const shell = toyShell();
+  const long = `greet ${"x".repeat(LIMITS.shellLineCharsMax)}`;
+  const result = shell.execute(long);
+  assert.equal(result.ok, false);
+  assert.match(result.output, /line too long/);
+  assert.equal(shell.execute(`greet ${"x".repeat(LIMITS.shellLineCharsMax - 6)}`).ok, true);
+});
+
+test("shell: registration rejects bad and duplicate names; completions by prefix", () => {
+  const shell = toyShell();
+  assert.throws(() => shell.registerCommand({ name: "Greet", summary: "", usage: "", run: () => "" }), AssertionFailure);
+  assert.throws(() => shell.registerCommand({ name: "greet", summary: "", usage: "", run: () => "" }), AssertionFailure);
+  assert.deepEqual(shell.completions("g"), ["greet"]);
+  assert.deepEqual(shell.completions(""), ["broken", "fail", "greet"]);
+  assert.deepEqual(shell.completions("z"), []);
+});
+
+test("formatTable aligns columns; formatDuration is readable", () => {
+  assert.equal(formatTable(["A", "LONGER"], [["xyz", "1"], ["q", "22"]]), "A    LONGER\nxyz  1\nq    22");
+  assert.equal(formatDuration(250), "250ms");
+  assert.equal(formatDuration(12_345), "12.3s");
+  assert.equal(formatDuration(3 * 3600_000 + 4 * 60_000 + 5_000), "3h04m05s");
+});
+
+test("degrade: mode from alive count", () => {
+  assert.equal(modeOf(1), "SOLO");
+  assert.equal(modeOf(2), "REDUCED");
+  assert.equal(modeOf(3), "FULL");
+  assert.equal(modeOf(500), "FULL");
+  assert.throws(() => modeOf(0), AssertionFailure);
+});
+
+// --- the built-in commands over a real Kernel (real identity and seal; in-memory transport and store)
+
+function memoryStore(): Store {
+  const map = new Map<string, Uint8Array>();
+  return {
+    get: (key) => map.get(key),
+    scan: (prefix, limit = Infinity) => [...map.entries()].filter(([key]) => key.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1)).slice(0, limit),
+    write(batch: readonly StoreWrite[]) {
+      for (const { key, value } of batch) if (value === undefined) map.delete(key); else map.set(key, value);
+    },
+    close() {},
+  };
+}
+
+function loopTransport(address: string): Transport {
+  return {
+    address,
+    send() {},
+    onPacket() {},
+    onDrop() {},
+    close: async () => {},
+  };
+}
+
+function kernel(): Kernel {
+  const identity = createIdentityFromSeed(new Uint8Array(32).fill(7));
+  const k = new Kernel(
+    { transport: loopTransport("127.0.0.1:7401"), store: memoryStore(), clock: { nowMs: () => 1_767_225_600_000 }, seal: createSeal(makeToken(), identity.id), identity, rng: createRng(1) },
+    { ...KERNEL_DEFAULTS, name: "n1", join: [] },
+  );
+  k.start();
+  for (let i = 0; i < 5; i++) k.tick();
+  return k;
+}
+
+test("commands: help lists every command with its summary; help CMD shows usage", () => {
+  const shell = createNodeShell(kernel());
+  const help = shell.execute("help");
+  assert.equal(help.ok, true);
+  for (const name of ["help", "ver", "mem", "ps", "status", "nodes", "net", "exit"]) {
+    assert.match(help.output, new RegExp(`^  ${name} +\\S`, "m"), `help lists ${name}`);
+  }
+  assert.deepEqual(shell.execute("help nodes"), { ok: true, output: "nodes — the member table\nusage: nodes" });
+  const missing = shell.execute("help nope");
+  assert.equal(missing.ok, false);
+  assert.match(missing.output, /^help: no command "nope"\nusage: help \[COMMAND\]$/);
+});
+
+test("commands: status, nodes, ps, net, ver, mem, exit", () => {
+  const k = kernel();
+  const shell = createNodeShell(k);
+  const status = shell.execute("status");
+  assert.equal(status.ok, true);
+  assert.match(status.output, new RegExp(`^id +${k.id}$`, "m"));
+  assert.match(status.output, /^mode +SOLO$/m);
+  assert.match(status.output, /^members +1 alive \/ 1$/m);
+  assert.match(status.output, /^tick +5$/m);
+
+  const nodes = shell.execute("nodes").output.split("\n");
+  assert.match(nodes[0] ?? "", /^ID +NAME +ADDRESS +ROLE +STATE +INC +LAST HEARD$/);
+  assert.match(nodes[1] ?? "", new RegExp(`^${k.id} +n1 +127\\.0\\.0\\.1:7401 +core +alive +0 +self$`));
+
+  const ps = shell.execute("ps").output;
+  assert.match(ps, /^TID +NAME +KIND +STATE +STEPS +UPTIME$/m);
+  assert.match(ps, /^1 +kernel +daemon +running +5 +50ms$/m);
+
+  const net = shell.execute("net").output;
+  assert.match(net, /^drops +auth 0 +decode 0 +replay 0 +oversize 0$/m);
+  assert.match(net, /^datagram +0 +0 +0 +0$/m);
+  assert.match(net, /rtt: no samples yet/);
+
+  assert.match(shell.execute("ver").output, /^p-kernel +0\.\d+\.\d+\nnode +v\d+/);
+  assert.match(shell.execute("mem").output, /^rss +\d+\.\d MiB$/m);
+  assert.match(shell.execute("exit").output, /interactive shell/);
+  assert.deepEqual(shell.execute("status now"), { ok: false, output: "status: takes no arguments, got \"now\"\nusage: status" });
+});
