@@ -9,7 +9,7 @@
 // silently replaced: replacing it would change the node's id.
 import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from "node:crypto";
+import { hash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from "node:crypto";
 import type { Identity } from "../node/ports.ts";
 import { assert } from "../core/util/assert.ts";
 import { toHex } from "../core/util/bytes.ts";
@@ -100,7 +100,9 @@ export function identityFromPrivateKey(privateKey: KeyObject): Identity {
 
 /** The node id of a public key: hex of the first 8 bytes of its SHA-256. */
 export function nodeIdOf(publicKey: Uint8Array): string {
-  return toHex(createHash("sha256").update(publicKey).digest().subarray(0, NODE_ID_BYTES));
+  // crypto.hash is the one-shot digest: about 3x cheaper than createHash for 32 bytes, and the
+  // roster checks one id per newly learned member.
+  return toHex(hash("sha256", publicKey, "buffer").subarray(0, NODE_ID_BYTES));
 }
 
 /** Ed25519 verification that never throws: malformed keys or signatures are simply false. */

@@ -12,7 +12,7 @@ import type { Rng } from "../core/util/rng.ts";
 import { Roster, ROSTER_DEFAULTS, type Outbound, type RosterConfig } from "../core/body/roster.ts";
 import { decodeHeader, type Channel } from "../core/wire/envelope.ts";
 import { decodeMessage, encodeMessage } from "../core/wire/codec.ts";
-import { MemberEntrySchema, type MemberEntry, type Message, type Role } from "../core/wire/messages.ts";
+import { entryFromWire, entryToWire, isMemberEntryWire, type MemberEntry, type Message, type Role } from "../core/wire/messages.ts";
 import { ReplayGuard } from "../core/wire/replay.ts";
 import { EventBus } from "./events.ts";
 import type { Clock, Identity, Seal, Store, StoreWrite, Transport } from "./ports.ts";
@@ -326,7 +326,7 @@ export class Kernel {
   #persistMembers(): void {
     if (this.#dirtyMembers.size === 0) return;
     const batch: StoreWrite[] = [];
-    for (const entry of this.#dirtyMembers.values()) batch.push({ key: PREFIX_MEMBER + entry.id, value: storePackr.pack(entry) });
+    for (const entry of this.#dirtyMembers.values()) batch.push({ key: PREFIX_MEMBER + entry.id, value: storePackr.pack(entryToWire(entry)) });
     this.#dirtyMembers.clear();
     this.ports.store.write(batch, { durable: false });
   }
@@ -361,8 +361,7 @@ export class Kernel {
       } catch {
         continue;
       }
-      const parsed = MemberEntrySchema.safeParse(decoded);
-      if (parsed.success) out.push(parsed.data);
+      if (isMemberEntryWire(decoded)) out.push(entryFromWire(decoded));
     }
     return out;
   }

@@ -90,9 +90,12 @@ export function joinTranscript(nonce: Uint8Array, joinerId: string, seedId: stri
   return out;
 }
 
-/** Upper bound of one entry's MessagePack size (see docs/protocols/membership.md). */
+/**
+ * Upper bound of one entry's MessagePack size as a wire tuple: array header 1, id 17, pub 34,
+ * addr 2 + length, role ≤ 12, name 2 + 3·length (UTF-8), incarnation ≤ 5.
+ */
 export function entryBytesMax(entry: MemberEntry): number {
-  return 107 + entry.addr.length + entry.name.length * 3;
+  return 73 + entry.addr.length + entry.name.length * 3;
 }
 
 /** Gossip datagram body budget: datagram bound less envelope (28 header + 16 tag) and framing. */
@@ -106,8 +109,12 @@ export class Roster {
   readonly #members = new Map<string, Member>();
   /** Ids of members, for O(1) random choice. Invariant: same set as #members' keys. */
   readonly #ids: string[] = [];
-  /** Changes still to piggyback: id → transmissions left and its position in #newsOrder. */
-  readonly #news = new Map<string, { left: number; position: number }>();
+  /**
+   * Changes still to piggyback: id → times sent so far and its position in #newsOrder. The limit is
+   * evaluated at send time against the current size (as memberlist does), so news added while the
+   * cluster was small is not cut short once it has grown.
+   */
+  readonly #news = new Map<string, { sent: number; position: number }>();
   /** Ids in the order their news arrived (newest last); positions not matching #news are stale. */
   #newsOrder: string[] = [];
   readonly #pending = new Map<string, Pending>();
@@ -293,7 +300,12 @@ export class Roster {
     }
   }
 
-  /** Applies entries heard from peers: unknown ids are added, higher incarnations replace. */
+  /**
+   * Applies entries heard from peers: unknown ids are added, higher incarnations replace, and every
+   * change is passed on as news, however it was learned (as memberlist does). Not re-spreading what
+   * a welcome or sync taught was tried: early joiners then missed later ones, because only the
+   * seed spread those and most receivers already knew them from their own welcome.
+   */
   #merge(entries: readonly MemberEntry[]): void {
     for (const entry of entries) {
       if (entry.id === this.#self.id) continue;
@@ -332,6 +344,7 @@ export class Roster {
     let bytes = entryBytesMax(this.#self);
     // Newest changes first: walk the order log from its end, skipping superseded positions.
     const order = this.#newsOrder;
+    const limit = this.#retransmitLimit();
     for (let i = order.length - 1; i >= 0 && members.length < LIMITS.gossipEntriesMax; i--) {
       const id = order[i] as string;
       const news = this.#news.get(id);
@@ -350,7 +363,7 @@ export class Roster {
       if (bytes + size > GOSSIP_BODY_BUDGET) break;
       bytes += size;
       members.push(entry);
-      if (--news.left <= 0) {
+      if (++news.sent >= limit) {
         this.#news.delete(id);
         if (i === order.length - 1) order.pop();
       }
@@ -360,7 +373,7 @@ export class Roster {
   }
 
   #addNews(id: string): void {
-    this.#news.set(id, { left: this.#retransmitLimit(), position: this.#newsOrder.length });
+    this.#news.set(id, { sent: 0, position: this.#newsOrder.length });
     this.#newsOrder.push(id);
   }
 

@@ -13,8 +13,12 @@ export const LIMITS = {
   connectionsMax: 256,
   /** Outbound frames queued per peer connection before new ones are dropped. */
   peerQueueFramesMax: 1024,
-  /** Width of the sliding replay window per sender and channel, in counters. */
-  replayWindow: 1024,
+  /**
+   * Width of the sliding replay window per sender and channel, in counters: how far out of order a
+   * datagram may arrive and still be accepted. Streams arrive in order; datagram protocols here
+   * keep few packets in flight per peer. 256 bits = 32 bytes per sender.
+   */
+  replayWindow: 256,
   /** Senders whose replay windows are remembered; the least recently heard is evicted first. */
   replaySendersMax: 65536,
   /** Members in the membership table (the simulator's scale test runs 10,000). */
