@@ -11,8 +11,13 @@
 // LIMITS.connectionBufferBytesMax (a peer that stopped reading), frames are dropped and counted.
 // A failed connection is closed and the next send to that destination reconnects; a connection
 // idle for `idleMs` is closed. Inbound connections are held to LIMITS.connectionsMax, each with a
-// receive buffer bound of LIMITS.connectionBufferBytesMax. Nothing here retries or acknowledges:
-// the protocols above tolerate loss.
+// receive buffer bound of LIMITS.connectionBufferBytesMax, and all of them together to
+// LIMITS.connectionBuffersTotalBytesMax. Nothing here retries or acknowledges: the protocols above
+// tolerate loss.
+//
+// The UDP socket asks the OS for a 4 MiB receive buffer (bursts of gossip and probes from many
+// peers arrive between two turns of the event loop) and a 1 MiB send buffer; an OS that refuses
+// keeps a smaller one, silently (Linux caps it at net.core.rmem_max / wmem_max).
 //
 // Every packet handed up is a plain Uint8Array view (never a Buffer, whose slice() does not copy).
 // The inbound handler runs synchronously inside the socket's event: an exception it throws is a
@@ -33,6 +38,8 @@ export interface TransportOptions {
   readonly onError?: (error: Error) => void;
   /** Outbound connections idle this long are closed (inbound ones after twice this). Default 60 s. */
   readonly idleMs?: number;
+  /** Bound on bytes buffered across all inbound connections; default LIMITS.connectionBuffersTotalBytesMax (smaller in tests). */
+  readonly connectionBuffersTotalBytesMax?: number;
 }
 
 export interface TransportStats {
@@ -52,6 +59,11 @@ export interface TransportStats {
   readonly connectionsRefused: number;
   readonly inboundConnections: number;
   readonly outboundConnections: number;
+  /** Bytes of partial frames buffered across all inbound connections right now. */
+  readonly inboundBufferedBytes: number;
+  /** The UDP socket's receive and send buffer sizes as the OS reports them (0 if unknown). */
+  readonly udpReceiveBufferBytes: number;
+  readonly udpSendBufferBytes: number;
 }
 
 /** The Transport port plus counters for `net` and metrics. */
@@ -68,6 +80,11 @@ export interface HostPort {
 export const IDLE_MS_DEFAULT = 60_000;
 /** A connection attempt that has not completed after this long is abandoned. */
 export const CONNECT_TIMEOUT_MS = 10_000;
+/** UDP receive buffer asked of the OS; halved on refusal down to UDP_BUFFER_BYTES_MIN. */
+export const UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
+/** UDP send buffer asked of the OS; halved on refusal down to UDP_BUFFER_BYTES_MIN. */
+export const UDP_SEND_BUFFER_BYTES = 1024 * 1024;
+const UDP_BUFFER_BYTES_MIN = 256 * 1024;
 /** Attempts at finding a port free for both UDP and TCP when asked for port 0. */
 const BIND_ATTEMPTS_MAX = 8;
 /** Frames up to this size are copied into one buffer with their prefix (one write, one segment). */
@@ -128,6 +145,10 @@ export async function openTransport(options: TransportOptions): Promise<NetTrans
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`openTransport: port must be an integer in 0–65535, got ${port}`);
   const idleMs = options.idleMs ?? IDLE_MS_DEFAULT;
   if (!(idleMs > 0)) throw new Error(`openTransport: idleMs must be positive, got ${idleMs}`);
+  const inboundBytesMax = options.connectionBuffersTotalBytesMax ?? LIMITS.connectionBuffersTotalBytesMax;
+  if (!(Number.isSafeInteger(inboundBytesMax) && inboundBytesMax > 0)) {
+    throw new Error(`openTransport: connectionBuffersTotalBytesMax must be a positive integer, got ${inboundBytesMax}`);
+  }
   let host = options.host;
   let family = net.isIP(host);
   if (family === 0) {
@@ -151,12 +172,38 @@ export async function openTransport(options: TransportOptions): Promise<NetTrans
     const udpPort = udp.address().port;
     try {
       const server = await listenTcp(host, udpPort);
-      return new SocketTransport({ host, port: udpPort, family: family === 6 ? 6 : 4, udp, server, idleMs, onError: options.onError });
+      growBuffer((size) => udp.setRecvBufferSize(size), UDP_RECEIVE_BUFFER_BYTES);
+      growBuffer((size) => udp.setSendBufferSize(size), UDP_SEND_BUFFER_BYTES);
+      return new SocketTransport({ host, port: udpPort, family: family === 6 ? 6 : 4, udp, server, idleMs, inboundBytesMax, onError: options.onError });
     } catch (error) {
       await closeUdp(udp);
       if (port === 0 && errorCode(error) === "EADDRINUSE" && attempt < BIND_ATTEMPTS_MAX) continue;
       throw new Error(`openTransport: cannot listen on TCP ${formatAddress(host, udpPort)}: ${messageOf(error)}`, { cause: error });
     }
+  }
+}
+
+/**
+ * Asks for a socket buffer of `bytes`, halving on refusal (macOS answers ENOBUFS above its
+ * kern.ipc.maxsockbuf); if even UDP_BUFFER_BYTES_MIN is refused the OS default stays. Silent: a
+ * smaller buffer only means more drops under bursts, which the protocols tolerate.
+ */
+function growBuffer(set: (bytes: number) => void, bytes: number): void {
+  for (let size = bytes; size >= UDP_BUFFER_BYTES_MIN; size /= 2) {
+    try {
+      set(size);
+      return;
+    } catch {
+      // Refused: try half.
+    }
+  }
+}
+
+function bufferSize(get: () => number): number {
+  try {
+    return get();
+  } catch {
+    return 0;
   }
 }
 
@@ -233,6 +280,7 @@ interface SocketTransportInit {
   readonly udp: dgram.Socket;
   readonly server: net.Server;
   readonly idleMs: number;
+  readonly inboundBytesMax: number;
   readonly onError: ((error: Error) => void) | undefined;
 }
 
@@ -253,6 +301,9 @@ class SocketTransport implements NetTransport {
   // Map order is recency: a send re-inserts its peer, so the first one is least recently used.
   readonly #peers = new Map<string, Peer>();
   readonly #inbound = new Set<net.Socket>();
+  readonly #inboundBytesMax: number;
+  /** Sum over inbound connections of the bytes their frame readers hold. */
+  #inboundBuffered = 0;
   #packetHandler: PacketHandler | undefined;
   #dropHandler: DropHandler | undefined;
   #closing: Promise<void> | undefined;
@@ -263,6 +314,7 @@ class SocketTransport implements NetTransport {
     this.#udp = init.udp;
     this.#server = init.server;
     this.#idleMs = init.idleMs;
+    this.#inboundBytesMax = init.inboundBytesMax;
     this.#onError = init.onError;
     this.#udp.on("message", (message, remote) => this.#receiveDatagram(message, remote));
     this.#udp.on("error", (error) => this.#report("udp socket", error));
@@ -271,7 +323,14 @@ class SocketTransport implements NetTransport {
   }
 
   get stats(): TransportStats {
-    return { ...this.#counters, inboundConnections: this.#inbound.size, outboundConnections: this.#peers.size };
+    return {
+      ...this.#counters,
+      inboundConnections: this.#inbound.size,
+      outboundConnections: this.#peers.size,
+      inboundBufferedBytes: this.#inboundBuffered,
+      udpReceiveBufferBytes: this.#closing === undefined ? bufferSize(() => this.#udp.getRecvBufferSize()) : 0,
+      udpSendBufferBytes: this.#closing === undefined ? bufferSize(() => this.#udp.getSendBufferSize()) : 0,
+    };
   }
 
   onPacket(handler: PacketHandler): void {
@@ -429,6 +488,8 @@ class SocketTransport implements NetTransport {
     this.#inbound.add(socket);
     const from = formatAddress(remoteAddress, remotePort);
     const reader = new FrameReader();
+    // Bytes of this connection counted in #inboundBuffered.
+    let counted = 0;
     socket.setNoDelay(true);
     socket.setTimeout(this.#idleMs * 2);
     socket.on("timeout", () => socket.destroy());
@@ -436,14 +497,30 @@ class SocketTransport implements NetTransport {
       // A peer resetting its end is ordinary; the connection is gone and 'close' follows.
       this.#counters.socketErrors++;
     });
-    socket.on("close", () => this.#inbound.delete(socket));
+    socket.on("close", () => {
+      this.#inbound.delete(socket);
+      this.#inboundBuffered -= counted;
+      counted = 0;
+    });
     socket.on("data", (chunk: Buffer) => {
+      if (socket.destroyed) return;
+      // The chunk is held (in part) until its frames complete: refuse it if that would take all
+      // inbound connections together over their bound.
+      if (this.#inboundBuffered + chunk.length > this.#inboundBytesMax) {
+        socket.destroy();
+        this.#drop("oversize");
+        return;
+      }
       const verdict = reader.push(chunk, (packet) => {
         if (this.#closing !== undefined || socket.destroyed) return false;
         this.#counters.framesReceived++;
         this.#packetHandler?.(packet, "stream", from);
         return true;
       });
+      if (!socket.destroyed) {
+        this.#inboundBuffered += reader.buffered - counted;
+        counted = reader.buffered;
+      }
       if (verdict !== "ok") {
         socket.destroy();
         this.#drop(verdict);
@@ -491,6 +568,11 @@ export class FrameReader {
   /** Length of the frame being read, or -1 while its prefix is still incomplete. */
   #frameLength = -1;
   #failed: FrameVerdict = "ok";
+
+  /** Bytes held: the unread part of a partial frame (and its prefix). */
+  get buffered(): number {
+    return this.#buffered;
+  }
 
   /** Takes a chunk; calls emit for each complete frame until emit returns false. */
   push(chunk: Buffer, emit: (packet: Uint8Array) => boolean): FrameVerdict {

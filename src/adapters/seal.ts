@@ -33,26 +33,51 @@ export const TOKEN_RANDOM_BYTES = 32;
 /** Longest token accepted, in characters: a guard against pasting a file by mistake. */
 export const TOKEN_CHARS_MAX = 1024;
 
+export interface SealOptions {
+  /** Per-sender keys kept in the cache; default LIMITS.replaySendersMax (smaller in tests). */
+  readonly keysMax?: number;
+}
+
+export interface SealStats {
+  /** (sender, epoch) keys in the cache: only senders whose packets authenticated, and this node. */
+  readonly cachedKeys: number;
+  /** HKDF derivations so far: one per cache miss, forged packets included. */
+  readonly keyDerivations: number;
+}
+
+/** The Seal port plus counters for tests and metrics. */
+export interface RealSeal extends Seal {
+  readonly stats: SealStats;
+}
+
 /**
  * Makes a Seal for node `selfId` (16 lowercase hex characters) in the cluster whose join token is
  * `clusterToken`. Throws on a malformed self id or an empty token: both are configuration errors.
  */
-export function createSeal(clusterToken: string, selfId: string): Seal {
+export function createSeal(clusterToken: string, selfId: string, options: SealOptions = {}): RealSeal {
   assert(clusterToken.length > 0, "createSeal: the cluster token is empty");
   assert(clusterToken.length <= TOKEN_CHARS_MAX, `createSeal: the cluster token is longer than ${TOKEN_CHARS_MAX} characters`);
   assert(NODE_ID_PATTERN.test(selfId), `createSeal: node id must be ${NODE_ID_BYTES * 2} lowercase hex characters, got ${JSON.stringify(selfId)}`);
   const clusterKey = Buffer.from(hkdfSync("sha256", Buffer.from(clusterToken, "utf8"), CLUSTER_SALT, Buffer.alloc(0), KEY_BYTES));
-  const keys = new SenderKeys(clusterKey, LIMITS.replaySendersMax);
+  const keys = new SenderKeys(clusterKey, options.keysMax ?? LIMITS.replaySendersMax);
 
   return {
+    get stats(): SealStats {
+      return keys.stats;
+    },
+
     seal(channel: Channel, epoch: number, counter: number, body: Uint8Array): Uint8Array {
       assert(Number.isSafeInteger(epoch) && epoch >= 0, `seal: epoch ${epoch} is not an integer in [0, 2^53)`);
       assert(Number.isSafeInteger(counter) && counter >= 0, `seal: counter ${counter} is not an integer in [0, 2^53)`);
       const packet = new Uint8Array(HEADER_BYTES + body.length + TAG_BYTES);
       const header = packet.subarray(0, HEADER_BYTES);
       encodeHeader({ version: WIRE_VERSION, channel, sender: selfId, epoch, counter }, header);
-      const key = keys.get(selfId, epoch);
-      assert(key !== undefined, "seal: own node id did not parse");
+      let key = keys.lookup(selfId, epoch);
+      if (key === undefined) {
+        key = keys.derive(selfId, epoch);
+        assert(key !== undefined, "seal: own node id did not parse");
+        keys.remember(selfId, epoch, key);
+      }
       const cipher = createCipheriv(CIPHER, key, nonceOf(header), { authTagLength: TAG_BYTES });
       cipher.setAAD(header, { plaintextLength: body.length });
       const head = cipher.update(body);
@@ -70,7 +95,10 @@ export function createSeal(clusterToken: string, selfId: string): Seal {
         const decoded = decodeHeader(packet);
         if (!decoded.ok) return undefined;
         if (decoded.header.sender !== sender || decoded.header.epoch !== epoch) return undefined;
-        const key = keys.get(sender, epoch);
+        // A miss derives into a temporary: only a packet that authenticates may enter the cache,
+        // so forged (sender, epoch) pairs can neither fill it nor evict real peers' keys.
+        const cached = keys.lookup(sender, epoch);
+        const key = cached ?? keys.derive(sender, epoch);
         if (key === undefined) return undefined;
         const header = packet.subarray(0, HEADER_BYTES);
         const ciphertext = packet.subarray(HEADER_BYTES, packet.length - TAG_BYTES);
@@ -79,6 +107,7 @@ export function createSeal(clusterToken: string, selfId: string): Seal {
         decipher.setAuthTag(packet.subarray(packet.length - TAG_BYTES));
         const head = decipher.update(ciphertext);
         const tail = decipher.final(); // throws when the tag does not verify
+        keys.remember(sender, epoch, key);
         if (tail.length === 0) return new Uint8Array(head.buffer, head.byteOffset, head.length);
         const body = new Uint8Array(head.length + tail.length);
         body.set(head);
@@ -113,29 +142,34 @@ function nonceOf(header: Uint8Array): Uint8Array {
 }
 
 /**
- * Per-(sender, epoch) keys, derived on first use and cached. Bounded: when full, the least
- * recently used key is evicted (Map iteration order is insertion order; a hit re-inserts).
+ * Per-(sender, epoch) keys. Deriving and caching are separate steps: open() derives a missing key
+ * into a temporary and caches it only once a packet under it authenticates, so the cache holds
+ * only senders that know the cluster key. Bounded: when full, the least recently used key is
+ * evicted (Map iteration order is insertion order; remember() re-inserts).
  */
 class SenderKeys {
   readonly #clusterKey: Buffer;
   readonly #max: number;
   readonly #cache = new Map<string, Buffer>();
+  #derivations = 0;
 
   constructor(clusterKey: Buffer, max: number) {
-    assert(max > 0, "SenderKeys: max must be positive");
+    assert(Number.isSafeInteger(max) && max > 0, "SenderKeys: max must be a positive integer");
     this.#clusterKey = clusterKey;
     this.#max = max;
   }
 
-  /** The key, or undefined when `sender` is not 16 lowercase hex characters. */
-  get(sender: string, epoch: number): Buffer | undefined {
-    const cacheKey = `${sender}/${epoch}`;
-    const hit = this.#cache.get(cacheKey);
-    if (hit !== undefined) {
-      this.#cache.delete(cacheKey);
-      this.#cache.set(cacheKey, hit);
-      return hit;
-    }
+  get stats(): SealStats {
+    return { cachedKeys: this.#cache.size, keyDerivations: this.#derivations };
+  }
+
+  /** The cached key, if any; does not change recency (an unauthenticated packet may be asking). */
+  lookup(sender: string, epoch: number): Buffer | undefined {
+    return this.#cache.get(`${sender}/${epoch}`);
+  }
+
+  /** Derives the key without caching it; undefined when `sender` or `epoch` is malformed. */
+  derive(sender: string, epoch: number): Buffer | undefined {
     if (!NODE_ID_PATTERN.test(sender) || !Number.isSafeInteger(epoch) || epoch < 0) return undefined;
     const id = fromHex(sender);
     if (id === undefined) return undefined;
@@ -143,12 +177,18 @@ class SenderKeys {
     SENDER_INFO.copy(info, 0);
     info.set(id, SENDER_INFO.length);
     info.writeBigUInt64BE(BigInt(epoch), SENDER_INFO.length + NODE_ID_BYTES);
-    const key = Buffer.from(hkdfSync("sha256", this.#clusterKey, Buffer.alloc(0), info, KEY_BYTES));
+    this.#derivations++;
+    return Buffer.from(hkdfSync("sha256", this.#clusterKey, Buffer.alloc(0), info, KEY_BYTES));
+  }
+
+  /** Caches `key` as the most recently used; evicts the least recently used beyond the bound. */
+  remember(sender: string, epoch: number, key: Buffer): void {
+    const cacheKey = `${sender}/${epoch}`;
+    this.#cache.delete(cacheKey);
     this.#cache.set(cacheKey, key);
     if (this.#cache.size > this.#max) {
       const oldest = this.#cache.keys().next().value;
       if (oldest !== undefined) this.#cache.delete(oldest);
     }
-    return key;
   }
 }

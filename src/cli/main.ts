@@ -15,7 +15,9 @@ import { createInterface, type Interface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { z } from "zod";
+import { Type, type Static } from "@sinclair/typebox";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { ValueErrorType } from "@sinclair/typebox/errors";
 import { makeToken } from "../adapters/seal.ts";
 import { LIMITS } from "../core/util/limits.ts";
 import { VERSION } from "../node/kernel.ts";
@@ -44,9 +46,11 @@ commands:
   up     [--nodes N] [--dir D] [--detach]   start a local cluster (default 3 nodes, data in ./.pk)
                                             and open the shell on its first node
   down   [--dir D]                          stop the cluster started by pk up
-  node   --data DIR [--listen HOST:PORT] [--api HOST:PORT] [--join HOST:PORT]...
-         [--token T] [--role core|contributor] [--name NAME]
-                                            run one node in the foreground
+  node   --data DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--api HOST:PORT]
+         [--join HOST:PORT]... [--token T] [--role core|contributor] [--name NAME]
+                                            run one node in the foreground; --advertise is
+                                            the address peers reach it at (required when
+                                            --listen is 0.0.0.0 or [::])
   shell  [--api URL] [--token T] [--dir D] [-c LINE]
                                             attach the shell to a running node
   sim    ...                                run the deterministic simulator
@@ -124,6 +128,7 @@ async function nodeCommand(args: string[]): Promise<number> {
   const { values } = parse(args, {
     data: { type: "string" },
     listen: { type: "string" },
+    advertise: { type: "string" },
     api: { type: "string" },
     join: { type: "string", multiple: true },
     token: { type: "string" },
@@ -140,6 +145,7 @@ async function nodeCommand(args: string[]): Promise<number> {
     join: values.join ?? [],
     ownProcess: true,
     ...(values.listen !== undefined ? { listen: values.listen } : {}),
+    ...(values.advertise !== undefined ? { advertise: values.advertise } : {}),
     ...(values.api !== undefined ? { api: values.api } : {}),
     ...(values.token !== undefined ? { token: values.token } : {}),
     ...(values.name !== undefined ? { name: values.name } : {}),
@@ -156,20 +162,43 @@ function printUsage(): number {
 // ---------------------------------------------------------------------------------------------
 // cluster.json
 
-const ClusterNodeSchema = z.object({
-  id: z.string(),
+const ClusterNodeSchema = Type.Object({
+  id: Type.String(),
   /** null once `pk down` stopped it. */
-  pid: z.number().int().positive().nullable(),
-  listen: z.string(),
-  api: z.string(),
-  data: z.string(),
-  argv: z.array(z.string()).min(2),
-  name: z.string().optional(),
-  state: z.enum(["running", "stopped"]).optional(),
+  pid: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], { expected: "a positive integer or null" }),
+  listen: Type.String(),
+  api: Type.String(),
+  data: Type.String(),
+  argv: Type.Array(Type.String(), { minItems: 2, expected: "an array of at least 2 strings (the node's command line)" }),
+  name: Type.Optional(Type.String()),
+  state: Type.Optional(Type.Union([Type.Literal("running"), Type.Literal("stopped")], { expected: "\"running\" or \"stopped\"" })),
 });
-const ClusterFileSchema = z.object({ token: z.string().min(1), nodes: z.array(ClusterNodeSchema).max(UP_NODES_MAX) });
-export type ClusterNode = z.infer<typeof ClusterNodeSchema>;
-export type ClusterFile = z.infer<typeof ClusterFileSchema>;
+const ClusterFileSchema = Type.Object({
+  token: Type.String({ minLength: 1, expected: "a non-empty string" }),
+  nodes: Type.Array(ClusterNodeSchema, { maxItems: UP_NODES_MAX, expected: `an array of at most ${UP_NODES_MAX} nodes` }),
+});
+export type ClusterNode = Static<typeof ClusterNodeSchema>;
+export type ClusterFile = Static<typeof ClusterFileSchema>;
+const ClusterFileCheck = TypeCompiler.Compile(ClusterFileSchema);
+
+/**
+ * The first thing wrong with a would-be cluster file, as "where: what", e.g.
+ * `nodes[0].pid: expected a positive integer or null, got "12"` or `token: missing`.
+ */
+function clusterFileProblem(value: unknown): string | undefined {
+  const error = ClusterFileCheck.Errors(value).First();
+  if (error === undefined) return undefined;
+  // JSON pointer "/nodes/0/pid" → "nodes[0].pid"; the root is "the file".
+  const where = error.path === ""
+    ? "the file"
+    : error.path.slice(1).split("/").map((part) => part.replaceAll("~1", "/").replaceAll("~0", "~"))
+      .map((part, i) => (/^[0-9]+$/.test(part) ? `[${part}]` : i === 0 ? part : `.${part}`)).join("");
+  if (error.type === ValueErrorType.ObjectRequiredProperty) return `${where}: missing`;
+  const expected: unknown = error.schema["expected"];
+  const what = typeof expected === "string" ? `expected ${expected}` : error.message.replace(/^Expected/, "expected");
+  const shown = JSON.stringify(error.value) ?? String(error.value);
+  return `${where}: ${what}, got ${shown.length > 40 ? `${shown.slice(0, 40)}…` : shown}`;
+}
 
 function clusterPath(dir: string): string {
   return join(dir, "cluster.json");
@@ -191,9 +220,10 @@ export function readCluster(dir: string): ClusterFile | undefined {
   } catch {
     throw new CliFailure(`${path} is not valid JSON; move it away to start over`);
   }
-  const result = ClusterFileSchema.safeParse(parsed);
-  if (!result.success) throw new CliFailure(`${path} is not a cluster file (${result.error.issues[0]?.message ?? "invalid"}); move it away to start over`);
-  return result.data;
+  if (!ClusterFileCheck.Check(parsed)) {
+    throw new CliFailure(`${path} is not a cluster file (${clusterFileProblem(parsed) ?? "invalid"}); move it away to start over`);
+  }
+  return parsed;
 }
 
 function writeCluster(dir: string, cluster: ClusterFile): void {

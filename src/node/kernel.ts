@@ -11,13 +11,12 @@ import { LIMITS } from "../core/util/limits.ts";
 import type { Rng } from "../core/util/rng.ts";
 import { Roster, ROSTER_DEFAULTS, type Outbound, type RosterConfig } from "../core/body/roster.ts";
 import { decodeHeader, type Channel } from "../core/wire/envelope.ts";
-import { decodeMessage, encodeMessage } from "../core/wire/codec.ts";
+import { decodeMessage, encodeMessage, packValue, unpackValue } from "../core/wire/codec.ts";
 import { entryFromWire, entryToWire, isMemberEntryWire, type MemberEntry, type Message, type Role } from "../core/wire/messages.ts";
 import { ReplayGuard } from "../core/wire/replay.ts";
 import { EventBus } from "./events.ts";
 import type { Clock, Identity, Seal, Store, StoreWrite, Transport } from "./ports.ts";
 import { TaskTable, type Task } from "./tasks.ts";
-import { Packr } from "msgpackr";
 
 export const VERSION = "0.1.0";
 
@@ -94,7 +93,6 @@ export interface MemberStatus {
 const KEY_EPOCH = "kernel/epoch";
 const KEY_INCARNATION = "kernel/incarnation";
 const PREFIX_MEMBER = "roster/member/";
-const storePackr = new Packr({ useRecords: false, moreTypes: false });
 
 export class Kernel {
   readonly ports: KernelPorts;
@@ -326,7 +324,7 @@ export class Kernel {
   #persistMembers(): void {
     if (this.#dirtyMembers.size === 0) return;
     const batch: StoreWrite[] = [];
-    for (const entry of this.#dirtyMembers.values()) batch.push({ key: PREFIX_MEMBER + entry.id, value: storePackr.pack(entryToWire(entry)) });
+    for (const entry of this.#dirtyMembers.values()) batch.push({ key: PREFIX_MEMBER + entry.id, value: packValue(entryToWire(entry)) });
     this.#dirtyMembers.clear();
     this.ports.store.write(batch, { durable: false });
   }
@@ -355,12 +353,7 @@ export class Kernel {
   #restoreMembers(): MemberEntry[] {
     const out: MemberEntry[] = [];
     for (const [, value] of this.ports.store.scan(PREFIX_MEMBER, LIMITS.membersMax)) {
-      let decoded: unknown;
-      try {
-        decoded = storePackr.unpack(value);
-      } catch {
-        continue;
-      }
+      const decoded = unpackValue(value);
       if (isMemberEntryWire(decoded)) out.push(entryFromWire(decoded));
     }
     return out;

@@ -4,12 +4,13 @@
 // JSON line on stdout says the node is ready (pk up reads it from the log).
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { startApi, type Api } from "../adapters/http.ts";
 import { loadOrCreateIdentity } from "../adapters/identity.ts";
-import { openTransport } from "../adapters/net.ts";
+import { formatAddress, openTransport, parseAddress } from "../adapters/net.ts";
 import { createSeal, makeToken } from "../adapters/seal.ts";
 import { openStore } from "../adapters/store.ts";
 import { AssertionFailure } from "../core/util/assert.ts";
@@ -34,6 +35,11 @@ export interface NodeOptions {
   readonly data: string;
   /** "host:port" for UDP and TCP; default 127.0.0.1:0. */
   readonly listen?: string;
+  /**
+   * "host:port" peers are told to reach this node at; default the bound listen address. Required
+   * when listen is a wildcard (0.0.0.0 or ::), which is no address a peer can send to.
+   */
+  readonly advertise?: string;
   /** "host:port" for the HTTP API; default 127.0.0.1:0. */
   readonly api?: string;
   readonly join?: readonly string[];
@@ -53,8 +59,10 @@ export interface NodeOptions {
 
 export interface RunningNode {
   readonly id: string;
-  /** The transport's "host:port". */
+  /** The transport's bound "host:port". */
   readonly listen: string;
+  /** The "host:port" peers are told (the member address): --advertise, or else `listen`. */
+  readonly advertise: string;
   /** The API's base URL. */
   readonly api: string;
   readonly token: string;
@@ -77,6 +85,49 @@ export function parseHostPort(value: string, what: string): { host: string; port
     throw new NodeStartError(`${what} must be HOST:PORT (e.g. 127.0.0.1:7401), got ${JSON.stringify(value.slice(0, 80))}`);
   }
   return { host: match[1] ?? match[2] ?? "", port };
+}
+
+/** Whether `host` is an IP literal meaning "every interface" (0.0.0.0, ::, ::0, 0:0:…:0). */
+export function isWildcardHost(host: string): boolean {
+  const family = isIP(host);
+  if (family === 4) return host === "0.0.0.0";
+  if (family === 6) return host.split(":").every((group) => /^0*$/.test(group));
+  return false;
+}
+
+/**
+ * The address peers are told: --advertise when given (a concrete HOST:PORT with a real port),
+ * else the listen address, which must then not be a wildcard. Undefined means "the bound address"
+ * (listen port 0 is known only after binding).
+ */
+function resolveAdvertise(options: NodeOptions, listen: { host: string; port: number }): string | undefined {
+  if (options.advertise === undefined) {
+    if (isWildcardHost(listen.host)) {
+      const port = listen.port === 0 ? "PORT" : String(listen.port);
+      throw new NodeStartError(`--listen ${(options.listen ?? "").slice(0, 80)} binds every interface, which is no address peers can reach; pass --advertise HOST:${port} with the address other machines reach this node at`);
+    }
+    return undefined;
+  }
+  const given = options.advertise;
+  const parsed = parseAddress(given);
+  if (parsed === undefined) {
+    throw new NodeStartError(`--advertise must be HOST:PORT with a port from 1 to 65535 (e.g. 192.168.1.20:7401; IPv6 as [addr]:port), got ${JSON.stringify(given.slice(0, 80))}`);
+  }
+  if (isWildcardHost(parsed.host)) {
+    throw new NodeStartError(`--advertise must be an address peers can reach, not the wildcard ${JSON.stringify(given.slice(0, 80))}`);
+  }
+  return formatAddress(parsed.host, parsed.port);
+}
+
+/** The transport as the kernel sees it: the same sockets, with `address` the advertised one. */
+function advertisedAs(transport: Transport, address: string): Transport {
+  return {
+    address,
+    send: (to, channel, packet) => transport.send(to, channel, packet),
+    onPacket: (handler) => transport.onPacket(handler),
+    onDrop: (handler) => transport.onDrop(handler),
+    close: () => transport.close(),
+  };
 }
 
 const wallClock: Clock = {
@@ -110,6 +161,7 @@ function defaultName(): string {
 export async function runNode(options: NodeOptions): Promise<RunningNode> {
   const dataDir = resolve(options.data);
   const listen = parseHostPort(options.listen ?? "127.0.0.1:0", "--listen");
+  const advertise = resolveAdvertise(options, listen);
   const apiAddr = parseHostPort(options.api ?? "127.0.0.1:0", "--api");
   for (const join of options.join ?? []) {
     if (parseHostPort(join, "--join").port === 0) throw new NodeStartError(`--join needs a real port, got ${JSON.stringify(join.slice(0, 80))}`);
@@ -149,6 +201,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
   };
   let store: Store;
   let transport: Transport;
+  let boundAddress: string;
   let kernel: Kernel;
   let api: Api;
   const ticker = { timer: undefined as NodeJS.Timeout | undefined, skipped: 0 };
@@ -160,6 +213,8 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     transport = await openTransport({ host: listen.host, port: listen.port, onError: rateLimitedLog("transport") });
     const openedTransport = transport;
     closers.push(() => openedTransport.close());
+    if (advertise !== undefined) transport = advertisedAs(openedTransport, advertise);
+    boundAddress = openedTransport.address;
 
     const seed = randomBytes(16);
     const rng = createRng(seed.readBigUInt64BE(0), seed.readBigUInt64BE(8));
@@ -213,7 +268,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     return stopping;
   };
 
-  const node: RunningNode = { id: kernel.id, listen: transport.address, api: api.url, token, kernel, stop, stopped };
+  const node: RunningNode = { id: kernel.id, listen: boundAddress, advertise: transport.address, api: api.url, token, kernel, stop, stopped };
   if (options.ownProcess === true) ownTheProcess(node);
   return node;
 }
@@ -290,5 +345,5 @@ function ownTheProcess(node: RunningNode): void {
   };
   process.once("SIGTERM", onSignal);
   process.once("SIGINT", onSignal);
-  process.stdout.write(`${JSON.stringify({ ready: true, id: node.id, listen: node.listen, api: node.api })}\n`);
+  process.stdout.write(`${JSON.stringify({ ready: true, id: node.id, listen: node.listen, advertise: node.advertise, api: node.api })}\n`);
 }

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import dgram from "node:dgram";
 import net from "node:net";
-import { FrameReader, formatAddress, openTransport, parseAddress, type NetTransport } from "../../src/adapters/net.ts";
+import { FrameReader, formatAddress, openTransport, parseAddress, UDP_RECEIVE_BUFFER_BYTES, UDP_SEND_BUFFER_BYTES, type NetTransport } from "../../src/adapters/net.ts";
 import type { Channel } from "../../src/core/wire/envelope.ts";
 import { LIMITS } from "../../src/core/util/limits.ts";
 
@@ -14,9 +14,15 @@ interface Received {
 }
 
 /** A transport on 127.0.0.1 whose inbound packets and drops are recorded. */
-async function open(t: { after: (fn: () => Promise<void>) => void }, options: { idleMs?: number; host?: string } = {}) {
+async function open(t: { after: (fn: () => Promise<void>) => void }, options: { idleMs?: number; host?: string; inboundBytesMax?: number } = {}) {
   const errors: Error[] = [];
-  const transport = await openTransport({ host: options.host ?? "127.0.0.1", port: 0, onError: (e) => errors.push(e), ...(options.idleMs === undefined ? {} : { idleMs: options.idleMs }) });
+  const transport = await openTransport({
+    host: options.host ?? "127.0.0.1",
+    port: 0,
+    onError: (e) => errors.push(e),
+    ...(options.idleMs === undefined ? {} : { idleMs: options.idleMs }),
+    ...(options.inboundBytesMax === undefined ? {} : { connectionBuffersTotalBytesMax: options.inboundBytesMax }),
+  });
   t.after(() => transport.close());
   const received: Received[] = [];
   const drops: string[] = [];
@@ -266,6 +272,66 @@ test("net: inbound connections beyond LIMITS.connectionsMax are refused", async 
   });
   await b.until(() => b.transport.stats.connectionsRefused === 4, "4 refusals");
   assert.equal(b.transport.stats.inboundConnections, LIMITS.connectionsMax);
+});
+
+test("net: bytes buffered across all inbound connections are bounded; the one going over is cut as oversize", async (t) => {
+  const KIB = 1024;
+  const b = await open(t, { inboundBytesMax: 1024 * KIB });
+  const port = portOf(b.transport);
+  assert.ok(LIMITS.connectionBufferBytesMax > 1024 * KIB, "each connection alone stays under its own bound");
+  // Three connections each start a frame and send 400 KiB of it: the first two fit the 1 MiB
+  // total, the third would go over it.
+  const announce = (socket: net.Socket, bytes: number, frameBytes = 1024 * KIB): void => {
+    const prefix = Buffer.alloc(4);
+    prefix.writeUInt32BE(frameBytes, 0);
+    socket.write(Buffer.concat([prefix, Buffer.alloc(bytes, 1)]));
+  };
+  const first = await rawClient(port);
+  const second = await rawClient(port);
+  t.after(() => {
+    first.destroy();
+    second.destroy();
+  });
+  announce(first, 400 * KIB, 512 * KIB);
+  announce(second, 400 * KIB);
+  await b.until(() => b.transport.stats.inboundBufferedBytes === 2 * 400 * KIB, "two partial frames buffered");
+  const third = await rawClient(port);
+  const thirdGone = closed(third);
+  announce(third, 400 * KIB);
+  await thirdGone;
+  await b.until(() => b.drops.length === 1, "oversize drop");
+  assert.deepEqual(b.drops, ["oversize"]);
+  assert.equal(b.transport.stats.inboundBufferedBytes, 2 * 400 * KIB, "the cut connection's bytes are released");
+
+  // The first two are untouched: one completes its frame, the other closes and frees its share.
+  first.write(Buffer.alloc(112 * KIB, 1));
+  await b.until(() => b.received.length === 1, "the first connection's frame");
+  assert.equal(b.received[0]?.packet.length, 512 * KIB);
+  assert.equal(b.transport.stats.inboundBufferedBytes, 400 * KIB);
+  const secondGone = closed(second);
+  second.destroy();
+  await secondGone;
+  await b.until(() => b.transport.stats.inboundBufferedBytes === 0, "every buffer released");
+  // With the room back, a new connection may buffer as much again.
+  const fourth = await rawClient(port);
+  t.after(() => fourth.destroy());
+  announce(fourth, 900 * KIB);
+  await b.until(() => b.transport.stats.inboundBufferedBytes === 900 * KIB, "room again");
+  assert.equal(b.drops.length, 1);
+});
+
+test("net: the UDP socket asks for larger buffers than the OS default", async (t) => {
+  const a = await open(t);
+  const plain = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => plain.bind(0, "127.0.0.1", resolve));
+  const defaults = { receive: plain.getRecvBufferSize(), send: plain.getSendBufferSize() };
+  plain.close();
+  const { udpReceiveBufferBytes, udpSendBufferBytes } = a.transport.stats;
+  // The OS may cap the request (Linux at net.core.rmem_max, reporting twice the value it keeps),
+  // but it grows the buffer beyond its default unless that default is already as large.
+  if (defaults.receive < UDP_RECEIVE_BUFFER_BYTES) assert.ok(udpReceiveBufferBytes > defaults.receive, `receive ${udpReceiveBufferBytes} vs default ${defaults.receive}`);
+  if (defaults.send < UDP_SEND_BUFFER_BYTES) assert.ok(udpSendBufferBytes > defaults.send, `send ${udpSendBufferBytes} vs default ${defaults.send}`);
+  assert.ok(udpReceiveBufferBytes >= udpSendBufferBytes);
 });
 
 test("net: invalid destinations and empty packets are counted, never thrown", async (t) => {

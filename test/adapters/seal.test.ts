@@ -1,9 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createDecipheriv, hkdfSync } from "node:crypto";
+import { createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { createSeal, makeToken, tokenFingerprint } from "../../src/adapters/seal.ts";
-import { decodeHeader, HEADER_BYTES, TAG_BYTES } from "../../src/core/wire/envelope.ts";
+import { decodeHeader, encodeHeader, HEADER_BYTES, TAG_BYTES, WIRE_VERSION } from "../../src/core/wire/envelope.ts";
 
 const A = "0123456789abcdef";
 const B = "fedcba9876543210";
@@ -123,6 +123,58 @@ test("seal: refuses bad configuration and out-of-range header fields", () => {
   const a = createSeal(makeToken(), A);
   assert.throws(() => a.seal("datagram", -1, 1, body(1)), /epoch/);
   assert.throws(() => a.seal("datagram", 1, 2 ** 53, body(1)), /counter/);
+});
+
+/** A packet that claims to come from `sender` but was made without the cluster key. */
+function forged(sender: string, epoch: number): Uint8Array {
+  const packet = randomBytes(HEADER_BYTES + 16 + TAG_BYTES);
+  encodeHeader({ version: WIRE_VERSION, channel: "datagram", sender, epoch, counter: 1 }, packet);
+  return new Uint8Array(packet.buffer, packet.byteOffset, packet.length);
+}
+
+test("seal: forged packets from invented senders neither enter the key cache nor evict real peers", () => {
+  const token = makeToken();
+  const a = createSeal(token, A);
+  const b = createSeal(token, B, { keysMax: 1024 });
+  const first = a.seal("datagram", EPOCH, 1, body(8));
+  assert.deepEqual(b.open(first, A, EPOCH), body(8));
+  assert.deepEqual(b.stats, { cachedKeys: 1, keyDerivations: 1 });
+
+  // Ten times the cache's bound of forged (sender, epoch) pairs.
+  for (let i = 0; i < 10_000; i++) {
+    const sender = randomBytes(8).toString("hex");
+    const epoch = i % 3 === 0 ? EPOCH : i;
+    assert.equal(b.open(forged(sender, epoch), sender, epoch), undefined);
+  }
+  // A forged packet in the name of the real sender fails too and leaves its key alone.
+  assert.equal(b.open(forged(A, EPOCH), A, EPOCH), undefined);
+  assert.equal(b.stats.cachedKeys, 1, "only the authenticated sender's key is cached");
+  const derivations = b.stats.keyDerivations;
+  assert.equal(derivations, 1 + 10_000, "a miss costs one derivation, into a temporary");
+
+  // The legitimate sender's key is still cached (no new derivation) and its packets still open.
+  assert.deepEqual(b.open(a.seal("datagram", EPOCH, 2, body(9)), A, EPOCH), body(9));
+  assert.deepEqual(b.open(first, A, EPOCH), body(8));
+  assert.equal(b.stats.keyDerivations, derivations, "A's key was a cache hit");
+});
+
+test("seal: the key cache stays bounded by authenticated senders, evicting the least recently used", () => {
+  const token = makeToken();
+  const receiver = createSeal(token, B, { keysMax: 4 });
+  const senders = Array.from({ length: 6 }, (_, i) => `00000000000000${(i + 16).toString(16)}`);
+  for (const sender of senders) {
+    const packet = createSeal(token, sender).seal("stream", EPOCH, 1, body(4));
+    assert.deepEqual(receiver.open(packet, sender, EPOCH), body(4));
+  }
+  assert.deepEqual(receiver.stats, { cachedKeys: 4, keyDerivations: 6 });
+  // The newest four are cached; the oldest was evicted and is derived again on its next packet.
+  const newest = senders[5] as string;
+  const oldest = senders[0] as string;
+  receiver.open(createSeal(token, newest).seal("stream", EPOCH, 2, body(4)), newest, EPOCH);
+  assert.equal(receiver.stats.keyDerivations, 6);
+  receiver.open(createSeal(token, oldest).seal("stream", EPOCH, 2, body(4)), oldest, EPOCH);
+  assert.equal(receiver.stats.keyDerivations, 7);
+  assert.equal(receiver.stats.cachedKeys, 4);
 });
 
 test("tokens: 32 random bytes in base64url, fingerprints short and stable", () => {

@@ -5,7 +5,7 @@ import { decodeHeader, encodeHeader, HEADER_BYTES, TAG_BYTES, type Header } from
 import { ReplayGuard } from "../../src/core/wire/replay.ts";
 import { decodeMessage, encodeMessage } from "../../src/core/wire/codec.ts";
 import { entryToWire, type MemberEntry, type Message } from "../../src/core/wire/messages.ts";
-import { pack } from "msgpackr";
+import { encode as pack } from "@msgpack/msgpack";
 
 const entry: MemberEntry = {
   id: "0123456789abcdef", pub: new Uint8Array(32).fill(9), addr: "127.0.0.1:7401", role: "core", name: "n1", incarnation: 3,

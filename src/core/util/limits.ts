@@ -9,6 +9,12 @@ export const LIMITS = {
   frameBytesMax: 16 * 1024 * 1024,
   /** Bytes buffered per TCP connection before it is cut as abusive. */
   connectionBufferBytesMax: 32 * 1024 * 1024,
+  /**
+   * Bytes buffered across all inbound TCP connections together: without it, connectionsMax
+   * connections each holding just under connectionBufferBytesMax could pin 8 GiB. A connection
+   * whose data would push the total over this bound is cut (counted as `oversize`).
+   */
+  connectionBuffersTotalBytesMax: 256 * 1024 * 1024,
   /** Inbound TCP connections held open at once. */
   connectionsMax: 256,
   /** Outbound frames queued per peer connection before new ones are dropped. */

@@ -1,16 +1,44 @@
-// The body codec: MessagePack (msgpackr) for the message inside the sealed envelope. Decoding is
-// total: hostile bytes give { ok: false }, never an exception, and only validated messages leave.
-import { Packr } from "msgpackr";
+// The body codec: MessagePack (@msgpack/msgpack, the reference implementation for JavaScript) for
+// the message inside the sealed envelope. Decoding is total: hostile bytes give { ok: false },
+// never an exception, and only validated messages leave.
+import { Decoder, Encoder } from "@msgpack/msgpack";
+import { LIMITS } from "../util/limits.ts";
 import { entryToWire, validate, type Message, type ValidateResult } from "./messages.ts";
 
-// Plain MessagePack: no record extension (its structures are shared state between encoder and
-// decoder, which peers do not have), no Map or Date revival, binary as Uint8Array.
-// copyBuffers: a decoded byte field gets its own memory instead of a view that would pin the whole
-// received packet (or the transport's receive buffer) for as long as the field is kept.
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false, int64AsType: "number", copyBuffers: true });
+// Plain MessagePack: no extension types, integers as numbers (a bigint is refused on decode),
+// and every length bounded by the largest frame, so a forged length cannot make us allocate more.
+const bound = LIMITS.frameBytesMax;
+const encoder = new Encoder({ ignoreUndefined: true });
+const decoder = new Decoder({
+  maxStrLength: bound, maxBinLength: bound, maxArrayLength: LIMITS.membersMax, maxMapLength: 64, maxExtLength: 0,
+});
 
 export function encodeMessage(message: Message): Uint8Array {
-  return packr.pack(toWire(message));
+  return encoder.encode(toWire(message));
+}
+
+export function decodeMessage(body: Uint8Array): ValidateResult {
+  let value: unknown;
+  try {
+    value = decoder.decode(body);
+  } catch (error) {
+    return { ok: false, reason: "decode", detail: `msgpack: ${(error as Error).message.slice(0, 80)}` };
+  }
+  return validate(value);
+}
+
+/** Packs a value in the same plain MessagePack, for the durable store. */
+export function packValue(value: unknown): Uint8Array {
+  return encoder.encode(value);
+}
+
+/** Unpacks a stored value; undefined when the bytes are not MessagePack. */
+export function unpackValue(bytes: Uint8Array): unknown {
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Member entries travel as tuples (messages.ts, MemberEntryWireSchema); everything else as is. */
@@ -18,14 +46,4 @@ function toWire(message: Message): unknown {
   if ("entry" in message) return { ...message, entry: entryToWire(message.entry) };
   if ("members" in message) return { ...message, members: message.members.map(entryToWire) };
   return message;
-}
-
-export function decodeMessage(body: Uint8Array): ValidateResult {
-  let value: unknown;
-  try {
-    value = packr.unpack(body);
-  } catch (error) {
-    return { ok: false, reason: "decode", detail: `msgpack: ${(error as Error).message.slice(0, 80)}` };
-  }
-  return validate(value);
 }

@@ -44,8 +44,9 @@ export function entryToWire(entry: MemberEntry): MemberEntryWire {
   return [entry.id, entry.pub, entry.addr, entry.role, entry.name, entry.incarnation];
 }
 
+/** The decoder hands out byte fields as views into the packet; the kept key gets its own copy. */
 export function entryFromWire(wire: MemberEntryWire): MemberEntry {
-  return { id: wire[0], pub: wire[1], addr: wire[2], role: wire[3], name: wire[4], incarnation: wire[5] };
+  return { id: wire[0], pub: wire[1].slice(), addr: wire[2], role: wire[3], name: wire[4], incarnation: wire[5] };
 }
 
 const Entries = (maxItems: number) => Type.Array(MemberEntryWireSchema, { maxItems });

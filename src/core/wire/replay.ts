@@ -11,23 +11,34 @@ interface Window {
   epoch: number;
   /** Highest counter accepted in this epoch; -1 before the first. */
   top: number;
-  /** Bit i set: counter top - i was seen (i < width). */
-  seen: Uint32Array;
+  /** Index of this window's words in the guard's shared bit pool. */
+  readonly slot: number;
 }
 
 export type ReplayVerdict = "fresh" | "replay" | "stale-epoch";
 
 export class ReplayGuard {
   readonly #width: number;
+  readonly #words: number;
   readonly #sendersMax: number;
   // Map iteration order is insertion order: re-inserting on use makes the first key the least
   // recently heard sender, the one evicted when the table is full.
   readonly #windows = new Map<string, Window>();
+  /**
+   * Every window's bits live in one pool, #words 32-bit words per slot (bit i of a slot set:
+   * counter top - i was seen). One typed array instead of one per sender keeps a node that hears
+   * thousands of peers from holding thousands of small buffers.
+   */
+  #pool: Uint32Array;
+  readonly #freeSlots: number[] = [];
+  #slotsUsed = 0;
 
   constructor(width: number = LIMITS.replayWindow, sendersMax: number = LIMITS.replaySendersMax) {
     assert(width > 0 && width % 32 === 0, "ReplayGuard: width must be a positive multiple of 32");
     this.#width = width;
+    this.#words = width / 32;
     this.#sendersMax = sendersMax;
+    this.#pool = new Uint32Array(this.#words * 16);
   }
 
   get size(): number {
@@ -36,55 +47,79 @@ export class ReplayGuard {
 
   check(sender: string, channel: Channel, epoch: number, counter: number): ReplayVerdict {
     const key = channel === "datagram" ? sender : `${sender}/s`;
-    let w = this.#windows.get(key);
-    if (w !== undefined && epoch < w.epoch) return "stale-epoch";
-    if (w === undefined || epoch > w.epoch) {
-      w = { epoch, top: -1, seen: new Uint32Array(this.#width / 32) };
+    const known = this.#windows.get(key);
+    if (known !== undefined && epoch < known.epoch) return "stale-epoch";
+    let w = known;
+    if (w === undefined) {
+      w = { epoch, top: -1, slot: this.#allocate() };
+    } else if (epoch > w.epoch) {
+      w.epoch = epoch;
+      w.top = -1;
     }
     const verdict = this.#mark(w, counter);
     if (verdict === "fresh") {
-      this.#windows.delete(key);
+      if (known !== undefined) this.#windows.delete(key);
       this.#windows.set(key, w);
       if (this.#windows.size > this.#sendersMax) {
-        const oldest = this.#windows.keys().next().value;
-        if (oldest !== undefined) this.#windows.delete(oldest);
+        const oldest = this.#windows.keys().next();
+        if (oldest.done !== true) {
+          const evicted = this.#windows.get(oldest.value);
+          this.#windows.delete(oldest.value);
+          if (evicted !== undefined) this.#freeSlots.push(evicted.slot);
+        }
       }
+    } else if (known === undefined) {
+      this.#freeSlots.push(w.slot);
     }
     return verdict;
   }
 
+  #allocate(): number {
+    const free = this.#freeSlots.pop();
+    if (free !== undefined) return free;
+    const slot = this.#slotsUsed++;
+    if ((slot + 1) * this.#words > this.#pool.length) {
+      const grown = new Uint32Array(this.#pool.length * 2);
+      grown.set(this.#pool);
+      this.#pool = grown;
+    }
+    return slot;
+  }
+
   #mark(w: Window, counter: number): ReplayVerdict {
+    const base = w.slot * this.#words;
     if (counter > w.top) {
       const shift = w.top < 0 ? this.#width : counter - w.top;
-      shiftWindow(w.seen, Math.min(shift, this.#width));
+      shiftWindow(this.#pool, base, this.#words, Math.min(shift, this.#width));
       w.top = counter;
-      setBit(w.seen, 0);
+      setBit(this.#pool, base, 0);
       return "fresh";
     }
     const age = w.top - counter;
     if (age >= this.#width) return "replay";
-    if (getBit(w.seen, age)) return "replay";
-    setBit(w.seen, age);
+    if (getBit(this.#pool, base, age)) return "replay";
+    setBit(this.#pool, base, age);
     return "fresh";
   }
 }
 
-function getBit(bits: Uint32Array, i: number): boolean {
-  return ((bits[i >>> 5] as number) & (1 << (i & 31))) !== 0;
+function getBit(bits: Uint32Array, base: number, i: number): boolean {
+  return ((bits[base + (i >>> 5)] as number) & (1 << (i & 31))) !== 0;
 }
 
-function setBit(bits: Uint32Array, i: number): void {
-  bits[i >>> 5] = (bits[i >>> 5] as number) | (1 << (i & 31));
+function setBit(bits: Uint32Array, base: number, i: number): void {
+  const at = base + (i >>> 5);
+  bits[at] = (bits[at] as number) | (1 << (i & 31));
 }
 
-/** Moves every bit up by n positions (older), dropping those that fall off the end. */
-function shiftWindow(bits: Uint32Array, n: number): void {
+/** Moves every bit of one window up by n positions (older), dropping those that fall off the end. */
+function shiftWindow(bits: Uint32Array, base: number, length: number, n: number): void {
   const words = n >>> 5;
   const rest = n & 31;
-  for (let i = bits.length - 1; i >= 0; i--) {
+  for (let i = length - 1; i >= 0; i--) {
     const src = i - words;
-    const hi = src >= 0 ? (bits[src] as number) : 0;
-    const lo = src - 1 >= 0 ? (bits[src - 1] as number) : 0;
-    bits[i] = rest === 0 ? hi : ((hi << rest) | (lo >>> (32 - rest))) >>> 0;
+    const hi = src >= 0 ? (bits[base + src] as number) : 0;
+    const lo = src - 1 >= 0 ? (bits[base + src - 1] as number) : 0;
+    bits[base + i] = rest === 0 ? hi : ((hi << rest) | (lo >>> (32 - rest))) >>> 0;
   }
 }
