@@ -40,7 +40,7 @@ export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
   role: "core",
   tickMs: 10,
   roster: ROSTER_DEFAULTS,
-  pingTicks: 100,
+  pingTicks: 250,
   persistTicks: 100,
 };
 

@@ -47,9 +47,13 @@ export interface RosterCrypto {
 }
 
 export interface Member {
-  readonly entry: MemberEntry;
+  entry: MemberEntry;
   /** Tick at which this node last received a packet from the member; -1 if never directly. */
   lastHeardTick: number;
+  /** Times the current news about this member has been gossiped. */
+  newsSent: number;
+  /** Index of the member's current news in the news log, or -1 when there is none to spread. */
+  newsPosition: number;
 }
 
 export interface Outbound {
@@ -107,16 +111,17 @@ export class Roster {
   readonly #crypto: RosterCrypto;
   readonly #config: RosterConfig;
   readonly #members = new Map<string, Member>();
-  /** Ids of members, for O(1) random choice. Invariant: same set as #members' keys. */
-  readonly #ids: string[] = [];
+  /** The members again, as an array for O(1) random choice. Invariant: same set as #members. */
+  readonly #list: Member[] = [];
   /**
-   * Changes still to piggyback: id → times sent so far and its position in #newsOrder. The limit is
-   * evaluated at send time against the current size (as memberlist does), so news added while the
-   * cluster was small is not cut short once it has grown.
+   * The news log: members in the order their news arrived, newest last. An element whose index is
+   * not its member's newsPosition is stale (the news was spent or superseded). The retransmit limit
+   * is evaluated at send time against the current size (as memberlist does), so news added while
+   * the cluster was small is not cut short once it has grown.
    */
-  readonly #news = new Map<string, { sent: number; position: number }>();
-  /** Ids in the order their news arrived (newest last); positions not matching #news are stale. */
-  #newsOrder: string[] = [];
+  #newsOrder: Member[] = [];
+  /** Members with news still to spread. Invariant: count of members with newsPosition >= 0. */
+  #newsCount = 0;
   readonly #pending = new Map<string, Pending>();
   readonly #gossip: Timeout;
   readonly #sync: Timeout;
@@ -313,28 +318,31 @@ export class Roster {
       if (known !== undefined && entry.incarnation <= known.entry.incarnation) continue;
       // The id is the hash of the key: an entry cannot claim another node's id.
       if (this.#crypto.idOf(entry.pub) !== entry.id) continue;
+      let member: Member;
       if (known === undefined) {
         if (this.#members.size + 1 >= LIMITS.membersMax) continue;
-        this.#insert(entry);
+        member = this.#insert(entry);
         this.#events.push({ type: "member-joined", id: entry.id, addr: entry.addr });
       } else {
-        this.#members.set(entry.id, { entry, lastHeardTick: known.lastHeardTick });
+        known.entry = entry;
+        member = known;
         this.#events.push({ type: "member-updated", id: entry.id, addr: entry.addr, incarnation: entry.incarnation });
       }
       this.#changed.push(entry);
-      this.#addNews(entry.id);
+      this.#addNews(member);
     }
   }
 
-  #insert(entry: MemberEntry): void {
-    this.#members.set(entry.id, { entry, lastHeardTick: -1 });
-    this.#ids.push(entry.id);
+  #insert(entry: MemberEntry): Member {
+    const member: Member = { entry, lastHeardTick: -1, newsSent: 0, newsPosition: -1 };
+    this.#members.set(entry.id, member);
+    this.#list.push(member);
+    return member;
   }
 
   #randomMember(): Member | undefined {
-    if (this.#ids.length === 0) return undefined;
-    const id = this.#ids[this.#rng.int(this.#ids.length)];
-    return id === undefined ? undefined : this.#members.get(id);
+    if (this.#list.length === 0) return undefined;
+    return this.#list[this.#rng.int(this.#list.length)];
   }
 
   #sendGossip(): void {
@@ -342,29 +350,23 @@ export class Roster {
     if (target === undefined) return;
     const members: MemberEntry[] = [this.#self];
     let bytes = entryBytesMax(this.#self);
-    // Newest changes first: walk the order log from its end, skipping superseded positions.
+    // Newest changes first: walk the news log from its end, skipping stale positions.
     const order = this.#newsOrder;
     const limit = this.#retransmitLimit();
     for (let i = order.length - 1; i >= 0 && members.length < LIMITS.gossipEntriesMax; i--) {
-      const id = order[i] as string;
-      const news = this.#news.get(id);
-      if (news === undefined || news.position !== i) {
-        // Spent or superseded news at the end of the log is dropped for good, so later walks do
-        // not skip over it again.
+      const member = order[i] as Member;
+      if (member.newsPosition !== i) {
+        // Stale news at the end of the log is dropped for good, so later walks do not skip it again.
         if (i === order.length - 1) order.pop();
         continue;
       }
-      const entry = this.#members.get(id)?.entry;
-      if (entry === undefined) {
-        this.#news.delete(id);
-        continue;
-      }
-      const size = entryBytesMax(entry);
+      const size = entryBytesMax(member.entry);
       if (bytes + size > GOSSIP_BODY_BUDGET) break;
       bytes += size;
-      members.push(entry);
-      if (++news.sent >= limit) {
-        this.#news.delete(id);
+      members.push(member.entry);
+      if (++member.newsSent >= limit) {
+        member.newsPosition = -1;
+        this.#newsCount--;
         if (i === order.length - 1) order.pop();
       }
     }
@@ -372,21 +374,22 @@ export class Roster {
     this.#outbox.push({ to: target.entry.addr, channel: "datagram", message: { t: "gossip", members } });
   }
 
-  #addNews(id: string): void {
-    this.#news.set(id, { sent: 0, position: this.#newsOrder.length });
-    this.#newsOrder.push(id);
+  #addNews(member: Member): void {
+    if (member.newsPosition < 0) this.#newsCount++;
+    member.newsSent = 0;
+    member.newsPosition = this.#newsOrder.length;
+    this.#newsOrder.push(member);
   }
 
-  /** Drops superseded positions once they outnumber live ones; amortised O(1) per change. */
+  /** Drops stale positions once they outnumber live ones; amortised O(1) per change. */
   #compactNews(): void {
-    if (this.#newsOrder.length < 64 || this.#newsOrder.length < 2 * this.#news.size) return;
-    const order: string[] = [];
+    if (this.#newsOrder.length < 64 || this.#newsOrder.length < 2 * this.#newsCount) return;
+    const order: Member[] = [];
     for (let i = 0; i < this.#newsOrder.length; i++) {
-      const id = this.#newsOrder[i] as string;
-      const news = this.#news.get(id);
-      if (news === undefined || news.position !== i) continue;
-      news.position = order.length;
-      order.push(id);
+      const member = this.#newsOrder[i] as Member;
+      if (member.newsPosition !== i) continue;
+      member.newsPosition = order.length;
+      order.push(member);
     }
     this.#newsOrder = order;
   }
