@@ -235,6 +235,8 @@ export class Kernel {
     const stats = this.stats[channel];
     stats.packetsIn++;
     stats.bytesIn += packet.length;
+    const netTask = this.#daemons.net;
+    if (netTask !== undefined) netTask.steps++;
     this.#dispatch(header.sender, result.message);
   }
 

@@ -25,6 +25,8 @@ import type { Clock, Identity, Seal, Store, Transport } from "./ports.ts";
 export const CATCH_UP_TICKS_MAX = 100;
 /** Exit code of a node whose invariant broke (EX_SOFTWARE). */
 export const EXIT_ASSERTION = 70;
+/** Sampling period of the event-loop delay histogram, in ms. */
+const LOOP_DELAY_RESOLUTION_MS = 10;
 /** Milliseconds a graceful stop may take before the process exits anyway. */
 const STOP_DEADLINE_MS = 5_000;
 /** Least interval between two log lines about survivable transport errors. */
@@ -205,7 +207,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
   let kernel: Kernel;
   let api: Api;
   const ticker = { timer: undefined as NodeJS.Timeout | undefined, skipped: 0 };
-  const delay = monitorEventLoopDelay({ resolution: 10 });
+  const delay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   try {
     store = openStore(join(dataDir, "state.db"));
     const openedStore = store;
@@ -232,9 +234,9 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     });
     const hostStats = (): HostStats => ({
       ticksSkipped: ticker.skipped,
-      loopDelayP50Ms: delay.count > 0 ? delay.percentile(50) / 1e6 : 0,
-      loopDelayP99Ms: delay.count > 0 ? delay.percentile(99) / 1e6 : 0,
-      loopDelayMaxMs: delay.count > 0 ? delay.max / 1e6 : 0,
+      loopDelayP50Ms: loopDelayMs(delay, delay.percentile(50)),
+      loopDelayP99Ms: loopDelayMs(delay, delay.percentile(99)),
+      loopDelayMaxMs: loopDelayMs(delay, delay.max),
     });
     startTicking(kernel, tickMs, ticker, delay);
     closers.push(() => clearInterval(ticker.timer));
@@ -346,4 +348,13 @@ function ownTheProcess(node: RunningNode): void {
   process.once("SIGTERM", onSignal);
   process.once("SIGINT", onSignal);
   process.stdout.write(`${JSON.stringify({ ready: true, id: node.id, listen: node.listen, advertise: node.advertise, api: node.api })}\n`);
+}
+
+/**
+ * The histogram records the time between samples, so an idle loop reads as the resolution itself;
+ * the delay is what exceeds it.
+ */
+function loopDelayMs(delay: { count: number }, nanoseconds: number): number {
+  if (delay.count === 0) return 0;
+  return Math.max(0, nanoseconds / 1e6 - LOOP_DELAY_RESOLUTION_MS);
 }
