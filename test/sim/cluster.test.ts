@@ -75,3 +75,26 @@ test("roster: the boot epoch strictly increases across crashes, so old packets a
   }
   for (let i = 1; i < epochs.length; i++) assert.ok((epochs[i] as number) > (epochs[i - 1] as number), JSON.stringify(epochs));
 });
+
+test("roster: nodes that joined during a partition learn each other once it heals", () => {
+  for (const seed of [21, 22]) {
+    const cluster = new SimCluster({ nodes: 12, seed, faults: "lossy" });
+    const addresses = cluster.nodes.map((n) => n.address);
+    // Cut nodes 6..11 off from the rest (the seed included) before anyone has joined.
+    cluster.network.partition(addresses.slice(6), addresses.slice(0, 6));
+    cluster.run(1500);
+    for (const node of cluster.nodes.slice(6)) assert.equal(node.kernel.roster.size, 1, `seed ${seed}: node ${node.index} joined across the partition`);
+    cluster.network.heal();
+    cluster.run(4000);
+    const result = cluster.result();
+    assert.notEqual(result.convergedAtTick, null, `seed ${seed}: ${JSON.stringify(result)}`);
+  }
+});
+
+test("roster: a one-way block does not stop membership from spreading around it", () => {
+  const cluster = new SimCluster({ nodes: 8, seed: 31, faults: "none" });
+  const [a, b] = [cluster.nodes[1]?.address ?? "", cluster.nodes[2]?.address ?? ""];
+  cluster.network.block(a, b);
+  cluster.run(3000);
+  assert.notEqual(cluster.result().convergedAtTick, null, JSON.stringify(cluster.result()));
+});
