@@ -196,6 +196,12 @@ export class Roster {
       case "sync": return this.#onSync(sender, message.reply, message.members);
       case "ping":
       case "ack":
+      case "swim-ping":
+      case "swim-ping-req":
+      case "swim-ack":
+      case "swim-nack":
+      case "swim-gossip":
+      case "swim-sync":
         return;
       default:
         return assertNever(message, "Roster: unhandled message");

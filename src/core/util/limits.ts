@@ -31,6 +31,25 @@ export const LIMITS = {
   membersMax: 100_000,
   /** Member entries piggybacked in one gossip datagram. */
   gossipEntriesMax: 10,
+  /**
+   * SWIM updates piggybacked on one datagram. The byte budget binds first: the smallest update
+   * (suspect/dead/left tuple) is 41 bytes, so a 1,200-byte datagram holds at most 26.
+   */
+  swimUpdatesMax: 32,
+  /** Indirect probes (ping-req helpers) per failed direct probe; memberlist's IndirectChecks is 3. */
+  swimIndirectChecksMax: 8,
+  /** Members gossiped to per gossip period; memberlist's GossipNodes is 3 (LAN) or 4 (WAN). */
+  swimGossipNodesMax: 8,
+  /**
+   * Indirect probes a node relays at once for others (ping-req in flight). Each prober sends at
+   * most swimIndirectChecksMax per probe period, so 1,024 covers 128 probers picking this node in
+   * the same period; beyond it ping-reqs are dropped and the prober counts a missing nack.
+   */
+  swimRelaysMax: 1024,
+  /** Local health multiplier bound (Lifeguard's S, memberlist's AwarenessMaxMultiplier): score 0..7. */
+  swimAwarenessMax: 8,
+  /** Independent suspicion confirmations counted per suspect (Lifeguard's K is suspicionMult − 2). */
+  swimConfirmationsMax: 16,
   /** Handshakes in progress at once on one node (challenges outstanding). */
   handshakesMax: 1024,
   /** Ticks a challenge stays valid. */

@@ -51,6 +51,19 @@ export function entryFromWire(wire: MemberEntryWire): MemberEntry {
 
 const Entries = (maxItems: number) => Type.Array(MemberEntryWireSchema, { maxItems });
 
+/**
+ * One SWIM membership update as a compact tuple (src/core/body/swim.ts, docs/protocols/swim.md):
+ *   [0, entry]                   alive: the member's whole entry, its incarnation inside
+ *   [s, id, incarnation, from]   s = 1 suspect, 2 dead, 3 left; `from` is the node that said so
+ */
+export const SwimAliveWireSchema = Type.Tuple([Type.Literal(0), MemberEntryWireSchema]);
+export const SwimStateWireSchema = Type.Tuple([
+  Type.Union([Type.Literal(1), Type.Literal(2), Type.Literal(3)]), NodeIdSchema, u32, NodeIdSchema,
+]);
+export const SwimUpdateWireSchema = Type.Union([SwimAliveWireSchema, SwimStateWireSchema]);
+export type SwimUpdateWire = Static<typeof SwimUpdateWireSchema>;
+const Updates = (maxItems: number) => Type.Array(SwimUpdateWireSchema, { maxItems });
+
 /** The wire form of every message, keyed by its `t` tag. */
 export const MESSAGE_SCHEMAS = {
   /** Joiner → seed: asks to join; the seed answers with a challenge. */
@@ -68,6 +81,23 @@ export const MESSAGE_SCHEMAS = {
   /** Round-trip probe used by `net`. `sent` is the sender's clock in µs, echoed back. */
   ping: Type.Object({ t: Type.Literal("ping"), seq: u32, sent: safeU }),
   ack: Type.Object({ t: Type.Literal("ack"), seq: u32, sent: safeU }),
+  /** SWIM direct probe; `addr` is where the ack goes, `target` the id the prober meant to reach. */
+  "swim-ping": Type.Object({
+    t: Type.Literal("swim-ping"), seq: u32, target: NodeIdSchema, addr: AddressSchema, updates: Updates(LIMITS.swimUpdatesMax),
+  }),
+  /** SWIM indirect probe request: ping `target` at `targetAddr` for me, answer to `addr`. */
+  "swim-ping-req": Type.Object({
+    t: Type.Literal("swim-ping-req"), seq: u32, target: NodeIdSchema, targetAddr: AddressSchema, addr: AddressSchema,
+    updates: Updates(LIMITS.swimUpdatesMax),
+  }),
+  /** Answer to a swim-ping, or forwarded by a helper for a swim-ping-req (carrying the prober's seq). */
+  "swim-ack": Type.Object({ t: Type.Literal("swim-ack"), seq: u32, updates: Updates(LIMITS.swimUpdatesMax) }),
+  /** Lifeguard: the helper got no ack from the target in time (so the prober is not the slow one). */
+  "swim-nack": Type.Object({ t: Type.Literal("swim-nack"), seq: u32, updates: Updates(LIMITS.swimUpdatesMax) }),
+  /** Piggyback-only datagram, sent every gossip period to a few members while there is news. */
+  "swim-gossip": Type.Object({ t: Type.Literal("swim-gossip"), updates: Updates(LIMITS.swimUpdatesMax) }),
+  /** Push-pull on the stream channel: the sender's whole state table; `reply` asks for the receiver's. */
+  "swim-sync": Type.Object({ t: Type.Literal("swim-sync"), reply: Type.Boolean(), states: Updates(LIMITS.membersMax) }),
 } as const;
 
 type WireSchemas = typeof MESSAGE_SCHEMAS;

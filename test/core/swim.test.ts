@@ -1,0 +1,299 @@
+// SWIM + Lifeguard core (src/core/body/swim.ts), driven through the in-memory network of
+// swim-harness.ts. Map to the papers: detection time and round-robin probing (SWIM §4.3, E[T] =
+// e/(e−1) periods), suspicion and refutation (SWIM §4.2), dissemination (SWIM §4.1), local health
+// and nacks (Lifeguard §IV-A), suspicion confirmations (Lifeguard §IV-B), tombstones (memberlist's
+// TestMemberList_AliveReplay). Every assertion message carries the seed.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { supersedes, Swim, SWIM_LAN, SWIM_WAN, type SwimState } from "../../src/core/body/swim.ts";
+import { createRng } from "../../src/core/util/rng.ts";
+import { entryToWire, type Message, type SwimUpdateWire } from "../../src/core/wire/messages.ts";
+import { SwimSim, testCrypto, testEntry } from "./swim-harness.ts";
+
+const PERIOD = SWIM_LAN.probeTicks;
+
+function gossip(updates: SwimUpdateWire[]): Message {
+  return { t: "swim-gossip", updates };
+}
+
+function mean(values: readonly number[]): number {
+  return values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
+}
+
+test("swim: a crashed member is suspected, then declared dead at every survivor", () => {
+  const n = 10;
+  const toSuspect: number[] = [];
+  const toDead: number[] = [];
+  for (let seed = 1; seed <= 40; seed++) {
+    const sim = new SwimSim({ n, seed });
+    sim.run(10 * PERIOD + (seed * 37) % PERIOD); // Warm-up drains the initial news; crash at varied phases.
+    const victim = seed % n;
+    const id = sim.id(victim);
+    const crashTick = sim.now;
+    sim.crash(victim);
+    const survivors = n - 1;
+    const done = sim.run(60 * PERIOD, () => new Set(sim.eventsAbout("member-dead", id).map((e) => e.node)).size === survivors);
+    assert.ok(done, `seed ${seed}: not every survivor declared the crashed member dead within 60 periods`);
+    const firstSuspect = sim.eventsAbout("member-suspect", id)[0];
+    assert.ok(firstSuspect !== undefined, `seed ${seed}: no suspicion before death`);
+    toSuspect.push((firstSuspect.tick - crashTick) / PERIOD);
+    toDead.push((sim.now - crashTick) / PERIOD);
+    const falseDeaths = sim.events.filter((e) => e.event.type === "member-dead" && e.event.id !== id);
+    assert.equal(falseDeaths.length, 0, `seed ${seed}: a live member was declared dead`);
+    // Helpers answered with nacks, so the survivors did not blame themselves (Lifeguard).
+    for (let i = 0; i < n; i++) {
+      if (i !== victim) assert.ok(sim.node(i).localHealth <= 2, `seed ${seed}: node ${i} local health ${sim.node(i).localHealth}`);
+    }
+  }
+  const suspectMean = mean(toSuspect);
+  const deadMean = mean(toDead);
+  console.log(`swim n=${n}: crash → first suspect ${suspectMean.toFixed(2)} probe periods on average ` +
+    `(max ${Math.max(...toSuspect).toFixed(2)}), → dead at every survivor ${deadMean.toFixed(2)} ` +
+    `(max ${Math.max(...toDead).toFixed(2)}), over ${toSuspect.length} seeds`);
+  assert.ok(suspectMean < 2.5, `mean periods to first suspicion ${suspectMean} (seeds 1-40)`);
+  // Suspicion minimum is 4 periods at n = 10, the maximum 24; confirmations bring it near the minimum.
+  assert.ok(deadMean < 24, `mean periods to dead everywhere ${deadMean} (seeds 1-40)`);
+});
+
+test("swim: no false positive over 300 probe periods at n = 20 with 10% datagram loss", () => {
+  const seed = 42;
+  const sim = new SwimSim({ n: 20, seed, loss: 0.1 });
+  sim.run(300 * PERIOD);
+  const deaths = sim.events.filter((e) => e.event.type === "member-dead");
+  const suspicions = sim.events.filter((e) => e.event.type === "member-suspect");
+  const refutations = sim.events.filter((e) => e.event.type === "member-refuted" && e.event.id === sim.id(e.node));
+  console.log(`swim n=20 loss=10% 300 periods: deaths ${deaths.length}, suspicion events ${suspicions.length}, ` +
+    `self-refutations ${refutations.length}, datagrams ${sim.sent} (lost ${sim.lost}), largest ${sim.datagramBytesMax} B`);
+  assert.equal(deaths.length, 0, `seed ${seed}: false positives ${JSON.stringify(deaths.slice(0, 3))}`);
+  for (let i = 0; i < 20; i++) {
+    for (const member of sim.node(i).members()) {
+      assert.notEqual(member.state, "dead", `seed ${seed}: node ${i} holds ${member.entry.id} dead`);
+    }
+  }
+});
+
+test("swim: a member told it is suspected refutes with a higher incarnation", () => {
+  const self = testEntry(0);
+  const other = testEntry(1);
+  const swim = new Swim(self, createRng(1), testCrypto, SWIM_LAN);
+  swim.add(other);
+  swim.ready();
+  swim.step(other.id, gossip([[1, self.id, 0, other.id]]));
+  assert.equal(swim.incarnation, 1);
+  assert.deepEqual(swim.ready().events, [{ type: "member-refuted", id: self.id, incarnation: 1 }]);
+  assert.equal(swim.localHealth, 1, "refuting raises local health");
+  // A dead accusation at a higher incarnation is refuted above it.
+  swim.step(other.id, gossip([[2, self.id, 5, other.id]]));
+  assert.equal(swim.incarnation, 6);
+  // Stale accusations are ignored.
+  swim.step(other.id, gossip([[1, self.id, 3, other.id]]));
+  assert.equal(swim.incarnation, 6);
+  // The refutation is what the next gossip carries first.
+  let sent: Message | undefined;
+  for (let t = 0; t < 2 * SWIM_LAN.gossipTicks && sent === undefined; t++) {
+    swim.tick();
+    sent = swim.ready().messages.find((m) => m.message.t === "swim-gossip")?.message;
+  }
+  assert.ok(sent !== undefined && sent.t === "swim-gossip");
+  assert.deepEqual(sent.updates[0], [0, entryToWire({ ...self, incarnation: 6 })]);
+});
+
+test("swim: an isolated member is suspected, refutes after the partition heals, and stays alive", () => {
+  const seed = 7;
+  const sim = new SwimSim({ n: 6, seed });
+  sim.run(10 * PERIOD);
+  const victim = 3;
+  const id = sim.id(victim);
+  sim.isolate(victim);
+  const suspected = sim.run(10 * PERIOD, () => sim.eventsAbout("member-suspect", id).length > 0);
+  assert.ok(suspected, `seed ${seed}: isolated member never suspected`);
+  sim.heal();
+  sim.run(10 * PERIOD);
+  assert.equal(sim.eventsAbout("member-dead", id).length, 0, `seed ${seed}: member declared dead`);
+  assert.ok(sim.node(victim).incarnation >= 1, `seed ${seed}: no refutation (incarnation ${sim.node(victim).incarnation})`);
+  for (let i = 0; i < 6; i++) {
+    if (i === victim) continue;
+    const seen = sim.node(i).member(id);
+    assert.equal(seen?.state, "alive", `seed ${seed}: node ${i} sees ${seen?.state}`);
+    assert.equal(seen?.entry.incarnation, sim.node(victim).incarnation, `seed ${seed}: node ${i} incarnation`);
+  }
+});
+
+// The precedence rules as SWIM states them, one line per case (the dumb oracle for supersedes()).
+function reference(current: { state: SwimState; incarnation: number }, update: { state: SwimState; incarnation: number }): boolean {
+  const i = update.incarnation;
+  const j = current.incarnation;
+  switch (update.state) {
+    case "alive": return i > j; // alive{i} beats alive/suspect{j < i}; a dead or left member comes back only with a newer life.
+    case "suspect": return current.state === "alive" ? i >= j : i > j;
+    case "dead": return current.state === "alive" || current.state === "suspect" ? i >= j : i > j;
+    case "left": return current.state === "left" ? i > j : i >= j;
+  }
+}
+
+const stateArb = fc.constantFrom<SwimState>("alive", "suspect", "dead", "left");
+const newsArb = fc.record({ state: stateArb, incarnation: fc.integer({ min: 0, max: 4 }) });
+
+test("swim: precedence matches the rule list, in supersedes() and through a live instance", () => {
+  fc.assert(fc.property(newsArb, newsArb, (current, update) => {
+    assert.equal(supersedes(current, update), reference(current, update), `${JSON.stringify({ current, update })}`);
+  }), { seed: 11, numRuns: 500 });
+  fc.assert(fc.property(fc.array(newsArb, { minLength: 1, maxLength: 12 }), (sequence) => {
+    const self = testEntry(0);
+    const other = testEntry(1);
+    const accuser = testEntry(2);
+    const swim = new Swim(self, createRng(2), testCrypto, SWIM_LAN);
+    swim.add(accuser);
+    swim.add(other);
+    let expected = { state: "alive" as SwimState, incarnation: 0 };
+    for (const news of sequence) {
+      const wire: SwimUpdateWire = news.state === "alive"
+        ? [0, entryToWire({ ...other, incarnation: news.incarnation })]
+        : [news.state === "suspect" ? 1 : news.state === "dead" ? 2 : 3, other.id, news.incarnation, accuser.id];
+      swim.step(accuser.id, gossip([wire]));
+      if (reference(expected, news)) expected = { state: news.state, incarnation: news.incarnation };
+      const seen = swim.member(other.id);
+      assert.deepEqual({ state: seen?.state, incarnation: seen?.entry.incarnation }, expected, `sequence ${JSON.stringify(sequence)}`);
+    }
+  }), { seed: 12, numRuns: 300 });
+});
+
+test("swim: a tombstone stops stale alive news from resurrecting a dead member, until it expires", () => {
+  const config = { ...SWIM_LAN, tombstoneTicks: 200 };
+  const self = testEntry(0);
+  const other = testEntry(1, { incarnation: 3 });
+  const accuser = testEntry(2);
+  const swim = new Swim(self, createRng(3), testCrypto, config);
+  swim.add(other);
+  swim.add(accuser);
+  swim.ready();
+  swim.step(accuser.id, gossip([[2, other.id, 3, accuser.id]]));
+  assert.equal(swim.member(other.id)?.state, "dead");
+  swim.step(accuser.id, gossip([[0, entryToWire({ ...other, incarnation: 3 })], [0, entryToWire({ ...other, incarnation: 1 })]]));
+  assert.equal(swim.member(other.id)?.state, "dead", "stale alive resurrected a dead member");
+  assert.equal(swim.ready().events.filter((e) => e.type === "member-alive").length, 0);
+  // A newer life (a restart with a higher incarnation) does come back.
+  swim.step(accuser.id, gossip([[0, entryToWire({ ...other, incarnation: 4 })]]));
+  assert.equal(swim.member(other.id)?.state, "alive");
+  // Left is final too, and forgotten after tombstoneTicks.
+  swim.step(accuser.id, gossip([[3, other.id, 4, other.id]]));
+  assert.equal(swim.member(other.id)?.state, "left");
+  for (let t = 0; t < 100; t++) swim.tick();
+  swim.step(accuser.id, gossip([[0, entryToWire({ ...other, incarnation: 4 })]]));
+  assert.equal(swim.member(other.id)?.state, "left");
+  for (let t = 0; t < 200; t++) swim.tick();
+  assert.equal(swim.member(other.id), undefined, "tombstone not reaped");
+});
+
+test("swim: local health rises when acks and nacks go missing, scales the probe timeout, and recovers", () => {
+  const seed = 5;
+  const sim = new SwimSim({ n: 8, seed });
+  sim.run(10 * PERIOD);
+  const slow = 2;
+  assert.equal(sim.node(slow).localHealth, 0, `seed ${seed}: healthy at start`);
+  assert.equal(sim.node(slow).probeTimeoutTicks, SWIM_LAN.probeTimeoutTicks);
+  sim.isolate(slow);
+  sim.run(6 * PERIOD);
+  const health = sim.node(slow).localHealth;
+  assert.ok(health >= 3, `seed ${seed}: local health ${health} after missed acks and nacks`);
+  assert.equal(sim.node(slow).probeTimeoutTicks, SWIM_LAN.probeTimeoutTicks * (health + 1), `seed ${seed}`);
+  assert.equal(sim.node(slow).probePeriodTicks, SWIM_LAN.probeTicks * (health + 1), `seed ${seed}`);
+  sim.heal();
+  sim.run(60 * PERIOD);
+  assert.equal(sim.node(slow).localHealth, 0, `seed ${seed}: local health did not recover`);
+  // The node's own event-loop stalls feed the same multiplier.
+  sim.node(slow).setLoopDelayPenalty(3);
+  assert.equal(sim.node(slow).localHealth, 3);
+  sim.node(slow).setLoopDelayPenalty(100);
+  assert.equal(sim.node(slow).localHealth, 7, "bounded by swimAwarenessMax − 1");
+  sim.node(slow).setLoopDelayPenalty(0);
+  assert.equal(sim.node(slow).localHealth, 0);
+});
+
+test("swim: suspicion timeout starts at max and shrinks to min with confirmations", () => {
+  assert.equal(Swim.suspicionTimeout(400, 2400, 2, 0), 2400);
+  assert.equal(Swim.suspicionTimeout(400, 2400, 2, 1), Math.floor(2400 - 2000 * Math.log(2) / Math.log(3)));
+  assert.equal(Swim.suspicionTimeout(400, 2400, 2, 2), 400);
+  assert.equal(Swim.suspicionTimeout(400, 2400, 2, 5), 400);
+  assert.equal(Swim.suspicionTimeout(400, 2400, 0, 0), 400);
+});
+
+test("swim: the buddy system tells a suspect on the probe itself", () => {
+  const self = testEntry(0);
+  const other = testEntry(1);
+  const swim = new Swim(self, createRng(4), testCrypto, SWIM_LAN);
+  swim.add(other);
+  swim.step(other.id, gossip([[1, other.id, 0, self.id]]));
+  swim.ready();
+  let ping: Message | undefined;
+  for (let t = 0; t < 2 * SWIM_LAN.probeTicks && ping === undefined; t++) {
+    swim.tick();
+    ping = swim.ready().messages.find((m) => m.message.t === "swim-ping")?.message;
+  }
+  assert.ok(ping !== undefined && ping.t === "swim-ping");
+  assert.deepEqual(ping.updates[0], [1, other.id, 0, self.id]);
+});
+
+test("swim: news of a joiner reaches all n = 100 nodes within c·log n probe periods", () => {
+  const n = 100;
+  const joiner = n - 1;
+  for (const seed of [21, 22]) {
+    // The joiner and node 0 know each other; nobody else knows the joiner.
+    const sim = new SwimSim({ n, seed, knows: (i, j) => (i === joiner ? j === 0 : j !== joiner || i === 0) });
+    const id = sim.id(joiner);
+    const start = sim.now;
+    const done = sim.run(40 * PERIOD, () => sim.nodes.every((node, i) => i === joiner || node.member(id)?.state === "alive"));
+    const periods = (sim.now - start) / PERIOD;
+    const bound = 2 * Math.log(n); // c = 2 with natural log: 9.2 periods
+    console.log(`swim n=${n} seed ${seed}: joiner known everywhere after ${periods.toFixed(2)} probe periods (bound ${bound.toFixed(1)}), largest datagram ${sim.datagramBytesMax} B`);
+    assert.ok(done && periods <= bound, `seed ${seed}: ${periods} periods`);
+    assert.equal(sim.events.filter((e) => e.event.type === "member-dead").length, 0, `seed ${seed}: false positives`);
+  }
+});
+
+test("swim: graceful leave is learned everywhere, with no suspicion, and the leaver stops probing", () => {
+  const seed = 9;
+  const sim = new SwimSim({ n: 6, seed });
+  sim.run(10 * PERIOD);
+  const leaver = 4;
+  const id = sim.id(leaver);
+  sim.node(leaver).leave();
+  const done = sim.run(10 * PERIOD, () => new Set(sim.eventsAbout("member-left", id).map((e) => e.node)).size === 6);
+  assert.ok(done, `seed ${seed}: leave not learned everywhere`);
+  sim.run(5 * PERIOD);
+  assert.equal(sim.eventsAbout("member-suspect", id).length, 0, `seed ${seed}: leaver was suspected`);
+  assert.equal(sim.eventsAbout("member-dead", id).length, 0, `seed ${seed}: leaver declared dead`);
+  const node = sim.node(leaver);
+  for (let t = 0; t < 3 * PERIOD; t++) {
+    node.tick();
+    assert.ok(!node.ready().messages.some((m) => m.message.t === "swim-ping"), `seed ${seed}: leaver still probes`);
+  }
+});
+
+test("swim: push-pull repairs state that gossip never carried", () => {
+  const seed = 13;
+  const config = { ...SWIM_LAN, pushPullTicks: 200 };
+  // Node 2 is known only to node 1; gossip is blocked, only streams get through.
+  const sim = new SwimSim({ n: 3, seed, config, loss: 1, knows: (i, j) => !(i === 0 && j === 2) && !(i === 2 && j === 0) });
+  const done = sim.run(20 * PERIOD, () => sim.node(0).member(sim.id(2)) !== undefined && sim.node(2).member(sim.id(0)) !== undefined);
+  assert.ok(done, `seed ${seed}: push-pull did not spread membership`);
+});
+
+test("swim: every datagram stays within the budget with the longest names and addresses", () => {
+  const seed = 17;
+  const entry = (i: number) => testEntry(i, { name: "é".repeat(63) + String(i % 10), addr: `${"h".repeat(240)}${String(i).padStart(3, "0")}:7000` });
+  const sim = new SwimSim({ n: 40, seed, entry });
+  sim.crash(5);
+  sim.run(30 * PERIOD);
+  console.log(`swim n=40 long entries: largest datagram ${sim.datagramBytesMax} B`);
+  assert.ok(sim.datagramBytesMax <= 1200, `seed ${seed}`);
+  assert.ok(sim.eventsAbout("member-suspect", sim.id(5)).length > 0, `seed ${seed}: crash not detected with long entries`);
+});
+
+test("swim: LAN and WAN profiles are consistent", () => {
+  for (const config of [SWIM_LAN, SWIM_WAN]) {
+    assert.ok(config.probeTimeoutTicks < config.probeTicks);
+    assert.ok(new Swim(testEntry(0), createRng(1), testCrypto, config).size === 1);
+  }
+});
