@@ -297,3 +297,76 @@ test("swim: LAN and WAN profiles are consistent", () => {
     assert.ok(new Swim(testEntry(0), createRng(1), testCrypto, config).size === 1);
   }
 });
+
+test("swim: the news queue sends the least-sent, newest news first, each exactly λ·⌈log10(n+1)⌉ times", () => {
+  // Probing is pushed far out so that only gossip carries news.
+  const config = { ...SWIM_LAN, probeTicks: 1_000_000, probeTimeoutTicks: 500_000, pushPullTicks: 1_000_000 };
+  const self = testEntry(0);
+  const swim = new Swim(self, createRng(6), testCrypto, config);
+  const n = 31;
+  for (let i = 1; i < n; i++) swim.add(testEntry(i));
+  swim.ready();
+  const limit = config.retransmitMult * Math.ceil(Math.log10(n + 1));
+  const sent = new Map<string, number>();
+  const datagrams: SwimUpdateWire[][] = [];
+  for (let t = 0; t < 200 * config.gossipTicks; t++) {
+    swim.tick();
+    for (const out of swim.ready().messages) {
+      assert.equal(out.message.t, "swim-gossip");
+      if (out.message.t !== "swim-gossip") continue;
+      datagrams.push(out.message.updates);
+      for (const update of out.message.updates) {
+        assert.equal(update[0], 0);
+        const id = update[0] === 0 ? update[1][0] : update[1];
+        sent.set(id, (sent.get(id) ?? 0) + 1);
+      }
+    }
+  }
+  // Newest news first: the last member added leads the first datagram, and so on down.
+  const first = (datagrams[0] ?? []).map((u) => (u[0] === 0 ? u[1][0] : u[1]));
+  assert.deepEqual(first, Array.from({ length: first.length }, (_, k) => testEntry(n - 1 - k).id));
+  assert.equal(sent.size, n, "every member's news and our own went out");
+  for (const [id, count] of sent) assert.equal(count, limit, `${id} sent ${count} times`);
+  // Sends are spread evenly: no update goes out a (c+1)-th time while another has gone out < c times.
+  const seen = new Map<string, number>();
+  for (const updates of datagrams) {
+    const before = Math.min(...[...sent.keys()].map((id) => seen.get(id) ?? 0));
+    for (const u of updates) {
+      const id = u[0] === 0 ? u[1][0] : u[1];
+      const c = seen.get(id) ?? 0;
+      assert.ok(c <= before + 1, `${id} sent a ${c + 1}th time while another had ${before}`);
+      seen.set(id, c + 1);
+    }
+  }
+});
+
+test("swim: random picks at n = 200 skip forgotten members and spread over the live ones", () => {
+  const config = { ...SWIM_LAN, tombstoneTicks: 200, gossipToTheDeadTicks: 100 };
+  const self = testEntry(0);
+  const accuser = testEntry(1);
+  const swim = new Swim(self, createRng(8), testCrypto, config);
+  const n = 201;
+  for (let i = 1; i < n; i++) swim.add(testEntry(i));
+  // Every other member is declared dead, then forgotten.
+  const deadAddrs = new Set<string>();
+  for (let i = 2; i < n; i += 2) {
+    swim.step(accuser.id, gossip([[2, testEntry(i).id, 0, accuser.id]]));
+    deadAddrs.add(testEntry(i).addr);
+  }
+  for (let t = 0; t < 300; t++) swim.tick();
+  swim.ready();
+  assert.equal([...swim.members()].length, n - 1 - deadAddrs.size, "tombstones not reaped");
+  assert.equal(swim.size, n - deadAddrs.size);
+  const targets = new Set<string>();
+  let incarnation = 0;
+  for (let t = 0; t < 20 * PERIOD; t++) {
+    // Keep news flowing so that gossip goes out: the accuser refutes an imagined suspicion.
+    if (t % config.gossipTicks === 0) swim.step(accuser.id, gossip([[0, entryToWire({ ...accuser, incarnation: ++incarnation })]]));
+    swim.tick();
+    for (const out of swim.ready().messages) {
+      assert.ok(!deadAddrs.has(out.to), `message ${out.message.t} to a forgotten member ${out.to}`);
+      targets.add(out.to);
+    }
+  }
+  assert.ok(targets.size >= 80, `only ${targets.size} distinct destinations among 100 live members`);
+});

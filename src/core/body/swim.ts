@@ -143,6 +143,10 @@ interface Suspicion {
   readonly k: number;
   /** Who has said so, the first accuser included. Invariant: size ≤ k + 1. */
   readonly accusers: Set<string>;
+  /** Tick at which the suspect is declared dead: startTick + the timeout for the confirmations so far. */
+  deadline: number;
+  /** Order in which suspicions started (ties on the deadline expire in this order). */
+  readonly seq: number;
 }
 
 interface Member extends SwimMember {
@@ -156,6 +160,16 @@ interface Member extends SwimMember {
   newsSent: number;
   /** Order in which the news arrived (larger = newer). */
   newsSeq: number;
+  /** Position in its news queue's heap; −1 when the member has no news to spread. */
+  newsIndex: number;
+  /** Which news queue holds it: alive updates (variable size) or the others (fixed size). */
+  newsAlive: boolean;
+  /** Position in Swim's member array (for uniform sampling); −1 for self. */
+  listIndex: number;
+  /** Position in the suspects' deadline heap; −1 when not suspect. */
+  suspectIndex: number;
+  /** Order in which the member was added to #members (the order #tombstoneExpire forgets in). */
+  readonly addSeq: number;
 }
 
 interface Probe {
@@ -192,6 +206,10 @@ const ENVELOPE_BYTES = 44;
  */
 const FIXED_BYTES_MAX = 80;
 const STATE_UPDATE_BYTES_MAX = 42;
+/** Alive news too large for what is left of a datagram's budget: skipped at most this many times. */
+const ALIVE_SKIPS_MAX = 32;
+/** A member table this small is scanned when sampling; above it, members are drawn at random. */
+const SAMPLE_SCAN_MAX = 64;
 const INCARNATION_MAX = 0xffff_ffff;
 
 /**
@@ -242,11 +260,27 @@ export class Swim {
   #live = 0;
   /** Self as a news item: its alive update travels through the same queue as everyone else's. */
   readonly #me: Member;
-  /** Members with news still to spread (self included). */
-  readonly #news = new Set<Member>();
+  /**
+   * Dead and left members in the order their tombstones expire: (member, stateTick) at each
+   * transition to dead or left. An entry is stale once the member's stateTick has moved on.
+   */
+  #tombstones: { readonly member: Member; readonly tick: number }[] = [];
+  #tombstonesHead = 0;
+  #addSeq = 0;
+  /** Every other member, for uniform sampling (swap-remove, Member.listIndex). */
+  readonly #memberList: Member[] = [];
+  /**
+   * Members with news still to spread (self included): two binary heaps ordered by (newsSent
+   * ascending, newsSeq descending), memberlist's TransmitLimitedQueue. Alive news (variable size)
+   * and the fixed-size suspect/dead/left news are kept apart so that a full datagram can stop
+   * looking for alive news that fits without scanning it all.
+   */
+  readonly #newsAliveHeap: Member[] = [];
+  readonly #newsStateHeap: Member[] = [];
   #newsSeq = 0;
-  /** Suspected members, whose suspicion timers run. */
-  readonly #suspects = new Set<Member>();
+  /** Suspected members, whose suspicion timers run: a binary heap by (deadline, seq). */
+  readonly #suspects: Member[] = [];
+  #suspicionSeq = 0;
   /** The current probe round: a shuffled list of member ids and the next position in it. */
   #probeList: string[] = [];
   #probeIndex = 0;
@@ -277,7 +311,8 @@ export class Swim {
     this.#rng = rng;
     this.#crypto = crypto;
     this.#config = config;
-    this.#me = { entry: self, state: "alive", stateTick: 0, from: self.id, suspicion: undefined, newsSent: 0, newsSeq: 0 };
+    this.#me = { entry: self, state: "alive", stateTick: 0, from: self.id, suspicion: undefined, newsSent: 0, newsSeq: 0,
+      newsIndex: -1, newsAlive: true, listIndex: -1, suspectIndex: -1, addSeq: 0 };
     this.#probeTimer = new Timeout("swim-probe", config.probeTicks);
     this.#gossipTimer = new Timeout("swim-gossip", config.gossipTicks);
     this.#pushPullTimer = new Timeout("swim-push-pull", config.pushPullTicks);
@@ -395,7 +430,7 @@ export class Swim {
       this.#pushPullTimer.setAfter(this.#pushPullPeriod());
       this.#pushPull();
     }
-    if (this.#suspects.size > 0) this.#suspicionExpire();
+    if (this.#suspects.length > 0) this.#suspicionExpire();
     if (this.#relays.size > 0) this.#relayExpire();
     if ((this.#now & 63) === 0) this.#tombstoneExpire();
   }
@@ -543,7 +578,7 @@ export class Swim {
   // ---- Dissemination ----------------------------------------------------------------------------
 
   #gossip(): void {
-    if (this.#news.size === 0) return;
+    if (this.#newsCount() === 0) return;
     const targets = this.#randomLive(this.#config.gossipNodes, undefined, this.#config.gossipToTheDeadTicks);
     for (const target of targets) {
       const updates = this.#piggyback(FIXED_BYTES_MAX, undefined);
@@ -555,6 +590,8 @@ export class Swim {
   /**
    * Takes news for one datagram: fewest sends first, then newest (memberlist's TransmitLimitedQueue),
    * within the byte budget left after `fixedBytes`; `first` (the buddy) goes ahead of everything.
+   * Costs O(k log m) for k updates out of m: only what is looked at is popped, and after
+   * ALIVE_SKIPS_MAX alive updates too large for the rest of the budget, alive news is not looked at.
    */
   #piggyback(fixedBytes: number, first: Member | undefined): SwimUpdateWire[] {
     // Hostile-but-valid addresses (260 three-byte characters, twice) can leave no room at all.
@@ -564,26 +601,61 @@ export class Swim {
       out.push(toUpdateWire(first));
       budget -= updateBytesMax(first);
     }
-    if (this.#news.size === 0) return out;
+    if (this.#newsCount() === 0) return out;
     const limit = this.#retransmitLimit();
-    const queue = [...this.#news].sort((a, b) => a.newsSent - b.newsSent || b.newsSeq - a.newsSeq);
-    for (const member of queue) {
-      if (out.length >= LIMITS.swimUpdatesMax) break;
-      if (member === first) continue;
+    const alive = this.#newsAliveHeap;
+    const states = this.#newsStateHeap;
+    // Members popped this time, pushed back at the end (each goes out at most once per datagram).
+    const back: Member[] = [];
+    let aliveSkips = 0;
+    // Walks both heaps in queue order, as a sort of the union would, popping only what it looks at.
+    while (out.length < LIMITS.swimUpdatesMax && budget >= STATE_UPDATE_BYTES_MAX) {
+      const a = aliveSkips < ALIVE_SKIPS_MAX ? alive[0] : undefined;
+      const b = states[0];
+      let member: Member;
+      if (a !== undefined && (b === undefined || newsBefore(a, b))) member = heapPop(alive, newsBefore, "newsIndex");
+      else if (b !== undefined) member = heapPop(states, newsBefore, "newsIndex");
+      else break;
+      member.newsIndex = -1;
+      if (member === first) {
+        back.push(member);
+        continue;
+      }
       const size = updateBytesMax(member);
-      if (size > budget) continue;
+      if (size > budget) {
+        // Only alive news can be too large here (budget ≥ a fixed-size update).
+        aliveSkips++;
+        back.push(member);
+        continue;
+      }
       budget -= size;
       out.push(toUpdateWire(member));
-      if (++member.newsSent >= limit) this.#news.delete(member);
+      if (++member.newsSent < limit) back.push(member);
     }
+    for (const member of back) this.#newsPush(member);
     assert(budget >= 0, "Swim: piggyback exceeded the datagram budget");
     return out;
   }
 
+  #newsCount(): number {
+    return this.#newsAliveHeap.length + this.#newsStateHeap.length;
+  }
+
   #addNews(member: Member): void {
+    this.#newsRemove(member);
     member.newsSent = 0;
     member.newsSeq = ++this.#newsSeq;
-    this.#news.add(member);
+    this.#newsPush(member);
+  }
+
+  #newsPush(member: Member): void {
+    member.newsAlive = member.state === "alive";
+    heapPush(member.newsAlive ? this.#newsAliveHeap : this.#newsStateHeap, member, newsBefore, "newsIndex");
+  }
+
+  #newsRemove(member: Member): void {
+    if (member.newsIndex < 0) return;
+    heapRemove(member.newsAlive ? this.#newsAliveHeap : this.#newsStateHeap, member, newsBefore, "newsIndex");
   }
 
   #retransmitLimit(): number {
@@ -665,9 +737,11 @@ export class Swim {
     if (this.#members.size + 1 >= LIMITS.membersMax) return;
     const member: Member = {
       entry: update.entry, state: "alive", stateTick: this.#now, from: update.id,
-      suspicion: undefined, newsSent: 0, newsSeq: 0,
+      suspicion: undefined, newsSent: 0, newsSeq: 0, newsIndex: -1, newsAlive: true,
+      listIndex: this.#memberList.length, suspectIndex: -1, addSeq: ++this.#addSeq,
     };
     this.#members.set(update.id, member);
+    this.#memberList.push(member);
     this.#live++;
     // SWIM §4.3: a joiner goes to a random place in the current round, not at its end.
     const at = this.#probeIndex + this.#rng.int(this.#probeList.length - this.#probeIndex + 1);
@@ -698,12 +772,13 @@ export class Swim {
     member.stateTick = this.#now;
     member.from = from;
     member.suspicion = undefined;
-    this.#suspects.delete(member);
+    if (member.suspectIndex >= 0) heapRemove(this.#suspects, member, suspectBefore, "suspectIndex");
     if (state === "suspect") {
       member.suspicion = this.#suspicionNew(from);
-      this.#suspects.add(member);
+      heapPush(this.#suspects, member, suspectBefore, "suspectIndex");
     }
     if (wasLive !== isLive(member)) this.#live += wasLive ? -1 : 1;
+    if (!isLive(member)) this.#tombstones.push({ member, tick: this.#now });
     this.#addNews(member);
     assert(this.#live >= 0 && this.#live <= this.#members.size, "Swim: live count out of range");
   }
@@ -716,7 +791,8 @@ export class Swim {
     const maxTicks = this.#config.suspicionMaxTimeoutMult * minTicks;
     const wanted = Math.min(LIMITS.swimConfirmationsMax, Math.max(0, this.#config.suspicionMult - 2));
     const k = n - 2 < wanted ? 0 : wanted;
-    return { startTick: this.#now, minTicks, maxTicks, k, accusers: new Set([from]) };
+    const deadline = this.#now + Swim.suspicionTimeout(minTicks, maxTicks, k, 0);
+    return { startTick: this.#now, minTicks, maxTicks, k, accusers: new Set([from]), deadline, seq: ++this.#suspicionSeq };
   }
 
   /** An independent confirmation shortens the timer and is passed on (memberlist re-gossips it). */
@@ -725,6 +801,10 @@ export class Swim {
     assert(suspicion !== undefined, "Swim: a suspect has a suspicion timer");
     if (suspicion.accusers.size > suspicion.k || suspicion.accusers.has(from)) return;
     suspicion.accusers.add(from);
+    // More confirmations only bring the deadline closer.
+    suspicion.deadline = suspicion.startTick +
+      Swim.suspicionTimeout(suspicion.minTicks, suspicion.maxTicks, suspicion.k, suspicion.accusers.size - 1);
+    heapUp(this.#suspects, member.suspectIndex, suspectBefore, "suspectIndex");
     member.from = from;
     this.#addNews(member);
   }
@@ -737,21 +817,47 @@ export class Swim {
   }
 
   #suspicionExpire(): void {
-    for (const member of this.#suspects) {
-      const suspicion = member.suspicion;
-      assert(suspicion !== undefined && member.state === "suspect", "Swim: suspects are suspect");
-      const timeout = Swim.suspicionTimeout(suspicion.minTicks, suspicion.maxTicks, suspicion.k, suspicion.accusers.size - 1);
-      if (this.#now - suspicion.startTick < timeout) continue;
+    const heap = this.#suspects;
+    const expired: Member[] = [];
+    while (heap.length > 0 && ((heap[0] as Member).suspicion as Suspicion).deadline <= this.#now) {
+      expired.push(heapPop(heap, suspectBefore, "suspectIndex"));
+    }
+    // In the order the suspicions started, whatever their deadlines.
+    if (expired.length > 1) expired.sort((a, b) => (a.suspicion as Suspicion).seq - (b.suspicion as Suspicion).seq);
+    for (const member of expired) {
+      assert(member.suspicion !== undefined && member.state === "suspect", "Swim: suspects are suspect");
       this.#transition(member, "dead", this.#self.id);
       this.#events.push({ type: "member-dead", id: member.entry.id, incarnation: member.entry.incarnation });
     }
   }
 
   #tombstoneExpire(): void {
-    for (const [id, member] of this.#members) {
-      if (isLive(member) || this.#now - member.stateTick < this.#config.tombstoneTicks) continue;
-      this.#members.delete(id);
-      this.#news.delete(member);
+    const queue = this.#tombstones;
+    const expired: Member[] = [];
+    while (this.#tombstonesHead < queue.length) {
+      const { member, tick } = queue[this.#tombstonesHead] as { member: Member; tick: number };
+      if (this.#now - tick < this.#config.tombstoneTicks) break;
+      this.#tombstonesHead++;
+      const current = this.#members.get(member.entry.id) === member && !isLive(member) && member.stateTick === tick;
+      if (current) expired.push(member);
+    }
+    if (this.#tombstonesHead > 1024 && this.#tombstonesHead * 2 > queue.length) {
+      this.#tombstones = queue.slice(this.#tombstonesHead);
+      this.#tombstonesHead = 0;
+    }
+    // Forgotten in the order they were added, as a scan of #members would.
+    if (expired.length > 1) expired.sort((a, b) => a.addSeq - b.addSeq);
+    for (const member of expired) {
+      this.#members.delete(member.entry.id);
+      this.#newsRemove(member);
+      // Swap-remove from the member array.
+      const list = this.#memberList;
+      const last = list.pop() as Member;
+      if (last !== member) {
+        list[member.listIndex] = last;
+        last.listIndex = member.listIndex;
+      }
+      member.listIndex = -1;
     }
   }
 
@@ -762,13 +868,23 @@ export class Swim {
    * for less than that count too (gossip to the dead lets them refute).
    */
   #randomLive(count: number, except: Member | undefined, deadTicks = 0): Member[] {
-    const pool: Member[] = [];
-    for (const member of this.#members.values()) {
-      if (member === except) continue;
-      if (isLive(member) || (member.state === "dead" && this.#now - member.stateTick < deadTicks)) pool.push(member);
-    }
-    // Partial Fisher–Yates: only the first `count` places are drawn.
+    const list = this.#memberList;
+    const eligible = (member: Member): boolean =>
+      member !== except && (isLive(member) || (member.state === "dead" && this.#now - member.stateTick < deadTicks));
     const out: Member[] = [];
+    // A large table: draw uniformly from the member array, rejecting ineligible and repeated picks,
+    // for a bounded number of attempts; whatever is still missing comes from the scan below.
+    const liveOthers = this.#live - (except !== undefined && isLive(except) ? 1 : 0);
+    if (list.length > SAMPLE_SCAN_MAX && (liveOthers > count || deadTicks > 0)) {
+      for (let attempts = 4 * count + 8; attempts > 0 && out.length < count; attempts--) {
+        const member = list[this.#rng.int(list.length)] as Member;
+        if (eligible(member) && !out.includes(member)) out.push(member);
+      }
+      if (out.length === count) return out;
+    }
+    const pool: Member[] = [];
+    for (const member of list) if (eligible(member) && !out.includes(member)) pool.push(member);
+    // Partial Fisher–Yates: only the places still missing are drawn.
     for (let i = 0; i < pool.length && out.length < count; i++) {
       const j = i + this.#rng.int(pool.length - i);
       const picked = pool[j] as Member;
@@ -781,6 +897,80 @@ export class Swim {
   #send(to: string, message: Message, channel: Channel = "datagram"): void {
     this.#outbox.push({ to, channel, message });
   }
+}
+
+/** News queue order: fewer sends first, then newer first. */
+function newsBefore(a: Member, b: Member): boolean {
+  return a.newsSent !== b.newsSent ? a.newsSent < b.newsSent : a.newsSeq > b.newsSeq;
+}
+
+/** Suspicion order: earlier deadline first, then earlier start. */
+function suspectBefore(a: Member, b: Member): boolean {
+  const x = a.suspicion as Suspicion;
+  const y = b.suspicion as Suspicion;
+  return x.deadline !== y.deadline ? x.deadline < y.deadline : x.seq < y.seq;
+}
+
+// Binary heaps of members ordered by `before`, each member's position kept in its field `slot`.
+
+type HeapSlot = "newsIndex" | "suspectIndex";
+type Before = (a: Member, b: Member) => boolean;
+
+function heapPush(heap: Member[], member: Member, before: Before, slot: HeapSlot): void {
+  member[slot] = heap.length;
+  heap.push(member);
+  heapUp(heap, member[slot], before, slot);
+}
+
+function heapPop(heap: Member[], before: Before, slot: HeapSlot): Member {
+  const top = heap[0] as Member;
+  heapRemove(heap, top, before, slot);
+  return top;
+}
+
+function heapRemove(heap: Member[], member: Member, before: Before, slot: HeapSlot): void {
+  const at = member[slot];
+  assert(heap[at] === member, "Swim: heap index out of date");
+  const last = heap.pop() as Member;
+  member[slot] = -1;
+  if (last === member) return;
+  heap[at] = last;
+  last[slot] = at;
+  heapDown(heap, at, before, slot);
+  heapUp(heap, last[slot], before, slot);
+}
+
+function heapUp(heap: Member[], at: number, before: Before, slot: HeapSlot): void {
+  const member = heap[at] as Member;
+  while (at > 0) {
+    const parentAt = (at - 1) >> 1;
+    const parent = heap[parentAt] as Member;
+    if (!before(member, parent)) break;
+    heap[at] = parent;
+    parent[slot] = at;
+    at = parentAt;
+  }
+  heap[at] = member;
+  member[slot] = at;
+}
+
+function heapDown(heap: Member[], at: number, before: Before, slot: HeapSlot): void {
+  const member = heap[at] as Member;
+  const length = heap.length;
+  for (;;) {
+    const left = 2 * at + 1;
+    if (left >= length) break;
+    const right = left + 1;
+    let child = left;
+    if (right < length && before(heap[right] as Member, heap[left] as Member)) child = right;
+    const next = heap[child] as Member;
+    if (!before(next, member)) break;
+    heap[at] = next;
+    next[slot] = at;
+    at = child;
+  }
+  heap[at] = member;
+  member[slot] = at;
 }
 
 function isLive(member: SwimMember): boolean {
