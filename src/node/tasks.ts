@@ -11,8 +11,6 @@ export interface Task {
   readonly kind: TaskKind;
   state: TaskState;
   readonly startedTick: number;
-  /** Wall-clock milliseconds the task has spent in its tick work (daemons). */
-  busyMs: number;
   /** Work items handled: ticks for daemons, messages for protocol daemons. */
   steps: number;
 }
@@ -23,7 +21,7 @@ export class TaskTable {
 
   spawn(name: string, kind: TaskKind, startedTick: number): Task | undefined {
     if (this.#tasks.size >= LIMITS.tasksMax) return undefined;
-    const task: Task = { tid: this.#nextTid++, name, kind, state: "running", startedTick, busyMs: 0, steps: 0 };
+    const task: Task = { tid: this.#nextTid++, name, kind, state: "running", startedTick, steps: 0 };
     this.#tasks.set(task.tid, task);
     return task;
   }
