@@ -14,9 +14,10 @@ import type { Socket } from "node:net";
 import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
 import { AssertionFailure } from "../core/util/assert.ts";
 import { LIMITS } from "../core/util/limits.ts";
-import { membership, type HostStats, type NodeContext } from "../node/commands.ts";
+import type { HostStats, NodeContext } from "../node/commands.ts";
 import type { KernelEvent } from "../node/events.ts";
 import { DROP_REASONS, type Kernel, type MemberState } from "../node/kernel.ts";
+import type { VitalSigns } from "../core/body/vital.ts";
 import type { Shell } from "../node/shell.ts";
 
 /** Event streams open at once. */
@@ -58,6 +59,8 @@ export interface StatusMember {
   readonly role: string;
   /** Milliseconds since the member was last heard from; 0 for this node, null if never. */
   readonly lastHeardMs: number | null;
+  /** The member's latest vital signs as heard here, and their age; null before the first. */
+  readonly vital: (VitalSigns & { readonly ageMs: number }) | null;
 }
 
 export interface NodeStatusBody {
@@ -75,20 +78,25 @@ export interface NodeStatusBody {
     readonly learners: string[];
   };
   readonly members: StatusMember[];
+  /** Guarded tasks (heal): owner, adoption epoch, and whether this node runs each. */
+  readonly guarded: Array<{ readonly name: string; readonly owner: string; readonly epoch: number; readonly runningHere: boolean }>;
 }
 
 /** The body of GET /v1/status. The raft part is a placeholder until the Raft core exists. */
 export function statusOf(kernel: Kernel): NodeStatusBody {
-  const self = kernel.roster.self;
+  const self = kernel.self;
   const tickMs = kernel.config.tickMs;
+  const vitals = kernel.vitalTable();
+  const vitalOf = (row: (typeof vitals)[number] | undefined): StatusMember["vital"] =>
+    row?.signs === undefined || row.ageTicks === undefined ? null : { ...row.signs, ageMs: row.ageTicks * tickMs };
   return {
     id: kernel.id,
     name: self.name,
     role: self.role,
-    mode: membership(kernel).mode,
+    mode: kernel.mode,
     uptimeMs: Math.max(0, Math.round(kernel.uptimeMs)),
     raft: { state: "follower", term: 0, leader: null, commitIndex: 0, voters: [], learners: [] },
-    members: kernel.memberStatuses().map((member) => ({
+    members: kernel.memberStatuses().map((member, i) => ({
       id: member.id,
       addr: member.addr,
       state: member.state,
@@ -96,6 +104,10 @@ export function statusOf(kernel: Kernel): NodeStatusBody {
       name: member.name,
       role: member.role,
       lastHeardMs: member.lastHeardTicks === undefined ? null : member.lastHeardTicks * tickMs,
+      vital: vitalOf(vitals[i]),
+    })),
+    guarded: kernel.guardStatuses().filter(({ task }) => !task.removed).map(({ task, running }) => ({
+      name: task.name, owner: task.owner, epoch: task.epoch, runningHere: running !== undefined,
     })),
   };
 }

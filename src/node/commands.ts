@@ -1,8 +1,9 @@
-// The built-in shell commands over a Kernel: help, ver, mem, ps, status, nodes, net, exit.
-// Each reads the kernel's state and answers plain aligned text; none changes anything.
-import { modeOf, type Mode } from "../core/body/degrade.ts";
+// The built-in shell commands over a Kernel: help, ver, mem, ps, status, nodes, net, exit (and the
+// Body layer's, from body-commands.ts). Each answers plain aligned text.
+import type { Mode } from "../core/body/degrade.ts";
 import { WIRE_VERSION } from "../core/wire/envelope.ts";
 import { DROP_REASONS, VERSION, type Kernel, type MemberStatus } from "./kernel.ts";
+import { BODY_COMMANDS } from "./body-commands.ts";
 import { formatFields, formatTable, Shell, UsageError, type Command } from "./shell.ts";
 
 /** What the process around the kernel measures (run.ts); absent in the simulator. */
@@ -26,16 +27,16 @@ export const NODES_ROWS_MAX = 200;
 /** Peers `net` lists RTTs for. */
 export const RTT_ROWS_MAX = 50;
 
-/** Members counted alive (this node included) and the mode they give. */
+/** Members counted alive (alive or suspect, this node included), all known, and the kernel's mode. */
 export function membership(kernel: Kernel): { alive: number; total: number; mode: Mode } {
   const members = kernel.memberStatuses();
-  const alive = members.filter((member) => member.state === "alive").length;
-  return { alive, total: members.length, mode: modeOf(Math.max(1, alive)) };
+  const alive = members.filter((member) => member.state === "alive" || member.state === "suspect").length;
+  return { alive, total: members.length, mode: kernel.mode };
 }
 
 export function createNodeShell(kernel: Kernel, host: () => HostStats | undefined = () => undefined): Shell<NodeContext> {
   const shell = new Shell<NodeContext>({ kernel, host });
-  for (const command of BUILTINS) shell.registerCommand(command);
+  for (const command of [...BUILTINS, ...BODY_COMMANDS]) shell.registerCommand(command);
   return shell;
 }
 
@@ -139,7 +140,7 @@ const status: Command<NodeContext> = {
   usage: "status",
   run(args, { kernel, host }) {
     noArgs(args);
-    const self = kernel.roster.self;
+    const self = kernel.self;
     const { alive, total, mode } = membership(kernel);
     const fields: [string, string][] = [
       ["id", kernel.id],
@@ -192,7 +193,7 @@ const net: Command<NodeContext> = {
       return [channel, String(c.packetsIn), String(c.packetsOut), String(c.bytesIn), String(c.bytesOut)];
     }));
     const head = formatFields([
-      ["address", kernel.roster.self.addr],
+      ["address", kernel.self.addr],
       ["drops", DROP_REASONS.map((reason) => `${reason} ${stats.dropped[reason]}`).join("  ")],
       ["last drop", stats.lastDrop === "" ? "-" : stats.lastDrop],
       ["send failures", String(stats.sendFailures)],

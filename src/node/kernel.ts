@@ -3,16 +3,27 @@
 // node's interval timer in a real process (run.ts), by virtual time in the simulator — so the same
 // code runs in both.
 //
+// The Body layer (DESIGN.md §7): the roster's join handshake admits members into SWIM, which owns
+// membership and failure detection; degrade derives the mode from SWIM's live count; vital spreads
+// vital signs; heal keeps guarded tasks running on exactly one node; persist keeps all of it in the
+// store, restored before any traffic.
+//
 // Inbound: bytes → size check → header decode → AEAD open → replay check → body decode and schema
 // validation → core. A packet failing any step is dropped and counted by reason; none changes
 // state. Outbound, per tick: persist, then send, then events (Raft's ordering rule).
+import { modeOf, type Mode } from "../core/body/degrade.ts";
+import { Heal, HEAL_DEFAULTS, taskFromWire, taskToWire, type GuardedTask, type HealConfig, type HealMembership } from "../core/body/heal.ts";
+import { Roster, ROSTER_DEFAULTS, type Outbound, type RosterConfig } from "../core/body/roster.ts";
+import { Swim, SWIM_LAN, type SwimConfig, type SwimEvent, type SwimState } from "../core/body/swim.ts";
+import { VITAL_DEFAULTS, vitalFromWire, vitalToWire, Vitals, type VitalConfig, type VitalSample, type VitalSigns } from "../core/body/vital.ts";
 import { assert } from "../core/util/assert.ts";
 import { LIMITS } from "../core/util/limits.ts";
 import type { Rng } from "../core/util/rng.ts";
-import { Roster, ROSTER_DEFAULTS, type Outbound, type RosterConfig } from "../core/body/roster.ts";
 import { decodeHeader, type Channel } from "../core/wire/envelope.ts";
 import { decodeMessage, encodeMessage, packValue, unpackValue } from "../core/wire/codec.ts";
-import { entryFromWire, entryToWire, isMemberEntryWire, type MemberEntry, type Message, type Role } from "../core/wire/messages.ts";
+import {
+  entryFromWire, entryToWire, isGuardedTaskWire, isMemberEntryWire, type MemberEntry, type Message, type Role,
+} from "../core/wire/messages.ts";
 import { ReplayGuard } from "../core/wire/replay.ts";
 import { EventBus } from "./events.ts";
 import type { Clock, Identity, Seal, Store, StoreWrite, Transport } from "./ports.ts";
@@ -30,19 +41,36 @@ export interface KernelConfig {
   readonly tickMs: number;
   readonly join: readonly string[];
   readonly roster: Omit<RosterConfig, "join">;
+  readonly swim: SwimConfig;
+  readonly vital: VitalConfig;
+  readonly heal: HealConfig;
   /** Ticks between RTT probes to a random member (for `net`). */
   readonly pingTicks: number;
-  /** Ticks between writes of changed members to the store. */
+  /** Ticks between writes of changed members and the vitals window to the store. */
   readonly persistTicks: number;
+  /**
+   * Ticks between push-pulls with one member this node holds dead (serf's reconnect): SWIM alone
+   * never probes the dead again, so without it two sides of a healed partition stay apart.
+   */
+  readonly reconnectTicks: number;
 }
 
 export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
   role: "core",
   tickMs: 10,
   roster: ROSTER_DEFAULTS,
+  swim: SWIM_LAN,
+  vital: VITAL_DEFAULTS,
+  heal: HEAL_DEFAULTS,
   pingTicks: 250,
   persistTicks: 100,
+  reconnectTicks: 1000,
 };
+
+/** What the host measures about itself for vital signs; the simulator has none. */
+export interface HostVitals {
+  sample(): Omit<VitalSigns, "uptimeMs">;
+}
 
 export interface KernelPorts {
   readonly transport: Transport;
@@ -51,6 +79,7 @@ export interface KernelPorts {
   readonly seal: Seal;
   readonly identity: Identity;
   readonly rng: Rng;
+  readonly host?: HostVitals;
 }
 
 export interface ChannelStats {
@@ -76,7 +105,7 @@ export interface PeerRtt {
   samples: number;
 }
 
-export type MemberState = "alive" | "suspect" | "dead" | "left";
+export type MemberState = SwimState;
 
 export interface MemberStatus {
   readonly id: string;
@@ -90,9 +119,48 @@ export interface MemberStatus {
   readonly self: boolean;
 }
 
+export interface ModeChange {
+  readonly tick: number;
+  readonly mode: Mode;
+  readonly previous: Mode;
+  readonly alive: number;
+}
+
+export interface GuardStatus {
+  readonly task: GuardedTask;
+  /** Set while this node runs it. */
+  readonly running: { readonly tid: number; readonly runs: number; readonly lastOutput: string } | undefined;
+}
+
+/** A persisted section of local state, for `persist list` and `persist clear`. */
+export interface PersistSection {
+  readonly name: "incarnation" | "members" | "guarded" | "vitals";
+  readonly keys: number;
+  readonly bytes: number;
+  readonly durable: boolean;
+}
+
 const KEY_EPOCH = "kernel/epoch";
 const KEY_INCARNATION = "kernel/incarnation";
 const PREFIX_MEMBER = "roster/member/";
+const PREFIX_GUARD = "heal/task/";
+const KEY_VITALS = "vital/history";
+/** Mode changes kept for `degrade`. */
+const MODE_HISTORY_MAX = 32;
+/** Vital samples persisted at most this often (every persistTicks · VITAL_PERSIST_EVERY). */
+const VITAL_PERSIST_EVERY = 10;
+const STATE_RANK: Readonly<Record<SwimState, number>> = { alive: 0, suspect: 1, dead: 2, left: 3 };
+
+/** Runs one guarded task's command; returns its output (the node wires it to the shell). */
+export type GuardRunner = (command: string) => string;
+
+interface Guarded {
+  readonly task: Task;
+  readonly record: GuardedTask;
+  nextTick: number;
+  runs: number;
+  lastOutput: string;
+}
 
 export class Kernel {
   readonly ports: KernelPorts;
@@ -107,24 +175,43 @@ export class Kernel {
     lastDrop: "",
   };
   readonly rtt = new Map<string, PeerRtt>();
+  /** Runs guarded tasks' commands; unset, a guarded task runs but does nothing. */
+  guardRunner: GuardRunner | undefined;
 
   readonly #replay = new ReplayGuard();
   #roster: Roster | undefined;
+  #swim: Swim | undefined;
+  readonly #vitals: Vitals;
+  #heal: Heal | undefined;
+  readonly #lastHeard = new Map<string, number>();
+  #mode: Mode = "SOLO";
+  readonly #modeHistory: ModeChange[] = [];
   #epoch = 0;
   #counter = { datagram: 0, stream: 0 };
   #tick = 0;
   #startedMs = 0;
   #pingSeq = 0;
   #running = false;
+  #loopPenaltyUntil = 0;
+  #persistRounds = 0;
   /** Members changed since the last persist, written in one batch every persistTicks. */
-  readonly #dirtyMembers = new Map<string, MemberEntry>();
-  #daemons: { kernel?: Task | undefined; roster?: Task | undefined; net?: Task | undefined } = {};
+  readonly #dirtyMembers = new Set<string>();
+  readonly #guarded = new Map<string, Guarded>();
+  #daemons: { kernel?: Task | undefined; swim?: Task | undefined; net?: Task | undefined } = {};
+  readonly #membership: HealMembership = {
+    liveIds: () => this.#liveIds(),
+    isGone: (id) => {
+      const state = this.swim.member(id)?.state;
+      return state === "dead" || state === "left";
+    },
+  };
 
   constructor(ports: KernelPorts, config: KernelConfig) {
     assert(config.tickMs > 0, "Kernel: tickMs must be positive");
-    assert(config.pingTicks > 0, "Kernel: pingTicks must be positive");
+    assert(config.pingTicks > 0 && config.persistTicks > 0, "Kernel: pingTicks and persistTicks must be positive");
     this.ports = ports;
     this.config = config;
+    this.#vitals = new Vitals(config.vital);
   }
 
   get id(): string {
@@ -148,14 +235,42 @@ export class Kernel {
     return this.#roster;
   }
 
+  get swim(): Swim {
+    assert(this.#swim !== undefined, "Kernel: swim used before start()");
+    return this.#swim;
+  }
+
+  get heal(): Heal {
+    assert(this.#heal !== undefined, "Kernel: heal used before start()");
+    return this.#heal;
+  }
+
+  get vitals(): Vitals {
+    return this.#vitals;
+  }
+
+  /** This node's entry as SWIM holds it (its incarnation rises when it refutes). */
+  get self(): MemberEntry {
+    return this.swim.self;
+  }
+
+  get mode(): Mode {
+    return this.#mode;
+  }
+
+  /** Mode changes, oldest first (at most MODE_HISTORY_MAX). */
+  get modeHistory(): readonly ModeChange[] {
+    return this.#modeHistory;
+  }
+
   get uptimeMs(): number {
     return this.ports.clock.nowMs() - this.#startedMs;
   }
 
   /**
-   * Boots the kernel: restores local state from the store before any network traffic, bumps the
-   * boot epoch and incarnation durably (so peers can tell this boot's packets and news from the
-   * last one's), then starts listening and joining.
+   * Boots the kernel: restores local state from the store before any network traffic (members,
+   * guarded tasks, the vitals window), bumps the boot epoch and incarnation durably (so peers can
+   * tell this boot's packets and news from the last one's), then starts listening and joining.
    */
   start(): void {
     assert(!this.#running, "Kernel: start() twice");
@@ -177,42 +292,88 @@ export class Kernel {
       name: this.config.name,
       incarnation,
     };
-    const roster = new Roster(self, this.ports.rng, identity, { ...this.config.roster, join: this.config.join });
-    roster.restore(this.#restoreMembers());
+    const swim = new Swim(self, this.ports.rng, identity, this.config.swim);
+    this.#swim = swim;
+    const roster = new Roster(self, this.ports.rng, identity, {
+      admit: (entry) => swim.add(entry),
+      table: () => swim.table(),
+      welcomed: (from, states) => swim.step(from, { t: "swim-sync", reply: false, states }),
+    }, { ...this.config.roster, join: this.config.join });
     this.#roster = roster;
+    const restored = this.#restoreMembers();
+    for (const entry of restored) swim.add(entry);
+    // A node that knew others before its restart is already in; SWIM's probes announce it.
+    if (restored.length > 0) roster.rejoin();
+    const heal = new Heal(this.id, this.config.heal);
+    heal.restore(this.#restoreGuarded());
+    this.#heal = heal;
+    this.#vitals.restore(this.#restoreVitals());
+    this.#mode = modeOf(swim.size);
+    this.#vitals.sample(0, this.#ownVitals());
 
     this.#daemons = {
       kernel: this.tasks.spawn("kernel", "daemon", 0),
-      roster: this.tasks.spawn("roster", "daemon", 0),
+      swim: this.tasks.spawn("swim", "daemon", 0),
       net: this.tasks.spawn("net", "daemon", 0),
     };
     transport.onPacket((packet, channel, from) => this.receive(packet, channel, from));
     transport.onDrop((reason) => this.#drop(reason, "transport"));
     this.#running = true;
-    this.events.publish(0, "kernel-started", { id: this.id, epoch: this.#epoch, incarnation, members: roster.size });
+    this.events.publish(0, "kernel-started", {
+      id: this.id, epoch: this.#epoch, incarnation, members: swim.size, guarded: heal.list().length, mode: this.#mode,
+    });
     roster.startJoin();
+    this.#flush();
+  }
+
+  /** Graceful leave: SWIM tells the others this node is leaving (they mark it left, not dead). */
+  leave(): void {
+    if (!this.#running || this.swim.left) return;
+    this.swim.leave();
     this.#flush();
   }
 
   stop(): void {
     if (!this.#running) return;
-    this.#persistMembers();
+    this.#persist(true);
     this.#running = false;
     for (const task of this.tasks.list()) this.tasks.stop(task.tid);
     this.events.publish(this.#tick, "kernel-stopped", { id: this.id });
+  }
+
+  /**
+   * The host's event loop was blocked for `ms` (measured by the tick loop). Lifeguard: a node whose
+   * own loop stalls scales its probe timeouts up for a while, instead of blaming its peers.
+   */
+  noteLoopDelay(ms: number): void {
+    if (!this.#running || !(ms > 0)) return;
+    const stepMs = (this.config.swim.probeTimeoutTicks * this.config.tickMs) / 2;
+    if (ms < stepMs) return;
+    const penalty = Math.min(LIMITS.swimAwarenessMax - 1, Math.ceil(ms / stepMs));
+    this.swim.setLoopDelayPenalty(Math.max(penalty, this.swim.localHealth));
+    this.#loopPenaltyUntil = this.#tick + 4 * this.config.swim.probeTicks;
   }
 
   /** Advances every core by one tick and carries out what they produced. */
   tick(): void {
     if (!this.#running) return;
     this.#tick++;
-    const roster = this.roster;
-    roster.tick();
+    const swim = this.swim;
+    this.roster.tick();
+    swim.tick();
+    this.heal.tick(this.#membership);
+    if (this.#loopPenaltyUntil !== 0 && this.#tick >= this.#loopPenaltyUntil) {
+      this.#loopPenaltyUntil = 0;
+      swim.setLoopDelayPenalty(0);
+    }
+    if (this.#tick % this.config.vital.periodTicks === 0) this.#vitalRound();
     if (this.#tick % this.config.pingTicks === 0) this.#sendPing();
-    if (this.#tick % this.config.persistTicks === 0) this.#persistMembers();
+    if (this.#tick % this.config.reconnectTicks === 0) this.#reconnect();
+    if (this.#tick % this.config.persistTicks === 0) this.#persist(false);
+    this.#runGuarded();
     const kernelTask = this.#daemons.kernel;
     if (kernelTask !== undefined) kernelTask.steps++;
-    if (roster.hasReady()) this.#flush();
+    if (this.roster.hasReady() || swim.hasReady() || this.heal.hasReady()) this.#flush();
   }
 
   /** Handles one inbound packet. Never throws on hostile bytes: a bad packet is a counted drop. */
@@ -242,28 +403,113 @@ export class Kernel {
 
   /** Members including this node, for status, `nodes` and the API. */
   memberStatuses(): MemberStatus[] {
-    const roster = this.roster;
-    const self = roster.self;
+    const swim = this.swim;
+    const self = swim.self;
     const out: MemberStatus[] = [{
-      id: self.id, name: self.name, addr: self.addr, role: self.role, state: "alive",
+      id: self.id, name: self.name, addr: self.addr, role: self.role, state: swim.left ? "left" : "alive",
       incarnation: self.incarnation, lastHeardTicks: 0, self: true,
     }];
-    for (const member of roster.members()) {
+    for (const member of swim.members()) {
       const { entry } = member;
+      const heard = this.#lastHeard.get(entry.id);
       out.push({
-        id: entry.id, name: entry.name, addr: entry.addr, role: entry.role, state: "alive",
+        id: entry.id, name: entry.name, addr: entry.addr, role: entry.role, state: member.state,
         incarnation: entry.incarnation,
-        lastHeardTicks: member.lastHeardTick < 0 ? undefined : this.#tick - member.lastHeardTick,
+        lastHeardTicks: heard === undefined ? undefined : this.#tick - heard,
         self: false,
       });
     }
     return out;
   }
 
+  /** Latest vital signs of this node and of every member heard from, with their age in ticks. */
+  vitalTable(): Array<{ id: string; name: string; state: MemberState; ageTicks: number | undefined; signs: VitalSigns | undefined }> {
+    const own = this.#vitals.latest();
+    return this.memberStatuses().map((member) => {
+      const sample = member.self ? own : this.#vitals.peer(member.id);
+      return {
+        id: member.id, name: member.name, state: member.state,
+        ageTicks: sample === undefined ? undefined : this.#tick - sample.tick,
+        signs: sample?.signs,
+      };
+    });
+  }
+
+  // ---- Guarded tasks ------------------------------------------------------------------------------
+
+  /** Defines a guarded task owned by this node; returns an error text or undefined. */
+  guard(name: string, command: string, everyTicks: number): string | undefined {
+    const error = this.heal.define(name, command, everyTicks, this.#membership);
+    this.#flush();
+    return error;
+  }
+
+  unguard(name: string): string | undefined {
+    const error = this.heal.remove(name, this.#membership);
+    this.#flush();
+    return error;
+  }
+
+  guardStatuses(): GuardStatus[] {
+    return this.heal.list().map((task) => {
+      const running = this.#guarded.get(task.name);
+      return {
+        task,
+        running: running === undefined ? undefined : { tid: running.task.tid, runs: running.runs, lastOutput: running.lastOutput },
+      };
+    });
+  }
+
+  // ---- Persist ------------------------------------------------------------------------------------
+
+  persistSections(): PersistSection[] {
+    const { store } = this.ports;
+    const section = (name: PersistSection["name"], entries: Array<[string, Uint8Array]>, durable: boolean): PersistSection => ({
+      name, keys: entries.length, bytes: entries.reduce((sum, [key, value]) => sum + key.length + value.length, 0), durable,
+    });
+    const single = (key: string): Array<[string, Uint8Array]> => {
+      const value = store.get(key);
+      return value === undefined ? [] : [[key, value]];
+    };
+    return [
+      section("incarnation", [...single(KEY_EPOCH), ...single(KEY_INCARNATION)], true),
+      section("members", store.scan(PREFIX_MEMBER, LIMITS.membersMax), false),
+      section("guarded", store.scan(PREFIX_GUARD, LIMITS.guardedTasksMax * 2), true),
+      section("vitals", single(KEY_VITALS), false),
+    ];
+  }
+
+  /**
+   * Forgets a persisted section, on disk and in memory. The epoch and incarnation cannot be cleared:
+   * they only ever rise, or peers would take this node's new packets and news for replays.
+   */
+  persistClear(name: "members" | "guarded" | "vitals"): number {
+    const { store } = this.ports;
+    let keys: string[];
+    switch (name) {
+      case "members":
+        keys = store.scan(PREFIX_MEMBER, LIMITS.membersMax).map(([key]) => key);
+        this.#dirtyMembers.clear();
+        break;
+      case "guarded":
+        keys = store.scan(PREFIX_GUARD, LIMITS.guardedTasksMax * 2).map(([key]) => key);
+        this.heal.clear();
+        break;
+      case "vitals":
+        keys = store.get(KEY_VITALS) === undefined ? [] : [KEY_VITALS];
+        this.#vitals.clear();
+        break;
+    }
+    if (keys.length > 0) store.write(keys.map((key) => ({ key, value: undefined })), { durable: true });
+    this.events.publish(this.#tick, "persist-cleared", { section: name, keys: keys.length });
+    return keys.length;
+  }
+
+  // ---- Inside -------------------------------------------------------------------------------------
+
   #dispatch(sender: string, message: Message): void {
-    const roster = this.roster;
-    roster.heard(sender);
-    const task = this.#daemons.roster;
+    this.#lastHeard.set(sender, this.#tick);
+    const task = this.#daemons.swim;
     if (task !== undefined) task.steps++;
     switch (message.t) {
       case "ping":
@@ -272,23 +518,65 @@ export class Kernel {
       case "ack":
         this.#onAck(sender, message.sent);
         break;
+      case "hello":
+      case "challenge":
+      case "proof":
+      case "welcome":
+        this.roster.step(sender, message);
+        break;
+      case "vital":
+        if (this.swim.member(sender) !== undefined) this.#vitals.record(sender, this.#tick, vitalFromWire(message));
+        break;
+      case "heal":
+        if (this.swim.member(sender) !== undefined) this.heal.step(sender, message.reply, message.tasks);
+        break;
+      case "gossip":
+      case "sync":
+        break;
       default:
-        roster.step(sender, message);
+        this.swim.step(sender, message);
     }
-    if (roster.hasReady()) this.#flush();
+    if (this.roster.hasReady() || this.swim.hasReady() || this.heal.hasReady()) this.#flush();
+  }
+
+  #liveIds(): string[] {
+    const out: string[] = [];
+    for (const member of this.swim.members()) if (member.state === "alive" || member.state === "suspect") out.push(member.entry.id);
+    return out;
+  }
+
+  #ownVitals(): VitalSigns {
+    const host = this.ports.host?.sample() ?? { load1: 0, rssBytes: 0, heapUsedBytes: 0, loopDelayP99Ms: 0 };
+    return { ...host, uptimeMs: Math.max(0, this.uptimeMs) };
+  }
+
+  #vitalRound(): void {
+    const signs = this.#ownVitals();
+    this.#vitals.sample(this.#tick, signs);
+    const message = vitalToWire(signs);
+    for (const id of this.#vitals.targets(this.#liveIds())) this.#sendTo(id, "datagram", message);
   }
 
   #sendPing(): void {
-    const members = this.roster.size - 1;
-    if (members === 0) return;
-    let n = this.ports.rng.int(members);
-    for (const member of this.roster.members()) {
-      if (n-- > 0) continue;
-      const sent = Math.round(this.ports.clock.nowMs() * 1000);
-      this.#pingSeq = (this.#pingSeq + 1) >>> 0;
-      this.#sendTo(member.entry.id, "datagram", { t: "ping", seq: this.#pingSeq, sent: Math.max(0, sent) });
-      return;
-    }
+    const live = this.#liveIds();
+    if (live.length === 0) return;
+    const id = live[this.ports.rng.int(live.length)] as string;
+    const sent = Math.round(this.ports.clock.nowMs() * 1000);
+    this.#pingSeq = (this.#pingSeq + 1) >>> 0;
+    this.#sendTo(id, "datagram", { t: "ping", seq: this.#pingSeq, sent: Math.max(0, sent) });
+  }
+
+  /**
+   * A push-pull with a random member held dead (not one that left). If it is alive after all (a
+   * partition healed), it refutes its death on reading our table and answers with its own, which
+   * brings its side back into our view; its probes then carry the rest. Bounded: one per period.
+   */
+  #reconnect(): void {
+    const dead: string[] = [];
+    for (const member of this.swim.members()) if (member.state === "dead") dead.push(member.entry.id);
+    if (dead.length === 0) return;
+    const id = dead[this.ports.rng.int(dead.length)] as string;
+    this.#sendTo(id, "stream", { t: "swim-sync", reply: true, states: this.swim.table() });
   }
 
   #onAck(sender: string, sentMicros: number): void {
@@ -302,8 +590,44 @@ export class Kernel {
     }
   }
 
+  /** Starts and stops guarded tasks to match what heal says this node runs, and runs those due. */
+  #runGuarded(): void {
+    const wanted = this.heal.running();
+    if (wanted.length === 0 && this.#guarded.size === 0) return;
+    const names = new Set<string>();
+    for (const record of wanted) {
+      names.add(record.name);
+      const current = this.#guarded.get(record.name);
+      if (current !== undefined && current.record === record) continue;
+      if (current !== undefined) this.#stopGuarded(current, "redefined");
+      const task = this.tasks.spawn(`guard:${record.name}`, "guarded", this.#tick);
+      if (task === undefined) continue;
+      this.#guarded.set(record.name, { task, record, nextTick: this.#tick, runs: 0, lastOutput: "" });
+      this.events.publish(this.#tick, "guard-started", { name: record.name, epoch: record.epoch, tid: task.tid });
+    }
+    for (const running of [...this.#guarded.values()]) {
+      if (!names.has(running.record.name)) {
+        this.#stopGuarded(running, "owner changed or removed");
+        continue;
+      }
+      if (this.#tick < running.nextTick) continue;
+      running.nextTick = this.#tick + running.record.everyTicks;
+      running.runs++;
+      running.task.steps++;
+      const runner = this.guardRunner;
+      if (runner !== undefined) running.lastOutput = runner(running.record.command).slice(0, 200);
+    }
+  }
+
+  #stopGuarded(running: Guarded, reason: string): void {
+    this.#guarded.delete(running.record.name);
+    this.tasks.stop(running.task.tid);
+    this.tasks.reap(running.task.tid);
+    this.events.publish(this.#tick, "guard-stopped", { name: running.record.name, epoch: running.record.epoch, reason });
+  }
+
   #sendTo(id: string, channel: Channel, message: Message): void {
-    const addr = this.roster.member(id)?.entry.addr;
+    const addr = this.swim.member(id)?.entry.addr;
     if (addr === undefined) {
       this.stats.sendFailures++;
       return;
@@ -311,24 +635,93 @@ export class Kernel {
     this.#send({ to: addr, channel, message });
   }
 
-  /** Persist, then send, then publish events. */
+  /** Persist, then send, then publish events; again while handling events produced more work. */
   #flush(): void {
-    const ready = this.roster.ready();
-    for (const entry of ready.changed) this.#dirtyMembers.set(entry.id, entry);
-    for (const outbound of ready.messages) this.#send(outbound);
-    for (const event of ready.events) this.events.publish(this.#tick, event.type, event);
+    this.#flushOnce();
+    for (let round = 0; round < 4 && (this.roster.hasReady() || this.swim.hasReady() || this.heal.hasReady()); round++) this.#flushOnce();
+  }
+
+  #flushOnce(): void {
+    const roster = this.roster.ready();
+    const swim = this.swim.ready();
+    const heal = this.heal.ready();
+    let refuted = false;
+    for (const event of swim.events) {
+      if (event.id === this.id) refuted ||= event.type === "member-refuted";
+      else this.#dirtyMembers.add(event.id);
+    }
+    // The refutation's incarnation must survive a crash before it is announced: the next boot
+    // starts above it, or peers would take the rebooted node's news for old.
+    const writes: StoreWrite[] = [];
+    if (refuted) writes.push({ key: KEY_INCARNATION, value: writeNumber(this.swim.incarnation) });
+    for (const task of heal.changed) writes.push({ key: PREFIX_GUARD + task.name, value: packValue(taskToWire(task)) });
+    if (writes.length > 0) this.ports.store.write(writes, { durable: true });
+
+    for (const outbound of roster.messages) this.#send(outbound);
+    for (const outbound of swim.messages) this.#send(outbound);
+    for (const outbound of heal.messages) this.#sendTo(outbound.to, "stream", { t: "heal", reply: outbound.reply, tasks: outbound.tasks });
+
+    for (const event of roster.events) this.events.publish(this.#tick, event.type, event);
+    for (const event of swim.events) this.#onSwimEvent(event);
+    for (const event of heal.events) this.events.publish(this.#tick, event.type, event);
+    if (swim.events.length > 0) this.#updateMode();
+  }
+
+  #onSwimEvent(event: SwimEvent): void {
+    this.events.publish(this.#tick, event.type, event);
+    if (event.id === this.id) return;
+    switch (event.type) {
+      case "member-alive":
+      case "member-refuted":
+        // A member (back) in view compares guarded-task tables with us at once: a healed partition
+        // converges in one exchange, not one sync period.
+        this.heal.syncWith(event.id);
+        break;
+      case "member-dead":
+      case "member-left":
+        this.#vitals.forget(event.id);
+        this.rtt.delete(event.id);
+        break;
+      case "member-suspect":
+        break;
+    }
+  }
+
+  #updateMode(): void {
+    const alive = this.swim.size;
+    const mode = modeOf(alive);
+    if (mode === this.#mode) return;
+    const change: ModeChange = { tick: this.#tick, mode, previous: this.#mode, alive };
+    this.#mode = mode;
+    this.#modeHistory.push(change);
+    if (this.#modeHistory.length > MODE_HISTORY_MAX) this.#modeHistory.shift();
+    this.events.publish(this.#tick, "mode-changed", { ...change });
   }
 
   /**
-   * Writes the members changed since the last call, in one batch. Not durable: the roster is a
-   * cache that gossip rebuilds, so losing the last second of it in a crash costs nothing.
+   * Writes the members changed since the last call (and, every VITAL_PERSIST_EVERY calls or when
+   * `all`, the vitals window) in one batch. Not durable: members are a cache SWIM rebuilds, and the
+   * vitals window is history, so losing the last second of either in a crash costs nothing.
    */
-  #persistMembers(): void {
-    if (this.#dirtyMembers.size === 0) return;
+  #persist(all: boolean): void {
     const batch: StoreWrite[] = [];
-    for (const entry of this.#dirtyMembers.values()) batch.push({ key: PREFIX_MEMBER + entry.id, value: packValue(entryToWire(entry)) });
+    for (const id of this.#dirtyMembers) {
+      const member = this.swim.member(id);
+      if (member === undefined) batch.push({ key: PREFIX_MEMBER + id, value: undefined });
+      else batch.push({ key: PREFIX_MEMBER + id, value: packValue([entryToWire(member.entry), STATE_RANK[member.state]]) });
+    }
     this.#dirtyMembers.clear();
-    this.ports.store.write(batch, { durable: false });
+    if (all || ++this.#persistRounds % VITAL_PERSIST_EVERY === 0) {
+      const history = this.#vitals.history();
+      if (history.length > 0) {
+        const rows = history.map((sample) => {
+          const wire = vitalToWire(sample.signs);
+          return [sample.tick - this.#tick, wire.up, wire.load, wire.rss, wire.heap, wire.lag];
+        });
+        batch.push({ key: KEY_VITALS, value: packValue(rows) });
+      }
+    }
+    if (batch.length > 0) this.ports.store.write(batch, { durable: false });
   }
 
   #send(outbound: Outbound): void {
@@ -352,11 +745,42 @@ export class Kernel {
     this.stats.lastDrop = `${reason}: ${detail}`;
   }
 
+  /**
+   * Members remembered as alive or suspect (the dead and the departed stay forgotten). Values are
+   * [entry, state rank]; a bare entry is the format before SWIM, read as alive.
+   */
   #restoreMembers(): MemberEntry[] {
     const out: MemberEntry[] = [];
     for (const [, value] of this.ports.store.scan(PREFIX_MEMBER, LIMITS.membersMax)) {
       const decoded = unpackValue(value);
       if (isMemberEntryWire(decoded)) out.push(entryFromWire(decoded));
+      else if (Array.isArray(decoded) && decoded.length === 2 && isMemberEntryWire(decoded[0]) && (decoded[1] === 0 || decoded[1] === 1)) {
+        out.push(entryFromWire(decoded[0]));
+      }
+    }
+    return out.filter((entry) => entry.id !== this.id);
+  }
+
+  #restoreGuarded(): GuardedTask[] {
+    const out: GuardedTask[] = [];
+    for (const [, value] of this.ports.store.scan(PREFIX_GUARD, LIMITS.guardedTasksMax * 2)) {
+      const decoded = unpackValue(value);
+      if (isGuardedTaskWire(decoded)) out.push(taskFromWire(decoded));
+    }
+    return out;
+  }
+
+  /** The vitals window, its ticks made relative to this boot's tick 0 (so they read as past). */
+  #restoreVitals(): VitalSample[] {
+    const value = this.ports.store.get(KEY_VITALS);
+    if (value === undefined) return [];
+    const rows = unpackValue(value);
+    if (!Array.isArray(rows)) return [];
+    const out: VitalSample[] = [];
+    for (const row of rows.slice(-LIMITS.vitalHistoryMax)) {
+      if (!Array.isArray(row) || row.length !== 6 || !row.every((x) => typeof x === "number" && Number.isFinite(x))) continue;
+      const [age, up, load, rss, heap, lag] = row as number[];
+      out.push({ tick: age as number, signs: vitalFromWire({ t: "vital", up: up as number, load: load as number, rss: rss as number, heap: heap as number, lag: lag as number }) });
     }
     return out;
   }
@@ -373,4 +797,3 @@ function writeNumber(value: number): Uint8Array {
   new DataView(out.buffer).setFloat64(0, value);
   return out;
 }
-

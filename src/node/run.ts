@@ -5,9 +5,10 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
-import { hostname } from "node:os";
+import { hostname, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
 import { startApi, type Api } from "../adapters/http.ts";
 import { loadOrCreateIdentity } from "../adapters/identity.ts";
 import { formatAddress, openTransport, parseAddress } from "../adapters/net.ts";
@@ -18,7 +19,7 @@ import { LIMITS } from "../core/util/limits.ts";
 import { createRng } from "../core/util/rng.ts";
 import type { Role } from "../core/wire/messages.ts";
 import { createNodeShell, type HostStats } from "./commands.ts";
-import { Kernel, KERNEL_DEFAULTS } from "./kernel.ts";
+import { Kernel, KERNEL_DEFAULTS, type HostVitals } from "./kernel.ts";
 import type { Clock, Identity, Seal, Store, Transport } from "./ports.ts";
 
 /** Ticks one wakeup of the loop may run to catch up; beyond that they are skipped and counted. */
@@ -29,6 +30,8 @@ export const EXIT_ASSERTION = 70;
 const LOOP_DELAY_RESOLUTION_MS = 10;
 /** Milliseconds a graceful stop may take before the process exits anyway. */
 const STOP_DEADLINE_MS = 5_000;
+/** Milliseconds a stopping node keeps ticking after its graceful leave, for the news to go out. */
+const LEAVE_GOSSIP_MS = 300;
 /** Least interval between two log lines about survivable transport errors. */
 const LOG_INTERVAL_MS = 10_000;
 
@@ -220,8 +223,16 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
 
     const seed = randomBytes(16);
     const rng = createRng(seed.readBigUInt64BE(0), seed.readBigUInt64BE(8));
+    const host: HostVitals = {
+      sample: () => ({
+        load1: loadavg()[0] ?? 0,
+        rssBytes: process.memoryUsage.rss(),
+        heapUsedBytes: process.memoryUsage().heapUsed,
+        loopDelayP99Ms: loopDelayMs(delay, delay.percentile(99)),
+      }),
+    };
     kernel = new Kernel(
-      { transport, store, clock: wallClock, seal, identity, rng },
+      { transport, store, clock: wallClock, seal, identity, rng, host },
       { ...KERNEL_DEFAULTS, tickMs, name, role: options.role ?? "core", join: options.join ?? [] },
     );
     kernel.start();
@@ -242,6 +253,8 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     closers.push(() => clearInterval(ticker.timer));
 
     const shell = createNodeShell(kernel, hostStats);
+    // A guarded task's command runs in this node's shell; its output is kept for `heal list`.
+    kernel.guardRunner = (command) => shell.execute(command).output;
     api = await startApi({ kernel, shell, host: apiAddr.host, port: apiAddr.port, token, hostStats });
     const openedApi = api;
     closers.push(() => openedApi.close());
@@ -258,7 +271,11 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
   });
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      // Stop ticking and the kernel first, so nothing is sent while the sockets close.
+      // Leave gracefully: SWIM's leave news goes out with the next gossip rounds while the loop
+      // still ticks, so the others mark this node left rather than suspect it. Then stop ticking
+      // and the kernel, so nothing is sent while the sockets close.
+      kernel.leave();
+      await sleep(LEAVE_GOSSIP_MS);
       clearInterval(ticker.timer);
       kernel.stop();
       await api.close();
@@ -292,6 +309,9 @@ function startTicking(kernel: Kernel, tickMs: number, ticker: { timer: NodeJS.Ti
       done += pending - CATCH_UP_TICKS_MAX;
       pending = CATCH_UP_TICKS_MAX;
     }
+    // A wakeup this late means the event loop was blocked: SWIM stretches its timeouts (Lifeguard)
+    // before the catch-up ticks judge peers by acks that are still waiting in the socket.
+    if (pending > 1) kernel.noteLoopDelay((pending - 1) * tickMs);
     for (let i = 0; i < pending; i++) {
       kernel.tick();
       done++;

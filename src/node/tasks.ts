@@ -34,6 +34,13 @@ export class TaskTable {
     return [...this.#tasks.values()];
   }
 
+  /** Forgets a stopped task (guarded tasks come and go; their table rows must not pile up). */
+  reap(tid: number): boolean {
+    const task = this.#tasks.get(tid);
+    if (task === undefined || task.state !== "stopped") return false;
+    return this.#tasks.delete(tid);
+  }
+
   stop(tid: number): boolean {
     const task = this.#tasks.get(tid);
     if (task === undefined || task.state === "stopped") return false;

@@ -8,7 +8,8 @@ import { createSeal } from "../adapters/seal.ts";
 import { assert } from "../core/util/assert.ts";
 import { createRng, type Rng } from "../core/util/rng.ts";
 import { Kernel, KERNEL_DEFAULTS, DROP_REASONS, type DropReason, type KernelConfig } from "../node/kernel.ts";
-import type { Identity, Seal } from "../node/ports.ts";
+import type { Identity, Seal, Transport } from "../node/ports.ts";
+import type { Channel } from "../core/wire/envelope.ts";
 import { SimClock } from "./clock.ts";
 import { SimDisk, SimStore } from "./disk.ts";
 import { SimNetwork, randomFaults, type LinkFaults, type SimEndpoint } from "./network.ts";
@@ -25,7 +26,7 @@ export interface ClusterOptions {
   readonly seal?: "sim" | "real";
   /** Clock offset and drift per node (on by default). */
   readonly clockSkew?: boolean;
-  readonly kernel?: Partial<Pick<KernelConfig, "roster" | "pingTicks">>;
+  readonly kernel?: Partial<Omit<KernelConfig, "name" | "join">>;
 }
 
 export interface SimNode {
@@ -36,7 +37,16 @@ export interface SimNode {
   kernel: Kernel;
   endpoint: SimEndpoint;
   alive: boolean;
+  /** While now < stalledUntil the node's event loop is frozen: no ticks, inbound packets queue. */
+  stalledUntil: number;
+  stallTicks: number;
+  readonly backlog: Array<[Uint8Array, Channel, string]>;
 }
+
+/** Packets queued for a stalled node (a socket's receive buffer); beyond it they are lost. */
+const STALL_BACKLOG_MAX = 4096;
+/** Ticks a node runs at once after a stall, as run.ts's catch-up bound. */
+const CATCH_UP_TICKS_MAX = 100;
 
 export interface SimResult {
   readonly seed: number;
@@ -93,6 +103,9 @@ export class SimCluster {
         endpoint: this.network.createEndpoint(address),
         kernel: undefined as unknown as Kernel,
         alive: true,
+        stalledUntil: 0,
+        stallTicks: 0,
+        backlog: [],
       };
       node.kernel = this.#boot(node, index === 0 ? [] : [seedAddress]);
       this.nodes.push(node);
@@ -107,12 +120,38 @@ export class SimCluster {
   tick(): void {
     this.#now++;
     this.network.deliverDue(this.#now);
-    for (const node of this.nodes) if (node.alive) node.kernel.tick();
+    for (const node of this.nodes) {
+      if (!node.alive) continue;
+      if (node.stalledUntil === 0) node.kernel.tick();
+      else if (node.stalledUntil <= this.#now) this.#unstall(node);
+    }
     if (this.#convergedAtTick === null && this.#now % 10 === 0 && this.#converged()) this.#convergedAtTick = this.#now;
   }
 
   run(ticks: number): void {
     for (let i = 0; i < ticks; i++) this.tick();
+  }
+
+  /**
+   * Freezes a node's event loop for `ticks` (a long GC pause, a blocked disk): it neither ticks nor
+   * reads packets, which queue as in a socket buffer. Afterwards it runs like run.ts does: it notes
+   * the loop delay, catches up at most CATCH_UP_TICKS_MAX ticks, then reads what queued.
+   */
+  stall(index: number, ticks: number): void {
+    const node = this.#node(index);
+    assert(node.alive && node.stalledUntil === 0, `SimCluster: node ${index} cannot stall now`);
+    assert(Number.isInteger(ticks) && ticks > 0, "SimCluster: stall ticks must be a positive integer");
+    node.stalledUntil = this.#now + ticks;
+    node.stallTicks = ticks;
+  }
+
+  #unstall(node: SimNode): void {
+    const stalled = node.stallTicks;
+    node.stalledUntil = 0;
+    node.kernel.noteLoopDelay(stalled * node.kernel.config.tickMs);
+    for (let i = 0; i < Math.min(stalled, CATCH_UP_TICKS_MAX); i++) node.kernel.tick();
+    const backlog = node.backlog.splice(0);
+    for (const [packet, channel, from] of backlog) node.kernel.receive(packet, channel, from);
   }
 
   /** Kills a node as a power loss would: its packets stop, its unsynced writes are lost or torn. */
@@ -121,6 +160,8 @@ export class SimCluster {
     assert(node.alive, `SimCluster: node ${index} is already down`);
     node.kernel.stop();
     node.endpoint.closeNow();
+    node.stalledUntil = 0;
+    node.backlog.length = 0;
     node.disk.crash(this.#rng, { tornProbability: 0.5 });
     node.alive = false;
     this.#convergedAtTick = null;
@@ -141,7 +182,7 @@ export class SimCluster {
     let sum = 0;
     const kernelDrops = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
     for (const node of live) {
-      const known = node.kernel.roster.size;
+      const known = node.kernel.swim.size;
       min = Math.min(min, known);
       sum += known;
       for (const reason of DROP_REASONS) kernelDrops[reason] += node.kernel.stats.dropped[reason];
@@ -167,7 +208,7 @@ export class SimCluster {
       : SimClock.random(this.network, this.#rng.fork());
     const seal: Seal = options.seal === "real" ? createSeal(SIM_TOKEN, node.identity.id) : createSimSeal(node.identity.id);
     const kernel = new Kernel(
-      { transport: node.endpoint, store: SimStore.recover(node.disk), clock, seal, identity: node.identity, rng: this.#rng.fork() },
+      { transport: this.#transportOf(node), store: SimStore.recover(node.disk), clock, seal, identity: node.identity, rng: this.#rng.fork() },
       {
         ...KERNEL_DEFAULTS,
         ...options.kernel,
@@ -179,6 +220,21 @@ export class SimCluster {
     return kernel;
   }
 
+  /** The node's endpoint, with inbound packets queued while the node is stalled. */
+  #transportOf(node: SimNode): Transport {
+    const endpoint = node.endpoint;
+    return {
+      address: endpoint.address,
+      send: (to, channel, packet) => endpoint.send(to, channel, packet),
+      onPacket: (handler) => endpoint.onPacket((packet, channel, from) => {
+        if (node.stalledUntil === 0) handler(packet, channel, from);
+        else if (node.backlog.length < STALL_BACKLOG_MAX) node.backlog.push([packet, channel, from]);
+      }),
+      onDrop: (handler) => endpoint.onDrop(handler),
+      close: () => endpoint.close(),
+    };
+  }
+
   #node(index: number): SimNode {
     const node = this.nodes[index];
     assert(node !== undefined, `SimCluster: no node ${index}`);
@@ -188,7 +244,7 @@ export class SimCluster {
   #converged(): boolean {
     let live = 0;
     for (const node of this.nodes) if (node.alive) live++;
-    for (const node of this.nodes) if (node.alive && node.kernel.roster.size < live) return false;
+    for (const node of this.nodes) if (node.alive && node.kernel.swim.size !== live) return false;
     return true;
   }
 }

@@ -2,110 +2,12 @@
 // cluster converges (every node lists 3 alive members) within 5 s. Acceptance 2: a node killed
 // with SIGKILL and restarted from its cluster.json argv comes back with the same id and is listed
 // by the others. Every test stops its processes and removes its directory, even when it fails.
-import { test, type TestContext } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
-
-const BIN = fileURLToPath(new URL("../../bin/pk.js", import.meta.url));
-
-interface ClusterNode {
-  id: string;
-  pid: number | null;
-  listen: string;
-  api: string;
-  data: string;
-  argv: string[];
-}
-interface Cluster {
-  token: string;
-  nodes: ClusterNode[];
-}
-interface Status {
-  id: string;
-  mode: string;
-  members: Array<{ id: string; state: string; incarnation: number; addr: string }>;
-}
-
-function pk(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => { stdout += chunk.toString(); });
-    child.stderr.on("data", (chunk: Buffer) => { stderr += chunk.toString(); });
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function readCluster(dir: string): Cluster {
-  return JSON.parse(readFileSync(join(dir, "cluster.json"), "utf8")) as Cluster;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    assert.equal((error as NodeJS.ErrnoException).code, "ESRCH");
-    return false;
-  }
-}
-
-async function status(api: string): Promise<Status | undefined> {
-  try {
-    const response = await fetch(`${api}/v1/status`, { signal: AbortSignal.timeout(1_000) });
-    return response.ok ? await response.json() as Status : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** A temp dir whose cluster is stopped (pk down, then SIGKILL of anything left) and removed after the test. */
-function clusterDir(t: TestContext, extraPids: number[] = []): string {
-  const dir = mkdtempSync(join(tmpdir(), "pk-up-"));
-  t.after(async () => {
-    await pk(["down", "--dir", dir], 20_000).catch(() => undefined);
-    let pids: number[] = [...extraPids];
-    try {
-      pids = pids.concat(readCluster(dir).nodes.flatMap((node) => (node.pid === null ? [] : [node.pid])));
-    } catch {
-      // no cluster.json: nothing recorded
-    }
-    for (const pid of pids) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return dir;
-}
-
-async function waitConverged(apis: readonly string[], count: number, timeoutMs: number, check: (s: Status) => boolean = () => true): Promise<Status[]> {
-  const deadline = Date.now() + timeoutMs;
-  let last: Array<Status | undefined> = [];
-  for (;;) {
-    last = await Promise.all(apis.map(status));
-    const done = last.every((s) => s !== undefined && s.members.filter((m) => m.state === "alive").length === count && check(s));
-    if (done) return last as Status[];
-    if (Date.now() > deadline) {
-      assert.fail(`not converged to ${count} alive members within ${timeoutMs} ms: ${JSON.stringify(last.map((s) => s?.members.length))}`);
-    }
-    await sleep(20);
-  }
-}
+import { alive, clusterDir, pk, readCluster, restartNode, status, waitConverged, type Status } from "./cluster-helpers.ts";
 
 test("pk up --detach --nodes 3: every node lists 3 alive members within 5 s (acceptance 1)", async (t) => {
   const dir = clusterDir(t);
@@ -191,13 +93,7 @@ test("a node killed with SIGKILL restarts from its cluster.json argv with the sa
   assert.equal(await status(victim.api), undefined, "its API is down");
 
   // Restart exactly as recorded, detached, its output appended to its log.
-  const [command, ...args] = victim.argv;
-  assert.ok(command !== undefined);
-  const log = openSync(join(victim.data, "node.log"), "a");
-  const child = spawn(command, args, { detached: true, stdio: ["ignore", log, log] });
-  closeSync(log);
-  child.unref();
-  assert.ok(child.pid !== undefined);
+  const child = { pid: restartNode(victim) };
   restarted.push(child.pid);
   const started = performance.now();
 

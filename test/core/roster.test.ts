@@ -1,9 +1,10 @@
-// Roster core, driven by hand: the join handshake admits only a node that proves its key, and
-// gossip merges by incarnation. Real Ed25519 keys (src/adapters/identity.ts).
+// Roster core, driven by hand: the join handshake admits only a node that proves its key into a
+// real SWIM core, and the welcome hands over the seed's table. Real Ed25519 keys (src/adapters/identity.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createIdentityFromSeed } from "../../src/adapters/identity.ts";
 import { joinTranscript, Roster, ROSTER_DEFAULTS } from "../../src/core/body/roster.ts";
+import { Swim, SWIM_LAN } from "../../src/core/body/swim.ts";
 import { createRng } from "../../src/core/util/rng.ts";
 import { encodeMessage } from "../../src/core/wire/codec.ts";
 import type { MemberEntry, Message } from "../../src/core/wire/messages.ts";
@@ -17,8 +18,16 @@ function entryOf(id: Identity, port: number, incarnation = 0): MemberEntry {
   return { id: id.id, pub: id.publicKey, addr: `127.0.0.1:${port}`, role: "core", name: `n${port}`, incarnation };
 }
 
-function roster(id: Identity, port: number, join: string[] = []): Roster {
-  return new Roster(entryOf(id, port), createRng(port), id, { ...ROSTER_DEFAULTS, join });
+/** A roster admitting into a real SWIM core, as the kernel wires them. */
+function roster(id: Identity, port: number, join: string[] = []): Roster & { swim: Swim } {
+  const rng = createRng(port);
+  const swim = new Swim(entryOf(id, port), rng, id, SWIM_LAN);
+  const r = new Roster(entryOf(id, port), rng, id, {
+    admit: (entry) => swim.add(entry),
+    table: () => swim.table(),
+    welcomed: (from, states) => swim.step(from, { t: "swim-sync", reply: false, states }),
+  }, { ...ROSTER_DEFAULTS, join });
+  return Object.assign(r, { swim });
 }
 
 function only<T extends Message["t"]>(r: Roster, t: T): Extract<Message, { t: T }> {
@@ -40,9 +49,9 @@ test("roster: hello, challenge, proof, welcome admits the joiner on both sides",
   const proof = only(joiner, "proof");
   seed.step(joinerId.id, proof);
   const welcome = only(seed, "welcome");
-  assert.equal(seed.size, 2);
+  assert.equal(seed.swim.size, 2);
   joiner.step(seedId.id, welcome);
-  assert.equal(joiner.size, 2);
+  assert.equal(joiner.swim.size, 2);
   assert.equal(joiner.joined, true);
   assert.equal(joiner.ready().events.some((e) => e.type === "joined"), true);
 });
@@ -58,14 +67,14 @@ test("roster: a proof signed by another key, or for another nonce, is refused", 
   const badSig = thief.sign(joinTranscript(challenge.nonce, joinerId.id, seedId.id));
   seed.step(joinerId.id, { t: "proof", entry: entryOf(joinerId, 7402), nonce: challenge.nonce, sig: badSig });
   let ready = seed.ready();
-  assert.equal(seed.size, 1);
+  assert.equal(seed.swim.size, 1);
   assert.ok(ready.events.some((e) => e.type === "join-refused" && e.reason === "bad signature"));
   assert.equal(ready.messages.length, 0);
   // The challenge was consumed: a correct proof for it now has no matching challenge.
   const goodSig = joinerId.sign(joinTranscript(challenge.nonce, joinerId.id, seedId.id));
   seed.step(joinerId.id, { t: "proof", entry: entryOf(joinerId, 7402), nonce: challenge.nonce, sig: goodSig });
   ready = seed.ready();
-  assert.equal(seed.size, 1);
+  assert.equal(seed.swim.size, 1);
   assert.ok(ready.events.some((e) => e.type === "join-refused" && e.reason === "no matching challenge"));
 });
 
@@ -79,29 +88,25 @@ test("roster: a hello whose id is not its key's is refused", () => {
   assert.ok(ready.events.some((e) => e.type === "join-refused"));
 });
 
-test("roster: gossip adds unknown members, a higher incarnation replaces, a lower or forged one does not", () => {
-  const a = roster(identity(1), 7401);
-  const b = identity(2);
-  a.step(b.id, { t: "gossip", members: [entryOf(b, 7402, 1)] });
-  assert.equal(a.member(b.id)?.entry.incarnation, 1);
-  a.step(b.id, { t: "gossip", members: [{ ...entryOf(b, 7999, 0) }] });
-  assert.equal(a.member(b.id)?.entry.addr, "127.0.0.1:7402", "a lower incarnation is stale news");
-  a.step(b.id, { t: "gossip", members: [{ ...entryOf(b, 7403, 2) }] });
-  assert.equal(a.member(b.id)?.entry.addr, "127.0.0.1:7403");
-  const c = identity(3);
-  a.step(b.id, { t: "gossip", members: [{ ...entryOf(c, 7404, 9), pub: b.publicKey }] });
-  assert.equal(a.member(c.id), undefined, "an entry whose key does not hash to its id is ignored");
-});
-
-test("roster: gossip datagrams stay within the datagram budget and carry the newest news first", () => {
-  const a = roster(identity(1), 7401);
-  const ids = Array.from({ length: 30 }, (_, i) => identity(10 + i));
-  for (const id of ids) a.step(id.id, { t: "gossip", members: [{ ...entryOf(id, 8000), name: "x".repeat(64) }] });
-  a.ready();
-  for (let i = 0; i < ROSTER_DEFAULTS.gossipTicks * 2; i++) a.tick();
-  const gossip = a.ready().messages.find((m) => m.message.t === "gossip")?.message;
-  assert.ok(gossip !== undefined && gossip.t === "gossip");
-  assert.ok(gossip.members.length >= 2 && gossip.members.length <= 10);
-  assert.ok(encodeMessage(gossip).length + 28 + 16 <= 1200, "sealed gossip fits a datagram");
-  assert.equal(gossip.members[1]?.id, ids[ids.length - 1]?.id, "newest change first after self");
+test("roster: the welcome carries the seed's SWIM table, and a forged entry in it is ignored", () => {
+  const seedId = identity(1);
+  const joinerId = identity(2);
+  const other = identity(3);
+  const seed = roster(seedId, 7401);
+  seed.swim.add(entryOf(other, 7403, 4));
+  const joiner = roster(joinerId, 7402, ["127.0.0.1:7401"]);
+  joiner.startJoin();
+  seed.step(joinerId.id, only(joiner, "hello"));
+  joiner.step(seedId.id, only(seed, "challenge"));
+  seed.step(joinerId.id, only(joiner, "proof"));
+  const welcome = only(seed, "welcome");
+  assert.equal(welcome.states.length, 3, "seed, the other member and the joiner");
+  // A third party's entry whose key does not hash to its id is dropped on merge.
+  const forged = identity(4);
+  const states = [...welcome.states, [0, [forged.id, other.publicKey, "127.0.0.1:7404", "core", "x", 0]] as (typeof welcome.states)[number]];
+  joiner.step(seedId.id, { t: "welcome", states });
+  assert.equal(joiner.swim.member(other.id)?.entry.incarnation, 4);
+  assert.equal(joiner.swim.member(seedId.id)?.state, "alive");
+  assert.equal(joiner.swim.member(forged.id), undefined);
+  assert.ok(encodeMessage(welcome).length > 0);
 });

@@ -83,7 +83,12 @@ test("GET /v1/status has the contract's shape", async () => {
   assert.equal(status["mode"], "SOLO");
   assert.equal(typeof status["uptimeMs"], "number");
   assert.deepEqual(status["raft"], { state: "follower", term: 0, leader: null, commitIndex: 0, voters: [], learners: [] });
-  assert.deepEqual(status["members"], [{ id: api().id, addr: api().listen, state: "alive", incarnation: 0, name: "alpha", role: "core", lastHeardMs: 0 }]);
+  const members = status["members"] as Array<Record<string, unknown>>;
+  const vital = members[0]?.["vital"] as Record<string, number>;
+  assert.deepEqual(members.map((m) => ({ ...m, vital: undefined })), [{ id: api().id, addr: api().listen, state: "alive", incarnation: 0, name: "alpha", role: "core", lastHeardMs: 0, vital: undefined }]);
+  assert.deepEqual(Object.keys(vital).sort(), ["ageMs", "heapUsedBytes", "load1", "loopDelayP99Ms", "rssBytes", "uptimeMs"]);
+  assert.ok(vital["rssBytes"] as number > 0, "the node's own vital signs are sampled from boot");
+  assert.deepEqual(status["guarded"], []);
 });
 
 test("POST /v1/shell runs a line", async () => {
@@ -200,7 +205,7 @@ test("GET /v1/events streams the backlog, then live events; a second node joins"
   const token = (await import("node:fs")).readFileSync(join(dir, "a", "token"), "utf8").trim();
   const b = await runNode({ data: join(dir, "b"), name: "beta", join: [api().listen], token, env: {} });
   extra.push(b);
-  await readUntil(() => seen.some((event) => event.type === "member-joined" && event.data["id"] === b.id));
+  await readUntil(() => seen.some((event) => event.type === "member-alive" && event.data["id"] === b.id));
   controller.abort();
   await reader.cancel().catch(() => undefined);
 

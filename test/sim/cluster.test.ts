@@ -44,23 +44,23 @@ test("roster: a crashed node restarts with the same id, a higher incarnation, an
   const node = cluster.nodes[3];
   assert.ok(node !== undefined);
   const id = node.kernel.id;
-  const incarnation = node.kernel.roster.self.incarnation;
+  const incarnation = node.kernel.self.incarnation;
   // Let the periodic persist write the members, then crash (unsynced writes may be lost or torn).
   cluster.run(200);
   cluster.crash(3);
   cluster.run(50);
   cluster.restart(3);
   assert.equal(node.kernel.id, id, "same key, same id");
-  assert.equal(node.kernel.roster.self.incarnation, incarnation + 1, "the incarnation bump is durable");
+  assert.equal(node.kernel.self.incarnation, incarnation + 1, "the incarnation bump is durable");
   // Members come back from the store before any packet is exchanged (they were written unsynced,
   // so a crash may lose them; the kernel then rejoins through the seed).
   cluster.run(600);
   const others = cluster.nodes.filter((n) => n.index !== 3);
   for (const other of others) {
-    const seen = other.kernel.roster.member(id);
+    const seen = other.kernel.swim.member(id);
     assert.equal(seen?.entry.incarnation, incarnation + 1, `node ${other.index} heard of the restart`);
   }
-  assert.equal(node.kernel.roster.size, 5);
+  assert.equal(node.kernel.swim.size, 5);
 });
 
 test("roster: the boot epoch strictly increases across crashes, so old packets are replays", () => {
@@ -83,7 +83,7 @@ test("roster: nodes that joined during a partition learn each other once it heal
     // Cut nodes 6..11 off from the rest (the seed included) before anyone has joined.
     cluster.network.partition(addresses.slice(6), addresses.slice(0, 6));
     cluster.run(1500);
-    for (const node of cluster.nodes.slice(6)) assert.equal(node.kernel.roster.size, 1, `seed ${seed}: node ${node.index} joined across the partition`);
+    for (const node of cluster.nodes.slice(6)) assert.equal(node.kernel.swim.size, 1, `seed ${seed}: node ${node.index} joined across the partition`);
     cluster.network.heal();
     cluster.run(4000);
     const result = cluster.result();

@@ -403,6 +403,8 @@ export class Swim {
       case "sync":
       case "ping":
       case "ack":
+      case "vital":
+      case "heal":
         return;
       default:
         return assertNever(message, "Swim: unhandled message");
@@ -676,6 +678,11 @@ export class Swim {
     if (reply && peer !== undefined && !this.#left) {
       this.#send(peer.entry.addr, { t: "swim-sync", reply: false, states: this.#table() }, "stream");
     }
+  }
+
+  /** The whole table as push-pull states, this node first (a join's welcome carries it). */
+  table(): SwimUpdateWire[] {
+    return this.#table();
   }
 
   #table(): SwimUpdateWire[] {

@@ -50,6 +50,16 @@ export const LIMITS = {
   swimAwarenessMax: 8,
   /** Independent suspicion confirmations counted per suspect (Lifeguard's K is suspicionMult − 2). */
   swimConfirmationsMax: 16,
+  /** Guarded tasks in the cluster (heal): the whole table travels in one frame. */
+  guardedTasksMax: 256,
+  /** Longest guarded-task name, in characters. */
+  guardNameCharsMax: 64,
+  /** Longest guarded-task command line, in characters. */
+  guardCommandCharsMax: 1024,
+  /** Longest guarded-task period: one day of 10 ms ticks. */
+  guardEveryTicksMax: 8_640_000,
+  /** Own vital-sign samples kept (and persisted): ten minutes at one per second. */
+  vitalHistoryMax: 600,
   /** Handshakes in progress at once on one node (challenges outstanding). */
   handshakesMax: 1024,
   /** Ticks a challenge stays valid. */

@@ -64,6 +64,19 @@ export const SwimUpdateWireSchema = Type.Union([SwimAliveWireSchema, SwimStateWi
 export type SwimUpdateWire = Static<typeof SwimUpdateWireSchema>;
 const Updates = (maxItems: number) => Type.Array(SwimUpdateWireSchema, { maxItems });
 
+/**
+ * One guarded task as the tuple [name, command, everyTicks, owner, epoch, removed]: `epoch` rises
+ * with every change (define, adoption, removal); the record with the higher epoch wins, and at equal
+ * epochs the lower owner id, then the smaller command (a total order, so every node converges).
+ */
+export const GuardedTaskWireSchema = Type.Tuple([
+  Type.String({ minLength: 1, maxLength: LIMITS.guardNameCharsMax, pattern: "^[A-Za-z0-9._-]+$" }),
+  Type.String({ minLength: 1, maxLength: LIMITS.guardCommandCharsMax }),
+  Type.Integer({ minimum: 1, maximum: LIMITS.guardEveryTicksMax }),
+  NodeIdSchema, u32, Type.Boolean(),
+]);
+export type GuardedTaskWire = Static<typeof GuardedTaskWireSchema>;
+
 /** The wire form of every message, keyed by its `t` tag. */
 export const MESSAGE_SCHEMAS = {
   /** Joiner → seed: asks to join; the seed answers with a challenge. */
@@ -72,8 +85,8 @@ export const MESSAGE_SCHEMAS = {
   challenge: Type.Object({ t: Type.Literal("challenge"), nonce: bytes(16) }),
   /** Joiner → seed: signature over the join transcript (see roster.ts joinTranscript). */
   proof: Type.Object({ t: Type.Literal("proof"), entry: MemberEntryWireSchema, nonce: bytes(16), sig: bytes(64) }),
-  /** Seed → joiner, on the stream channel: the members the seed knows, itself included. */
-  welcome: Type.Object({ t: Type.Literal("welcome"), members: Entries(LIMITS.membersMax) }),
+  /** Seed → joiner, on the stream channel: the seed's SWIM table, itself first. */
+  welcome: Type.Object({ t: Type.Literal("welcome"), states: Updates(LIMITS.membersMax) }),
   /** Periodic datagram to a random member: the sender's entry and recent news about others. */
   gossip: Type.Object({ t: Type.Literal("gossip"), members: Entries(LIMITS.gossipEntriesMax) }),
   /** Anti-entropy on the stream channel: the sender's whole table; `reply` asks for the receiver's. */
@@ -96,6 +109,17 @@ export const MESSAGE_SCHEMAS = {
   "swim-nack": Type.Object({ t: Type.Literal("swim-nack"), seq: u32, updates: Updates(LIMITS.swimUpdatesMax) }),
   /** Piggyback-only datagram, sent every gossip period to a few members while there is news. */
   "swim-gossip": Type.Object({ t: Type.Literal("swim-gossip"), updates: Updates(LIMITS.swimUpdatesMax) }),
+  /** Vital signs of the sender (src/core/body/vital.ts), a datagram every vital period. */
+  vital: Type.Object({
+    t: Type.Literal("vital"),
+    /** Uptime in ms, 1-minute load average × 1000, resident and heap bytes, event-loop delay p99 in µs. */
+    up: safeU, load: u32, rss: safeU, heap: safeU, lag: u32,
+  }),
+  /**
+   * Guarded-task records (src/core/body/heal.ts), on the stream channel: a change to every member,
+   * the whole table to one member per sync period; `reply` asks for the receiver's table back.
+   */
+  heal: Type.Object({ t: Type.Literal("heal"), reply: Type.Boolean(), tasks: Type.Array(GuardedTaskWireSchema, { maxItems: LIMITS.guardedTasksMax }) }),
   /** Push-pull on the stream channel: the sender's whole state table; `reply` asks for the receiver's. */
   "swim-sync": Type.Object({ t: Type.Literal("swim-sync"), reply: Type.Boolean(), states: Updates(LIMITS.membersMax) }),
 } as const;
@@ -116,6 +140,7 @@ const CHECKS = Object.fromEntries(
 ) as { [K in MessageType]: TypeCheck<WireSchemas[K]> };
 
 const ENTRY_WIRE_CHECK = TypeCompiler.Compile(MemberEntryWireSchema);
+const TASK_WIRE_CHECK = TypeCompiler.Compile(GuardedTaskWireSchema);
 
 export type ValidateResult =
   | { readonly ok: true; readonly message: Message }
@@ -145,11 +170,15 @@ export function isMemberEntryWire(value: unknown): value is MemberEntryWire {
   return ENTRY_WIRE_CHECK.Check(value);
 }
 
+/** True when a value (from the store) is a well-formed guarded-task record. */
+export function isGuardedTaskWire(value: unknown): value is GuardedTaskWire {
+  return TASK_WIRE_CHECK.Check(value);
+}
+
 function fromWire(message: WireMessage): Message {
   switch (message.t) {
     case "hello": return { t: message.t, entry: entryFromWire(message.entry) };
     case "proof": return { t: message.t, entry: entryFromWire(message.entry), nonce: message.nonce, sig: message.sig };
-    case "welcome":
     case "gossip": return { t: message.t, members: message.members.map(entryFromWire) };
     case "sync": return { t: message.t, reply: message.reply, members: message.members.map(entryFromWire) };
     default: return message;

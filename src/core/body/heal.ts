@@ -1,0 +1,250 @@
+// heal: guarded tasks, a sans-IO core. A guarded task is a shell command run every `everyTicks` by
+// exactly one node, its owner. Its definition is replicated to every node; when SWIM declares the
+// owner dead (or it left), the lowest-id live node adopts the task and starts it. Protocol:
+// docs/protocols/heal.md.
+//
+// Records form a total order per name: the higher `epoch` wins, then the lower owner id, then
+// removal over presence, then the smaller command. Every change (define, adoption, removal) raises
+// the epoch, so a node that learns a newer record of a task it runs stops it. That is the fence:
+// when a partition heals, both sides' records meet, the larger wins everywhere, and only its owner
+// keeps running the task. A node that has just booted runs nothing until it has compared tables
+// with a peer or `settleTicks` have passed, so a restarted owner does not resume a task adopted in
+// its absence.
+import { assert } from "../util/assert.ts";
+import { LIMITS } from "../util/limits.ts";
+import { Timeout } from "../util/timeout.ts";
+import type { GuardedTaskWire } from "../wire/messages.ts";
+
+export interface GuardedTask {
+  readonly name: string;
+  readonly command: string;
+  readonly everyTicks: number;
+  readonly owner: string;
+  readonly epoch: number;
+  readonly removed: boolean;
+}
+
+export interface HealConfig {
+  /** Ticks between whole-table exchanges with one random live member. */
+  readonly syncTicks: number;
+  /** Ticks after boot before tasks run without having heard a peer's table. */
+  readonly settleTicks: number;
+}
+
+export const HEAL_DEFAULTS: HealConfig = { syncTicks: 500, settleTicks: 300 };
+
+/** What heal reads of the membership (SWIM's view on this node). */
+export interface HealMembership {
+  /** Live members (alive or suspect), this node excluded. */
+  liveIds(): readonly string[];
+  /** True once the member is declared dead or has left. */
+  isGone(id: string): boolean;
+}
+
+export interface HealOutbound {
+  /** Member id; the kernel resolves the address. */
+  readonly to: string;
+  readonly reply: boolean;
+  readonly tasks: GuardedTaskWire[];
+}
+
+export type HealEvent =
+  | { readonly type: "guard-defined"; readonly name: string; readonly owner: string; readonly epoch: number }
+  | { readonly type: "guard-removed"; readonly name: string; readonly epoch: number }
+  | { readonly type: "guard-adopted"; readonly name: string; readonly from: string; readonly epoch: number };
+
+export interface HealReady {
+  readonly messages: readonly HealOutbound[];
+  readonly events: readonly HealEvent[];
+  /** Records to write to the store (durably: a guarded task must survive power loss). */
+  readonly changed: readonly GuardedTask[];
+}
+
+export function taskToWire(task: GuardedTask): GuardedTaskWire {
+  return [task.name, task.command, task.everyTicks, task.owner, task.epoch, task.removed];
+}
+
+export function taskFromWire(wire: GuardedTaskWire): GuardedTask {
+  return { name: wire[0], command: wire[1], everyTicks: wire[2], owner: wire[3], epoch: wire[4], removed: wire[5] };
+}
+
+/** True when record `a` wins over record `b` of the same task (see the header). */
+export function taskBeats(a: GuardedTask, b: GuardedTask): boolean {
+  if (a.epoch !== b.epoch) return a.epoch > b.epoch;
+  if (a.owner !== b.owner) return a.owner < b.owner;
+  if (a.removed !== b.removed) return a.removed;
+  if (a.everyTicks !== b.everyTicks) return a.everyTicks < b.everyTicks;
+  return a.command < b.command;
+}
+
+const EPOCH_MAX = 0xffff_ffff;
+
+export class Heal {
+  readonly #self: string;
+  readonly #config: HealConfig;
+  readonly #tasks = new Map<string, GuardedTask>();
+  readonly #sync: Timeout;
+  #settled = false;
+  #now = 0;
+  #outbox: HealOutbound[] = [];
+  #events: HealEvent[] = [];
+  #changed: GuardedTask[] = [];
+
+  constructor(self: string, config: HealConfig = HEAL_DEFAULTS) {
+    assert(config.syncTicks > 0 && config.settleTicks >= 0, "Heal: config out of bounds");
+    this.#self = self;
+    this.#config = config;
+    this.#sync = new Timeout("heal-sync", config.syncTicks);
+    this.#sync.start();
+  }
+
+  /** Records from the store, before any traffic. */
+  restore(tasks: readonly GuardedTask[]): void {
+    for (const task of tasks) {
+      const known = this.#tasks.get(task.name);
+      if (known === undefined ? this.#tasks.size < LIMITS.guardedTasksMax : taskBeats(task, known)) this.#tasks.set(task.name, task);
+    }
+  }
+
+  get settled(): boolean {
+    return this.#settled;
+  }
+
+  list(): GuardedTask[] {
+    return [...this.#tasks.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  get(name: string): GuardedTask | undefined {
+    return this.#tasks.get(name);
+  }
+
+  /** Tasks this node should be running now. */
+  running(): GuardedTask[] {
+    if (!this.#settled) return [];
+    return this.list().filter((task) => !task.removed && task.owner === this.#self);
+  }
+
+  /** Defines (or redefines) a task owned by this node. Returns an error text, or undefined. */
+  define(name: string, command: string, everyTicks: number, membership: HealMembership): string | undefined {
+    const known = this.#tasks.get(name);
+    if (known === undefined && this.#tasks.size >= LIMITS.guardedTasksMax && !this.#evictRemoved()) {
+      return `at most ${LIMITS.guardedTasksMax} guarded tasks`;
+    }
+    const epoch = (known?.epoch ?? 0) + 1;
+    if (epoch > EPOCH_MAX) return "epoch space exhausted";
+    const task: GuardedTask = { name, command, everyTicks, owner: this.#self, epoch, removed: false };
+    this.#set(task);
+    this.#events.push({ type: "guard-defined", name, owner: this.#self, epoch });
+    this.#broadcast([task], membership);
+    return undefined;
+  }
+
+  /** Removes a task everywhere (a removal record with a higher epoch). */
+  remove(name: string, membership: HealMembership): string | undefined {
+    const known = this.#tasks.get(name);
+    if (known === undefined || known.removed) return `no guarded task ${JSON.stringify(name)}`;
+    if (known.epoch >= EPOCH_MAX) return "epoch space exhausted";
+    const task: GuardedTask = { ...known, epoch: known.epoch + 1, removed: true, owner: this.#self };
+    this.#set(task);
+    this.#events.push({ type: "guard-removed", name, epoch: task.epoch });
+    this.#broadcast([task], membership);
+    return undefined;
+  }
+
+  /** A peer's records; `reply` asks for ours back. */
+  step(from: string, reply: boolean, tasks: readonly GuardedTaskWire[]): void {
+    this.#settled = true;
+    for (const wire of tasks) {
+      const task = taskFromWire(wire);
+      const known = this.#tasks.get(task.name);
+      if (known !== undefined ? !taskBeats(task, known) : this.#tasks.size >= LIMITS.guardedTasksMax) continue;
+      this.#set(task);
+    }
+    if (reply) this.#outbox.push({ to: from, reply: false, tasks: this.#table() });
+  }
+
+  tick(membership: HealMembership): void {
+    this.#now++;
+    this.#sync.tick();
+    const live = membership.liveIds();
+    if (!this.#settled && (this.#now >= this.#config.settleTicks || live.length === 0)) this.#settled = true;
+    if (this.#sync.fired()) {
+      this.#sync.reset();
+      if (live.length > 0) {
+        // Deterministic choice from the tick count: the core has no Rng of its own to spend.
+        const to = live[Math.floor(this.#now / this.#config.syncTicks) % live.length] as string;
+        this.#outbox.push({ to, reply: true, tasks: this.#table() });
+      }
+    }
+    this.#adopt(membership, live);
+  }
+
+  /** Asks a member for its table at once (after a join, or when a member comes back). */
+  syncWith(id: string): void {
+    this.#outbox.push({ to: id, reply: true, tasks: this.#table() });
+  }
+
+  clear(): void {
+    this.#tasks.clear();
+  }
+
+  ready(): HealReady {
+    const ready = { messages: this.#outbox, events: this.#events, changed: this.#changed };
+    this.#outbox = [];
+    this.#events = [];
+    this.#changed = [];
+    return ready;
+  }
+
+  hasReady(): boolean {
+    return this.#outbox.length > 0 || this.#events.length > 0 || this.#changed.length > 0;
+  }
+
+  /** Tasks whose owner is gone go to the lowest-id live node; if that is this one, it adopts. */
+  #adopt(membership: HealMembership, live: readonly string[]): void {
+    let lowest = this.#self;
+    let adopted: GuardedTask[] | undefined;
+    let lowestKnown = false;
+    for (const task of this.#tasks.values()) {
+      if (task.removed || task.owner === this.#self || !membership.isGone(task.owner)) continue;
+      if (!lowestKnown) {
+        for (const id of live) if (id < lowest) lowest = id;
+        lowestKnown = true;
+      }
+      if (lowest !== this.#self || task.epoch >= EPOCH_MAX) continue;
+      const next: GuardedTask = { ...task, owner: this.#self, epoch: task.epoch + 1 };
+      this.#set(next);
+      this.#events.push({ type: "guard-adopted", name: task.name, from: task.owner, epoch: next.epoch });
+      (adopted ??= []).push(next);
+    }
+    if (adopted !== undefined) this.#broadcast(adopted, membership);
+  }
+
+  #broadcast(tasks: readonly GuardedTask[], membership: HealMembership): void {
+    const wire = tasks.map(taskToWire);
+    for (const to of membership.liveIds()) this.#outbox.push({ to, reply: false, tasks: wire });
+  }
+
+  #set(task: GuardedTask): void {
+    this.#tasks.set(task.name, task);
+    this.#changed.push(task);
+  }
+
+  /**
+   * Forgets one removal record to make room: the table (removals included) must fit one message.
+   * A peer still holding the removed task's older record could bring it back; that is the price
+   * of a bounded table, paid only when it is full.
+   */
+  #evictRemoved(): boolean {
+    for (const [name, task] of this.#tasks) {
+      if (!task.removed) continue;
+      this.#tasks.delete(name);
+      return true;
+    }
+    return false;
+  }
+
+  #table(): GuardedTaskWire[] {
+    return [...this.#tasks.values()].map(taskToWire);
+  }
+}
