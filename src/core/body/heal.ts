@@ -85,6 +85,7 @@ export class Heal {
   readonly #tasks = new Map<string, GuardedTask>();
   readonly #sync: Timeout;
   #settled = false;
+  #running: GuardedTask[] | undefined;
   #now = 0;
   #outbox: HealOutbound[] = [];
   #events: HealEvent[] = [];
@@ -103,6 +104,7 @@ export class Heal {
     for (const task of tasks) {
       const known = this.#tasks.get(task.name);
       if (known === undefined ? this.#tasks.size < LIMITS.guardedTasksMax : taskBeats(task, known)) this.#tasks.set(task.name, task);
+      this.#running = undefined;
     }
   }
 
@@ -118,10 +120,11 @@ export class Heal {
     return this.#tasks.get(name);
   }
 
-  /** Tasks this node should be running now. */
-  running(): GuardedTask[] {
+  /** Tasks this node should be running now (the same array until something changes). */
+  running(): readonly GuardedTask[] {
     if (!this.#settled) return [];
-    return this.list().filter((task) => !task.removed && task.owner === this.#self);
+    this.#running ??= this.list().filter((task) => !task.removed && task.owner === this.#self);
+    return this.#running;
   }
 
   /** Defines (or redefines) a task owned by this node. Returns an error text, or undefined. */
@@ -163,20 +166,21 @@ export class Heal {
     if (reply) this.#outbox.push({ to: from, reply: false, tasks: this.#table() });
   }
 
+  /** Cheap when there is nothing to do: the live list is only read on a sync or an adoption. */
   tick(membership: HealMembership): void {
     this.#now++;
     this.#sync.tick();
-    const live = membership.liveIds();
-    if (!this.#settled && (this.#now >= this.#config.settleTicks || live.length === 0)) this.#settled = true;
+    if (!this.#settled && (this.#now >= this.#config.settleTicks || membership.liveIds().length === 0)) this.#settled = true;
     if (this.#sync.fired()) {
       this.#sync.reset();
+      const live = membership.liveIds();
       if (live.length > 0) {
         // Deterministic choice from the tick count: the core has no Rng of its own to spend.
         const to = live[Math.floor(this.#now / this.#config.syncTicks) % live.length] as string;
         this.#outbox.push({ to, reply: true, tasks: this.#table() });
       }
     }
-    this.#adopt(membership, live);
+    if (this.#tasks.size > 0) this.#adopt(membership);
   }
 
   /** Asks a member for its table at once (after a join, or when a member comes back). */
@@ -185,6 +189,7 @@ export class Heal {
   }
 
   clear(): void {
+    this.#running = undefined;
     this.#tasks.clear();
   }
 
@@ -201,14 +206,14 @@ export class Heal {
   }
 
   /** Tasks whose owner is gone go to the lowest-id live node; if that is this one, it adopts. */
-  #adopt(membership: HealMembership, live: readonly string[]): void {
+  #adopt(membership: HealMembership): void {
     let lowest = this.#self;
     let adopted: GuardedTask[] | undefined;
     let lowestKnown = false;
     for (const task of this.#tasks.values()) {
       if (task.removed || task.owner === this.#self || !membership.isGone(task.owner)) continue;
       if (!lowestKnown) {
-        for (const id of live) if (id < lowest) lowest = id;
+        for (const id of membership.liveIds()) if (id < lowest) lowest = id;
         lowestKnown = true;
       }
       if (lowest !== this.#self || task.epoch >= EPOCH_MAX) continue;
@@ -226,6 +231,7 @@ export class Heal {
   }
 
   #set(task: GuardedTask): void {
+    this.#running = undefined;
     this.#tasks.set(task.name, task);
     this.#changed.push(task);
   }
@@ -238,6 +244,7 @@ export class Heal {
   #evictRemoved(): boolean {
     for (const [name, task] of this.#tasks) {
       if (!task.removed) continue;
+      this.#running = undefined;
       this.#tasks.delete(name);
       return true;
     }

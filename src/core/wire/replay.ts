@@ -13,6 +13,8 @@ interface Window {
   top: number;
   /** Index of this window's words in the guard's shared bit pool. */
   readonly slot: number;
+  /** When a fresh packet last moved it (the guard's use counter), for least-recently-used eviction. */
+  used: number;
 }
 
 export type ReplayVerdict = "fresh" | "replay" | "stale-epoch";
@@ -21,9 +23,8 @@ export class ReplayGuard {
   readonly #width: number;
   readonly #words: number;
   readonly #sendersMax: number;
-  // Map iteration order is insertion order: re-inserting on use makes the first key the least
-  // recently heard sender, the one evicted when the table is full.
   readonly #windows = new Map<string, Window>();
+  #uses = 0;
   /**
    * Every window's bits live in one pool, #words 32-bit words per slot (bit i of a slot set:
    * counter top - i was seen). One typed array instead of one per sender keeps a node that hears
@@ -51,27 +52,41 @@ export class ReplayGuard {
     if (known !== undefined && epoch < known.epoch) return "stale-epoch";
     let w = known;
     if (w === undefined) {
-      w = { epoch, top: -1, slot: this.#allocate() };
+      w = { epoch, top: -1, slot: this.#allocate(), used: 0 };
     } else if (epoch > w.epoch) {
       w.epoch = epoch;
       w.top = -1;
     }
     const verdict = this.#mark(w, counter);
     if (verdict === "fresh") {
-      if (known !== undefined) this.#windows.delete(key);
-      this.#windows.set(key, w);
-      if (this.#windows.size > this.#sendersMax) {
-        const oldest = this.#windows.keys().next();
-        if (oldest.done !== true) {
-          const evicted = this.#windows.get(oldest.value);
-          this.#windows.delete(oldest.value);
-          if (evicted !== undefined) this.#freeSlots.push(evicted.slot);
-        }
+      w.used = ++this.#uses;
+      if (known === undefined) {
+        this.#windows.set(key, w);
+        if (this.#windows.size > this.#sendersMax) this.#evict();
       }
     } else if (known === undefined) {
       this.#freeSlots.push(w.slot);
     }
     return verdict;
+  }
+
+  /**
+   * Forgets the least recently heard sender. A scan of the table, but only when a new sender
+   * arrives at a full table: senders are authenticated before they get a window, so only more than
+   * sendersMax genuine peers make this happen.
+   */
+  #evict(): void {
+    let oldestKey: string | undefined;
+    let oldest: Window | undefined;
+    for (const [key, window] of this.#windows) {
+      if (oldest === undefined || window.used < oldest.used) {
+        oldest = window;
+        oldestKey = key;
+      }
+    }
+    if (oldestKey === undefined || oldest === undefined) return;
+    this.#windows.delete(oldestKey);
+    this.#freeSlots.push(oldest.slot);
   }
 
   #allocate(): number {
