@@ -1,9 +1,10 @@
 // `pk sim`: runs the cluster simulator and prints its result. A failing run prints its seed and the
-// command that replays it exactly.
+// command that replays it exactly. `--scenario swim-scale` runs the SWIM scale scenario instead
+// (src/sim/swim-scale.ts: Swim cores only, --nodes default 1000; --ticks, --faults, --seal do not apply).
 import { parseArgs } from "node:util";
 import { SimCluster, type FaultProfile } from "./cluster.ts";
 
-const USAGE = "usage: pk sim [--nodes N] [--seed S] [--ticks T] [--faults none|lossy|random] [--seal sim|real] [--json]";
+const USAGE = "usage: pk sim [--scenario cluster|swim-scale] [--nodes N] [--seed S] [--ticks T] [--faults none|lossy|random] [--seal sim|real] [--json]";
 
 export interface SimRunReport {
   readonly ok: boolean;
@@ -43,7 +44,8 @@ export async function runSimCommand(argv: string[]): Promise<number> {
     ({ values } = parseArgs({
       args: argv,
       options: {
-        nodes: { type: "string", default: "3" },
+        scenario: { type: "string", default: "cluster" },
+        nodes: { type: "string" },
         seed: { type: "string" },
         ticks: { type: "string", default: "1000" },
         faults: { type: "string", default: "none" },
@@ -62,13 +64,15 @@ export async function runSimCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const nodes = integer(values.nodes, 1, 100_000);
+  const scenario = values.scenario;
+  const nodes = integer(values.nodes ?? (scenario === "swim-scale" ? "1000" : "3"), scenario === "swim-scale" ? 3 : 1, 100_000);
   const ticks = integer(values.ticks, 0, 100_000_000);
   const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : integer(values.seed, 0, Number.MAX_SAFE_INTEGER);
   const faults = values.faults;
   const seal = values.seal;
   const problems = [
-    nodes === undefined ? "--nodes must be an integer from 1 to 100000" : "",
+    scenario !== "cluster" && scenario !== "swim-scale" ? "--scenario must be cluster or swim-scale" : "",
+    nodes === undefined ? `--nodes must be an integer from ${scenario === "swim-scale" ? 3 : 1} to 100000` : "",
     ticks === undefined ? "--ticks must be a non-negative integer" : "",
     seed === undefined ? "--seed must be a non-negative integer" : "",
     faults !== "none" && faults !== "lossy" && faults !== "random" ? "--faults must be none, lossy or random" : "",
@@ -78,10 +82,16 @@ export async function runSimCommand(argv: string[]): Promise<number> {
     process.stderr.write(`pk sim: ${problems[0]}\n${USAGE}\n`);
     return 2;
   }
-  const report = simulate({ nodes, seed, ticks, faults: faults as FaultProfile, seal: seal as "sim" | "real" });
+  const report = scenario === "swim-scale"
+    ? (await import("./swim-scale.ts")).runSwimScale({ nodes, seed })
+    : simulate({ nodes, seed, ticks, faults: faults as FaultProfile, seal: seal as "sim" | "real" });
   if (values.json) process.stdout.write(`${JSON.stringify(report.result)}\n`);
   else {
     for (const [key, value] of Object.entries(report.result)) process.stdout.write(`${key.padEnd(16)} ${JSON.stringify(value)}\n`);
+  }
+  if (!report.ok && scenario === "swim-scale") {
+    process.stderr.write(`pk sim: FAILED with seed ${seed}; replay: pk sim --scenario swim-scale --nodes ${nodes} --seed ${seed}\n`);
+    return 1;
   }
   if (!report.ok) {
     process.stderr.write(`pk sim: FAILED with seed ${seed}; replay: pk sim --nodes ${nodes} --seed ${seed} --ticks ${ticks} --faults ${faults} --seal ${seal}\n`);

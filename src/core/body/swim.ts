@@ -18,12 +18,20 @@
 // Probing: every probe period (probeTicks·LHM) the next member of a shuffled round-robin list is
 // pinged; after probeTimeoutTicks·LHM without an ack, ping-req goes to k random members who ping on
 // our behalf and answer ack or nack; no ack by the end of the period ⇒ suspect.
+//
+// Tables: a member's identity (id, key, address, role, name) lives once in a SwimDirectory, which
+// maps ids to small integer slots; the per-member state is kept in typed arrays indexed by slot
+// (state u8, incarnation u32, state tick f64, list positions), with Maps only for what few members
+// have (news to spread, suspicion timers, accusers, identities that differ from the directory's).
+// About 25 bytes per member, so that the simulator can run 10,000 cores that each know 10,000
+// members (src/sim/swim-scale.ts) with one shared directory.
 import { assert, assertNever } from "../util/assert.ts";
 import { LIMITS } from "../util/limits.ts";
-import { shuffle, type Rng } from "../util/rng.ts";
+import { bytesEqual } from "../util/bytes.ts";
+import type { Rng } from "../util/rng.ts";
 import { Timeout } from "../util/timeout.ts";
 import type { Channel } from "../wire/envelope.ts";
-import { entryFromWire, entryToWire, type MemberEntry, type Message, type SwimUpdateWire } from "../wire/messages.ts";
+import { entryToWire, type MemberEntry, type MemberEntryWire, type Message, type Role, type SwimUpdateWire } from "../wire/messages.ts";
 
 /** All durations in ticks (10 ms each at the kernel's default). */
 export interface SwimConfig {
@@ -31,12 +39,26 @@ export interface SwimConfig {
   readonly probeTicks: number;
   /** Wait for a direct ack before asking helpers; scaled by the local health multiplier. */
   readonly probeTimeoutTicks: number;
+  /**
+   * Floor of the adaptive probe timeout. Below probeTimeoutTicks, the wait for an ack follows the
+   * measured round-trip time as TCP's retransmission timer does (srtt + 4·rttvar, RFC 6298),
+   * between this floor and probeTimeoutTicks; equal to it, the timeout is fixed (memberlist).
+   */
+  readonly probeTimeoutMinTicks: number;
   /** Helpers asked to ping indirectly (k). */
   readonly indirectChecks: number;
   /** λ: each update is sent retransmitMult·⌈log10(n+1)⌉ times. */
   readonly retransmitMult: number;
-  /** Suspicion minimum = suspicionMult·max(1, log10 n)·probeTicks; K = suspicionMult − 2. */
+  /** Suspicion minimum = suspicionMult·max(1, log10 n)·probeTicks (may be fractional). */
   readonly suspicionMult: number;
+  /** Lifeguard's K: independent confirmations that bring the timeout down to the minimum. */
+  readonly suspicionConfirmations: number;
+  /**
+   * On hearing a new suspicion from another member, probe the suspect at once (direct, then
+   * indirect) instead of waiting for its turn in the round: a failed probe is an independent
+   * confirmation, an answered one lets the suspect refute through the buddy system.
+   */
+  readonly confirmProbes: boolean;
   /** Suspicion maximum = suspicionMaxTimeoutMult · minimum. */
   readonly suspicionMaxTimeoutMult: number;
   /** Gossip period: piggyback-only datagrams while there is news. */
@@ -52,16 +74,43 @@ export interface SwimConfig {
 }
 
 /**
- * LAN profile at 10 ms ticks: memberlist's DefaultLANConfig (probe 1 s, timeout 500 ms, 3 indirect
- * checks, retransmit 4, suspicion 4 (max 6×), gossip 200 ms to 3 nodes, push-pull 30 s, gossip to
- * the dead 30 s). Tombstones are kept 5 min.
+ * memberlist's DefaultLANConfig at 10 ms ticks (probe 1 s, timeout 500 ms, 3 indirect checks,
+ * retransmit 4, suspicion 4 with K = 2 (max 6×), gossip 200 ms to 3 nodes, push-pull 30 s, gossip
+ * to the dead 30 s), tombstones kept 5 min. The reference SWIM_LAN departs from.
+ */
+export const SWIM_MEMBERLIST_LAN: SwimConfig = {
+  probeTicks: 100,
+  probeTimeoutTicks: 50,
+  probeTimeoutMinTicks: 50,
+  indirectChecks: 3,
+  retransmitMult: 4,
+  suspicionMult: 4,
+  suspicionConfirmations: 2,
+  confirmProbes: false,
+  suspicionMaxTimeoutMult: 6,
+  gossipTicks: 20,
+  gossipNodes: 3,
+  gossipToTheDeadTicks: 3000,
+  pushPullTicks: 3000,
+  tombstoneTicks: 30_000,
+};
+
+/**
+ * p-kernel's LAN profile: memberlist's timings (SWIM_MEMBERLIST_LAN) with confirmation probes and a
+ * suspicion minimum of 2·max(1, log10 n) probe periods instead of 4 (ADR 006). A real failure is
+ * confirmed by K = 2 other members within about one probe period, so the minimum applies; a live
+ * member answers the confirmation probes and refutes, and an unconfirmed suspicion still waits
+ * six times the minimum.
  */
 export const SWIM_LAN: SwimConfig = {
   probeTicks: 100,
   probeTimeoutTicks: 50,
+  probeTimeoutMinTicks: 10,
   indirectChecks: 3,
   retransmitMult: 4,
-  suspicionMult: 4,
+  suspicionMult: 2,
+  suspicionConfirmations: 2,
+  confirmProbes: true,
   suspicionMaxTimeoutMult: 6,
   gossipTicks: 20,
   gossipNodes: 3,
@@ -77,9 +126,12 @@ export const SWIM_LAN: SwimConfig = {
 export const SWIM_WAN: SwimConfig = {
   probeTicks: 500,
   probeTimeoutTicks: 300,
+  probeTimeoutMinTicks: 50,
   indirectChecks: 3,
   retransmitMult: 4,
   suspicionMult: 6,
+  suspicionConfirmations: 4,
+  confirmProbes: true,
   suspicionMaxTimeoutMult: 6,
   gossipTicks: 50,
   gossipNodes: 4,
@@ -92,7 +144,6 @@ export type SwimState = "alive" | "suspect" | "dead" | "left";
 
 /** Rank of a state at equal incarnation (see the header). */
 const RANK: Readonly<Record<SwimState, 0 | 1 | 2 | 3>> = { alive: 0, suspect: 1, dead: 2, left: 3 };
-const STATES: readonly SwimState[] = ["alive", "suspect", "dead", "left"];
 
 /** True when news `update` about a member replaces what is known (`current`). */
 export function supersedes(
@@ -135,7 +186,144 @@ export interface SwimMember {
   readonly stateTick: number;
 }
 
+/**
+ * Member identities by slot, for Swim's compact tables: id ↔ slot, and each member's key, address,
+ * role, name and incarnation as first seen here. A Swim core keeps its per-member state in typed
+ * arrays indexed by these slots. In a node there is one Swim and its directory is private; the
+ * simulator's scale scenario shares one directory between all its cores, so that 10,000 cores
+ * each knowing 10,000 members hold the 10,000 identities once (docs/protocols/swim.md, "Tables").
+ *
+ * Slots are reference-counted: every core that knows a member (or is the member) holds one
+ * reference; a slot whose last reference goes is freed with its id, and reused. The fields are
+ * read by Swim on the hot path and must not be written from outside.
+ */
+export class SwimDirectory {
+  /** Member ids by slot; "" for a free slot. */
+  readonly ids: string[] = [];
+  readonly pubs: Uint8Array[] = [];
+  readonly addrs: string[] = [];
+  readonly roles: Role[] = [];
+  readonly names: string[] = [];
+  readonly incarnations: number[] = [];
+  /** Bound of the MessagePack size of each slot's alive update (updateBytesMax). */
+  readonly aliveBytes: number[] = [];
+  readonly #slots = new Map<string, number>();
+  readonly #refs: number[] = [];
+  readonly #free: number[] = [];
+  readonly #max: number;
+
+  /** At most `maxSlots` identities at once (LIMITS.membersMax by default). */
+  constructor(maxSlots: number = LIMITS.membersMax) {
+    assert(Number.isInteger(maxSlots) && maxSlots >= 1, "SwimDirectory: maxSlots must be a positive integer");
+    this.#max = maxSlots;
+  }
+
+  /** Identities held. */
+  get size(): number {
+    return this.#slots.size;
+  }
+
+  /** One past the largest slot handed out so far: the length a core's tables need. */
+  get slots(): number {
+    return this.ids.length;
+  }
+
+  slotOf(id: string): number | undefined {
+    return this.#slots.get(id);
+  }
+
+  /**
+   * The slot of `entry.id`, holding `entry`'s identity when the id is new (the caller has checked
+   * that the id derives from the key); undefined when the directory is full. Until a core takes a
+   * reference, the slot stays (the simulator fills a shared directory this way before the cores
+   * start, with the `knowAll` option).
+   */
+  add(entry: MemberEntry): number | undefined {
+    return this.intern(entry.id, entry.pub, entry.addr, entry.role, entry.name, entry.incarnation);
+  }
+
+  /** add() from the entry's parts; the key is copied (the decoder's bytes are views into a packet). */
+  intern(id: string, pub: Uint8Array, addr: string, role: Role, name: string, incarnation: number): number | undefined {
+    const known = this.#slots.get(id);
+    if (known !== undefined) return known;
+    if (this.#slots.size >= this.#max) return undefined;
+    const slot = this.#free.length > 0 ? this.#free.pop() as number : this.ids.length;
+    this.ids[slot] = id;
+    this.pubs[slot] = pub.slice();
+    this.addrs[slot] = addr;
+    this.roles[slot] = role;
+    this.names[slot] = name;
+    this.incarnations[slot] = incarnation;
+    this.aliveBytes[slot] = aliveBytesOf(addr, name);
+    this.#refs[slot] = 0;
+    this.#slots.set(id, slot);
+    return slot;
+  }
+
+  /** Swim's bookkeeping: a core now knows (or is) the member in `slot`. */
+  retain(slot: number): void {
+    assert(this.ids[slot] !== undefined && this.ids[slot] !== "", "SwimDirectory: retain of a free slot");
+    this.#refs[slot] = (this.#refs[slot] as number) + 1;
+  }
+
+  /** Swim's bookkeeping: a core has forgotten the member in `slot`; the last one frees the slot. */
+  release(slot: number): void {
+    const refs = (this.#refs[slot] as number) - 1;
+    assert(refs >= 0, "SwimDirectory: release without retain");
+    this.#refs[slot] = refs;
+    if (refs > 0) return;
+    this.#slots.delete(this.ids[slot] as string);
+    this.ids[slot] = "";
+    this.pubs[slot] = EMPTY_KEY;
+    this.addrs[slot] = "";
+    this.names[slot] = "";
+    this.#free.push(slot);
+  }
+}
+
+const EMPTY_KEY = new Uint8Array(0);
+
+export interface SwimOptions {
+  /** Where member identities are kept; several cores in one process may share one. Default: a private one. */
+  readonly directory?: SwimDirectory;
+  /**
+   * Start knowing every member already in the directory as alive, at the directory's incarnation,
+   * with no news to spread about them: the steady state of a cluster whose join news has drained
+   * (the scale scenario, src/sim/swim-scale.ts). The directory's entries are trusted (no idOf check).
+   */
+  readonly knowAll?: boolean;
+  /**
+   * Initial length of the per-member tables, in slots (default: the directory's slots, at least
+   * 16). They grow (doubling) when a member with a larger slot arrives; a simulator that shares a
+   * directory sizes them once for every member it will ever add.
+   */
+  readonly tableSlots?: number;
+}
+
+/** A member's identity where it differs from the directory's copy (a new address, say). */
+interface Identity {
+  readonly pub: Uint8Array;
+  readonly addr: string;
+  readonly role: Role;
+  readonly name: string;
+  readonly aliveBytes: number;
+}
+
+/** A member with news to spread, in one of the two news heaps. */
+interface News {
+  readonly slot: number;
+  /** Times the current news was piggybacked. */
+  sent: number;
+  /** Order in which the news arrived (larger = newer). */
+  seq: number;
+  /** Which heap holds it: alive updates (variable size) or the others (fixed size). */
+  alive: boolean;
+  /** Position in its heap; −1 while popped. */
+  index: number;
+}
+
 interface Suspicion {
+  readonly slot: number;
   readonly startTick: number;
   readonly minTicks: number;
   readonly maxTicks: number;
@@ -147,33 +335,15 @@ interface Suspicion {
   deadline: number;
   /** Order in which suspicions started (ties on the deadline expire in this order). */
   readonly seq: number;
-}
-
-interface Member extends SwimMember {
-  entry: MemberEntry;
-  state: SwimState;
-  stateTick: number;
-  /** Who declared the current suspect/dead/left state (gossiped along with it). */
-  from: string;
-  suspicion: Suspicion | undefined;
-  /** Times the current news was piggybacked; meaningful while the member is in #news. */
-  newsSent: number;
-  /** Order in which the news arrived (larger = newer). */
-  newsSeq: number;
-  /** Position in its news queue's heap; −1 when the member has no news to spread. */
-  newsIndex: number;
-  /** Which news queue holds it: alive updates (variable size) or the others (fixed size). */
-  newsAlive: boolean;
-  /** Position in Swim's member array (for uniform sampling); −1 for self. */
-  listIndex: number;
-  /** Position in the suspects' deadline heap; −1 when not suspect. */
-  suspectIndex: number;
-  /** Order in which the member was added to #members (the order #tombstoneExpire forgets in). */
-  readonly addSeq: number;
+  /** Position in the suspects' deadline heap; −1 once out of it. */
+  index: number;
+  /** Set once an unconfirmed suspicion reached its deadline and got one last probe. */
+  lastChance: boolean;
 }
 
 interface Probe {
-  readonly target: Member;
+  readonly slot: number;
+  readonly id: string;
   readonly seq: number;
   readonly startTick: number;
   readonly timeoutTicks: number;
@@ -189,14 +359,20 @@ interface Relay {
   readonly startTick: number;
 }
 
-/** A decoded update, before it is applied. */
-interface Update {
-  readonly state: SwimState;
+interface Tombstone {
+  readonly slot: number;
   readonly id: string;
-  readonly incarnation: number;
-  readonly from: string;
-  readonly entry: MemberEntry | undefined;
+  readonly tick: number;
 }
+
+// Member states in the tables: the wire's state code + 1, 0 for a slot this core does not know.
+const UNKNOWN = 0;
+const ALIVE = 1;
+const SUSPECT = 2;
+const DEAD = 3;
+const LEFT = 4;
+type Code = typeof ALIVE | typeof SUSPECT | typeof DEAD | typeof LEFT;
+const CODE_STATES: readonly SwimState[] = ["alive", "alive", "suspect", "dead", "left"];
 
 /** Envelope (28 header + 16 tag) around every datagram body. */
 const ENVELOPE_BYTES = 44;
@@ -211,15 +387,16 @@ const ALIVE_SKIPS_MAX = 32;
 /** A member table this small is scanned when sampling; above it, members are drawn at random. */
 const SAMPLE_SCAN_MAX = 64;
 const INCARNATION_MAX = 0xffff_ffff;
+/** Initial length of a private directory's tables (they double as members arrive). */
+const TABLE_SLOTS_MIN = 16;
 
 /**
- * Bound of one update's MessagePack size: the alive tuple is 2 + the entry (array header 1, id 17,
- * pub 34, role ≤ 12, incarnation ≤ 5, so 69, plus addr and name as MessagePack strings); the others
- * 1 + 1 + 17 + 5 + 17 = 41.
+ * Bound of an alive update's MessagePack size: 2 + the entry (array header 1, id 17, pub 34,
+ * role ≤ 12, incarnation ≤ 5, so 69, plus addr and name as MessagePack strings). The other
+ * updates are at most 1 + 1 + 17 + 5 + 17 = 41 (STATE_UPDATE_BYTES_MAX).
  */
-function updateBytesMax(member: Member): number {
-  if (member.state !== "alive") return STATE_UPDATE_BYTES_MAX;
-  return 2 + 69 + stringBytes(member.entry.addr) + stringBytes(member.entry.name);
+function aliveBytesOf(addr: string, name: string): number {
+  return 2 + 69 + stringBytes(addr) + stringBytes(name);
 }
 
 /** MessagePack size of a string: header (1, 2 or 3 bytes) and its UTF-8 bytes. */
@@ -232,65 +409,77 @@ function stringBytes(text: string): number {
   return bytes + (bytes < 32 ? 1 : bytes < 256 ? 2 : 3);
 }
 
-function addressBytesMax(addr: string): number {
-  return stringBytes(addr);
-}
-
-function toUpdateWire(member: Member): SwimUpdateWire {
-  if (member.state === "alive") return [0, entryToWire(member.entry)];
-  return [RANK[member.state] as 1 | 2 | 3, member.entry.id, member.entry.incarnation, member.from];
-}
-
-function fromUpdateWire(wire: SwimUpdateWire): Update {
-  if (wire[0] === 0) {
-    const entry = entryFromWire(wire[1]);
-    return { state: "alive", id: entry.id, incarnation: entry.incarnation, from: entry.id, entry };
-  }
-  return { state: STATES[wire[0]] as SwimState, id: wire[1], incarnation: wire[2], from: wire[3], entry: undefined };
+function isLive(code: number): boolean {
+  return code === ALIVE || code === SUSPECT;
 }
 
 export class Swim {
   #self: MemberEntry;
+  /** alive or left (after leave()). */
+  #selfCode: typeof ALIVE | typeof LEFT = ALIVE;
+  #selfAliveBytes: number;
+  readonly #selfSlot: number;
   readonly #rng: Rng;
   readonly #crypto: SwimCrypto;
   readonly #config: SwimConfig;
-  /** Every other member, tombstones included. */
-  readonly #members = new Map<string, Member>();
+  readonly #dir: SwimDirectory;
+  // Per-member state by directory slot (self excluded: its slot stays UNKNOWN here).
+  #state: Uint8Array;
+  #incarnation: Uint32Array;
+  /** Tick of the last state change. */
+  #stateTick: Float64Array;
+  /** Position in #list. */
+  #listAt: Int32Array;
+  /** Every known member (tombstones included), for uniform sampling (swap-remove). */
+  #list: Uint32Array;
+  #listLength = 0;
+  /** Members known (#list's length). */
+  #known = 0;
   /** Members not dead or left (the "n" of every formula, self excluded). */
   #live = 0;
-  /** Self as a news item: its alive update travels through the same queue as everyone else's. */
-  readonly #me: Member;
+  /** Who declared a member's current suspect/dead/left state (gossiped along with it). */
+  readonly #from = new Map<number, string>();
+  /** Identities that differ from the directory's copy. */
+  readonly #identities = new Map<number, Identity>();
   /**
-   * Dead and left members in the order their tombstones expire: (member, stateTick) at each
-   * transition to dead or left. An entry is stale once the member's stateTick has moved on.
-   */
-  #tombstones: { readonly member: Member; readonly tick: number }[] = [];
-  #tombstonesHead = 0;
-  #addSeq = 0;
-  /** Every other member, for uniform sampling (swap-remove, Member.listIndex). */
-  readonly #memberList: Member[] = [];
-  /**
-   * Members with news still to spread (self included): two binary heaps ordered by (newsSent
-   * ascending, newsSeq descending), memberlist's TransmitLimitedQueue. Alive news (variable size)
+   * Members with news still to spread (self included): two binary heaps ordered by (sent
+   * ascending, seq descending), memberlist's TransmitLimitedQueue. Alive news (variable size)
    * and the fixed-size suspect/dead/left news are kept apart so that a full datagram can stop
    * looking for alive news that fits without scanning it all.
    */
-  readonly #newsAliveHeap: Member[] = [];
-  readonly #newsStateHeap: Member[] = [];
+  readonly #news = new Map<number, News>();
+  readonly #newsAliveHeap: News[] = [];
+  readonly #newsStateHeap: News[] = [];
   #newsSeq = 0;
-  /** Suspected members, whose suspicion timers run: a binary heap by (deadline, seq). */
-  readonly #suspects: Member[] = [];
+  /** Suspicion timers by slot, and the same as a binary heap by (deadline, seq). */
+  readonly #suspicions = new Map<number, Suspicion>();
+  readonly #suspects: Suspicion[] = [];
   #suspicionSeq = 0;
-  /** The current probe round: a shuffled list of member ids and the next position in it. */
-  #probeList: string[] = [];
-  #probeIndex = 0;
+  /** Dead and left members in the order their tombstones expire; stale once the member moved on. */
+  #tombstones: Tombstone[] = [];
+  #tombstonesHead = 0;
+  /**
+   * The current probe round: shuffled slots of the live members and the next position in it.
+   * Slots forgotten during the round keep their directory reference until the next shuffle, so
+   * that a slot in the round always names the member it was put there for.
+   */
+  #round: Uint32Array;
+  #roundLength = 0;
+  #roundIndex = 0;
+  #unreleased: number[] = [];
   #probe: Probe | undefined;
+  /** Confirmation probes in flight, by seq (at most LIMITS.swimConfirmProbesMax). */
+  readonly #confirms = new Map<number, Probe>();
   readonly #relays = new Map<number, Relay>();
   #seq = 0;
   /** Lifeguard's local health score from missed acks, nacks and refutations: 0..awarenessMax−1. */
   #health = 0;
   /** Score added while the node's own event loop is slow (the node sets it). */
   #loopDelayPenalty = 0;
+  /** Smoothed round-trip time of direct probes and its variation, in ticks. */
+  #srtt = 0;
+  #rttvar = 0;
+  #rttSamples = 0;
   #left = false;
   readonly #probeTimer: Timeout;
   readonly #gossipTimer: Timeout;
@@ -299,28 +488,56 @@ export class Swim {
   #outbox: Outbound[] = [];
   #events: SwimEvent[] = [];
 
-  constructor(self: MemberEntry, rng: Rng, crypto: SwimCrypto, config: SwimConfig) {
+  constructor(self: MemberEntry, rng: Rng, crypto: SwimCrypto, config: SwimConfig, options: SwimOptions = {}) {
     assert(crypto.idOf(self.pub) === self.id, "Swim: self id must derive from the public key");
     assert(config.probeTicks > 0 && config.probeTimeoutTicks > 0, "Swim: probe periods must be positive");
     assert(config.probeTimeoutTicks < config.probeTicks, "Swim: probe timeout must be shorter than the probe period");
+    assert(config.probeTimeoutMinTicks >= 1 && config.probeTimeoutMinTicks <= config.probeTimeoutTicks, "Swim: probeTimeoutMinTicks out of bounds");
     assert(config.indirectChecks >= 0 && config.indirectChecks <= LIMITS.swimIndirectChecksMax, "Swim: indirectChecks out of bounds");
     assert(config.gossipNodes >= 1 && config.gossipNodes <= LIMITS.swimGossipNodesMax, "Swim: gossipNodes out of bounds");
     assert(config.suspicionMult >= 1 && config.suspicionMaxTimeoutMult >= 1, "Swim: suspicion multipliers must be ≥ 1");
     assert(config.tombstoneTicks > 0 && config.retransmitMult > 0, "Swim: tombstoneTicks and retransmitMult must be positive");
     this.#self = self;
+    this.#selfAliveBytes = aliveBytesOf(self.addr, self.name);
     this.#rng = rng;
     this.#crypto = crypto;
     this.#config = config;
-    this.#me = { entry: self, state: "alive", stateTick: 0, from: self.id, suspicion: undefined, newsSent: 0, newsSeq: 0,
-      newsIndex: -1, newsAlive: true, listIndex: -1, suspectIndex: -1, addSeq: 0 };
+    const dir = options.directory ?? new SwimDirectory();
+    this.#dir = dir;
+    const selfSlot = dir.add(self);
+    assert(selfSlot !== undefined, "Swim: the member directory is full");
+    dir.retain(selfSlot);
+    this.#selfSlot = selfSlot;
+    const slots = Math.max(TABLE_SLOTS_MIN, dir.slots, options.tableSlots ?? 0);
+    this.#state = new Uint8Array(slots);
+    this.#incarnation = new Uint32Array(slots);
+    this.#stateTick = new Float64Array(slots);
+    this.#listAt = new Int32Array(slots);
+    this.#list = new Uint32Array(slots);
+    this.#round = new Uint32Array(slots);
+    if (options.knowAll === true) {
+      assert(dir.size <= LIMITS.membersMax, "Swim: directory larger than LIMITS.membersMax");
+      for (let slot = 0; slot < dir.slots; slot++) {
+        if (slot === selfSlot || dir.ids[slot] === "") continue;
+        dir.retain(slot);
+        this.#state[slot] = ALIVE;
+        this.#incarnation[slot] = dir.incarnations[slot] as number;
+        this.#listAt[slot] = this.#listLength;
+        this.#list[this.#listLength++] = slot;
+        this.#known++;
+        this.#live++;
+      }
+    }
     this.#probeTimer = new Timeout("swim-probe", config.probeTicks);
     this.#gossipTimer = new Timeout("swim-gossip", config.gossipTicks);
     this.#pushPullTimer = new Timeout("swim-push-pull", config.pushPullTicks);
     // Spread the first rounds so that nodes started together do not probe in lockstep.
     this.#probeTimer.backoff(rng, config.probeTicks);
     this.#gossipTimer.backoff(rng, config.gossipTicks);
-    this.#pushPullTimer.backoff(rng, config.pushPullTicks);
-    this.#addNews(this.#me);
+    // The first push-pull falls anywhere in one push-pull period (pushPullTicks for a core that
+    // starts alone; scaled with n for one that starts knowing many, as memberlist staggers it).
+    this.#pushPullTimer.backoff(rng, this.#pushPullPeriod());
+    this.#addNews(selfSlot);
   }
 
   get self(): MemberEntry {
@@ -351,16 +568,39 @@ export class Swim {
   }
 
   /** The current direct-probe timeout, scaled by local health. */
+  /** The current direct-probe timeout: adaptive to the measured RTT, scaled by local health. */
   get probeTimeoutTicks(): number {
-    return this.#config.probeTimeoutTicks * (this.localHealth + 1);
+    return this.#baseTimeout() * (this.localHealth + 1);
   }
 
+  #baseTimeout(): number {
+    const { probeTimeoutTicks: max, probeTimeoutMinTicks: min } = this.#config;
+    if (min >= max || this.#rttSamples === 0) return max;
+    return Math.min(max, Math.max(min, Math.ceil(this.#srtt + 4 * this.#rttvar) + 1));
+  }
+
+  /** A direct ack after `rtt` ticks (RFC 6298's estimator, α = 1/8, β = 1/4). */
+  #rttSample(rtt: number): void {
+    if (this.#rttSamples === 0) {
+      this.#srtt = rtt;
+      this.#rttvar = rtt / 2;
+    } else {
+      this.#rttvar += (Math.abs(this.#srtt - rtt) - this.#rttvar) / 4;
+      this.#srtt += (rtt - this.#srtt) / 8;
+    }
+    this.#rttSamples++;
+  }
+
+  /** What is known about member `id` (a fresh view object; self is not a member). */
   member(id: string): SwimMember | undefined {
-    return this.#members.get(id);
+    const slot = this.#dir.slotOf(id);
+    if (slot === undefined || slot === this.#selfSlot || slot >= this.#state.length || this.#state[slot] === UNKNOWN) return undefined;
+    return this.#view(slot);
   }
 
-  members(): IterableIterator<SwimMember> {
-    return this.#members.values();
+  /** Every known member, tombstones included (fresh view objects). */
+  *members(): IterableIterator<SwimMember> {
+    for (let i = 0; i < this.#listLength; i++) yield this.#view(this.#list[i] as number);
   }
 
   /** Raises local health by `penalty` (0..awarenessMax − 1) while the node's event loop stalls. */
@@ -371,19 +611,18 @@ export class Swim {
 
   /** Adds a member admitted elsewhere (the join handshake, the store): news alive{incarnation}. */
   add(entry: MemberEntry): void {
-    this.#apply({ state: "alive", id: entry.id, incarnation: entry.incarnation, from: entry.id, entry });
+    this.#apply(ALIVE, entry.id, entry.incarnation, entry.id, entryToWire(entry));
   }
 
   /** Graceful leave: tells the others left{incarnation}, stops probing and answering probes. */
   leave(): void {
     if (this.#left) return;
     this.#left = true;
-    this.#me.state = "left";
-    this.#me.stateTick = this.#now;
+    this.#selfCode = LEFT;
     this.#probe = undefined;
     this.#probeTimer.stop();
     this.#pushPullTimer.stop();
-    this.#addNews(this.#me);
+    this.#addNews(this.#selfSlot);
     this.#events.push({ type: "member-left", id: this.#self.id, incarnation: this.#self.incarnation });
   }
 
@@ -399,8 +638,6 @@ export class Swim {
       case "challenge":
       case "proof":
       case "welcome":
-      case "gossip":
-      case "sync":
       case "ping":
       case "ack":
       case "vital":
@@ -424,6 +661,7 @@ export class Swim {
       this.#probeEnd();
       this.#probeStart();
     }
+    if (this.#confirms.size > 0) this.#confirmTick();
     if (this.#gossipTimer.fired()) {
       this.#gossipTimer.reset();
       this.#gossip();
@@ -448,53 +686,189 @@ export class Swim {
     return this.#outbox.length > 0 || this.#events.length > 0;
   }
 
+  // ---- Tables ------------------------------------------------------------------------------------
+
+  #view(slot: number): SwimMember {
+    const dir = this.#dir;
+    const identity = this.#identities.size > 0 ? this.#identities.get(slot) : undefined;
+    const entry: MemberEntry = {
+      id: dir.ids[slot] as string,
+      pub: identity?.pub ?? dir.pubs[slot] as Uint8Array,
+      addr: identity?.addr ?? dir.addrs[slot] as string,
+      role: identity?.role ?? dir.roles[slot] as Role,
+      name: identity?.name ?? dir.names[slot] as string,
+      incarnation: this.#incarnation[slot] as number,
+    };
+    return { entry, state: CODE_STATES[this.#state[slot] as number] as SwimState, stateTick: this.#stateTick[slot] as number };
+  }
+
+  #addr(slot: number): string {
+    if (this.#identities.size > 0) {
+      const identity = this.#identities.get(slot);
+      if (identity !== undefined) return identity.addr;
+    }
+    return this.#dir.addrs[slot] as string;
+  }
+
+  /** Bound of the MessagePack size of the update that describes `slot` now. */
+  #updateBytes(slot: number): number {
+    if (slot === this.#selfSlot) return this.#selfCode === ALIVE ? this.#selfAliveBytes : STATE_UPDATE_BYTES_MAX;
+    if (this.#state[slot] !== ALIVE) return STATE_UPDATE_BYTES_MAX;
+    if (this.#identities.size > 0) {
+      const identity = this.#identities.get(slot);
+      if (identity !== undefined) return identity.aliveBytes;
+    }
+    return this.#dir.aliveBytes[slot] as number;
+  }
+
+  /** The update that describes `slot` now (self included). */
+  #wire(slot: number): SwimUpdateWire {
+    if (slot === this.#selfSlot) {
+      const self = this.#self;
+      return this.#selfCode === ALIVE ? [0, entryToWire(self)] : [3, self.id, self.incarnation, self.id];
+    }
+    const dir = this.#dir;
+    const id = dir.ids[slot] as string;
+    const code = this.#state[slot] as number;
+    const incarnation = this.#incarnation[slot] as number;
+    if (code !== ALIVE) return [(code - 1) as 1 | 2 | 3, id, incarnation, this.#from.get(slot) ?? id];
+    const identity = this.#identities.size > 0 ? this.#identities.get(slot) : undefined;
+    if (identity !== undefined) return [0, [id, identity.pub, identity.addr, identity.role, identity.name, incarnation]];
+    return [0, [id, dir.pubs[slot] as Uint8Array, dir.addrs[slot] as string, dir.roles[slot] as Role, dir.names[slot] as string, incarnation]];
+  }
+
+  /** Records the identity alive news carried, apart from the directory's copy only where it differs. */
+  #setIdentity(slot: number, entry: MemberEntryWire): void {
+    const dir = this.#dir;
+    const samePub = bytesEqual(entry[1], dir.pubs[slot] as Uint8Array);
+    if (samePub && entry[2] === dir.addrs[slot] && entry[3] === dir.roles[slot] && entry[4] === dir.names[slot]) {
+      if (this.#identities.size > 0) this.#identities.delete(slot);
+      return;
+    }
+    this.#identities.set(slot, {
+      pub: samePub ? dir.pubs[slot] as Uint8Array : entry[1].slice(), addr: entry[2], role: entry[3], name: entry[4],
+      aliveBytes: aliveBytesOf(entry[2], entry[4]),
+    });
+  }
+
+  /** Makes room in the tables for `slot`. */
+  #reserve(slot: number): void {
+    const length = this.#state.length;
+    if (slot < length) return;
+    const slots = Math.max(slot + 1, this.#dir.slots, 2 * length);
+    this.#state = grow(new Uint8Array(slots), this.#state);
+    this.#incarnation = grow(new Uint32Array(slots), this.#incarnation);
+    this.#stateTick = grow(new Float64Array(slots), this.#stateTick);
+    this.#listAt = grow(new Int32Array(slots), this.#listAt);
+    this.#list = grow(new Uint32Array(slots), this.#list);
+  }
+
+  /** Forgets a tombstone: its slot goes back to the directory at the next probe round. */
+  #forget(slot: number): void {
+    this.#state[slot] = UNKNOWN;
+    this.#incarnation[slot] = 0;
+    this.#stateTick[slot] = 0;
+    this.#from.delete(slot);
+    if (this.#identities.size > 0) this.#identities.delete(slot);
+    this.#newsRemove(slot);
+    // Swap-remove from the member list.
+    const at = this.#listAt[slot] as number;
+    const last = this.#list[--this.#listLength] as number;
+    this.#list[at] = last;
+    this.#listAt[last] = at;
+    this.#known--;
+    this.#unreleased.push(slot);
+  }
+
   // ---- Probing ----------------------------------------------------------------------------------
 
   #probeStart(): void {
     this.#probeTimer.setAfter(this.probePeriodTicks);
     if (this.#left) return;
-    const target = this.#probeNext();
-    if (target === undefined) return;
+    const slot = this.#probeNext();
+    if (slot < 0) return;
     const seq = this.#nextSeq();
+    const id = this.#dir.ids[slot] as string;
     this.#probe = {
-      target, seq, startTick: this.#now, timeoutTicks: this.probeTimeoutTicks,
+      slot, id, seq, startTick: this.#now, timeoutTicks: this.probeTimeoutTicks,
       acked: false, indirect: false, expectedNacks: 0, nacks: 0,
     };
     const addr = this.#self.addr;
-    const fixed = FIXED_BYTES_MAX + addressBytesMax(addr);
+    const fixed = FIXED_BYTES_MAX + stringBytes(addr);
     // Buddy system: a suspect learns of its suspicion from the probe itself and can refute at once.
-    const updates = this.#piggyback(fixed, target.state === "suspect" ? target : undefined);
-    this.#send(target.entry.addr, { t: "swim-ping", seq, target: target.entry.id, addr, updates });
+    const updates = this.#piggyback(fixed, this.#state[slot] === SUSPECT ? slot : -1);
+    this.#send(this.#addr(slot), { t: "swim-ping", seq, target: id, addr, updates });
   }
 
-  /** Next member of the shuffled round-robin list; a fresh shuffle starts each round. */
-  #probeNext(): Member | undefined {
-    if (this.#live === 0) return undefined;
-    // Each iteration consumes a list position or reshuffles once; two passes cover the whole list.
-    for (let attempts = 0; attempts <= 2 * this.#probeList.length + 1; attempts++) {
-      if (this.#probeIndex >= this.#probeList.length) {
-        this.#probeList = [];
-        for (const [id, member] of this.#members) if (isLive(member)) this.#probeList.push(id);
-        shuffle(this.#rng, this.#probeList);
-        this.#probeIndex = 0;
-        if (this.#probeList.length === 0) return undefined;
-      }
-      const id = this.#probeList[this.#probeIndex++] as string;
-      const member = this.#members.get(id);
-      if (member !== undefined && isLive(member)) return member;
+  /** Next member of the shuffled round-robin list (−1 if none); a fresh shuffle starts each round. */
+  #probeNext(): number {
+    if (this.#live === 0) {
+      // Nothing to probe: the round holds no one, so its forgotten slots can go now.
+      if (this.#roundLength > 0 || this.#unreleased.length > 0) this.#roundClear();
+      return -1;
     }
-    return undefined;
+    // Each iteration consumes a round position or reshuffles once; two passes cover the whole round.
+    for (let attempts = 0; attempts <= 2 * this.#roundLength + 1; attempts++) {
+      if (this.#roundIndex >= this.#roundLength) {
+        this.#reshuffle();
+        if (this.#roundLength === 0) return -1;
+      }
+      const slot = this.#round[this.#roundIndex++] as number;
+      if (isLive(this.#state[slot] as number)) return slot;
+    }
+    return -1;
+  }
+
+  /** Empties the round and hands the slots forgotten during it back to the directory. */
+  #roundClear(): void {
+    for (const slot of this.#unreleased) this.#dir.release(slot);
+    this.#unreleased = [];
+    this.#roundLength = 0;
+    this.#roundIndex = 0;
+  }
+
+  /** A new round: the live members in a uniformly random order (Fisher–Yates). */
+  #reshuffle(): void {
+    this.#roundClear();
+    if (this.#round.length < this.#listLength) this.#round = new Uint32Array(this.#list.length);
+    const round = this.#round;
+    let length = 0;
+    for (let i = 0; i < this.#listLength; i++) {
+      const slot = this.#list[i] as number;
+      if (isLive(this.#state[slot] as number)) round[length++] = slot;
+    }
+    for (let i = length - 1; i > 0; i--) {
+      const j = this.#rng.int(i + 1);
+      const tmp = round[i] as number;
+      round[i] = round[j] as number;
+      round[j] = tmp;
+    }
+    this.#roundLength = length;
+    this.#roundIndex = 0;
+  }
+
+  /**
+   * SWIM §4.3: a joiner goes to a uniformly random place among the members not yet probed this
+   * round. The member it displaces moves to the end, which keeps the rest of the round uniformly
+   * ordered and costs O(1).
+   */
+  #roundInsert(slot: number): void {
+    const at = this.#roundIndex + this.#rng.int(this.#roundLength - this.#roundIndex + 1);
+    if (this.#roundLength === this.#round.length) this.#round = grow(new Uint32Array(2 * this.#round.length), this.#round);
+    const round = this.#round;
+    round[this.#roundLength++] = round[at] as number;
+    round[at] = slot;
   }
 
   #probeIndirect(probe: Probe): void {
     probe.indirect = true;
-    const helpers = this.#randomLive(this.#config.indirectChecks, probe.target);
+    const helpers = this.#randomLive(this.#config.indirectChecks, probe.slot);
     const addr = this.#self.addr;
-    const target = probe.target.entry;
-    const fixed = FIXED_BYTES_MAX + addressBytesMax(addr) + addressBytesMax(target.addr);
+    const targetAddr = this.#addr(probe.slot);
+    const fixed = FIXED_BYTES_MAX + stringBytes(addr) + stringBytes(targetAddr);
     for (const helper of helpers) {
-      const updates = this.#piggyback(fixed, undefined);
-      this.#send(helper.entry.addr, { t: "swim-ping-req", seq: probe.seq, target: target.id, targetAddr: target.addr, addr, updates });
+      const updates = this.#piggyback(fixed, -1);
+      this.#send(this.#addr(helper), { t: "swim-ping-req", seq: probe.seq, target: probe.id, targetAddr, addr, updates });
     }
     probe.expectedNacks = helpers.length;
   }
@@ -510,16 +884,16 @@ export class Swim {
     }
     // Lifeguard: missing nacks mean this node is the slow one; all nacks in means the target is.
     this.#healthAdd(probe.expectedNacks > 0 ? probe.expectedNacks - probe.nacks : 1);
-    const target = probe.target;
-    if (this.#members.get(target.entry.id) !== target || !isLive(target)) return;
-    this.#apply({ state: "suspect", id: target.entry.id, incarnation: target.entry.incarnation, from: this.#self.id, entry: undefined });
+    const slot = probe.slot;
+    if (this.#dir.ids[slot] !== probe.id || !isLive(this.#state[slot] as number)) return;
+    this.#apply(SUSPECT, probe.id, this.#incarnation[slot] as number, this.#self.id, undefined);
   }
 
   #onPing(updates: readonly SwimUpdateWire[], seq: number, target: string, addr: string): void {
     this.#merge(updates, undefined);
     // A ping meant for a previous owner of this address, or arriving after leave, goes unanswered.
     if (target !== this.#self.id || this.#left) return;
-    this.#send(addr, { t: "swim-ack", seq, updates: this.#piggyback(FIXED_BYTES_MAX, undefined) });
+    this.#send(addr, { t: "swim-ack", seq, updates: this.#piggyback(FIXED_BYTES_MAX, -1) });
   }
 
   #onPingReq(message: Extract<Message, { t: "swim-ping-req" }>): void {
@@ -528,31 +902,95 @@ export class Swim {
     const seq = this.#nextSeq();
     this.#relays.set(seq, { originAddr: message.addr, originSeq: message.seq, startTick: this.#now });
     const addr = this.#self.addr;
-    const updates = this.#piggyback(FIXED_BYTES_MAX + addressBytesMax(addr), undefined);
+    const updates = this.#piggyback(FIXED_BYTES_MAX + stringBytes(addr), -1);
     this.#send(message.targetAddr, { t: "swim-ping", seq, target: message.target, addr, updates });
   }
 
   #onAck(updates: readonly SwimUpdateWire[], seq: number): void {
     this.#merge(updates, undefined);
-    const probe = this.#probe;
-    if (probe !== undefined && probe.seq === seq) {
+    const probe = this.#probe?.seq === seq ? this.#probe : this.#confirms.get(seq);
+    if (probe !== undefined) {
+      // Only an answer before the helpers were asked is a clean round trip to the target.
+      if (!probe.acked && !probe.indirect) this.#rttSample(this.#now - probe.startTick);
       probe.acked = true;
       return;
     }
     const relay = this.#relays.get(seq);
     if (relay === undefined) return;
     this.#relays.delete(seq);
-    this.#send(relay.originAddr, { t: "swim-ack", seq: relay.originSeq, updates: this.#piggyback(FIXED_BYTES_MAX, undefined) });
+    this.#send(relay.originAddr, { t: "swim-ack", seq: relay.originSeq, updates: this.#piggyback(FIXED_BYTES_MAX, -1) });
   }
 
   #onNack(updates: readonly SwimUpdateWire[], seq: number): void {
     this.#merge(updates, undefined);
-    const probe = this.#probe;
-    if (probe === undefined || probe.seq !== seq || probe.acked || probe.nacks >= probe.expectedNacks) return;
+    const confirm = this.#confirms.get(seq);
+    const probe = confirm ?? (this.#probe?.seq === seq ? this.#probe : undefined);
+    if (probe === undefined || probe.acked || probe.nacks >= probe.expectedNacks) return;
     probe.nacks++;
     // Every helper is reachable and none reached the target: conclusive, so suspect now rather than
     // at the end of the period (an ack arriving later is ignored; the target can refute).
-    if (probe.nacks === probe.expectedNacks) this.#probeEnd();
+    if (probe.nacks === probe.expectedNacks) {
+      if (confirm !== undefined) this.#confirmEnd(confirm);
+      else this.#probeEnd();
+    }
+  }
+
+  /**
+   * A new suspicion heard from another member: probe the suspect now, out of turn. Each member does
+   * so with probability 2K/(n − 2), so that about 2K members check, whatever the cluster's size.
+   */
+  #confirmStart(slot: number, always = false): boolean {
+    if (!this.#config.confirmProbes || this.#left || this.#confirms.size >= LIMITS.swimConfirmProbesMax) return false;
+    const checkers = this.size - 2;
+    const wanted = 2 * this.#config.suspicionConfirmations;
+    if (!always && checkers > wanted && this.#rng.int(checkers) >= wanted) return false;
+    if (this.#probe?.slot === slot) return false;
+    for (const probe of this.#confirms.values()) if (probe.slot === slot) return false;
+    const seq = this.#nextSeq();
+    const id = this.#dir.ids[slot] as string;
+    const probe: Probe = {
+      slot, id, seq, startTick: this.#now, timeoutTicks: this.probeTimeoutTicks, acked: false, indirect: false, expectedNacks: 0, nacks: 0,
+    };
+    this.#confirms.set(seq, probe);
+    const addr = this.#self.addr;
+    this.#send(this.#addr(slot), { t: "swim-ping", seq, target: id, addr, updates: this.#piggyback(FIXED_BYTES_MAX + stringBytes(addr), slot) });
+    return true;
+  }
+
+  #confirmTick(): void {
+    const period = this.probePeriodTicks;
+    for (const probe of [...this.#confirms.values()]) {
+      const elapsed = this.#now - probe.startTick;
+      if (!probe.acked && !probe.indirect && elapsed >= probe.timeoutTicks) this.#probeIndirect(probe);
+      if (probe.acked || elapsed >= period) this.#confirmEnd(probe);
+    }
+  }
+
+  /** A confirmation probe is over: unanswered, this node confirms the suspicion as its own. */
+  #confirmEnd(probe: Probe): void {
+    this.#confirms.delete(probe.seq);
+    const slot = probe.slot;
+    if (probe.acked) {
+      // The suspect answered its last-chance probe: it is alive, whatever we missed. Give its
+      // refutation time to arrive before judging again.
+      const suspicion = this.#suspicions.get(slot);
+      if (suspicion?.lastChance === true && suspicion.index >= 0 && this.#dir.ids[slot] === probe.id) {
+        suspicion.lastChance = false;
+        suspicion.deadline = this.#now + suspicion.minTicks;
+        heapRemove(this.#suspects, suspicion, suspectBefore);
+        heapPush(this.#suspects, suspicion, suspectBefore);
+      }
+      return;
+    }
+    if (this.#dir.ids[slot] !== probe.id || this.#state[slot] !== SUSPECT) return;
+    this.#apply(SUSPECT, probe.id, this.#incarnation[slot] as number, this.#self.id, undefined);
+    const suspicion = this.#suspicions.get(slot);
+    if (suspicion?.lastChance === true && suspicion.index >= 0) {
+      // The last probe failed: the death is due now.
+      suspicion.deadline = this.#now;
+      heapRemove(this.#suspects, suspicion, suspectBefore);
+      heapPush(this.#suspects, suspicion, suspectBefore);
+    }
   }
 
   /**
@@ -560,11 +998,11 @@ export class Swim {
    * the nack reaches the prober before the prober's period (probe timeout + the same again) ends.
    */
   #relayExpire(): void {
-    const nackTicks = Math.max(1, Math.floor((this.#config.probeTimeoutTicks * 4) / 5));
+    const nackTicks = Math.max(1, Math.floor((this.#baseTimeout() * 4) / 5));
     for (const [seq, relay] of this.#relays) {
       if (this.#now - relay.startTick < nackTicks) continue;
       this.#relays.delete(seq);
-      this.#send(relay.originAddr, { t: "swim-nack", seq: relay.originSeq, updates: this.#piggyback(FIXED_BYTES_MAX, undefined) });
+      this.#send(relay.originAddr, { t: "swim-nack", seq: relay.originSeq, updates: this.#piggyback(FIXED_BYTES_MAX, -1) });
     }
   }
 
@@ -580,84 +1018,90 @@ export class Swim {
   // ---- Dissemination ----------------------------------------------------------------------------
 
   #gossip(): void {
-    if (this.#newsCount() === 0) return;
-    const targets = this.#randomLive(this.#config.gossipNodes, undefined, this.#config.gossipToTheDeadTicks);
+    if (this.#news.size === 0) return;
+    const targets = this.#randomLive(this.#config.gossipNodes, -1, this.#config.gossipToTheDeadTicks);
     for (const target of targets) {
-      const updates = this.#piggyback(FIXED_BYTES_MAX, undefined);
+      const updates = this.#piggyback(FIXED_BYTES_MAX, -1);
       if (updates.length === 0) return;
-      this.#send(target.entry.addr, { t: "swim-gossip", updates });
+      this.#send(this.#addr(target), { t: "swim-gossip", updates });
     }
   }
 
   /**
    * Takes news for one datagram: fewest sends first, then newest (memberlist's TransmitLimitedQueue),
-   * within the byte budget left after `fixedBytes`; `first` (the buddy) goes ahead of everything.
-   * Costs O(k log m) for k updates out of m: only what is looked at is popped, and after
-   * ALIVE_SKIPS_MAX alive updates too large for the rest of the budget, alive news is not looked at.
+   * within the byte budget left after `fixedBytes`; slot `first` (the buddy; −1 for none) goes ahead
+   * of everything. Costs O(k log m) for k updates out of m: only what is looked at is popped, and
+   * after ALIVE_SKIPS_MAX alive updates too large for the rest of the budget, alive news is not
+   * looked at.
    */
-  #piggyback(fixedBytes: number, first: Member | undefined): SwimUpdateWire[] {
+  #piggyback(fixedBytes: number, first: number): SwimUpdateWire[] {
     // Hostile-but-valid addresses (260 three-byte characters, twice) can leave no room at all.
     let budget = Math.max(0, LIMITS.datagramBytesMax - ENVELOPE_BYTES - fixedBytes);
     const out: SwimUpdateWire[] = [];
-    if (first !== undefined && updateBytesMax(first) <= budget) {
-      out.push(toUpdateWire(first));
-      budget -= updateBytesMax(first);
+    if (first >= 0 && this.#updateBytes(first) <= budget) {
+      out.push(this.#wire(first));
+      budget -= this.#updateBytes(first);
     }
-    if (this.#newsCount() === 0) return out;
+    if (this.#news.size === 0) return out;
     const limit = this.#retransmitLimit();
     const alive = this.#newsAliveHeap;
     const states = this.#newsStateHeap;
-    // Members popped this time, pushed back at the end (each goes out at most once per datagram).
-    const back: Member[] = [];
+    // News popped this time, pushed back at the end (each goes out at most once per datagram).
+    const back: News[] = [];
     let aliveSkips = 0;
     // Walks both heaps in queue order, as a sort of the union would, popping only what it looks at.
     while (out.length < LIMITS.swimUpdatesMax && budget >= STATE_UPDATE_BYTES_MAX) {
       const a = aliveSkips < ALIVE_SKIPS_MAX ? alive[0] : undefined;
       const b = states[0];
-      let member: Member;
-      if (a !== undefined && (b === undefined || newsBefore(a, b))) member = heapPop(alive, newsBefore, "newsIndex");
-      else if (b !== undefined) member = heapPop(states, newsBefore, "newsIndex");
+      let news: News;
+      if (a !== undefined && (b === undefined || newsBefore(a, b))) news = heapPop(alive, newsBefore);
+      else if (b !== undefined) news = heapPop(states, newsBefore);
       else break;
-      member.newsIndex = -1;
-      if (member === first) {
-        back.push(member);
+      if (news.slot === first) {
+        back.push(news);
         continue;
       }
-      const size = updateBytesMax(member);
+      const size = this.#updateBytes(news.slot);
       if (size > budget) {
         // Only alive news can be too large here (budget ≥ a fixed-size update).
         aliveSkips++;
-        back.push(member);
+        back.push(news);
         continue;
       }
       budget -= size;
-      out.push(toUpdateWire(member));
-      if (++member.newsSent < limit) back.push(member);
+      out.push(this.#wire(news.slot));
+      if (++news.sent < limit) back.push(news);
+      else this.#news.delete(news.slot);
     }
-    for (const member of back) this.#newsPush(member);
+    for (const news of back) this.#newsPush(news);
     assert(budget >= 0, "Swim: piggyback exceeded the datagram budget");
     return out;
   }
 
-  #newsCount(): number {
-    return this.#newsAliveHeap.length + this.#newsStateHeap.length;
+  /** `slot` has news (again): it goes out first, λ·⌈log10(n+1)⌉ times. */
+  #addNews(slot: number): void {
+    let news = this.#news.get(slot);
+    if (news === undefined) {
+      news = { slot, sent: 0, seq: 0, alive: true, index: -1 };
+      this.#news.set(slot, news);
+    } else if (news.index >= 0) {
+      heapRemove(news.alive ? this.#newsAliveHeap : this.#newsStateHeap, news, newsBefore);
+    }
+    news.sent = 0;
+    news.seq = ++this.#newsSeq;
+    this.#newsPush(news);
   }
 
-  #addNews(member: Member): void {
-    this.#newsRemove(member);
-    member.newsSent = 0;
-    member.newsSeq = ++this.#newsSeq;
-    this.#newsPush(member);
+  #newsPush(news: News): void {
+    news.alive = news.slot === this.#selfSlot ? this.#selfCode === ALIVE : this.#state[news.slot] === ALIVE;
+    heapPush(news.alive ? this.#newsAliveHeap : this.#newsStateHeap, news, newsBefore);
   }
 
-  #newsPush(member: Member): void {
-    member.newsAlive = member.state === "alive";
-    heapPush(member.newsAlive ? this.#newsAliveHeap : this.#newsStateHeap, member, newsBefore, "newsIndex");
-  }
-
-  #newsRemove(member: Member): void {
-    if (member.newsIndex < 0) return;
-    heapRemove(member.newsAlive ? this.#newsAliveHeap : this.#newsStateHeap, member, newsBefore, "newsIndex");
+  #newsRemove(slot: number): void {
+    const news = this.#news.get(slot);
+    if (news === undefined) return;
+    if (news.index >= 0) heapRemove(news.alive ? this.#newsAliveHeap : this.#newsStateHeap, news, newsBefore);
+    this.#news.delete(slot);
   }
 
   #retransmitLimit(): number {
@@ -667,27 +1111,23 @@ export class Swim {
   // ---- Push-pull ---------------------------------------------------------------------------------
 
   #pushPull(): void {
-    const [target] = this.#randomLive(1, undefined);
+    const [target] = this.#randomLive(1, -1);
     if (target === undefined) return;
-    this.#send(target.entry.addr, { t: "swim-sync", reply: true, states: this.#table() }, "stream");
+    this.#send(this.#addr(target), { t: "swim-sync", reply: true, states: this.table() }, "stream");
   }
 
   #onSync(from: string, reply: boolean, states: readonly SwimUpdateWire[]): void {
     this.#merge(states, from);
-    const peer = this.#members.get(from);
-    if (reply && peer !== undefined && !this.#left) {
-      this.#send(peer.entry.addr, { t: "swim-sync", reply: false, states: this.#table() }, "stream");
+    const peer = this.#dir.slotOf(from);
+    if (reply && peer !== undefined && peer < this.#state.length && this.#state[peer] !== UNKNOWN && !this.#left) {
+      this.#send(this.#addr(peer), { t: "swim-sync", reply: false, states: this.table() }, "stream");
     }
   }
 
   /** The whole table as push-pull states, this node first (a join's welcome carries it). */
   table(): SwimUpdateWire[] {
-    return this.#table();
-  }
-
-  #table(): SwimUpdateWire[] {
-    const out: SwimUpdateWire[] = [toUpdateWire(this.#me)];
-    for (const member of this.#members.values()) out.push(toUpdateWire(member));
+    const out: SwimUpdateWire[] = [this.#wire(this.#selfSlot)];
+    for (let i = 0; i < this.#listLength; i++) out.push(this.#wire(this.#list[i] as number));
     return out;
   }
 
@@ -706,114 +1146,133 @@ export class Swim {
    */
   #merge(updates: readonly SwimUpdateWire[], syncFrom: string | undefined): void {
     for (const wire of updates) {
-      const update = fromUpdateWire(wire);
-      if (syncFrom !== undefined && update.state === "dead") {
-        this.#apply({ ...update, state: "suspect", from: syncFrom });
+      if (wire[0] === 0) {
+        const entry = wire[1];
+        this.#apply(ALIVE, entry[0], entry[5], entry[0], entry);
+      } else if (syncFrom !== undefined && wire[0] === 2) {
+        this.#apply(SUSPECT, wire[1], wire[2], syncFrom, undefined);
       } else {
-        this.#apply(update);
+        this.#apply((wire[0] + 1) as Code, wire[1], wire[2], wire[3], undefined);
       }
     }
   }
 
-  #apply(update: Update): void {
-    if (update.id === this.#self.id) return this.#applySelf(update);
-    const member = this.#members.get(update.id);
-    if (member === undefined) return this.#applyNew(update);
-    if (!supersedes({ state: member.state, incarnation: member.entry.incarnation }, update)) {
-      if (update.state === "suspect" && member.state === "suspect" && update.incarnation === member.entry.incarnation) {
-        this.#confirm(member, update.from);
-      }
+  /** One update: state `code` at `incarnation` for member `id`, said by `from`; alive news carries the entry. */
+  #apply(code: Code, id: string, incarnation: number, from: string, entry: MemberEntryWire | undefined): void {
+    if (id === this.#self.id) return this.#applySelf(code, incarnation);
+    const slot = this.#dir.slotOf(id);
+    if (slot === undefined || slot >= this.#state.length || this.#state[slot] === UNKNOWN) {
+      return this.#applyNew(code, id, incarnation, entry);
+    }
+    const current = this.#state[slot] as number;
+    const known = this.#incarnation[slot] as number;
+    // supersedes(): (incarnation, rank) compared lexicographically.
+    if (incarnation !== known ? incarnation < known : code <= current) {
+      if (code === SUSPECT && current === SUSPECT && incarnation === known) this.#confirm(slot, from);
       return;
     }
-    if (update.entry !== undefined) {
+    if (entry !== undefined) {
       // The id is the hash of the key: alive news cannot swap a member's key.
-      if (this.#crypto.idOf(update.entry.pub) !== update.id) return;
-      member.entry = update.entry;
-    } else {
-      member.entry = { ...member.entry, incarnation: update.incarnation };
+      if (this.#crypto.idOf(entry[1]) !== id) return;
+      this.#setIdentity(slot, entry);
     }
-    const previous = member.state;
-    this.#transition(member, update.state, update.from);
-    this.#events.push({ type: eventOf(previous, update.state), id: update.id, incarnation: update.incarnation });
+    this.#incarnation[slot] = incarnation;
+    this.#transition(slot, code, from);
+    this.#events.push({ type: eventOf(current, code), id, incarnation });
+    if (code === SUSPECT && from !== this.#self.id) this.#confirmStart(slot);
   }
 
-  #applyNew(update: Update): void {
+  #applyNew(code: Code, id: string, incarnation: number, entry: MemberEntryWire | undefined): void {
     // Only alive news introduces a member: the others carry no address or key.
-    if (update.entry === undefined || update.state !== "alive") return;
-    if (this.#crypto.idOf(update.entry.pub) !== update.id) return;
-    if (this.#members.size + 1 >= LIMITS.membersMax) return;
-    const member: Member = {
-      entry: update.entry, state: "alive", stateTick: this.#now, from: update.id,
-      suspicion: undefined, newsSent: 0, newsSeq: 0, newsIndex: -1, newsAlive: true,
-      listIndex: this.#memberList.length, suspectIndex: -1, addSeq: ++this.#addSeq,
-    };
-    this.#members.set(update.id, member);
-    this.#memberList.push(member);
+    if (entry === undefined || code !== ALIVE) return;
+    if (this.#crypto.idOf(entry[1]) !== id) return;
+    if (this.#known + 1 >= LIMITS.membersMax) return;
+    const slot = this.#dir.intern(id, entry[1], entry[2], entry[3], entry[4], incarnation);
+    if (slot === undefined) return;
+    this.#dir.retain(slot);
+    this.#reserve(slot);
+    this.#state[slot] = ALIVE;
+    this.#incarnation[slot] = incarnation;
+    this.#stateTick[slot] = this.#now;
+    this.#setIdentity(slot, entry);
+    this.#listAt[slot] = this.#listLength;
+    this.#list[this.#listLength++] = slot;
+    this.#known++;
     this.#live++;
-    // SWIM §4.3: a joiner goes to a random place in the current round, not at its end.
-    const at = this.#probeIndex + this.#rng.int(this.#probeList.length - this.#probeIndex + 1);
-    this.#probeList.splice(at, 0, update.id);
-    this.#addNews(member);
-    this.#events.push({ type: "member-alive", id: update.id, incarnation: update.incarnation });
+    this.#roundInsert(slot);
+    this.#addNews(slot);
+    this.#events.push({ type: "member-alive", id, incarnation });
   }
 
   /** News about this node: refute any accusation at or above our incarnation. */
-  #applySelf(update: Update): void {
+  #applySelf(code: Code, incarnation: number): void {
     if (this.#left) return;
-    const incarnation = this.#self.incarnation;
-    const accused = update.state !== "alive" && update.incarnation >= incarnation;
+    const mine = this.#self.incarnation;
+    const accused = code !== ALIVE && incarnation >= mine;
     // Alive news above our incarnation is from a previous life (before a restart): move past it.
-    const stale = update.state === "alive" && update.incarnation > incarnation;
-    if (!accused && !stale) return;
-    assert(update.incarnation < INCARNATION_MAX, "Swim: incarnation space exhausted");
-    this.#self = { ...this.#self, incarnation: update.incarnation + 1 };
-    this.#me.entry = this.#self;
-    this.#addNews(this.#me);
+    const stale = code === ALIVE && incarnation > mine;
+    if (!accused && !stale) {
+      // An accusation older than our incarnation: whoever still holds it missed our refutation.
+      // Spread our alive news again (once at a time), so the ack to a buddy probe carries it.
+      if (code !== ALIVE && !this.#news.has(this.#selfSlot)) this.#addNews(this.#selfSlot);
+      return;
+    }
+    assert(incarnation < INCARNATION_MAX, "Swim: incarnation space exhausted");
+    this.#self = { ...this.#self, incarnation: incarnation + 1 };
+    this.#addNews(this.#selfSlot);
     if (accused) this.#healthAdd(1);
     this.#events.push({ type: "member-refuted", id: this.#self.id, incarnation: this.#self.incarnation });
   }
 
-  #transition(member: Member, state: SwimState, from: string): void {
-    const wasLive = isLive(member);
-    member.state = state;
-    member.stateTick = this.#now;
-    member.from = from;
-    member.suspicion = undefined;
-    if (member.suspectIndex >= 0) heapRemove(this.#suspects, member, suspectBefore, "suspectIndex");
-    if (state === "suspect") {
-      member.suspicion = this.#suspicionNew(from);
-      heapPush(this.#suspects, member, suspectBefore, "suspectIndex");
+  #transition(slot: number, code: Code, from: string): void {
+    const wasLive = isLive(this.#state[slot] as number);
+    this.#state[slot] = code;
+    this.#stateTick[slot] = this.#now;
+    if (code !== ALIVE) this.#from.set(slot, from);
+    else if (this.#from.size > 0) this.#from.delete(slot);
+    if (this.#suspicions.size > 0) {
+      const old = this.#suspicions.get(slot);
+      if (old !== undefined) {
+        if (old.index >= 0) heapRemove(this.#suspects, old, suspectBefore);
+        this.#suspicions.delete(slot);
+      }
     }
-    if (wasLive !== isLive(member)) this.#live += wasLive ? -1 : 1;
-    if (!isLive(member)) this.#tombstones.push({ member, tick: this.#now });
-    this.#addNews(member);
-    assert(this.#live >= 0 && this.#live <= this.#members.size, "Swim: live count out of range");
+    if (code === SUSPECT) {
+      const suspicion = this.#suspicionNew(slot, from);
+      this.#suspicions.set(slot, suspicion);
+      heapPush(this.#suspects, suspicion, suspectBefore);
+    }
+    const live = isLive(code);
+    if (wasLive !== live) this.#live += wasLive ? -1 : 1;
+    if (!live) this.#tombstones.push({ slot, id: this.#dir.ids[slot] as string, tick: this.#now });
+    this.#addNews(slot);
+    assert(this.#live >= 0 && this.#live <= this.#known, "Swim: live count out of range");
   }
 
   // ---- Suspicion (Lifeguard) ---------------------------------------------------------------------
 
-  #suspicionNew(from: string): Suspicion {
+  #suspicionNew(slot: number, from: string): Suspicion {
     const n = this.size;
     const minTicks = Math.ceil(this.#config.suspicionMult * Math.max(1, Math.log10(n)) * this.#config.probeTicks);
     const maxTicks = this.#config.suspicionMaxTimeoutMult * minTicks;
-    const wanted = Math.min(LIMITS.swimConfirmationsMax, Math.max(0, this.#config.suspicionMult - 2));
+    const wanted = Math.min(LIMITS.swimConfirmationsMax, this.#config.suspicionConfirmations);
     const k = n - 2 < wanted ? 0 : wanted;
     const deadline = this.#now + Swim.suspicionTimeout(minTicks, maxTicks, k, 0);
-    return { startTick: this.#now, minTicks, maxTicks, k, accusers: new Set([from]), deadline, seq: ++this.#suspicionSeq };
+    return { slot, startTick: this.#now, minTicks, maxTicks, k, accusers: new Set([from]), deadline, seq: ++this.#suspicionSeq, index: -1, lastChance: false };
   }
 
   /** An independent confirmation shortens the timer and is passed on (memberlist re-gossips it). */
-  #confirm(member: Member, from: string): void {
-    const suspicion = member.suspicion;
+  #confirm(slot: number, from: string): void {
+    const suspicion = this.#suspicions.get(slot);
     assert(suspicion !== undefined, "Swim: a suspect has a suspicion timer");
     if (suspicion.accusers.size > suspicion.k || suspicion.accusers.has(from)) return;
     suspicion.accusers.add(from);
     // More confirmations only bring the deadline closer.
     suspicion.deadline = suspicion.startTick +
       Swim.suspicionTimeout(suspicion.minTicks, suspicion.maxTicks, suspicion.k, suspicion.accusers.size - 1);
-    heapUp(this.#suspects, member.suspectIndex, suspectBefore, "suspectIndex");
-    member.from = from;
-    this.#addNews(member);
+    heapUp(this.#suspects, suspicion.index, suspectBefore);
+    this.#from.set(slot, from);
+    this.#addNews(slot);
   }
 
   /** timeout = max(min, max − (max − min)·log(c + 1)/log(k + 1)), c = confirmations. */
@@ -825,77 +1284,85 @@ export class Swim {
 
   #suspicionExpire(): void {
     const heap = this.#suspects;
-    const expired: Member[] = [];
-    while (heap.length > 0 && ((heap[0] as Member).suspicion as Suspicion).deadline <= this.#now) {
-      expired.push(heapPop(heap, suspectBefore, "suspectIndex"));
+    const expired: Suspicion[] = [];
+    while (heap.length > 0 && (heap[0] as Suspicion).deadline <= this.#now) {
+      const suspicion = heapPop(heap, suspectBefore);
+      // Before declaring a death, one last probe of its own, which carries the suspicion (buddy
+      // system): a suspect that is alive after all (it stalled, or this node missed its
+      // refutation) answers with its newer incarnation; a dead one fails the probe, direct and
+      // indirect, and is declared at once (an adaptive timeout and nacks make that a fraction of
+      // a period). Without confirmation probes (memberlist's behaviour) the death is declared now.
+      if (!suspicion.lastChance && this.#config.confirmProbes && !this.#left) {
+        suspicion.lastChance = true;
+        suspicion.deadline = this.#now + this.probePeriodTicks;
+        heapPush(heap, suspicion, suspectBefore);
+        this.#confirmStart(suspicion.slot, true);
+        continue;
+      }
+      expired.push(suspicion);
     }
     // In the order the suspicions started, whatever their deadlines.
-    if (expired.length > 1) expired.sort((a, b) => (a.suspicion as Suspicion).seq - (b.suspicion as Suspicion).seq);
-    for (const member of expired) {
-      assert(member.suspicion !== undefined && member.state === "suspect", "Swim: suspects are suspect");
-      this.#transition(member, "dead", this.#self.id);
-      this.#events.push({ type: "member-dead", id: member.entry.id, incarnation: member.entry.incarnation });
+    if (expired.length > 1) expired.sort((a, b) => a.seq - b.seq);
+    for (const suspicion of expired) {
+      const slot = suspicion.slot;
+      assert(this.#suspicions.get(slot) === suspicion && this.#state[slot] === SUSPECT, "Swim: suspects are suspect");
+      this.#transition(slot, DEAD, this.#self.id);
+      this.#events.push({ type: "member-dead", id: this.#dir.ids[slot] as string, incarnation: this.#incarnation[slot] as number });
     }
   }
 
   #tombstoneExpire(): void {
     const queue = this.#tombstones;
-    const expired: Member[] = [];
     while (this.#tombstonesHead < queue.length) {
-      const { member, tick } = queue[this.#tombstonesHead] as { member: Member; tick: number };
+      const { slot, id, tick } = queue[this.#tombstonesHead] as Tombstone;
       if (this.#now - tick < this.#config.tombstoneTicks) break;
       this.#tombstonesHead++;
-      const current = this.#members.get(member.entry.id) === member && !isLive(member) && member.stateTick === tick;
-      if (current) expired.push(member);
+      const state = this.#state[slot] as number;
+      const current = this.#dir.ids[slot] === id && (state === DEAD || state === LEFT) && this.#stateTick[slot] === tick;
+      if (current) this.#forget(slot);
     }
     if (this.#tombstonesHead > 1024 && this.#tombstonesHead * 2 > queue.length) {
       this.#tombstones = queue.slice(this.#tombstonesHead);
       this.#tombstonesHead = 0;
-    }
-    // Forgotten in the order they were added, as a scan of #members would.
-    if (expired.length > 1) expired.sort((a, b) => a.addSeq - b.addSeq);
-    for (const member of expired) {
-      this.#members.delete(member.entry.id);
-      this.#newsRemove(member);
-      // Swap-remove from the member array.
-      const list = this.#memberList;
-      const last = list.pop() as Member;
-      if (last !== member) {
-        list[member.listIndex] = last;
-        last.listIndex = member.listIndex;
-      }
-      member.listIndex = -1;
     }
   }
 
   // ---- Helpers -----------------------------------------------------------------------------------
 
   /**
-   * Up to `count` distinct random live members other than `except`; with `deadTicks`, members dead
-   * for less than that count too (gossip to the dead lets them refute).
+   * Up to `count` distinct random live members other than slot `except` (−1: none); with
+   * `deadTicks`, members dead for less than that count too (gossip to the dead lets them refute).
    */
-  #randomLive(count: number, except: Member | undefined, deadTicks = 0): Member[] {
-    const list = this.#memberList;
-    const eligible = (member: Member): boolean =>
-      member !== except && (isLive(member) || (member.state === "dead" && this.#now - member.stateTick < deadTicks));
-    const out: Member[] = [];
-    // A large table: draw uniformly from the member array, rejecting ineligible and repeated picks,
+  #randomLive(count: number, except: number, deadTicks = 0): number[] {
+    const list = this.#list;
+    const length = this.#listLength;
+    const state = this.#state;
+    const eligible = (slot: number): boolean => {
+      if (slot === except) return false;
+      const code = state[slot] as number;
+      return isLive(code) || (code === DEAD && this.#now - (this.#stateTick[slot] as number) < deadTicks);
+    };
+    const out: number[] = [];
+    // A large table: draw uniformly from the member list, rejecting ineligible and repeated picks,
     // for a bounded number of attempts; whatever is still missing comes from the scan below.
-    const liveOthers = this.#live - (except !== undefined && isLive(except) ? 1 : 0);
-    if (list.length > SAMPLE_SCAN_MAX && (liveOthers > count || deadTicks > 0)) {
+    const liveOthers = this.#live - (except >= 0 && isLive(state[except] as number) ? 1 : 0);
+    if (length > SAMPLE_SCAN_MAX && (liveOthers > count || deadTicks > 0)) {
       for (let attempts = 4 * count + 8; attempts > 0 && out.length < count; attempts--) {
-        const member = list[this.#rng.int(list.length)] as Member;
-        if (eligible(member) && !out.includes(member)) out.push(member);
+        const slot = list[this.#rng.int(length)] as number;
+        if (eligible(slot) && !out.includes(slot)) out.push(slot);
       }
       if (out.length === count) return out;
     }
-    const pool: Member[] = [];
-    for (const member of list) if (eligible(member) && !out.includes(member)) pool.push(member);
+    const pool: number[] = [];
+    for (let i = 0; i < length; i++) {
+      const slot = list[i] as number;
+      if (eligible(slot) && !out.includes(slot)) pool.push(slot);
+    }
     // Partial Fisher–Yates: only the places still missing are drawn.
     for (let i = 0; i < pool.length && out.length < count; i++) {
       const j = i + this.#rng.int(pool.length - i);
-      const picked = pool[j] as Member;
-      pool[j] = pool[i] as Member;
+      const picked = pool[j] as number;
+      pool[j] = pool[i] as number;
       out.push(picked);
     }
     return out;
@@ -906,90 +1373,91 @@ export class Swim {
   }
 }
 
+/** `into` (the longer array) with `from` copied to its start. */
+function grow<T extends { set(from: ArrayLike<number>): void }>(into: T, from: ArrayLike<number>): T {
+  into.set(from);
+  return into;
+}
+
 /** News queue order: fewer sends first, then newer first. */
-function newsBefore(a: Member, b: Member): boolean {
-  return a.newsSent !== b.newsSent ? a.newsSent < b.newsSent : a.newsSeq > b.newsSeq;
+function newsBefore(a: News, b: News): boolean {
+  return a.sent !== b.sent ? a.sent < b.sent : a.seq > b.seq;
 }
 
 /** Suspicion order: earlier deadline first, then earlier start. */
-function suspectBefore(a: Member, b: Member): boolean {
-  const x = a.suspicion as Suspicion;
-  const y = b.suspicion as Suspicion;
-  return x.deadline !== y.deadline ? x.deadline < y.deadline : x.seq < y.seq;
+function suspectBefore(a: Suspicion, b: Suspicion): boolean {
+  return a.deadline !== b.deadline ? a.deadline < b.deadline : a.seq < b.seq;
 }
 
-// Binary heaps of members ordered by `before`, each member's position kept in its field `slot`.
+// Binary heaps ordered by `before`, each item's position kept in its `index` (−1 when out).
 
-type HeapSlot = "newsIndex" | "suspectIndex";
-type Before = (a: Member, b: Member) => boolean;
-
-function heapPush(heap: Member[], member: Member, before: Before, slot: HeapSlot): void {
-  member[slot] = heap.length;
-  heap.push(member);
-  heapUp(heap, member[slot], before, slot);
+interface Indexed {
+  index: number;
 }
 
-function heapPop(heap: Member[], before: Before, slot: HeapSlot): Member {
-  const top = heap[0] as Member;
-  heapRemove(heap, top, before, slot);
+function heapPush<T extends Indexed>(heap: T[], item: T, before: (a: T, b: T) => boolean): void {
+  item.index = heap.length;
+  heap.push(item);
+  heapUp(heap, item.index, before);
+}
+
+function heapPop<T extends Indexed>(heap: T[], before: (a: T, b: T) => boolean): T {
+  const top = heap[0] as T;
+  heapRemove(heap, top, before);
   return top;
 }
 
-function heapRemove(heap: Member[], member: Member, before: Before, slot: HeapSlot): void {
-  const at = member[slot];
-  assert(heap[at] === member, "Swim: heap index out of date");
-  const last = heap.pop() as Member;
-  member[slot] = -1;
-  if (last === member) return;
+function heapRemove<T extends Indexed>(heap: T[], item: T, before: (a: T, b: T) => boolean): void {
+  const at = item.index;
+  assert(heap[at] === item, "Swim: heap index out of date");
+  const last = heap.pop() as T;
+  item.index = -1;
+  if (last === item) return;
   heap[at] = last;
-  last[slot] = at;
-  heapDown(heap, at, before, slot);
-  heapUp(heap, last[slot], before, slot);
+  last.index = at;
+  heapDown(heap, at, before);
+  heapUp(heap, last.index, before);
 }
 
-function heapUp(heap: Member[], at: number, before: Before, slot: HeapSlot): void {
-  const member = heap[at] as Member;
+function heapUp<T extends Indexed>(heap: T[], at: number, before: (a: T, b: T) => boolean): void {
+  const item = heap[at] as T;
   while (at > 0) {
     const parentAt = (at - 1) >> 1;
-    const parent = heap[parentAt] as Member;
-    if (!before(member, parent)) break;
+    const parent = heap[parentAt] as T;
+    if (!before(item, parent)) break;
     heap[at] = parent;
-    parent[slot] = at;
+    parent.index = at;
     at = parentAt;
   }
-  heap[at] = member;
-  member[slot] = at;
+  heap[at] = item;
+  item.index = at;
 }
 
-function heapDown(heap: Member[], at: number, before: Before, slot: HeapSlot): void {
-  const member = heap[at] as Member;
+function heapDown<T extends Indexed>(heap: T[], at: number, before: (a: T, b: T) => boolean): void {
+  const item = heap[at] as T;
   const length = heap.length;
   for (;;) {
     const left = 2 * at + 1;
     if (left >= length) break;
     const right = left + 1;
     let child = left;
-    if (right < length && before(heap[right] as Member, heap[left] as Member)) child = right;
-    const next = heap[child] as Member;
-    if (!before(next, member)) break;
+    if (right < length && before(heap[right] as T, heap[left] as T)) child = right;
+    const next = heap[child] as T;
+    if (!before(next, item)) break;
     heap[at] = next;
-    next[slot] = at;
+    next.index = at;
     at = child;
   }
-  heap[at] = member;
-  member[slot] = at;
+  heap[at] = item;
+  item.index = at;
 }
 
-function isLive(member: SwimMember): boolean {
-  return member.state === "alive" || member.state === "suspect";
-}
-
-function eventOf(previous: SwimState, next: SwimState): SwimEvent["type"] {
+function eventOf(previous: number, next: Code): SwimEvent["type"] {
   switch (next) {
-    case "alive": return previous === "suspect" ? "member-refuted" : "member-alive";
-    case "suspect": return "member-suspect";
-    case "dead": return "member-dead";
-    case "left": return "member-left";
+    case ALIVE: return previous === SUSPECT ? "member-refuted" : "member-alive";
+    case SUSPECT: return "member-suspect";
+    case DEAD: return "member-dead";
+    case LEFT: return "member-left";
     default: return assertNever(next, "Swim: unknown state");
   }
 }
