@@ -78,8 +78,9 @@ function plain(value: unknown): string {
 test("codec: messages round trip", () => {
   const messages: Message[] = [
     { t: "hello", entry },
-    { t: "gossip", members: [entry, entry] },
-    { t: "sync", reply: true, members: [entry] },
+    { t: "welcome", states: [[0, entryToWire(entry)], [1, entry.id, 3, entry.id]] },
+    { t: "heal", reply: true, tasks: [["beat", "ver", 100, entry.id, 2, false]] },
+    { t: "vital", up: 1, load: 250, rss: 1 << 20, heap: 1 << 19, lag: 1200 },
     { t: "ping", seq: 1, sent: 123456789 },
     { t: "challenge", nonce: new Uint8Array(16).fill(1) },
   ];
@@ -99,7 +100,10 @@ test("codec: invalid messages are refused with a reason, never thrown", () => {
     { t: "hello", entry: [wire[0], new Uint8Array(31), ...wire.slice(2)] },
     { t: "hello", entry },
     { t: "hello", entry: [...wire, "extra"] },
-    { t: "gossip", members: new Array(11).fill(wire) },
+    { t: "swim-gossip", updates: new Array(33).fill([0, wire]) },
+    { t: "heal", reply: false, tasks: [["bad name!", "ver", 100, entry.id, 1, false]] },
+    { t: "heal", reply: false, tasks: [["beat", "ver", 0, entry.id, 1, false]] },
+    { t: "vital", up: 1, load: -1, rss: 0, heap: 0, lag: 0 },
     { t: "hello", entry: [wire[0], wire[1], "no-port", ...wire.slice(3)] },
     [1, 2, 3],
     "string",
@@ -112,7 +116,7 @@ test("codec: invalid messages are refused with a reason, never thrown", () => {
 });
 
 test("codec: decodeMessage is total on random and mutated bytes (fuzz)", () => {
-  const valid = encodeMessage({ t: "gossip", members: [entry, entry] });
+  const valid = encodeMessage({ t: "swim-gossip", updates: [[0, entryToWire(entry)], [2, entry.id, 1, entry.id]] });
   fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
     decodeMessage(bytes);
   }), { numRuns: 20_000 });

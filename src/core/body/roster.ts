@@ -125,8 +125,6 @@ export class Roster {
       case "challenge": return this.#onChallenge(sender, message.nonce);
       case "proof": return this.#onProof(sender, message.entry, message.nonce, message.sig);
       case "welcome": return this.#onWelcome(sender, message.states);
-      case "gossip":
-      case "sync":
       case "ping":
       case "ack":
       case "vital":

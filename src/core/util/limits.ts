@@ -29,8 +29,6 @@ export const LIMITS = {
   replaySendersMax: 65536,
   /** Members in the membership table (the simulator's scale test runs 10,000). */
   membersMax: 100_000,
-  /** Member entries piggybacked in one gossip datagram. */
-  gossipEntriesMax: 10,
   /**
    * SWIM updates piggybacked on one datagram. The byte budget binds first: the smallest update
    * (suspect/dead/left tuple) is 41 bytes, so a 1,200-byte datagram holds at most 26.
@@ -60,6 +58,8 @@ export const LIMITS = {
   guardEveryTicksMax: 8_640_000,
   /** Own vital-sign samples kept (and persisted): ten minutes at one per second. */
   vitalHistoryMax: 600,
+  /** Confirmation probes of suspects in flight at once on one node (swim.ts confirmProbes). */
+  swimConfirmProbesMax: 16,
   /** Handshakes in progress at once on one node (challenges outstanding). */
   handshakesMax: 1024,
   /** Ticks a challenge stays valid. */

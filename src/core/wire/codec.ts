@@ -44,6 +44,5 @@ export function unpackValue(bytes: Uint8Array): unknown {
 /** Member entries travel as tuples (messages.ts, MemberEntryWireSchema); everything else as is. */
 function toWire(message: Message): unknown {
   if ("entry" in message) return { ...message, entry: entryToWire(message.entry) };
-  if ("members" in message) return { ...message, members: message.members.map(entryToWire) };
   return message;
 }

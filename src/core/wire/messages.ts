@@ -49,7 +49,6 @@ export function entryFromWire(wire: MemberEntryWire): MemberEntry {
   return { id: wire[0], pub: wire[1].slice(), addr: wire[2], role: wire[3], name: wire[4], incarnation: wire[5] };
 }
 
-const Entries = (maxItems: number) => Type.Array(MemberEntryWireSchema, { maxItems });
 
 /**
  * One SWIM membership update as a compact tuple (src/core/body/swim.ts, docs/protocols/swim.md):
@@ -87,10 +86,6 @@ export const MESSAGE_SCHEMAS = {
   proof: Type.Object({ t: Type.Literal("proof"), entry: MemberEntryWireSchema, nonce: bytes(16), sig: bytes(64) }),
   /** Seed → joiner, on the stream channel: the seed's SWIM table, itself first. */
   welcome: Type.Object({ t: Type.Literal("welcome"), states: Updates(LIMITS.membersMax) }),
-  /** Periodic datagram to a random member: the sender's entry and recent news about others. */
-  gossip: Type.Object({ t: Type.Literal("gossip"), members: Entries(LIMITS.gossipEntriesMax) }),
-  /** Anti-entropy on the stream channel: the sender's whole table; `reply` asks for the receiver's. */
-  sync: Type.Object({ t: Type.Literal("sync"), reply: Type.Boolean(), members: Entries(LIMITS.membersMax) }),
   /** Round-trip probe used by `net`. `sent` is the sender's clock in µs, echoed back. */
   ping: Type.Object({ t: Type.Literal("ping"), seq: u32, sent: safeU }),
   ack: Type.Object({ t: Type.Literal("ack"), seq: u32, sent: safeU }),
@@ -129,9 +124,7 @@ export type MessageType = keyof WireSchemas;
 type WireMessage = { [K in MessageType]: Static<WireSchemas[K]> }[MessageType];
 
 /** The in-memory form: member entries as objects. */
-type Decoded<M> = M extends { entry: MemberEntryWire } ? Omit<M, "entry"> & { entry: MemberEntry }
-  : M extends { members: MemberEntryWire[] } ? Omit<M, "members"> & { members: MemberEntry[] }
-  : M;
+type Decoded<M> = M extends { entry: MemberEntryWire } ? Omit<M, "entry"> & { entry: MemberEntry } : M;
 export type Message = Decoded<WireMessage>;
 export type MessageOf<K extends MessageType> = Extract<Message, { t: K }>;
 
@@ -179,8 +172,6 @@ function fromWire(message: WireMessage): Message {
   switch (message.t) {
     case "hello": return { t: message.t, entry: entryFromWire(message.entry) };
     case "proof": return { t: message.t, entry: entryFromWire(message.entry), nonce: message.nonce, sig: message.sig };
-    case "gossip": return { t: message.t, members: message.members.map(entryFromWire) };
-    case "sync": return { t: message.t, reply: message.reply, members: message.members.map(entryFromWire) };
     default: return message;
   }
 }
