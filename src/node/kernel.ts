@@ -149,6 +149,8 @@ const KEY_VITALS = "vital/history";
 const MODE_HISTORY_MAX = 32;
 /** Vital samples persisted at most this often (every persistTicks · VITAL_PERSIST_EVERY). */
 const VITAL_PERSIST_EVERY = 10;
+/** Ticks after joining at which the node push-pulls with a random member (2 s). */
+const JOIN_SYNC_TICKS = 200;
 const STATE_RANK: Readonly<Record<SwimState, number>> = { alive: 0, suspect: 1, dead: 2, left: 3 };
 
 /** Runs one guarded task's command; returns its output (the node wires it to the shell). */
@@ -184,6 +186,8 @@ export class Kernel {
   readonly #vitals: Vitals;
   #heal: Heal | undefined;
   readonly #lastHeard = new Map<string, number>();
+  /** Members SWIM declared dead or left, until they come back (heal syncs with them then). */
+  readonly #gone = new Set<string>();
   #mode: Mode = "SOLO";
   readonly #modeHistory: ModeChange[] = [];
   #epoch = 0;
@@ -193,6 +197,7 @@ export class Kernel {
   #pingSeq = 0;
   #running = false;
   #loopPenaltyUntil = 0;
+  #joinSyncTick = -1;
   #persistRounds = 0;
   /** Members changed since the last persist, written in one batch every persistTicks. */
   readonly #dirtyMembers = new Set<string>();
@@ -369,6 +374,7 @@ export class Kernel {
     if (this.#tick % this.config.vital.periodTicks === 0) this.#vitalRound();
     if (this.#tick % this.config.pingTicks === 0) this.#sendPing();
     if (this.#tick % this.config.reconnectTicks === 0) this.#reconnect();
+    if (this.#tick === this.#joinSyncTick) this.#joinSync();
     if (this.#tick % this.config.persistTicks === 0) this.#persist(false);
     this.#runGuarded();
     const kernelTask = this.#daemons.kernel;
@@ -530,8 +536,6 @@ export class Kernel {
       case "heal":
         if (this.swim.member(sender) !== undefined) this.heal.step(sender, message.reply, message.tasks);
         break;
-      case "gossip":
-      case "sync":
         break;
       default:
         this.swim.step(sender, message);
@@ -571,6 +575,18 @@ export class Kernel {
    * partition healed), it refutes its death on reading our table and answers with its own, which
    * brings its side back into our view; its probes then carry the rest. Bounded: one per period.
    */
+  /**
+   * A push-pull with a random live member a little after joining. The seed's welcome is its table
+   * at that moment; members that joined at about the same time (a whole cluster starting at once)
+   * are learned here rather than at the first periodic push-pull, up to 30 s later.
+   */
+  #joinSync(): void {
+    const live = this.#liveIds();
+    if (live.length === 0) return;
+    const id = live[this.ports.rng.int(live.length)] as string;
+    this.#sendTo(id, "stream", { t: "swim-sync", reply: true, states: this.swim.table() });
+  }
+
   #reconnect(): void {
     const dead: string[] = [];
     for (const member of this.swim.members()) if (member.state === "dead") dead.push(member.entry.id);
@@ -661,7 +677,10 @@ export class Kernel {
     for (const outbound of swim.messages) this.#send(outbound);
     for (const outbound of heal.messages) this.#sendTo(outbound.to, "stream", { t: "heal", reply: outbound.reply, tasks: outbound.tasks });
 
-    for (const event of roster.events) this.events.publish(this.#tick, event.type, event);
+    for (const event of roster.events) {
+      if (event.type === "joined") this.#joinSyncTick = this.#tick + JOIN_SYNC_TICKS;
+      this.events.publish(this.#tick, event.type, event);
+    }
     for (const event of swim.events) this.#onSwimEvent(event);
     for (const event of heal.events) this.events.publish(this.#tick, event.type, event);
     if (swim.events.length > 0) this.#updateMode();
@@ -672,17 +691,20 @@ export class Kernel {
     if (event.id === this.id) return;
     switch (event.type) {
       case "member-alive":
-      case "member-refuted":
-        // A member (back) in view compares guarded-task tables with us at once: a healed partition
-        // converges in one exchange, not one sync period.
-        this.heal.syncWith(event.id);
+        // A member back from the dead (a healed partition, a restart) compares guarded-task tables
+        // with us at once, so the sides converge in one exchange rather than one sync period. New
+        // members are not sent anything: they ask on their own sync, and a mass join would
+        // otherwise cost n² messages.
+        if (this.#gone.delete(event.id) && this.heal.list().length > 0) this.heal.syncWith(event.id);
         break;
       case "member-dead":
       case "member-left":
+        if (this.#gone.size < LIMITS.membersMax) this.#gone.add(event.id);
         this.#vitals.forget(event.id);
         this.rtt.delete(event.id);
         break;
       case "member-suspect":
+      case "member-refuted":
         break;
     }
   }

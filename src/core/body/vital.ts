@@ -2,8 +2,8 @@
 //
 // Each vital period (1 s) the node samples its own signs (the host measures them; the kernel passes
 // them in), keeps them in a bounded history window, and sends them in one `vital` datagram to the
-// next `fanout` live members of a round-robin over the member list. With n − 1 ≤ fanout every member
-// hears every other each second; above it each member is reached every ⌈(n − 1)/fanout⌉ seconds and
+// next `fanout` (8) live members of a round-robin over the member list. With n − 1 ≤ fanout every
+// member hears every other each second; above it each member is reached every ⌈(n − 1)/fanout⌉ s and
 // `vital` shows the age of what it knows (a gossip topic carries them at scale once K-DDS lands).
 import { assert } from "../util/assert.ts";
 import { LIMITS } from "../util/limits.ts";
@@ -33,7 +33,7 @@ export interface VitalConfig {
   readonly historyMax: number;
 }
 
-export const VITAL_DEFAULTS: VitalConfig = { periodTicks: 100, fanout: 32, historyMax: LIMITS.vitalHistoryMax };
+export const VITAL_DEFAULTS: VitalConfig = { periodTicks: 100, fanout: 8, historyMax: LIMITS.vitalHistoryMax };
 
 export type VitalWire = { readonly t: "vital"; readonly up: number; readonly load: number; readonly rss: number; readonly heap: number; readonly lag: number };
 
