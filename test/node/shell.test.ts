@@ -192,3 +192,46 @@ test("commands: status, nodes, ps, net, ver, mem, exit", () => {
   assert.match(shell.execute("exit").output, /interactive shell/);
   assert.deepEqual(shell.execute("status now"), { ok: false, output: "status: takes no arguments, got \"now\"\nusage: status" });
 });
+
+test("commands: vital, degrade, guard, heal, persist on a single node", () => {
+  const k = kernel();
+  const shell = createNodeShell(k);
+  k.guardRunner = (command) => shell.execute(command).output;
+
+  const vital = shell.execute("vital");
+  assert.equal(vital.ok, true);
+  assert.match(vital.output, /^ID +NAME +STATE +UPTIME +LOAD +RSS +HEAP +LOOP P99 +HEARD$/m);
+  assert.match(vital.output, new RegExp(`^${k.id} +n1 +alive `, "m"));
+  assert.match(shell.execute("vital history").output, /^AGO +UPTIME/m);
+
+  const degrade = shell.execute("degrade").output;
+  assert.match(degrade, /^mode +SOLO$/m);
+  assert.match(degrade, /^alive +1 /m);
+
+  // A guarded task on a lone node runs here once heal has settled (no peers: at once).
+  assert.match(shell.execute("guard beat 0.05 ver").output, /^guarded beat: "ver" every 0\.05s/);
+  for (let i = 0; i < 20; i++) k.tick();
+  const heal = shell.execute("heal list").output;
+  assert.match(heal, new RegExp(`^beat +${k.id} +self +1 +0\\.05s +yes \\(\\d+ runs\\) +ver$`, "m"));
+  assert.match(shell.execute("ps").output, /^\d+ +guard:beat +guarded +running /m);
+  assert.match(k.guardStatuses()[0]?.running?.lastOutput ?? "", /^p-kernel/, "the command ran in the shell");
+
+  // Bad input is a usage error, never a crash.
+  for (const line of ["guard", "guard x", "guard bad/name 1 ver", "guard x -1 ver", "guard x 1e9 ver", "guard x 1 guard y 1 ver", "guard rm nope", "persist clear epoch", "persist frob", "heal now", "vital now"]) {
+    const result = shell.execute(line);
+    assert.equal(result.ok, false, line);
+  }
+
+  const persisted = shell.execute("persist list").output;
+  assert.match(persisted, /^incarnation +2 +\d+ +yes/m);
+  assert.match(persisted, /^guarded +1 +\d+ +yes/m);
+  assert.match(shell.execute("persist clear guarded").output, /^cleared guarded: 1 key$/);
+  assert.match(shell.execute("persist list").output, /^guarded +0 +0 /m);
+  assert.match(shell.execute("heal").output, /^no guarded tasks/);
+  for (let i = 0; i < 3; i++) k.tick();
+  assert.doesNotMatch(shell.execute("ps").output, /guard:beat +guarded +running/, "the task stopped with its record");
+
+  assert.match(shell.execute("guard beat 1 ver").output, /guarded beat/);
+  assert.match(shell.execute("guard rm beat").output, /^removed beat$/);
+  assert.match(shell.execute("heal").output, /^no guarded tasks/);
+});
