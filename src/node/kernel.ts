@@ -204,9 +204,10 @@ export class Kernel {
   readonly #guarded = new Map<string, Guarded>();
   #daemons: { kernel?: Task | undefined; swim?: Task | undefined; net?: Task | undefined } = {};
   readonly #membership: HealMembership = {
-    liveIds: () => this.#liveIds(),
+    liveIds: () => this.swim.liveIds(),
+    liveCount: () => this.swim.size - 1,
     isGone: (id) => {
-      const state = this.swim.member(id)?.state;
+      const state = this.swim.stateOf(id);
       return state === "dead" || state === "left";
     },
   };
@@ -531,10 +532,10 @@ export class Kernel {
         this.roster.step(sender, message);
         break;
       case "vital":
-        if (this.swim.member(sender) !== undefined) this.#vitals.record(sender, this.#tick, vitalFromWire(message));
+        if (this.swim.stateOf(sender) !== undefined) this.#vitals.record(sender, this.#tick, vitalFromWire(message));
         break;
       case "heal":
-        if (this.swim.member(sender) !== undefined) this.heal.step(sender, message.reply, message.tasks);
+        if (this.swim.stateOf(sender) !== undefined) this.heal.step(sender, message.reply, message.tasks);
         break;
         break;
       default:
@@ -544,9 +545,7 @@ export class Kernel {
   }
 
   #liveIds(): string[] {
-    const out: string[] = [];
-    for (const member of this.swim.members()) if (member.state === "alive" || member.state === "suspect") out.push(member.entry.id);
-    return out;
+    return this.swim.liveIds();
   }
 
   #ownVitals(): VitalSigns {
@@ -643,7 +642,7 @@ export class Kernel {
   }
 
   #sendTo(id: string, channel: Channel, message: Message): void {
-    const addr = this.swim.member(id)?.entry.addr;
+    const addr = this.swim.addressOf(id);
     if (addr === undefined) {
       this.stats.sendFailures++;
       return;

@@ -37,6 +37,8 @@ export const HEAL_DEFAULTS: HealConfig = { syncTicks: 500, settleTicks: 300 };
 export interface HealMembership {
   /** Live members (alive or suspect), this node excluded. */
   liveIds(): readonly string[];
+  /** How many there are (cheap). */
+  liveCount(): number;
   /** True once the member is declared dead or has left. */
   isGone(id: string): boolean;
 }
@@ -170,7 +172,7 @@ export class Heal {
   tick(membership: HealMembership): void {
     this.#now++;
     this.#sync.tick();
-    if (!this.#settled && (this.#now >= this.#config.settleTicks || membership.liveIds().length === 0)) this.#settled = true;
+    if (!this.#settled && (this.#now >= this.#config.settleTicks || membership.liveCount() === 0)) this.#settled = true;
     if (this.#sync.fired()) {
       this.#sync.reset();
       const live = membership.liveIds();

@@ -337,8 +337,10 @@ interface Suspicion {
   readonly seq: number;
   /** Position in the suspects' deadline heap; −1 once out of it. */
   index: number;
-  /** Set once an unconfirmed suspicion reached its deadline and got one last probe. */
+  /** Set once the last-chance probe has started; `deadline` then bounds the probe. */
   lastChance: boolean;
+  /** While lastChance: the death is declared no earlier than this (the timeout proper). */
+  declareAt: number;
 }
 
 interface Probe {
@@ -596,6 +598,30 @@ export class Swim {
     const slot = this.#dir.slotOf(id);
     if (slot === undefined || slot === this.#selfSlot || slot >= this.#state.length || this.#state[slot] === UNKNOWN) return undefined;
     return this.#view(slot);
+  }
+
+  /** Ids of the live (alive or suspect) members, self excluded; no view objects. */
+  liveIds(): string[] {
+    const out: string[] = [];
+    for (let i = 0; i < this.#listLength; i++) {
+      const slot = this.#list[i] as number;
+      if (isLive(this.#state[slot] as number)) out.push(this.#dir.ids[slot] as string);
+    }
+    return out;
+  }
+
+  /** The member's state, without building a view; undefined when unknown. */
+  stateOf(id: string): SwimState | undefined {
+    const slot = this.#dir.slotOf(id);
+    if (slot === undefined || slot === this.#selfSlot || slot >= this.#state.length || this.#state[slot] === UNKNOWN) return undefined;
+    return CODE_STATES[this.#state[slot] as number];
+  }
+
+  /** Where the member is reached, without building a view; undefined when unknown. */
+  addressOf(id: string): string | undefined {
+    const slot = this.#dir.slotOf(id);
+    if (slot === undefined || slot === this.#selfSlot || slot >= this.#state.length || this.#state[slot] === UNKNOWN) return undefined;
+    return this.#addr(slot);
   }
 
   /** Every known member, tombstones included (fresh view objects). */
@@ -986,8 +1012,8 @@ export class Swim {
     this.#apply(SUSPECT, probe.id, this.#incarnation[slot] as number, this.#self.id, undefined);
     const suspicion = this.#suspicions.get(slot);
     if (suspicion?.lastChance === true && suspicion.index >= 0) {
-      // The last probe failed: the death is due now.
-      suspicion.deadline = this.#now;
+      // The last probe failed: the death is due at the timeout proper, or now if that has passed.
+      suspicion.deadline = Math.max(this.#now, suspicion.declareAt);
       heapRemove(this.#suspects, suspicion, suspectBefore);
       heapPush(this.#suspects, suspicion, suspectBefore);
     }
@@ -1258,7 +1284,7 @@ export class Swim {
     const wanted = Math.min(LIMITS.swimConfirmationsMax, this.#config.suspicionConfirmations);
     const k = n - 2 < wanted ? 0 : wanted;
     const deadline = this.#now + Swim.suspicionTimeout(minTicks, maxTicks, k, 0);
-    return { slot, startTick: this.#now, minTicks, maxTicks, k, accusers: new Set([from]), deadline, seq: ++this.#suspicionSeq, index: -1, lastChance: false };
+    return { slot, startTick: this.#now, minTicks, maxTicks, k, accusers: new Set([from]), deadline, seq: ++this.#suspicionSeq, index: -1, lastChance: false, declareAt: 0 };
   }
 
   /** An independent confirmation shortens the timer and is passed on (memberlist re-gossips it). */
@@ -1267,10 +1293,14 @@ export class Swim {
     assert(suspicion !== undefined, "Swim: a suspect has a suspicion timer");
     if (suspicion.accusers.size > suspicion.k || suspicion.accusers.has(from)) return;
     suspicion.accusers.add(from);
-    // More confirmations only bring the deadline closer.
-    suspicion.deadline = suspicion.startTick +
-      Swim.suspicionTimeout(suspicion.minTicks, suspicion.maxTicks, suspicion.k, suspicion.accusers.size - 1);
-    heapUp(this.#suspects, suspicion.index, suspectBefore);
+    // More confirmations only bring the deadline closer (during a last-chance probe, the moment
+    // of the declaration; the probe keeps its own bound).
+    const due = suspicion.startTick + Swim.suspicionTimeout(suspicion.minTicks, suspicion.maxTicks, suspicion.k, suspicion.accusers.size - 1);
+    if (suspicion.lastChance) suspicion.declareAt = due;
+    else if (suspicion.index >= 0) {
+      suspicion.deadline = due;
+      heapUp(this.#suspects, suspicion.index, suspectBefore);
+    }
     this.#from.set(slot, from);
     this.#addNews(slot);
   }
@@ -1285,15 +1315,22 @@ export class Swim {
   #suspicionExpire(): void {
     const heap = this.#suspects;
     const expired: Suspicion[] = [];
-    while (heap.length > 0 && (heap[0] as Suspicion).deadline <= this.#now) {
+    // Before declaring a death, one last probe of its own, which carries the suspicion (buddy
+    // system): a suspect that is alive after all (it stalled, or this node missed its refutation)
+    // answers with its newer incarnation; a dead one fails the probe, direct and indirect. The
+    // probe starts `lead` ticks (two probe timeouts) before the timeout ends, so that a failure is
+    // known when it does; the death is then declared at the timeout, or when the probe fails if
+    // later, and at most a probe period after it started. Without confirmation probes
+    // (memberlist's behaviour) the death is declared at the timeout.
+    const lastChance = this.#config.confirmProbes && !this.#left;
+    const lead = lastChance ? Math.min(this.probePeriodTicks, 2 * this.probeTimeoutTicks) : 0;
+    while (heap.length > 0) {
+      const top = heap[0] as Suspicion;
+      if (top.deadline - (top.lastChance ? 0 : lead) > this.#now) break;
       const suspicion = heapPop(heap, suspectBefore);
-      // Before declaring a death, one last probe of its own, which carries the suspicion (buddy
-      // system): a suspect that is alive after all (it stalled, or this node missed its
-      // refutation) answers with its newer incarnation; a dead one fails the probe, direct and
-      // indirect, and is declared at once (an adaptive timeout and nacks make that a fraction of
-      // a period). Without confirmation probes (memberlist's behaviour) the death is declared now.
-      if (!suspicion.lastChance && this.#config.confirmProbes && !this.#left) {
+      if (lastChance && !suspicion.lastChance) {
         suspicion.lastChance = true;
+        suspicion.declareAt = suspicion.deadline;
         suspicion.deadline = this.#now + this.probePeriodTicks;
         heapPush(heap, suspicion, suspectBefore);
         this.#confirmStart(suspicion.slot, true);
