@@ -26,10 +26,8 @@
 // A dead report naming a node that is up — not killed this round, or already back and seen alive
 // by every node — is a false positive, for either system, whenever it happens during the run.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createSocket } from "node:dgram";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { get as httpGet, type ClientRequest } from "node:http";
-import { createServer } from "node:net";
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -38,6 +36,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { makeToken } from "../src/adapters/seal.ts";
+import { portFree } from "../src/cli/main.ts";
 
 const PK_BIN = fileURLToPath(new URL("../bin/pk.js", import.meta.url));
 const HOST = "127.0.0.1";
@@ -118,29 +117,11 @@ function describeExit(what: string, child: Child): string {
   return `${what} exited (${child.exit ?? "?"}); its last output:\n${child.tail.map((line) => `  ${line}`).join("\n")}`;
 }
 
-/** Whether both TCP and UDP can bind host:port right now. */
-async function portFree(port: number): Promise<boolean> {
-  const tcp = await new Promise<boolean>((done) => {
-    const server = createServer();
-    server.once("error", () => done(false));
-    server.listen({ host: HOST, port, exclusive: true }, () => server.close(() => done(true)));
-  });
-  if (!tcp) return false;
-  return new Promise<boolean>((done) => {
-    const socket = createSocket("udp4");
-    socket.once("error", () => {
-      socket.close();
-      done(false);
-    });
-    socket.bind({ address: HOST, port, exclusive: true }, () => socket.close(() => done(true)));
-  });
-}
-
 async function freePort(taken: Set<number>): Promise<number> {
   for (let attempt = 0; attempt < 500; attempt++) {
     const port = PORT_RANGE.from + Math.floor(Math.random() * (PORT_RANGE.to - PORT_RANGE.from));
     if (taken.has(port)) continue;
-    if (await portFree(port)) {
+    if (await portFree(HOST, port)) {
       taken.add(port);
       return port;
     }

@@ -269,7 +269,7 @@ function pkBinPath(): string {
 }
 
 /** Whether both TCP and UDP can bind host:port right now. */
-async function portFree(host: string, port: number): Promise<boolean> {
+export async function portFree(host: string, port: number): Promise<boolean> {
   const tcp = await new Promise<boolean>((done) => {
     const server = createServer();
     server.once("error", () => done(false));

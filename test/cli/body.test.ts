@@ -5,16 +5,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
-import { alive, clusterDir, pk, readCluster, restartNode, shellLine, status, waitConverged, type Status } from "./cluster-helpers.ts";
+import { alive, restartNode, shellLine, startCluster, status, waitConverged, type Status } from "./cluster-helpers.ts";
 
 test("heal and persist with real processes: kill -9 of a guarded task's owner, then its restart", { timeout: 120_000 }, async (t) => {
   const restarted: number[] = [];
-  const dir = clusterDir(t, restarted);
-  const up = await pk(["up", "--detach", "--nodes", "3", "--dir", dir]);
-  assert.equal(up.code, 0, up.stderr);
-  const cluster = readCluster(dir);
-  const apis = cluster.nodes.map((node) => node.api);
-  await waitConverged(apis, 3, 10_000);
+  const { cluster, apis } = await startCluster(t, 3, restarted);
 
   // Vital signs: within a few seconds every node shows every member's.
   await waitFor(10_000, async () => {

@@ -126,3 +126,14 @@ export async function waitConverged(apis: readonly string[], count: number, time
     await sleep(20);
   }
 }
+
+/** `pk up --detach --nodes N` in a cleaned-up temp dir, waited on until every node sees N alive. */
+export async function startCluster(t: TestContext, nodes: number, extraPids: number[] = []): Promise<{ dir: string; cluster: Cluster; apis: string[] }> {
+  const dir = clusterDir(t, extraPids);
+  const up = await pk(["up", "--detach", "--nodes", String(nodes), "--dir", dir]);
+  assert.equal(up.code, 0, up.stderr);
+  const cluster = readCluster(dir);
+  const apis = cluster.nodes.map((node) => node.api);
+  await waitConverged(apis, nodes, 10_000);
+  return { dir, cluster, apis };
+}

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { alive, clusterDir, pk, readCluster, restartNode, status, waitConverged, type Status } from "./cluster-helpers.ts";
+import { alive, clusterDir, pk, readCluster, restartNode, startCluster, status, waitConverged, type Status } from "./cluster-helpers.ts";
 
 test("pk up --detach --nodes 3: every node lists 3 alive members within 5 s (acceptance 1)", async (t) => {
   const dir = clusterDir(t);
@@ -75,12 +75,7 @@ test("pk up --nodes 5 then pk down leaves no process behind", async (t) => {
 
 test("a node killed with SIGKILL restarts from its cluster.json argv with the same id (acceptance 2)", async (t) => {
   const restarted: number[] = [];
-  const dir = clusterDir(t, restarted);
-  const up = await pk(["up", "--detach", "--nodes", "3", "--dir", dir]);
-  assert.equal(up.code, 0, up.stderr);
-  const cluster = readCluster(dir);
-  const apis = cluster.nodes.map((node) => node.api);
-  await waitConverged(apis, 3, 10_000);
+  const { dir, cluster, apis } = await startCluster(t, 3, restarted);
 
   const victim = cluster.nodes[1];
   assert.ok(victim !== undefined && victim.pid !== null);
