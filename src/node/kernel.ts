@@ -197,6 +197,7 @@ export class Kernel {
   #pingSeq = 0;
   #running = false;
   #loopPenaltyUntil = 0;
+  #loopPenalty = 0;
   #joinSyncTick = -1;
   #persistRounds = 0;
   /** Members changed since the last persist, written in one batch every persistTicks. */
@@ -353,11 +354,13 @@ export class Kernel {
    */
   noteLoopDelay(ms: number): void {
     if (!this.#running || !(ms > 0)) return;
-    const stepMs = (this.config.swim.probeTimeoutTicks * this.config.tickMs) / 2;
+    // One step per (longest) probe timeout of stall: a stall shorter than that costs no ack.
+    const stepMs = this.config.swim.probeTimeoutTicks * this.config.tickMs;
     if (ms < stepMs) return;
     const penalty = Math.min(LIMITS.swimAwarenessMax - 1, Math.ceil(ms / stepMs));
-    this.swim.setLoopDelayPenalty(Math.max(penalty, this.swim.localHealth));
-    this.#loopPenaltyUntil = this.#tick + 4 * this.config.swim.probeTicks;
+    this.#loopPenalty = Math.max(penalty, this.#loopPenaltyUntil === 0 ? 0 : this.#loopPenalty);
+    this.swim.setLoopDelayPenalty(this.#loopPenalty);
+    this.#loopPenaltyUntil = this.#tick + 2 * this.config.swim.probeTicks;
   }
 
   /** Advances every core by one tick and carries out what they produced. */
@@ -370,6 +373,7 @@ export class Kernel {
     this.heal.tick(this.#membership);
     if (this.#loopPenaltyUntil !== 0 && this.#tick >= this.#loopPenaltyUntil) {
       this.#loopPenaltyUntil = 0;
+      this.#loopPenalty = 0;
       swim.setLoopDelayPenalty(0);
     }
     if (this.#tick % this.config.vital.periodTicks === 0) this.#vitalRound();
