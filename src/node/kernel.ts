@@ -591,8 +591,7 @@ export class Kernel {
   }
 
   #reconnect(): void {
-    const dead: string[] = [];
-    for (const member of this.swim.members()) if (member.state === "dead") dead.push(member.entry.id);
+    const dead = this.swim.deadIds();
     if (dead.length === 0) return;
     const id = dead[this.ports.rng.int(dead.length)] as string;
     this.#sendTo(id, "stream", { t: "swim-sync", reply: true, states: this.swim.table() });

@@ -610,6 +610,16 @@ export class Swim {
     return out;
   }
 
+  /** Ids of the members held dead (not left), without building views. */
+  deadIds(): string[] {
+    const out: string[] = [];
+    for (let i = 0; i < this.#listLength; i++) {
+      const slot = this.#list[i] as number;
+      if (this.#state[slot] === DEAD) out.push(this.#dir.ids[slot] as string);
+    }
+    return out;
+  }
+
   /** The member's state, without building a view; undefined when unknown. */
   stateOf(id: string): SwimState | undefined {
     const slot = this.#dir.slotOf(id);
