@@ -491,8 +491,10 @@ export class Kernel {
   }
 
   /**
-   * Forgets a persisted section, on disk and in memory. The epoch and incarnation cannot be cleared:
-   * they only ever rise, or peers would take this node's new packets and news for replays.
+   * Forgets a persisted section: guarded tasks and vitals on disk and in memory; members on disk
+   * only (SWIM's live view stays, and is written again as it changes). The epoch and incarnation
+   * cannot be cleared: they only ever rise, or peers would take this node's new packets and news
+   * for replays.
    */
   persistClear(name: "members" | "guarded" | "vitals"): number {
     const { store } = this.ports;
