@@ -14,6 +14,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { Worker } from "node:worker_threads";
 import type { Store, StoreWrite } from "../node/ports.ts";
 import { LIMITS } from "../core/util/limits.ts";
 
@@ -51,13 +52,15 @@ class SqliteStore implements Store {
   readonly #scanAll: StatementSync;
   #synchronous: Synchronous;
   #closed = false;
+  /** Started by the first writeAsync. */
+  #diskThread: DiskThread | undefined;
 
   constructor(path: string, db: DatabaseSync) {
     this.#path = path;
     this.#db = db;
     this.#get = db.prepare("SELECT value FROM kv WHERE key = ?");
-    this.#put = db.prepare("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
-    this.#delete = db.prepare("DELETE FROM kv WHERE key = ?");
+    this.#put = db.prepare(PUT_SQL);
+    this.#delete = db.prepare(DELETE_SQL);
     // A range scan from the prefix on, stopped by the caller at the first key without the prefix.
     // (A fixed upper bound such as prefix + "\uffff" would miss keys whose next character is above
     // U+FFFF: SQLite compares TEXT as UTF-8 bytes, and those encode as 0xF0… > 0xEF 0xBF 0xBF.)
@@ -93,51 +96,38 @@ class SqliteStore implements Store {
 
   write(batch: readonly StoreWrite[], options: { durable: boolean }): void {
     this.#assertOpen("write");
-    for (const { key, value } of batch) {
-      if (typeof key !== "string") throw new StoreError("STORE_BAD_ARGUMENT", `write: key ${String(key)} is not a string`);
-      if (value !== undefined && !(value instanceof Uint8Array)) {
-        throw new StoreError("STORE_BAD_ARGUMENT", `write: value for key ${JSON.stringify(key.slice(0, 80))} is not a Uint8Array`);
-      }
-      if (value !== undefined && value.length > LIMITS.storeValueBytesMax) {
-        throw new StoreError(
-          "STORE_VALUE_TOO_LARGE",
-          `write: value for key ${JSON.stringify(key.slice(0, 80))} is ${value.length} bytes, over LIMITS.storeValueBytesMax (${LIMITS.storeValueBytesMax})`,
-        );
-      }
-    }
+    checkBatch(batch);
     if (batch.length === 0) return;
     const wanted: Synchronous = options.durable ? "FULL" : "NORMAL";
     if (wanted !== this.#synchronous) {
       this.#db.exec(`PRAGMA synchronous = ${wanted}`);
       this.#synchronous = wanted;
     }
-    try {
-      this.#db.exec("BEGIN IMMEDIATE");
-      for (const { key, value } of batch) {
-        if (value === undefined) this.#delete.run(key);
-        else this.#put.run(key, value);
+    commitBatch(this.#db, this.#put, this.#delete, batch, this.#path);
+  }
+
+  writeAsync(batch: readonly StoreWrite[], done: (error?: Error) => void): void {
+    this.#assertOpen("writeAsync");
+    checkBatch(batch);
+    if (this.#path === ":memory:") {
+      // An in-memory database cannot be shared with a thread: write here, answer in a later turn.
+      let failure: Error | undefined;
+      try {
+        this.write(batch, { durable: true });
+      } catch (error) {
+        failure = error as Error;
       }
-      this.#db.exec("COMMIT");
-    } catch (error) {
-      // SQLite may already have rolled back (e.g. on SQLITE_FULL); only roll back an open one.
-      if (this.#db.isTransaction) {
-        try {
-          this.#db.exec("ROLLBACK");
-        } catch {
-          // The original error is the one worth reporting.
-        }
-      }
-      throw new StoreError(
-        "STORE_WRITE_FAILED",
-        `write: batch of ${batch.length} to ${this.#path} failed: ${error instanceof Error ? error.message : String(error)}`,
-        { cause: error },
-      );
+      setImmediate(() => done(failure));
+      return;
     }
+    this.#diskThread ??= new DiskThread(this.#path);
+    this.#diskThread.write(batch, done);
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#diskThread?.close();
     this.#db.close();
   }
 
@@ -173,6 +163,95 @@ export function openStore(path: string): Store {
     db.close();
     if (error instanceof StoreError) throw error;
     throw new StoreError("STORE_OPEN_FAILED", `open: cannot prepare store ${path}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+}
+
+function checkBatch(batch: readonly StoreWrite[]): void {
+  for (const { key, value } of batch) {
+    if (typeof key !== "string") throw new StoreError("STORE_BAD_ARGUMENT", `write: key ${String(key)} is not a string`);
+    if (value !== undefined && !(value instanceof Uint8Array)) {
+      throw new StoreError("STORE_BAD_ARGUMENT", `write: value for key ${JSON.stringify(key.slice(0, 80))} is not a Uint8Array`);
+    }
+    if (value !== undefined && value.length > LIMITS.storeValueBytesMax) {
+      throw new StoreError(
+        "STORE_VALUE_TOO_LARGE",
+        `write: value for key ${JSON.stringify(key.slice(0, 80))} is ${value.length} bytes, over LIMITS.storeValueBytesMax (${LIMITS.storeValueBytesMax})`,
+      );
+    }
+  }
+}
+
+/** One batch as one transaction: all of it or none. Shared by the store and its disk thread. */
+export function commitBatch(db: DatabaseSync, put: StatementSync, remove: StatementSync, batch: readonly StoreWrite[], path: string): void {
+  try {
+    db.exec("BEGIN IMMEDIATE");
+    for (const { key, value } of batch) {
+      if (value === undefined) remove.run(key);
+      else put.run(key, value);
+    }
+    db.exec("COMMIT");
+  } catch (error) {
+    // SQLite may already have rolled back (e.g. on SQLITE_FULL); only roll back an open one.
+    if (db.isTransaction) {
+      try {
+        db.exec("ROLLBACK");
+      } catch {
+        // The original error is the one worth reporting.
+      }
+    }
+    throw new StoreError(
+      "STORE_WRITE_FAILED",
+      `write: batch of ${batch.length} to ${path} failed: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  }
+}
+
+export const PUT_SQL = "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+export const DELETE_SQL = "DELETE FROM kv WHERE key = ?";
+
+/**
+ * The disk thread behind writeAsync: a worker with its own connection to the same database file
+ * (WAL mode lets it write while this thread reads), synchronous=FULL, taking batches in order.
+ * The fsync blocks that thread, not the event loop, so the node keeps handling packets and
+ * requests while its log becomes durable (docs/adr/007-raft.md).
+ */
+class DiskThread {
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, (error?: Error) => void>();
+  #next = 0;
+
+  constructor(path: string) {
+    const script = new URL(import.meta.url.endsWith(".ts") ? "./store-worker.ts" : "./store-worker.js", import.meta.url);
+    this.#worker = new Worker(script, { workerData: { path, busyTimeoutMs: BUSY_TIMEOUT_MS } });
+    this.#worker.unref();
+    this.#worker.on("message", (reply: { id: number; error?: string }) => {
+      const done = this.#pending.get(reply.id);
+      if (done === undefined) return;
+      this.#pending.delete(reply.id);
+      done(reply.error === undefined ? undefined : new StoreError("STORE_WRITE_FAILED", reply.error));
+    });
+    this.#worker.on("error", (error) => this.#failAll(error));
+    this.#worker.on("exit", (code) => {
+      if (this.#pending.size > 0) this.#failAll(new StoreError("STORE_WRITE_FAILED", `the disk thread exited with code ${code}`));
+    });
+  }
+
+  write(batch: readonly StoreWrite[], done: (error?: Error) => void): void {
+    const id = ++this.#next;
+    this.#pending.set(id, done);
+    this.#worker.postMessage({ id, batch: batch.map(({ key, value }) => [key, value ?? null]) });
+  }
+
+  /** Batches already handed over are finished by the thread before it closes its connection. */
+  close(): void {
+    this.#worker.postMessage({ close: true });
+  }
+
+  #failAll(error: Error): void {
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const done of pending) done(error);
   }
 }
 

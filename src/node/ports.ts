@@ -37,6 +37,13 @@ export interface Store {
   /** Keys beginning with prefix, in key order, at most `limit` of them. */
   scan(prefix: string, limit?: number): Array<[string, Uint8Array]>;
   write(batch: readonly StoreWrite[], options: { durable: boolean }): void;
+  /**
+   * Writes a durable batch without blocking the caller on the fsync: `done` runs once the batch is
+   * durable — in a later turn of the event loop for the real store (a disk thread), at once for the
+   * simulator's. Batches become durable in the order given; a crash keeps a prefix of them. `done`
+   * gets an error if the batch failed (the caller must treat that as fatal).
+   */
+  writeAsync(batch: readonly StoreWrite[], done: (error?: Error) => void): void;
   close(): void;
 }
 

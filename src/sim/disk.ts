@@ -351,6 +351,12 @@ export class SimStore implements Store {
     return out;
   }
 
+  /** The simulated disk has no thread: the batch is written and fsynced at once, then done() runs. */
+  writeAsync(batch: readonly StoreWrite[], done: (error?: Error) => void): void {
+    this.write(batch, { durable: true });
+    done();
+  }
+
   write(batch: readonly StoreWrite[], options: { durable: boolean }): void {
     this.#checkOpen();
     const record = encodeRecord(batch);

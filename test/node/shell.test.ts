@@ -126,6 +126,10 @@ function memoryStore(): Store {
     write(batch: readonly StoreWrite[]) {
       for (const { key, value } of batch) if (value === undefined) map.delete(key); else map.set(key, value);
     },
+    writeAsync(batch: readonly StoreWrite[], done: (error?: Error) => void) {
+      this.write(batch, { durable: true });
+      done();
+    },
     close() {},
   };
 }

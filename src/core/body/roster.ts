@@ -129,6 +129,8 @@ export class Roster {
       case "ack":
       case "vital":
       case "heal":
+      case "raft":
+      case "raft-offer":
       case "swim-ping":
       case "swim-ping-req":
       case "swim-ack":

@@ -678,6 +678,8 @@ export class Swim {
       case "ack":
       case "vital":
       case "heal":
+      case "raft":
+      case "raft-offer":
         return;
       default:
         return assertNever(message, "Swim: unhandled message");

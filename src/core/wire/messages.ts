@@ -9,6 +9,7 @@
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
 import { LIMITS } from "../util/limits.ts";
+import { RaftWireSchema } from "../collective/raft/wire.ts";
 
 const bytes = (length: number) => Type.Uint8Array({ minByteLength: length, maxByteLength: length });
 const u32 = Type.Integer({ minimum: 0, maximum: 0xffff_ffff });
@@ -117,6 +118,13 @@ export const MESSAGE_SCHEMAS = {
   heal: Type.Object({ t: Type.Literal("heal"), reply: Type.Boolean(), tasks: Type.Array(GuardedTaskWireSchema, { maxItems: LIMITS.guardedTasksMax }) }),
   /** Push-pull on the stream channel: the sender's whole state table; `reply` asks for the receiver's. */
   "swim-sync": Type.Object({ t: Type.Literal("swim-sync"), reply: Type.Boolean(), states: Updates(LIMITS.membersMax) }),
+  /** One Raft message (src/core/collective/raft/wire.ts, docs/protocols/raft.md), on the stream channel. */
+  raft: RaftWireSchema,
+  /**
+   * Regeneration (ADR 008), on the stream channel: a survivor of a configuration that lost a
+   * majority of voters tells the other survivors how up to date its log is.
+   */
+  "raft-offer": Type.Object({ t: Type.Literal("raft-offer"), epoch: safeU, lt: safeU, li: safeU }),
 } as const;
 
 type WireSchemas = typeof MESSAGE_SCHEMAS;
