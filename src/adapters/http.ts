@@ -19,6 +19,8 @@ import type { KernelEvent } from "../node/events.ts";
 import { DROP_REASONS, type Kernel, type MemberState } from "../node/kernel.ts";
 import type { VitalSigns } from "../core/body/vital.ts";
 import type { Shell } from "../node/shell.ts";
+import { KV_LIMITS, checkKvWrite } from "../core/collective/kv.ts";
+import type { KvOutcome } from "../node/consensus.ts";
 
 /** Event streams open at once. */
 export const SSE_CLIENTS_MAX = 64;
@@ -74,15 +76,18 @@ export interface NodeStatusBody {
     readonly term: number;
     readonly leader: string | null;
     readonly commitIndex: number;
+    readonly appliedIndex: number;
     readonly voters: string[];
     readonly learners: string[];
+    /** Regenerations so far raise the configuration epoch (ADR 008). */
+    readonly confEpoch: number;
   };
   readonly members: StatusMember[];
   /** Guarded tasks (heal): owner, adoption epoch, and whether this node runs each. */
   readonly guarded: Array<{ readonly name: string; readonly owner: string; readonly epoch: number; readonly runningHere: boolean }>;
 }
 
-/** The body of GET /v1/status. The raft part is a placeholder until the Raft core exists. */
+/** The body of GET /v1/status. */
 export function statusOf(kernel: Kernel): NodeStatusBody {
   const self = kernel.self;
   const tickMs = kernel.config.tickMs;
@@ -95,7 +100,7 @@ export function statusOf(kernel: Kernel): NodeStatusBody {
     role: self.role,
     mode: kernel.mode,
     uptimeMs: Math.max(0, Math.round(kernel.uptimeMs)),
-    raft: { state: "follower", term: 0, leader: null, commitIndex: 0, voters: [], learners: [] },
+    raft: raftStatusOf(kernel),
     members: kernel.memberStatuses().map((member, i) => ({
       id: member.id,
       addr: member.addr,
@@ -109,6 +114,21 @@ export function statusOf(kernel: Kernel): NodeStatusBody {
     guarded: kernel.guardStatuses().filter(({ task }) => !task.removed).map(({ task, running }) => ({
       name: task.name, owner: task.owner, epoch: task.epoch, runningHere: running !== undefined,
     })),
+  };
+}
+
+function raftStatusOf(kernel: Kernel): NodeStatusBody["raft"] {
+  const consensus = kernel.consensus;
+  const status = consensus.status();
+  const conf = status.conf;
+  const voters = [...new Set([...conf.voters, ...conf.votersOutgoing])].sort();
+  const learners = [...new Set([...conf.learners, ...conf.learnersNext])].sort();
+  const state = status.role === "leader" ? "leader"
+    : status.role === "candidate" || status.role === "pre-candidate" ? "candidate"
+    : voters.includes(kernel.id) ? "follower" : "learner";
+  return {
+    state, term: status.term, leader: status.lead === "" ? null : status.lead, commitIndex: status.commit, appliedIndex: status.applied,
+    voters, learners, confEpoch: consensus.confEpoch,
   };
 }
 
@@ -301,20 +321,41 @@ export async function startApi(options: ApiOptions): Promise<Api> {
     if (type !== "application/json") {
       throw new HttpError(415, "UNSUPPORTED_MEDIA_TYPE", `expected Content-Type: application/json, got ${JSON.stringify((req.headers["content-type"] ?? "none").slice(0, 60))}`);
     }
+    const text = Buffer.from(await readRawBody(req, res, LIMITS.httpBodyBytesMax)).toString("utf8");
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (error) {
+      throw new HttpError(400, "BAD_JSON", `body is not valid JSON: ${(error as Error).message.slice(0, 100)}`);
+    }
+  }
+
+  async function handleShell(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    methods(req, ["POST"]);
+    const body = await readJsonBody(req, res);
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      throw new HttpError(400, "BAD_REQUEST", "body must be a JSON object { \"line\": \"...\" }");
+    }
+    const line = (body as { line?: unknown }).line;
+    if (typeof line !== "string") throw new HttpError(400, "BAD_REQUEST", "body needs a string field \"line\"");
+    const result = await shell.executeAsync(line);
+    sendJson(res, 200, { output: result.output, ok: result.ok });
+  }
+
+  async function readRawBody(req: IncomingMessage, res: ServerResponse, max: number): Promise<Uint8Array> {
+    const declared = req.headers["content-length"];
     const tooLarge = (): HttpError => {
       // Stop reading: answer now and close the connection once the answer is out.
       res.setHeader("Connection", "close");
       res.once("finish", () => req.socket.destroySoon());
-      return new HttpError(413, "PAYLOAD_TOO_LARGE", `request body is over ${LIMITS.httpBodyBytesMax} bytes`);
+      return new HttpError(413, "PAYLOAD_TOO_LARGE", `request body is over ${max} bytes`);
     };
-    const declared = req.headers["content-length"];
-    if (declared !== undefined && Number(declared) > LIMITS.httpBodyBytesMax) throw tooLarge();
+    if (declared !== undefined && Number(declared) > max) throw tooLarge();
     const chunks: Buffer[] = [];
     let size = 0;
     const outcome = await new Promise<"ok" | "too-large" | "aborted">((resolve) => {
       const onData = (chunk: Buffer): void => {
         size += chunk.length;
-        if (size > LIMITS.httpBodyBytesMax) {
+        if (size > max) {
           cleanup();
           req.pause();
           resolve("too-large");
@@ -345,24 +386,54 @@ export async function startApi(options: ApiOptions): Promise<Api> {
     });
     if (outcome === "too-large") throw tooLarge();
     if (outcome === "aborted") throw new HttpError(400, "BAD_REQUEST", "request body was cut off");
-    const text = Buffer.concat(chunks, size).toString("utf8");
-    try {
-      return JSON.parse(text) as unknown;
-    } catch (error) {
-      throw new HttpError(400, "BAD_JSON", `body is not valid JSON: ${(error as Error).message.slice(0, 100)}`);
-    }
+    return new Uint8Array(Buffer.concat(chunks, size));
   }
 
-  async function handleShell(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    methods(req, ["POST"]);
-    const body = await readJsonBody(req, res);
-    if (typeof body !== "object" || body === null || Array.isArray(body)) {
-      throw new HttpError(400, "BAD_REQUEST", "body must be a JSON object { \"line\": \"...\" }");
+  /** GET, PUT (optionally ?cas=EXPECTED) and DELETE of one key of the consensus KV (DESIGN.md §9). */
+  async function handleKv(req: IncomingMessage, res: ServerResponse, url: string, path: string): Promise<void> {
+    methods(req, ["GET", "PUT", "DELETE"]);
+    let key: string;
+    try {
+      key = decodeURIComponent(path.slice("/v1/kv/".length));
+    } catch {
+      throw new HttpError(400, "BAD_KEY", "the key is not valid percent-encoding");
     }
-    const line = (body as { line?: unknown }).line;
-    if (typeof line !== "string") throw new HttpError(400, "BAD_REQUEST", "body needs a string field \"line\"");
-    const result = shell.execute(line);
-    sendJson(res, 200, { output: result.output, ok: result.ok });
+    const problem = checkKvWrite(key, undefined);
+    if (problem !== undefined) throw new HttpError(400, "BAD_KEY", problem);
+    const query = new URLSearchParams(url.includes("?") ? url.slice(url.indexOf("?") + 1) : "");
+    const value = req.method === "PUT" ? await readRawBody(req, res, KV_LIMITS.valueBytesMax) : undefined;
+    const outcome = await new Promise<KvOutcome>((resolve) => {
+      if (value === undefined) return req.method === "DELETE" ? kernel.kvDelete(key, resolve) : kernel.kvGet(key, resolve);
+      const cas = query.get("cas");
+      if (cas === null) kernel.kvPut(key, value, resolve);
+      else kernel.kvCas(key, new TextEncoder().encode(cas), value, resolve);
+    });
+    const leader = outcome.leader === "" ? {} : { "X-Raft-Leader": outcome.leader };
+    switch (outcome.code) {
+      case "ok":
+        if (req.method === "GET" || req.method === "HEAD") {
+          const value = outcome.value ?? new Uint8Array(0);
+          res.writeHead(200, { ...leader, "Content-Type": "application/octet-stream", "Content-Length": value.length, "X-Revision": String(outcome.revision ?? 0), "Cache-Control": "no-store" });
+          res.end(req.method === "HEAD" ? undefined : value);
+          return;
+        }
+        return sendJson(res, 200, { key, revision: outcome.revision ?? 0 }, leader);
+      case "not-found":
+        throw new HttpError(404, "NOT_FOUND", `no key ${JSON.stringify(key.slice(0, 200))}`, leader);
+      case "conflict":
+        throw new HttpError(409, "CAS_FAILED", outcome.value === undefined ? "the key is absent" : `the key holds ${JSON.stringify(new TextDecoder().decode(outcome.value).slice(0, 200))}`, leader);
+      case "full":
+        throw new HttpError(507, "KV_FULL", `the key-value store is full (${KV_LIMITS.keysMax} keys or ${KV_LIMITS.totalBytesMax} bytes)`, leader);
+      case "invalid":
+        throw new HttpError(400, "BAD_REQUEST", outcome.detail ?? "invalid request", leader);
+      case "no-leader":
+      case "busy":
+        throw new HttpError(503, outcome.code === "no-leader" ? "NO_LEADER" : "BUSY", outcome.detail ?? "try again", { ...leader, "Retry-After": "1" });
+      case "leader-changed":
+      case "timeout":
+        // The write may or may not have happened: the client must not assume either.
+        throw new HttpError(outcome.code === "timeout" ? 504 : 503, outcome.code === "timeout" ? "TIMEOUT" : "LEADER_CHANGED", outcome.detail ?? "outcome unknown", { ...leader, "Retry-After": "1" });
+    }
   }
 
   async function handleMetrics(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -436,12 +507,9 @@ export async function startApi(options: ApiOptions): Promise<Api> {
         return handleEvents(req, res);
       case "/v1/topics":
         methods(req, ["GET"]);
-        throw new HttpError(501, "NOT_IMPLEMENTED", "topics need the Raft core, which this node does not have yet");
+        return sendJson(res, 200, { topics: kernel.consensus.kv.keys("", 10_000).map(([name, record]) => ({ name, class: "consensus", revision: record.revision, bytes: record.value.length })) });
     }
-    if (path.startsWith("/v1/kv/")) {
-      methods(req, ["GET", "PUT", "DELETE"]);
-      throw new HttpError(501, "NOT_IMPLEMENTED", "the key-value store needs the Raft core, which this node does not have yet");
-    }
+    if (path.startsWith("/v1/kv/")) return handleKv(req, res, url, path);
     throw new HttpError(404, "NOT_FOUND", `no such path: ${path.slice(0, 200)}`);
   }
 

@@ -48,9 +48,12 @@ commands:
   down   [--dir D]                          stop the cluster started by pk up
   node   --data DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--api HOST:PORT]
          [--join HOST:PORT]... [--token T] [--role core|contributor] [--name NAME]
+         [--no-regenerate]
                                             run one node in the foreground; --advertise is
                                             the address peers reach it at (required when
-                                            --listen is 0.0.0.0 or [::])
+                                            --listen is 0.0.0.0 or [::]); --no-regenerate
+                                            keeps a cluster that lost most voters waiting
+                                            for them instead of regenerating (ADR 008)
   shell  [--api URL] [--token T] [--dir D] [-c LINE]
                                             attach the shell to a running node
   sim    ...                                run the deterministic simulator
@@ -134,6 +137,7 @@ async function nodeCommand(args: string[]): Promise<number> {
     token: { type: "string" },
     role: { type: "string" },
     name: { type: "string" },
+    "no-regenerate": { type: "boolean" },
   });
   if (values.help === true) return printUsage();
   if (values.data === undefined) throw new UsageFailure("--data DIR is required");
@@ -144,6 +148,7 @@ async function nodeCommand(args: string[]): Promise<number> {
     role,
     join: values.join ?? [],
     ownProcess: true,
+    regenerate: values["no-regenerate"] !== true,
     ...(values.listen !== undefined ? { listen: values.listen } : {}),
     ...(values.advertise !== undefined ? { advertise: values.advertise } : {}),
     ...(values.api !== undefined ? { api: values.api } : {}),

@@ -4,6 +4,7 @@ import type { Mode } from "../core/body/degrade.ts";
 import { WIRE_VERSION } from "../core/wire/envelope.ts";
 import { DROP_REASONS, VERSION, type Kernel, type MemberStatus } from "./kernel.ts";
 import { BODY_COMMANDS } from "./body-commands.ts";
+import { COLLECTIVE_COMMANDS } from "./collective-commands.ts";
 import { formatFields, formatTable, Shell, UsageError, type Command } from "./shell.ts";
 
 /** What the process around the kernel measures (run.ts); absent in the simulator. */
@@ -36,7 +37,7 @@ export function membership(kernel: Kernel): { alive: number; total: number; mode
 
 export function createNodeShell(kernel: Kernel, host: () => HostStats | undefined = () => undefined): Shell<NodeContext> {
   const shell = new Shell<NodeContext>({ kernel, host });
-  for (const command of [...BUILTINS, ...BODY_COMMANDS]) shell.registerCommand(command);
+  for (const command of [...BUILTINS, ...BODY_COMMANDS, ...COLLECTIVE_COMMANDS]) shell.registerCommand(command);
   return shell;
 }
 

@@ -25,6 +25,8 @@ import {
   entryFromWire, entryToWire, isGuardedTaskWire, isMemberEntryWire, type MemberEntry, type Message, type Role,
 } from "../core/wire/messages.ts";
 import { ReplayGuard } from "../core/wire/replay.ts";
+import { raftFromWire, raftToWire } from "../core/collective/raft/wire.ts";
+import { Consensus, CONSENSUS_DEFAULTS, type ConsensusConfig, type KvCallback } from "./consensus.ts";
 import { EventBus } from "./events.ts";
 import type { Clock, Identity, Seal, Store, StoreWrite, Transport } from "./ports.ts";
 import { TaskTable, type Task } from "./tasks.ts";
@@ -53,6 +55,8 @@ export interface KernelConfig {
    * never probes the dead again, so without it two sides of a healed partition stay apart.
    */
   readonly reconnectTicks: number;
+  /** Raft, the /v1/kv state machine, voter management and regeneration (src/node/consensus.ts). */
+  readonly consensus: ConsensusConfig;
 }
 
 export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
@@ -65,6 +69,7 @@ export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
   pingTicks: 250,
   persistTicks: 100,
   reconnectTicks: 1000,
+  consensus: CONSENSUS_DEFAULTS,
 };
 
 /** What the host measures about itself for vital signs; the simulator has none. */
@@ -80,6 +85,12 @@ export interface KernelPorts {
   readonly identity: Identity;
   readonly rng: Rng;
   readonly host?: HostVitals;
+  /**
+   * Runs `fn` once the current batch of I/O callbacks is done (setImmediate in a real node). The
+   * kernel defers Raft's ready to it, so every packet and request of one event-loop turn shares one
+   * fsync (group commit). Without it (the simulator) the kernel drains at once.
+   */
+  readonly defer?: (fn: () => void) => void;
 }
 
 export interface ChannelStats {
@@ -185,6 +196,8 @@ export class Kernel {
   #swim: Swim | undefined;
   readonly #vitals: Vitals;
   #heal: Heal | undefined;
+  #consensus: Consensus | undefined;
+  #drainScheduled = false;
   readonly #lastHeard = new Map<string, number>();
   /** Members SWIM declared dead or left, until they come back (heal syncs with them then). */
   readonly #gone = new Set<string>();
@@ -250,6 +263,11 @@ export class Kernel {
   get heal(): Heal {
     assert(this.#heal !== undefined, "Kernel: heal used before start()");
     return this.#heal;
+  }
+
+  get consensus(): Consensus {
+    assert(this.#consensus !== undefined, "Kernel: consensus used before start()");
+    return this.#consensus;
   }
 
   get vitals(): Vitals {
@@ -329,6 +347,17 @@ export class Kernel {
     this.events.publish(0, "kernel-started", {
       id: this.id, epoch: this.#epoch, incarnation, members: swim.size, guarded: heal.list().length, mode: this.#mode,
     });
+    // Raft restores its log and rebuilds the key-value state before any traffic (it is
+    // built after kernel-started is published, so that event stays the first one). A node started
+    // with no one to join founds a new cluster (if it has no Raft state yet).
+    this.#consensus = new Consensus(this.id, this.#epoch, this.ports.rng.fork(), store, {
+      send: (to, message) => this.#sendTo(to, "stream", raftToWire(message)),
+      members: () => this.#consensusMembers(),
+      stateOf: (id) => (id === this.id ? (this.swim.left ? "left" : "alive") : this.swim.stateOf(id)),
+      event: (type, data) => this.events.publish(this.#tick, type, data),
+      wake: () => this.#requestDrain(),
+      sendOffer: (to, offer) => this.#sendTo(to, "stream", { t: "raft-offer", epoch: offer.confEpoch, lt: offer.lastTerm, li: offer.lastIndex }),
+    }, this.config.consensus, this.config.join.length === 0);
     roster.startJoin();
     this.#flush();
   }
@@ -382,6 +411,8 @@ export class Kernel {
     if (this.#tick === this.#joinSyncTick) this.#joinSync();
     if (this.#tick % this.config.persistTicks === 0) this.#persist(false);
     this.#runGuarded();
+    this.consensus.tick();
+    this.#drainConsensus();
     const kernelTask = this.#daemons.kernel;
     if (kernelTask !== undefined) kernelTask.steps++;
     if (this.roster.hasReady() || swim.hasReady() || this.heal.hasReady()) this.#flush();
@@ -410,6 +441,57 @@ export class Kernel {
     const netTask = this.#daemons.net;
     if (netTask !== undefined) netTask.steps++;
     this.#dispatch(header.sender, result.message);
+  }
+
+  // ---- Consensus key-value API (callbacks run inside a later drain; see ports.defer) ---------
+
+  kvGet(key: string, callback: KvCallback): void {
+    this.consensus.get(key, callback);
+    this.#requestDrain();
+  }
+
+  kvPut(key: string, value: Uint8Array, callback: KvCallback): void {
+    this.consensus.put(key, value, callback);
+    this.#requestDrain();
+  }
+
+  kvCas(key: string, expected: Uint8Array | undefined, value: Uint8Array, callback: KvCallback): void {
+    this.consensus.cas(key, expected, value, callback);
+    this.#requestDrain();
+  }
+
+  kvDelete(key: string, callback: KvCallback): void {
+    this.consensus.delete(key, callback);
+    this.#requestDrain();
+  }
+
+  #requestDrain(): void {
+    const defer = this.ports.defer;
+    if (defer === undefined) {
+      this.#drainConsensus();
+      return;
+    }
+    if (this.#drainScheduled) return;
+    this.#drainScheduled = true;
+    defer(() => {
+      this.#drainScheduled = false;
+      this.#drainConsensus();
+    });
+  }
+
+  #drainConsensus(): void {
+    const consensus = this.#consensus;
+    // Not yet built (its own boot-time drain wakes us) or stopped: nothing to do.
+    if (!this.#running || consensus === undefined) return;
+    if (consensus.hasReady()) consensus.drain();
+  }
+
+  /** Every member with its role and state, this node included, for voter management. */
+  #consensusMembers(): Array<{ id: string; role: Role; state: SwimState }> {
+    const swim = this.swim;
+    const out: Array<{ id: string; role: Role; state: SwimState }> = [{ id: this.id, role: this.config.role, state: swim.left ? "left" : "alive" }];
+    for (const member of swim.members()) out.push({ id: member.entry.id, role: member.entry.role, state: member.state });
+    return out;
   }
 
   /** Members including this node, for status, `nodes` and the API. */
@@ -543,7 +625,18 @@ export class Kernel {
       case "heal":
         if (this.swim.stateOf(sender) !== undefined) this.heal.step(sender, message.reply, message.tasks);
         break;
-        break;
+      case "raft": {
+        if (this.swim.stateOf(sender) === undefined) return this.#drop("decode", `raft from non-member ${sender}`);
+        const decoded = raftFromWire(message, sender);
+        if (!decoded.ok) return this.#drop("decode", decoded.detail);
+        if (decoded.message.to !== this.id) return this.#drop("decode", `raft for ${decoded.message.to}`);
+        this.consensus.step(decoded.message);
+        this.#requestDrain();
+        return;
+      }
+      case "raft-offer":
+        if (this.swim.stateOf(sender) !== undefined) this.consensus.onOffer(sender, { confEpoch: message.epoch, lastTerm: message.lt, lastIndex: message.li });
+        return;
       default:
         this.swim.step(sender, message);
     }

@@ -52,6 +52,8 @@ export interface NodeOptions {
   readonly role?: Role;
   readonly name?: string;
   readonly tickMs?: number;
+  /** Regeneration after a majority of voters died (ADR 008); default on. */
+  readonly regenerate?: boolean;
   /**
    * The node owns its process (`pk node`): it installs SIGTERM/SIGINT handlers that stop it and
    * exit 0, exits 70 on a broken invariant, and prints the ready line on stdout. Default false
@@ -232,8 +234,17 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
       }),
     };
     kernel = new Kernel(
-      { transport, store, clock: wallClock, seal, identity, rng, host },
-      { ...KERNEL_DEFAULTS, tickMs, name, role: options.role ?? "core", join: options.join ?? [] },
+      // Raft's ready is deferred to setImmediate: every packet and request handled in one turn of
+      // the event loop shares one fsync (group commit).
+      { transport, store, clock: wallClock, seal, identity, rng, host, defer: (fn) => setImmediate(fn) },
+      {
+        ...KERNEL_DEFAULTS, tickMs, name, role: options.role ?? "core", join: options.join ?? [],
+        consensus: {
+          ...KERNEL_DEFAULTS.consensus,
+          regenerate: options.regenerate ?? KERNEL_DEFAULTS.consensus.regenerate,
+          ...(process.env["PK_RAFT_DISK_THREAD"] === "0" ? { diskThread: false } : {}),
+        },
+      },
     );
     kernel.start();
     const startedKernel = kernel;

@@ -13,8 +13,11 @@ export interface Command<C> {
   readonly summary: string;
   /** The synopsis, e.g. "help [COMMAND]". */
   readonly usage: string;
-  /** Runs the command; throws UsageError for bad arguments. */
-  run(args: readonly string[], ctx: CommandContext<C>): string;
+  /**
+   * Runs the command; throws UsageError for bad arguments. A command that waits for the cluster
+   * (kv, say) returns a promise: executeAsync awaits it, execute answers that it runs on.
+   */
+  run(args: readonly string[], ctx: CommandContext<C>): string | Promise<string>;
 }
 
 /** What a command receives: the shell's context and the shell itself (for `help`). */
@@ -125,8 +128,31 @@ export class Shell<C> {
     return this.commands().map((command) => command.name).filter((name) => name.startsWith(prefix));
   }
 
+  /** Runs one line, waiting for commands that answer later. Same error rules as execute(). */
+  async executeAsync(line: string): Promise<ShellResult> {
+    const result = this.#run(line);
+    if (!(result instanceof Promise)) return result;
+    return result.then((output) => ({ ok: true, output }), (error: unknown) => this.#failure(line, error));
+  }
+
   /** Runs one line. Never throws for bad input; a broken invariant (AssertionFailure) propagates. */
   execute(line: string): ShellResult {
+    const result = this.#run(line);
+    if (!(result instanceof Promise)) return result;
+    result.catch(() => undefined);
+    return { ok: true, output: "started; its answer goes nowhere here (use pk shell or POST /v1/shell to wait for it)" };
+  }
+
+  #failure(line: string, error: unknown): ShellResult {
+    if (error instanceof AssertionFailure) throw error;
+    const name = line.trim().split(/\s+/, 1)[0] ?? "";
+    const command = this.#commands.get(name);
+    if (error instanceof UsageError) return { ok: false, output: `${name}: ${error.message}\nusage: ${command?.usage ?? name}` };
+    const message = error instanceof Error ? error.message : String(error);
+    return { ok: false, output: `${name}: failed: ${message}` };
+  }
+
+  #run(line: string): ShellResult | Promise<string> {
     if (line.length > LIMITS.shellLineCharsMax) {
       return { ok: false, output: `line too long: ${line.length} characters, at most ${LIMITS.shellLineCharsMax}` };
     }
@@ -139,7 +165,8 @@ export class Shell<C> {
       return { ok: false, output: `unknown command ${JSON.stringify(name.slice(0, 40))}\n${this.#generalUsage()}` };
     }
     try {
-      return { ok: true, output: command.run(args, { ...this.#context, shell: this }) };
+      const output = command.run(args, { ...this.#context, shell: this });
+      return typeof output === "string" ? { ok: true, output } : output;
     } catch (error) {
       if (error instanceof AssertionFailure) throw error;
       if (error instanceof UsageError) return { ok: false, output: `${name}: ${error.message}\nusage: ${command.usage}` };

@@ -82,7 +82,13 @@ test("GET /v1/status has the contract's shape", async () => {
   assert.equal(status["role"], "core");
   assert.equal(status["mode"], "SOLO");
   assert.equal(typeof status["uptimeMs"], "number");
-  assert.deepEqual(status["raft"], { state: "follower", term: 0, leader: null, commitIndex: 0, voters: [], learners: [] });
+  // A node started without --join founds a cluster: it is its only voter (entry 1 of its log).
+  const raft = status["raft"] as Record<string, unknown>;
+  assert.deepEqual(Object.keys(raft).sort(), ["appliedIndex", "commitIndex", "confEpoch", "leader", "learners", "state", "term", "voters"]);
+  assert.deepEqual(raft["voters"], [api().id]);
+  assert.deepEqual(raft["learners"], []);
+  assert.ok(["leader", "follower", "candidate"].includes(String(raft["state"])));
+  assert.ok((raft["commitIndex"] as number) >= 1);
   const members = status["members"] as Array<Record<string, unknown>>;
   const vital = members[0]?.["vital"] as Record<string, number>;
   assert.deepEqual(members.map((m) => ({ ...m, vital: undefined })), [{ id: api().id, addr: api().listen, state: "alive", incarnation: 0, name: "alpha", role: "core", lastHeardMs: 0, vital: undefined }]);
@@ -131,9 +137,39 @@ test("errors are JSON with fitting statuses", async () => {
   assertError(await send("POST", "/v1/shell", { body: "{\"line\": 3}", headers: jsonHeaders }), 400, "BAD_REQUEST");
   assertError(await send("POST", "/v1/shell", { body: "line=status", headers: { "Content-Type": "application/x-www-form-urlencoded" } }), 415, "UNSUPPORTED_MEDIA_TYPE");
   assertError(await send("POST", "/v1/shell", { body: "{\"line\":\"status\"}" }), 415, "UNSUPPORTED_MEDIA_TYPE");
-  for (const method of ["GET", "PUT", "DELETE"]) assertError(await send(method, "/v1/kv/some/key", { body: method === "PUT" ? "v" : undefined }), 501, "NOT_IMPLEMENTED");
   assertError(await send("POST", "/v1/kv/x"), 405, "METHOD_NOT_ALLOWED");
-  assertError(await send("GET", "/v1/topics"), 501, "NOT_IMPLEMENTED");
+  assertError(await send("GET", "/v1/kv/%zz"), 400, "BAD_KEY");
+  assertError(await send("PUT", `/v1/kv/${"k".repeat(600)}`, { body: "v" }), 400, "BAD_KEY");
+});
+
+/** PUT until the single-node cluster has elected itself (503 NO_LEADER until then). */
+async function putWhenLed(path: string, body: string): Promise<Reply> {
+  for (let i = 0; i < 100; i++) {
+    const reply = await send("PUT", path, { body });
+    if (reply.status !== 503) return reply;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.fail("no leader within 2 s");
+}
+
+test("/v1/kv: put, linearizable get, compare-and-set, delete; /v1/topics lists the keys", async () => {
+  const put = json(await putWhenLed("/v1/kv/some/key", "v1"));
+  assert.equal(put["key"], "some/key");
+  assert.ok((put["revision"] as number) > 1);
+  const got = await send("GET", "/v1/kv/some/key");
+  assert.equal(got.status, 200);
+  assert.equal(got.body, "v1");
+  assert.equal(got.headers["x-revision"], String(put["revision"]));
+  assertError(await send("PUT", "/v1/kv/some/key?cas=v0", { body: "v2" }), 409, "CAS_FAILED");
+  assertError(await send("PUT", "/v1/kv/absent?cas=x", { body: "v2" }), 409, "CAS_FAILED");
+  assert.equal((await send("PUT", "/v1/kv/some/key?cas=v1", { body: "v2" })).status, 200);
+  assert.equal((await send("GET", "/v1/kv/some/key")).body, "v2");
+  const topics = json(await send("GET", "/v1/topics")) as { topics: Array<{ name: string; class: string; bytes: number }> };
+  assert.deepEqual(topics.topics.map((topic) => [topic.name, topic.class, topic.bytes]), [["some/key", "consensus", 2]]);
+  assert.equal((await send("DELETE", "/v1/kv/some/key")).status, 200);
+  assertError(await send("GET", "/v1/kv/some/key"), 404, "NOT_FOUND");
+  assertError(await send("DELETE", "/v1/kv/some/key"), 404, "NOT_FOUND");
+  assertError(await send("PUT", "/v1/kv/big", { body: Buffer.alloc(64 * 1024 + 1, 0x61) }), 413, "PAYLOAD_TOO_LARGE");
 });
 
 test("413: a body over the bound is refused, declared or streamed", async () => {
