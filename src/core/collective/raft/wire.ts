@@ -97,8 +97,14 @@ export function raftFromWire(w: RaftWire, sender: string): { ok: true; message: 
   if ((w.term === 0) !== (type === "prop" || type === "read-index" || type === "transfer-leader")) {
     return { ok: false, detail: `raft ${type} with term ${w.term}` };
   }
-  for (let i = 1; i < w.e.length; i++) {
-    if (w.e[i]![1] !== w.e[i - 1]![1] + 1) return { ok: false, detail: `raft ${type}: entries not contiguous` };
+  if (type === "prop") {
+    // A forwarded proposal's entries are not stamped yet: the leader gives them term and index.
+    if (w.e.length === 0) return { ok: false, detail: "raft prop without entries" };
+    if (w.e.some((e) => e[0] !== 0 || e[1] !== 0)) return { ok: false, detail: "raft prop with stamped entries" };
+  } else {
+    for (let i = 1; i < w.e.length; i++) {
+      if (w.e[i]![1] !== w.e[i - 1]![1] + 1) return { ok: false, detail: `raft ${type}: entries not contiguous` };
+    }
   }
   const message: Message = {
     type, to: w.to, from: w.fr, term: w.term, logTerm: w.lt, index: w.i, commit: w.c, reject: w.rj, rejectHint: w.rh,
