@@ -90,6 +90,8 @@ const BIND_ATTEMPTS_MAX = 8;
 /** Frames up to this size are copied into one buffer with their prefix (one write, one segment). */
 const COALESCE_BYTES_MAX = 64 * 1024;
 const PREFIX_BYTES = 4;
+/** Parsed destination addresses remembered (cleared when full: peers are far fewer). */
+const PARSED_ADDRESSES_MAX = 4096;
 
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
@@ -300,6 +302,9 @@ class SocketTransport implements NetTransport {
   };
   // Map order is recency: a send re-inserts its peer, so the first one is least recently used.
   readonly #peers = new Map<string, Peer>();
+  readonly #parsed = new Map<string, HostPort>();
+  /** Sockets corked until the next tick (see #write). */
+  readonly #corked = new WeakSet<net.Socket>();
   readonly #inbound = new Set<net.Socket>();
   readonly #inboundBytesMax: number;
   /** Sum over inbound connections of the bytes their frame readers hold. */
@@ -347,13 +352,24 @@ class SocketTransport implements NetTransport {
       this.#counters.sendRefused++;
       return;
     }
-    const destination = parseAddress(to);
+    const destination = this.#parse(to);
     if (destination === undefined) {
       this.#counters.badAddress++;
       return;
     }
     if (channel === "datagram") this.#sendDatagram(destination, packet);
     else this.#sendFrame(destination, packet);
+  }
+
+  /** parseAddress, remembered: the same few peer addresses are parsed on every send. */
+  #parse(address: string): HostPort | undefined {
+    const known = this.#parsed.get(address);
+    if (known !== undefined) return known;
+    const parsed = parseAddress(address);
+    if (parsed === undefined) return undefined;
+    if (this.#parsed.size >= PARSED_ADDRESSES_MAX) this.#parsed.clear();
+    this.#parsed.set(address, parsed);
+    return parsed;
   }
 
   close(): Promise<void> {
@@ -417,14 +433,21 @@ class SocketTransport implements NetTransport {
     this.#write(peer.socket, chunks);
   }
 
+  /**
+   * Frames written to one socket in the same turn of the event loop (a Raft ready's messages, a
+   * gossip round) leave in one writev: the socket is corked at the first and uncorked on the next
+   * tick, so a burst costs one system call instead of one per frame.
+   */
   #write(socket: net.Socket, chunks: readonly Uint8Array[]): void {
-    if (chunks.length === 1) {
-      socket.write(chunks[0] as Uint8Array);
-    } else {
+    if (!this.#corked.has(socket)) {
+      this.#corked.add(socket);
       socket.cork();
-      for (const chunk of chunks) socket.write(chunk);
-      socket.uncork();
+      process.nextTick(() => {
+        this.#corked.delete(socket);
+        socket.uncork();
+      });
     }
+    for (const chunk of chunks) socket.write(chunk);
     this.#counters.framesSent++;
   }
 
