@@ -1,0 +1,124 @@
+// Raft inside whole kernels in the simulator: voter management (learners first, then up to five
+// voters, a dead voter replaced), regeneration after a majority of voters dies (and not when it is
+// turned off), and a restarted node catching up by snapshot.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { SimCluster } from "../../src/sim/cluster.ts";
+import { KERNEL_DEFAULTS } from "../../src/node/kernel.ts";
+import type { ConsensusConfig } from "../../src/node/consensus.ts";
+import type { KvOutcome } from "../../src/node/consensus.ts";
+
+const utf8 = new TextEncoder();
+
+function cluster(nodes: number, seed: number, consensus: Partial<ConsensusConfig> = {}): SimCluster {
+  return new SimCluster({ nodes, seed, kernel: { consensus: { ...KERNEL_DEFAULTS.consensus, ...consensus } } });
+}
+
+function confOf(c: SimCluster, index: number) {
+  return c.nodes[index]!.kernel.consensus.status().conf;
+}
+
+function leaderIndex(c: SimCluster): number {
+  return c.nodes.findIndex((n) => n.alive && n.kernel.consensus.isLeader);
+}
+
+/** Runs until `check` holds (at most `ticks`); returns the tick count it took. */
+function runUntil(c: SimCluster, ticks: number, check: () => boolean): number {
+  for (let i = 0; i < ticks; i++) {
+    if (check()) return i;
+    c.tick();
+  }
+  assert.fail(`condition not reached within ${ticks} ticks`);
+}
+
+function write(c: SimCluster, index: number, key: string, value: string): () => KvOutcome | undefined {
+  let outcome: KvOutcome | undefined;
+  c.nodes[index]!.kernel.kvPut(key, utf8.encode(value), (o) => {
+    outcome = o;
+  });
+  return () => outcome;
+}
+
+test("voters: seven nodes end with five voters and two learners; a dead voter is replaced", () => {
+  const c = cluster(7, 11);
+  runUntil(c, 3_000, () => {
+    const conf = confOf(c, 0);
+    return conf.voters.length === 5 && conf.learners.length === 2 && conf.votersOutgoing.length === 0;
+  });
+  const before = confOf(c, 0);
+  // Kill a voter that is not the leader; SWIM declares it dead, a learner takes its place.
+  const lead = leaderIndex(c);
+  const victim = c.nodes.findIndex((n, i) => i !== lead && before.voters.includes(n.kernel.id));
+  c.crash(victim);
+  const victimId = c.nodes[victim]!.kernel.id;
+  const took = runUntil(c, 6_000, () => {
+    const conf = c.nodes[leaderIndex(c)]?.kernel.consensus.status().conf;
+    return conf !== undefined && !conf.voters.includes(victimId) && conf.voters.length === 5 && conf.votersOutgoing.length === 0;
+  });
+  const after = c.nodes[leaderIndex(c)]!.kernel.consensus.status().conf;
+  assert.equal(after.voters.filter((id) => !before.voters.includes(id)).length, 1, "one former learner became a voter");
+  assert.ok(!after.learners.includes(victimId), "the dead node is no learner either");
+  assert.ok(took < 6_000);
+});
+
+test("regeneration: three of five voters die for good; the survivors regenerate once and serve writes", () => {
+  const c = cluster(5, 12, { regenerateAfterTicks: 1_000 });
+  runUntil(c, 3_000, () => confOf(c, 0).voters.length === 5 && leaderIndex(c) >= 0);
+  const done = write(c, 0, "before", "1");
+  runUntil(c, 500, () => done()?.code === "ok");
+  // Kill the leader and two more voters: no majority left.
+  const lead = leaderIndex(c);
+  const dead = [lead, ...[0, 1, 2, 3, 4].filter((i) => i !== lead).slice(0, 2)];
+  for (const i of dead) c.crash(i);
+  const survivors = [0, 1, 2, 3, 4].filter((i) => !dead.includes(i));
+  // Without regeneration nothing could be written again; with it, a survivor leads a new configuration.
+  runUntil(c, 8_000, () => survivors.some((i) => c.nodes[i]!.kernel.consensus.isLeader));
+  const leader = survivors.find((i) => c.nodes[i]!.kernel.consensus.isLeader)!;
+  const consensus = c.nodes[leader]!.kernel.consensus;
+  assert.equal(consensus.confEpoch, 1, "the configuration epoch rose once");
+  assert.equal(survivors.reduce((sum, i) => sum + c.nodes[i]!.kernel.consensus.stats.regenerations, 0), 1, "exactly one survivor regenerated");
+  const after = write(c, survivors[0]!, "after", "2");
+  runUntil(c, 1_000, () => after()?.code === "ok");
+  // The other survivor rejoins the new configuration and holds both writes.
+  runUntil(c, 3_000, () => survivors.every((i) => c.nodes[i]!.kernel.consensus.kv.get("after") !== undefined && c.nodes[i]!.kernel.consensus.kv.get("before") !== undefined));
+  // Two survivors: one voter and one learner (voter counts stay odd).
+  runUntil(c, 3_000, () => {
+    const conf = c.nodes[leader]!.kernel.consensus.status().conf;
+    return conf.voters.length === 1 && conf.learners.length === 1;
+  });
+});
+
+test("regeneration off: three of five voters dead leaves the survivors without a leader", () => {
+  const c = cluster(5, 12, { regenerateAfterTicks: 1_000, regenerate: false });
+  runUntil(c, 3_000, () => confOf(c, 0).voters.length === 5 && leaderIndex(c) >= 0);
+  const lead = leaderIndex(c);
+  const dead = [lead, ...[0, 1, 2, 3, 4].filter((i) => i !== lead).slice(0, 2)];
+  for (const i of dead) c.crash(i);
+  c.run(8_000);
+  assert.equal(leaderIndex(c), -1, "no leader without a majority");
+  const survivor = [0, 1, 2, 3, 4].find((i) => !dead.includes(i))!;
+  const outcome = write(c, survivor, "k", "v");
+  c.run(10);
+  assert.equal(outcome()?.code, "no-leader");
+  assert.equal(c.nodes[survivor]!.kernel.consensus.stats.regenerations, 0);
+});
+
+test("snapshots: a node down while the log is compacted catches up by snapshot after its restart", () => {
+  const c = cluster(3, 13, { snapshotEntries: 50, snapshotKeepEntries: 5 });
+  runUntil(c, 3_000, () => confOf(c, 0).voters.length === 3 && leaderIndex(c) >= 0);
+  const lead = leaderIndex(c);
+  const victim = [0, 1, 2].find((i) => i !== lead)!;
+  c.crash(victim);
+  for (let i = 0; i < 200; i++) {
+    const done = write(c, lead, `k${i % 17}`, `v${i}`);
+    runUntil(c, 200, () => done() !== undefined);
+  }
+  assert.ok(c.nodes[lead]!.kernel.consensus.stats.snapshotsTaken >= 2);
+  c.restart(victim);
+  const node = c.nodes[victim]!;
+  runUntil(c, 3_000, () => node.kernel.consensus.status().applied >= c.nodes[lead]!.kernel.consensus.status().commit);
+  assert.ok(node.kernel.consensus.stats.snapshotsInstalled >= 1, "the restarted node installed a snapshot");
+  for (let k = 0; k < 17; k++) {
+    assert.deepEqual(node.kernel.consensus.kv.get(`k${k}`)?.value, c.nodes[lead]!.kernel.consensus.kv.get(`k${k}`)?.value);
+  }
+});
