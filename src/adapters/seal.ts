@@ -13,7 +13,7 @@
 // epoch (strictly increasing across restarts of a sender) keeps them unique across its boots; the
 // channel byte in the nonce keeps them unique across its two channels, whose counters are
 // independent (both start at 1 each boot).
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, createSecretKey, hkdfSync, randomBytes, type KeyObject } from "node:crypto";
 import type { Seal } from "../node/ports.ts";
 import type { Channel } from "../core/wire/envelope.ts";
 import { decodeHeader, encodeHeader, HEADER_BYTES, NODE_ID_BYTES, TAG_BYTES, WIRE_VERSION } from "../core/wire/envelope.ts";
@@ -150,7 +150,7 @@ function nonceOf(header: Uint8Array): Uint8Array {
 class SenderKeys {
   readonly #clusterKey: Buffer;
   readonly #max: number;
-  readonly #cache = new Map<string, Buffer>();
+  readonly #cache = new Map<string, KeyObject>();
   #derivations = 0;
 
   constructor(clusterKey: Buffer, max: number) {
@@ -164,12 +164,16 @@ class SenderKeys {
   }
 
   /** The cached key, if any; does not change recency (an unauthenticated packet may be asking). */
-  lookup(sender: string, epoch: number): Buffer | undefined {
+  lookup(sender: string, epoch: number): KeyObject | undefined {
     return this.#cache.get(`${sender}/${epoch}`);
   }
 
-  /** Derives the key without caching it; undefined when `sender` or `epoch` is malformed. */
-  derive(sender: string, epoch: number): Buffer | undefined {
+  /**
+   * Derives the key without caching it; undefined when `sender` or `epoch` is malformed. A
+   * KeyObject, not bytes: createCipheriv with a KeyObject skips re-importing the key, about 4×
+   * faster per packet (3.5 µs against 17 µs measured for a 200-byte body).
+   */
+  derive(sender: string, epoch: number): KeyObject | undefined {
     if (!NODE_ID_PATTERN.test(sender) || !Number.isSafeInteger(epoch) || epoch < 0) return undefined;
     const id = fromHex(sender);
     if (id === undefined) return undefined;
@@ -178,11 +182,11 @@ class SenderKeys {
     info.set(id, SENDER_INFO.length);
     info.writeBigUInt64BE(BigInt(epoch), SENDER_INFO.length + NODE_ID_BYTES);
     this.#derivations++;
-    return Buffer.from(hkdfSync("sha256", this.#clusterKey, Buffer.alloc(0), info, KEY_BYTES));
+    return createSecretKey(Buffer.from(hkdfSync("sha256", this.#clusterKey, Buffer.alloc(0), info, KEY_BYTES)));
   }
 
   /** Caches `key` as the most recently used; evicts the least recently used beyond the bound. */
-  remember(sender: string, epoch: number, key: Buffer): void {
+  remember(sender: string, epoch: number, key: KeyObject): void {
     const cacheKey = `${sender}/${epoch}`;
     this.#cache.delete(cacheKey);
     this.#cache.set(cacheKey, key);
