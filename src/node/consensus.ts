@@ -385,6 +385,9 @@ export class Consensus {
       this.stats.regenerations = typeof meta[1] === "number" ? meta[1] : 0;
     }
     const base = snapshot?.meta.index ?? 0;
+    // The state machine starts from the last snapshot; the committed entries after it are
+    // applied again by the first drain.
+    if (snapshot !== undefined) this.#loadSnapshot(snapshot, "stored");
     const entries: Entry[] = [];
     for (const [key, value] of this.#store.scan(PREFIX_LOG)) {
       const index = Number.parseInt(key.slice(PREFIX_LOG.length), 16);
@@ -463,12 +466,16 @@ export class Consensus {
   }
 
   #installSnapshot(snapshot: Snapshot): void {
-    const value = unpackValue(snapshot.data);
-    const ok = Array.isArray(value) && value[0] instanceof Uint8Array && this.kv.restore(value[0]);
-    assert(ok, "Consensus: a snapshot from the leader does not decode (the cluster runs mismatched versions?)");
-    if (typeof value[1] === "number") this.#confEpoch = value[1];
+    this.#loadSnapshot(snapshot, "the leader's");
     this.stats.snapshotsInstalled++;
     this.#host.event("raft-snapshot-installed", { index: snapshot.meta.index, keys: this.kv.size });
+  }
+
+  #loadSnapshot(snapshot: Snapshot, whose: string): void {
+    const value = unpackValue(snapshot.data);
+    const ok = Array.isArray(value) && value[0] instanceof Uint8Array && this.kv.restore(value[0]);
+    assert(ok, `Consensus: ${whose} snapshot at ${snapshot.meta.index} does not decode (a corrupt store, or mismatched versions?)`);
+    if (typeof value[1] === "number") this.#confEpoch = Math.max(this.#confEpoch, value[1]);
   }
 
   // ---- applying -----------------------------------------------------------------------------
