@@ -114,6 +114,8 @@ interface ReadBatch {
 const KEY_HARD = "raft/hard";
 const KEY_SNAP = "raft/snap";
 const KEY_META = "raft/meta";
+/** [index of the last configuration entry applied]: everything up to it is committed. */
+const KEY_CONF = "raft/conf";
 const PREFIX_LOG = "raft/log/";
 const CONF_CHECK = TypeCompiler.Compile(ConfStateWireSchema);
 
@@ -152,6 +154,10 @@ export class Consensus {
   readonly #writes = new Map<number, PendingWrite>();
   #readQueue: Array<{ key: string; callback: KvCallback }> = [];
   #proposals: Uint8Array[] = [];
+  /** Committed entries waiting until this node's copy is durable (#applyDurable). */
+  readonly #toApply: Entry[] = [];
+  /** The last entry applied to the key-value state (Raft's own `applied` runs ahead of it). */
+  #applied = 0;
   /** Batches handed to the disk thread, oldest first, with the messages waiting for them. */
   readonly #inflight: InFlightBatch[] = [];
   #draining = false;
@@ -198,7 +204,7 @@ export class Consensus {
   }
 
   status(): RaftStatus {
-    return this.#raft.status();
+    return { ...this.#raft.status(), applied: this.#applied };
   }
 
   // ---- client requests ----------------------------------------------------------------------
@@ -325,7 +331,8 @@ export class Consensus {
       const later = early.length === 0 ? messages : messages.filter((m) => !early.includes(m));
       this.#persist(rd, later);
       if (rd.snapshot !== undefined) this.#installSnapshot(rd.snapshot);
-      for (const entry of rd.committed) this.#apply(entry);
+      for (const entry of rd.committed) this.#toApply.push(entry);
+      this.#applyDurable();
       for (const rs of rd.readStates) this.#onReadState(rs.index, rs.context);
       this.#raft.advance(rd);
       if (rd.softState !== undefined) this.#onSoftState();
@@ -337,11 +344,29 @@ export class Consensus {
 
   /** Batches the disk thread finished, oldest first: send what waited for them, tell Raft. */
   #releaseDurable(): void {
+    let released = false;
     while (this.#inflight.length > 0 && this.#inflight[0]!.durable) {
       const batch = this.#inflight.shift()!;
       for (const m of batch.messages) this.#host.send(m.to, m);
       if (batch.last !== undefined) this.#raft.persisted(batch.last.index, batch.last.term);
+      released = true;
     }
+    if (released) {
+      this.#applyDurable();
+      this.#serveReads();
+    }
+  }
+
+  /**
+   * Applies committed entries in order, but only those this node has made durable itself: a
+   * configuration entry is applied only once it is in the local log for good (so the index
+   * #applyConf records can always be replayed at boot), and entries after it wait their turn.
+   */
+  #applyDurable(): void {
+    const durable = this.#raft.log.durable;
+    let i = 0;
+    for (; i < this.#toApply.length && this.#toApply[i]!.index <= durable; i++) this.#apply(this.#toApply[i]!);
+    if (i > 0) this.#toApply.splice(0, i);
   }
 
   /**
@@ -408,8 +433,10 @@ export class Consensus {
       this.#host.event("raft-bootstrapped", { id: this.id });
       return new Raft(config, this.#rng, { hardState: first, entries: [founding] });
     }
+    const confIndex = unpackValue(this.#store.get(KEY_CONF) ?? new Uint8Array(0));
+    const applied = Array.isArray(confIndex) && typeof confIndex[0] === "number" ? confIndex[0] : 0;
     return new Raft(config, this.#rng, {
-      ...(hard !== undefined ? { hardState: { ...hard, commit: Math.min(Math.max(hard.commit, base), base + entries.length) } } : {}),
+      ...(hard !== undefined ? { hardState: { ...hard, commit: Math.min(Math.max(hard.commit, base, applied), base + entries.length) } } : {}),
       ...(snapshot !== undefined ? { snapshot } : {}),
       entries,
     });
@@ -417,10 +444,10 @@ export class Consensus {
 
   #persist(rd: Ready, messages: readonly RaftMessage[]): void {
     const writes: StoreWrite[] = [];
-    // The commit index alone need not be durable (a restarted node learns it again from the
-    // leader): a hard state whose term and vote did not change rides along with other writes.
+    // The commit index is written whenever it moves: a node restarted with a stale one would
+    // rebuild an older configuration from its log (see #applyConf for why that must not happen).
     const hard = rd.hardState;
-    if (hard !== undefined && (rd.mustSync || rd.entries.length > 0 || rd.snapshot !== undefined)) writes.push({ key: KEY_HARD, value: writeHard(hard) });
+    if (hard !== undefined) writes.push({ key: KEY_HARD, value: writeHard(hard) });
     if (rd.snapshot !== undefined) {
       writes.push({ key: KEY_SNAP, value: writeSnapshot(rd.snapshot) });
       for (let i = this.#storedFirst; i <= this.#storedLast; i++) writes.push({ key: logKey(i), value: undefined });
@@ -446,7 +473,7 @@ export class Consensus {
   }
 
   #maybeSnapshot(): void {
-    const applied = this.#raft.log.applied;
+    const applied = this.#applied;
     const base = this.#raft.snapshot?.meta.index ?? 0;
     if (applied - base < this.config.snapshotEntries || this.#raft.log.unstableSnapshot !== undefined) return;
     const snapshot = this.#raft.compact(applied, this.#raft.conf, this.#snapshotData(), this.config.snapshotKeepEntries);
@@ -467,6 +494,7 @@ export class Consensus {
 
   #installSnapshot(snapshot: Snapshot): void {
     this.#loadSnapshot(snapshot, "the leader's");
+    this.#toApply.length = 0;
     this.stats.snapshotsInstalled++;
     this.#host.event("raft-snapshot-installed", { index: snapshot.meta.index, keys: this.kv.size });
   }
@@ -476,12 +504,14 @@ export class Consensus {
     const ok = Array.isArray(value) && value[0] instanceof Uint8Array && this.kv.restore(value[0]);
     assert(ok, `Consensus: ${whose} snapshot at ${snapshot.meta.index} does not decode (a corrupt store, or mismatched versions?)`);
     if (typeof value[1] === "number") this.#confEpoch = Math.max(this.#confEpoch, value[1]);
+    this.#applied = snapshot.meta.index;
   }
 
   // ---- applying -----------------------------------------------------------------------------
 
   #apply(entry: Entry): void {
     this.stats.applied++;
+    this.#applied = entry.index;
     if (entry.type === "conf") {
       this.#applyConf(entry);
       return;
@@ -515,7 +545,14 @@ export class Consensus {
     }
     this.stats.confChanges++;
     this.#lastConfChange = describeConfState(conf);
-    this.#store.write([{ key: KEY_META, value: packValue([this.#confEpoch, this.stats.regenerations]) }], { durable: false });
+    // Durably, before anything acts on the new configuration: at boot every entry up to this index
+    // counts as committed and is applied again, so a restart never falls back to an older
+    // configuration (a founder that came back as the single voter of entry 1 would elect itself
+    // alone beside the real cluster). The entry itself is durable (#applyDurable).
+    this.#store.write([
+      { key: KEY_CONF, value: packValue([entry.index]) },
+      { key: KEY_META, value: packValue([this.#confEpoch, this.stats.regenerations]) },
+    ], { durable: true });
     this.#host.event("raft-conf-changed", { index: entry.index, conf: this.#lastConfChange, epoch: this.#confEpoch });
   }
 
@@ -541,7 +578,7 @@ export class Consensus {
   }
 
   #serveReads(): void {
-    const applied = this.#raft.log.applied;
+    const applied = this.#applied;
     while (this.#readBatches.length > 0) {
       const batch = this.#readBatches[0]!;
       if (batch.index < 0 || batch.index > applied) break;
@@ -714,26 +751,23 @@ export class Consensus {
   }
 }
 
-/** Keeps, per destination, only the last of consecutive empty appends (they differ only in commit). */
+/**
+ * Drops an empty append (it only carries the commit index) when a later append to the same
+ * follower in the same batch carries a commit index at least as high: under load a commit is
+ * announced by the next batch of entries, not by a message of its own.
+ */
 function coalesce(messages: readonly RaftMessage[]): RaftMessage[] {
   if (messages.length < 2) return [...messages];
-  const out: RaftMessage[] = [];
-  const lastEmptyApp = new Map<string, number>();
-  for (const m of messages) {
-    if (m.type === "app" && m.entries.length === 0) {
-      const at = lastEmptyApp.get(m.to);
-      const previous = at === undefined ? undefined : out[at];
-      if (previous !== undefined && previous.term === m.term && previous.index === m.index && previous.logTerm === m.logTerm) {
-        out[at!] = m;
-        continue;
-      }
-      lastEmptyApp.set(m.to, out.length);
-    } else if (m.type === "app") {
-      lastEmptyApp.delete(m.to);
-    }
-    out.push(m);
+  const keep = messages.map(() => true);
+  const laterCommit = new Map<string, number>();
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i]!;
+    if (m.type !== "app") continue;
+    const later = laterCommit.get(m.to);
+    if (m.entries.length === 0 && later !== undefined && later >= m.commit) keep[i] = false;
+    laterCommit.set(m.to, Math.max(later ?? 0, m.commit));
   }
-  return out;
+  return messages.filter((_, i) => keep[i]);
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
