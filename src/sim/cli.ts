@@ -1,10 +1,15 @@
 // `pk sim`: runs the cluster simulator and prints its result. A failing run prints its seed and the
 // command that replays it exactly. `--scenario swim-scale` runs the SWIM scale scenario instead
 // (src/sim/swim-scale.ts: Swim cores only, --nodes default 1000; --ticks, --faults, --seal do not apply).
+// `--scenario raft-lin` checks the consensus key-value store for linearizability under faults
+// (src/sim/raft-lin.ts) for --seeds N seeds from --seed S on (S, S+1, ...); --nodes 3 or 5 (by
+// default even seeds run 3 nodes, odd seeds 5), --ticks is the workload's length; --faults and
+// --seal do not apply (the scenario draws its own). One line per seed, then a summary.
+// `--mutation local-reads` breaks the store on purpose (reads skip ReadIndex), to see a failure.
 import { parseArgs } from "node:util";
 import { SimCluster, type FaultProfile } from "./cluster.ts";
 
-const USAGE = "usage: pk sim [--scenario cluster|swim-scale] [--nodes N] [--seed S] [--ticks T] [--faults none|lossy|random] [--seal sim|real] [--json]";
+const USAGE = "usage: pk sim [--scenario cluster|swim-scale|raft-lin] [--nodes N] [--seed S] [--seeds N] [--ticks T] [--faults none|lossy|random] [--seal sim|real] [--mutation local-reads] [--json]";
 
 export interface SimRunReport {
   readonly ok: boolean;
@@ -47,7 +52,9 @@ export async function runSimCommand(argv: string[]): Promise<number> {
         scenario: { type: "string", default: "cluster" },
         nodes: { type: "string" },
         seed: { type: "string" },
-        ticks: { type: "string", default: "1000" },
+        seeds: { type: "string" },
+        mutation: { type: "string" },
+        ticks: { type: "string" },
         faults: { type: "string", default: "none" },
         seal: { type: "string", default: "sim" },
         json: { type: "boolean", default: false },
@@ -65,13 +72,15 @@ export async function runSimCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const scenario = values.scenario;
+  if (scenario === "raft-lin") return runRaftLinCommand(values);
   const nodes = integer(values.nodes ?? (scenario === "swim-scale" ? "1000" : "3"), scenario === "swim-scale" ? 3 : 1, 100_000);
-  const ticks = integer(values.ticks, 0, 100_000_000);
+  const ticks = integer(values.ticks ?? "1000", 0, 100_000_000);
   const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : integer(values.seed, 0, Number.MAX_SAFE_INTEGER);
   const faults = values.faults;
   const seal = values.seal;
   const problems = [
-    scenario !== "cluster" && scenario !== "swim-scale" ? "--scenario must be cluster or swim-scale" : "",
+    scenario !== "cluster" && scenario !== "swim-scale" ? "--scenario must be cluster, swim-scale or raft-lin" : "",
+    values.seeds !== undefined || values.mutation !== undefined ? "--seeds and --mutation are for --scenario raft-lin" : "",
     nodes === undefined ? `--nodes must be an integer from ${scenario === "swim-scale" ? 3 : 1} to 100000` : "",
     ticks === undefined ? "--ticks must be a non-negative integer" : "",
     seed === undefined ? "--seed must be a non-negative integer" : "",
@@ -98,6 +107,59 @@ export async function runSimCommand(argv: string[]): Promise<number> {
     return 1;
   }
   return 0;
+}
+
+/** `pk sim --scenario raft-lin`: one line per seed (JSON with --json), a summary, exit 1 on any failure. */
+async function runRaftLinCommand(values: {
+  nodes?: string | undefined; seed?: string | undefined; seeds?: string | undefined; ticks?: string | undefined; mutation?: string | undefined; json?: boolean | undefined;
+}): Promise<number> {
+  const { runRaftLin, RAFT_LIN_DEFAULTS } = await import("./raft-lin.ts");
+  const nodes = values.nodes === undefined ? undefined : values.nodes === "3" ? 3 : values.nodes === "5" ? 5 : 0;
+  const first = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : integer(values.seed, 0, Number.MAX_SAFE_INTEGER);
+  const seeds = integer(values.seeds ?? "1", 1, 10_000_000);
+  const ticks = integer(values.ticks ?? String(RAFT_LIN_DEFAULTS.ticks), 1, 10_000_000);
+  const problems = [
+    nodes === 0 ? "--nodes must be 3 or 5 for raft-lin" : "",
+    first === undefined ? "--seed must be a non-negative integer" : "",
+    seeds === undefined ? "--seeds must be a positive integer" : "",
+    ticks === undefined ? "--ticks must be a positive integer" : "",
+    values.mutation !== undefined && values.mutation !== "local-reads" ? "--mutation must be local-reads" : "",
+  ].filter((p) => p !== "");
+  const mutation = values.mutation === "local-reads" ? "local-reads" : undefined;
+  if (problems.length > 0 || first === undefined || seeds === undefined || ticks === undefined || nodes === 0) {
+    process.stderr.write(`pk sim: ${problems[0]}\n${USAGE}\n`);
+    return 2;
+  }
+  const started = performance.now();
+  const failures: string[] = [];
+  let ok = 0;
+  let unknown = 0;
+  for (let seed = first; seed < first + seeds; seed++) {
+    const n = nodes ?? (seed % 2 === 0 ? 3 : 5);
+    const report = runRaftLin({ seed, nodes: n, ticks, ...(mutation !== undefined ? { mutation } : {}) });
+    const r = report.result;
+    ok += r.ok;
+    unknown += r.unknown;
+    if (values.json === true) process.stdout.write(`${JSON.stringify(r)}\n`);
+    else {
+      process.stdout.write(`seed ${seed} nodes ${n}: ${report.ok ? "ok" : `FAILED (${r.failure?.kind})`}, ${r.ops} operations ` +
+        `(${r.ok} ok, ${r.unknown} unknown; ${r.failed} refused), ${r.leaderChanges} leader changes, ${r.crashes} crashes, ` +
+        `${r.partitions} partitions, checker ${r.checkerMs} ms, trace ${r.traceHash}\n`);
+    }
+    if (!report.ok) {
+      const replay = `pk sim --scenario raft-lin --nodes ${n} --seed ${seed} --ticks ${ticks}${mutation !== undefined ? ` --mutation ${mutation}` : ""}`;
+      failures.push(`seed ${seed}: ${r.failure?.kind}; replay: ${replay}`);
+      const lines = [`pk sim: raft-lin FAILED with seed ${seed}: ${r.failure?.detail ?? ""}`, ...(r.failure?.excerpt ?? []),
+        ...(r.failure?.nemesis !== undefined ? ["nemesis:", ...r.failure.nemesis.map((line) => `  ${line}`)] : []), `replay: ${replay}`];
+      process.stderr.write(`${lines.join("\n")}\n`);
+    }
+  }
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  if (seeds > 1 || failures.length > 0) {
+    process.stderr.write(`raft-lin: ${seeds} seeds from ${first}, ${failures.length} failed; ${ok} definite and ${unknown} unknown operations in ${seconds} s\n`);
+    for (const failure of failures) process.stderr.write(`  ${failure}\n`);
+  }
+  return failures.length === 0 ? 0 : 1;
 }
 
 function integer(text: string, min: number, max: number): number | undefined {

@@ -8,7 +8,10 @@ import fc from "fast-check";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { checkLinearizable, type Operation } from "../../src/sim/checkers/linearizability.ts";
-import { kvModel, kvModelWhole, registerModel, type KvInput, type KvOutput, type RegisterInput, type RegisterOutput } from "../../src/sim/checkers/models.ts";
+import {
+  keyedRegisterModel, kvModel, pruneUnseenWrites, kvModelWhole, registerModel, type KeyedRegisterInput, type KeyedRegisterOutput, type KvInput, type KvOutput,
+  type RegisterInput, type RegisterOutput,
+} from "../../src/sim/checkers/models.ts";
 
 const FIXTURES = fileURLToPath(new URL("../../../shared/linearizability-fixtures/", import.meta.url));
 const present = existsSync(`${FIXTURES}MANIFEST.json`);
@@ -169,4 +172,117 @@ test("linearizability: a sequential run is linearizable however its intervals st
       }
     },
   ), { numRuns: 300 });
+});
+
+test("linearizability: the keyed register model (read, write, delete, cas per key)", () => {
+  type Op = Operation<KeyedRegisterInput, KeyedRegisterOutput>;
+  const op = (client: number, input: KeyedRegisterInput, call: number, output: KeyedRegisterOutput, ret: number): Op => ({ client, input, call, output, return: ret });
+  const done = (fields: Omit<Extract<KeyedRegisterOutput, { unknown: false }>, "unknown">): KeyedRegisterOutput => ({ unknown: false, ...fields });
+  const unknown: KeyedRegisterOutput = { unknown: true };
+  const check = (ops: Op[]) => checkLinearizable(keyedRegisterModel, ops);
+  const read = (key: string) => ({ key, op: "read" as const });
+  const write = (key: string, value: number) => ({ key, op: "write" as const, value });
+  const del = (key: string) => ({ key, op: "delete" as const });
+  const cas = (key: string, expected: number | null, value: number) => ({ key, op: "cas" as const, expected, value });
+
+  // Keys start absent; keys are independent.
+  assert.equal(check([op(0, read("a"), 0, done({ value: null }), 1)]), "ok");
+  assert.equal(check([op(0, read("a"), 0, done({ value: 1 }), 1)]), "illegal");
+  assert.equal(check([op(0, write("a", 1), 0, done({ previous: null }), 1), op(1, read("b"), 2, done({ value: null }), 3), op(1, read("a"), 4, done({ value: 1 }), 5)]), "ok");
+  assert.equal(check([op(0, write("a", 1), 0, done({}), 1), op(1, read("b"), 2, done({ value: 1 }), 3)]), "illegal");
+  // A write reports the value it replaced.
+  assert.equal(check([op(0, write("a", 1), 0, done({}), 1), op(0, write("a", 2), 2, done({ previous: 1 }), 3)]), "ok");
+  assert.equal(check([op(0, write("a", 1), 0, done({}), 1), op(0, write("a", 2), 2, done({ previous: null }), 3)]), "illegal");
+  // Delete: found only when present; the key reads absent after it.
+  assert.equal(check([op(0, write("a", 1), 0, done({}), 1), op(0, del("a"), 2, done({ found: true, previous: 1 }), 3), op(1, read("a"), 4, done({ value: null }), 5)]), "ok");
+  assert.equal(check([op(0, del("a"), 0, done({ found: true }), 1)]), "illegal");
+  assert.equal(check([op(0, write("a", 1), 0, done({}), 1), op(0, del("a"), 2, done({ found: false }), 3)]), "illegal");
+  assert.equal(check([op(0, write("a", 1), 0, done({}), 1), op(0, del("a"), 2, done({ found: true }), 3), op(1, read("a"), 4, done({ value: 1 }), 5)]), "illegal");
+  // Two deletes overlapping: only one may find the key.
+  assert.equal(check([op(0, write("a", 1), 0, done({}), 1), op(1, del("a"), 2, done({ found: true }), 5), op(2, del("a"), 3, done({ found: false }), 4)]), "ok");
+  assert.equal(check([op(0, write("a", 1), 0, done({}), 1), op(1, del("a"), 2, done({ found: true }), 5), op(2, del("a"), 3, done({ found: true }), 4)]), "illegal");
+  // Cas on an absent key (expected null), cas conflicts report the current value.
+  assert.equal(check([op(0, cas("a", null, 1), 0, done({ ok: true }), 1), op(1, cas("a", null, 2), 2, done({ ok: false, previous: 1 }), 3)]), "ok");
+  assert.equal(check([op(0, cas("a", null, 1), 0, done({ ok: true }), 1), op(1, cas("a", null, 2), 2, done({ ok: true }), 3)]), "illegal");
+  assert.equal(check([op(0, cas("a", null, 1), 0, done({ ok: true }), 1), op(1, cas("a", 5, 2), 2, done({ ok: false, previous: 5 }), 3)]), "illegal");
+  assert.equal(check([op(0, write("a", 1), 0, done({}), 1), op(1, cas("a", 1, 2), 2, done({ ok: true }), 3), op(1, read("a"), 4, done({ value: 2 }), 5)]), "ok");
+  // Two overlapping cas from the same expected value: only one may win.
+  assert.equal(check([op(0, write("a", 1), 0, done({}), 1), op(1, cas("a", 1, 2), 2, done({ ok: true }), 5), op(2, cas("a", 1, 3), 3, done({ ok: true }), 4)]), "illegal");
+  // Unknown outcomes may or may not take effect, at any time after their call.
+  assert.equal(check([op(0, write("a", 1), 0, unknown, Infinity), op(1, read("a"), 2, done({ value: null }), 3), op(1, read("a"), 4, done({ value: 1 }), 5)]), "ok");
+  assert.equal(check([op(0, write("a", 1), 0, unknown, Infinity), op(1, read("a"), 2, done({ value: null }), 3)]), "ok");
+  assert.equal(check([op(0, write("a", 1), 0, done({}), 1), op(0, del("a"), 2, unknown, Infinity), op(1, read("a"), 4, done({ value: 1 }), 5), op(1, read("a"), 6, done({ value: null }), 7)]), "ok");
+  // ... but once not seen after being seen, it cannot come back.
+  assert.equal(check([op(0, write("a", 1), 0, done({}), 1), op(0, del("a"), 2, unknown, Infinity), op(1, read("a"), 4, done({ value: null }), 5), op(1, read("a"), 6, done({ value: 1 }), 7)]), "illegal");
+  assert.equal(check([op(0, write("a", 1), 0, done({}), 1), op(1, cas("a", 1, 2), 2, unknown, Infinity), op(2, read("a"), 3, done({ value: 2 }), 4), op(2, read("a"), 5, done({ value: 2 }), 6)]), "ok");
+  assert.equal(check([op(0, write("a", 1), 0, done({}), 1), op(1, cas("a", 3, 2), 2, unknown, Infinity), op(2, read("a"), 3, done({ value: 2 }), 4)]), "illegal");
+  // A write can only be seen once it was called.
+  assert.equal(check([op(1, read("a"), 0, done({ value: 1 }), 1), op(0, write("a", 1), 2, unknown, Infinity)]), "illegal");
+});
+
+test("linearizability: leaving out unknown writes nobody saw never changes the keyed register's verdict", () => {
+  type Op = Operation<KeyedRegisterInput, KeyedRegisterOutput>;
+  fc.assert(fc.property(
+    fc.array(fc.record({
+      kind: fc.integer({ min: 0, max: 3 }), expected: fc.integer({ min: 0, max: 4 }), stretch: fc.integer({ min: 0, max: 4 }),
+      unknown: fc.boolean(), applied: fc.boolean(), lie: fc.integer({ min: 0, max: 12 }),
+    }), { minLength: 1, maxLength: 14 }),
+    (steps) => {
+      // A register run sequentially; an unknown operation took effect or not (`applied`); a few
+      // answers are made up (`lie`), so that illegal histories are compared too.
+      let state: number | null = null;
+      const values: number[] = [];
+      const ops: Op[] = steps.map((step, i): Op => {
+        const call = 2 * i;
+        const ret = step.unknown ? Infinity : 2 * i + 1 + 2 * step.stretch;
+        const value = 100 + i;
+        const expectedOf = (): number | null => (step.expected === 0 || values.length === 0 ? null : values[(step.expected - 1) % values.length]!);
+        let input: KeyedRegisterInput;
+        let output: KeyedRegisterOutput;
+        switch (step.kind) {
+          case 0:
+            input = { key: "a", op: "read" };
+            output = { unknown: false, value: step.lie === 0 ? 999 : state };
+            return { client: i, input, call, output, return: 2 * i + 1 + 2 * step.stretch };
+          case 1: {
+            input = { key: "a", op: "write", value };
+            output = step.unknown ? { unknown: true } : { unknown: false, previous: state };
+            if (!step.unknown || step.applied) state = value;
+            values.push(value);
+            break;
+          }
+          case 2: {
+            input = { key: "a", op: "delete" };
+            output = step.unknown ? { unknown: true } : { unknown: false, found: state !== null, previous: state };
+            if (!step.unknown || step.applied) state = null;
+            break;
+          }
+          default: {
+            const expected = expectedOf();
+            input = { key: "a", op: "cas", expected, value };
+            const matches = state === expected;
+            output = step.unknown ? { unknown: true } : { unknown: false, ok: step.lie === 1 ? !matches : matches, previous: state };
+            if (matches && (!step.unknown || step.applied)) state = value;
+            values.push(value);
+          }
+        }
+        return { client: i, input, call, output, return: ret };
+      });
+      const pruned = pruneUnseenWrites(ops);
+      assert.equal(checkLinearizable(keyedRegisterModel, pruned), checkLinearizable(keyedRegisterModel, ops));
+      assert.ok(pruned.every((op) => ops.includes(op)));
+    },
+  ), { numRuns: 2000 });
+  // What it leaves out: only unknown writes and cas whose value no one reports or expects.
+  const history: Operation<KeyedRegisterInput, KeyedRegisterOutput>[] = [
+    { client: 0, input: { key: "a", op: "write", value: 1 }, call: 0, output: { unknown: true }, return: Infinity },
+    { client: 1, input: { key: "a", op: "write", value: 2 }, call: 1, output: { unknown: true }, return: Infinity },
+    { client: 2, input: { key: "a", op: "cas", expected: 2, value: 3 }, call: 2, output: { unknown: true }, return: Infinity },
+    { client: 3, input: { key: "a", op: "delete" }, call: 3, output: { unknown: true }, return: Infinity },
+    { client: 4, input: { key: "a", op: "read" }, call: 4, output: { unknown: false, value: 1 }, return: 5 },
+  ];
+  assert.deepEqual(pruneUnseenWrites(history).map((op) => op.client), [0, 1, 3, 4]);
+  // A delete that found the key without saying what it held: nothing is left out.
+  const silent = [...history, { client: 5, input: { key: "a", op: "delete" as const }, call: 6, output: { unknown: false as const, found: true }, return: 7 }];
+  assert.equal(pruneUnseenWrites(silent).length, silent.length);
 });
