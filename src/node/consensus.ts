@@ -327,7 +327,7 @@ export class Consensus {
       // durable (Raft.persisted). Everything else — votes, acknowledgements — waits for the batch
       // of this ready and of every earlier one to be durable.
       const early = this.#raft.role === "leader" ? messages.filter((m) => m.type === "app" || m.type === "heartbeat") : [];
-      for (const m of early) this.#host.send(m.to, m);
+      for (const m of early) this.#send(m);
       const later = early.length === 0 ? messages : messages.filter((m) => !early.includes(m));
       this.#persist(rd, later);
       if (rd.snapshot !== undefined) this.#installSnapshot(rd.snapshot);
@@ -342,12 +342,23 @@ export class Consensus {
     }
   }
 
+  /**
+   * Sends one message. A snapshot goes over a stream that may break without telling us, so its
+   * sending is reported as done at once (etcd's ReportSnapshot): the follower then probes from the
+   * snapshot's index, and if the snapshot never arrived its rejection makes the leader send it
+   * again, instead of waiting in the snapshot state forever.
+   */
+  #send(m: RaftMessage): void {
+    this.#host.send(m.to, m);
+    if (m.type === "snap") this.#raft.reportSnapshot(m.to, true);
+  }
+
   /** Batches the disk thread finished, oldest first: send what waited for them, tell Raft. */
   #releaseDurable(): void {
     let released = false;
     while (this.#inflight.length > 0 && this.#inflight[0]!.durable) {
       const batch = this.#inflight.shift()!;
-      for (const m of batch.messages) this.#host.send(m.to, m);
+      for (const m of batch.messages) this.#send(m);
       if (batch.last !== undefined) this.#raft.persisted(batch.last.index, batch.last.term);
       released = true;
     }
@@ -376,7 +387,7 @@ export class Consensus {
   #writeThen(writes: StoreWrite[], messages: readonly RaftMessage[], last: { index: number; term: number } | undefined): void {
     if (writes.length === 0 && last === undefined) {
       const tail = this.#inflight[this.#inflight.length - 1];
-      if (tail === undefined) for (const m of messages) this.#host.send(m.to, m);
+      if (tail === undefined) for (const m of messages) this.#send(m);
       else tail.messages.push(...messages);
       return;
     }

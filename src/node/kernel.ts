@@ -328,7 +328,12 @@ export class Kernel {
     const restored = this.#restoreMembers();
     for (const entry of restored) swim.add(entry);
     // A node that knew others before its restart is already in; SWIM's probes announce it.
-    if (restored.length > 0) roster.rejoin();
+    if (restored.length > 0) {
+      roster.rejoin();
+      // The member table is an unsynced cache: push-pull soon after boot to relearn members it
+      // lost (a restarted node could not even answer the Raft leader until it knew it again).
+      this.#joinSyncTick = JOIN_SYNC_TICKS;
+    }
     const heal = new Heal(this.id, this.config.heal);
     heal.restore(this.#restoreGuarded());
     this.#heal = heal;
