@@ -18,6 +18,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { ValueErrorType } from "@sinclair/typebox/errors";
+import { loadOrCreateIdentity } from "../adapters/identity.ts";
 import { makeToken } from "../adapters/seal.ts";
 import { LIMITS } from "../core/util/limits.ts";
 import { VERSION } from "../node/kernel.ts";
@@ -405,8 +406,12 @@ async function upCommand(args: string[]): Promise<number> {
 
   const started = Date.now();
   const children: Array<{ pid: number; exited: { code: number | null; signal: string | null } | undefined }> = [];
+  // Each node's identity is made (or read) here, so readiness below can insist on the right id: a
+  // port answered by some other process or node must not pass for the node just started.
+  const expectedIds: string[] = [];
   for (const plan of planned) {
     mkdirSync(plan.data, { recursive: true, mode: 0o700 });
+    expectedIds.push(loadOrCreateIdentity(plan.data).id);
     const fd = openSync(plan.log, "a", 0o600);
     try {
       const child = spawn(plan.argv[0] as string, plan.argv.slice(1), { detached: true, stdio: ["ignore", fd, fd] });
@@ -450,7 +455,9 @@ async function upCommand(args: string[]): Promise<number> {
           throw new CliFailure(`node ${plan.name} did not answer ${plan.api}/v1/status within ${UP_READY_TIMEOUT_MS / 1000} s (${lastError}); see ${plan.log}\n${tail(plan.log, 10)}`);
         }
         try {
-          return (await fetchStatus(plan.api, undefined, 1_000)).id;
+          const { id } = await fetchStatus(plan.api, undefined, 1_000);
+          if (id === expectedIds[i]) return id;
+          lastError = `${plan.api} is answered by node ${id}, not by ${plan.name} (${expectedIds[i] ?? "?"})`;
         } catch (error) {
           lastError = (error as Error).message;
         }
