@@ -34,24 +34,18 @@
 // (the bench prints p-kernel's /v1/status `raft` object so they can be compared). etcd also gets
 // --pre-vote, which p-kernel's Raft has (and etcd enables by default from 3.5 on); etcd always has
 // check-quorum.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { closeSync, existsSync, fdatasyncSync, mkdirSync, openSync, rmSync, writeSync } from "node:fs";
 import { Agent, request } from "node:http";
-import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
+import { cpus, loadavg, release, totalmem } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { makeToken } from "../src/adapters/seal.ts";
-import { portFree } from "../src/cli/main.ts";
+import { describeExit, freePorts, HOST, pkNodeArgv, type Child, type Processes, sigkill, startPkNode, waitReady, Workspace } from "./procs.ts";
 
-const PK_BIN = fileURLToPath(new URL("../bin/pk.js", import.meta.url));
-const HOST = "127.0.0.1";
 const MEMBERS = 3;
-/** Ports are picked here, below Linux's ephemeral range, so no outgoing connection takes one between a kill and its restart. */
-const PORT_RANGE = { from: 20_000, to: 30_000 };
 const KEYS = 1_000;
 const VALUE_BYTES = 100;
 /** Distinct values written (each VALUE_BYTES of random printable characters), made once. */
@@ -69,7 +63,6 @@ const HEDGE_INFLIGHT_MAX = 8;
 const STEADY_MS = 1_000;
 const KILL_JITTER_MS = 500;
 const REDIRECTS_MAX = 3;
-const TAIL_LINES = 20;
 const ERROR_KINDS_MAX = 8;
 const TARGET_FAILOVER_MEDIAN_MS = 300;
 const TARGET_CLIENTS = 64;
@@ -78,86 +71,6 @@ type SystemName = "pk" | "etcd";
 
 // ---------------------------------------------------------------------------------------------
 // Processes
-
-interface Child {
-  readonly proc: ChildProcess;
-  /** The last lines of its stdout and stderr, for error messages. */
-  readonly tail: string[];
-  /** Set when it exited: "code N" or "signal S". */
-  exit: string | undefined;
-  readonly exited: Promise<void>;
-}
-
-/** Every process the benchmark starts, so that each is killed however the benchmark ends. */
-class Processes {
-  readonly #live = new Set<ChildProcess>();
-
-  start(command: string, args: readonly string[], env: NodeJS.ProcessEnv, onLine: (line: string) => void = () => undefined): Child {
-    const proc = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env });
-    this.#live.add(proc);
-    const tail: string[] = [];
-    let markExited: () => void = () => undefined;
-    const exited = new Promise<void>((resolve) => {
-      markExited = resolve;
-    });
-    const child: Child = { proc, tail, exit: undefined, exited };
-    const done = (exit: string): void => {
-      child.exit ??= exit;
-      this.#live.delete(proc);
-      markExited();
-    };
-    proc.on("error", (error) => done(`spawn failed: ${error.message}`));
-    proc.on("exit", (code, signal) => done(signal !== null ? `signal ${signal}` : `code ${code}`));
-    for (const stream of [proc.stdout, proc.stderr]) {
-      if (stream === null) continue;
-      createInterface({ input: stream, crlfDelay: Infinity }).on("line", (line) => {
-        tail.push(line);
-        if (tail.length > TAIL_LINES) tail.shift();
-        onLine(line);
-      });
-    }
-    return child;
-  }
-
-  killAllSync(): void {
-    for (const proc of this.#live) {
-      try {
-        proc.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }
-  }
-
-  async stop(children: ReadonlyArray<Child | undefined>, timeoutMs: number): Promise<void> {
-    for (const child of children) {
-      if (child !== undefined && child.exit === undefined) child.proc.kill("SIGKILL");
-    }
-    await Promise.race([Promise.all(children.map((child) => child?.exited)), sleep(timeoutMs, undefined, { ref: false })]);
-  }
-
-  async stopAll(timeoutMs: number): Promise<void> {
-    this.killAllSync();
-    const deadline = performance.now() + timeoutMs;
-    while (this.#live.size > 0 && performance.now() < deadline) await sleep(20);
-  }
-}
-
-function describeExit(what: string, child: Child): string {
-  return `${what} exited (${child.exit ?? "?"}); its last output:\n${child.tail.map((line) => `  ${line}`).join("\n")}`;
-}
-
-async function freePort(taken: Set<number>): Promise<number> {
-  for (let attempt = 0; attempt < 500; attempt++) {
-    const port = PORT_RANGE.from + Math.floor(Math.random() * (PORT_RANGE.to - PORT_RANGE.from));
-    if (taken.has(port)) continue;
-    if (await portFree(HOST, port)) {
-      taken.add(port);
-      return port;
-    }
-  }
-  throw new Error(`no free port in ${PORT_RANGE.from}-${PORT_RANGE.to}`);
-}
 
 /** The environment without ETCD_* variables, which etcd would read as flags. */
 function cleanEnv(): NodeJS.ProcessEnv {
@@ -254,18 +167,37 @@ interface Member {
   id: string;
 }
 
-interface System {
-  readonly name: SystemName;
-  readonly members: readonly Member[];
-  start(): Promise<void>;
+/** One of the two clusters: what is particular to it is abstract; killing, restarting and stopping members is common. */
+abstract class System {
+  abstract readonly name: SystemName;
+  readonly members: Member[] = [];
+  protected readonly procs: Processes;
+
+  constructor(procs: Processes) {
+    this.procs = procs;
+  }
+
+  abstract start(): Promise<void>;
   /** The index of the member the running members agree leads, or why there is none. */
-  leader(http: Http): Promise<number | string>;
+  abstract leader(http: Http): Promise<number | string>;
   /** The request that writes key number `key` with value number `value`. */
-  put(key: number, value: number): HttpRequest;
+  abstract put(key: number, value: number): HttpRequest;
+  /** Starts member i, with the same command line on a restart, and waits until it is ready. */
+  protected abstract launch(i: number): Promise<void>;
+
   /** SIGKILL member i; returns the moment just before the signal. */
-  kill(i: number): number;
-  restart(i: number): Promise<void>;
-  stop(): Promise<void>;
+  kill(i: number): number {
+    return sigkill((this.members[i] as Member).child);
+  }
+
+  async restart(i: number): Promise<void> {
+    await (this.members[i] as Member).child?.exited;
+    await this.launch(i);
+  }
+
+  async stop(): Promise<void> {
+    await this.procs.stop(this.members.map((member) => member.child), 5_000);
+  }
 }
 
 const KEY_NAMES = Array.from({ length: KEYS }, (_, k) => `bench-${String(k).padStart(4, "0")}`);
@@ -276,54 +208,38 @@ const VALUE_TEXTS = Array.from({ length: VALUES }, () => {
   return text;
 });
 
-function waitLine(child: Child, what: string, ready: Promise<unknown>): Promise<void> {
-  return Promise.race([
-    ready.then(() => undefined),
-    child.exited.then(() => {
-      throw new Error(describeExit(what, child));
-    }),
-    sleep(START_TIMEOUT_MS, undefined, { ref: false }).then(() => {
-      throw new Error(`${what} was not ready within ${START_TIMEOUT_MS / 1000} s; its last output:\n${child.tail.map((line) => `  ${line}`).join("\n")}`);
-    }),
-  ]);
-}
-
 interface PkStatus {
   readonly id?: unknown;
   readonly raft?: { readonly state?: unknown; readonly leader?: unknown; readonly term?: unknown };
 }
 
-class PkCluster implements System {
-  readonly name = "pk";
-  readonly members: Member[] = [];
+class PkCluster extends System {
+  override readonly name = "pk";
   readonly token = makeToken();
-  readonly #procs: Processes;
+  readonly #dir: string;
   readonly #headers: Readonly<Record<string, string>>;
 
   constructor(dir: string, ports: ReadonlyArray<{ listen: number; api: number }>, procs: Processes) {
-    this.#procs = procs;
+    super(procs);
+    this.#dir = dir;
     // On loopback the API needs no token; it is sent anyway, as a client off loopback must.
     this.#headers = { Authorization: `Bearer ${this.token}`, "Content-Type": "application/octet-stream" };
     let seed: string | undefined;
     for (const [i, port] of ports.entries()) {
       const name = `n${i + 1}`;
       const listen = `${HOST}:${port.listen}`;
+      const argv = pkNodeArgv({ name, data: join(dir, name), listen, api: `${HOST}:${port.api}`, token: this.token, join: seed });
       seed ??= listen;
-      // The argv shape `pk up` records in cluster.json.
-      const argv = [
-        process.execPath, PK_BIN, "node", "--data", join(dir, name), "--listen", listen, "--api", `${HOST}:${port.api}`,
-        "--token", this.token, "--name", name, ...(i > 0 ? ["--join", seed] : []),
-      ];
       this.members.push({ name, origin: `http://${HOST}:${port.api}`, argv, child: undefined, id: "" });
     }
   }
 
-  async start(): Promise<void> {
-    await this.#launch(0);
-    await Promise.all(this.members.slice(1).map((_, i) => this.#launch(i + 1)));
+  override async start(): Promise<void> {
+    await this.launch(0);
+    await Promise.all(this.members.slice(1).map((_, i) => this.launch(i + 1)));
   }
 
-  put(key: number, value: number): HttpRequest {
+  override put(key: number, value: number): HttpRequest {
     return { method: "PUT", path: `/v1/kv/${KEY_NAMES[key] as string}`, headers: this.#headers, body: VALUE_TEXTS[value] as string };
   }
 
@@ -331,7 +247,7 @@ class PkCluster implements System {
     return { method: "GET", path: "/v1/status", headers: { Authorization: this.#headers.Authorization as string }, body: "" };
   }
 
-  async leader(http: Http): Promise<number | string> {
+  override async leader(http: Http): Promise<number | string> {
     const views = await Promise.all(this.members.map(async (member) => {
       if (member.child?.exit !== undefined) return null;
       try {
@@ -359,42 +275,11 @@ class PkCluster implements System {
     }
   }
 
-  kill(i: number): number {
-    const at = performance.now();
-    (this.members[i] as Member).child?.proc.kill("SIGKILL");
-    return at;
-  }
-
-  async restart(i: number): Promise<void> {
-    await (this.members[i] as Member).child?.exited;
-    await this.#launch(i);
-  }
-
-  async stop(): Promise<void> {
-    await this.#procs.stop(this.members.map((member) => member.child), 5_000);
-  }
-
-  async #launch(i: number): Promise<void> {
+  protected override async launch(i: number): Promise<void> {
     const member = this.members[i] as Member;
-    mkdirSync(member.argv[4] as string, { recursive: true, mode: 0o700 });
-    let ready: (id: string) => void = () => undefined;
-    const readyId = new Promise<string>((resolve) => {
-      ready = resolve;
-    });
-    const child = this.#procs.start(member.argv[0] as string, member.argv.slice(1), process.env, (line) => {
-      if (!line.startsWith("{")) return;
-      try {
-        const parsed = JSON.parse(line) as { ready?: unknown; id?: unknown };
-        if (parsed.ready === true && typeof parsed.id === "string") ready(parsed.id);
-      } catch {
-        // Not the ready line.
-      }
-    });
+    const { child, ready } = startPkNode(this.procs, `p-kernel node ${member.name}`, join(this.#dir, member.name), member.argv, member.id, START_TIMEOUT_MS);
     member.child = child;
-    await waitLine(child, `p-kernel node ${member.name}`, readyId);
-    const id = await readyId;
-    if (member.id !== "" && member.id !== id) throw new Error(`p-kernel node ${member.name} came back as ${id}, not ${member.id}`);
-    member.id = id;
+    member.id = await ready;
   }
 }
 
@@ -403,18 +288,16 @@ interface EtcdStatus {
   readonly leader?: unknown;
 }
 
-class EtcdCluster implements System {
-  readonly name = "etcd";
-  readonly members: Member[] = [];
+class EtcdCluster extends System {
+  override readonly name = "etcd";
   readonly binary: string;
   /** Every member's flags but its own name, folders and URLs. */
   readonly commonFlags: readonly string[];
-  readonly #procs: Processes;
   readonly #env = cleanEnv();
 
   constructor(binary: string, dir: string, ports: ReadonlyArray<{ client: number; peer: number }>, timing: { heartbeatMs: number; electionMs: number }, procs: Processes) {
+    super(procs);
     this.binary = binary;
-    this.#procs = procs;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const peers = ports.map((port, i) => `e${i + 1}=http://${HOST}:${port.peer}`).join(",");
     this.commonFlags = [
@@ -436,12 +319,12 @@ class EtcdCluster implements System {
     }
   }
 
-  async start(): Promise<void> {
+  override async start(): Promise<void> {
     // A member serves clients only once the cluster has a quorum: start all three, then wait.
-    await Promise.all(this.members.map((_, i) => this.#launch(i)));
+    await Promise.all(this.members.map((_, i) => this.launch(i)));
   }
 
-  put(key: number, value: number): HttpRequest {
+  override put(key: number, value: number): HttpRequest {
     const body = `{"key":"${Buffer.from(KEY_NAMES[key] as string).toString("base64")}","value":"${Buffer.from(VALUE_TEXTS[value] as string).toString("base64")}"}`;
     return { method: "POST", path: "/v3/kv/put", headers: { "Content-Type": "application/json" }, body };
   }
@@ -452,7 +335,7 @@ class EtcdCluster implements System {
     return JSON.parse(response.body) as EtcdStatus;
   }
 
-  async leader(http: Http): Promise<number | string> {
+  override async leader(http: Http): Promise<number | string> {
     const views = await Promise.all(this.members.map(async (member) => {
       if (member.child?.exit !== undefined) return null;
       try {
@@ -468,24 +351,9 @@ class EtcdCluster implements System {
     return agreedLeader(this.members, views);
   }
 
-  kill(i: number): number {
-    const at = performance.now();
-    (this.members[i] as Member).child?.proc.kill("SIGKILL");
-    return at;
-  }
-
-  async restart(i: number): Promise<void> {
-    await (this.members[i] as Member).child?.exited;
-    await this.#launch(i);
-  }
-
-  async stop(): Promise<void> {
-    await this.#procs.stop(this.members.map((member) => member.child), 5_000);
-  }
-
-  async #launch(i: number): Promise<void> {
+  protected override async launch(i: number): Promise<void> {
     const member = this.members[i] as Member;
-    const child = this.#procs.start(member.argv[0] as string, member.argv.slice(1), this.#env);
+    const child = this.procs.start(member.argv[0] as string, member.argv.slice(1), { env: this.#env });
     member.child = child;
     const http = new Http(1);
     try {
@@ -500,7 +368,7 @@ class EtcdCluster implements System {
           }
         }
       })();
-      await waitLine(child, `etcd member ${member.name}`, answering);
+      await waitReady(child, `etcd member ${member.name}`, answering, START_TIMEOUT_MS);
       if (child.exit !== undefined) throw new Error(describeExit(`etcd member ${member.name}`, child));
     } finally {
       http.close();
@@ -941,21 +809,8 @@ export async function run(args: string[]): Promise<unknown> {
     return { bench: "raft", error: etcd };
   }
 
-  const procs = new Processes();
-  const dir = mkdtempSync(join(tmpdir(), "pk-bench-raft-"));
-  const cleanupSync = (): void => {
-    procs.killAllSync();
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    process.stderr.write(`raft: ${signal}, stopping every process started\n`);
-    cleanupSync();
-    process.exit(signal === "SIGINT" ? 130 : 143);
-  };
-  const onExit = (): void => procs.killAllSync();
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  process.once("exit", onExit);
+  const workspace = new Workspace("raft");
+  const { procs, dir } = workspace;
 
   const started = performance.now();
   const loadBefore = loadavg()[0] ?? 0;
@@ -974,12 +829,9 @@ export async function run(args: string[]): Promise<unknown> {
       let system: System | undefined;
       try {
         if (name === "pk") {
-          const ports = [];
-          for (let i = 0; i < MEMBERS; i++) ports.push({ listen: await freePort(taken), api: await freePort(taken) });
-          system = new PkCluster(join(dir, "pk"), ports, procs);
+          system = new PkCluster(join(dir, "pk"), await freePorts(taken, MEMBERS, ["listen", "api"]), procs);
         } else {
-          const ports = [];
-          for (let i = 0; i < MEMBERS; i++) ports.push({ client: await freePort(taken), peer: await freePort(taken) });
+          const ports = await freePorts(taken, MEMBERS, ["client", "peer"]);
           const cluster = new EtcdCluster((etcd as { binary: string }).binary, join(dir, "etcd"), ports, { heartbeatMs, electionMs }, procs);
           result.extra = { binary: cluster.binary, flags: cluster.commonFlags };
           system = cluster;
@@ -1008,11 +860,7 @@ export async function run(args: string[]): Promise<unknown> {
       }
     }
   } finally {
-    await procs.stopAll(5_000);
-    rmSync(dir, { recursive: true, force: true });
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-    process.off("exit", onExit);
+    await workspace.close(5_000);
   }
 
   const pk = results.get("pk");

@@ -4,7 +4,9 @@ import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const names = readdirSync(here).filter((f) => f.endsWith(".ts") && f !== "run.ts").map((f) => f.slice(0, -3)).sort();
+/** Modules here that are not benchmarks: this runner, and the helpers benchmarks import. */
+const NOT_BENCHMARKS = new Set(["run.ts", "procs.ts"]);
+const names = readdirSync(here).filter((f) => f.endsWith(".ts") && !NOT_BENCHMARKS.has(f)).map((f) => f.slice(0, -3)).sort();
 const [name, ...args] = process.argv.slice(2);
 if (name === undefined || !names.includes(name)) {
   process.stderr.write(`${name === undefined ? "Missing benchmark name" : `Unknown benchmark "${name}"`}\nusage: npm run bench -- NAME [args]\nbenchmarks: ${names.join(", ")}\n`);

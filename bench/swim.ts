@@ -25,109 +25,25 @@
 //    memberlist notifies serf).
 // A dead report naming a node that is up — not killed this round, or already back and seen alive
 // by every node — is a false positive, for either system, whenever it happens during the run.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { get as httpGet, type ClientRequest } from "node:http";
-import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
+import { availableParallelism, cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { makeToken } from "../src/adapters/seal.ts";
-import { portFree } from "../src/cli/main.ts";
+import { freePorts, HOST, pkNodeArgv, type Processes, sigkill, startPkNode, waitReady, Workspace, type Child } from "./procs.ts";
 
-const PK_BIN = fileURLToPath(new URL("../bin/pk.js", import.meta.url));
-const HOST = "127.0.0.1";
 /** Probe interval of both systems (p-kernel SWIM_LAN.probeTicks × 10 ms; memberlist LAN ProbeInterval). */
 const PROBE_INTERVAL_MS = 1_000;
-/** Ports are picked here, below Linux's ephemeral range, so no outgoing connection takes one between a kill and its restart. */
-const PORT_RANGE = { from: 20_000, to: 30_000 };
 const START_TIMEOUT_MS = 20_000;
 const CONVERGE_TIMEOUT_MS = 90_000;
 const STATUS_TIMEOUT_MS = 5_000;
-const TAIL_LINES = 20;
 const LOAD_COMMAND = "for(;;){}";
 
 type SystemName = "pkernel" | "serf";
-
-// ---------------------------------------------------------------------------------------------
-// Processes
-
-interface Child {
-  readonly proc: ChildProcess;
-  /** The last lines of its stdout and stderr, for error messages. */
-  readonly tail: string[];
-  /** Set when it exited: "code N" or "signal S". */
-  exit: string | undefined;
-  readonly exited: Promise<void>;
-}
-
-/** Every process the benchmark starts, so that each is killed however the benchmark ends. */
-class Processes {
-  readonly #live = new Set<ChildProcess>();
-
-  start(command: string, args: readonly string[], onLine: (line: string, at: number) => void = () => undefined): Child {
-    const proc = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
-    this.#live.add(proc);
-    const tail: string[] = [];
-    let markExited: () => void = () => undefined;
-    const exited = new Promise<void>((resolve) => {
-      markExited = resolve;
-    });
-    const child: Child = { proc, tail, exit: undefined, exited };
-    const done = (exit: string): void => {
-      child.exit ??= exit;
-      this.#live.delete(proc);
-      markExited();
-    };
-    proc.on("error", (error) => done(`spawn failed: ${error.message}`));
-    proc.on("exit", (code, signal) => done(signal !== null ? `signal ${signal}` : `code ${code}`));
-    for (const stream of [proc.stdout, proc.stderr]) {
-      if (stream === null) continue;
-      createInterface({ input: stream, crlfDelay: Infinity }).on("line", (line) => {
-        const at = performance.now();
-        tail.push(line);
-        if (tail.length > TAIL_LINES) tail.shift();
-        onLine(line, at);
-      });
-    }
-    return child;
-  }
-
-  killAllSync(): void {
-    for (const proc of this.#live) {
-      try {
-        proc.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }
-  }
-
-  async stopAll(timeoutMs: number): Promise<void> {
-    this.killAllSync();
-    const deadline = performance.now() + timeoutMs;
-    while (this.#live.size > 0 && performance.now() < deadline) await sleep(20);
-  }
-}
-
-function describeExit(what: string, child: Child): string {
-  return `${what} exited (${child.exit ?? "?"}); its last output:\n${child.tail.map((line) => `  ${line}`).join("\n")}`;
-}
-
-async function freePort(taken: Set<number>): Promise<number> {
-  for (let attempt = 0; attempt < 500; attempt++) {
-    const port = PORT_RANGE.from + Math.floor(Math.random() * (PORT_RANGE.to - PORT_RANGE.from));
-    if (taken.has(port)) continue;
-    if (await portFree(HOST, port)) {
-      taken.add(port);
-      return port;
-    }
-  }
-  throw new Error(`no free port in ${PORT_RANGE.from}-${PORT_RANGE.to}`);
-}
 
 // ---------------------------------------------------------------------------------------------
 // What the survivors report
@@ -333,12 +249,7 @@ class PkCluster implements Cluster {
       const name = `n${i + 1}`;
       const data = join(dir, name);
       const listen = `${HOST}:${port.listen}`;
-      const first = this.nodes[0];
-      // The argv shape `pk up` records in cluster.json.
-      const argv = [
-        process.execPath, PK_BIN, "node", "--data", data, "--listen", listen, "--api", `${HOST}:${port.api}`,
-        "--token", this.token, "--name", name, ...(first !== undefined ? ["--join", first.listen] : []),
-      ];
+      const argv = pkNodeArgv({ name, data, listen, api: `${HOST}:${port.api}`, token: this.token, join: this.nodes[0]?.listen });
       this.nodes.push({ name, data, listen, api: `http://${HOST}:${port.api}`, argv, id: "", child: undefined, stream: undefined });
     }
     this.tracker = new Tracker("pkernel", this.nodes.map((node) => node.name));
@@ -372,8 +283,7 @@ class PkCluster implements Cluster {
 
   kill(i: number): number {
     const node = this.nodes[i] as PkNode;
-    const at = performance.now();
-    node.child?.proc.kill("SIGKILL");
+    const at = sigkill(node.child);
     node.stream?.destroy();
     node.stream = undefined;
     return at;
@@ -386,31 +296,11 @@ class PkCluster implements Cluster {
 
   async #launch(i: number): Promise<void> {
     const node = this.nodes[i] as PkNode;
-    mkdirSync(node.data, { recursive: true, mode: 0o700 });
-    let ready: (id: string) => void = () => undefined;
-    const readyId = new Promise<string>((resolve) => {
-      ready = resolve;
-    });
-    const child = this.#procs.start(node.argv[0] as string, node.argv.slice(1), (line) => {
-      if (!line.startsWith("{")) return;
-      try {
-        const parsed = JSON.parse(line) as { ready?: unknown; id?: unknown };
-        if (parsed.ready === true && typeof parsed.id === "string") ready(parsed.id);
-      } catch {
-        // Not the ready line.
-      }
-    });
+    const { child, ready } = startPkNode(this.#procs, `p-kernel node ${node.name}`, node.data, node.argv, node.id, START_TIMEOUT_MS);
     node.child = child;
-    const outcome = await Promise.race([
-      readyId,
-      child.exited.then(() => undefined),
-      sleep(START_TIMEOUT_MS).then(() => null),
-    ]);
-    if (outcome === undefined) throw new Error(describeExit(`p-kernel node ${node.name}`, child));
-    if (outcome === null) throw new Error(`p-kernel node ${node.name} printed no ready line within ${START_TIMEOUT_MS / 1000} s`);
-    if (node.id !== "" && node.id !== outcome) throw new Error(`p-kernel node ${node.name} came back as ${outcome}, not ${node.id}`);
-    node.id = outcome;
-    this.#index.set(outcome, i);
+    const id = await ready;
+    node.id = id;
+    this.#index.set(id, i);
     await this.#connect(i);
     this.#writeClusterFile();
   }
@@ -523,10 +413,7 @@ class SerfCluster implements Cluster {
   }
 
   kill(i: number): number {
-    const agent = this.agents[i] as SerfAgent;
-    const at = performance.now();
-    agent.child?.proc.kill("SIGKILL");
-    return at;
+    return sigkill((this.agents[i] as SerfAgent).child);
   }
 
   async restart(i: number): Promise<void> {
@@ -543,10 +430,10 @@ class SerfCluster implements Cluster {
       ...(i > 0 ? ["-join", seed.bind] : []),
     ];
     let ready: () => void = () => undefined;
-    const running = new Promise<true>((resolve) => {
-      ready = () => resolve(true);
+    const running = new Promise<void>((resolve) => {
+      ready = resolve;
     });
-    const child = this.#procs.start("serf", args, (line, at) => {
+    const child = this.#procs.start("serf", args, { onLine: (line, at) => {
       if (line.includes("==> Log data will now stream in")) {
         ready();
         return;
@@ -565,11 +452,9 @@ class SerfCluster implements Cluster {
       else agent.view.set(name, event === "Join" ? "alive" : event === "Failed" ? "failed" : "left");
       const subject = this.#index.get(name);
       if (event === "Failed" && subject !== undefined) this.tracker.observe("dead", i, subject, at);
-    });
+    } });
     agent.child = child;
-    const outcome = await Promise.race([running, child.exited.then(() => undefined), sleep(START_TIMEOUT_MS).then(() => null)]);
-    if (outcome === undefined) throw new Error(describeExit(`serf agent ${agent.name}`, child));
-    if (outcome === null) throw new Error(`serf agent ${agent.name} did not start within ${START_TIMEOUT_MS / 1000} s`);
+    await waitReady(child, `serf agent ${agent.name}`, running, START_TIMEOUT_MS);
   }
 }
 
@@ -636,21 +521,8 @@ export async function run(args: string[]): Promise<unknown> {
   const serfVer = systems.has("serf") ? serfVersion() : null;
   const load = !values["no-load"];
 
-  const procs = new Processes();
-  const dir = mkdtempSync(join(tmpdir(), "pk-bench-swim-"));
-  const cleanupSync = (): void => {
-    procs.killAllSync();
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    process.stderr.write(`swim: ${signal}, stopping every process started\n`);
-    cleanupSync();
-    process.exit(signal === "SIGINT" ? 130 : 143);
-  };
-  const onExit = (): void => procs.killAllSync();
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  process.once("exit", onExit);
+  const workspace = new Workspace("swim");
+  const { procs, dir } = workspace;
   const log = (line: string): void => {
     process.stderr.write(`swim: ${line}\n`);
   };
@@ -661,15 +533,11 @@ export async function run(args: string[]): Promise<unknown> {
     let pk: PkCluster | undefined;
     let serf: SerfCluster | undefined;
     if (systems.has("pkernel")) {
-      const ports = [];
-      for (let i = 0; i < n; i++) ports.push({ listen: await freePort(taken), api: await freePort(taken) });
-      pk = new PkCluster(dir, ports, procs);
+      pk = new PkCluster(dir, await freePorts(taken, n, ["listen", "api"]), procs);
       clusters.push(pk);
     }
     if (systems.has("serf")) {
-      const ports = [];
-      for (let i = 0; i < n; i++) ports.push({ bind: await freePort(taken), rpc: await freePort(taken) });
-      serf = new SerfCluster(ports, procs);
+      serf = new SerfCluster(await freePorts(taken, n, ["bind", "rpc"]), procs);
       clusters.push(serf);
     }
     log(`starting ${clusters.map((c) => `${n} ${c.tracker.system === "pkernel" ? "p-kernel nodes" : "serf agents"}`).join(" and ")} (p-kernel data and cluster.json in ${dir})`);
@@ -758,10 +626,6 @@ export async function run(args: string[]): Promise<unknown> {
       met,
     };
   } finally {
-    await procs.stopAll(3_000);
-    rmSync(dir, { recursive: true, force: true });
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-    process.off("exit", onExit);
+    await workspace.close(3_000);
   }
 }
