@@ -49,12 +49,15 @@ commands:
   down   [--dir D]                          stop the cluster started by pk up
   node   --data DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--api HOST:PORT]
          [--join HOST:PORT]... [--token T] [--role core|contributor] [--name NAME]
-         [--no-regenerate]
+         [--no-regenerate] [--no-discover] [--discover-port P]
                                             run one node in the foreground; --advertise is
                                             the address peers reach it at (required when
                                             --listen is 0.0.0.0 or [::]); --no-regenerate
                                             keeps a cluster that lost most voters waiting
-                                            for them instead of regenerating (ADR 008)
+                                            for them instead of regenerating (ADR 008);
+                                            without --join a node finds its cluster (same
+                                            token) by multicast beacon on the LAN unless
+                                            --no-discover
   shell  [--api URL] [--token T] [--dir D] [-c LINE]
                                             attach the shell to a running node
   sim    ...                                run the deterministic simulator
@@ -139,6 +142,8 @@ async function nodeCommand(args: string[]): Promise<number> {
     role: { type: "string" },
     name: { type: "string" },
     "no-regenerate": { type: "boolean" },
+    "no-discover": { type: "boolean" },
+    "discover-port": { type: "string" },
   });
   if (values.help === true) return printUsage();
   if (values.data === undefined) throw new UsageFailure("--data DIR is required");
@@ -150,6 +155,8 @@ async function nodeCommand(args: string[]): Promise<number> {
     join: values.join ?? [],
     ownProcess: true,
     regenerate: values["no-regenerate"] !== true,
+    discover: values["no-discover"] !== true,
+    ...(values["discover-port"] !== undefined ? { discoverPort: parsePort(values["discover-port"], "--discover-port") } : {}),
     ...(values.listen !== undefined ? { listen: values.listen } : {}),
     ...(values.advertise !== undefined ? { advertise: values.advertise } : {}),
     ...(values.api !== undefined ? { api: values.api } : {}),
@@ -158,6 +165,12 @@ async function nodeCommand(args: string[]): Promise<number> {
   });
   await node.stopped;
   return 0;
+}
+
+function parsePort(value: string, what: string): number {
+  const port = Number(value);
+  if (!/^[0-9]{1,5}$/.test(value) || port < 1 || port > 65535) throw new UsageFailure(`${what} must be a port number in 1-65535, got ${JSON.stringify(value.slice(0, 40))}`);
+  return port;
 }
 
 function printUsage(): number {
@@ -399,7 +412,7 @@ async function upCommand(args: string[]): Promise<number> {
     const first = planned[0];
     const argv = [
       process.execPath, bin, "node", "--data", data, "--listen", listen, "--api", `${host}:${apiPort}`,
-      "--token", token, "--name", name, ...(first !== undefined ? ["--join", first.listen] : []),
+      "--token", token, "--name", name, ...(first !== undefined ? ["--join", first.listen] : ["--no-discover"]),
     ];
     planned.push({ name, data, listen, api: `http://${host}:${apiPort}`, argv, log: join(data, "node.log") });
   }

@@ -12,7 +12,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { startApi, type Api } from "../adapters/http.ts";
 import { loadOrCreateIdentity } from "../adapters/identity.ts";
 import { formatAddress, openTransport, parseAddress } from "../adapters/net.ts";
-import { createSeal, makeToken } from "../adapters/seal.ts";
+import { createSeal, makeToken, tokenFingerprint } from "../adapters/seal.ts";
+import { BEACON_PORT, startBeacon, type Beacon } from "../adapters/beacon.ts";
 import { openStore } from "../adapters/store.ts";
 import { AssertionFailure } from "../core/util/assert.ts";
 import { LIMITS } from "../core/util/limits.ts";
@@ -54,6 +55,15 @@ export interface NodeOptions {
   readonly tickMs?: number;
   /** Regeneration after a majority of voters died (ADR 008); default on. */
   readonly regenerate?: boolean;
+  /**
+   * Zero-configuration discovery (src/adapters/beacon.ts): a node without --join announces itself
+   * on a multicast group and, on its first boot, listens DISCOVER_WAIT_MS for nodes of its cluster
+   * (same token) before it decides to found a cluster or to join one. Default off here; `pk node`
+   * turns it on unless --no-discover.
+   */
+  readonly discover?: boolean;
+  /** The multicast port (default 7399). */
+  readonly discoverPort?: number;
   /**
    * The node owns its process (`pk node`): it installs SIGTERM/SIGINT handlers that stop it and
    * exit 0, exits 70 on a broken invariant, and prints the ready line on stdout. Default false
@@ -211,6 +221,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
   let boundAddress: string;
   let kernel: Kernel;
   let api: Api;
+  let beacon: Beacon | undefined;
   const ticker = { timer: undefined as NodeJS.Timeout | undefined, skipped: 0 };
   const delay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   try {
@@ -222,6 +233,17 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     closers.push(() => openedTransport.close());
     if (advertise !== undefined) transport = advertisedAs(openedTransport, advertise);
     boundAddress = openedTransport.address;
+
+    let joinAddrs = options.join ?? [];
+    if (joinAddrs.length === 0 && options.discover === true) {
+      const opened = await startBeacon({
+        fingerprint: tokenFingerprint(token), id: identity.id, addr: transport.address, interface: listen.host,
+        port: options.discoverPort ?? BEACON_PORT, onError: rateLimitedLog("beacon"),
+      });
+      beacon = opened;
+      closers.push(() => opened.close());
+      joinAddrs = await discoverJoin(opened, identity.id, store);
+    }
 
     const seed = randomBytes(16);
     const rng = createRng(seed.readBigUInt64BE(0), seed.readBigUInt64BE(8));
@@ -238,7 +260,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
       // the event loop shares one fsync (group commit).
       { transport, store, clock: wallClock, seal, identity, rng, host, defer: (fn) => setImmediate(fn) },
       {
-        ...KERNEL_DEFAULTS, tickMs, name, role: options.role ?? "core", join: options.join ?? [],
+        ...KERNEL_DEFAULTS, tickMs, name, role: options.role ?? "core", join: joinAddrs,
         consensus: {
           ...KERNEL_DEFAULTS.consensus,
           regenerate: options.regenerate ?? KERNEL_DEFAULTS.consensus.regenerate,
@@ -247,6 +269,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
       },
     );
     kernel.start();
+    beacon?.setMember(true);
     const startedKernel = kernel;
     closers.push(() => startedKernel.stop());
 
@@ -290,6 +313,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
       clearInterval(ticker.timer);
       kernel.stop();
       await api.close();
+      await beacon?.close();
       await transport.close();
       store.close();
       delay.disable();
@@ -334,6 +358,25 @@ function startTicking(kernel: Kernel, tickMs: number, ticker: { timer: NodeJS.Ti
       delay.reset();
     }
   }, tickMs);
+}
+
+/** Milliseconds a fresh node listens for beacons before it founds a cluster or joins one. */
+const DISCOVER_WAIT_MS = 1_500;
+
+/**
+ * Whom a node without --join joins. A node with state from an earlier boot rejoins the members it
+ * remembers (nobody to join here). A fresh one listens for beacons of its cluster: it joins a node
+ * that already runs in the cluster, or — when everyone heard is as fresh as itself — the lowest id
+ * among them, which founds the cluster (so nodes started together make one cluster, not several).
+ */
+async function discoverJoin(beacon: Beacon, selfId: string, store: Store): Promise<string[]> {
+  if (store.get("raft/hard") !== undefined || store.scan("roster/member/", 1).length > 0) return [];
+  await sleep(DISCOVER_WAIT_MS);
+  const peers = beacon.peers();
+  const member = peers.find((peer) => peer.member);
+  if (member !== undefined) return [member.addr];
+  const lowest = peers.filter((peer) => peer.id < selfId).sort((a, b) => (a.id < b.id ? -1 : 1))[0];
+  return lowest === undefined ? [] : [lowest.addr];
 }
 
 /** Logs survivable errors on stderr, at most one line per LOG_INTERVAL_MS (with a count of the rest). */
