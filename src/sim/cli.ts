@@ -9,7 +9,7 @@
 import { parseArgs } from "node:util";
 import { SimCluster, type FaultProfile } from "./cluster.ts";
 
-const USAGE = "usage: pk sim [--scenario cluster|swim-scale|raft-lin] [--nodes N] [--seed S] [--seeds N] [--ticks T] [--faults none|lossy|random] [--seal sim|real] [--mutation local-reads] [--json]";
+const USAGE = "usage: pk sim [--scenario cluster|swim-scale|raft-lin|replica-scale] [--nodes N] [--seed S] [--seeds N] [--ticks T] [--faults none|lossy|random] [--seal sim|real] [--mutation local-reads] [--loss P] [--origins N] [--json]";
 
 export interface SimRunReport {
   readonly ok: boolean;
@@ -54,6 +54,8 @@ export async function runSimCommand(argv: string[]): Promise<number> {
         seed: { type: "string" },
         seeds: { type: "string" },
         mutation: { type: "string" },
+        loss: { type: "string" },
+        origins: { type: "string" },
         ticks: { type: "string" },
         faults: { type: "string", default: "none" },
         seal: { type: "string", default: "sim" },
@@ -73,13 +75,18 @@ export async function runSimCommand(argv: string[]): Promise<number> {
   }
   const scenario = values.scenario;
   if (scenario === "raft-lin") return runRaftLinCommand(values);
+  if (scenario === "replica-scale") return (await import("./replica-scale-cli.ts")).runReplicaScaleCommand(values);
+  if (values.loss !== undefined || values.origins !== undefined) {
+    process.stderr.write(`pk sim: --loss and --origins are for --scenario replica-scale\n${USAGE}\n`);
+    return 2;
+  }
   const nodes = integer(values.nodes ?? (scenario === "swim-scale" ? "1000" : "3"), scenario === "swim-scale" ? 3 : 1, 100_000);
   const ticks = integer(values.ticks ?? "1000", 0, 100_000_000);
   const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : integer(values.seed, 0, Number.MAX_SAFE_INTEGER);
   const faults = values.faults;
   const seal = values.seal;
   const problems = [
-    scenario !== "cluster" && scenario !== "swim-scale" ? "--scenario must be cluster, swim-scale or raft-lin" : "",
+    scenario !== "cluster" && scenario !== "swim-scale" ? "--scenario must be cluster, swim-scale, raft-lin or replica-scale" : "",
     values.seeds !== undefined || values.mutation !== undefined ? "--seeds and --mutation are for --scenario raft-lin" : "",
     nodes === undefined ? `--nodes must be an integer from ${scenario === "swim-scale" ? 3 : 1} to 100000` : "",
     ticks === undefined ? "--ticks must be a non-negative integer" : "",

@@ -1,0 +1,352 @@
+// The gossip-topic core (src/core/collective/gossip.ts, docs/protocols/gossip.md): the LWW order,
+// convergence under any delivery order (property), HLC last-writer-wins, tombstones and their
+// collection without resurrection in the documented scenarios, byte budgets and bounded digests,
+// 20 nodes under 5% loss, subscriptions. Every network run carries its seed in its messages.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { Gossip, GOSSIP_DEFAULTS, makeRow, rowBeats, rowBytesMax, type GossipConfig, type GossipRow } from "../../src/core/collective/gossip.ts";
+import type { GossipMessage } from "../../src/core/collective/gossip-wire.ts";
+import { compareHlc } from "../../src/core/util/hlc.ts";
+import { createRng } from "../../src/core/util/rng.ts";
+import { BASE_MS, bytes, describe, fingerprint, gid, GossipNet, TEST_CONFIG } from "./gossip-harness.ts";
+
+const A = gid(0);
+const B = gid(1);
+
+test("rowBeats is a strict total order (antisymmetric, transitive, total on distinct rows)", () => {
+  const row = fc.record({
+    wall: fc.integer({ min: 0, max: 3 }), logical: fc.integer({ min: 0, max: 2 }), origin: fc.constantFrom(A, B, gid(2)),
+    version: fc.integer({ min: 1, max: 3 }), value: fc.option(fc.uint8Array({ maxLength: 2 }), { nil: undefined }),
+  }).map((r) => makeRow("t", "k", r.value, r.wall, r.logical, r.origin, r.version));
+  fc.assert(fc.property(row, row, row, (a, b, c) => {
+    const same = describe(a) === describe(b);
+    assert.equal(rowBeats(a, a), false, "irreflexive");
+    if (same) assert.equal(rowBeats(a, b) || rowBeats(b, a), false);
+    else assert.equal(rowBeats(a, b) !== rowBeats(b, a), true, `exactly one of ${describe(a)} / ${describe(b)} wins`);
+    if (rowBeats(a, b) && rowBeats(b, c)) assert.ok(rowBeats(a, c), "transitive");
+  }), { numRuns: 3000 });
+});
+
+/** The join the table must reach: for each key, the winning row among every write made. */
+function expectedTable(writes: readonly GossipRow[]): string {
+  const best = new Map<string, GossipRow>();
+  for (const row of writes) {
+    const known = best.get(row.id);
+    if (known === undefined || rowBeats(row, known)) best.set(row.id, row);
+  }
+  return JSON.stringify([...best.values()].sort((a, b) => (a.id < b.id ? -1 : 1)).map(describe));
+}
+
+test("merge: concurrent writes under loss, duplication and reordering converge to the LWW join (property)", () => {
+  const op = fc.record({
+    node: fc.nat(3), tick: fc.nat(40), del: fc.boolean(), key: fc.nat(4), topic: fc.constantFrom("a", "b"), v: fc.nat(255),
+  });
+  fc.assert(fc.property(fc.array(op, { minLength: 1, maxLength: 25 }), fc.array(fc.integer({ min: -3000, max: 3000 }), { minLength: 4, maxLength: 4 }),
+    fc.nat(1_000_000), (ops, skewMs, seed) => {
+      const net = new GossipNet({ n: 4, seed, loss: 0.3, duplicate: 0.2, delayMax: 12, skewMs, config: { ...TEST_CONFIG, periodTicks: 5 } });
+      const writes: GossipRow[] = [];
+      const sorted = [...ops].sort((x, y) => x.tick - y.tick);
+      let next = 0;
+      for (let t = 0; t <= 40; t++) {
+        while (next < sorted.length && (sorted[next] as (typeof sorted)[number]).tick === t) {
+          const o = sorted[next++] as (typeof sorted)[number];
+          const g = net.nodes[o.node] as Gossip;
+          const result = o.del ? g.delete(o.topic, `k${o.key}`) : g.publish(o.topic, `k${o.key}`, new Uint8Array([o.v]));
+          assert.ok(result.ok, `seed ${seed}`);
+          writes.push(result.row);
+          net.drain(o.node);
+        }
+        net.tick();
+      }
+      net.run(100);
+      net.loss = 0;
+      net.runUntil(() => net.converged(), 2_000, "convergence");
+      const expected = expectedTable(writes);
+      for (const g of net.nodes) assert.equal(fingerprint(g), expected, `seed ${seed}: node ${g.selfId} holds the join of all writes`);
+    }), { numRuns: 60 });
+});
+
+test("merge: delivering the same deltas in any order, twice, gives the same table (idempotent, commutative)", () => {
+  // Capture every message a 3-node run sends, then replay them into fresh nodes in shuffled orders.
+  const net = new GossipNet({ n: 3, seed: 5 });
+  for (let i = 0; i < 3; i++) for (let k = 0; k < 4; k++) (net.nodes[i] as Gossip).publish("t", `k${(i * 3 + k) % 5}`, new Uint8Array([i, k]));
+  (net.nodes[1] as Gossip).delete("t", "k2");
+  net.runUntil(() => net.converged(), 1_000, "convergence");
+  const target = fingerprint(net.nodes[0] as Gossip);
+  const deltas = net.sent.filter((s) => s.message.r.length > 0).map((s) => ({ from: net.ids[s.from] as string, message: s.message }));
+  fc.assert(fc.property(fc.nat(1_000_000), (seed) => {
+    const rng = createRng(seed);
+    const sink = new Gossip(gid(9), createRng(seed, 2), TEST_CONFIG);
+    sink.tick(BASE_MS, []);
+    // Every node's own writes first-hand (deltas from origin sources), then all captured deltas twice, shuffled.
+    const order = [...deltas, ...deltas];
+    for (let k = order.length - 1; k > 0; k--) {
+      const j = rng.int(k + 1);
+      [order[k], order[j]] = [order[j] as (typeof order)[number], order[k] as (typeof order)[number]];
+    }
+    // Deltas that start above the sink's watermark are skipped (gaps); replaying rounds until no
+    // progress models anti-entropy asking again.
+    for (let round = 0; round < 10; round++) for (const d of order) sink.step(d.from, { ...d.message, h: 3, d: [] });
+    assert.equal(fingerprint(sink), target, `seed ${seed}`);
+  }), { numRuns: 30 });
+});
+
+test("LWW by HLC: the larger stamp wins whatever the arrival order, and causality is kept", () => {
+  // A's clock runs 1 s ahead of B's.
+  const net = new GossipNet({ n: 2, seed: 11, skewMs: [1000, 0] });
+  net.run(5);
+  const a = net.nodes[0] as Gossip;
+  const b = net.nodes[1] as Gossip;
+  // Concurrent writes: B, cut off, writes 300 ms after A in real time, but its stamp is lower.
+  net.isolated.add(1);
+  const wa = a.publish("t", "k", bytes("from A"));
+  net.run(30);
+  const wb = b.publish("t", "k", bytes("from B, concurrent"));
+  assert.ok(wa.ok && wb.ok && wb.row.wall < wa.row.wall);
+  net.isolated.delete(1);
+  net.runUntil(() => net.converged(), 500, "convergence");
+  assert.equal(new TextDecoder().decode(b.get("t", "k")?.value), "from A", "the larger stamp wins");
+  // B has seen A's row, so its clock moved past A's stamp: B's next write to k wins everywhere.
+  assert.ok(compareHlc(b.clock, wa.row) > 0);
+  const w = b.publish("t", "k", bytes("from B, after seeing A"));
+  assert.ok(w.ok && rowBeats(w.row, wa.row));
+  net.runUntil(() => net.converged(), 500, "convergence");
+  assert.equal(new TextDecoder().decode(a.get("t", "k")?.value), "from B, after seeing A");
+  // Concurrent writes without causality: the larger HLC wins even though it arrives first.
+  const c = new Gossip(gid(5), createRng(1), TEST_CONFIG);
+  c.tick(BASE_MS, []);
+  const late = makeRow("t", "x", bytes("late stamp"), BASE_MS + 50, 0, A, 1);
+  const early2 = makeRow("t", "x", bytes("early stamp"), BASE_MS + 10, 0, B, 1);
+  const wire = (r: GossipRow): GossipMessage => ({ t: "gossip", h: 3, n: 0, d: [], r: [[r.origin, 0, r.version, [[r.version, r.topic, r.key, r.value ?? null, r.wall, r.logical]]]], g: [] });
+  c.step(A, wire(late));
+  c.step(B, wire(early2));
+  assert.equal(new TextDecoder().decode(c.get("t", "x")?.value), "late stamp");
+  // Equal stamps: the larger origin id wins.
+  const tieA = makeRow("t", "y", bytes("A"), BASE_MS, 3, A, 2);
+  const tieB = makeRow("t", "y", bytes("B"), BASE_MS, 3, B, 2);
+  assert.ok(rowBeats(tieB, tieA) && !rowBeats(tieA, tieB));
+});
+
+test("HLC: a row stamped beyond maxClockOffsetMs is refused, then accepted once the clock catches up", () => {
+  const net = new GossipNet({ n: 2, seed: 13, skewMs: [10_000, 0] });
+  net.run(3);
+  assert.ok((net.nodes[0] as Gossip).publish("t", "k", bytes("ahead")).ok);
+  net.run(100);
+  const b = net.nodes[1] as Gossip;
+  assert.equal(b.get("t", "k"), undefined, "10 s ahead: refused");
+  assert.ok(b.stats().skewed > 0);
+  net.runUntil(() => b.get("t", "k") !== undefined, 1_000, "acceptance once within 5 s"); // 5 s = 500 ticks
+  assert.ok(net.converged());
+});
+
+/** Grace 2,000 ticks; nodes restored (so not fresh) or past their fresh window. */
+function tombstoneNet(seed: number, n = 5): GossipNet {
+  const net = new GossipNet({ n, seed });
+  net.run(1_100); // past the fresh window (grace / 2)
+  return net;
+}
+
+test("tombstones: a delete removes the key everywhere and is collected after the grace period", () => {
+  const net = tombstoneNet(17);
+  const [n0, n2] = [net.nodes[0] as Gossip, net.nodes[2] as Gossip];
+  assert.ok(n0.publish("t", "k", bytes("v")).ok && n0.publish("t", "keep", bytes("w")).ok);
+  net.runUntil(() => net.nodes.every((g) => g.get("t", "k") !== undefined), 300, "spread");
+  assert.ok(n2.delete("t", "k").ok);
+  net.runUntil(() => net.nodes.every((g) => g.get("t", "k") === undefined), 300, "delete spread");
+  assert.ok(net.nodes.every((g) => g.stats().tombstones === 1));
+  net.run(TEST_CONFIG.tombstoneGraceTicks + 100);
+  for (const g of net.nodes) {
+    assert.equal(g.stats().tombstones, 0, "collected");
+    assert.equal(g.rows().length, 1, "only `keep` remains");
+    assert.ok(g.stats().tombstonesCollected === 1);
+  }
+  assert.equal(net.events.length, 0, "no reset in normal operation");
+});
+
+test("tombstones: a late copy of the deleted row cannot resurrect it after collection (the per-origin floor)", () => {
+  const net = tombstoneNet(19);
+  const n0 = net.nodes[0] as Gossip;
+  const live = n0.publish("t", "k", bytes("old"));
+  assert.ok(live.ok);
+  net.runUntil(() => net.converged(), 300, "spread");
+  assert.ok((net.nodes[3] as Gossip).delete("t", "k").ok);
+  net.run(TEST_CONFIG.tombstoneGraceTicks + 200);
+  assert.ok(net.nodes.every((g) => g.rows().length === 0), "tombstone collected everywhere");
+  // The delta a slow network still holds: n0's row, version 1, from 0.
+  const r = live.row;
+  const stale: GossipMessage = { t: "gossip", h: 1, n: 1, d: [], r: [[r.origin, 0, 1, [[1, "t", "k", r.value ?? null, r.wall, r.logical]]]], g: [] };
+  for (let i = 1; i < net.nodes.length; i++) (net.nodes[i] as Gossip).step(A, stale);
+  net.run(200);
+  assert.ok(net.nodes.every((g) => g.get("t", "k") === undefined && g.rows().length === 0), "not resurrected");
+});
+
+test("tombstones: a node away for less than the grace period gets the tombstone and sends nothing back", () => {
+  const net = tombstoneNet(23);
+  assert.ok((net.nodes[0] as Gossip).publish("t", "k", bytes("v")).ok);
+  net.runUntil(() => net.converged(), 300, "spread");
+  net.isolated.add(4);
+  assert.ok((net.nodes[1] as Gossip).delete("t", "k").ok);
+  net.run(TEST_CONFIG.tombstoneGraceTicks / 2);
+  assert.ok((net.nodes[4] as Gossip).get("t", "k") !== undefined, "the isolated node still holds the row");
+  net.isolated.delete(4);
+  net.runUntil(() => net.converged(), 300, "convergence after return");
+  assert.ok(net.nodes.every((g) => g.get("t", "k") === undefined));
+  net.run(TEST_CONFIG.tombstoneGraceTicks + 200);
+  assert.ok(net.nodes.every((g) => g.rows().length === 0), "collected everywhere, nothing resurrected");
+  assert.equal(net.events.length, 0);
+});
+
+test("tombstones: a node away beyond the grace period is reset by the collection horizon, not the others", () => {
+  const net = tombstoneNet(29);
+  const [n0, n1] = [net.nodes[0] as Gossip, net.nodes[1] as Gossip];
+  assert.ok(n0.publish("t", "k", bytes("v")).ok && n1.publish("t", "other", bytes("x")).ok);
+  net.runUntil(() => net.converged(), 300, "spread");
+  net.isolated.add(4);
+  assert.ok(n1.delete("t", "k").ok);
+  assert.ok(n0.publish("t", "later", bytes("y")).ok);
+  net.run(TEST_CONFIG.tombstoneGraceTicks + 300);
+  assert.ok(net.nodes.slice(0, 4).every((g) => g.rows().length === 2), "others collected the tombstone");
+  assert.ok((net.nodes[4] as Gossip).get("t", "k") !== undefined, "the stale node still holds k");
+  net.isolated.delete(4);
+  net.runUntil(() => net.converged(), 1_000, "convergence after return");
+  assert.ok(net.nodes.every((g) => g.get("t", "k") === undefined), "k stays deleted everywhere");
+  assert.ok(net.nodes.every((g) => g.get("t", "other") !== undefined && g.get("t", "later") !== undefined));
+  const resets = net.events.filter((e) => e.event.type === "gossip-reset");
+  assert.ok(resets.length >= 1 && resets.every((e) => e.node === 4), `only the stale node resets: ${JSON.stringify(resets)}`);
+});
+
+test("tombstones: a fresh node joining after collection gets the table without a reset", () => {
+  const net = tombstoneNet(31, 4);
+  for (let i = 0; i < 4; i++) assert.ok((net.nodes[i] as Gossip).publish("t", `k${i}`, bytes(`v${i}`)).ok);
+  net.runUntil(() => net.converged(), 300, "spread");
+  assert.ok((net.nodes[2] as Gossip).delete("t", "k0").ok);
+  net.run(TEST_CONFIG.tombstoneGraceTicks + 200);
+  net.add();
+  net.runUntil(() => net.converged(), 500, "the joiner converges");
+  assert.equal((net.nodes[4] as Gossip).rows().length, 3);
+  assert.equal(net.events.length, 0, "no reset");
+});
+
+test("budget: rows of the largest size travel, every message fits its budget, a datagram never exceeds 1,200 bytes", () => {
+  const net = new GossipNet({ n: 6, seed: 37, loss: 0.05 });
+  net.run(3);
+  const n0 = net.nodes[0] as Gossip;
+  const bigKey = "k".repeat(GOSSIP_DEFAULTS.keyBytesMax - 4);
+  for (let i = 0; i < 60; i++) assert.ok(n0.publish("topic/with.a-long_name", `${bigKey}${i.toString().padStart(4, "0")}`, new Uint8Array(GOSSIP_DEFAULTS.valueBytesMax).fill(i)).ok);
+  assert.equal(n0.publish("t", "k", new Uint8Array(GOSSIP_DEFAULTS.valueBytesMax + 1)).ok, false, "value bound");
+  assert.equal(n0.publish("t", "é".repeat(65), new Uint8Array(1)).ok, false, "key bound in UTF-8 bytes");
+  net.runUntil(() => net.converged(), 3_000, "convergence of 60 rows of ~770 bytes");
+  assert.ok(net.largestBody <= GOSSIP_DEFAULTS.budgetBytes, `largest body ${net.largestBody}`);
+  assert.ok(net.sent.some((s) => s.message.r.length > 0 && s.bytes > 700), "a message carried a near-largest row");
+  // A budget that cannot hold the largest row is refused at construction.
+  const tight: GossipConfig = { ...GOSSIP_DEFAULTS, budgetBytes: rowBytesMax(GOSSIP_DEFAULTS) };
+  assert.throws(() => new Gossip(A, createRng(1), tight));
+});
+
+test("digests are bounded: a joiner discovers 60 origins through 24-entry digests", () => {
+  const net = new GossipNet({ n: 60, seed: 41 });
+  net.run(2);
+  for (let i = 0; i < 60; i++) assert.ok((net.nodes[i] as Gossip).publish("vital", gid(i), new Uint8Array([i])).ok);
+  net.runUntil(() => net.converged(), 2_000, "60 origins converge");
+  const j = net.add();
+  const ticks = net.runUntil(() => net.converged(), 3_000, "the joiner discovers every origin");
+  assert.equal((net.nodes[j] as Gossip).stats().origins, 60);
+  for (const s of net.sent) {
+    if (s.message.h === 0) assert.ok(s.message.d.length <= GOSSIP_DEFAULTS.digestEntriesMax, "SYN digest bound");
+    assert.ok(s.message.d.length <= GOSSIP_DEFAULTS.digestEntriesMax + 2 * GOSSIP_DEFAULTS.priorityEntriesMax, "answer digest bound");
+  }
+  assert.ok(ticks / TEST_CONFIG.periodTicks < 40, `joiner took ${ticks / TEST_CONFIG.periodTicks} periods`);
+});
+
+test("20 nodes under 5% loss converge, with writes and deletes from everyone", () => {
+  for (const seed of [43, 44]) {
+    const net = new GossipNet({ n: 20, seed, loss: 0.05, duplicate: 0.01 });
+    const rng = createRng(seed, 9);
+    for (let t = 0; t < 300; t++) {
+      if (t % 3 === 0) {
+        const i = rng.int(20);
+        const g = net.nodes[i] as Gossip;
+        const key = `k${rng.int(30)}`;
+        assert.ok((rng.chance(0.2) ? g.delete("t", key) : g.publish("t", key, new Uint8Array([t & 0xff]))).ok);
+      }
+      net.tick();
+    }
+    const ticks = net.runUntil(() => net.converged(), 2_000, "convergence");
+    assert.ok(ticks / TEST_CONFIG.periodTicks <= 20, `seed ${seed}: converged ${ticks / TEST_CONFIG.periodTicks} periods after the last write`);
+    assert.ok((net.nodes[0] as Gossip).rows().length > 10, `seed ${seed}`);
+  }
+});
+
+test("subscriptions: a subscriber sees its topic's changes, local and remote; the queue is bounded", () => {
+  const net = new GossipNet({ n: 2, seed: 47, config: { ...TEST_CONFIG, subscriptionQueueMax: 4, subscriptionsMax: 2 } });
+  net.run(2);
+  const [a, b] = [net.nodes[0] as Gossip, net.nodes[1] as Gossip];
+  const sub = b.subscribe("a");
+  assert.ok(sub !== undefined);
+  assert.ok(a.publish("a", "x", bytes("1")).ok && a.publish("b", "y", bytes("2")).ok);
+  net.runUntil(() => b.get("a", "x") !== undefined && b.get("b", "y") !== undefined, 300, "spread");
+  assert.ok(a.delete("a", "x").ok);
+  net.runUntil(() => b.get("a", "x") === undefined, 300, "delete spread");
+  const seen = sub.take();
+  assert.deepEqual(seen.map((c) => [c.topic, c.key, c.value === undefined ? null : new TextDecoder().decode(c.value)]), [["a", "x", "1"], ["a", "x", null]]);
+  // Local writes too; the bound drops the oldest and counts it.
+  for (let i = 0; i < 10; i++) assert.ok(b.publish("a", `k${i}`, new Uint8Array([i])).ok);
+  assert.equal(sub.size, 4);
+  assert.equal(sub.dropped, 6);
+  assert.deepEqual(sub.take(2).map((c) => c.key), ["k6", "k7"]);
+  assert.deepEqual(sub.take().map((c) => c.key), ["k8", "k9"]);
+  assert.ok(b.stats().subscriptionDrops === 6);
+  // Bounded subscriptions; close frees a slot and stops delivery.
+  const second = b.subscribe("b");
+  assert.ok(second !== undefined);
+  assert.equal(b.subscribe("c"), undefined, "subscriptionsMax");
+  sub.close();
+  assert.ok(b.publish("a", "after", bytes("z")).ok);
+  assert.equal(sub.size, 0);
+  assert.ok(b.subscribe("c") !== undefined);
+});
+
+test("bounds: topics, keys per topic and rows are refused beyond their limits; invalid deltas are counted, never thrown", () => {
+  const g = new Gossip(A, createRng(3), { ...TEST_CONFIG, topicsMax: 2, keysPerTopicMax: 3, rowsMax: 5 });
+  g.tick(BASE_MS, []);
+  assert.ok(g.publish("t1", "a", bytes("1")).ok && g.publish("t2", "a", bytes("1")).ok);
+  assert.equal(g.publish("t3", "a", bytes("1")).ok, false, "topicsMax");
+  assert.ok(g.publish("t1", "b", bytes("1")).ok && g.publish("t1", "c", bytes("1")).ok);
+  assert.equal(g.publish("t1", "d", bytes("1")).ok, false, "keysPerTopicMax");
+  assert.ok(g.publish("t2", "b", bytes("1")).ok);
+  assert.equal(g.publish("t2", "c", bytes("1")).ok, false, "rowsMax");
+  assert.ok(g.publish("t1", "a", bytes("2")).ok, "overwriting a key needs no room");
+  assert.equal(g.publish("bad topic", "a", bytes("1")).ok, false);
+  assert.equal(g.publish("t1", "\ud800", bytes("1")).ok, false, "lone surrogate");
+  const bad: GossipMessage[] = [
+    { t: "gossip", h: 3, n: 0, d: [[B, 1]], r: [], g: [] },
+    { t: "gossip", h: 1, n: 0, d: [], r: [[B, 5, 2, []]], g: [] },
+    { t: "gossip", h: 1, n: 0, d: [], r: [[B, 0, 5, [[3, "t", "k", null, 1, 0], [2, "t", "j", null, 1, 0]]]], g: [] },
+    { t: "gossip", h: 1, n: 0, d: [], r: [[B, 0, 5, [[6, "t", "k", null, 1, 0]]]], g: [] },
+    { t: "gossip", h: 1, n: 0, d: [], r: [[B, 0, 5, [[1, "t", "k", new Uint8Array(GOSSIP_DEFAULTS.valueBytesMax + 1), 1, 0]]]], g: [] },
+    { t: "gossip", h: 1, n: 0, d: [], r: [[B, 0, 5, [[1, "t", "k", null, BASE_MS, 0xffff_fff0]]]], g: [] },
+  ];
+  for (const m of bad) g.step(B, m);
+  assert.equal(g.stats().invalid, bad.length);
+  // A full table refuses a remote new key and asks again later rather than skipping it.
+  g.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [[B, 0, 1, [[1, "t1", "z", bytes("r"), BASE_MS, 0]]]], g: [] });
+  assert.equal(g.get("t1", "z"), undefined);
+  assert.equal(g.watermark(B), 0, "the watermark did not pass the refused row");
+  assert.ok(g.stats().tableFull >= 1);
+});
+
+test("a node that lost its store fetches its own rows back and writes above them", () => {
+  const net = new GossipNet({ n: 3, seed: 53 });
+  net.run(2);
+  for (let i = 0; i < 5; i++) assert.ok((net.nodes[0] as Gossip).publish("t", `k${i}`, new Uint8Array([i])).ok);
+  net.runUntil(() => net.converged(), 300, "spread");
+  // Node 0 restarts with an empty store (same id).
+  const reborn = new Gossip(A, createRng(99), TEST_CONFIG);
+  net.nodes[0] = reborn;
+  net.runUntil(() => reborn.selfVersion === 5 && net.converged(), 1_000, "own rows fetched back");
+  const w = reborn.publish("t", "k0", bytes("new"));
+  assert.ok(w.ok && w.row.version === 6);
+  net.runUntil(() => net.converged(), 300, "the new write spreads");
+  assert.equal(new TextDecoder().decode((net.nodes[2] as Gossip).get("t", "k0")?.value), "new");
+});
