@@ -507,7 +507,12 @@ export async function startApi(options: ApiOptions): Promise<Api> {
         return handleEvents(req, res);
       case "/v1/topics":
         methods(req, ["GET"]);
-        return sendJson(res, 200, { topics: kernel.consensus.kv.keys("", 10_000).map(([name, record]) => ({ name, class: "consensus", revision: record.revision, bytes: record.value.length })) });
+        return sendJson(res, 200, {
+          topics: [
+            ...kernel.gossip.topics().map((t) => ({ name: t.topic, class: "gossip", keys: t.keys })),
+            ...kernel.consensus.kv.keys("", 10_000).map(([name, record]) => ({ name, class: "consensus", revision: record.revision, bytes: record.value.length })),
+          ],
+        });
     }
     if (path.startsWith("/v1/kv/")) return handleKv(req, res, url, path);
     throw new HttpError(404, "NOT_FOUND", `no such path: ${path.slice(0, 200)}`);

@@ -94,17 +94,69 @@ const kv: Command<NodeContext> = {
   },
 };
 
+/** Longest wait of `topic sub`, in seconds. */
+const SUB_SECONDS_MAX = 60;
+
+function showValue(value: Uint8Array | undefined): string {
+  return value === undefined ? "(deleted)" : JSON.stringify(text.decode(value).slice(0, 60));
+}
+
 const topic: Command<NodeContext> = {
   name: "topic",
-  summary: "topics: consensus topics are the keys of the Raft key-value store",
-  usage: "topic list",
+  summary: "topics: gossip topics (rows replicated to every node, last writer wins) and consensus topics (the Raft key-value store)",
+  usage: "topic list | topic pub TOPIC KEY VALUE | topic get TOPIC [KEY] | topic del TOPIC KEY | topic sub TOPIC [SECONDS]",
   run(args, { kernel }) {
-    if (args.length !== 1 || args[0] !== "list") throw new UsageError("only `topic list` exists so far");
-    const store = kernel.consensus.kv;
-    const rows = store.keys("", TOPIC_ROWS_MAX);
-    const table = formatTable(["TOPIC", "CLASS", "REVISION", "BYTES"], rows.map(([name, record]) => [name, "consensus", String(record.revision), String(record.value.length)]));
-    const more = store.size > rows.length ? `\n... and ${store.size - rows.length} more` : "";
-    return rows.length === 0 ? "no topics" : `${table}${more}`;
+    const [sub, name, ...rest] = args;
+    const gossip = kernel.gossip;
+    switch (sub) {
+      case "list": {
+        if (name !== undefined) throw new UsageError("list takes no arguments");
+        const rows: string[][] = gossip.topics().slice(0, TOPIC_ROWS_MAX).map((t) => [t.topic, "gossip", `${t.keys} keys`, "-"]);
+        const store = kernel.consensus.kv;
+        for (const [key, record] of store.keys("", TOPIC_ROWS_MAX)) rows.push([key, "consensus", `${record.value.length} bytes`, String(record.revision)]);
+        if (rows.length === 0) return "no topics";
+        const more = store.size > TOPIC_ROWS_MAX ? `\n... and ${store.size - TOPIC_ROWS_MAX} more consensus topics` : "";
+        return `${formatTable(["TOPIC", "CLASS", "SIZE", "REVISION"], rows)}${more}`;
+      }
+      case "pub": {
+        if (name === undefined || rest.length !== 2) throw new UsageError("pub takes TOPIC KEY VALUE (quote a value with spaces)");
+        const error = kernel.topicPublish(name, rest[0]!, utf8.encode(rest[1]!));
+        if (error !== undefined) throw new UsageError(error);
+        return `published (version ${gossip.selfVersion}); it reaches every node by gossip`;
+      }
+      case "del": {
+        if (name === undefined || rest.length !== 1) throw new UsageError("del takes TOPIC KEY");
+        const error = kernel.topicPublish(name, rest[0]!, undefined);
+        if (error !== undefined) throw new UsageError(error);
+        return "deleted (a tombstone reaches every node by gossip)";
+      }
+      case "get": {
+        if (name === undefined || rest.length > 1) throw new UsageError("get takes TOPIC [KEY]");
+        const rows = rest.length === 1 ? [gossip.get(name, rest[0]!)].filter((r) => r !== undefined) : gossip.entries(name);
+        const live = rows.filter((row) => row.value !== undefined);
+        if (live.length === 0) return rest.length === 1 ? "no such key" : "no rows";
+        return formatTable(["KEY", "VALUE", "ORIGIN", "VERSION"], live.slice(0, TOPIC_ROWS_MAX).map((row) => [row.key, showValue(row.value), row.origin, String(row.version)]));
+      }
+      case "sub": {
+        if (name === undefined || rest.length > 1) throw new UsageError("sub takes TOPIC [SECONDS]");
+        const seconds = rest[0] === undefined ? 5 : Number(rest[0]);
+        if (!(seconds > 0 && seconds <= SUB_SECONDS_MAX)) throw new UsageError(`SECONDS must be in (0, ${SUB_SECONDS_MAX}]`);
+        const subscription = gossip.subscribe(name);
+        if (subscription === undefined) throw new Error("too many subscriptions on this node");
+        return new Promise((resolve) => {
+          setTimeout(() => {
+            const changes = subscription.take();
+            const dropped = subscription.dropped;
+            subscription.close();
+            if (changes.length === 0) return resolve(`no changes to ${name} in ${seconds} s`);
+            const table = formatTable(["KEY", "VALUE", "ORIGIN", "VERSION"], changes.map((c) => [c.key, showValue(c.value), c.origin, String(c.version)]));
+            resolve(dropped > 0 ? `${table}\n(${dropped} older changes dropped: the queue is bounded)` : table);
+          }, seconds * 1000).unref();
+        });
+      }
+      default:
+        throw new UsageError(sub === undefined ? "needs a subcommand" : `unknown subcommand ${JSON.stringify(sub.slice(0, 40))}`);
+    }
   },
 };
 

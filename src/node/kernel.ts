@@ -27,6 +27,7 @@ import {
 import { ReplayGuard } from "../core/wire/replay.ts";
 import { raftFromWire, raftToWire } from "../core/collective/raft/wire.ts";
 import { Consensus, CONSENSUS_DEFAULTS, type ConsensusConfig, type KvCallback } from "./consensus.ts";
+import { Gossip, GOSSIP_DEFAULTS, makeRow, type GossipConfig, type GossipPeers, type GossipRow } from "../core/collective/gossip.ts";
 import { EventBus } from "./events.ts";
 import type { Clock, Identity, Seal, Store, StoreWrite, Transport } from "./ports.ts";
 import { TaskTable, type Task } from "./tasks.ts";
@@ -57,6 +58,8 @@ export interface KernelConfig {
   readonly reconnectTicks: number;
   /** Raft, the /v1/kv state machine, voter management and regeneration (src/node/consensus.ts). */
   readonly consensus: ConsensusConfig;
+  /** Gossip topics (src/core/collective/gossip.ts). */
+  readonly gossip: GossipConfig;
 }
 
 export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
@@ -70,6 +73,7 @@ export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
   persistTicks: 100,
   reconnectTicks: 1000,
   consensus: CONSENSUS_DEFAULTS,
+  gossip: GOSSIP_DEFAULTS,
 };
 
 /** What the host measures about itself for vital signs; the simulator has none. */
@@ -155,6 +159,10 @@ const KEY_EPOCH = "kernel/epoch";
 const KEY_INCARNATION = "kernel/incarnation";
 const PREFIX_MEMBER = "roster/member/";
 const PREFIX_GUARD = "heal/task/";
+const PREFIX_GOSSIP_ROW = "gossip/row/";
+const KEY_GOSSIP_WATERMARKS = "gossip/watermarks";
+/** This node's own gossip version, written durably before a write of its leaves the node. */
+const KEY_GOSSIP_SELF = "gossip/self";
 const KEY_VITALS = "vital/history";
 /** Mode changes kept for `degrade`. */
 const MODE_HISTORY_MAX = 32;
@@ -197,6 +205,12 @@ export class Kernel {
   readonly #vitals: Vitals;
   #heal: Heal | undefined;
   #consensus: Consensus | undefined;
+  #gossip: Gossip | undefined;
+  /** Gossip rows changed (or forgotten) since the last persist, by row id. */
+  readonly #dirtyRows = new Map<string, GossipRow | undefined>();
+  /** SWIM's live ids for the gossip core, built at most once per tick and only when asked. */
+  #liveCache: string[] | undefined;
+
   #drainScheduled = false;
   readonly #lastHeard = new Map<string, number>();
   /** Members SWIM declared dead or left, until they come back (heal syncs with them then). */
@@ -268,6 +282,11 @@ export class Kernel {
   get consensus(): Consensus {
     assert(this.#consensus !== undefined, "Kernel: consensus used before start()");
     return this.#consensus;
+  }
+
+  get gossip(): Gossip {
+    assert(this.#gossip !== undefined, "Kernel: gossip used before start()");
+    return this.#gossip;
   }
 
   get vitals(): Vitals {
@@ -352,6 +371,9 @@ export class Kernel {
     this.events.publish(0, "kernel-started", {
       id: this.id, epoch: this.#epoch, incarnation, members: swim.size, guarded: heal.list().length, mode: this.#mode,
     });
+    const gossip = new Gossip(this.id, this.ports.rng.fork(), this.config.gossip);
+    gossip.restore(...this.#restoreGossip());
+    this.#gossip = gossip;
     // Raft restores its log and rebuilds the key-value state before any traffic (it is
     // built after kernel-started is published, so that event stays the first one). A node started
     // with no one to join founds a new cluster (if it has no Raft state yet).
@@ -418,6 +440,9 @@ export class Kernel {
     this.#runGuarded();
     this.consensus.tick();
     this.#drainConsensus();
+    this.#liveCache = undefined;
+    this.gossip.tick(Math.floor(this.ports.clock.nowMs()), this.#peersView());
+    if (this.gossip.hasReady()) this.#flushGossip();
     const kernelTask = this.#daemons.kernel;
     if (kernelTask !== undefined) kernelTask.steps++;
     if (this.roster.hasReady() || swim.hasReady() || this.heal.hasReady()) this.#flush();
@@ -468,6 +493,52 @@ export class Kernel {
   kvDelete(key: string, callback: KvCallback): void {
     this.consensus.delete(key, callback);
     this.#requestDrain();
+  }
+
+  // ---- Gossip topics ------------------------------------------------------------------------
+
+  /** Writes a gossip row (or deletes it when value is undefined); an error string when refused. */
+  topicPublish(topic: string, key: string, value: Uint8Array | undefined): string | undefined {
+    const result = value === undefined ? this.gossip.delete(topic, key) : this.gossip.publish(topic, key, value);
+    if (!result.ok) return result.error;
+    // The version must survive a crash before any peer hears of it (as SWIM's incarnation does):
+    // a node that came back below it would reuse versions its peers already hold.
+    this.ports.store.write([{ key: KEY_GOSSIP_SELF, value: writeNumber(this.gossip.selfVersion) }], { durable: true });
+    this.#flushGossip();
+    return undefined;
+  }
+
+  #flushGossip(): void {
+    const ready = this.gossip.ready();
+    for (const row of ready.changed) this.#dirtyRows.set(row.id, row);
+    for (const row of ready.forgotten) this.#dirtyRows.set(row.id, undefined);
+    for (const outbound of ready.messages) this.#sendTo(outbound.to, outbound.channel, outbound.message);
+    for (const event of ready.events) this.events.publish(this.#tick, event.type, event);
+  }
+
+  /** SWIM's live members for the gossip core, without building the list unless a peer is picked. */
+  #peersView(): GossipPeers {
+    const live = (): string[] => (this.#liveCache ??= this.swim.liveIds());
+    return { length: this.swim.size - 1, at: (i) => live()[i] };
+  }
+
+  #restoreGossip(): [GossipRow[], Array<[string, number]>] {
+    const rows: GossipRow[] = [];
+    for (const [, value] of this.ports.store.scan(PREFIX_GOSSIP_ROW, this.config.gossip.rowsMax)) {
+      const v = unpackValue(value);
+      if (!Array.isArray(v) || v.length !== 7) continue;
+      const [topic, key, data, wall, logical, origin, version] = v as unknown[];
+      if (typeof topic !== "string" || typeof key !== "string" || !(data === null || data instanceof Uint8Array)) continue;
+      if (typeof wall !== "number" || typeof logical !== "number" || typeof origin !== "string" || typeof version !== "number") continue;
+      rows.push(makeRow(topic, key, data === null ? undefined : data.slice(), wall, logical, origin, version));
+    }
+    const marks = unpackValue(this.ports.store.get(KEY_GOSSIP_WATERMARKS) ?? new Uint8Array(0));
+    const watermarks: Array<[string, number]> = Array.isArray(marks)
+      ? (marks as unknown[]).filter((m): m is [string, number] => Array.isArray(m) && m.length === 2 && typeof m[0] === "string" && typeof m[1] === "number")
+      : [];
+    const self = readNumber(this.ports.store.get(KEY_GOSSIP_SELF));
+    if (self !== undefined) watermarks.push([this.id, self]);
+    return [rows, watermarks];
   }
 
   #requestDrain(): void {
@@ -641,6 +712,11 @@ export class Kernel {
       }
       case "raft-offer":
         if (this.swim.stateOf(sender) !== undefined) this.consensus.onOffer(sender, { confEpoch: message.epoch, lastTerm: message.lt, lastIndex: message.li });
+        return;
+      case "gossip":
+        if (this.swim.stateOf(sender) === undefined) return this.#drop("decode", `gossip from non-member ${sender}`);
+        this.gossip.step(sender, message);
+        if (this.gossip.hasReady()) this.#flushGossip();
         return;
       default:
         this.swim.step(sender, message);
@@ -835,6 +911,11 @@ export class Kernel {
       else batch.push({ key: PREFIX_MEMBER + id, value: packValue([entryToWire(member.entry), STATE_RANK[member.state]]) });
     }
     this.#dirtyMembers.clear();
+    for (const [id, row] of this.#dirtyRows) {
+      batch.push({ key: PREFIX_GOSSIP_ROW + id, value: row === undefined ? undefined : packValue([row.topic, row.key, row.value ?? null, row.wall, row.logical, row.origin, row.version]) });
+    }
+    if (this.#dirtyRows.size > 0) batch.push({ key: KEY_GOSSIP_WATERMARKS, value: packValue(this.gossip.watermarks()) });
+    this.#dirtyRows.clear();
     if (all || ++this.#persistRounds % VITAL_PERSIST_EVERY === 0) {
       const history = this.#vitals.history();
       if (history.length > 0) {

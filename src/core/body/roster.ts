@@ -131,6 +131,7 @@ export class Roster {
       case "heal":
       case "raft":
       case "raft-offer":
+      case "gossip":
       case "swim-ping":
       case "swim-ping-req":
       case "swim-ack":

@@ -680,6 +680,7 @@ export class Swim {
       case "heal":
       case "raft":
       case "raft-offer":
+      case "gossip":
         return;
       default:
         return assertNever(message, "Swim: unhandled message");

@@ -610,7 +610,8 @@ export class Gossip {
    */
   tick(physicalMs: number, peers: GossipPeers): void {
     this.#now++;
-    this.#physicalMs = physicalMs;
+    // Stamps are whole milliseconds on the wire; a host clock may have a fraction.
+    this.#physicalMs = Math.floor(physicalMs);
     this.#live = peers.length + 1;
     if (this.#now - this.#periodStart >= this.#config.periodTicks) {
       this.#periodStart = this.#now;

@@ -10,6 +10,7 @@ import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
 import { LIMITS } from "../util/limits.ts";
 import { RaftWireSchema } from "../collective/raft/wire.ts";
+import { GossipWireSchema } from "../collective/gossip-wire.ts";
 
 const bytes = (length: number) => Type.Uint8Array({ minByteLength: length, maxByteLength: length });
 const u32 = Type.Integer({ minimum: 0, maximum: 0xffff_ffff });
@@ -125,6 +126,8 @@ export const MESSAGE_SCHEMAS = {
    * majority of voters tells the other survivors how up to date its log is.
    */
   "raft-offer": Type.Object({ t: Type.Literal("raft-offer"), epoch: safeU, lt: safeU, li: safeU }),
+  /** Gossip topics' anti-entropy (src/core/collective/gossip.ts, docs/protocols/gossip.md), a datagram. */
+  gossip: GossipWireSchema,
 } as const;
 
 type WireSchemas = typeof MESSAGE_SCHEMAS;
