@@ -239,3 +239,33 @@ test("commands: vital, degrade, guard, heal, persist on a single node", () => {
   assert.match(shell.execute("guard rm beat").output, /^removed beat$/);
   assert.match(shell.execute("heal").output, /^no guarded tasks/);
 });
+
+test("commands: raft, kv, topic, spawn on a single node that founded its cluster", async () => {
+  const k = kernel();
+  const shell = createNodeShell(k);
+  // The founder elects itself once its election timeout passes (no defer port: drains at once).
+  for (let i = 0; i < 40 && !k.consensus.isLeader; i++) k.tick();
+  assert.equal(k.consensus.isLeader, true);
+  const raft = shell.execute("raft").output;
+  assert.match(raft, /^state +leader$/m);
+  assert.match(raft, new RegExp(`^config +voters=\\(${k.id}\\)$`, "m"));
+  assert.match(raft, /^config epoch +0 \(0 regenerations here; regeneration on\)$/m);
+
+  assert.deepEqual(await shell.executeAsync("kv put greeting hello"), { ok: true, output: `ok (revision ${k.consensus.status().commit})` });
+  assert.deepEqual(await shell.executeAsync("kv get greeting"), { ok: true, output: "hello" });
+  assert.match((await shell.executeAsync("kv cas greeting nope world")).output, /^kv: failed: compare failed: the key holds "hello"$/);
+  assert.match((await shell.executeAsync("kv cas greeting hello world")).output, /^ok \(revision \d+\)$/);
+  assert.match(shell.execute("kv list").output, /^greeting +\d+ +5 +"world"$/m);
+  assert.match((await shell.executeAsync("kv del greeting")).output, /^deleted/);
+  assert.match((await shell.executeAsync("kv get greeting")).output, /no such key/);
+
+  assert.match(shell.execute("topic pub sensors temp 21.5").output, /^published \(version 1\)/);
+  assert.match(shell.execute("topic get sensors").output, /^temp +"21\.5" +[0-9a-f]{16} +1$/m);
+  assert.match(shell.execute("topic list").output, /^sensors +gossip +1 keys +-$/m);
+  assert.match(shell.execute("topic del sensors temp").output, /^deleted/);
+  assert.match(shell.execute("topic get sensors temp").output, /^no such key$/);
+  assert.match(shell.execute("spawn stat").output, /^this node +leader, applied \d+ of commit \d+$/m);
+  for (const line of ["kv", "kv get", "kv put k", "kv frob x", "topic", "topic pub a b", "topic pub 'bad topic' k v", "topic sub t 0", "topic sub t 99", "spawn", "raft now"]) {
+    assert.equal((await shell.executeAsync(line)).ok, false, line);
+  }
+});
