@@ -702,7 +702,8 @@ export class Kernel {
         if (this.swim.stateOf(sender) !== undefined) this.heal.step(sender, message.reply, message.tasks);
         break;
       case "raft": {
-        if (this.swim.stateOf(sender) === undefined) return this.#drop("decode", `raft from non-member ${sender}`);
+        // From a member SWIM does not know (yet, or again after a restart): ignored; Raft retries.
+        if (this.swim.stateOf(sender) === undefined) return;
         const decoded = raftFromWire(message, sender);
         if (!decoded.ok) return this.#drop("decode", decoded.detail);
         if (decoded.message.to !== this.id) return this.#drop("decode", `raft for ${decoded.message.to}`);
@@ -714,7 +715,8 @@ export class Kernel {
         if (this.swim.stateOf(sender) !== undefined) this.consensus.onOffer(sender, { confEpoch: message.epoch, lastTerm: message.lt, lastIndex: message.li });
         return;
       case "gossip":
-        if (this.swim.stateOf(sender) === undefined) return this.#drop("decode", `gossip from non-member ${sender}`);
+        // From a member SWIM does not know yet (a mass join): ignored, as heal and vital are.
+        if (this.swim.stateOf(sender) === undefined) return;
         this.gossip.step(sender, message);
         if (this.gossip.hasReady()) this.#flushGossip();
         return;
