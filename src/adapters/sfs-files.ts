@@ -460,6 +460,11 @@ export class SharedFiles {
   // Reading for the shell (ls, cat)
 
   /** The entries of a shared folder ("" for /shared/ itself), the temp folder hidden; sorted by name. */
+  /** SHA-256 of a chunk that arrived from a peer, hex (for the core's check). */
+  sha256Hex(bytes: Uint8Array): string {
+    return hash("sha256", bytes, "hex");
+  }
+
   async list(path: string): Promise<DirEntry[]> {
     const abs = path === "" ? this.root : this.resolve(path);
     if (path !== "") await this.#checkParent(path);

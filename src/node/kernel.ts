@@ -27,9 +27,10 @@ import {
 import { ReplayGuard } from "../core/wire/replay.ts";
 import { raftFromWire, raftToWire } from "../core/collective/raft/wire.ts";
 import { Consensus, CONSENSUS_DEFAULTS, type ConsensusConfig, type KvCallback } from "./consensus.ts";
+import { SharedFolder } from "./shared-folder.ts";
 import { Gossip, GOSSIP_DEFAULTS, makeRow, type GossipConfig, type GossipPeers, type GossipRow } from "../core/collective/gossip.ts";
 import { EventBus } from "./events.ts";
-import type { Clock, Identity, Seal, Store, StoreWrite, Transport } from "./ports.ts";
+import type { Clock, Identity, Seal, SharedFolderPort, Store, StoreWrite, Transport } from "./ports.ts";
 import { TaskTable, type Task } from "./tasks.ts";
 
 export const VERSION = "0.1.0";
@@ -95,6 +96,8 @@ export interface KernelPorts {
    * fsync (group commit). Without it (the simulator) the kernel drains at once.
    */
   readonly defer?: (fn: () => void) => void;
+  /** The /shared/ folder on disk; without it (the simulator) the shared folder is off. */
+  readonly files?: SharedFolderPort;
 }
 
 export interface ChannelStats {
@@ -206,6 +209,7 @@ export class Kernel {
   #heal: Heal | undefined;
   #consensus: Consensus | undefined;
   #gossip: Gossip | undefined;
+  #sharedFolder: SharedFolder | undefined;
   /** Gossip rows changed (or forgotten) since the last persist, by row id. */
   readonly #dirtyRows = new Map<string, GossipRow | undefined>();
   /** SWIM's live ids for the gossip core, built at most once per tick and only when asked. */
@@ -282,6 +286,11 @@ export class Kernel {
   get consensus(): Consensus {
     assert(this.#consensus !== undefined, "Kernel: consensus used before start()");
     return this.#consensus;
+  }
+
+  /** The shared folder, when this node has one (a files port). */
+  get sharedFolder(): SharedFolder | undefined {
+    return this.#sharedFolder;
   }
 
   get gossip(): Gossip {
@@ -371,6 +380,15 @@ export class Kernel {
     this.events.publish(0, "kernel-started", {
       id: this.id, epoch: this.#epoch, incarnation, members: swim.size, guarded: heal.list().length, mode: this.#mode,
     });
+    const files = this.ports.files;
+    if (files !== undefined) {
+      this.#sharedFolder = new SharedFolder(this.id, files, store, {
+        send: (to, message) => this.#sendTo(to, "stream", message),
+        event: (type, data) => this.events.publish(this.#tick, type, data),
+        membership: { liveIds: () => this.swim.liveIds() },
+        nowMs: () => Math.floor(this.ports.clock.nowMs()),
+      });
+    }
     const gossip = new Gossip(this.id, this.ports.rng.fork(), this.config.gossip);
     gossip.restore(...this.#restoreGossip());
     this.#gossip = gossip;
@@ -440,6 +458,7 @@ export class Kernel {
     this.#runGuarded();
     this.consensus.tick();
     this.#drainConsensus();
+    this.#sharedFolder?.tick();
     this.#liveCache = undefined;
     this.gossip.tick(Math.floor(this.ports.clock.nowMs()), this.#peersView());
     if (this.gossip.hasReady()) this.#flushGossip();
@@ -714,6 +733,13 @@ export class Kernel {
       case "raft-offer":
         if (this.swim.stateOf(sender) !== undefined) this.consensus.onOffer(sender, { confEpoch: message.epoch, lastTerm: message.lt, lastIndex: message.li });
         return;
+      case "sfs-digest":
+      case "sfs-sums":
+      case "sfs-entries":
+      case "sfs-get":
+      case "sfs-chunk":
+        if (this.swim.stateOf(sender) !== undefined) this.#sharedFolder?.step(sender, message);
+        return;
       case "gossip":
         // From a member SWIM does not know yet (a mass join): ignored, as heal and vital are.
         if (this.swim.stateOf(sender) === undefined) return;
@@ -876,9 +902,13 @@ export class Kernel {
         // members are not sent anything: they ask on their own sync, and a mass join would
         // otherwise cost n² messages.
         if (this.#gone.delete(event.id) && this.heal.list().length > 0) this.heal.syncWith(event.id);
+        // The shared folder compares manifests with every member that comes alive (its clusters
+        // are small: files are copied to every node).
+        this.#sharedFolder?.core.syncWith(event.id);
         break;
       case "member-dead":
       case "member-left":
+        this.#sharedFolder?.core.peerGone(event.id);
         if (this.#gone.size < LIMITS.membersMax) this.#gone.add(event.id);
         this.#vitals.forget(event.id);
         this.rtt.delete(event.id);

@@ -3,6 +3,7 @@
 // plugs in src/sim (simulated network, disk and clocks). The kernel is the same code in both, and
 // it is synchronous: every port call returns at once, and inbound packets arrive by callback.
 import type { Channel } from "../core/wire/envelope.ts";
+import type { SfsCompletion, SfsDiskItem, SfsEffect, SfsFileInfo } from "../core/collective/sfs.ts";
 
 /**
  * Moves sealed packets between nodes. Deliberately weak: a datagram may be dropped, duplicated,
@@ -68,4 +69,22 @@ export interface Identity {
   verify(publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean;
   /** The node id a public key maps to: hex of the first 8 bytes of its SHA-256. */
   idOf(publicKey: Uint8Array): string;
+}
+
+/**
+ * The node's /shared/ folder on disk (src/adapters/sfs-files.ts). Asynchronous: the kernel hands
+ * it the shared-folder core's effects and feeds the completions back. The simulator has none (the
+ * shared folder is then off).
+ */
+export interface SharedFolderPort {
+  perform(effect: SfsEffect): Promise<SfsCompletion>;
+  /** SHA-256 of a chunk, hex. */
+  sha256Hex(bytes: Uint8Array): string;
+  scan(options: { cleanTemp: boolean }): Promise<{ readonly items: SfsDiskItem[]; readonly complete: boolean }>;
+  hashFile(path: string): Promise<SfsFileInfo>;
+  stageBytes(bytes: Uint8Array): Promise<{ temp: string; info: SfsFileInfo }>;
+  stageCopy(path: string): Promise<{ temp: string; info: SfsFileInfo }>;
+  discardStaged(temp: string): Promise<void>;
+  list(path: string): Promise<Array<{ readonly name: string; readonly dir: boolean; readonly size: number; readonly mtimeMs: number }>>;
+  read(path: string, maxBytes: number): Promise<Uint8Array>;
 }

@@ -15,6 +15,8 @@ import { formatAddress, openTransport, parseAddress } from "../adapters/net.ts";
 import { createSeal, makeToken, tokenFingerprint } from "../adapters/seal.ts";
 import { BEACON_PORT, startBeacon, type Beacon } from "../adapters/beacon.ts";
 import { openStore } from "../adapters/store.ts";
+import { SharedFiles } from "../adapters/sfs-files.ts";
+import { SFS_DEFAULTS } from "../core/collective/sfs.ts";
 import { AssertionFailure } from "../core/util/assert.ts";
 import { LIMITS } from "../core/util/limits.ts";
 import { createRng } from "../core/util/rng.ts";
@@ -245,6 +247,9 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
       joinAddrs = await discoverJoin(opened, identity.id, store);
     }
 
+    // The /shared/ folder (issue 5, sfs): its boot scan runs once the kernel has started.
+    const files = await SharedFiles.open(dataDir, { chunkBytes: SFS_DEFAULTS.chunkBytes });
+
     const seed = randomBytes(16);
     const rng = createRng(seed.readBigUInt64BE(0), seed.readBigUInt64BE(8));
     const host: HostVitals = {
@@ -258,7 +263,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     kernel = new Kernel(
       // Raft's ready is deferred to setImmediate: every packet and request handled in one turn of
       // the event loop shares one fsync (group commit).
-      { transport, store, clock: wallClock, seal, identity, rng, host, defer: (fn) => setImmediate(fn) },
+      { transport, store, clock: wallClock, seal, identity, rng, host, defer: (fn) => setImmediate(fn), files },
       {
         ...KERNEL_DEFAULTS, tickMs, name, role: options.role ?? "core", join: joinAddrs,
         consensus: {
@@ -270,6 +275,8 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     );
     kernel.start();
     beacon?.setMember(true);
+    const folder = kernel.sharedFolder;
+    if (folder !== undefined) folder.boot().catch(rateLimitedLog("shared folder boot scan"));
     const startedKernel = kernel;
     closers.push(() => startedKernel.stop());
 

@@ -7,10 +7,11 @@
 // live in this one file: files run in parallel, and two `pk up`s at once race for the same ports.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { alive, clusterDir, pk, readCluster, restartNode, shellLine, startCluster, status, waitConverged, type Status } from "./cluster-helpers.ts";
+import { alive, clusterDir, pk, readCluster, restartNode, shellLine, startCluster, status, waitConverged, type ClusterNode, type Status } from "./cluster-helpers.ts";
 
 test("pk up --detach --nodes 3: every node lists 3 alive members within 5 s (acceptance 1)", async (t) => {
   const dir = clusterDir(t);
@@ -264,6 +265,48 @@ test("raft with real processes: kill -9 of the leader while clients write loses 
     }
   }
   t.diagnostic(`acceptance 3: ${attempts} writes attempted, ${acknowledged.size} keys acknowledged, ${failures} failed or unknown; none lost`);
+});
+
+// Issue 5, acceptance 3: the shared folder on real processes. A 50 MB file written into one node's
+// /shared/ is byte-identical on the others; a delete reaches all; a node killed with SIGKILL while
+// it fetches a file shows no partial file, and after its restart holds the whole file.
+test("shared folder with real processes: 50 MB replicated byte-identical, a delete reaches all, kill -9 mid-transfer leaves no partial file", { timeout: 120_000 }, async (t) => {
+  const restarted: number[] = [];
+  const { cluster, apis } = await startCluster(t, 3, restarted);
+  const [n1, n2, n3] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode];
+  const shared = (node: ClusterNode, name: string) => join(node.data, "shared", name);
+  const digest = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
+
+  writeFileSync(shared(n1, "big.bin"), randomBytes(50 * 1024 * 1024));
+  const want = digest(shared(n1, "big.bin"));
+  const started = performance.now();
+  assert.match((await shellLine(apis[0]!, "sfs sync")).output, /1 changed file/);
+  await waitFor(60_000, async () => existsSync(shared(n2, "big.bin")) && existsSync(shared(n3, "big.bin")), "big.bin on every node");
+  t.diagnostic(`acceptance 3: 50 MB on every node ${(performance.now() - started).toFixed(0)} ms after sfs sync on the writer`);
+  for (const node of [n2, n3]) assert.equal(digest(shared(node, "big.bin")), want, `byte-identical on ${node.id}`);
+
+  // A delete on any node reaches every node.
+  assert.match((await shellLine(apis[1]!, "rm /shared/big.bin")).output, /^removed/);
+  await waitFor(20_000, async () => [n1, n2, n3].every((node) => !existsSync(shared(node, "big.bin"))), "the delete on every node");
+
+  // kill -9 of a receiver while it fetches: nothing partial is visible, before or after its restart.
+  writeFileSync(shared(n1, "big2.bin"), randomBytes(50 * 1024 * 1024));
+  const want2 = digest(shared(n1, "big2.bin"));
+  await shellLine(apis[0]!, "sfs sync");
+  const temp = join(n3.data, "shared", ".sfs-tmp");
+  await waitFor(30_000, async () => existsSync(temp) && readdirSync(temp).some((name) => statSync(join(temp, name)).size > 0), "n3 fetching big2.bin");
+  assert.ok(n3.pid !== null);
+  process.kill(n3.pid, "SIGKILL");
+  const partial = existsSync(shared(n3, "big2.bin"));
+  assert.ok(!partial || digest(shared(n3, "big2.bin")) === want2, "no partial big2.bin visible on the killed node");
+  t.diagnostic(`acceptance 3: killed n3 mid-transfer with ${readdirSync(temp).map((name) => statSync(join(temp, name)).size).reduce((a, b) => a + b, 0)} bytes in its temp folder; visible file: ${partial}`);
+  await waitFor(60_000, async () => existsSync(shared(n2, "big2.bin")), "big2.bin on n2");
+  assert.equal(digest(shared(n2, "big2.bin")), want2);
+  while (alive(n3.pid)) await sleep(20);
+  restarted.push(restartNode(n3));
+  await waitFor(60_000, async () => existsSync(shared(n3, "big2.bin")), "big2.bin on the restarted n3");
+  assert.equal(digest(shared(n3, "big2.bin")), want2, "the restarted node holds the whole file");
+  await waitFor(10_000, async () => readdirSync(temp).length === 0, "n3's temp folder emptied");
 });
 
 /** The first event the node published (kernel-started), read from the start of /v1/events. */

@@ -132,6 +132,11 @@ export class Roster {
       case "raft":
       case "raft-offer":
       case "gossip":
+      case "sfs-digest":
+      case "sfs-sums":
+      case "sfs-entries":
+      case "sfs-get":
+      case "sfs-chunk":
       case "swim-ping":
       case "swim-ping-req":
       case "swim-ack":

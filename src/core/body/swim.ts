@@ -681,6 +681,11 @@ export class Swim {
       case "raft":
       case "raft-offer":
       case "gossip":
+      case "sfs-digest":
+      case "sfs-sums":
+      case "sfs-entries":
+      case "sfs-get":
+      case "sfs-chunk":
         return;
       default:
         return assertNever(message, "Swim: unhandled message");

@@ -11,6 +11,7 @@ import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
 import { LIMITS } from "../util/limits.ts";
 import { RaftWireSchema } from "../collective/raft/wire.ts";
 import { GossipWireSchema } from "../collective/gossip-wire.ts";
+import { SFS_MESSAGE_SCHEMAS } from "../collective/sfs-wire.ts";
 
 const bytes = (length: number) => Type.Uint8Array({ minByteLength: length, maxByteLength: length });
 const u32 = Type.Integer({ minimum: 0, maximum: 0xffff_ffff });
@@ -128,6 +129,8 @@ export const MESSAGE_SCHEMAS = {
   "raft-offer": Type.Object({ t: Type.Literal("raft-offer"), epoch: safeU, lt: safeU, li: safeU }),
   /** Gossip topics' anti-entropy (src/core/collective/gossip.ts, docs/protocols/gossip.md), a datagram. */
   gossip: GossipWireSchema,
+  /** The shared folder (src/core/collective/sfs.ts, docs/protocols/sfs.md), on the stream channel. */
+  ...SFS_MESSAGE_SCHEMAS,
 } as const;
 
 type WireSchemas = typeof MESSAGE_SCHEMAS;
