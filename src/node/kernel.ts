@@ -8,6 +8,10 @@
 // vital signs; heal keeps guarded tasks running on exactly one node; persist keeps all of it in the
 // store, restored before any traffic.
 //
+// The Collective layer: Raft and the consensus key-value store (consensus.ts), gossip topics
+// (src/core/collective/gossip.ts) and the shared folder (shared-folder.ts, when the node has a
+// files port) are driven from here too.
+//
 // Inbound: bytes → size check → header decode → AEAD open → replay check → body decode and schema
 // validation → core. A packet failing any step is dropped and counted by reason; none changes
 // state. Outbound, per tick: persist, then send, then events (Raft's ordering rule).
@@ -214,7 +218,6 @@ export class Kernel {
   readonly #dirtyRows = new Map<string, GossipRow | undefined>();
   /** SWIM's live ids for the gossip core, built at most once per tick and only when asked. */
   #liveCache: string[] | undefined;
-
   #drainScheduled = false;
   readonly #lastHeard = new Map<string, number>();
   /** Members SWIM declared dead or left, until they come back (heal syncs with them then). */
