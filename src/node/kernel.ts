@@ -78,7 +78,8 @@ export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
   persistTicks: 100,
   reconnectTicks: 1000,
   consensus: CONSENSUS_DEFAULTS,
-  gossip: GOSSIP_DEFAULTS,
+  // A joiner or a node back from a long partition catches up on the stream channel.
+  gossip: { ...GOSSIP_DEFAULTS, catchUpBytes: 192 * 1024 },
 };
 
 /** What the host measures about itself for vital signs; the simulator has none. */

@@ -9,6 +9,7 @@ import { Gossip, GOSSIP_DEFAULTS, makeRow, rowBeats, rowBytesMax, type GossipCon
 import type { GossipMessage } from "../../src/core/collective/gossip-wire.ts";
 import { compareHlc } from "../../src/core/util/hlc.ts";
 import { createRng } from "../../src/core/util/rng.ts";
+import { packValue } from "../../src/core/wire/codec.ts";
 import { BASE_MS, bytes, describe, fingerprint, gid, GossipNet, TEST_CONFIG } from "./gossip-harness.ts";
 
 const A = gid(0);
@@ -349,4 +350,58 @@ test("a node that lost its store fetches its own rows back and writes above them
   assert.ok(w.ok && w.row.version === 6);
   net.runUntil(() => net.converged(), 300, "the new write spreads");
   assert.equal(new TextDecoder().decode((net.nodes[2] as Gossip).get("t", "k0")?.value), "new");
+});
+
+test("catch-up: rows that overflow a datagram travel on the stream channel with the catch-up budget", () => {
+  const config = { ...GOSSIP_DEFAULTS, catchUpBytes: 64 * 1024 };
+  const a = new Gossip("00000000000000aa", createRng(1), config);
+  const b = new Gossip("00000000000000bb", createRng(2), config);
+  a.tick(1_000_000, []);
+  b.tick(1_000_000, []);
+  for (let i = 0; i < 3_000; i++) assert.equal(a.publish("t", `k${i}`, new TextEncoder().encode(`v${i}`)).ok, true);
+  a.ready();
+  b.syncWith("00000000000000aa");
+  const syn = b.ready().messages;
+  assert.equal(syn.length, 1);
+  // Exchange until `a` owes `b` its rows (b learns of a's origin first, then asks for it).
+  let toA = syn[0]!.message;
+  let answer: ReturnType<Gossip["ready"]>["messages"] = [];
+  for (let hop = 0; hop < 2 && answer.every((m) => m.channel !== "stream"); hop++) {
+    a.step("00000000000000bb", toA);
+    answer = a.ready().messages;
+    assert.equal(answer.length, 1);
+    if (answer[0]!.channel === "stream") break;
+    b.step("00000000000000aa", answer[0]!.message);
+    const next = b.ready().messages;
+    assert.equal(next.length, 1);
+    toA = next[0]!.message;
+  }
+  assert.equal(answer[0]!.channel, "stream", "the owed rows overflow a datagram");
+  assert.ok(packValue(answer[0]!.message).length > 1_200 && packValue(answer[0]!.message).length <= 64 * 1024);
+  b.step("00000000000000aa", answer[0]!.message);
+  assert.ok(b.size > 1_000, `one exchange carried ${b.size} rows`);
+  assert.equal(a.stats().catchUps, 1);
+  // With catch-up off (the core's default) the same owed rows are answered in one datagram.
+  const d = new Gossip("00000000000000dd", createRng(4), GOSSIP_DEFAULTS);
+  d.tick(1_000_000, []);
+  for (let i = 0; i < 3_000; i++) d.publish("t", `k${i}`, new TextEncoder().encode(`v${i}`));
+  d.ready();
+  const e = new Gossip("00000000000000ee", createRng(5), GOSSIP_DEFAULTS);
+  e.tick(1_000_000, []);
+  e.syncWith("00000000000000dd");
+  let toD = e.ready().messages[0]!.message;
+  for (let hop = 0; hop < 2; hop++) {
+    d.step("00000000000000ee", toD);
+    const out = d.ready().messages;
+    for (const m of out) {
+      assert.equal(m.channel, "datagram");
+      assert.ok(packValue(m.message).length <= 1_200);
+    }
+    if (out.length === 0) break;
+    e.step("00000000000000dd", out[0]!.message);
+    const next = e.ready().messages;
+    if (next.length === 0) break;
+    toD = next[0]!.message;
+  }
+  assert.ok(e.size > 0 && e.size < 100, `a datagram exchange carried only ${e.size} rows`);
 });

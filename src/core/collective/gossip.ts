@@ -55,6 +55,7 @@ import type { Rng } from "../util/rng.ts";
 import { Timeout } from "../util/timeout.ts";
 import { HEADER_BYTES, TAG_BYTES, type Channel } from "../wire/envelope.ts";
 import {
+  GOSSIP_WIRE_BOUNDS,
   deltaHeaderSize, entrySize, horizonSize, MESSAGE_OVERHEAD_BYTES, rowSize, strSize, utf8Length,
   type GossipDeltaWire, type GossipDigestEntryWire, type GossipHop, type GossipHorizonWire, type GossipMessage,
   type GossipRowWire,
@@ -99,6 +100,13 @@ export interface GossipConfig {
   readonly valueBytesMax: number;
   /** Origins remembered as "wanted" (seen ahead in a peer's digest, not yet fetched). */
   readonly wantedMax: number;
+  /**
+   * Catch-up: when the rows a peer lacks overflow one datagram, the answer goes on the stream
+   * channel with this budget instead (a joiner or a long-partitioned node then fetches thousands
+   * of rows per exchange, not a dozen). 0 turns it off. At most rowsPerDeltaMax rows of the
+   * smallest size fit, so the schema's bound holds.
+   */
+  readonly catchUpBytes: number;
   /** Watermark changes remembered for the recent slice. */
   readonly recentRingMax: number;
   /** Local subscriptions at once. */
@@ -129,6 +137,9 @@ export const GOSSIP_DEFAULTS: GossipConfig = {
   keyBytesMax: 128,
   valueBytesMax: 512,
   wantedMax: 256,
+  // Off in the core's defaults (the datagram-only protocol its tests and replica-scale measure);
+  // the kernel turns it on (KERNEL_DEFAULTS.gossip).
+  catchUpBytes: 0,
   recentRingMax: 64,
   subscriptionsMax: 256,
   subscriptionQueueMax: 1024,
@@ -245,6 +256,8 @@ export interface GossipStats {
   tombstonesCollected: number;
   resets: number;
   subscriptionDrops: number;
+  /** Answers sent on the stream channel because the rows owed overflowed a datagram. */
+  catchUps: number;
 }
 
 export type GossipWriteResult =
@@ -457,7 +470,7 @@ export class Gossip {
   #forgotten: GossipRow[] = [];
   readonly #stats: GossipStats = {
     rows: 0, tombstones: 0, origins: 0, topics: 0, selfVersion: 0, invalid: 0, gaps: 0, skewed: 0, tableFull: 0,
-    originsFull: 0, originsEvicted: 0, repliesRefused: 0, tombstonesCollected: 0, resets: 0, subscriptionDrops: 0,
+    originsFull: 0, originsEvicted: 0, repliesRefused: 0, tombstonesCollected: 0, resets: 0, subscriptionDrops: 0, catchUps: 0,
   };
 
   constructor(selfId: string, rng: Rng, config: GossipConfig = GOSSIP_DEFAULTS) {
@@ -475,6 +488,7 @@ export class Gossip {
     this.#digestReserveBytes = config.priorityEntriesMax * ENTRY_BYTES_MAX + config.horizonsPerMessageMax * HORIZON_BYTES_MAX;
     assert(MESSAGE_OVERHEAD_BYTES + this.#digestReserveBytes + DELTA_HEADER_BYTES_MAX + rowBytesMax(config) <= config.budgetBytes,
       `Gossip: the largest row (${rowBytesMax(config)} bytes) does not fit the budget with the digest reserve`);
+    assert(config.catchUpBytes === 0 || config.catchUpBytes + ENVELOPE_BYTES <= LIMITS.frameBytesMax, "Gossip: catchUpBytes exceeds a stream frame");
     this.#self = selfId;
     this.#rng = rng;
     this.#config = config;
@@ -874,9 +888,24 @@ export class Gossip {
   /** Answers a message at hop h < 3 with one at hop h + 1. */
   #answer(from: string, message: GossipMessage): void {
     const hop = (message.h + 1) as GossipHop;
+    let { b, rowsFull } = this.#compose(message, hop, this.#config.budgetBytes);
+    let channel = this.#config.channel;
+    const catchUp = this.#config.catchUpBytes;
+    if (rowsFull && channel === "datagram" && catchUp > this.#config.budgetBytes) {
+      ({ b, rowsFull } = this.#compose(message, hop, catchUp));
+      channel = "stream";
+      this.#stats.catchUps++;
+    }
+    if (b.empty) return;
+    this.#repliesLeft--;
+    this.#outbox.push({ to: from, channel, message: b.message(hop, this.#originList.length) });
+  }
+
+  /** The answer to `message` within `budget` bytes; rowsFull when rows it lacks did not all fit. */
+  #compose(message: GossipMessage, hop: GossipHop, budget: number): { b: Builder; rowsFull: boolean } {
     const canAsk = hop <= 2;
-    const b = new Builder(this.#config.budgetBytes);
-    const rowsLimit = this.#config.budgetBytes - (canAsk ? this.#digestReserveBytes : 0);
+    const b = new Builder(budget);
+    const rowsLimit = budget - (canAsk ? this.#digestReserveBytes : 0);
     const requests: GossipDigestEntryWire[] = [];
     let rowsFull = false;
     for (const [origin, version] of message.d) {
@@ -885,7 +914,7 @@ export class Gossip {
       const horizon = this.#horizons.get(origin);
       if (horizon !== undefined && version < horizon.version && b.g.length < this.#config.horizonsPerMessageMax) {
         const bytes = horizonSize(origin, horizon.version, horizon.wall, horizon.logical);
-        if (b.size + bytes <= this.#config.budgetBytes) {
+        if (b.size + bytes <= budget) {
           b.g.push([origin, horizon.version, horizon.wall, horizon.logical]);
           b.size += bytes;
         }
@@ -910,9 +939,7 @@ export class Gossip {
         if (message.n < this.#originList.length) this.#sweepInto(b, b.d.length + this.#config.priorityEntriesMax, told);
       }
     }
-    if (b.empty) return;
-    this.#repliesLeft--;
-    this.#outbox.push({ to: from, channel: this.#config.channel, message: b.message(hop, this.#originList.length) });
+    return { b, rowsFull };
   }
 
   /**
@@ -921,7 +948,8 @@ export class Gossip {
    */
   #rowsAbove(b: Builder, st: OriginState, from: number, limit: number): boolean {
     const header = deltaHeaderSize(st.id, from, st.wm);
-    if (b.size + header > limit) return false;
+    // The schema bounds groups per message and rows per group; a catch-up budget could exceed them.
+    if (b.size + header > limit || b.r.length >= GOSSIP_WIRE_BOUNDS.deltasMax) return false;
     const rows = st.rows();
     let lo = 0;
     let hi = rows.length;
@@ -939,7 +967,7 @@ export class Gossip {
       if (this.#table.get(row.id) !== row) continue;
       const value = row.value ?? null;
       const bytes = rowSize(row.version, row.topic, row.key, value, row.wall, row.logical);
-      if (b.size + size + bytes > limit) {
+      if (b.size + size + bytes > limit || out.length >= GOSSIP_WIRE_BOUNDS.rowsPerDeltaMax) {
         cut = true;
         upto = out.length > 0 ? (out[out.length - 1] as GossipRowWire)[0] : from;
         break;
