@@ -172,7 +172,6 @@ export class Consensus {
   #confEpoch = 0;
   #deadMajoritySince = -1;
   readonly #offers = new Map<string, { offer: RegenOffer; tick: number }>();
-  #lastConfChange = "";
 
   constructor(id: string, epoch: number, rng: Rng, store: Store, host: ConsensusHost, config: ConsensusConfig, bootstrap: boolean) {
     this.id = id;
@@ -555,7 +554,7 @@ export class Consensus {
       return;
     }
     this.stats.confChanges++;
-    this.#lastConfChange = describeConfState(conf);
+    const described = describeConfState(conf);
     // Durably, before anything acts on the new configuration: at boot every entry up to this index
     // counts as committed and is applied again, so a restart never falls back to an older
     // configuration (a founder that came back as the single voter of entry 1 would elect itself
@@ -564,7 +563,7 @@ export class Consensus {
       { key: KEY_CONF, value: packValue([entry.index]) },
       { key: KEY_META, value: packValue([this.#confEpoch, this.stats.regenerations]) },
     ], { durable: true });
-    this.#host.event("raft-conf-changed", { index: entry.index, conf: this.#lastConfChange, epoch: this.#confEpoch });
+    this.#host.event("raft-conf-changed", { index: entry.index, conf: described, epoch: this.#confEpoch });
   }
 
   // ---- reads --------------------------------------------------------------------------------
@@ -754,11 +753,6 @@ export class Consensus {
     this.#host.event("raft-regenerated", {
       epoch, dead: dead.join(","), term: this.#raft.term, lastIndex: this.#raft.log.lastIndex(), regenerations: this.stats.regenerations,
     });
-  }
-
-  /** For status: the last configuration applied, described. */
-  get lastConfChange(): string {
-    return this.#lastConfChange;
   }
 }
 

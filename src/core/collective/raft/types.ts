@@ -134,10 +134,6 @@ export interface ReadState {
   readonly context: Uint8Array;
 }
 
-export function isEmptyHardState(state: HardState): boolean {
-  return state.term === 0 && state.vote === NONE && state.commit === 0;
-}
-
 export function hardStateEqual(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
 }

@@ -3,7 +3,7 @@
 // back copies every byte field out of the packet (the decoder hands out views into it) because
 // entries and snapshots outlive the packet in the log.
 import { Type, type Static } from "@sinclair/typebox";
-import type { ConfState, Entry, Message, MessageType, Snapshot } from "./types.ts";
+import { LOCAL_MESSAGES, type ConfState, type Entry, type Message, type MessageType, type Snapshot } from "./types.ts";
 
 const u53 = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Id = Type.String({ pattern: "^[0-9a-f]{16}$" });
@@ -23,7 +23,7 @@ const TYPES: readonly MessageType[] = [
 ];
 const TYPE_CODES = new Map(TYPES.map((t, i) => [t, i]));
 /** Messages a peer may send; local ones (hup, beat, unreachable, snap-status, check-quorum) are refused. */
-const REMOTE_CODES = TYPES.map((t, i) => ["hup", "beat", "unreachable", "snap-status", "check-quorum"].includes(t) ? -1 : i).filter((i) => i >= 0);
+const REMOTE_CODES = TYPES.map((t, i) => (LOCAL_MESSAGES.has(t) ? -1 : i)).filter((i) => i >= 0);
 
 const Ids = Type.Array(Id, { maxItems: CONF_MEMBERS_MAX });
 export const ConfStateWireSchema = Type.Tuple([Ids, Ids, Ids, Ids, Type.Boolean()]);
