@@ -1,4 +1,4 @@
-// Shell commands of the Collective layer so far: raft, kv, topic.
+// Shell commands of the Collective layer: raft, kv, topic, spawn, route.
 import { describeConfState } from "../core/collective/raft/confchange.ts";
 import type { KvOutcome } from "./consensus.ts";
 import type { NodeContext } from "./commands.ts";
@@ -184,4 +184,51 @@ const spawn: Command<NodeContext> = {
   },
 };
 
-export const COLLECTIVE_COMMANDS: readonly Command<NodeContext>[] = [raft, kv, topic, spawn];
+/** A member by id, id prefix (at least 4 characters) or name; a clear error otherwise. */
+function resolveMember(kernel: Kernel, what: string): string {
+  const members = kernel.memberStatuses();
+  const exact = members.find((m) => m.id === what) ?? members.filter((m) => m.name === what).at(0);
+  if (exact !== undefined) return exact.id;
+  const prefixed = what.length >= 4 ? members.filter((m) => m.id.startsWith(what)) : [];
+  if (prefixed.length === 1) return prefixed[0]!.id;
+  throw new UsageError(prefixed.length > 1 ? `"${what}" matches ${prefixed.length} members` : `no member "${what}" (an id, an id prefix of 4+ characters, or a name)`);
+}
+
+const ROUTE_PING_TICKS = 200;
+
+const route: Command<NodeContext> = {
+  name: "route",
+  summary: "mesh routing: links, the route to every member (next hop, metric, seqno); route ping MEMBER",
+  usage: "route | route ping MEMBER",
+  run(args, { kernel }) {
+    const mesh = kernel.mesh;
+    const names = new Map(kernel.memberStatuses().map((m) => [m.id, m.name === "" ? m.id : m.name]));
+    const label = (id: string | undefined) => (id === undefined ? "-" : names.get(id) ?? id);
+    if (args[0] === "ping") {
+      if (args.length !== 2) throw new UsageError("ping takes one MEMBER");
+      const target = resolveMember(kernel, args[1]!);
+      if (target === kernel.id) throw new UsageError("that is this node");
+      return new Promise<string>((resolve, reject) => {
+        mesh.echo(target, ROUTE_PING_TICKS, (result) => {
+          if (result.ok) resolve(`reply from ${label(target)} via ${label(mesh.core.nextHop(target))}: ${result.hops} hop${result.hops === 1 ? "" : "s"}, ${(result.ms ?? 0).toFixed(1)} ms`);
+          else reject(new Error(`${label(target)}: ${result.error ?? "failed"}`));
+        });
+      });
+    }
+    if (args.length > 0) throw new UsageError("route takes no arguments but ping MEMBER");
+    const stats = mesh.stats;
+    const links = mesh.links().sort((a, b) => (label(a.id) < label(b.id) ? -1 : 1))
+      .map((l) => `${label(l.id)}${l.outbound ? "" : " (in)"}`);
+    const head = formatFields([
+      ["mesh", mesh.active ? `on, seqno ${mesh.core.seqno}` : `off (more than ${mesh.config.membersMax} members)`],
+      ["links", links.length === 0 ? "none" : links.join(", ")],
+      ["data", `${stats.dataSent} sent, ${stats.dataDelivered} delivered, ${stats.dataForwarded} forwarded, ${stats.dropNoRoute} without route, ${stats.dropTtl} out of hops`],
+    ]);
+    const rows = mesh.routes().filter((r) => r.destination !== kernel.id)
+      .sort((a, b) => (label(a.destination) < label(b.destination) ? -1 : 1))
+      .map((r) => [label(r.destination), label(r.nextHop), r.metric >= 0xffff ? "unreachable" : String(r.metric), String(r.seqno ?? "-")]);
+    return `${head}\n\n${formatTable(["DESTINATION", "NEXT HOP", "METRIC", "SEQNO"], rows)}`;
+  },
+};
+
+export const COLLECTIVE_COMMANDS: readonly Command<NodeContext>[] = [raft, kv, topic, spawn, route];

@@ -32,6 +32,7 @@ import { ReplayGuard } from "../core/wire/replay.ts";
 import { raftFromWire, raftToWire } from "../core/collective/raft/wire.ts";
 import { Consensus, CONSENSUS_DEFAULTS, type ConsensusConfig, type KvCallback } from "./consensus.ts";
 import { SharedFolder } from "./shared-folder.ts";
+import { MeshService, MESH_SERVICE_DEFAULTS, type MeshServiceConfig } from "./mesh-service.ts";
 import { Gossip, GOSSIP_DEFAULTS, makeRow, type GossipConfig, type GossipPeers, type GossipRow } from "../core/collective/gossip.ts";
 import { EventBus } from "./events.ts";
 import type { Clock, Identity, Seal, SharedFolderPort, Store, StoreWrite, Transport } from "./ports.ts";
@@ -65,6 +66,8 @@ export interface KernelConfig {
   readonly consensus: ConsensusConfig;
   /** Gossip topics (src/core/collective/gossip.ts). */
   readonly gossip: GossipConfig;
+  /** Mesh routing (src/node/mesh-service.ts): neighbours, and the core's timers. */
+  readonly mesh: MeshServiceConfig;
 }
 
 export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
@@ -80,6 +83,7 @@ export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
   consensus: CONSENSUS_DEFAULTS,
   // A joiner or a node back from a long partition catches up on the stream channel.
   gossip: { ...GOSSIP_DEFAULTS, catchUpBytes: 192 * 1024 },
+  mesh: MESH_SERVICE_DEFAULTS,
 };
 
 /** What the host measures about itself for vital signs; the simulator has none. */
@@ -215,6 +219,7 @@ export class Kernel {
   #consensus: Consensus | undefined;
   #gossip: Gossip | undefined;
   #sharedFolder: SharedFolder | undefined;
+  #mesh: MeshService | undefined;
   /** Gossip rows changed (or forgotten) since the last persist, by row id. */
   readonly #dirtyRows = new Map<string, GossipRow | undefined>();
   /** SWIM's live ids for the gossip core, built at most once per tick and only when asked. */
@@ -295,6 +300,11 @@ export class Kernel {
   /** The shared folder, when this node has one (a files port). */
   get sharedFolder(): SharedFolder | undefined {
     return this.#sharedFolder;
+  }
+
+  get mesh(): MeshService {
+    assert(this.#mesh !== undefined, "Kernel: mesh used before start()");
+    return this.#mesh;
   }
 
   get gossip(): Gossip {
@@ -407,6 +417,12 @@ export class Kernel {
       wake: () => this.#requestDrain(),
       sendOffer: (to, offer) => this.#sendTo(to, "stream", { t: "raft-offer", epoch: offer.confEpoch, lt: offer.lastTerm, li: offer.lastIndex }),
     }, this.config.consensus, this.config.join.length === 0);
+    this.#mesh = new MeshService(this.id, this.ports.rng.fork(), {
+      send: (to, message) => this.#sendTo(to, "datagram", message),
+      liveIds: () => this.swim.liveIds(),
+      tick: () => this.#tick,
+      nowMs: () => this.ports.clock.nowMs(),
+    }, this.config.mesh);
     roster.startJoin();
     this.#flush();
   }
@@ -463,6 +479,7 @@ export class Kernel {
     this.consensus.tick();
     this.#drainConsensus();
     this.#sharedFolder?.tick();
+    this.mesh.tick();
     this.#liveCache = undefined;
     this.gossip.tick(Math.floor(this.ports.clock.nowMs()), this.#peersView());
     if (this.gossip.hasReady()) this.#flushGossip();
@@ -744,6 +761,11 @@ export class Kernel {
       case "sfs-chunk":
         if (this.swim.stateOf(sender) !== undefined) this.#sharedFolder?.step(sender, message);
         return;
+      case "mesh-update":
+      case "mesh-req":
+      case "mesh-data":
+        if (this.swim.stateOf(sender) !== undefined) this.mesh.step(sender, message);
+        return;
       case "gossip":
         // From a member SWIM does not know yet (a mass join): ignored, as heal and vital are.
         if (this.swim.stateOf(sender) === undefined) return;
@@ -913,6 +935,7 @@ export class Kernel {
       case "member-dead":
       case "member-left":
         this.#sharedFolder?.core.peerGone(event.id);
+        this.mesh.memberGone(event.id);
         if (this.#gone.size < LIMITS.membersMax) this.#gone.add(event.id);
         this.#vitals.forget(event.id);
         this.rtt.delete(event.id);

@@ -137,6 +137,9 @@ export class Roster {
       case "sfs-entries":
       case "sfs-get":
       case "sfs-chunk":
+      case "mesh-update":
+      case "mesh-req":
+      case "mesh-data":
       case "swim-ping":
       case "swim-ping-req":
       case "swim-ack":

@@ -686,6 +686,9 @@ export class Swim {
       case "sfs-entries":
       case "sfs-get":
       case "sfs-chunk":
+      case "mesh-update":
+      case "mesh-req":
+      case "mesh-data":
         return;
       default:
         return assertNever(message, "Swim: unhandled message");

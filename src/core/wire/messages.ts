@@ -12,6 +12,7 @@ import { LIMITS } from "../util/limits.ts";
 import { RaftWireSchema } from "../collective/raft/wire.ts";
 import { GossipWireSchema } from "../collective/gossip-wire.ts";
 import { SFS_MESSAGE_SCHEMAS } from "../collective/sfs-wire.ts";
+import { MESH_SCHEMAS } from "../collective/mesh-wire.ts";
 
 const bytes = (length: number) => Type.Uint8Array({ minByteLength: length, maxByteLength: length });
 const u32 = Type.Integer({ minimum: 0, maximum: 0xffff_ffff });
@@ -131,6 +132,8 @@ export const MESSAGE_SCHEMAS = {
   gossip: GossipWireSchema,
   /** The shared folder (src/core/collective/sfs.ts, docs/protocols/sfs.md), on the stream channel. */
   ...SFS_MESSAGE_SCHEMAS,
+  /** Mesh routing (src/core/collective/mesh.ts, docs/protocols/mesh.md): updates, seqno requests, routed data; datagrams. */
+  ...MESH_SCHEMAS,
 } as const;
 
 type WireSchemas = typeof MESSAGE_SCHEMAS;
