@@ -37,11 +37,22 @@
 //        The request failed (e.g. "full", "session", "shape", "busy"); requestId 0 when not tied to one.
 //   kind 8 end-session   str8 session
 //        Forget the session's KV cache and state.
+//   kind 9 expert-req    u32 requestId | ids i32[T] | values f32[T]
+//        Mixture of experts: classify this input (T ≤ 4,096 tokens) with your own local expert model.
+//   kind 10 expert-res   u32 requestId | u32 version | logits f32[C]
+//        The expert's logits (C ≤ 65,536) and the version of the model that produced them.
+//   kind 11 train-req    u32 requestId | u32 round | u16 epochs | u32 seed | params f32[P]
+//        Federated learning: start from these global params, train `epochs` passes over your local
+//        data (shuffled from `seed`), answer with your params.
+//   kind 12 train-res    u32 requestId | u32 round | u32 n | params f32[P]
+//        The locally trained params of `round` and n, the number of examples they were trained on.
 //
 // Limits: the whole message ≤ bytesMax (64 MiB by default; a stream frame is at most 16 MiB anyway,
 // LIMITS.frameBytesMax); session and code 1–64 UTF-8 bytes, error message 0–1,024; rank ≤ 4; every
 // field has its dtype and rank (vectors rank 1, o and matrices rank 2), no empty vector or matrix,
-// and k, v have q's length, l has m's, o has m's length rows.
+// and k, v have q's length, l has m's, o has m's length rows; expert ids and values 1..4,096 long
+// and of one length, logits 1..65,536. Values are bits: finiteness, token ids in the vocabulary and
+// params of the receiver's model size are the receiver's checks (docs/protocols/brain.md).
 // Decoding is total: any input gives { ok: false, error } or a message, never an exception, and it
 // never allocates more than the input's size. The encoding is canonical: a decoded message encodes
 // back to the same bytes.
@@ -55,6 +66,10 @@ export const BRAIN_WIRE = {
   codeBytesMax: 64,
   messageBytesMax: 1024,
   rankMax: 4,
+  /** Tokens in an expert request (T). */
+  expertTokensMax: 4096,
+  /** Logits in an expert response (C); MODEL_BOUNDS.nClasses. */
+  logitsMax: 65536,
 } as const;
 
 export type DType = "f32" | "f64" | "i32";
@@ -133,9 +148,45 @@ export interface EndSession {
   t: "end-session";
   session: string;
 }
+/** Mixture of experts: classify this input with your own local expert model. */
+export interface ExpertRequest {
+  t: "expert-req";
+  requestId: number;
+  /** Token ids, 1..BRAIN_WIRE.expertTokensMax of them. */
+  ids: Int32Array;
+  /** One value per token (values.length === ids.length). */
+  values: Float32Array;
+}
+export interface ExpertResponse {
+  t: "expert-res";
+  requestId: number;
+  /** The version of the expert model that answered (u32). */
+  version: number;
+  /** 1..BRAIN_WIRE.logitsMax logits. */
+  logits: Float32Array;
+}
+/** Federated learning: train locally starting from these global params. */
+export interface TrainRequest {
+  t: "train-req";
+  requestId: number;
+  round: number;
+  /** u16. */
+  epochs: number;
+  seed: number;
+  params: Float32Array;
+}
+export interface TrainResponse {
+  t: "train-res";
+  requestId: number;
+  round: number;
+  /** Examples the params were trained on (u32). */
+  n: number;
+  params: Float32Array;
+}
 
 export type BrainMessage =
-  | PartialRequest | PartialResponse | TpRequest | TpResponse | StageRequest | StageResponse | ErrorResponse | EndSession;
+  | PartialRequest | PartialResponse | TpRequest | TpResponse | StageRequest | StageResponse | ErrorResponse | EndSession
+  | ExpertRequest | ExpertResponse | TrainRequest | TrainResponse;
 
 export type BrainDecodeResult = { ok: true; msg: BrainMessage } | { ok: false; error: string };
 export type TensorDecodeResult = { ok: true; tensor: Tensor } | { ok: false; error: string };
@@ -147,6 +198,7 @@ export interface BrainWireOptions {
 
 const KIND = {
   "partial-req": 1, "partial-res": 2, "tp-req": 3, "tp-res": 4, "stage-req": 5, "stage-res": 6, "error": 7, "end-session": 8,
+  "expert-req": 9, "expert-res": 10, "train-req": 11, "train-res": 12,
 } as const;
 const DTYPE_CODE = { f32: 1, f64: 2, i32: 3 } as const;
 const DTYPE_SIZE = { f32: 4, f64: 8, i32: 4 } as const;
@@ -224,6 +276,11 @@ class Writer {
   vector64(x: Float64Array, what: string): void {
     assert(x.length >= 1, `brain-wire: ${what} is empty`);
     this.tensor({ dtype: "f64", shape: [x.length], data: x });
+  }
+
+  vectorI32(x: Int32Array, what: string): void {
+    assert(x.length >= 1, `brain-wire: ${what} is empty`);
+    this.tensor({ dtype: "i32", shape: [x.length], data: x });
   }
 
   matrix(x: F32Matrix, what: string): void {
@@ -321,6 +378,34 @@ export function encodeBrainMessage(msg: BrainMessage): Uint8Array {
       break;
     case "end-session":
       session(w, msg.session);
+      break;
+    case "expert-req": {
+      const T = msg.ids.length;
+      assert(T <= BRAIN_WIRE.expertTokensMax, `brain-wire: ${T} expert tokens > ${BRAIN_WIRE.expertTokensMax}`);
+      assert(msg.values.length === T, `brain-wire: ${T} ids but ${msg.values.length} values`);
+      w.u32(msg.requestId);
+      w.vectorI32(msg.ids, "ids");
+      w.vector32(msg.values, "values");
+      break;
+    }
+    case "expert-res":
+      assert(msg.logits.length <= BRAIN_WIRE.logitsMax, `brain-wire: ${msg.logits.length} logits > ${BRAIN_WIRE.logitsMax}`);
+      w.u32(msg.requestId);
+      w.u32(msg.version);
+      w.vector32(msg.logits, "logits");
+      break;
+    case "train-req":
+      w.u32(msg.requestId);
+      w.u32(msg.round);
+      w.u16(msg.epochs);
+      w.u32(msg.seed);
+      w.vector32(msg.params, "params");
+      break;
+    case "train-res":
+      w.u32(msg.requestId);
+      w.u32(msg.round);
+      w.u32(msg.n);
+      w.vector32(msg.params, "params");
       break;
     default:
       assertNever(msg);
@@ -420,6 +505,13 @@ class Reader {
     return t.data;
   }
 
+  vectorI32(what: string, lengthMax: number): Int32Array {
+    const t = this.tensor(what);
+    if (t.dtype !== "i32" || t.shape.length !== 1 || t.data.length === 0) throw new WireError(`${what}: must be a non-empty i32 vector`);
+    if (t.data.length > lengthMax) throw new WireError(`${what}: ${t.data.length} values > ${lengthMax}`);
+    return t.data;
+  }
+
   matrix(what: string): F32Matrix {
     const t = this.tensor(what);
     if (t.dtype !== "f32" || t.shape.length !== 2 || t.data.length === 0) throw new WireError(`${what}: must be a non-empty f32 matrix`);
@@ -501,6 +593,32 @@ function readMessage(r: Reader): BrainMessage {
     }
     case KIND["end-session"]:
       return { t: "end-session", session: r.str(1, 1, BRAIN_WIRE.sessionBytesMax, "session") };
+    case KIND["expert-req"]: {
+      const requestId = r.u32("requestId");
+      const ids = r.vectorI32("ids", BRAIN_WIRE.expertTokensMax);
+      const values = r.vector32("values", ids.length);
+      return { t: "expert-req", requestId, ids, values };
+    }
+    case KIND["expert-res"]: {
+      const requestId = r.u32("requestId");
+      const version = r.u32("version");
+      const logits = r.vector32("logits");
+      if (logits.length > BRAIN_WIRE.logitsMax) throw new WireError(`logits: ${logits.length} values > ${BRAIN_WIRE.logitsMax}`);
+      return { t: "expert-res", requestId, version, logits };
+    }
+    case KIND["train-req"]: {
+      const requestId = r.u32("requestId");
+      const round = r.u32("round");
+      const epochs = r.u16("epochs");
+      const seed = r.u32("seed");
+      return { t: "train-req", requestId, round, epochs, seed, params: r.vector32("params") };
+    }
+    case KIND["train-res"]: {
+      const requestId = r.u32("requestId");
+      const round = r.u32("round");
+      const n = r.u32("n");
+      return { t: "train-res", requestId, round, n, params: r.vector32("params") };
+    }
     default:
       throw new WireError(`unknown kind ${kind}`);
   }

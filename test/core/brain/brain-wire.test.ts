@@ -50,6 +50,11 @@ const examples: BrainMessage[] = [
   { t: "error", requestId: 5, code: "full", message: "KV shard full: layer 1 holds its capacity of 4096 positions" },
   { t: "error", requestId: 0, code: "e", message: "" },
   { t: "end-session", session: "s".repeat(64) },
+  { t: "expert-req", requestId: 11, ids: Int32Array.of(0, 3, -1, 2147483647), values: f32(20.5, -0, NaN, 1e-40) },
+  { t: "expert-req", requestId: 0, ids: Int32Array.of(2), values: f32(0) },
+  { t: "expert-res", requestId: 11, version: 0xffff_ffff, logits: f32(0.1, -3, Infinity) },
+  { t: "train-req", requestId: 12, round: 4, epochs: 0xffff, seed: 0xdead_beef, params: new Float32Array(715).map((_, i) => Math.sin(i)) },
+  { t: "train-res", requestId: 12, round: 4, n: 0, params: f32(-Infinity, 2) },
 ];
 
 test("brain wire: example messages round trip exactly, and re-encode to the same bytes", () => {
@@ -86,11 +91,24 @@ test("brain wire: the layout is little-endian and as documented", () => {
     "0000803f", "000000c0", // 1, −2
   ].join(""));
   assert.equal(toHex(encodeBrainMessage({ t: "end-session", session: "ab" })), "01" + "08" + "02" + "6162");
+  assert.equal(toHex(encodeBrainMessage({ t: "expert-req", requestId: 1, ids: Int32Array.of(-2), values: f32(1) })), [
+    "01", "09", "01000000", // version, kind 9, requestId
+    "03", "01", "01000000", "04000000", "feffffff", // ids: i32, rank 1, [1], 4 bytes, −2
+    "01", "01", "01000000", "04000000", "0000803f", // values: f32 [1], 1
+  ].join(""));
+  assert.equal(toHex(encodeBrainMessage({ t: "expert-res", requestId: 2, version: 0x0a0b_0c0d, logits: f32(-2) })),
+    "01" + "0a" + "02000000" + "0d0c0b0a" + "01" + "01" + "01000000" + "04000000" + "000000c0");
+  assert.equal(toHex(encodeBrainMessage({ t: "train-req", requestId: 3, round: 4, epochs: 0x0102, seed: 5, params: f32(1) })),
+    "01" + "0b" + "03000000" + "04000000" + "0201" + "05000000" + "01" + "01" + "01000000" + "04000000" + "0000803f");
+  assert.equal(toHex(encodeBrainMessage({ t: "train-res", requestId: 3, round: 4, n: 6, params: f32(1) })),
+    "01" + "0c" + "03000000" + "04000000" + "06000000" + "01" + "01" + "01000000" + "04000000" + "0000803f");
 });
 
 /** Arbitrary bit patterns, NaNs and infinities included. */
 const f32Of = (n: number): fc.Arbitrary<Float32Array> =>
   fc.array(fc.integer({ min: 0, max: 0xffff_ffff }), { minLength: n, maxLength: n }).map((a) => new Float32Array(Uint32Array.from(a).buffer));
+const i32Of = (n: number): fc.Arbitrary<Int32Array> =>
+  fc.array(fc.integer({ min: -0x8000_0000, max: 0x7fff_ffff }), { minLength: n, maxLength: n }).map((a) => Int32Array.from(a));
 const f64Of = (n: number): fc.Arbitrary<Float64Array> =>
   fc.array(fc.integer({ min: 0, max: 0xffff_ffff }), { minLength: 2 * n, maxLength: 2 * n }).map((a) => new Float64Array(Uint32Array.from(a).buffer));
 const u32 = fc.integer({ min: 0, max: 0xffff_ffff });
@@ -122,6 +140,11 @@ const messageArb: fc.Arbitrary<BrainMessage> = fc.oneof(
     message: fc.string({ unit: "binary", maxLength: 256 }),
   }),
   fc.record({ t: fc.constant("end-session" as const), session: sessionArb }),
+  fc.tuple(u32, fc.oneof(fc.integer({ min: 1, max: 12 }), fc.constant(BRAIN_WIRE.expertTokensMax))).chain(([requestId, T]) =>
+    fc.tuple(i32Of(T), f32Of(T)).map(([ids, values]): BrainMessage => ({ t: "expert-req", requestId, ids, values }))),
+  fc.record({ t: fc.constant("expert-res" as const), requestId: u32, version: u32, logits: fc.integer({ min: 1, max: 10 }).chain(f32Of) }),
+  fc.record({ t: fc.constant("train-req" as const), requestId: u32, round: u32, epochs: u16, seed: u32, params: fc.integer({ min: 1, max: 40 }).chain(f32Of) }),
+  fc.record({ t: fc.constant("train-res" as const), requestId: u32, round: u32, n: u32, params: fc.integer({ min: 1, max: 40 }).chain(f32Of) }),
 );
 
 test("brain wire: arbitrary messages round trip bit for bit (property)", () => {
@@ -146,7 +169,7 @@ test("brain wire: malformed and out-of-bounds messages are refused with a reason
   assert.match(errorOf(new Uint8Array(0)), /truncated/);
   assert.match(errorOf(patched(valid, 0, 2)), /version 2/);
   assert.match(errorOf(patched(valid, 1, 0)), /unknown kind 0/);
-  assert.match(errorOf(patched(valid, 1, 9)), /unknown kind 9/);
+  assert.match(errorOf(patched(valid, 1, 13)), /unknown kind 13/);
   assert.match(errorOf(Uint8Array.of(...valid, 0)), /1 bytes after/);
   assert.match(errorOf(valid.subarray(0, valid.length - 1)), /truncated/);
   // partial-req: [1, 1, len 2, "s1", requestId 4, layer 2, queryPos 4, flags 1 at 15, q tensor at 16]
@@ -194,6 +217,63 @@ test("brain wire: malformed and out-of-bounds messages are refused with a reason
   assert.match(errorOf(patched(err, 2 + 4, 0)), /code: 0 bytes/);
 });
 
+test("brain wire: malformed expert and training messages are refused with a reason", () => {
+  /** A rank-1 frame of dtype 1 (f32) or 3 (i32) holding `values`. */
+  const frame = (dtype: number, values: number[]): Uint8Array => {
+    const out = new Uint8Array(10 + 4 * values.length);
+    const view = new DataView(out.buffer);
+    view.setUint8(0, dtype);
+    view.setUint8(1, 1);
+    view.setUint32(2, values.length, true);
+    view.setUint32(6, 4 * values.length, true);
+    values.forEach((x, i) => (dtype === 3 ? view.setInt32(10 + 4 * i, x, true) : view.setFloat32(10 + 4 * i, x, true)));
+    return out;
+  };
+  const cat = (...parts: (Uint8Array | number[])[]): Uint8Array => {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  };
+  const expertReq = (ids: number[], values: number[], idsType = 3, valuesType = 1): Uint8Array =>
+    cat([1, 9, 7, 0, 0, 0], frame(idsType, ids), frame(valuesType, values));
+  const ok = decodeOk(expertReq([1, 2], [0.5, 1.5]));
+  assert.ok(ok.t === "expert-req" && ok.requestId === 7 && [...ok.ids].join() === "1,2" && [...ok.values].join() === "0.5,1.5", "the hand-built frame is right");
+  assert.match(errorOf(expertReq([1, 2], [0.5])), /values: 1 values, expected 2/);
+  assert.match(errorOf(expertReq([1, 2], [0.5, 1.5, 2])), /values: 3 values, expected 2/);
+  assert.match(errorOf(expertReq([1, 2], [1, 2], 1)), /ids: must be a non-empty i32 vector/, "f32 is not i32");
+  assert.match(errorOf(expertReq([1, 2], [1, 2], 3, 3)), /values: must be a non-empty f32 vector/, "i32 is not f32");
+  assert.match(errorOf(expertReq([], [])), /ids: must be a non-empty i32 vector/);
+  const tooMany = new Array<number>(BRAIN_WIRE.expertTokensMax + 1).fill(0);
+  assert.match(errorOf(expertReq(tooMany, tooMany)), /ids: 4097 values > 4096/);
+  const most = tooMany.slice(1);
+  assert.ok(decodeBrainMessage(expertReq(most, most)).ok, "4,096 tokens are fine");
+  // ids as a [1, 2] matrix
+  assert.match(errorOf(cat([1, 9, 0, 0, 0, 0, 3, 2, 1, 0, 0, 0, 2, 0, 0, 0, 8, 0, 0, 0], new Uint8Array(8), frame(1, [1, 2]))),
+    /ids: must be a non-empty i32 vector/);
+
+  const expertRes = (logits: number): Uint8Array => cat([1, 10, 1, 0, 0, 0, 9, 0, 0, 0], frame(1, new Array<number>(logits).fill(0)));
+  const res = decodeOk(expertRes(3));
+  assert.ok(res.t === "expert-res" && res.version === 9 && res.logits.length === 3);
+  assert.match(errorOf(expertRes(0)), /logits: must be a non-empty f32 vector/);
+  assert.ok(decodeBrainMessage(expertRes(BRAIN_WIRE.logitsMax)).ok);
+  assert.match(errorOf(expertRes(BRAIN_WIRE.logitsMax + 1)), /logits: 65537 values > 65536/);
+  assert.match(errorOf(expertRes(3).subarray(0, 9)), /truncated: version/);
+
+  const trainReq = encodeBrainMessage({ t: "train-req", requestId: 1, round: 2, epochs: 3, seed: 4, params: f32(1, 2, 3) });
+  assert.match(errorOf(trainReq.subarray(0, 2 + 4 + 4 + 1)), /truncated: epochs/);
+  assert.match(errorOf(trainReq.subarray(0, 2 + 4 + 4 + 2 + 3)), /truncated: seed/);
+  const f64Params = cat(trainReq.subarray(0, 16), encodeTensor({ dtype: "f64", shape: [3], data: Float64Array.of(1, 2, 3) }));
+  assert.match(errorOf(f64Params), /params: must be a non-empty f32 vector/);
+  const trainRes = encodeBrainMessage({ t: "train-res", requestId: 1, round: 2, n: 3, params: f32(1) });
+  assert.match(errorOf(trainRes.subarray(0, 2 + 4 + 4 + 3)), /truncated: n/);
+  assert.match(errorOf(cat(trainRes.subarray(0, 14), frame(1, []))), /params: must be a non-empty f32 vector/);
+  assert.match(errorOf(cat(trainRes, [0])), /1 bytes after/);
+});
+
 test("brain wire: the encoder refuses what it must not send", () => {
   const q = f32(1, 2);
   const bad: BrainMessage[] = [
@@ -212,6 +292,17 @@ test("brain wire: the encoder refuses what it must not send", () => {
     { t: "stage-req", session: "a", requestId: 0, layers: [0, 0x10000], hidden: { rows: 1, cols: 2, data: q }, startPos: 0 },
     { t: "error", requestId: 0, code: "", message: "" },
     { t: "error", requestId: 0, code: "c", message: "x".repeat(1025) },
+    { t: "expert-req", requestId: 0, ids: new Int32Array(0), values: new Float32Array(0) },
+    { t: "expert-req", requestId: 0, ids: Int32Array.of(1, 2), values: f32(1) },
+    { t: "expert-req", requestId: 0, ids: new Int32Array(4097), values: new Float32Array(4097) },
+    { t: "expert-res", requestId: 0, version: -1, logits: f32(1) },
+    { t: "expert-res", requestId: 0, version: 1, logits: new Float32Array(0) },
+    { t: "expert-res", requestId: 0, version: 1, logits: new Float32Array(65537) },
+    { t: "train-req", requestId: 0, round: 0, epochs: 0x10000, seed: 0, params: q },
+    { t: "train-req", requestId: 0, round: 0, epochs: 1, seed: 2 ** 32, params: q },
+    { t: "train-req", requestId: 0, round: 0, epochs: 1, seed: 0, params: new Float32Array(0) },
+    { t: "train-res", requestId: 0, round: 0, n: 1.5, params: q },
+    { t: "train-res", requestId: 0, round: 0, n: 1, params: new Float32Array(0) },
   ];
   for (const msg of bad) assert.throws(() => encodeBrainMessage(msg), /brain-wire/, canonical(msg).slice(0, 100));
 });
@@ -260,7 +351,7 @@ function decodeSafely(bytes: Uint8Array): void {
 test("brain wire: random bytes never throw (fuzz)", () => {
   fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => decodeSafely(bytes)), { numRuns: 3000 });
   // Past the header: a valid version and kind, then noise.
-  fc.assert(fc.property(fc.integer({ min: 1, max: 8 }), fc.uint8Array({ maxLength: 300 }), (kind, rest) =>
+  fc.assert(fc.property(fc.integer({ min: 1, max: 13 }), fc.uint8Array({ maxLength: 300 }), (kind, rest) =>
     decodeSafely(Uint8Array.of(1, kind, ...rest))), { numRuns: 3000 });
   fc.assert(fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
     const r = decodeTensor(bytes);
