@@ -5,6 +5,7 @@ import { WIRE_VERSION } from "../core/wire/envelope.ts";
 import { DROP_REASONS, VERSION, type Kernel, type MemberStatus } from "./kernel.ts";
 import { BODY_COMMANDS } from "./body-commands.ts";
 import { COLLECTIVE_COMMANDS } from "./collective-commands.ts";
+import { BRAIN_COMMANDS } from "./brain-commands.ts";
 import { SFS_COMMANDS } from "./sfs-commands.ts";
 import { formatFields, formatTable, Shell, UsageError, type Command } from "./shell.ts";
 
@@ -38,7 +39,7 @@ export function membership(kernel: Kernel): { alive: number; total: number; mode
 
 export function createNodeShell(kernel: Kernel, host: () => HostStats | undefined = () => undefined): Shell<NodeContext> {
   const shell = new Shell<NodeContext>({ kernel, host });
-  for (const command of [...BUILTINS, ...BODY_COMMANDS, ...COLLECTIVE_COMMANDS, ...SFS_COMMANDS]) shell.registerCommand(command);
+  for (const command of [...BUILTINS, ...BODY_COMMANDS, ...COLLECTIVE_COMMANDS, ...SFS_COMMANDS, ...BRAIN_COMMANDS]) shell.registerCommand(command);
   return shell;
 }
 

@@ -33,6 +33,7 @@ import { raftFromWire, raftToWire } from "../core/collective/raft/wire.ts";
 import { Consensus, CONSENSUS_DEFAULTS, type ConsensusConfig, type KvCallback } from "./consensus.ts";
 import { SharedFolder } from "./shared-folder.ts";
 import { MeshService, MESH_SERVICE_DEFAULTS, type MeshServiceConfig } from "./mesh-service.ts";
+import { BrainService, BRAIN_DEFAULTS, type BrainConfig } from "./brain-service.ts";
 import { Gossip, GOSSIP_DEFAULTS, makeRow, type GossipConfig, type GossipPeers, type GossipRow } from "../core/collective/gossip.ts";
 import { EventBus } from "./events.ts";
 import type { Clock, Identity, Seal, SharedFolderPort, Store, StoreWrite, Transport } from "./ports.ts";
@@ -68,6 +69,8 @@ export interface KernelConfig {
   readonly gossip: GossipConfig;
   /** Mesh routing (src/node/mesh-service.ts): neighbours, and the core's timers. */
   readonly mesh: MeshServiceConfig;
+  /** The Brain (src/node/brain-service.ts): deadlines, peers, local data, training. */
+  readonly brain: BrainConfig;
 }
 
 export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
@@ -84,6 +87,7 @@ export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
   // A joiner or a node back from a long partition catches up on the stream channel.
   gossip: { ...GOSSIP_DEFAULTS, catchUpBytes: 192 * 1024 },
   mesh: MESH_SERVICE_DEFAULTS,
+  brain: BRAIN_DEFAULTS,
 };
 
 /** What the host measures about itself for vital signs; the simulator has none. */
@@ -220,6 +224,7 @@ export class Kernel {
   #gossip: Gossip | undefined;
   #sharedFolder: SharedFolder | undefined;
   #mesh: MeshService | undefined;
+  #brain: BrainService | undefined;
   /** Gossip rows changed (or forgotten) since the last persist, by row id. */
   readonly #dirtyRows = new Map<string, GossipRow | undefined>();
   /** SWIM's live ids for the gossip core, built at most once per tick and only when asked. */
@@ -305,6 +310,11 @@ export class Kernel {
   get mesh(): MeshService {
     assert(this.#mesh !== undefined, "Kernel: mesh used before start()");
     return this.#mesh;
+  }
+
+  get brain(): BrainService {
+    assert(this.#brain !== undefined, "Kernel: brain used before start()");
+    return this.#brain;
   }
 
   get gossip(): Gossip {
@@ -398,7 +408,10 @@ export class Kernel {
     if (files !== undefined) {
       this.#sharedFolder = new SharedFolder(this.id, files, store, {
         send: (to, message) => this.#sendTo(to, "stream", message),
-        event: (type, data) => this.events.publish(this.#tick, type, data),
+        event: (type, data) => {
+          this.events.publish(this.#tick, type, data);
+          if (type === "sfs-file-updated" && typeof data.path === "string") this.#brain?.onFileChanged(data.path);
+        },
         membership: { liveIds: () => this.swim.liveIds() },
         nowMs: () => Math.floor(this.ports.clock.nowMs()),
       });
@@ -423,6 +436,17 @@ export class Kernel {
       tick: () => this.#tick,
       nowMs: () => this.ports.clock.nowMs(),
     }, this.config.mesh);
+    const brain = new BrainService({
+      id: this.id,
+      send: (to, message) => this.#sendTo(to, "stream", message),
+      liveIds: () => this.swim.liveIds().filter((id) => this.swim.stateOf(id) === "alive").sort(),
+      tick: () => this.#tick,
+      nowMs: () => this.ports.clock.nowMs(),
+      event: (type, data) => this.events.publish(this.#tick, type, data),
+      folder: () => this.#sharedFolder,
+      ...(this.ports.defer === undefined ? {} : { defer: this.ports.defer }),
+    }, this.ports.rng.fork(), this.config.brain);
+    this.#brain = brain;
     roster.startJoin();
     this.#flush();
   }
@@ -480,6 +504,7 @@ export class Kernel {
     this.#drainConsensus();
     this.#sharedFolder?.tick();
     this.mesh.tick();
+    this.brain.tick();
     this.#liveCache = undefined;
     this.gossip.tick(Math.floor(this.ports.clock.nowMs()), this.#peersView());
     if (this.gossip.hasReady()) this.#flushGossip();
@@ -761,6 +786,9 @@ export class Kernel {
       case "sfs-chunk":
         if (this.swim.stateOf(sender) !== undefined) this.#sharedFolder?.step(sender, message);
         return;
+      case "brain":
+        if (this.swim.stateOf(sender) !== undefined) this.brain.step(sender, message);
+        return;
       case "mesh-update":
       case "mesh-req":
       case "mesh-data":
@@ -936,6 +964,7 @@ export class Kernel {
       case "member-left":
         this.#sharedFolder?.core.peerGone(event.id);
         this.mesh.memberGone(event.id);
+        this.brain.memberGone(event.id);
         if (this.#gone.size < LIMITS.membersMax) this.#gone.add(event.id);
         this.#vitals.forget(event.id);
         this.rtt.delete(event.id);

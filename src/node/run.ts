@@ -276,7 +276,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     kernel.start();
     beacon?.setMember(true);
     const folder = kernel.sharedFolder;
-    if (folder !== undefined) folder.boot().catch(rateLimitedLog("shared folder boot scan"));
+    if (folder !== undefined) folder.boot().then(() => kernel.brain.load()).catch(rateLimitedLog("shared folder boot scan"));
     const startedKernel = kernel;
     closers.push(() => startedKernel.stop());
 

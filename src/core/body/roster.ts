@@ -140,6 +140,7 @@ export class Roster {
       case "mesh-update":
       case "mesh-req":
       case "mesh-data":
+      case "brain":
       case "swim-ping":
       case "swim-ping-req":
       case "swim-ack":

@@ -689,6 +689,7 @@ export class Swim {
       case "mesh-update":
       case "mesh-req":
       case "mesh-data":
+      case "brain":
         return;
       default:
         return assertNever(message, "Swim: unhandled message");

@@ -1,0 +1,215 @@
+// Shell commands of the Brain (issue 6): infer, dtr, dkva, moe, fl. Sensor readings are given as
+// standardised values (z-scores, the scale of the data generator, src/core/brain/data.ts), in the
+// order temperature, humidity, pressure, light.
+import { SEED_CONFIG, paramCount, type ModelConfig } from "../core/brain/transformer.ts";
+import { createRng } from "../core/util/rng.ts";
+import type { BrainService, InferMode, InferOutcome } from "./brain-service.ts";
+import type { NodeContext } from "./commands.ts";
+import type { Kernel } from "./kernel.ts";
+import { formatFields, formatTable, UsageError, type Command } from "./shell.ts";
+
+/** The larger shape of the acceptance tests and the benchmark (3.3M parameters). */
+export const LARGE_CONFIG: ModelConfig = Object.freeze({ vocab: 64, seqLen: 320, dModel: 256, nHeads: 8, dFF: 1024, nLayers: 4, nClasses: 3 });
+const SHAPES: Readonly<Record<string, ModelConfig>> = { seed: SEED_CONFIG, large: LARGE_CONFIG };
+const MODES: readonly InferMode[] = ["local", "pipeline", "tensor", "dkva"];
+
+function pct(x: number | null | undefined): string {
+  return x === null || x === undefined ? "-" : `${(100 * x).toFixed(1)}%`;
+}
+
+function sensorInput(args: readonly string[]): { ids: Int32Array; values: Float32Array } {
+  if (args.length !== 4) throw new UsageError("needs four readings: t h p l (standardised values)");
+  const values = args.map((a) => Number(a));
+  if (values.some((v) => !Number.isFinite(v) || Math.abs(v) > 1e6)) throw new UsageError(`readings must be finite numbers: ${args.join(" ")}`);
+  return { ids: Int32Array.from([0, 1, 2, 3]), values: Float32Array.from(values) };
+}
+
+/** A member by id, id prefix (4+ characters) or name. */
+function member(kernel: Kernel, what: string): string {
+  const members = kernel.memberStatuses().filter((m) => !m.self);
+  const exact = members.find((m) => m.id === what) ?? members.find((m) => m.name === what);
+  if (exact !== undefined) return exact.id;
+  const prefixed = what.length >= 4 ? members.filter((m) => m.id.startsWith(what)) : [];
+  if (prefixed.length === 1) return prefixed[0]!.id;
+  throw new UsageError(`no other member "${what}"`);
+}
+
+function nameOf(kernel: Kernel, id: string): string {
+  if (id === kernel.id) return "self";
+  const m = kernel.memberStatuses().find((s) => s.id === id);
+  return m === undefined || m.name === "" ? id : m.name;
+}
+
+function describe(kernel: Kernel, brain: BrainService, o: InferOutcome): string {
+  const model = brain.model;
+  const probs = o.probs.map((p, i) => `${model.cfg.nClasses === 3 ? ["normal", "alert", "critical"][i] : i} ${(100 * p).toFixed(1)}%`).join(", ");
+  const via = o.peers.length === 0 ? "" : ` with ${o.peers.map((p) => nameOf(kernel, p)).join(", ")}`;
+  const dropped = o.dropped.length === 0 ? "" : `, dropped ${o.dropped.map((p) => nameOf(kernel, p)).join(", ")}`;
+  return `${o.label} (${probs})\n${o.state}${via}${dropped}; model v${o.modelVersion}; ${o.ms.toFixed(2)} ms`;
+}
+
+const infer: Command<NodeContext> = {
+  name: "infer",
+  summary: "classify sensor readings with the Brain, here or on another node",
+  usage: "infer [NODE] T H P L",
+  async run(args, { kernel }) {
+    const brain = kernel.brain;
+    if (args.length === 5) {
+      const node = member(kernel, args[0]!);
+      const { ids, values } = sensorInput(args.slice(1));
+      return describe(kernel, brain, await brain.inferAt(node, ids, values));
+    }
+    const { ids, values } = sensorInput(args);
+    return describe(kernel, brain, await brain.infer("local", ids, values));
+  },
+};
+
+const dtr: Command<NodeContext> = {
+  name: "dtr",
+  summary: "the distributed Transformer: model and counters, training, distributed inference, a new model of a shape",
+  usage: "dtr stat | dtr train [EPOCHS] | dtr infer local|pipeline|tensor|dkva T H P L | dtr init seed|large [SEED]",
+  async run(args, { kernel }) {
+    const brain = kernel.brain;
+    const [sub, ...rest] = args;
+    switch (sub ?? "stat") {
+      case "stat": {
+        const m = brain.model;
+        const c = brain.counters;
+        const metrics = m.header.metrics ?? {};
+        const last = brain.lastTrain;
+        return formatFields([
+          ["model", `v${m.header.version} ${m.header.kind}${m.header.origin === "" ? "" : ` by ${nameOf(kernel, m.header.origin)}`}, tag ${m.tag}`],
+          ["shape", `d_model ${m.cfg.dModel}, ${m.cfg.nHeads} heads, FFN ${m.cfg.dFF}, ${m.cfg.nLayers} layers, ${m.cfg.seqLen} positions, vocab ${m.cfg.vocab}, ${m.cfg.nClasses} classes: ${paramCount(m.cfg)} parameters`],
+          ["held-out accuracy", metrics.heldOutAccuracy === undefined ? "-" : `${pct(metrics.heldOutAccuracy)} (best single-feature threshold ${pct(metrics.baselineAccuracy)})`],
+          ["training", brain.training ?? (last === undefined ? "none here" : `last here: ${last.epochs} epochs, loss ${last.finalLoss.toFixed(4)}, held-out ${pct(last.heldOutAccuracy)}`)],
+          ["local data", `${brain.localData.train} train, ${brain.localData.heldOut} held out, class priors ${brain.localData.classPriors.join(":")}`],
+          ["inferences", MODES.map((mode) => `${mode} ${c.inferences[mode]}`).join(", ") + `, remote ${c.inferences.remote}, moe ${c.inferences.moe}; reduced ${c.reduced}, solo ${c.solo}`],
+          ["rpc", `${c.callsSent} calls, ${c.callsTimedOut} timed out, ${c.callsFailed} failed; ${c.requestsServed} served, ${c.badMessages} bad`],
+          ["model files", `${c.modelLoads} loaded, ${c.modelRejected} refused${c.lastModelError === "" ? "" : ` (last: ${c.lastModelError})`}`],
+        ]);
+      }
+      case "train": {
+        const epochs = rest[0] === undefined ? brain.config.trainEpochs : Number(rest[0]);
+        if (!Number.isInteger(epochs) || epochs < 1 || epochs > 1000) throw new UsageError("EPOCHS must be an integer 1..1000");
+        const lines: string[] = [];
+        const { report, baseline, header } = await brain.train(epochs, (line) => lines.push(line));
+        return [
+          ...lines.filter((_, i) => i === 0 || i === lines.length - 1 || (i + 1) % 10 === 0),
+          `held-out accuracy ${pct(report.heldOutAccuracy)} against ${pct(baseline)} for the best single-feature threshold (train ${pct(report.trainAccuracy)})`,
+          `published model v${header.version} to /shared/brain/model.pkm`,
+        ].join("\n");
+      }
+      case "infer": {
+        const mode = rest[0] as InferMode | undefined;
+        if (mode === undefined || !MODES.includes(mode)) throw new UsageError(`MODE is one of ${MODES.join(", ")}`);
+        const { ids, values } = sensorInput(rest.slice(1));
+        return describe(kernel, brain, await brain.infer(mode, ids, values));
+      }
+      case "init": {
+        const shape = SHAPES[rest[0] ?? ""];
+        if (shape === undefined) throw new UsageError(`SHAPE is one of ${Object.keys(SHAPES).join(", ")}`);
+        const seed = rest[1] === undefined ? 1 : Number(rest[1]);
+        if (!Number.isInteger(seed) || seed < 0 || seed > 0xffff_ffff) throw new UsageError("SEED must be an integer 0..2^32-1");
+        const header = await brain.init(shape, seed);
+        return `published model v${header.version} (${rest[0]}, ${paramCount(shape)} parameters, untrained) to /shared/brain/model.pkm`;
+      }
+      default:
+        throw new UsageError("dtr stat | train [EPOCHS] | infer MODE T H P L | init SHAPE [SEED]");
+    }
+  },
+};
+
+const dkva: Command<NodeContext> = {
+  name: "dkva",
+  summary: "distributed KV attention: sessions and shards held here; with readings, a DKVA inference",
+  usage: "dkva [T H P L]",
+  async run(args, { kernel }) {
+    const brain = kernel.brain;
+    if (args.length > 0) {
+      const { ids, values } = sensorInput(args);
+      return describe(kernel, brain, await brain.infer("dkva", ids, values));
+    }
+    const m = brain.model;
+    return formatFields([
+      ["peers", brain.peers().map((p) => nameOf(kernel, p)).join(", ") || "none (SOLO)"],
+      ["worker", `${m.worker.sessionCount} sessions, ${(m.worker.bytesReserved / 1048576).toFixed(1)} MiB of K/V reserved, ${m.worker.evictions} evicted`],
+      ["coordinator", `${m.coordinator.sessionCount} sessions`],
+      ["merge", "per head (m, l, o) from every shard, merged by log-sum-exp; positions round-robin over [this node, ...peers]"],
+    ]);
+  },
+};
+
+const moe: Command<NodeContext> = {
+  name: "moe",
+  summary: "mixture of experts: the router's measured accuracy per node and class; probe, train this node's expert, route",
+  usage: "moe | moe probe [PER_CLASS] | moe train [EPOCHS] | moe infer T H P L",
+  async run(args, { kernel }) {
+    const brain = kernel.brain;
+    const [sub, ...rest] = args;
+    switch (sub) {
+      case undefined: {
+        const rows = brain.router.table().map((r) => [nameOf(kernel, r.node), ["normal", "alert", "critical"][r.class] ?? String(r.class), String(r.probes), String(r.correct), pct(r.accuracy)]);
+        if (rows.length === 0) return "no probes yet: moe probe";
+        return formatTable(["NODE", "CLASS", "PROBES", "CORRECT", "ACCURACY"], rows);
+      }
+      case "probe": {
+        const per = rest[0] === undefined ? brain.config.probesPerClass : Number(rest[0]);
+        if (!Number.isInteger(per) || per < 1 || per > 1000) throw new UsageError("PER_CLASS must be an integer 1..1000");
+        return `${await brain.probe(per)} probes answered`;
+      }
+      case "train": {
+        const epochs = rest[0] === undefined ? 10 : Number(rest[0]);
+        if (!Number.isInteger(epochs) || epochs < 1 || epochs > 1000) throw new UsageError("EPOCHS must be an integer 1..1000");
+        const { version, heldOutAccuracy } = await brain.trainExpert(epochs);
+        return `expert v${version} trained on this node's data: held-out ${pct(heldOutAccuracy)}`;
+      }
+      case "infer": {
+        const { ids, values } = sensorInput(rest);
+        const o = await brain.moeInfer(ids, values);
+        return `gate: ${["normal", "alert", "critical"][o.gateClass]} → expert ${nameOf(kernel, o.expert)}\n${describe(kernel, brain, o)}`;
+      }
+      default:
+        throw new UsageError("moe | probe [PER_CLASS] | train [EPOCHS] | infer T H P L");
+    }
+  },
+};
+
+const fl: Command<NodeContext> = {
+  name: "fl",
+  summary: "federated learning: rounds of local training on every node, aggregated here (FedAvg; trimmed mean with contributors)",
+  usage: "fl train [ROUNDS] | fl status",
+  async run(args, { kernel }) {
+    const brain = kernel.brain;
+    const [sub, ...rest] = args;
+    switch (sub ?? "status") {
+      case "status": {
+        const rows = brain.rounds.slice(-20).map((r) => [String(r.round), String(r.participants.length), String(r.failed.length), r.rule, String(r.rejected), pct(r.heldOutAccuracy)]);
+        return rows.length === 0 ? `no rounds coordinated here${brain.training === undefined ? "" : ` (${brain.training} running)`}` : formatTable(["ROUND", "UPDATES", "FAILED", "RULE", "REJECTED", "HELD-OUT"], rows);
+      }
+      case "train": {
+        const rounds = rest[0] === undefined ? 3 : Number(rest[0]);
+        if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) throw new UsageError("ROUNDS must be an integer 1..100");
+        const roleOf = (id: string) => kernel.memberStatuses().find((m) => m.id === id)?.role ?? "contributor";
+        const lines: string[] = [];
+        await brain.federated(rounds, roleOf, (line) => lines.push(line));
+        return lines.join("\n");
+      }
+      default:
+        throw new UsageError("fl train [ROUNDS] | fl status");
+    }
+  },
+};
+
+/** A random input for a model of any shape (tests, benchmarks): T tokens from a seed. */
+export function randomInput(cfg: ModelConfig, T: number, seed: number): { ids: Int32Array; values: Float32Array } {
+  const rng = createRng(seed, 0x696e);
+  const ids = new Int32Array(T);
+  const values = new Float32Array(T);
+  for (let i = 0; i < T; i++) {
+    ids[i] = rng.int(cfg.vocab);
+    values[i] = 2 * rng.next() - 1;
+  }
+  return { ids, values };
+}
+
+export const BRAIN_COMMANDS: readonly Command<NodeContext>[] = [infer, dtr, dkva, moe, fl];

@@ -1,0 +1,682 @@
+// The Brain of one node (issue 6): the replicated model, the node's side of distributed inference
+// (a BrainWorker answering peers, a Coordinator running requests over peers), local training, the
+// node's own expert (MoE) and federated learning rounds. Pure cores do the work
+// (src/core/brain/); this file joins them to the kernel.
+//
+// The model is a file of the shared folder, `/shared/brain/model.pkm` (model-file.ts): written by
+// `dtr train`, `dtr init` or a federated round, replicated to every node by sfs, loaded when it
+// changes (a bad file is refused and counted; the node keeps the model it has). Until one exists
+// every node runs the same deterministic untrained seed model (version 0), so nodes agree on the
+// weights from the start. Peers check the weights tag in every request (parallel.ts): a node still
+// on another version answers "weights" and is dropped from that request.
+//
+// RPC. Brain messages (brain-wire.ts) travel in the kernel's `brain` message on the stream channel:
+// `c` a call id, `r` reply or request, `b` the encoded brain message. Calls have a deadline in ticks
+// (checked every tick, so late by at most one) and fail at once when SWIM declares the peer dead or
+// gone; a failed call makes the Coordinator drop the peer and compute its share here (REDUCED or
+// SOLO), so no request hangs. A request is answered synchronously when it arrives.
+//
+// Data. Each node has its own sensor data (data.ts), drawn from a seed derived from its id with a
+// site skew (one class over-represented), so nodes train on different, non-IID data: `dtr train`
+// and local experts train on it; every report is on held-out data the training never saw.
+import { Coordinator, BrainWorker, weightsTag, type ParallelMode, type RunResult } from "../core/brain/parallel.ts";
+import { decodeBrainMessage, encodeBrainMessage, type BrainMessage } from "../core/brain/brain-wire.ts";
+import { decodeModelFile, encodeModelFile, type ModelFileHeader } from "../core/brain/model-file.ts";
+import { forward, initParams, inputError, KvCache, paramCount, SEED_CONFIG, SEED_CLASSES, step as decodeStep, Workspace, type ModelConfig } from "../core/brain/transformer.ts";
+import { bestThresholdBaseline, generateSensorData, split, type SensorExample } from "../core/brain/data.ts";
+import { evaluate, Trainer, type TrainReport } from "../core/brain/train.ts";
+import { aggregate, type AggregationRule } from "../core/brain/fedlearn.ts";
+import { MoeRouter } from "../core/brain/moe.ts";
+import { createRng, type Rng } from "../core/util/rng.ts";
+import { fnv1a, FNV_OFFSET } from "../core/util/bytes.ts";
+import type { SharedFolder } from "./shared-folder.ts";
+
+export const MODEL_PATH = "brain/model.pkm";
+/** Local decode sessions kept at once (each holds a KV cache of the model's seqLen). */
+const LOCAL_SESSIONS_MAX = 16;
+
+export interface BrainConfig {
+  /** Deadline of one call to a peer. */
+  readonly callDeadlineTicks: number;
+  /** Peers a distributed request uses at most (3 nodes in all by default). */
+  readonly peersMax: number;
+  /** Examples of this node's own sensor data, of which heldOutFraction are held out. */
+  readonly localExamples: number;
+  readonly heldOutFraction: number;
+  /** Epochs of `dtr train` unless given. */
+  readonly trainEpochs: number;
+  /** Epochs of a federated round's local training. */
+  readonly federatedEpochs: number;
+  /** Labelled probes per node and class that `moe probe` sends. */
+  readonly probesPerClass: number;
+  /** Largest model file loaded. */
+  readonly modelBytesMax: number;
+}
+
+export const BRAIN_DEFAULTS: BrainConfig = {
+  callDeadlineTicks: 100,
+  peersMax: 2,
+  localExamples: 4000,
+  heldOutFraction: 0.25,
+  trainEpochs: 30,
+  federatedEpochs: 2,
+  probesPerClass: 20,
+  modelBytesMax: 256 * 1024 * 1024,
+};
+
+/** The kernel's `brain` message. */
+export interface BrainEnvelope {
+  readonly t: "brain";
+  readonly c: number;
+  readonly r: boolean;
+  readonly b: Uint8Array;
+}
+
+export interface BrainHost {
+  readonly id: string;
+  send(to: string, message: BrainEnvelope): void;
+  /** SWIM's live members, self excluded, in a stable order. */
+  liveIds(): readonly string[];
+  tick(): number;
+  nowMs(): number;
+  event(type: string, data: Record<string, unknown>): void;
+  /** The shared folder, when the node has one. */
+  folder(): SharedFolder | undefined;
+  /** Runs fn after the current I/O (setImmediate); absent: at once. */
+  defer?: (fn: () => void) => void;
+}
+
+export interface LoadedModel {
+  readonly header: ModelFileHeader;
+  readonly cfg: ModelConfig;
+  readonly params: Float32Array;
+  readonly tag: string;
+  readonly worker: BrainWorker;
+  readonly coordinator: Coordinator;
+}
+
+export type InferMode = "local" | ParallelMode;
+
+export interface InferOutcome {
+  readonly logits: Float32Array;
+  readonly probs: number[];
+  readonly class: number;
+  readonly label: string;
+  /** FULL, REDUCED or SOLO (local inference is SOLO by definition). */
+  readonly state: RunResult["mode"];
+  readonly dropped: readonly string[];
+  readonly peers: readonly string[];
+  readonly ms: number;
+  readonly modelVersion: number;
+  readonly roundTrips: number;
+}
+
+interface PendingCall {
+  readonly peer: string;
+  readonly deadline: number;
+  readonly resolve: (msg: BrainMessage) => void;
+  readonly reject: (error: Error) => void;
+}
+
+export interface BrainCounters {
+  callsSent: number;
+  callsFailed: number;
+  callsTimedOut: number;
+  requestsServed: number;
+  badMessages: number;
+  modelLoads: number;
+  modelRejected: number;
+  inferences: Record<InferMode | "remote" | "moe", number>;
+  reduced: number;
+  solo: number;
+  lastModelError: string;
+}
+
+export interface FederatedRoundReport {
+  readonly round: number;
+  readonly participants: readonly string[];
+  readonly failed: readonly string[];
+  readonly rule: AggregationRule;
+  readonly rejected: number;
+  readonly heldOutAccuracy: number;
+}
+
+const utf8 = new TextEncoder();
+
+function seedOf(id: string): number {
+  return fnv1a(FNV_OFFSET, utf8.encode(id)) >>> 0;
+}
+
+function softmax(logits: Float32Array): number[] {
+  let max = -Infinity;
+  for (const x of logits) max = Math.max(max, x);
+  const e = [...logits].map((x) => Math.exp(x - max));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((x) => x / sum);
+}
+
+function argmax(v: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < v.length; i++) if ((v[i] as number) > (v[best] as number)) best = i;
+  return best;
+}
+
+export class BrainService {
+  readonly config: BrainConfig;
+  readonly counters: BrainCounters = {
+    callsSent: 0, callsFailed: 0, callsTimedOut: 0, requestsServed: 0, badMessages: 0, modelLoads: 0, modelRejected: 0,
+    inferences: { local: 0, pipeline: 0, tensor: 0, dkva: 0, remote: 0, moe: 0 }, reduced: 0, solo: 0, lastModelError: "",
+  };
+  readonly router = new MoeRouter();
+  readonly #host: BrainHost;
+  readonly #pending = new Map<number, PendingCall>();
+  #callId = 0;
+  #loaded: LoadedModel | undefined;
+  /** The node's own expert (MoE): trained on its local data only; the shared model until then. */
+  #expert: { params: Float32Array; version: number; report: TrainReport | undefined } | undefined;
+  #dataCache: { train: SensorExample[]; heldOut: SensorExample[]; classPriors: [number, number, number] } | undefined;
+  #baseline: ReturnType<typeof bestThresholdBaseline> | undefined;
+  #training: string | undefined;
+  #loading = false;
+  #reloadWanted = false;
+  readonly #rng: Rng;
+  #lastTrain: TrainReport | undefined;
+  readonly #rounds: FederatedRoundReport[] = [];
+  /** Local decode sessions (mode local), least recently used first. */
+  readonly #localSessions = new Map<string, { tag: string; cache: KvCache }>();
+
+  constructor(host: BrainHost, rng: Rng, config: BrainConfig = BRAIN_DEFAULTS) {
+    this.#host = host;
+    this.#rng = rng;
+    this.config = config;
+  }
+
+  /** The model in use; until a model file is loaded, the deterministic untrained seed model. */
+  get model(): LoadedModel {
+    this.#loaded ??= this.#build(this.#initialHeader(), initParams(SEED_CONFIG, createRng(0x5eed, 1)));
+    return this.#loaded;
+  }
+
+  // Built on first use: a thousand simulated kernels never pay for it.
+  get #model(): LoadedModel {
+    return this.model;
+  }
+
+  set #model(model: LoadedModel) {
+    this.#loaded = model;
+  }
+
+  /** This node's sensor data: the site's skew is one class, chosen by the id, twice as frequent. */
+  get #data(): { train: SensorExample[]; heldOut: SensorExample[]; classPriors: [number, number, number] } {
+    if (this.#dataCache === undefined) {
+      const seed = seedOf(this.#host.id);
+      const classPriors: [number, number, number] = [1, 1, 1];
+      classPriors[seed % 3] = 2;
+      const all = generateSensorData(createRng(seed, 0x6461), this.config.localExamples, { skew: { classPriors } });
+      this.#dataCache = { ...split(all, this.config.heldOutFraction, createRng(seed, 0x7370)), classPriors };
+    }
+    return this.#dataCache;
+  }
+
+  get training(): string | undefined {
+    return this.#training;
+  }
+
+  get lastTrain(): TrainReport | undefined {
+    return this.#lastTrain;
+  }
+
+  get rounds(): readonly FederatedRoundReport[] {
+    return this.#rounds;
+  }
+
+  get expertVersion(): number | undefined {
+    return this.#expert?.version;
+  }
+
+  get localData(): { readonly train: number; readonly heldOut: number; readonly classPriors: readonly number[] } {
+    return { train: this.#data.train.length, heldOut: this.#data.heldOut.length, classPriors: this.#data.classPriors };
+  }
+
+  /** The best single-feature threshold rule on this node's data (computed once). */
+  baseline(): ReturnType<typeof bestThresholdBaseline> {
+    this.#baseline ??= bestThresholdBaseline(this.#data.train, this.#data.heldOut);
+    return this.#baseline;
+  }
+
+  /** Accuracy of the shared model on this node's held-out data. */
+  heldOutAccuracy(params: Float32Array = this.#model.params, cfg: ModelConfig = this.#model.cfg): number | undefined {
+    if (cfg.vocab !== SEED_CONFIG.vocab || cfg.seqLen < 4 || cfg.nClasses !== 3) return undefined;
+    return evaluate(cfg, params, this.#data.heldOut).accuracy;
+  }
+
+  // ---- Model ------------------------------------------------------------------------------------
+
+  /** Reads the model file, if the node has a shared folder and the file exists. */
+  async load(): Promise<void> {
+    const folder = this.#host.folder();
+    if (folder === undefined) return;
+    if (this.#loading) {
+      this.#reloadWanted = true;
+      return;
+    }
+    this.#loading = true;
+    try {
+      let bytes: Uint8Array;
+      try {
+        bytes = await folder.files.read(MODEL_PATH, this.config.modelBytesMax + 1);
+      } catch {
+        return; // no model file yet
+      }
+      this.#install(bytes);
+    } finally {
+      this.#loading = false;
+      if (this.#reloadWanted) {
+        this.#reloadWanted = false;
+        void this.load();
+      }
+    }
+  }
+
+  /** A file of the shared folder changed (an sfs event). */
+  onFileChanged(path: string): void {
+    if (path === MODEL_PATH) void this.load();
+  }
+
+  #install(bytes: Uint8Array): void {
+    if (bytes.length > this.config.modelBytesMax) return this.#reject(`model file larger than ${this.config.modelBytesMax} bytes`);
+    const decoded = decodeModelFile(bytes, { maxBytes: this.config.modelBytesMax });
+    if (!decoded.ok) return this.#reject(decoded.error);
+    const { header, params } = decoded;
+    const tag = weightsTag(header.config, params);
+    if (tag !== header.tag) return this.#reject(`weights tag ${tag} differs from the header's ${header.tag}`);
+    if (this.#loaded !== undefined && tag === this.#loaded.tag) return;
+    this.#model = this.#build(header, params);
+    this.counters.modelLoads++;
+    this.#host.event("brain-model-loaded", { version: header.version, kind: header.kind, tag, params: params.length });
+  }
+
+  #reject(error: string): void {
+    this.counters.modelRejected++;
+    this.counters.lastModelError = error;
+    this.#host.event("brain-model-rejected", { error });
+  }
+
+  #initialHeader(): ModelFileHeader {
+    const params = initParams(SEED_CONFIG, createRng(0x5eed, 1));
+    return { config: SEED_CONFIG, version: 1, tag: weightsTag(SEED_CONFIG, params), createdMs: 0, origin: "", kind: "init" };
+  }
+
+  #build(header: ModelFileHeader, params: Float32Array): LoadedModel {
+    const cfg = header.config;
+    const tag = weightsTag(cfg, params);
+    return {
+      header, cfg, params, tag,
+      worker: new BrainWorker(cfg, params, { weightsTag: tag }),
+      coordinator: new Coordinator(cfg, params, { weightsTag: tag, id: this.#host.id }),
+    };
+  }
+
+  /** Writes a new model version to the shared folder (replicated to every node) and loads it. */
+  async publish(cfg: ModelConfig, params: Float32Array, kind: ModelFileHeader["kind"], metrics: ModelFileHeader["metrics"]): Promise<ModelFileHeader> {
+    const folder = this.#host.folder();
+    const header: ModelFileHeader = {
+      config: cfg, version: this.#model.header.version + 1, tag: weightsTag(cfg, params), createdMs: Math.floor(this.#host.nowMs()),
+      origin: this.#host.id, kind, ...(metrics === undefined ? {} : { metrics }),
+    };
+    const bytes = encodeModelFile(header, params);
+    if (folder === undefined) {
+      // No shared folder (the simulator): the model stays on this node.
+      this.#install(bytes);
+      return header;
+    }
+    const staged = await folder.files.stageBytes(bytes);
+    const result = folder.core.localWrite(MODEL_PATH, staged.info, staged.temp);
+    if (!result.ok) await folder.files.discardStaged(staged.temp);
+    const error = await folder.wait(result);
+    if (error !== undefined) throw new Error(`writing /shared/${MODEL_PATH}: ${error}`);
+    this.#install(bytes);
+    return header;
+  }
+
+  /** `dtr init SHAPE`: a freshly initialised model of any shape (for tests and benchmarks). */
+  async init(cfg: ModelConfig, seed: number): Promise<ModelFileHeader> {
+    return this.publish(cfg, initParams(cfg, createRng(seed, 2)), "init", undefined);
+  }
+
+  // ---- Training ----------------------------------------------------------------------------------
+
+  /**
+   * `dtr train`: trains the shared seed model on this node's data (in slices, so the node keeps
+   * answering), reports held-out accuracy against the best single-feature threshold, and
+   * publishes the result as the next model version.
+   */
+  async train(epochs: number, progress: (line: string) => void = () => undefined): Promise<{ report: TrainReport; baseline: number; header: ModelFileHeader }> {
+    if (this.#training !== undefined) throw new Error(`a training is running (${this.#training})`);
+    const cfg = this.#model.cfg;
+    if (cfg.vocab !== SEED_CONFIG.vocab || cfg.nClasses !== 3) throw new Error("dtr train trains the seed shape on sensor data; the loaded model has another shape (dtr init seed first)");
+    this.#training = "dtr train";
+    try {
+      const params = this.#model.params.slice();
+      const report = await this.#runTrainer(cfg, params, this.#data.train, epochs, progress);
+      const baseline = this.baseline().heldOutAccuracy;
+      this.#lastTrain = report;
+      const header = await this.publish(cfg, params, "trained", {
+        heldOutAccuracy: report.heldOutAccuracy ?? 0, baselineAccuracy: baseline, trainAccuracy: report.trainAccuracy,
+        loss: report.finalLoss, examples: this.#data.train.length, epochs: report.epochs,
+      });
+      return { report, baseline, header };
+    } finally {
+      this.#training = undefined;
+    }
+  }
+
+  #runTrainer(cfg: ModelConfig, params: Float32Array, train: readonly SensorExample[], epochs: number, progress: (line: string) => void): Promise<TrainReport> {
+    const trainer = new Trainer(cfg, params, train, {
+      epochs, rng: this.#rng.fork(), heldOut: this.#data.heldOut,
+      onProgress: (p) => {
+        progress(`epoch ${p.epoch}: loss ${p.loss.toFixed(4)}${p.heldOutAccuracy === undefined ? "" : `, held-out ${(100 * p.heldOutAccuracy).toFixed(1)}%`}`);
+        this.#host.event("brain-train-progress", { epoch: p.epoch, steps: p.step, of: p.steps, loss: p.loss, heldOut: p.heldOutAccuracy ?? null });
+      },
+    });
+    const defer = this.#host.defer;
+    if (defer === undefined) {
+      trainer.runSteps(Infinity);
+      return Promise.resolve(trainer.report());
+    }
+    return new Promise((resolve, reject) => {
+      const slice = (): void => {
+        try {
+          trainer.runSteps(64);
+          if (trainer.done) resolve(trainer.report());
+          else defer(slice);
+        } catch (error) {
+          reject(error instanceof Error ? error : new Error(String(error)));
+        }
+      };
+      defer(slice);
+    });
+  }
+
+  /** Trains this node's expert from the given params on its local data (MoE and federated rounds). */
+  #trainLocal(cfg: ModelConfig, params: Float32Array, epochs: number, seed: number): Float32Array {
+    const local = params.slice();
+    const trainer = new Trainer(cfg, local, this.#data.train, { epochs, rng: createRng(seed, seedOf(this.#host.id)) });
+    trainer.runSteps(Infinity);
+    return local;
+  }
+
+  /** `moe train`: this node's expert, trained from the shared model on its own data only. */
+  async trainExpert(epochs: number): Promise<{ version: number; heldOutAccuracy: number }> {
+    if (this.#training !== undefined) throw new Error(`a training is running (${this.#training})`);
+    this.#training = "moe train";
+    try {
+      const { cfg } = this.#model;
+      const params = this.#model.params.slice();
+      const report = await this.#runTrainer(cfg, params, this.#data.train, epochs, () => undefined);
+      this.#expert = { params, version: (this.#expert?.version ?? 0) + 1, report };
+      return { version: this.#expert.version, heldOutAccuracy: report.heldOutAccuracy ?? 0 };
+    } finally {
+      this.#training = undefined;
+    }
+  }
+
+  // ---- Inference ---------------------------------------------------------------------------------
+
+  /** Peers for a distributed request: up to peersMax live members, in a stable order. */
+  peers(): string[] {
+    return this.#host.liveIds().slice(0, this.config.peersMax);
+  }
+
+  async infer(mode: InferMode, ids: Int32Array, values: Float32Array, options: { session?: string; peers?: readonly string[] } = {}): Promise<InferOutcome> {
+    const started = this.#host.nowMs();
+    const model = this.#model;
+    let logits: Float32Array;
+    let state: RunResult["mode"] = "SOLO";
+    let dropped: readonly string[] = [];
+    let roundTrips = 0;
+    let peers: readonly string[] = [];
+    if (mode === "local" && options.session !== undefined) {
+      logits = this.#localStep(options.session, ids, values);
+    } else if (mode === "local") {
+      const error = inputError(model.cfg, ids, values);
+      if (error !== null) throw new RangeError(error);
+      logits = forward(model.cfg, model.params, ids, values, new Workspace(model.cfg, Float32Array, { rows: ids.length })).slice();
+    } else {
+      peers = options.peers ?? this.peers();
+      const result = await model.coordinator.run({ mode, ids, values, peers, ...(options.session === undefined ? {} : { session: options.session }) }, (peer, msg) => this.call(peer, msg));
+      logits = result.logits;
+      state = result.mode;
+      dropped = result.dropped;
+      roundTrips = result.roundTrips;
+      if (state === "REDUCED") this.counters.reduced++;
+      if (state === "SOLO" && peers.length > 0) this.counters.solo++;
+    }
+    this.counters.inferences[mode]++;
+    return this.#outcome(logits, state, dropped, peers, started, roundTrips);
+  }
+
+  /** `infer NODE ...`: the whole Transformer run on another node (one stage of every layer), the head here. */
+  async inferAt(node: string, ids: Int32Array, values: Float32Array): Promise<InferOutcome> {
+    const outcome = await this.infer("pipeline", ids, values, { peers: [node] });
+    this.counters.inferences.remote++;
+    return outcome;
+  }
+
+  #outcome(logits: Float32Array, state: RunResult["mode"], dropped: readonly string[], peers: readonly string[], started: number, roundTrips: number): InferOutcome {
+    const probs = softmax(logits);
+    const cls = argmax(logits);
+    const labels: readonly string[] = this.#model.cfg.nClasses === SEED_CLASSES.length ? SEED_CLASSES : [];
+    return {
+      logits, probs, class: cls, label: labels[cls] ?? `class ${cls}`, state, dropped, peers,
+      ms: this.#host.nowMs() - started, modelVersion: this.#model.header.version, roundTrips,
+    };
+  }
+
+  /** A local decode session: the KV cache stays here between requests. */
+  #localStep(session: string, ids: Int32Array, values: Float32Array): Float32Array {
+    const model = this.#model;
+    let entry = this.#localSessions.get(session);
+    if (entry !== undefined && entry.tag !== model.tag) throw new RangeError(`session ${session} was started with other weights`);
+    if (entry === undefined) {
+      if (this.#localSessions.size >= LOCAL_SESSIONS_MAX) this.#localSessions.delete(this.#localSessions.keys().next().value as string);
+      entry = { tag: model.tag, cache: new KvCache(model.cfg) };
+    }
+    this.#localSessions.delete(session);
+    this.#localSessions.set(session, entry);
+    const error = inputError(model.cfg, ids, values, entry.cache.length);
+    if (error !== null) throw new RangeError(error);
+    let logits: Float32Array = new Float32Array(0);
+    for (let i = 0; i < ids.length; i++) logits = decodeStep(model.cfg, model.params, entry.cache, ids[i] as number, values[i] as number);
+    return logits.slice();
+  }
+
+  /** Ends a decode session here and on every peer that holds part of it. */
+  async endSession(session: string): Promise<void> {
+    this.#localSessions.delete(session);
+    await this.#model.coordinator.end(session, (peer, msg) => this.call(peer, msg)).catch(() => undefined);
+  }
+
+  // ---- MoE ---------------------------------------------------------------------------------------
+
+  /**
+   * `moe probe`: the router's own labelled probes (drawn here, balanced over classes) sent to
+   * every live member's expert and to this node's; each answer is scored against the label.
+   */
+  async probe(perClass: number = this.config.probesPerClass): Promise<number> {
+    const nodes = [this.#host.id, ...this.#host.liveIds()];
+    const probes = generateSensorData(this.#rng.fork(), perClass * 3 * 2).slice(0, perClass * 3 * 2);
+    let sent = 0;
+    await Promise.all(nodes.map(async (node) => {
+      for (const ex of probes) {
+        const answer = await this.#askExpert(node, ex.ids, ex.values).catch(() => undefined);
+        if (answer === undefined) continue;
+        this.router.recordProbe(node, ex.label, argmax(answer));
+        sent++;
+      }
+    }));
+    return sent;
+  }
+
+  /** `moe infer`: the shared model is the gate; its class picks the expert with the best measured accuracy for it. */
+  async moeInfer(ids: Int32Array, values: Float32Array): Promise<InferOutcome & { expert: string; gateClass: number }> {
+    const started = this.#host.nowMs();
+    const gate = await this.infer("local", ids, values);
+    const live = [this.#host.id, ...this.#host.liveIds()];
+    const expert = this.router.route(gate.class, live, this.#rng) ?? this.#host.id;
+    let logits: Float32Array;
+    let state: RunResult["mode"] = "FULL";
+    let dropped: string[] = [];
+    try {
+      logits = await this.#askExpert(expert, ids, values);
+    } catch {
+      // The expert failed: the gate's answer stands.
+      logits = gate.logits;
+      state = "REDUCED";
+      dropped = [expert];
+    }
+    this.counters.inferences.moe++;
+    return { ...this.#outcome(logits, state, dropped, [expert], started, expert === this.#host.id ? 0 : 1), expert, gateClass: gate.class };
+  }
+
+  async #askExpert(node: string, ids: Int32Array, values: Float32Array): Promise<Float32Array> {
+    if (node === this.#host.id) return this.#expertLogits(ids, values);
+    const answer = await this.call(node, { t: "expert-req", requestId: 0, ids, values });
+    if (answer.t !== "expert-res" || answer.logits.length !== this.#model.cfg.nClasses) throw new Error(`${node}: bad expert answer`);
+    return answer.logits;
+  }
+
+  #expertLogits(ids: Int32Array, values: Float32Array): Float32Array {
+    const params = this.#expert?.params ?? this.#model.params;
+    return forward(this.#model.cfg, params, ids, values, new Workspace(this.#model.cfg, Float32Array, { rows: ids.length })).slice();
+  }
+
+  // ---- Federated learning ----------------------------------------------------------------------
+
+  /**
+   * `fl train`: rounds of federated learning coordinated here. Every live member (and this node)
+   * trains the current shared model on its own data for a few epochs and sends back its weights;
+   * they are aggregated (FedAvg when every participant is a core node, trimmed mean when a
+   * contributor takes part) and published as the next model version.
+   */
+  async federated(rounds: number, roleOf: (id: string) => "core" | "contributor", progress: (line: string) => void = () => undefined): Promise<FederatedRoundReport[]> {
+    if (this.#training !== undefined) throw new Error(`a training is running (${this.#training})`);
+    this.#training = "fl train";
+    const out: FederatedRoundReport[] = [];
+    try {
+      for (let r = 0; r < rounds; r++) {
+        const { cfg, params } = this.#model;
+        const round = this.#rounds.length + 1;
+        const seed = this.#rng.nextU32();
+        const members = this.#host.liveIds();
+        const failed: string[] = [];
+        const updates = await Promise.all(members.map(async (id) => {
+          try {
+            const answer = await this.call(id, { t: "train-req", requestId: 0, round, epochs: this.config.federatedEpochs, seed, params }, 60 * this.config.callDeadlineTicks);
+            if (answer.t !== "train-res" || answer.params.length !== params.length) throw new Error("bad answer");
+            return { id, params: answer.params, n: answer.n, core: roleOf(id) === "core" };
+          } catch {
+            failed.push(id);
+            return undefined;
+          }
+        }));
+        const own = { id: this.#host.id, params: this.#trainLocal(cfg, params, this.config.federatedEpochs, seed), n: this.#data.train.length, core: true };
+        const all = [own, ...updates.filter((u) => u !== undefined)];
+        const result = aggregate(all.map((u) => ({ params: u.params, n: u.n })), { global: params, core: all.map((u) => u.core) });
+        if (!result.ok) throw new Error(`round ${round}: no valid update (${result.rejected.length} rejected)`);
+        const accuracy = this.heldOutAccuracy(result.params, cfg) ?? 0;
+        await this.publish(cfg, result.params, "federated", { heldOutAccuracy: accuracy, rounds: round, examples: all.reduce((s, u) => s + u.n, 0) });
+        const report: FederatedRoundReport = { round, participants: all.map((u) => u.id), failed, rule: result.rule, rejected: result.rejected.length, heldOutAccuracy: accuracy };
+        this.#rounds.push(report);
+        if (this.#rounds.length > 100) this.#rounds.shift();
+        out.push(report);
+        progress(`round ${round}: ${all.length} updates (${failed.length} failed), ${result.rule}, held-out ${(100 * accuracy).toFixed(1)}%`);
+      }
+      return out;
+    } finally {
+      this.#training = undefined;
+    }
+  }
+
+  // ---- RPC ---------------------------------------------------------------------------------------
+
+  /** One brain request to a peer; rejects at the deadline, when the peer dies, or on a bad answer. */
+  call(peer: string, msg: BrainMessage, deadlineTicks: number = this.config.callDeadlineTicks): Promise<BrainMessage> {
+    const c = (this.#callId = (this.#callId + 1) >>> 0);
+    const body = encodeBrainMessage(msg);
+    this.counters.callsSent++;
+    return new Promise<BrainMessage>((resolve, reject) => {
+      this.#pending.set(c, { peer, deadline: this.#host.tick() + deadlineTicks, resolve, reject });
+      this.#host.send(peer, { t: "brain", c, r: false, b: body });
+    });
+  }
+
+  /** A `brain` message from an authenticated member. */
+  step(from: string, envelope: BrainEnvelope): void {
+    if (envelope.r) {
+      const pending = this.#pending.get(envelope.c);
+      if (pending === undefined || pending.peer !== from) return; // late (after its deadline) or not ours
+      this.#pending.delete(envelope.c);
+      const decoded = decodeBrainMessage(envelope.b);
+      if (!decoded.ok) {
+        this.counters.badMessages++;
+        this.counters.callsFailed++;
+        pending.reject(new Error(`bad answer from ${from}: ${decoded.error}`));
+        return;
+      }
+      pending.resolve(decoded.msg);
+      return;
+    }
+    const decoded = decodeBrainMessage(envelope.b);
+    if (!decoded.ok) {
+      this.counters.badMessages++;
+      this.#host.send(from, { t: "brain", c: envelope.c, r: true, b: encodeBrainMessage({ t: "error", requestId: 0, code: "kind", message: decoded.error.slice(0, 200) }) });
+      return;
+    }
+    this.counters.requestsServed++;
+    const answer = this.#serve(decoded.msg);
+    this.#host.send(from, { t: "brain", c: envelope.c, r: true, b: encodeBrainMessage(answer) });
+  }
+
+  #serve(msg: BrainMessage): BrainMessage {
+    const { cfg } = this.#model;
+    switch (msg.t) {
+      case "expert-req": {
+        if (msg.ids.length !== msg.values.length || msg.ids.length === 0 || msg.ids.length > cfg.seqLen || msg.ids.some((id) => id < 0 || id >= cfg.vocab) || msg.values.some((v) => !Number.isFinite(v))) {
+          return { t: "error", requestId: msg.requestId, code: "shape", message: "input does not fit the model" };
+        }
+        return { t: "expert-res", requestId: msg.requestId, version: this.#expert?.version ?? 0, logits: this.#expertLogits(msg.ids, msg.values) };
+      }
+      case "train-req": {
+        if (msg.params.length !== paramCount(cfg) || msg.params.some((v) => !Number.isFinite(v)) || msg.epochs < 1 || msg.epochs > 20) {
+          return { t: "error", requestId: msg.requestId, code: "shape", message: "parameters do not fit the model, or epochs outside 1..20" };
+        }
+        if (this.#training !== undefined) return { t: "error", requestId: msg.requestId, code: "full", message: `busy: ${this.#training}` };
+        const params = this.#trainLocal(cfg, msg.params, msg.epochs, msg.seed);
+        return { t: "train-res", requestId: msg.requestId, round: msg.round, n: this.#data.train.length, params };
+      }
+      default:
+        return this.#model.worker.handle(msg);
+    }
+  }
+
+  tick(): void {
+    const now = this.#host.tick();
+    for (const [c, pending] of this.#pending) {
+      if (now < pending.deadline) continue;
+      this.#pending.delete(c);
+      this.counters.callsTimedOut++;
+      pending.reject(new Error(`${pending.peer}: no answer before the deadline`));
+    }
+  }
+
+  /** SWIM declared the member dead or gone: its calls fail now. */
+  memberGone(id: string): void {
+    for (const [c, pending] of this.#pending) {
+      if (pending.peer !== id) continue;
+      this.#pending.delete(c);
+      this.counters.callsFailed++;
+      pending.reject(new Error(`${id} is dead`));
+    }
+  }
+}
