@@ -200,6 +200,37 @@ const fl: Command<NodeContext> = {
   },
 };
 
+const ga: Command<NodeContext> = {
+  name: "ga",
+  summary: "the genetic algorithm: generations tried and kept, the seed chain; run generations now; on/off",
+  usage: "ga | ga run [GENERATIONS] | ga on | ga off",
+  run(args, { kernel }) {
+    const brain = kernel.brain;
+    const [sub, ...rest] = args;
+    switch (sub) {
+      case undefined:
+        return formatFields([
+          ["state", `${brain.gaEnabled ? "on" : "off"}: every ${(brain.config.gaEveryTicks * kernel.config.tickMs / 1000).toFixed(0)} s of idleness on the Raft leader (${kernel.consensus.isLeader ? "this node" : "not this node"}), once a model was published`],
+          ["model", `v${brain.model.header.version} ${brain.model.header.kind}, ${brain.chainLength} mutations on top of the file, tag ${brain.model.tag}`],
+          ["here", `${brain.ga.generations} generations run, ${brain.ga.kept} kept; ${brain.ga.followed} mutations followed from others, ${brain.ga.refused} refused${brain.ga.lastError === "" ? "" : ` (${brain.ga.lastError})`}`],
+          ["held-out loss", brain.ga.lastLoss === undefined ? "-" : brain.ga.lastLoss.toFixed(4)],
+        ]);
+      case "run": {
+        const n = rest[0] === undefined ? 10 : Number(rest[0]);
+        if (!Number.isInteger(n) || n < 1 || n > 1000) throw new UsageError("GENERATIONS must be an integer 1..1000");
+        const r = brain.evolve(n);
+        return `${n} generations, ${r.kept} kept: held-out loss ${r.before.toFixed(4)} → ${r.after.toFixed(4)}`;
+      }
+      case "on":
+      case "off":
+        brain.gaEnabled = sub === "on";
+        return `ga ${sub}`;
+      default:
+        throw new UsageError("ga | ga run [GENERATIONS] | ga on | ga off");
+    }
+  },
+};
+
 /** A random input for a model of any shape (tests, benchmarks): T tokens from a seed. */
 export function randomInput(cfg: ModelConfig, T: number, seed: number): { ids: Int32Array; values: Float32Array } {
   const rng = createRng(seed, 0x696e);
@@ -212,4 +243,4 @@ export function randomInput(cfg: ModelConfig, T: number, seed: number): { ids: I
   return { ids, values };
 }
 
-export const BRAIN_COMMANDS: readonly Command<NodeContext>[] = [infer, dtr, dkva, moe, fl];
+export const BRAIN_COMMANDS: readonly Command<NodeContext>[] = [infer, dtr, dkva, moe, fl, ga];

@@ -16,6 +16,13 @@
 // gone; a failed call makes the Coordinator drop the peer and compute its share here (REDUCED or
 // SOLO), so no request hangs. A request is answered synchronously when it arrives.
 //
+// GA. In idle time the Raft leader (one evolver, so the chain does not fork) proposes mutants of
+// the seed-shaped model and keeps one only if it scores better (lower loss) on its held-out data.
+// Nodes exchange the mutation, not the weights (Such et al. 2017): a row of the gossip topic
+// `brain.ga`, keyed by the tag of the weights it starts from, holds [seed, sigma, tag after, loss];
+// every node applies the chain from the model file it holds (applyMutation is bit-exact across
+// nodes) and checks the resulting tag before it uses the weights. A new model file starts a new chain.
+//
 // Data. Each node has its own sensor data (data.ts), drawn from a seed derived from its id with a
 // site skew (one class over-represented), so nodes train on different, non-IID data: `dtr train`
 // and local experts train on it; every report is on held-out data the training never saw.
@@ -27,6 +34,8 @@ import { bestThresholdBaseline, generateSensorData, split, type SensorExample } 
 import { evaluate, Trainer, type TrainReport } from "../core/brain/train.ts";
 import { aggregate, type AggregationRule } from "../core/brain/fedlearn.ts";
 import { MoeRouter } from "../core/brain/moe.ts";
+import { applyMutation, gaStep } from "../core/brain/ga.ts";
+import { packValue, unpackValue } from "../core/wire/codec.ts";
 import { createRng, type Rng } from "../core/util/rng.ts";
 import { fnv1a, FNV_OFFSET } from "../core/util/bytes.ts";
 import type { SharedFolder } from "./shared-folder.ts";
@@ -51,6 +60,12 @@ export interface BrainConfig {
   readonly probesPerClass: number;
   /** Largest model file loaded. */
   readonly modelBytesMax: number;
+  /** GA: a generation every this many ticks while idle (0: never on its own). */
+  readonly gaEveryTicks: number;
+  /** GA: no inference nor training for this long counts as idle. */
+  readonly gaIdleTicks: number;
+  readonly gaPopulation: number;
+  readonly gaSigma: number;
 }
 
 export const BRAIN_DEFAULTS: BrainConfig = {
@@ -62,7 +77,15 @@ export const BRAIN_DEFAULTS: BrainConfig = {
   federatedEpochs: 2,
   probesPerClass: 20,
   modelBytesMax: 256 * 1024 * 1024,
+  gaEveryTicks: 1_000,
+  gaIdleTicks: 500,
+  gaPopulation: 4,
+  gaSigma: 0.01,
 };
+
+export const GA_TOPIC = "brain.ga";
+/** Chain rows followed per tick at most. */
+const GA_FOLLOW_PER_TICK = 16;
 
 /** The kernel's `brain` message. */
 export interface BrainEnvelope {
@@ -84,6 +107,20 @@ export interface BrainHost {
   folder(): SharedFolder | undefined;
   /** Runs fn after the current I/O (setImmediate); absent: at once. */
   defer?: (fn: () => void) => void;
+  /** The gossip topic rows of the GA chain. */
+  gossipGet(topic: string, key: string): Uint8Array | undefined;
+  gossipPublish(topic: string, key: string, value: Uint8Array): string | undefined;
+  /** Whether this node leads Raft (the one GA evolver). */
+  isLeader(): boolean;
+}
+
+export interface GaStats {
+  generations: number;
+  kept: number;
+  followed: number;
+  refused: number;
+  lastLoss: number | undefined;
+  lastError: string;
 }
 
 export interface LoadedModel {
@@ -182,6 +219,13 @@ export class BrainService {
   readonly #rng: Rng;
   #lastTrain: TrainReport | undefined;
   readonly #rounds: FederatedRoundReport[] = [];
+  /** The model as the file holds it (the GA chain starts from it). */
+  #fileModel: LoadedModel | undefined;
+  /** Mutations applied on top of the file's model. */
+  #chain: Array<{ seed: number; sigma: number }> = [];
+  #lastBusyTick = 0;
+  gaEnabled = true;
+  readonly ga: GaStats = { generations: 0, kept: 0, followed: 0, refused: 0, lastLoss: undefined, lastError: "" };
   /** Local decode sessions (mode local), least recently used first. */
   readonly #localSessions = new Map<string, { tag: string; cache: KvCache }>();
 
@@ -290,8 +334,10 @@ export class BrainService {
     const { header, params } = decoded;
     const tag = weightsTag(header.config, params);
     if (tag !== header.tag) return this.#reject(`weights tag ${tag} differs from the header's ${header.tag}`);
-    if (this.#loaded !== undefined && tag === this.#loaded.tag) return;
+    if (this.#fileModel !== undefined && tag === this.#fileModel.tag) return;
     this.#model = this.#build(header, params);
+    this.#fileModel = this.#model;
+    this.#chain = [];
     this.counters.modelLoads++;
     this.#host.event("brain-model-loaded", { version: header.version, kind: header.kind, tag, params: params.length });
   }
@@ -304,7 +350,7 @@ export class BrainService {
 
   #initialHeader(): ModelFileHeader {
     const params = initParams(SEED_CONFIG, createRng(0x5eed, 1));
-    return { config: SEED_CONFIG, version: 1, tag: weightsTag(SEED_CONFIG, params), createdMs: 0, origin: "", kind: "init" };
+    return { config: SEED_CONFIG, version: 0, tag: weightsTag(SEED_CONFIG, params), createdMs: 0, origin: "", kind: "init" };
   }
 
   #build(header: ModelFileHeader, params: Float32Array): LoadedModel {
@@ -430,6 +476,7 @@ export class BrainService {
 
   async infer(mode: InferMode, ids: Int32Array, values: Float32Array, options: { session?: string; peers?: readonly string[] } = {}): Promise<InferOutcome> {
     const started = this.#host.nowMs();
+    this.#lastBusyTick = this.#host.tick();
     const model = this.#model;
     let logits: Float32Array;
     let state: RunResult["mode"] = "SOLO";
@@ -505,7 +552,17 @@ export class BrainService {
    */
   async probe(perClass: number = this.config.probesPerClass): Promise<number> {
     const nodes = [this.#host.id, ...this.#host.liveIds()];
-    const probes = generateSensorData(this.#rng.fork(), perClass * 3 * 2).slice(0, perClass * 3 * 2);
+    // Balanced: perClass probes of each class, drawn by the router itself (never claimed by nodes).
+    const probes: SensorExample[] = [];
+    const counts = [0, 0, 0];
+    const rng = this.#rng.fork();
+    while (probes.length < perClass * 3) {
+      for (const ex of generateSensorData(rng, perClass * 6, { labelNoise: 0 })) {
+        if ((counts[ex.label] ?? perClass) >= perClass) continue;
+        counts[ex.label]!++;
+        probes.push(ex);
+      }
+    }
     let sent = 0;
     await Promise.all(nodes.map(async (node) => {
       for (const ex of probes) {
@@ -598,6 +655,86 @@ export class BrainService {
     }
   }
 
+  // ---- GA ----------------------------------------------------------------------------------------
+
+  get chainLength(): number {
+    return this.#chain.length;
+  }
+
+  #evolvable(): boolean {
+    const cfg = this.#model.cfg;
+    return cfg.vocab === SEED_CONFIG.vocab && cfg.nClasses === 3 && cfg.seqLen >= 4;
+  }
+
+  /**
+   * Runs GA generations now: each proposes gaPopulation mutants, scores them by held-out loss
+   * here, and keeps the best only if it beats the current weights; a kept mutation is published
+   * (seed and sigma, not weights) for every node to apply. Returns the generations kept.
+   */
+  evolve(generations: number): { kept: number; before: number; after: number } {
+    if (!this.#evolvable()) throw new Error("GA evolves the seed-shaped sensor model; the loaded model has another shape");
+    if (this.#training !== undefined) throw new Error(`a training is running (${this.#training})`);
+    const held = this.#data.heldOut;
+    const score = (p: Float32Array) => -evaluate(this.#model.cfg, p, held).loss;
+    let kept = 0;
+    let first: number | undefined;
+    let last = 0;
+    for (let g = 0; g < generations; g++) {
+      const base = this.#model;
+      const result = gaStep(this.#rng, base.params, score, { population: this.config.gaPopulation, sigma: this.config.gaSigma });
+      this.ga.generations++;
+      first ??= -result.before;
+      last = -result.after;
+      this.ga.lastLoss = last;
+      if (!result.kept || result.mutation === undefined) continue;
+      const tag = weightsTag(base.cfg, result.params);
+      const error = this.#host.gossipPublish(GA_TOPIC, base.tag, packValue([result.mutation.seed, result.mutation.sigma, tag, last]));
+      if (error !== undefined) {
+        this.ga.lastError = error;
+        break;
+      }
+      this.#adopt(result.params, result.mutation);
+      this.ga.kept++;
+      kept++;
+    }
+    return { kept, before: first ?? last, after: last };
+  }
+
+  /** Applies the chain rows published for the weights this node runs. */
+  #followChain(): void {
+    for (let i = 0; i < GA_FOLLOW_PER_TICK; i++) {
+      const row = this.#host.gossipGet(GA_TOPIC, this.#model.tag);
+      if (row === undefined) return;
+      const decoded = unpackValue(row);
+      if (!Array.isArray(decoded) || decoded.length !== 4) return this.#refuseRow("malformed row");
+      const [seed, sigma, tag] = decoded as unknown[];
+      if (typeof seed !== "number" || !Number.isInteger(seed) || seed < 0 || seed > 0xffff_ffff || typeof sigma !== "number" || !(sigma > 0 && sigma < 1) || typeof tag !== "string") {
+        return this.#refuseRow("malformed row");
+      }
+      const mutation = { seed, sigma };
+      const params = applyMutation(this.#model.params, mutation);
+      if (weightsTag(this.#model.cfg, params) !== tag) return this.#refuseRow(`mutation ${seed} does not give ${tag}`);
+      this.#adopt(params, mutation);
+      this.ga.followed++;
+    }
+  }
+
+  #refuseRow(error: string): void {
+    this.ga.refused++;
+    this.ga.lastError = error;
+  }
+
+  #adopt(params: Float32Array, mutation: { seed: number; sigma: number }): void {
+    const file = this.#fileModel?.header ?? this.#model.header;
+    this.#chain.push(mutation);
+    const header: ModelFileHeader = {
+      ...file, kind: "evolved", tag: weightsTag(file.config, params),
+      lineage: { ...(file.version >= 1 ? { base: file.version } : {}), mutations: this.#chain.slice(-10_000) },
+    };
+    this.#model = this.#build(header, params);
+    this.#host.event("brain-evolved", { generation: this.#chain.length, seed: mutation.seed, tag: header.tag });
+  }
+
   // ---- RPC ---------------------------------------------------------------------------------------
 
   /** One brain request to a peer; rejects at the deadline, when the peer dies, or on a bad answer. */
@@ -662,6 +799,14 @@ export class BrainService {
 
   tick(): void {
     const now = this.#host.tick();
+    // A node that never used its Brain (a simulated one) builds no model to follow the chain with.
+    if (now % 10 === 0 && this.#loaded !== undefined) this.#followChain();
+    // Only a model someone published evolves on its own (never the untrained default).
+    const every = this.config.gaEveryTicks;
+    if (every > 0 && now % every === 0 && this.gaEnabled && this.#fileModel !== undefined && this.#training === undefined
+      && now - this.#lastBusyTick >= this.config.gaIdleTicks && this.#host.isLeader() && this.#evolvable()) {
+      this.evolve(1);
+    }
     for (const [c, pending] of this.#pending) {
       if (now < pending.deadline) continue;
       this.#pending.delete(c);

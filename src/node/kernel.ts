@@ -444,6 +444,9 @@ export class Kernel {
       nowMs: () => this.ports.clock.nowMs(),
       event: (type, data) => this.events.publish(this.#tick, type, data),
       folder: () => this.#sharedFolder,
+      gossipGet: (topic, key) => this.gossip.get(topic, key)?.value,
+      gossipPublish: (topic, key, value) => this.topicPublish(topic, key, value),
+      isLeader: () => this.consensus.isLeader,
       ...(this.ports.defer === undefined ? {} : { defer: this.ports.defer }),
     }, this.ports.rng.fork(), this.config.brain);
     this.#brain = brain;

@@ -164,3 +164,41 @@ test("brain on 3 real processes: distributed inference equals one node within 1e
   void b;
   void c;
 });
+
+// Issue 6, fedlearn / moe / ga through the nodes (the poisoned-contributor figures are in
+// test/core/brain/federated.test.ts): a federated round over 3 processes publishes an aggregated
+// model every node loads; each node trains its own expert and the router's probes decide who
+// answers; GA mutations travel as seeds and every node rebuilds the same weights.
+test("brain on 3 real processes: federated rounds, MoE routing by probes, GA by mutation seeds", { timeout: 300_000 }, async (t) => {
+  const { apis } = await startCluster(t, 3);
+  const [a, b, c] = apis as [string, string, string];
+  await shell(a, "dtr train 10");
+  const fl = await shell(a, "fl train 2");
+  t.diagnostic(fl.replaceAll("\n", " | "));
+  assert.match(fl, /round 2: 3 updates \(0 failed\), fedavg, held-out/);
+  const afterFl = (await infer(a, { values: [0, 0, 0, 0] })).tag;
+  await sameModel(apis, afterFl, 20_000);
+  assert.match(await shell(a, "fl status"), /fedavg/);
+
+  for (const api of apis) assert.match(await shell(api, "moe train 10"), /expert v1 trained/);
+  assert.match(await shell(a, "moe probe 30"), /^270 probes answered/);
+  const table = await shell(a, "moe");
+  t.diagnostic(table.replaceAll("\n", " | "));
+  assert.equal(table.split("\n").length, 1 + 9, "3 nodes × 3 classes");
+  const routed = await infer(a, { mode: "moe", values: [1.5, -0.5, 2, 0.1] });
+  assert.equal(routed.mode, "FULL");
+  assert.equal(routed.peers.length, 1);
+
+  // GA: generations on node b; every node follows the chain to the same weights.
+  const evolved = await shell(b, "ga run 30");
+  t.diagnostic(evolved);
+  const m = /(\d+) kept: held-out loss ([\d.]+) → ([\d.]+)/.exec(evolved);
+  assert.ok(m !== null, evolved);
+  assert.ok(Number(m[3]) <= Number(m[2]), "GA never makes the held-out loss worse");
+  if (Number(m[1]) > 0) {
+    assert.ok(Number(m[3]) < Number(m[2]));
+    const tag = (await infer(b, { values: [0, 0, 0, 0] })).tag;
+    await sameModel([a, b, c], tag, 20_000);
+    assert.match(await shell(c, "ga"), new RegExp(`${m[1]} mutations followed from others`));
+  }
+});
