@@ -372,6 +372,69 @@ export async function startApi(options: ApiOptions): Promise<Api> {
     }
   }
 
+  /**
+   * Gossip topics over HTTP: GET /v1/topics/T (its rows), GET /v1/topics/T/events (server-sent
+   * events: every change this node sees, from a bounded queue), PUT /v1/topics/T/K (raw body) and
+   * DELETE /v1/topics/T/K. A value is shown as text when it is UTF-8, else base64.
+   */
+  async function handleTopic(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const parts = path.slice("/v1/topics/".length).split("/");
+    let topic: string;
+    let rest: string[];
+    try {
+      [topic, ...rest] = parts.map((p) => decodeURIComponent(p)) as [string, ...string[]];
+    } catch {
+      throw new HttpError(400, "BAD_TOPIC", "the path is not valid percent-encoding");
+    }
+    const gossip = kernel.gossip;
+    if (rest.length === 0) {
+      methods(req, ["GET"]);
+      return sendJson(res, 200, { topic, rows: gossip.entries(topic).slice(0, TOPIC_ROWS_MAX).map((r) => ({ key: r.key, ...showBytes(r.value), origin: r.origin, version: r.version })) });
+    }
+    if (rest.length === 1 && rest[0] === "events") return topicEvents(req, res, topic);
+    if (rest.length !== 1) throw new HttpError(404, "NOT_FOUND", "expected /v1/topics/TOPIC, /v1/topics/TOPIC/events or /v1/topics/TOPIC/KEY");
+    methods(req, ["PUT", "DELETE"]);
+    const key = rest[0]!;
+    const value = req.method === "PUT" ? await readRawBody(req, res, kernel.config.gossip.valueBytesMax) : undefined;
+    const error = kernel.topicPublish(topic, key, value);
+    if (error !== undefined) throw new HttpError(400, "BAD_REQUEST", error);
+    sendJson(res, 200, { topic, key, version: kernel.gossip.selfVersion, deleted: value === undefined });
+  }
+
+  function topicEvents(req: IncomingMessage, res: ServerResponse, topic: string): void {
+    methods(req, ["GET"]);
+    if (streams.size >= SSE_CLIENTS_MAX) throw new HttpError(503, "TOO_MANY_STREAMS", `at most ${SSE_CLIENTS_MAX} event streams at once`, { "Retry-After": "5" });
+    const subscription = kernel.gossip.subscribe(topic);
+    if (subscription === undefined) throw new HttpError(503, "TOO_MANY_SUBSCRIPTIONS", "this node has no subscription left", { "Retry-After": "5" });
+    res.writeHead(200, { "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store", "Connection": "keep-alive", "X-Accel-Buffering": "no" });
+    streams.add(res);
+    let reported = 0;
+    const timer = setInterval(() => {
+      if (res.writableEnded || res.destroyed) return finish();
+      if (res.writableLength > SSE_BUFFER_BYTES_MAX) {
+        finish();
+        res.destroy();
+        return;
+      }
+      for (const change of subscription.take(256)) {
+        res.write(`data: ${JSON.stringify({ topic, key: change.key, ...showBytes(change.value), deleted: change.value === undefined, origin: change.origin, version: change.version })}\n\n`);
+      }
+      if (subscription.dropped > reported) {
+        // The queue is bounded: tell the reader it missed changes (it may re-read the topic).
+        res.write(`event: dropped\ndata: ${subscription.dropped - reported}\n\n`);
+        reported = subscription.dropped;
+      }
+    }, TOPIC_POLL_MS);
+    const finish = (): void => {
+      clearInterval(timer);
+      subscription.close();
+      streams.delete(res);
+    };
+    res.write("retry: 2000\n\n");
+    res.on("close", finish);
+    res.on("error", finish);
+  }
+
   async function readRawBody(req: IncomingMessage, res: ServerResponse, max: number): Promise<Uint8Array> {
     const declared = req.headers["content-length"];
     const tooLarge = (): HttpError => {
@@ -548,6 +611,7 @@ export async function startApi(options: ApiOptions): Promise<Api> {
         });
     }
     if (path.startsWith("/v1/kv/")) return handleKv(req, res, url, path);
+    if (path.startsWith("/v1/topics/")) return handleTopic(req, res, path);
     throw new HttpError(404, "NOT_FOUND", `no such path: ${path.slice(0, 200)}`);
   }
 
@@ -625,6 +689,20 @@ export async function startApi(options: ApiOptions): Promise<Api> {
       clearTimeout(grace);
     },
   };
+}
+
+/** Rows GET /v1/topics/T lists at most; change polling period of a topic's event stream. */
+const TOPIC_ROWS_MAX = 10_000;
+const TOPIC_POLL_MS = 50;
+
+/** A value as JSON: text when it is valid UTF-8, else base64. */
+function showBytes(value: Uint8Array | undefined): { value: string | null; encoding?: "base64" } {
+  if (value === undefined) return { value: null };
+  try {
+    return { value: new TextDecoder("utf-8", { fatal: true }).decode(value) };
+  } catch {
+    return { value: Buffer.from(value).toString("base64"), encoding: "base64" };
+  }
 }
 
 const INFER_MODES = ["local", "pipeline", "tensor", "dkva", "moe"] as const;

@@ -257,6 +257,45 @@ test("GET /v1/events streams the backlog, then live events; a second node joins"
   }
 });
 
+test("gossip topics over HTTP: a stream on one node sees a write and a delete made through another node's API", async () => {
+  const b = extra[0];
+  assert.ok(b !== undefined, "the previous test started node b");
+  const controller = new AbortController();
+  const response = await fetch(new URL("/v1/topics/sensors/events", api().api), { signal: controller.signal });
+  assert.equal(response.status, 200);
+  assert.ok(response.body !== null);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  const seen: Array<{ key: string; value: string | null; deleted: boolean; origin: string }> = [];
+  let buffer = "";
+  const readUntil = async (predicate: () => boolean): Promise<void> => {
+    const deadline = Date.now() + 10_000;
+    while (!predicate()) {
+      assert.ok(Date.now() < deadline, `changes so far: ${JSON.stringify(seen)}`);
+      const { value, done } = await reader.read();
+      assert.equal(done, false);
+      buffer += decoder.decode(value, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const data = buffer.slice(0, end).split("\n").find((line) => line.startsWith("data: "));
+        buffer = buffer.slice(end + 2);
+        if (data !== undefined) seen.push(JSON.parse(data.slice(6)) as (typeof seen)[number]);
+      }
+    }
+  };
+  const put = await send("PUT", "/v1/topics/sensors/temp", { body: "21.5", base: b.api });
+  assert.equal(put.status, 200, put.body);
+  await readUntil(() => seen.some((c) => c.key === "temp" && c.value === "21.5" && c.origin === b.id));
+  const rows = json(await send("GET", "/v1/topics/sensors")) as { rows: Array<{ key: string; value: string }> };
+  assert.deepEqual(rows.rows.map((r) => [r.key, r.value]), [["temp", "21.5"]]);
+  assert.equal((await send("DELETE", "/v1/topics/sensors/temp", { base: b.api })).status, 200);
+  await readUntil(() => seen.some((c) => c.key === "temp" && c.deleted));
+  controller.abort();
+  await reader.cancel().catch(() => undefined);
+  assertError(await send("PUT", "/v1/topics/bad%20topic/k", { body: "x" }), 400, "BAD_REQUEST");
+  assertError(await send("PUT", "/v1/topics/t/k", { body: Buffer.alloc(513, 0x61) }), 413, "PAYLOAD_TOO_LARGE");
+});
+
 test("off loopback the API needs the bearer token", async () => {
   const n = api();
   const shell = createNodeShell(n.kernel);
