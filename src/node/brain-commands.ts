@@ -5,6 +5,7 @@ import { SEED_CONFIG, paramCount, type ModelConfig } from "../core/brain/transfo
 import { createRng } from "../core/util/rng.ts";
 import type { BrainService, InferMode, InferOutcome } from "./brain-service.ts";
 import type { NodeContext } from "./commands.ts";
+import { resolveMember } from "./collective-commands.ts";
 import type { Kernel } from "./kernel.ts";
 import { formatFields, formatTable, UsageError, type Command } from "./shell.ts";
 
@@ -24,14 +25,12 @@ function sensorInput(args: readonly string[]): { ids: Int32Array; values: Float3
   return { ids: Int32Array.from([0, 1, 2, 3]), values: Float32Array.from(values) };
 }
 
-/** A member by id, id prefix (4+ characters) or name. */
-function member(kernel: Kernel, what: string): string {
-  const members = kernel.memberStatuses().filter((m) => !m.self);
-  const exact = members.find((m) => m.id === what) ?? members.find((m) => m.name === what);
-  if (exact !== undefined) return exact.id;
-  const prefixed = what.length >= 4 ? members.filter((m) => m.id.startsWith(what)) : [];
-  if (prefixed.length === 1) return prefixed[0]!.id;
-  throw new UsageError(`no other member "${what}"`);
+/** An integer argument in [min, max], or its default when absent. */
+function intArg(value: string | undefined, fallback: number, min: number, max: number, name: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${name} must be an integer ${min}..${max}`);
+  return n;
 }
 
 function nameOf(kernel: Kernel, id: string): string {
@@ -55,7 +54,8 @@ const infer: Command<NodeContext> = {
   async run(args, { kernel }) {
     const brain = kernel.brain;
     if (args.length === 5) {
-      const node = member(kernel, args[0]!);
+      const node = resolveMember(kernel, args[0]!);
+      if (node === kernel.id) throw new UsageError("that is this node: infer T H P L");
       const { ids, values } = sensorInput(args.slice(1));
       return describe(kernel, brain, await brain.inferAt(node, ids, values));
     }
@@ -89,8 +89,7 @@ const dtr: Command<NodeContext> = {
         ]);
       }
       case "train": {
-        const epochs = rest[0] === undefined ? brain.config.trainEpochs : Number(rest[0]);
-        if (!Number.isInteger(epochs) || epochs < 1 || epochs > 1000) throw new UsageError("EPOCHS must be an integer 1..1000");
+        const epochs = intArg(rest[0], brain.config.trainEpochs, 1, 1000, "EPOCHS");
         const lines: string[] = [];
         const { report, baseline, header } = await brain.train(epochs, (line) => lines.push(line));
         return [
@@ -108,8 +107,7 @@ const dtr: Command<NodeContext> = {
       case "init": {
         const shape = SHAPES[rest[0] ?? ""];
         if (shape === undefined) throw new UsageError(`SHAPE is one of ${Object.keys(SHAPES).join(", ")}`);
-        const seed = rest[1] === undefined ? 1 : Number(rest[1]);
-        if (!Number.isInteger(seed) || seed < 0 || seed > 0xffff_ffff) throw new UsageError("SEED must be an integer 0..2^32-1");
+        const seed = intArg(rest[1], 1, 0, 0xffff_ffff, "SEED");
         const header = await brain.init(shape, seed);
         return `published model v${header.version} (${rest[0]}, ${paramCount(shape)} parameters, untrained) to /shared/brain/model.pkm`;
       }
@@ -153,13 +151,11 @@ const moe: Command<NodeContext> = {
         return formatTable(["NODE", "CLASS", "PROBES", "CORRECT", "ACCURACY"], rows);
       }
       case "probe": {
-        const per = rest[0] === undefined ? brain.config.probesPerClass : Number(rest[0]);
-        if (!Number.isInteger(per) || per < 1 || per > 1000) throw new UsageError("PER_CLASS must be an integer 1..1000");
+        const per = intArg(rest[0], brain.config.probesPerClass, 1, 1000, "PER_CLASS");
         return `${await brain.probe(per)} probes answered`;
       }
       case "train": {
-        const epochs = rest[0] === undefined ? 10 : Number(rest[0]);
-        if (!Number.isInteger(epochs) || epochs < 1 || epochs > 1000) throw new UsageError("EPOCHS must be an integer 1..1000");
+        const epochs = intArg(rest[0], 10, 1, 1000, "EPOCHS");
         const { version, heldOutAccuracy } = await brain.trainExpert(epochs);
         return `expert v${version} trained on this node's data: held-out ${pct(heldOutAccuracy)}`;
       }
@@ -187,8 +183,7 @@ const fl: Command<NodeContext> = {
         return rows.length === 0 ? `no rounds coordinated here${brain.training === undefined ? "" : ` (${brain.training} running)`}` : formatTable(["ROUND", "UPDATES", "FAILED", "RULE", "REJECTED", "HELD-OUT"], rows);
       }
       case "train": {
-        const rounds = rest[0] === undefined ? 3 : Number(rest[0]);
-        if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) throw new UsageError("ROUNDS must be an integer 1..100");
+        const rounds = intArg(rest[0], 3, 1, 100, "ROUNDS");
         const roleOf = (id: string) => kernel.memberStatuses().find((m) => m.id === id)?.role ?? "contributor";
         const lines: string[] = [];
         await brain.federated(rounds, roleOf, (line) => lines.push(line));
@@ -216,8 +211,7 @@ const ga: Command<NodeContext> = {
           ["held-out loss", brain.ga.lastLoss === undefined ? "-" : brain.ga.lastLoss.toFixed(4)],
         ]);
       case "run": {
-        const n = rest[0] === undefined ? 10 : Number(rest[0]);
-        if (!Number.isInteger(n) || n < 1 || n > 1000) throw new UsageError("GENERATIONS must be an integer 1..1000");
+        const n = intArg(rest[0], 10, 1, 1000, "GENERATIONS");
         const r = brain.evolve(n);
         return `${n} generations, ${r.kept} kept: held-out loss ${r.before.toFixed(4)} → ${r.after.toFixed(4)}`;
       }

@@ -185,7 +185,7 @@ const spawn: Command<NodeContext> = {
 };
 
 /** A member by id, id prefix (at least 4 characters) or name; a clear error otherwise. */
-function resolveMember(kernel: Kernel, what: string): string {
+export function resolveMember(kernel: Kernel, what: string): string {
   const members = kernel.memberStatuses();
   const exact = members.find((m) => m.id === what) ?? members.filter((m) => m.name === what).at(0);
   if (exact !== undefined) return exact.id;

@@ -269,3 +269,34 @@ test("commands: raft, kv, topic, spawn on a single node that founded its cluster
     assert.equal((await shell.executeAsync(line)).ok, false, line);
   }
 });
+
+test("commands: infer, dtr, dkva, moe, fl, ga and route on a single node", async () => {
+  const k = kernel();
+  const shell = createNodeShell(k);
+  for (let i = 0; i < 40 && !k.consensus.isLeader; i++) k.tick();
+  assert.match((await shell.executeAsync("dtr stat")).output, /^model +v0 init, tag [0-9a-f]{16}$/m);
+  assert.match((await shell.executeAsync("dtr stat")).output, /715 parameters/);
+  assert.match((await shell.executeAsync("infer 0.5 -1 2 0.3")).output, /^(normal|alert|critical) \(normal [\d.]+%, alert [\d.]+%, critical [\d.]+%\)\nSOLO; model v0/);
+  // Alone, every distributed mode is SOLO and equals local inference.
+  const local = (await shell.executeAsync("dtr infer local 1 2 3 4")).output.split("\n")[0];
+  for (const mode of ["pipeline", "tensor", "dkva"]) {
+    const out = (await shell.executeAsync(`dtr infer ${mode} 1 2 3 4`)).output;
+    assert.equal(out.split("\n")[0], local, mode);
+    assert.match(out, /^SOLO;/m);
+  }
+  // Without a shared folder (the simulator's kernel) a trained model stays on this node.
+  const trained = (await shell.executeAsync("dtr train 3")).output;
+  assert.match(trained, /held-out accuracy [\d.]+% against [\d.]+% for the best single-feature threshold/);
+  assert.match(trained, /published model v1/);
+  assert.match((await shell.executeAsync("dtr stat")).output, /^model +v1 trained/m);
+  assert.match((await shell.executeAsync("ga run 5")).output, /^5 generations, \d+ kept: held-out loss [\d.]+ → [\d.]+$/);
+  assert.match((await shell.executeAsync("ga")).output, /^here +5 generations run/m);
+  assert.match((await shell.executeAsync("dkva")).output, /^peers +none \(SOLO\)$/m);
+  assert.match((await shell.executeAsync("moe")).output, /no probes yet/);
+  assert.match((await shell.executeAsync("moe probe 5")).output, /^15 probes answered$/);
+  assert.match((await shell.executeAsync("fl status")).output, /no rounds/);
+  assert.match((await shell.executeAsync("route")).output, /^mesh +on, seqno \d+$/m);
+  for (const line of ["infer", "infer 1 2 3", "infer 1 2 3 x", "dtr infer warp 1 2 3 4", "dtr train 0", "dtr init huge", "moe probe -1", "fl train 1000", "ga run 0", "route ping", "route ping nobody", "dtr frob"]) {
+    assert.equal((await shell.executeAsync(line)).ok, false, line);
+  }
+});
