@@ -44,8 +44,10 @@ const API_BASE_PORT = 7500;
 const USAGE = `usage: pk COMMAND [OPTIONS]
 
 commands:
-  up     [--nodes N] [--dir D] [--detach]   start a local cluster (default 3 nodes, data in ./.pk)
-                                            and open the shell on its first node
+  up     [--nodes N] [--dir D] [--detach] [--base-port P]
+                                            start a local cluster (default 3 nodes, data in ./.pk)
+                                            and open the shell on its first node; node i listens
+                                            on P+i and serves its API on P+100+i (P = 7400) when free
   down   [--dir D]                          stop the cluster started by pk up
   node   --data DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--api HOST:PORT]
          [--join HOST:PORT]... [--token T] [--role core|contributor] [--name NAME]
@@ -374,8 +376,12 @@ async function upCommand(args: string[]): Promise<number> {
     nodes: { type: "string", short: "n" },
     dir: { type: "string" },
     detach: { type: "boolean" },
+    "base-port": { type: "string" },
   });
   if (values.help === true) return printUsage();
+  // Node i prefers listen port base + i and API port base + 100 + i (7401…, 7501… by default).
+  const base = values["base-port"] === undefined ? LISTEN_BASE_PORT : parsePort(values["base-port"], "--base-port");
+  if (base + 100 + UP_NODES_MAX > 65535) throw new UsageFailure(`--base-port must leave room for ${UP_NODES_MAX} nodes: at most ${65535 - 100 - UP_NODES_MAX}`);
   const count = Number(values.nodes ?? "3");
   if (!Number.isInteger(count) || count < 1 || count > UP_NODES_MAX) {
     throw new UsageFailure(`--nodes must be an integer from 1 to ${UP_NODES_MAX}, got ${JSON.stringify(values.nodes)}`);
@@ -404,8 +410,8 @@ async function upCommand(args: string[]): Promise<number> {
     const before = existing?.nodes[i - 1];
     const previousListen = before === undefined ? 0 : safePort(before.listen);
     const previousApi = before === undefined ? 0 : safePort(before.api.replace(/^https?:\/\//, ""));
-    const listenPort = await pickPort(host, [previousListen, LISTEN_BASE_PORT + i], taken);
-    const apiPort = await pickPort(host, [previousApi, API_BASE_PORT + i], taken);
+    const listenPort = await pickPort(host, [previousListen, base + i], taken);
+    const apiPort = await pickPort(host, [previousApi, base + (API_BASE_PORT - LISTEN_BASE_PORT) + i], taken);
     const name = `n${i}`;
     const data = join(dir, name);
     const listen = `${host}:${listenPort}`;

@@ -62,7 +62,7 @@ export interface BrainConfig {
   readonly modelBytesMax: number;
   /** GA: a generation every this many ticks while idle (0: never on its own). */
   readonly gaEveryTicks: number;
-  /** GA: no inference nor training for this long counts as idle. */
+  /** GA: no inference (run or served) nor training for this long counts as idle. */
   readonly gaIdleTicks: number;
   readonly gaPopulation: number;
   readonly gaSigma: number;
@@ -771,6 +771,8 @@ export class BrainService {
       return;
     }
     this.counters.requestsServed++;
+    // Serving a peer's request is Brain work too: the GA waits (it would change the weights under it).
+    this.#lastBusyTick = this.#host.tick();
     const answer = this.#serve(decoded.msg);
     this.#host.send(from, { t: "brain", c: envelope.c, r: true, b: encodeBrainMessage(answer) });
   }

@@ -127,10 +127,18 @@ export async function waitConverged(apis: readonly string[], count: number, time
   }
 }
 
+/**
+ * A --base-port for `pk up` of its own: test files run in parallel, and two `pk up`s preferring the
+ * same default ports race between checking a port and binding it.
+ */
+export function basePort(): number {
+  return 20_000 + 200 * Math.floor(Math.random() * 150);
+}
+
 /** `pk up --detach --nodes N` in a cleaned-up temp dir, waited on until every node sees N alive. */
 export async function startCluster(t: TestContext, nodes: number, extraPids: number[] = []): Promise<{ dir: string; cluster: Cluster; apis: string[] }> {
   const dir = clusterDir(t, extraPids);
-  const up = await pk(["up", "--detach", "--nodes", String(nodes), "--dir", dir]);
+  const up = await pk(["up", "--detach", "--nodes", String(nodes), "--dir", dir, "--base-port", String(basePort())]);
   assert.equal(up.code, 0, up.stderr);
   const cluster = readCluster(dir);
   const apis = cluster.nodes.map((node) => node.api);

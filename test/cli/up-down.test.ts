@@ -11,12 +11,12 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { alive, clusterDir, pk, readCluster, restartNode, shellLine, startCluster, status, waitConverged, type ClusterNode, type Status } from "./cluster-helpers.ts";
+import { alive, basePort, clusterDir, pk, readCluster, restartNode, shellLine, startCluster, status, waitConverged, type ClusterNode, type Status } from "./cluster-helpers.ts";
 
 test("pk up --detach --nodes 3: every node lists 3 alive members within 5 s (acceptance 1)", async (t) => {
   const dir = clusterDir(t);
   const started = performance.now();
-  const up = await pk(["up", "--detach", "--nodes", "3", "--dir", dir]);
+  const up = await pk(["up", "--detach", "--nodes", "3", "--dir", dir, "--base-port", String(basePort())]);
   const upMs = performance.now() - started;
   assert.equal(up.code, 0, up.stderr);
   assert.match(up.stdout, /started 3 nodes/);
@@ -58,7 +58,7 @@ test("pk up --detach --nodes 3: every node lists 3 alive members within 5 s (acc
 
 test("pk up --nodes 5 then pk down leaves no process behind", async (t) => {
   const dir = clusterDir(t);
-  const up = await pk(["up", "--detach", "--nodes", "5", "--dir", dir]);
+  const up = await pk(["up", "--detach", "--nodes", "5", "--dir", dir, "--base-port", String(basePort())]);
   assert.equal(up.code, 0, up.stderr);
   const pids = readCluster(dir).nodes.map((node) => node.pid);
   assert.equal(pids.length, 5);
