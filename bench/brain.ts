@@ -434,7 +434,7 @@ function runPk(args: string[], timeoutMs: number): Promise<{ code: number | null
 }
 
 /** Round trip of 64 bytes over TCP on 127.0.0.1 to an echo server in a separate Node process, timed here. */
-async function tcpEcho(count: number, onChild: (child: ChildProcess | undefined) => void): Promise<Summary> {
+async function tcpEcho(count: number, onChild: (child: ChildProcess | undefined) => void, gapMs = 0): Promise<Summary> {
   const script = `const s=require("node:net").createServer((c)=>{c.setNoDelay(true);c.on("data",(d)=>c.write(d));});s.listen(0,"127.0.0.1",()=>console.log(s.address().port));`;
   const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
   onChild(child);
@@ -457,6 +457,8 @@ async function tcpEcho(count: number, onChild: (child: ChildProcess | undefined)
     });
     const us: number[] = [];
     for (let i = 0; i < count + 200; i++) {
+      // With a gap, both processes go idle between round trips, as between sequential requests.
+      if (gapMs > 0) await new Promise((resolve) => setTimeout(resolve, gapMs));
       const t0 = performance.now();
       want = msg.length;
       await new Promise<void>((resolve) => {
@@ -642,6 +644,10 @@ async function benchCluster(quick: boolean, clients: number): Promise<unknown> {
       echoChild = child;
     });
     log(`tcp echo: median ${tcp.median} µs`);
+    const tcpIdle = await tcpEcho(quick ? 100 : 300, (child) => {
+      echoChild = child;
+    }, 5);
+    log(`tcp echo after 5 ms idle: median ${tcpIdle.median} µs`);
     const software = messagePathUs(LARGE_CONFIG.dModel, quick ? 1_000 : 3_000);
     log(`message path (encode, seal, open, decode) per round trip: median ${software.perRoundTripUs.median} µs`);
     const statusMs: number[] = [];
@@ -692,6 +698,7 @@ async function benchCluster(quick: boolean, clients: number): Promise<unknown> {
         sequentialWavesPerLayer: round(w / nLayers, 2),
         msPerWave: w > 0 ? round(node / w, 3) : null,
         msPerWaveOverTcpEchoRtt: w > 0 ? round((node / w) / (tcp.median / 1000), 1) : null,
+        msPerWaveOverIdleTcpEchoRtt: w > 0 ? round((node / w) / (tcpIdle.median / 1000), 1) : null,
       };
     };
     const seedOverhead = Object.fromEntries(MODES.filter((m) => m !== "local").map((m) => [m, overhead(m, seedRuns[m]!, SEED_CONFIG.nLayers, 4, seedLocalNode, seedLocalClient)]));
@@ -764,6 +771,7 @@ async function benchCluster(quick: boolean, clients: number): Promise<unknown> {
       startupMs: round(startupMs, 0),
       loopback: {
         tcpEchoUs: { ...tcp, how: "64-byte write and echo over one TCP connection on 127.0.0.1 (TCP_NODELAY); echo server in a separate Node process, timed in this process" },
+        tcpEchoAfterIdleUs: { ...tcpIdle, how: "the same, with 5 ms of idleness before each round trip: both processes sleep, and waking them costs the guest's vCPU wake-up" },
         httpStatusMs: { ...summary(statusMs), how: "GET /v1/status on node 1, keep-alive, client-side" },
         httpInferOverheadMs: { ...summary(httpOverhead), how: "seed POST /v1/infer mode local: client latency minus the node's own ms (HTTP + JSON + event loop)" },
         nodePeerSrtt: { peers: srtt, how: "node 1's `net` SRTT per peer: the node's own estimate from SWIM probe acks (probes go out from its 10 ms tick loop; few samples)" },
