@@ -79,7 +79,7 @@ const dtr: Command<NodeContext> = {
         const last = brain.lastTrain;
         return formatFields([
           ["model", `v${m.header.version} ${m.header.kind}${m.header.origin === "" ? "" : ` by ${nameOf(kernel, m.header.origin)}`}, tag ${m.tag}`],
-          ["shape", `d_model ${m.cfg.dModel}, ${m.cfg.nHeads} heads, FFN ${m.cfg.dFF}, ${m.cfg.nLayers} layers, ${m.cfg.seqLen} positions, vocab ${m.cfg.vocab}, ${m.cfg.nClasses} classes: ${paramCount(m.cfg)} parameters`],
+          ["shape", `d_model ${m.cfg.dModel}, ${m.cfg.nHeads} heads, FFN ${m.cfg.dFF}, ${m.cfg.nLayers} layer${m.cfg.nLayers === 1 ? "" : "s"}, ${m.cfg.seqLen} positions, vocab ${m.cfg.vocab}, ${m.cfg.nClasses} classes: ${paramCount(m.cfg)} parameters`],
           ["held-out accuracy", metrics.heldOutAccuracy === undefined ? "-" : `${pct(metrics.heldOutAccuracy)} (best single-feature threshold ${pct(metrics.baselineAccuracy)})`],
           ["training", brain.training ?? (last === undefined ? "none here" : `last here: ${last.epochs} epochs, loss ${last.finalLoss.toFixed(4)}, held-out ${pct(last.heldOutAccuracy)}`)],
           ["local data", `${brain.localData.train} train, ${brain.localData.heldOut} held out, class priors ${brain.localData.classPriors.join(":")}`],
