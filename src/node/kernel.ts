@@ -9,8 +9,9 @@
 // store, restored before any traffic.
 //
 // The Collective layer: Raft and the consensus key-value store (consensus.ts), gossip topics
-// (src/core/collective/gossip.ts) and the shared folder (shared-folder.ts, when the node has a
-// files port) are driven from here too.
+// (src/core/collective/gossip.ts), the shared folder (shared-folder.ts, when the node has a
+// files port) and mesh routing (mesh-service.ts) are driven from here too, and so is the Brain
+// (brain-service.ts: the replicated model, distributed inference, training, MoE, FL, GA).
 //
 // Inbound: bytes → size check → header decode → AEAD open → replay check → body decode and schema
 // validation → core. A packet failing any step is dropped and counted by reason; none changes
