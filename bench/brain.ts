@@ -1,6 +1,7 @@
 // `npm run bench -- brain [--quick] [--only matmul,local,cluster] [--clients C]`: the Brain's speed, issue 6.
 //
-// 1. matmul: GFLOP/s of tensor.ts's `matmul` (a·b) and `matmulBT` (a·btᵀ, the Linear layout) in f32
+// 1. matmul: GFLOP/s of tensor.ts's `matmul` (a·b, JS) and `matmulBT` (a·btᵀ, the Linear layout: the
+//    WebAssembly SIMD kernel of simd.ts for large products, and the JS kernel beside it) in f32
 //    for a few shapes, warmed up, the median of several timed samples (each long enough to swamp the
 //    timer), against the peak of one core (the kernel is single-threaded) and of the machine; the
 //    peak is derived from /proc/cpuinfo at run time (model, family, flags, "cpu MHz"). A naive i-j-k
@@ -32,7 +33,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
-import { matmul, matmulBT, matmulFlops } from "../src/core/brain/tensor.ts";
+import { matmul, matmulBT, matmulFlops, setSimd, simdEnabled } from "../src/core/brain/tensor.ts";
 import { forward, initParams, KvCache, paramCount, SEED_CONFIG, step, Workspace, type ModelConfig } from "../src/core/brain/transformer.ts";
 import { LARGE_CONFIG } from "../src/node/brain-commands.ts";
 import { createRng } from "../src/core/util/rng.ts";
@@ -214,8 +215,14 @@ function benchMatmul(peak: Peak, quick: boolean): unknown {
     const flops = matmulFlops(M, K, N);
     const ab = timeCalls(() => matmul(out, a, b, M, K, N), warmMs, samples, 30);
     const abt = timeCalls(() => matmulBT(out, a, b, M, K, N), warmMs, samples, 30);
-    log(`matmul ${M}×${K}×${N}: ${(flops / (ab.medianMs * 1e6)).toFixed(2)} GFLOP/s, matmulBT ${(flops / (abt.medianMs * 1e6)).toFixed(2)}`);
-    return { shape: `${M}×${K}×${N}`, M, K, N, mflop: round(flops / 1e6, 2), matmul: rate(flops, ab.medianMs), matmulBT: rate(flops, abt.medianMs) };
+    setSimd(false);
+    const abtJs = timeCalls(() => matmulBT(out, a, b, M, K, N), warmMs, samples, 30);
+    setSimd(true);
+    log(`matmul ${M}×${K}×${N}: ${(flops / (ab.medianMs * 1e6)).toFixed(2)} GFLOP/s, matmulBT ${(flops / (abt.medianMs * 1e6)).toFixed(2)} (JS ${(flops / (abtJs.medianMs * 1e6)).toFixed(2)})`);
+    return {
+      shape: `${M}×${K}×${N}`, M, K, N, mflop: round(flops / 1e6, 2), matmul: rate(flops, ab.medianMs), matmulBT: rate(flops, abt.medianMs),
+      matmulBTJs: rate(flops, abtJs.medianMs), simdOverJs: round(abtJs.medianMs / abt.medianMs, 1),
+    };
   });
   // The naive baseline on 256³ (B, 256 KB, stays in L2) and, unless --quick, 512³ (B is 1 MB), with
   // a check that it computes the same product as the blocked kernel.
@@ -233,7 +240,8 @@ function benchMatmul(peak: Peak, quick: boolean): unknown {
     return { shape: `${n}×${n}×${n}`, loop: "i-j-k, B read down its columns", ...naiveRate, blockedOverNaive: round(blocked / naiveRate.gflops, 1), maxAbsDiffVsBlocked: maxDiff };
   });
   return {
-    kernel: "tensor.ts gemm (strided 4×4 register-blocked, N panels), f32 storage, JS-double accumulation, one thread",
+    simd: simdEnabled(),
+    kernel: "matmul and matmulBTJs: tensor.ts gemm (strided 4×4 register-blocked, N panels), f32 storage, JS-double accumulation; matmulBT: simd.ts (WebAssembly f32x4, 2×4 register-blocked, f32 lanes) for products of ≥ 2^15 multiply-adds; one thread",
     timing: `warm-up ${warmMs} ms per kernel and shape, then the median of ${samples} samples of ≥30 ms each (naive 512³: 3 samples, no warm-up)`,
     shapes: results,
     naiveBaseline,

@@ -491,9 +491,12 @@ export function ffn(
   assert(c0 >= 0 && c0 <= c1 && c1 <= F, `ffn column range [${c0}, ${c1}) outside [0, ${F})`);
   copy(acts.xm, 0, h, 0, T * d);
   layerNorm(acts.f, acts.xm, w.ln2g, w.ln2b, T, d, acts.mean2, acts.rstd2);
-  gemm(T, d, width, acts.f, 0, d, 1, w.w1, c0 * d, 1, d, acts.pre, 0, width, w.b1, c0, false);
+  // Rows c0..c1 of W1 are contiguous: a plain matmulBT (the SIMD kernel on large products).
+  matmulBT(acts.pre, acts.f, w.w1.subarray(c0 * d, c1 * d), T, d, width, w.b1.subarray(c0, c1));
   gelu(acts.act, acts.pre, T * width);
-  gemm(T, width, d, acts.act, 0, width, 1, w.w2, c0, 1, F, out, 0, d, c0 === 0 ? w.b2 : null, 0, accumulate);
+  // Columns c0..c1 of W2 are strided, unless the range is all of them.
+  if (width === F) matmulBT(out, acts.act, w.w2, T, F, d, w.b2, accumulate);
+  else gemm(T, width, d, acts.act, 0, width, 1, w.w2, c0, 1, F, out, 0, d, c0 === 0 ? w.b2 : null, 0, accumulate);
 }
 
 /** One whole layer on rows [0, T) of the residual stream h (positions 0..T−1), in place. */
