@@ -265,6 +265,50 @@ function buildRegistry(kernel: Kernel, hostStats: () => HostStats | undefined): 
     },
   });
   new Counter({
+    name: "pk_brain_inferences_total",
+    help: "Brain inferences coordinated by this node, by mode (local, pipeline, tensor, dkva, remote, moe)",
+    labelNames: ["mode"] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [mode, count] of Object.entries(kernel.brain.counters.inferences)) this.inc({ mode }, count);
+    },
+  });
+  new Counter({
+    name: "pk_brain_fallbacks_total",
+    help: "Distributed inferences that dropped a peer and computed its share here, by result (REDUCED, SOLO)",
+    labelNames: ["state"] as const,
+    registers,
+    collect() {
+      this.reset();
+      this.inc({ state: "REDUCED" }, kernel.brain.counters.reduced);
+      this.inc({ state: "SOLO" }, kernel.brain.counters.solo);
+    },
+  });
+  new Counter({
+    name: "pk_brain_calls_total",
+    help: "Brain calls to peers by outcome (sent, timed out, failed) and requests served for peers",
+    labelNames: ["outcome"] as const,
+    registers,
+    collect() {
+      this.reset();
+      const c = kernel.brain.counters;
+      this.inc({ outcome: "sent" }, c.callsSent);
+      this.inc({ outcome: "timeout" }, c.callsTimedOut);
+      this.inc({ outcome: "failed" }, c.callsFailed);
+      this.inc({ outcome: "served" }, c.requestsServed);
+      this.inc({ outcome: "bad" }, c.badMessages);
+    },
+  });
+  new Gauge({
+    name: "pk_mesh_routes",
+    help: "Destinations this node has a finite mesh route to (0 while the mesh is off)",
+    registers,
+    collect() {
+      this.set(kernel.mesh.active ? kernel.mesh.routes().filter((r) => r.nextHop !== undefined && r.metric < 0xffff).length : 0);
+    },
+  });
+  new Counter({
     name: "pk_ticks_skipped_total",
     help: "Ticks skipped because the event loop was late beyond the catch-up bound",
     registers,

@@ -117,6 +117,10 @@ test("GET /metrics has the four drop reasons and the pk_ series", async () => {
   assert.match(reply.body, /^pk_packets_total\{channel="datagram",direction="in"\} \d+$/m);
   assert.match(reply.body, /^pk_bytes_total\{channel="stream",direction="out"\} \d+$/m);
   assert.match(reply.body, /^pk_members\{state="alive"\} 1$/m);
+  assert.match(reply.body, /^pk_brain_inferences_total\{mode="tensor"\} 0$/m);
+  assert.match(reply.body, /^pk_brain_calls_total\{outcome="timeout"\} 0$/m);
+  assert.match(reply.body, /^pk_brain_fallbacks_total\{state="REDUCED"\} 0$/m);
+  assert.match(reply.body, /^pk_mesh_routes 0$/m);
   assert.match(reply.body, /^pk_members\{state="dead"\} 0$/m);
   assert.match(reply.body, /^pk_ticks_total [1-9]\d*$/m);
   assert.match(reply.body, /^process_resident_memory_bytes \d+/m);
