@@ -764,8 +764,9 @@ export function parseInferBody(body: unknown): { mode: InferBodyMode; ids: Int32
   if (session !== undefined && (typeof session !== "string" || !/^[0-9A-Za-z._-]{1,32}$/.test(session))) return "session must be 1..32 characters of [0-9A-Za-z._-]";
   if (b.end === true) return session === undefined ? "end needs a session" : { mode: mode as InferBodyMode, ids: new Int32Array(0), values: new Float32Array(0), session, end: true };
   const values = b.values;
-  if (!Array.isArray(values) || values.length === 0 || values.length > INFER_TOKENS_MAX || !values.every((v) => typeof v === "number" && Number.isFinite(v))) {
-    return `values must be 1..${INFER_TOKENS_MAX} finite numbers`;
+  // Finite as float32 too: 1e300 is a finite double but Infinity once stored for the model.
+  if (!Array.isArray(values) || values.length === 0 || values.length > INFER_TOKENS_MAX || !values.every((v) => typeof v === "number" && Number.isFinite(Math.fround(v)))) {
+    return `values must be 1..${INFER_TOKENS_MAX} finite numbers within float32 range`;
   }
   let ids: Int32Array;
   if (b.ids === undefined) {

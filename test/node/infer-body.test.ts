@@ -40,6 +40,7 @@ test("parseInferBody: each bad body gets its own message", () => {
     [{ values: [1, 2, 3, 4], mode: "warp" }, /mode must be one of/],
     [{ values: [] }, /values must be 1\.\./],
     [{ values: [1, Number.NaN, 3, 4] }, /finite numbers/],
+    [{ values: [1, 1e300, 3, 4] }, /within float32 range/],
     [{ values: [1, 2, 3] }, /four sensor readings/],
     [{ values: [1, 2], ids: [0] }, /one per value/],
     [{ values: [1], ids: [-1] }, /non-negative integers/],
