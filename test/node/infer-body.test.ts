@@ -41,6 +41,8 @@ test("parseInferBody: each bad body gets its own message", () => {
     [{ values: [] }, /values must be 1\.\./],
     [{ values: [1, Number.NaN, 3, 4] }, /finite numbers/],
     [{ values: [1, 1e300, 3, 4] }, /within float32 range/],
+    // The fuzz's counterexample (seed 471504262): just above float32's largest value, so Infinity once stored.
+    [{ values: [0, 0, 3.4028235677973366e38, 0] }, /within float32 range/],
     [{ values: [1, 2, 3] }, /four sensor readings/],
     [{ values: [1, 2], ids: [0] }, /one per value/],
     [{ values: [1], ids: [-1] }, /non-negative integers/],
