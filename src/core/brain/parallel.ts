@@ -60,7 +60,7 @@
 // everything else is O(seqLen·d) per request. Concurrent whole-sequence runs each borrow a
 // workspace: the node bounds how many it admits.
 import { assert } from "../util/assert.ts";
-import { gemm, layerNorm } from "./tensor.ts";
+import { layerNorm, linear } from "./tensor.ts";
 import {
   attendHeads, attentionInputs, attentionOutput, embed, embedToken, ffn, forward, head, inputError, KvCache, modelWeights,
   paramCount, validateConfig, Workspace,
@@ -226,14 +226,14 @@ function tpAttention(
   for (let i = 0; i < T * d; i++) acts.x[i] = x[i]!;
   layerNorm(acts.a, acts.x, w.ln1g, w.ln1b, T, d, acts.mean1, acts.rstd1);
   // q[:, c0:c1] = a·Wq[c0:c1, :]ᵀ + bq[c0:c1]   (B(k, j) = W[c0 + j][k])
-  gemm(T, d, width, acts.a, 0, d, 1, w.wq, c0 * d, 1, d, acts.q, c0, d, w.bq, c0, false);
+  linear(T, d, width, acts.a, 0, d, w.wq, c0 * d, d, acts.q, c0, d, w.bq, c0, false);
   const K = kv === null ? acts.k : kv.K, V = kv === null ? acts.v : kv.V, o = kv === null ? 0 : startPos * d;
   assert(kv !== null || startPos === 0, "tpAttention: a stateless pass starts at position 0");
-  gemm(T, d, width, acts.a, 0, d, 1, w.wk, c0 * d, 1, d, K, o + c0, d, w.bk, c0, false);
-  gemm(T, d, width, acts.a, 0, d, 1, w.wv, c0 * d, 1, d, V, o + c0, d, w.bv, c0, false);
+  linear(T, d, width, acts.a, 0, d, w.wk, c0 * d, d, K, o + c0, d, w.bk, c0, false);
+  linear(T, d, width, acts.a, 0, d, w.wv, c0 * d, d, V, o + c0, d, w.bv, c0, false);
   attendHeads(cfg, acts.att, acts.q, K, V, T, startPos, h0, h1, acts.probs);
   // out[T×d] (+)= att[:, c0:c1]·Wo[:, c0:c1]ᵀ   (B(k, j) = Wo[j][c0 + k])
-  gemm(T, width, d, acts.att, c0, d, 1, w.wo, c0, 1, d, out, 0, d, null, 0, accumulate);
+  linear(T, width, d, acts.att, c0, d, w.wo, c0, d, out, 0, d, null, 0, accumulate);
 }
 
 function allFinite(x: ArrayLike<number>, n = x.length): boolean {

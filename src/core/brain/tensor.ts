@@ -194,6 +194,52 @@ export function setSimd(enabled: boolean): void {
   simdWanted = enabled;
 }
 
+/**
+ * A Linear layer over slices: out[oOff + i·ldo + j] (+)= Σ_k a[aOff + i·lda + k] · w[wOff + j·ldw + k]
+ * (+ bias[biasOff + j]) for i < M, j < N, k < K — rows of W (a head's q/k/v) or columns of W (a
+ * head's share of Wo, an FFN column range of W2) as tensor parallelism cuts them. Large products on
+ * Float32Arrays pack the slices and run the SIMD kernel; the rest go through gemm.
+ */
+export function linear(
+  M: number, K: number, N: number,
+  a: Vec, aOff: number, lda: number,
+  w: Vec, wOff: number, ldw: number,
+  out: Vec, oOff: number, ldo: number,
+  bias: Vec | null = null, biasOff = 0, accumulate = false,
+): void {
+  if (!(M * K * N >= SIMD_MIN_WORK && simdOn() && out instanceof Float32Array && a instanceof Float32Array && w instanceof Float32Array
+    && (bias === null || bias instanceof Float32Array))) {
+    gemm(M, K, N, a, aOff, lda, 1, w, wOff, 1, ldw, out, oOff, ldo, bias, biasOff, accumulate);
+    return;
+  }
+  const A = lda === K ? a.subarray(aOff, aOff + M * K) : pack(0, a, aOff, lda, M, K);
+  const W = ldw === K ? w.subarray(wOff, wOff + N * K) : pack(1, w, wOff, ldw, N, K);
+  const B = bias === null ? null : bias.subarray(biasOff, biasOff + N);
+  if (ldo === N) {
+    matmulBTSimd(out.subarray(oOff, oOff + M * N), A, W, M, K, N, B, accumulate);
+    return;
+  }
+  const O = scratchOf(2, M * N);
+  if (accumulate) for (let i = 0; i < M; i++) O.set(out.subarray(oOff + i * ldo, oOff + i * ldo + N), i * N);
+  matmulBTSimd(O, A, W, M, K, N, B, accumulate);
+  for (let i = 0; i < M; i++) out.set(O.subarray(i * N, i * N + N), oOff + i * ldo);
+}
+
+const scratch: Float32Array[] = [new Float32Array(0), new Float32Array(0), new Float32Array(0)];
+
+function scratchOf(slot: number, n: number): Float32Array {
+  let buf = scratch[slot]!;
+  if (buf.length < n) scratch[slot] = buf = new Float32Array(Math.max(n, 2 * buf.length));
+  return buf.subarray(0, n);
+}
+
+/** Rows × cols of x with leading dimension ld, copied contiguous into scratch slot `slot`. */
+function pack(slot: number, x: Float32Array, off: number, ld: number, rows: number, cols: number): Float32Array {
+  const p = scratchOf(slot, rows * cols);
+  for (let r = 0; r < rows; r++) p.set(x.subarray(off + r * ld, off + r * ld + cols), r * cols);
+  return p;
+}
+
 /** Whether matmulBT uses the SIMD kernel for large products. */
 export function simdEnabled(): boolean {
   return simdOn();

@@ -21,7 +21,7 @@
 import { assert } from "../util/assert.ts";
 import type { Rng } from "../util/rng.ts";
 import {
-  gelu, geluBackward, gemm, layerNorm, layerNormBackward, matmul, matmulAT, matmulBT, sumRows, type Vec,
+  gelu, geluBackward, layerNorm, layerNormBackward, linear, matmul, matmulAT, matmulBT, sumRows, type Vec,
 } from "./tensor.ts";
 
 export type { Vec } from "./tensor.ts";
@@ -494,9 +494,8 @@ export function ffn(
   // Rows c0..c1 of W1 are contiguous: a plain matmulBT (the SIMD kernel on large products).
   matmulBT(acts.pre, acts.f, w.w1.subarray(c0 * d, c1 * d), T, d, width, w.b1.subarray(c0, c1));
   gelu(acts.act, acts.pre, T * width);
-  // Columns c0..c1 of W2 are strided, unless the range is all of them.
-  if (width === F) matmulBT(out, acts.act, w.w2, T, F, d, w.b2, accumulate);
-  else gemm(T, width, d, acts.act, 0, width, 1, w.w2, c0, 1, F, out, 0, d, c0 === 0 ? w.b2 : null, 0, accumulate);
+  // Columns c0..c1 of W2 (row j of W2 from column c0, leading dimension F).
+  linear(T, width, d, acts.act, 0, width, w.w2, c0, F, out, 0, d, c0 === 0 ? w.b2 : null, 0, accumulate);
 }
 
 /** One whole layer on rows [0, T) of the residual stream h (positions 0..T−1), in place. */

@@ -7,7 +7,7 @@ import { createRng, type Rng } from "../../../src/core/util/rng.ts";
 import {
   gelu, geluBackward, gemm, layerNorm, layerNormBackward, LN_EPS, matmul, matmulAT, matmulBT, matmulFlops,
   softmaxRows, sumRows, type Vec,
-  setSimd, simdEnabled, SIMD_MIN_WORK,
+  setSimd, simdEnabled, SIMD_MIN_WORK, linear,
 } from "../../../src/core/brain/tensor.ts";
 
 function randomVec(rng: Rng, n: number, ctor: typeof Float32Array | typeof Float64Array = Float32Array, scale = 1): Vec {
@@ -323,4 +323,29 @@ test("tensor: gelu is PyTorch's GELU(approximate='tanh'), forward and backward",
 test("tensor: matmulFlops counts a multiply and an add per term", () => {
   assert.equal(matmulFlops(256, 256, 1024), 2 * 256 * 256 * 1024);
   assert.equal(matmulFlops(1, 1, 1), 2);
+});
+
+test("tensor: linear over row and column slices of W equals gemm, with the SIMD kernel and without", () => {
+  const rng = createRng(9);
+  // [M, K, N, rowsOfW (q/k/v of a head range) or columns (a share of Wo or W2)]
+  const cases: Array<[number, number, number, "rows" | "cols"]> = [[64, 96, 48, "rows"], [64, 48, 96, "cols"], [3, 5, 7, "rows"], [1, 256, 256, "cols"]];
+  for (const [M, K, N, kind] of cases) {
+    const ld = K + 13; // W is wider than the slice (and the output has a larger leading dimension)
+    const a = randomVec(rng, M * (K + 5)), w = randomVec(rng, (N + 3) * ld), bias = randomVec(rng, N + 4);
+    const aOff = 2, lda = K + 5, wOff = kind === "rows" ? 3 * ld : 7, ldo = N + 2, oOff = 1;
+    const start = randomVec(rng, M * ldo + 1);
+    const ref = start.slice();
+    gemm(M, K, N, a, aOff, lda, 1, w, wOff, 1, ld, ref, oOff, ldo, bias, 4, true);
+    for (const simd of [false, true]) {
+      setSimd(simd);
+      const got = start.slice();
+      linear(M, K, N, a, aOff, lda, w, wOff, ld, got, oOff, ldo, bias, 4, true);
+      for (let i = 0; i < got.length; i++) {
+        const inside = i >= oOff && (i - oOff) % ldo < N && i - oOff < M * ldo;
+        if (!inside) assert.equal(got[i], start[i], `${kind} ${M}×${K}×${N}: element ${i} outside the output was touched`);
+        else assert.ok(Math.abs(got[i]! - ref[i]!) <= 1e-5 * (1 + Math.abs(ref[i]!)) * Math.sqrt(K), `${kind} ${M}×${K}×${N} simd=${simd}: element ${i} ${got[i]} vs ${ref[i]}`);
+      }
+    }
+    setSimd(true);
+  }
 });
