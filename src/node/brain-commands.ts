@@ -1,7 +1,7 @@
 // Shell commands of the Brain (issue 6): infer, dtr, dkva, moe, fl. Sensor readings are given as
 // standardised values (z-scores, the scale of the data generator, src/core/brain/data.ts), in the
 // order temperature, humidity, pressure, light.
-import { SEED_CONFIG, paramCount, type ModelConfig } from "../core/brain/transformer.ts";
+import { SEED_CLASSES, SEED_CONFIG, paramCount, type ModelConfig } from "../core/brain/transformer.ts";
 import { createRng } from "../core/util/rng.ts";
 import type { BrainService, InferMode, InferOutcome } from "./brain-service.ts";
 import type { NodeContext } from "./commands.ts";
@@ -41,7 +41,7 @@ function nameOf(kernel: Kernel, id: string): string {
 
 function describe(kernel: Kernel, brain: BrainService, o: InferOutcome): string {
   const model = brain.model;
-  const probs = o.probs.map((p, i) => `${model.cfg.nClasses === 3 ? ["normal", "alert", "critical"][i] : i} ${(100 * p).toFixed(1)}%`).join(", ");
+  const probs = o.probs.map((p, i) => `${model.cfg.nClasses === SEED_CLASSES.length ? SEED_CLASSES[i] : i} ${(100 * p).toFixed(1)}%`).join(", ");
   const via = o.peers.length === 0 ? "" : ` with ${o.peers.map((p) => nameOf(kernel, p)).join(", ")}`;
   const dropped = o.dropped.length === 0 ? "" : `, dropped ${o.dropped.map((p) => nameOf(kernel, p)).join(", ")}`;
   return `${o.label} (${probs})\n${o.state}${via}${dropped}; model v${o.modelVersion}; ${o.ms.toFixed(2)} ms`;
@@ -146,7 +146,7 @@ const moe: Command<NodeContext> = {
     const [sub, ...rest] = args;
     switch (sub) {
       case undefined: {
-        const rows = brain.router.table().map((r) => [nameOf(kernel, r.node), ["normal", "alert", "critical"][r.class] ?? String(r.class), String(r.probes), String(r.correct), pct(r.accuracy)]);
+        const rows = brain.router.table().map((r) => [nameOf(kernel, r.node), SEED_CLASSES[r.class] ?? String(r.class), String(r.probes), String(r.correct), pct(r.accuracy)]);
         if (rows.length === 0) return "no probes yet: moe probe";
         return formatTable(["NODE", "CLASS", "PROBES", "CORRECT", "ACCURACY"], rows);
       }
@@ -162,7 +162,7 @@ const moe: Command<NodeContext> = {
       case "infer": {
         const { ids, values } = sensorInput(rest);
         const o = await brain.moeInfer(ids, values);
-        return `gate: ${["normal", "alert", "critical"][o.gateClass]} → expert ${nameOf(kernel, o.expert)}\n${describe(kernel, brain, o)}`;
+        return `gate: ${SEED_CLASSES[o.gateClass] ?? o.gateClass} → expert ${nameOf(kernel, o.expert)}\n${describe(kernel, brain, o)}`;
       }
       default:
         throw new UsageError("moe | probe [PER_CLASS] | train [EPOCHS] | infer T H P L");
