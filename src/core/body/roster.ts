@@ -15,7 +15,7 @@ import { LIMITS } from "../util/limits.ts";
 import type { Rng } from "../util/rng.ts";
 import { Timeout } from "../util/timeout.ts";
 import type { Channel } from "../wire/envelope.ts";
-import type { MemberEntry, Message, SwimUpdateWire } from "../wire/messages.ts";
+import { isRosterMessage, type MemberEntry, type Message, type SwimUpdateWire } from "../wire/messages.ts";
 
 export interface RosterConfig {
   readonly joinRetryTicks: number;
@@ -119,35 +119,14 @@ export class Roster {
     this.#joinRetry.stop();
   }
 
+  /** A message from an authenticated sender; anything but the handshake's is not the roster's. */
   step(sender: string, message: Message): void {
+    if (!isRosterMessage(message)) return;
     switch (message.t) {
       case "hello": return this.#onHello(sender, message.entry);
       case "challenge": return this.#onChallenge(sender, message.nonce);
       case "proof": return this.#onProof(sender, message.entry, message.nonce, message.sig);
       case "welcome": return this.#onWelcome(sender, message.states);
-      case "ping":
-      case "ack":
-      case "vital":
-      case "heal":
-      case "raft":
-      case "raft-offer":
-      case "gossip":
-      case "sfs-digest":
-      case "sfs-sums":
-      case "sfs-entries":
-      case "sfs-get":
-      case "sfs-chunk":
-      case "mesh-update":
-      case "mesh-req":
-      case "mesh-data":
-      case "brain":
-      case "swim-ping":
-      case "swim-ping-req":
-      case "swim-ack":
-      case "swim-nack":
-      case "swim-gossip":
-      case "swim-sync":
-        return;
       default:
         return assertNever(message, "Roster: unhandled message");
     }

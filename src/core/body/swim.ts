@@ -31,7 +31,7 @@ import { bytesEqual } from "../util/bytes.ts";
 import type { Rng } from "../util/rng.ts";
 import { Timeout } from "../util/timeout.ts";
 import type { Channel } from "../wire/envelope.ts";
-import { entryToWire, type MemberEntry, type MemberEntryWire, type Message, type Role, type SwimUpdateWire } from "../wire/messages.ts";
+import { entryToWire, isSwimMessage, type MemberEntry, type MemberEntryWire, type Message, type Role, type SwimUpdateWire } from "../wire/messages.ts";
 
 /** All durations in ticks (10 ms each at the kernel's default). */
 export interface SwimConfig {
@@ -662,7 +662,9 @@ export class Swim {
     this.#events.push({ type: "member-left", id: this.#self.id, incarnation: this.#self.incarnation });
   }
 
+  /** A message from an authenticated sender; anything but SWIM's own is ignored. */
   step(from: string, message: Message): void {
+    if (!isSwimMessage(message)) return;
     switch (message.t) {
       case "swim-ping": return this.#onPing(message.updates, message.seq, message.target, message.addr);
       case "swim-ping-req": return this.#onPingReq(message);
@@ -670,27 +672,6 @@ export class Swim {
       case "swim-nack": return this.#onNack(message.updates, message.seq);
       case "swim-gossip": return this.#merge(message.updates, undefined);
       case "swim-sync": return this.#onSync(from, message.reply, message.states);
-      case "hello":
-      case "challenge":
-      case "proof":
-      case "welcome":
-      case "ping":
-      case "ack":
-      case "vital":
-      case "heal":
-      case "raft":
-      case "raft-offer":
-      case "gossip":
-      case "sfs-digest":
-      case "sfs-sums":
-      case "sfs-entries":
-      case "sfs-get":
-      case "sfs-chunk":
-      case "mesh-update":
-      case "mesh-req":
-      case "mesh-data":
-      case "brain":
-        return;
       default:
         return assertNever(message, "Swim: unhandled message");
     }

@@ -150,6 +150,22 @@ type Decoded<M> = M extends { entry: MemberEntryWire } ? Omit<M, "entry"> & { en
 export type Message = Decoded<WireMessage>;
 export type MessageOf<K extends MessageType> = Extract<Message, { t: K }>;
 
+/** The join handshake's messages (src/core/body/roster.ts); the roster ignores every other kind. */
+const ROSTER_TYPES = ["hello", "challenge", "proof", "welcome"] as const;
+export type RosterMessage = MessageOf<(typeof ROSTER_TYPES)[number]>;
+const ROSTER_SET: ReadonlySet<MessageType> = new Set(ROSTER_TYPES);
+export function isRosterMessage(message: Message): message is RosterMessage {
+  return ROSTER_SET.has(message.t);
+}
+
+/** SWIM's messages (src/core/body/swim.ts); SWIM ignores every other kind. */
+const SWIM_TYPES = ["swim-ping", "swim-ping-req", "swim-ack", "swim-nack", "swim-gossip", "swim-sync"] as const;
+export type SwimMessage = MessageOf<(typeof SWIM_TYPES)[number]>;
+const SWIM_SET: ReadonlySet<MessageType> = new Set(SWIM_TYPES);
+export function isSwimMessage(message: Message): message is SwimMessage {
+  return SWIM_SET.has(message.t);
+}
+
 const CHECKS = Object.fromEntries(
   Object.entries(MESSAGE_SCHEMAS).map(([t, schema]) => [t, TypeCompiler.Compile(schema as TSchema)]),
 ) as { [K in MessageType]: TypeCheck<WireSchemas[K]> };
