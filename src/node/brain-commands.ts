@@ -2,7 +2,6 @@
 // standardised values (z-scores, the scale of the data generator, src/core/brain/data.ts), in the
 // order temperature, humidity, pressure, light.
 import { SEED_CLASSES, SEED_CONFIG, paramCount, type ModelConfig } from "../core/brain/transformer.ts";
-import { createRng } from "../core/util/rng.ts";
 import type { BrainService, InferMode, InferOutcome } from "./brain-service.ts";
 import type { NodeContext } from "./commands.ts";
 import { resolveMember } from "./collective-commands.ts";
@@ -224,17 +223,5 @@ const ga: Command<NodeContext> = {
     }
   },
 };
-
-/** A random input for a model of any shape (tests, benchmarks): T tokens from a seed. */
-export function randomInput(cfg: ModelConfig, T: number, seed: number): { ids: Int32Array; values: Float32Array } {
-  const rng = createRng(seed, 0x696e);
-  const ids = new Int32Array(T);
-  const values = new Float32Array(T);
-  for (let i = 0; i < T; i++) {
-    ids[i] = rng.int(cfg.vocab);
-    values[i] = 2 * rng.next() - 1;
-  }
-  return { ids, values };
-}
 
 export const BRAIN_COMMANDS: readonly Command<NodeContext>[] = [infer, dtr, dkva, moe, fl, ga];

@@ -237,7 +237,7 @@ export class BrainService {
 
   /** The model in use; until a model file is loaded, the deterministic untrained seed model. */
   get model(): LoadedModel {
-    this.#loaded ??= this.#build(this.#initialHeader(), initParams(SEED_CONFIG, createRng(0x5eed, 1)));
+    this.#loaded ??= this.#initialModel();
     return this.#loaded;
   }
 
@@ -272,10 +272,6 @@ export class BrainService {
 
   get rounds(): readonly FederatedRoundReport[] {
     return this.#rounds;
-  }
-
-  get expertVersion(): number | undefined {
-    return this.#expert?.version;
   }
 
   get localData(): { readonly train: number; readonly heldOut: number; readonly classPriors: readonly number[] } {
@@ -335,7 +331,7 @@ export class BrainService {
     const tag = weightsTag(header.config, params);
     if (tag !== header.tag) return this.#reject(`weights tag ${tag} differs from the header's ${header.tag}`);
     if (this.#fileModel !== undefined && tag === this.#fileModel.tag) return;
-    this.#model = this.#build(header, params);
+    this.#model = this.#build(header, params, tag);
     this.#fileModel = this.#model;
     this.#chain = [];
     this.counters.modelLoads++;
@@ -348,14 +344,15 @@ export class BrainService {
     this.#host.event("brain-model-rejected", { error });
   }
 
-  #initialHeader(): ModelFileHeader {
+  /** Version 0: the same untrained weights on every node, never written to a file. */
+  #initialModel(): LoadedModel {
     const params = initParams(SEED_CONFIG, createRng(0x5eed, 1));
-    return { config: SEED_CONFIG, version: 0, tag: weightsTag(SEED_CONFIG, params), createdMs: 0, origin: "", kind: "init" };
+    const tag = weightsTag(SEED_CONFIG, params);
+    return this.#build({ config: SEED_CONFIG, version: 0, tag, createdMs: 0, origin: "", kind: "init" }, params, tag);
   }
 
-  #build(header: ModelFileHeader, params: Float32Array): LoadedModel {
+  #build(header: ModelFileHeader, params: Float32Array, tag: string): LoadedModel {
     const cfg = header.config;
-    const tag = weightsTag(cfg, params);
     return {
       header, cfg, params, tag,
       worker: new BrainWorker(cfg, params, { weightsTag: tag }),
@@ -693,7 +690,7 @@ export class BrainService {
         this.ga.lastError = error;
         break;
       }
-      this.#adopt(result.params, result.mutation);
+      this.#adopt(result.params, result.mutation, tag);
       this.ga.kept++;
       kept++;
     }
@@ -714,7 +711,7 @@ export class BrainService {
       const mutation = { seed, sigma };
       const params = applyMutation(this.#model.params, mutation);
       if (weightsTag(this.#model.cfg, params) !== tag) return this.#refuseRow(`mutation ${seed} does not give ${tag}`);
-      this.#adopt(params, mutation);
+      this.#adopt(params, mutation, tag);
       this.ga.followed++;
     }
   }
@@ -724,14 +721,15 @@ export class BrainService {
     this.ga.lastError = error;
   }
 
-  #adopt(params: Float32Array, mutation: { seed: number; sigma: number }): void {
+  /** Weights one mutation on from the current ones; `tag` is theirs (the caller computed or checked it). */
+  #adopt(params: Float32Array, mutation: { seed: number; sigma: number }, tag: string): void {
     const file = this.#fileModel?.header ?? this.#model.header;
     this.#chain.push(mutation);
     const header: ModelFileHeader = {
-      ...file, kind: "evolved", tag: weightsTag(file.config, params),
+      ...file, kind: "evolved", tag,
       lineage: { ...(file.version >= 1 ? { base: file.version } : {}), mutations: this.#chain.slice(-10_000) },
     };
-    this.#model = this.#build(header, params);
+    this.#model = this.#build(header, params, tag);
     this.#host.event("brain-evolved", { generation: this.#chain.length, seed: mutation.seed, tag: header.tag });
   }
 
