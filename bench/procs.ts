@@ -200,7 +200,7 @@ export interface PkNodeOptions {
 export function pkNodeArgv(node: PkNodeOptions): string[] {
   return [
     process.execPath, PK_BIN, "node", "--data", node.data, "--listen", node.listen, "--api", node.api,
-    "--token", node.token, "--name", node.name, ...(node.join !== undefined ? ["--join", node.join] : []),
+    `--token=${node.token}`, "--name", node.name, ...(node.join !== undefined ? ["--join", node.join] : []),
   ];
 }
 

@@ -79,7 +79,7 @@ export async function run(argv: string[]): Promise<unknown> {
     // Let the three settle, then start the fourth with an empty folder and only --join.
     await sleep(3_000);
     const started = performance.now();
-    child = spawn(process.execPath, [PK_BIN, "node", "--data", joiner, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:7599", "--join", n1.listen, "--token", cluster.token, "--name", "n4"], { stdio: "ignore" });
+    child = spawn(process.execPath, [PK_BIN, "node", "--data", joiner, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:7599", "--join", n1.listen, `--token=${cluster.token}`, "--name", "n4"], { stdio: "ignore" });
     const api = "http://127.0.0.1:7599";
     const times: Record<string, number | null> = { member: null, raft: null, rows: null, files: null };
     const deadline = started + 600_000;

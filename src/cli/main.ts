@@ -417,8 +417,9 @@ async function upCommand(args: string[]): Promise<number> {
     const listen = `${host}:${listenPort}`;
     const first = planned[0];
     const argv = [
+      // --token=T, not --token T: a base64url token may start with "-", which parseArgs takes for an option.
       process.execPath, bin, "node", "--data", data, "--listen", listen, "--api", `${host}:${apiPort}`,
-      "--token", token, "--name", name, ...(first !== undefined ? ["--join", first.listen] : ["--no-discover"]),
+      `--token=${token}`, "--name", name, ...(first !== undefined ? ["--join", first.listen] : ["--no-discover"]),
     ];
     planned.push({ name, data, listen, api: `http://${host}:${apiPort}`, argv, log: join(data, "node.log") });
   }

@@ -90,7 +90,7 @@ async function members(api: string): Promise<Member[]> {
 test("a live node survives 100,000 hostile packets and counts each by reason (acceptance 3)", { timeout: 60_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "pk-fuzz-"));
   const token = makeToken();
-  const child = spawn(process.execPath, [BIN, "node", "--data", dir, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--token", token, "--name", "target"], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [BIN, "node", "--data", dir, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", `--token=${token}`, "--name", "target"], { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (chunk: Buffer) => { stderr += chunk.toString(); });
   const socket = createSocket("udp4");
