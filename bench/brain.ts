@@ -35,7 +35,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { matmul, matmulBT, matmulFlops, setSimd, simdEnabled } from "../src/core/brain/tensor.ts";
 import { forward, initParams, KvCache, paramCount, SEED_CONFIG, step, Workspace, type ModelConfig } from "../src/core/brain/transformer.ts";
-import { LARGE_CONFIG } from "../src/node/brain-commands.ts";
+import { LARGE_CONFIG } from "../src/node/brain/commands.ts";
 import { createRng } from "../src/core/util/rng.ts";
 import { encodeBrainMessage, decodeBrainMessage, type BrainMessage } from "../src/core/brain/brain-wire.ts";
 import { decodeMessage, encodeMessage } from "../src/core/wire/codec.ts";

@@ -7,7 +7,7 @@
 // client's — is a JSON `{ "error": { "code", "message" } }` with a fitting status. Off loopback the
 // API needs `Authorization: Bearer <cluster token>`; the dashboard's two static files do not (they
 // hold nothing secret, and the page asks for the token).
-import type { InferOutcome } from "../node/brain-service.ts";
+import type { InferOutcome } from "../node/brain/service.ts";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -21,7 +21,7 @@ import { DROP_REASONS, type Kernel, type MemberState } from "../node/kernel.ts";
 import type { VitalSigns } from "../core/body/vital.ts";
 import type { Shell } from "../node/shell.ts";
 import { KV_LIMITS, checkKvWrite } from "../core/collective/kv.ts";
-import type { KvOutcome } from "../node/consensus.ts";
+import type { KvOutcome } from "../node/collective/consensus.ts";
 
 /** Event streams open at once. */
 export const SSE_CLIENTS_MAX = 64;

@@ -3,10 +3,11 @@
 import type { Mode } from "../core/body/degrade.ts";
 import { WIRE_VERSION } from "../core/wire/envelope.ts";
 import { DROP_REASONS, VERSION, type Kernel, type MemberStatus } from "./kernel.ts";
-import { BODY_COMMANDS } from "./body-commands.ts";
-import { COLLECTIVE_COMMANDS } from "./collective-commands.ts";
-import { BRAIN_COMMANDS } from "./brain-commands.ts";
-import { SFS_COMMANDS } from "./sfs-commands.ts";
+import { BODY_COMMANDS } from "./body/commands.ts";
+import { COLLECTIVE_COMMANDS } from "./collective/commands.ts";
+import { BRAIN_COMMANDS } from "./brain/commands.ts";
+import { SFS_COMMANDS } from "./collective/sfs-commands.ts";
+import { formatDuration, mib } from "./format.ts";
 import { formatFields, formatTable, Shell, UsageError, type Command } from "./shell.ts";
 
 /** What the process around the kernel measures (run.ts); absent in the simulator. */
@@ -45,25 +46,6 @@ export function createNodeShell(kernel: Kernel, host: () => HostStats | undefine
 
 function noArgs(args: readonly string[]): void {
   if (args.length > 0) throw new UsageError(`takes no arguments, got ${JSON.stringify(args[0]?.slice(0, 40))}`);
-}
-
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) return "-";
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  const totalSeconds = Math.floor(ms / 1000);
-  if (totalSeconds < 60) return `${(ms / 1000).toFixed(1)}s`;
-  const s = totalSeconds % 60;
-  const m = Math.floor(totalSeconds / 60) % 60;
-  const h = Math.floor(totalSeconds / 3600) % 24;
-  const d = Math.floor(totalSeconds / 86400);
-  const two = (n: number): string => String(n).padStart(2, "0");
-  if (d > 0) return `${d}d${two(h)}h${two(m)}m`;
-  if (h > 0) return `${h}h${two(m)}m${two(s)}s`;
-  return `${m}m${two(s)}s`;
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
 function lastHeard(member: MemberStatus, tickMs: number): string {

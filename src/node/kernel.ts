@@ -31,10 +31,10 @@ import {
 } from "../core/wire/messages.ts";
 import { ReplayGuard } from "../core/wire/replay.ts";
 import { raftFromWire, raftToWire } from "../core/collective/raft/wire.ts";
-import { Consensus, CONSENSUS_DEFAULTS, type ConsensusConfig, type KvCallback } from "./consensus.ts";
-import { SharedFolder } from "./shared-folder.ts";
-import { MeshService, MESH_SERVICE_DEFAULTS, type MeshServiceConfig } from "./mesh-service.ts";
-import { BrainService, BRAIN_DEFAULTS, type BrainConfig } from "./brain-service.ts";
+import { Consensus, CONSENSUS_DEFAULTS, type ConsensusConfig, type KvCallback } from "./collective/consensus.ts";
+import { SharedFolder } from "./collective/shared-folder.ts";
+import { MeshService, MESH_SERVICE_DEFAULTS, type MeshServiceConfig } from "./collective/mesh.ts";
+import { BrainService, BRAIN_DEFAULTS, type BrainConfig } from "./brain/service.ts";
 import { Gossip, GOSSIP_DEFAULTS, makeRow, type GossipConfig, type GossipPeers, type GossipRow } from "../core/collective/gossip.ts";
 import { EventBus } from "./events.ts";
 import type { Clock, Identity, Seal, SharedFolderPort, Store, StoreWrite, Transport } from "./ports.ts";

@@ -33,7 +33,7 @@
 // should never answer (invalid, full, a code that does not fit the operation) fail the run too.
 import { performance } from "node:perf_hooks";
 import { createRng, type Rng } from "../core/util/rng.ts";
-import { CONSENSUS_DEFAULTS, type KvOutcome } from "../node/consensus.ts";
+import { CONSENSUS_DEFAULTS, type KvOutcome } from "../node/collective/consensus.ts";
 import type { KernelEvent } from "../node/events.ts";
 import { checkLinearizable, type Operation, type Verdict } from "./checkers/linearizability.ts";
 import { keyedRegisterModel, pruneUnseenWrites, type KeyedRegisterInput, type KeyedRegisterOutput } from "./checkers/models.ts";

@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SimCluster } from "../../src/sim/cluster.ts";
-import type { EchoResult } from "../../src/node/mesh-service.ts";
+import type { EchoResult } from "../../src/node/collective/mesh.ts";
 
 function runUntil(c: SimCluster, ticks: number, check: () => boolean): number {
   for (let i = 0; i < ticks; i++) {

@@ -5,8 +5,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SimCluster } from "../../src/sim/cluster.ts";
 import { KERNEL_DEFAULTS } from "../../src/node/kernel.ts";
-import type { ConsensusConfig } from "../../src/node/consensus.ts";
-import type { KvOutcome } from "../../src/node/consensus.ts";
+import type { ConsensusConfig } from "../../src/node/collective/consensus.ts";
+import type { KvOutcome } from "../../src/node/collective/consensus.ts";
 
 const utf8 = new TextEncoder();
 

@@ -4,15 +4,15 @@
 // Synchronous like the kernel that owns it: the kernel feeds it messages and ticks and calls
 // drain(), which carries out Raft's ready in order — persist (one fsynced batch per drain: group
 // commit), send, apply, answer clients — and advances.
-import { assert } from "../core/util/assert.ts";
-import type { Rng } from "../core/util/rng.ts";
-import { packValue, unpackValue } from "../core/wire/codec.ts";
-import { decodeConfChange, describeConfState, encodeConfChange } from "../core/collective/raft/confchange.ts";
-import { Raft, RAFT_DEFAULTS, type RaftConfig, type RaftStatus, type Ready } from "../core/collective/raft/raft.ts";
-import { NONE, type ConfChange, type ConfState, type Entry, type HardState, type Message as RaftMessage, type Snapshot } from "../core/collective/raft/types.ts";
-import { confFromWire, confToWire, ConfStateWireSchema } from "../core/collective/raft/wire.ts";
-import { KvStore, checkKvWrite, decodeKvCommand, encodeKvCommand, type KvCommand, type KvRecord, type KvResultCode } from "../core/collective/kv.ts";
-import type { Store, StoreWrite } from "./ports.ts";
+import { assert } from "../../core/util/assert.ts";
+import type { Rng } from "../../core/util/rng.ts";
+import { packValue, unpackValue } from "../../core/wire/codec.ts";
+import { decodeConfChange, describeConfState, encodeConfChange } from "../../core/collective/raft/confchange.ts";
+import { Raft, RAFT_DEFAULTS, type RaftConfig, type RaftStatus, type Ready } from "../../core/collective/raft/raft.ts";
+import { NONE, type ConfChange, type ConfState, type Entry, type HardState, type Message as RaftMessage, type Snapshot } from "../../core/collective/raft/types.ts";
+import { confFromWire, confToWire, ConfStateWireSchema } from "../../core/collective/raft/wire.ts";
+import { KvStore, checkKvWrite, decodeKvCommand, encodeKvCommand, type KvCommand, type KvRecord, type KvResultCode } from "../../core/collective/kv.ts";
+import type { Store, StoreWrite } from "../ports.ts";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 
 export interface ConsensusConfig {

@@ -1,16 +1,13 @@
 // Shell commands of the Body layer: vital, degrade, guard, heal, persist.
-import { LIMITS } from "../core/util/limits.ts";
-import { formatDuration, type NodeContext } from "./commands.ts";
-import type { PersistSection } from "./kernel.ts";
-import { formatFields, formatTable, UsageError, type Command } from "./shell.ts";
+import { LIMITS } from "../../core/util/limits.ts";
+import type { NodeContext } from "../commands.ts";
+import { formatDuration, mib } from "../format.ts";
+import type { PersistSection } from "../kernel.ts";
+import { formatFields, formatTable, UsageError, type Command } from "../shell.ts";
 
 /** Rows `vital` prints before it summarises the rest. */
 const VITAL_ROWS_MAX = 200;
 const GUARD_NAME = /^[A-Za-z0-9._-]+$/;
-
-function mib(bytes: number): string {
-  return `${(bytes / (1024 * 1024)).toFixed(1)}M`;
-}
 
 const vital: Command<NodeContext> = {
   name: "vital",

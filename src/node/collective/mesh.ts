@@ -21,10 +21,10 @@
 //
 // Services on top of the mesh. A routed payload starts with a service byte: 1 echo request and
 // 2 echo reply, each followed by a u32 nonce (little-endian). Other services can register.
-import { Mesh, MESH_DEFAULTS, type MeshConfig, type MeshEvent, type MeshRouteView, type MeshStats, type SendResult } from "../core/collective/mesh.ts";
-import type { MeshMessage } from "../core/collective/mesh-wire.ts";
-import { fnv1a, FNV_OFFSET } from "../core/util/bytes.ts";
-import type { Rng } from "../core/util/rng.ts";
+import { Mesh, MESH_DEFAULTS, type MeshConfig, type MeshEvent, type MeshRouteView, type MeshStats, type SendResult } from "../../core/collective/mesh.ts";
+import type { MeshMessage } from "../../core/collective/mesh-wire.ts";
+import { fnv1a, FNV_OFFSET } from "../../core/util/bytes.ts";
+import type { Rng } from "../../core/util/rng.ts";
 
 export interface MeshServiceConfig {
   /** The routing core's timers and bounds. */

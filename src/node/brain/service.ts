@@ -26,19 +26,19 @@
 // Data. Each node has its own sensor data (data.ts), drawn from a seed derived from its id with a
 // site skew (one class over-represented), so nodes train on different, non-IID data: `dtr train`
 // and local experts train on it; every report is on held-out data the training never saw.
-import { Coordinator, BrainWorker, weightsTag, type ParallelMode, type RunResult } from "../core/brain/parallel.ts";
-import { decodeBrainMessage, encodeBrainMessage, type BrainMessage } from "../core/brain/brain-wire.ts";
-import { decodeModelFile, encodeModelFile, type ModelFileHeader } from "../core/brain/model-file.ts";
-import { forward, initParams, inputError, KvCache, paramCount, SEED_CONFIG, SEED_CLASSES, step as decodeStep, Workspace, type ModelConfig } from "../core/brain/transformer.ts";
-import { bestThresholdBaseline, generateSensorData, split, type SensorExample } from "../core/brain/data.ts";
-import { evaluate, Trainer, type TrainReport } from "../core/brain/train.ts";
-import { aggregate, type AggregationRule } from "../core/brain/fedlearn.ts";
-import { MoeRouter } from "../core/brain/moe.ts";
-import { applyMutation, gaStep } from "../core/brain/ga.ts";
-import { packValue, unpackValue } from "../core/wire/codec.ts";
-import { createRng, type Rng } from "../core/util/rng.ts";
-import { fnv1a, FNV_OFFSET } from "../core/util/bytes.ts";
-import type { SharedFolder } from "./shared-folder.ts";
+import { Coordinator, BrainWorker, weightsTag, type ParallelMode, type RunResult } from "../../core/brain/parallel.ts";
+import { decodeBrainMessage, encodeBrainMessage, type BrainMessage } from "../../core/brain/brain-wire.ts";
+import { decodeModelFile, encodeModelFile, type ModelFileHeader } from "../../core/brain/model-file.ts";
+import { forward, initParams, inputError, KvCache, paramCount, SEED_CONFIG, SEED_CLASSES, step as decodeStep, Workspace, type ModelConfig } from "../../core/brain/transformer.ts";
+import { bestThresholdBaseline, generateSensorData, split, type SensorExample } from "../../core/brain/data.ts";
+import { evaluate, Trainer, type TrainReport } from "../../core/brain/train.ts";
+import { aggregate, type AggregationRule } from "../../core/brain/fedlearn.ts";
+import { MoeRouter } from "../../core/brain/moe.ts";
+import { applyMutation, gaStep } from "../../core/brain/ga.ts";
+import { packValue, unpackValue } from "../../core/wire/codec.ts";
+import { createRng, type Rng } from "../../core/util/rng.ts";
+import { fnv1a, FNV_OFFSET } from "../../core/util/bytes.ts";
+import type { SharedFolder } from "../collective/shared-folder.ts";
 
 export const MODEL_PATH = "brain/model.pkm";
 /** Local decode sessions kept at once (each holds a KV cache of the model's seqLen). */

@@ -3,10 +3,10 @@
 // Like the kernel it is synchronous; the disk's work is asynchronous and comes back through
 // completions. Every drain of the core's ready goes: records to the store durably, then messages,
 // then effects to the disk, then events (and answers to the shell's local operations).
-import { Sfs, SFS_DEFAULTS, type SfsLocalResult, type SfsMembership } from "../core/collective/sfs.ts";
-import { isSfsRecordWire, type SfsMessage, type SfsRecordWire } from "../core/collective/sfs-wire.ts";
-import { packValue, unpackValue } from "../core/wire/codec.ts";
-import type { SharedFolderPort, Store, StoreWrite } from "./ports.ts";
+import { Sfs, SFS_DEFAULTS, type SfsLocalResult, type SfsMembership } from "../../core/collective/sfs.ts";
+import { isSfsRecordWire, type SfsMessage, type SfsRecordWire } from "../../core/collective/sfs-wire.ts";
+import { packValue, unpackValue } from "../../core/wire/codec.ts";
+import type { SharedFolderPort, Store, StoreWrite } from "../ports.ts";
 
 const PREFIX_FILE = "sfs/file/";
 const KEY_CLOCK = "sfs/clock";

@@ -1,12 +1,12 @@
 // Shell commands of the Brain (issue 6): infer, dtr, dkva, moe, fl. Sensor readings are given as
 // standardised values (z-scores, the scale of the data generator, src/core/brain/data.ts), in the
 // order temperature, humidity, pressure, light.
-import { SEED_CLASSES, SEED_CONFIG, paramCount, type ModelConfig } from "../core/brain/transformer.ts";
-import type { BrainService, InferMode, InferOutcome } from "./brain-service.ts";
-import type { NodeContext } from "./commands.ts";
-import { resolveMember } from "./collective-commands.ts";
-import type { Kernel } from "./kernel.ts";
-import { formatFields, formatTable, UsageError, type Command } from "./shell.ts";
+import { SEED_CLASSES, SEED_CONFIG, paramCount, type ModelConfig } from "../../core/brain/transformer.ts";
+import type { BrainService, InferMode, InferOutcome } from "./service.ts";
+import type { NodeContext } from "../commands.ts";
+import { resolveMember } from "../collective/commands.ts";
+import type { Kernel } from "../kernel.ts";
+import { formatFields, formatTable, UsageError, type Command } from "../shell.ts";
 
 /** The larger shape of the acceptance tests and the benchmark (3.3M parameters). */
 export const LARGE_CONFIG: ModelConfig = Object.freeze({ vocab: 64, seqLen: 320, dModel: 256, nHeads: 8, dFF: 1024, nLayers: 4, nClasses: 3 });

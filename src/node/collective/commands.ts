@@ -1,9 +1,9 @@
 // Shell commands of the Collective layer: raft, kv, topic, spawn, route.
-import { describeConfState } from "../core/collective/raft/confchange.ts";
+import { describeConfState } from "../../core/collective/raft/confchange.ts";
 import type { KvOutcome } from "./consensus.ts";
-import type { NodeContext } from "./commands.ts";
-import type { Kernel } from "./kernel.ts";
-import { formatFields, formatTable, UsageError, type Command } from "./shell.ts";
+import type { NodeContext } from "../commands.ts";
+import type { Kernel } from "../kernel.ts";
+import { formatFields, formatTable, UsageError, type Command } from "../shell.ts";
 
 const TOPIC_ROWS_MAX = 200;
 const utf8 = new TextEncoder();

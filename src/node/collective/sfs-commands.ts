@@ -1,11 +1,11 @@
 // Shell commands of the shared folder (issue 5, sfs): ls, cat, write, rm, mkdir, cp, mv act on
 // this node's /shared/ files and replicate to every node; `sfs list|stat|sync` show and drive
 // the replication. Paths are /shared/NAME or NAME; nothing outside /shared/ is reachable.
-import { normalizeSharedPath } from "../core/collective/sfs-path.ts";
-import type { NodeContext } from "./commands.ts";
+import { normalizeSharedPath } from "../../core/collective/sfs-path.ts";
+import type { NodeContext } from "../commands.ts";
 import type { SharedFolder } from "./shared-folder.ts";
-import type { Kernel } from "./kernel.ts";
-import { formatFields, formatTable, UsageError, type Command } from "./shell.ts";
+import type { Kernel } from "../kernel.ts";
+import { formatFields, formatTable, UsageError, type Command } from "../shell.ts";
 
 /** Bytes `cat` prints at most. */
 const CAT_BYTES_MAX = 64 * 1024;
