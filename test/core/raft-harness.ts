@@ -4,7 +4,7 @@
 import { createRng } from "../../src/core/util/rng.ts";
 import { decodeConfChange } from "../../src/core/collective/raft/confchange.ts";
 import { Raft, RAFT_DEFAULTS, type RaftConfig, type Ready } from "../../src/core/collective/raft/raft.ts";
-import type { ConfState, Entry, HardState, Message, MessageType, NodeId, Snapshot } from "../../src/core/collective/raft/types.ts";
+import type { ConfState, Entry, HardState, Message, MessageType, NodeId, ReadState, Snapshot } from "../../src/core/collective/raft/types.ts";
 
 /** What a node made durable: the input of a restart. */
 export class MemoryDisk {
@@ -32,6 +32,8 @@ export interface HarnessNode {
   readonly disk: MemoryDisk;
   /** Committed entries applied, in order (normal entries' data as text; conf entries marked). */
   readonly applied: Entry[];
+  /** Read states handed out by ready(), in order (answers to readIndex). */
+  readonly readStates: ReadState[];
 }
 
 export function ids(n: number): NodeId[] {
@@ -53,7 +55,7 @@ export class Network {
   #dropRate = new Map<string, number>();
 
   constructor(rafts: readonly Raft[]) {
-    for (const raft of rafts) this.nodes.set(raft.id, { raft, disk: new MemoryDisk(), applied: [] });
+    for (const raft of rafts) this.nodes.set(raft.id, { raft, disk: new MemoryDisk(), applied: [], readStates: [] });
   }
 
   static of(n: number, overrides: Partial<RaftConfig> = {}): Network {
@@ -79,6 +81,7 @@ export class Network {
       const rd = node.raft.ready();
       node.disk.persist(rd);
       out.push(...rd.messages);
+      node.readStates.push(...rd.readStates);
       for (const entry of rd.committed) {
         node.applied.push(entry);
         if (entry.type === "conf") {

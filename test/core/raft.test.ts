@@ -1,18 +1,25 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Network } from "./raft-harness.ts";
+import { RAFT_DEFAULTS } from "../../src/core/collective/raft/raft.ts";
+import { ids, Network } from "./raft-harness.ts";
 
 test("raft: three nodes elect one leader and replicate", () => {
   const net = Network.of(3);
   net.campaign("1");
   assert.equal(net.leader(), "1");
   for (let i = 0; i < 10; i++) net.propose("1", `v${i}`);
-  for (const id of ["1", "2", "3"]) {
-    net.tick(id, 0);
+  const expected = Array.from({ length: 10 }, (_, i) => `v${i}`);
+  for (const id of ids(3)) assert.deepEqual(net.appliedTexts(id), expected, id);
+  // One leader, and it stays the only one: for two election timeouts every node ticks, and the
+  // leader's heartbeats keep the followers from campaigning. Nothing is applied twice.
+  const term = net.raft("1").term;
+  for (let round = 0; round < 2 * RAFT_DEFAULTS.electionTicks; round++) for (const id of ids(3)) net.tick(id);
+  for (const id of ids(3)) {
+    assert.equal(net.raft(id).role, id === "1" ? "leader" : "follower", id);
+    assert.equal(net.raft(id).lead, "1", id);
+    assert.equal(net.raft(id).term, term, `${id}: no election happened`);
+    assert.deepEqual(net.appliedTexts(id), expected, id);
   }
-  // heartbeat to spread commit
-  net.tick("1", 2);
-  for (const id of ["1", "2", "3"]) assert.deepEqual(net.appliedTexts(id), Array.from({ length: 10 }, (_, i) => `v${i}`), id);
 });
 
 test("raft: leader isolated, new leader elected, old one rejoins", () => {
@@ -23,12 +30,14 @@ test("raft: leader isolated, new leader elected, old one rejoins", () => {
   for (let i = 0; i < 30 && net.raft("2").role !== "leader" && net.raft("3").role !== "leader"; i++) { net.tick("2"); net.tick("3"); }
   const lead = net.raft("2").role === "leader" ? "2" : "3";
   assert.equal(net.raft(lead).role, "leader");
+  assert.ok(net.raft(lead).term > net.raft("1").term, "the new leader's term is newer");
   net.propose(lead, "b");
   // old leader steps down by check quorum
   net.tick("1", 30);
   assert.notEqual(net.raft("1").role, "leader");
   net.recover();
   net.tick(lead, 3);
+  assert.equal(net.raft("1").lead, lead);
   assert.deepEqual(net.appliedTexts("1"), ["a", "b"]);
 });
 
@@ -36,8 +45,16 @@ test("raft: read index on leader and follower", () => {
   const net = Network.of(3);
   net.campaign("1");
   net.propose("1", "x");
+  const commit = net.raft("1").log.committed;
+  assert.equal(commit, 2, "the leader's empty entry and x");
+  // On the leader the read state comes back at once (after a heartbeat round confirms the lead);
+  // on a follower it comes back through the leader. Both carry their context and the commit index.
   net.raft("1").readIndex(new Uint8Array([1]));
   net.send();
+  assert.deepEqual(net.node("1").readStates, [{ index: commit, context: new Uint8Array([1]) }]);
   net.raft("2").readIndex(new Uint8Array([2]));
   net.send();
+  assert.deepEqual(net.node("2").readStates, [{ index: commit, context: new Uint8Array([2]) }]);
+  assert.deepEqual(net.node("3").readStates, [], "no read state where none was asked");
+  assert.equal(net.node("1").readStates.length, 1, "the follower's read is answered to the follower, not the leader");
 });
