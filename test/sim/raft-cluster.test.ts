@@ -39,7 +39,7 @@ function write(c: SimCluster, index: number, key: string, value: string): () => 
   return () => outcome;
 }
 
-test("voters: seven nodes end with five voters and two learners; a dead voter is replaced", () => {
+test("voters: seven nodes end with five voters and two learners; a dead voter is replaced", (t) => {
   const c = cluster(7, 11);
   runUntil(c, 3_000, () => {
     const conf = confOf(c, 0);
@@ -51,6 +51,7 @@ test("voters: seven nodes end with five voters and two learners; a dead voter is
   const victim = c.nodes.findIndex((n, i) => i !== lead && before.voters.includes(n.kernel.id));
   c.crash(victim);
   const victimId = c.nodes[victim]!.kernel.id;
+  // runUntil fails the test past its bound: the replacement happens within 6,000 ticks.
   const took = runUntil(c, 6_000, () => {
     const conf = c.nodes[leaderIndex(c)]?.kernel.consensus.status().conf;
     return conf !== undefined && !conf.voters.includes(victimId) && conf.voters.length === 5 && conf.votersOutgoing.length === 0;
@@ -58,7 +59,7 @@ test("voters: seven nodes end with five voters and two learners; a dead voter is
   const after = c.nodes[leaderIndex(c)]!.kernel.consensus.status().conf;
   assert.equal(after.voters.filter((id) => !before.voters.includes(id)).length, 1, "one former learner became a voter");
   assert.ok(!after.learners.includes(victimId), "the dead node is no learner either");
-  assert.ok(took < 6_000);
+  t.diagnostic(`the dead voter was replaced ${took} ticks after the crash`);
 });
 
 test("regeneration: three of five voters die for good; the survivors regenerate once and serve writes", () => {
