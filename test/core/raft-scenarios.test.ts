@@ -80,11 +80,18 @@ function scenarioFiles(dir: string): string[] {
   return out;
 }
 
-for (const file of scenarioFiles(ROOT)) {
+const FILES = scenarioFiles(ROOT);
+
+test("raft scenarios: the data files are found (a wrong folder would run no scenario at all)", () => {
+  assert.ok(FILES.length > 0, `no scenario file under ${ROOT}`);
+});
+
+for (const file of FILES) {
   const name = relative(ROOT, file);
   test(`raft scenario ${name}`, () => {
     const text = readFileSync(file, "utf8");
     const parsed = parse(text);
+    assert.ok(parsed.blocks.length > 0, `${name}: no block (commands, "----", expected output)`);
     const env = new InteractionEnv();
     const failures: string[] = [];
     for (const block of parsed.blocks) {
