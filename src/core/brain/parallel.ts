@@ -1,8 +1,8 @@
 // Distributed inference of the Brain's Transformer (transformer.ts), transport-agnostic and sans-IO:
 // a BrainWorker answers brain-wire requests (docs/protocols/brain.md) synchronously, and a
-// Coordinator runs one request over itself and a list of peers through an injected
-// `call(peer, msg) → Promise<msg>` (the node's transport, which enforces deadlines). Every node
-// holds the full, replicated weights, so a worker needs nothing but the request.
+// Coordinator runs requests over itself and a list of peers as a synchronous state machine (see
+// "Driving a Coordinator" below). Every node holds the full, replicated weights, so a worker needs
+// nothing but the request.
 //
 // Three modes (research/anchors-brain.md §1.6–1.8, §2), each for a whole sequence (stateless: T ≤
 // seqLen tokens → logits of the last) and for a decode session (stateful: tokens appended at the
@@ -41,9 +41,10 @@
 // - end-session is acknowledged by echoing it.
 // Error codes: kind, weights, session, order, shape, range, value, full, internal (a bug here).
 //
-// Failures. Any failure of a peer — a rejected call (the node's deadline, a dead peer), an
-// ErrorResponse, a malformed, mis-shaped, non-finite or wrongly numbered response, a dkva partial
-// whose head counts contradict the positions the peer must hold — drops that peer: its share moves
+// Failures. Any failure of a peer — a call past its deadline, to a peer declared gone or answered
+// with undecodable bytes, an ErrorResponse, a malformed, mis-shaped, non-finite or wrongly numbered
+// response, a dkva partial whose head counts contradict the positions the peer must hold — drops
+// that peer: its share moves
 // to the coordinator for the rest of the request (a session: for the rest of the session). A
 // stateless request just computes the share locally. A session first replays its token history
 // locally (Petals-style: the coordinator keeps every session's inputs), rebuilding the K/V its new
@@ -53,9 +54,19 @@
 // FULL (nobody dropped), REDUCED (some dropped, some left) or SOLO (no peer left or none given).
 // A peer that returns well-formed, plausible but wrong numbers cannot be detected (not Byzantine).
 //
-// Never hangs: every await is on `call` (whose deadline the node enforces) or on the previous run
-// of the same session (runs of one session are serialised). Bounded: a worker holds at most
-// maxSessions sessions and maxBytes of reserved K/V (LRU eviction), a coordinator at most
+// Driving a Coordinator (sans-IO, etcd-raft's Step/Tick/Ready/Advance): `start(request)` returns a
+// run id, `end(session)` ends a session; `step(from, call, answer)` feeds a peer's answer (null:
+// undecodable), `tick()` counts deadlines (callDeadlineTicks per call) and `peerGone(peer)` fails a
+// dead peer's calls at once; `ready()` drains the messages to send (each with its call id) and the
+// outcomes of finished runs; `advance()` says the sends are out, and runs that paused behind them
+// compute their own share (tensor, dkva) while the peers compute theirs. A run is a generator that
+// yields at every wave of requests; nothing waits outside these calls, and a run that needs no
+// peer finishes inside start(). The node wraps it in Promises (src/node/brain/service.ts).
+//
+// Never hangs: a run waits only for calls, each of which is answered, fails or times out within
+// callDeadlineTicks; the runs of one session are serialised (queued, at most 64 behind the
+// current one). Bounded: a worker holds at most maxSessions sessions and maxBytes of reserved K/V
+// (LRU eviction), a coordinator at most
 // maxSessions sessions of O(nLayers·seqLen·d) each (its inputs, and K/V of its own shares);
 // everything else is O(seqLen·d) per request. Concurrent whole-sequence runs each borrow a
 // workspace: the node bounds how many it admits.
@@ -72,14 +83,14 @@ import { assignPositions, POSITION_BLOCK_DEFAULT, splitColumns, splitHeads, spli
 
 export type ParallelMode = "pipeline" | "tensor" | "dkva";
 export type RunState = "FULL" | "REDUCED" | "SOLO";
-/** The transport: resolves with the peer's answer, rejects (or answers an error) on a deadline or a dead peer. */
-export type BrainCall = (peer: string, msg: BrainMessage) => Promise<BrainMessage>;
 
 export const PARALLEL_DEFAULTS = Object.freeze({
   workerSessions: 64,
   /** K/V bytes a worker reserves for sessions at most. */
   workerBytes: 256 * 1024 * 1024,
   coordinatorSessions: 64,
+  /** A coordinator's call fails this many ticks after it was sent (1 s of the node's 10 ms ticks). */
+  callDeadlineTicks: 100,
 });
 
 export const ERROR_CODES = Object.freeze(["kind", "weights", "session", "order", "shape", "range", "value", "full", "internal"] as const);
@@ -593,6 +604,44 @@ export interface CoordinatorOptions {
   /** Who stores position p in dkva (default round-robin). */
   readonly positionPolicy?: PositionPolicy;
   readonly blockSize?: number;
+  /** Ticks a call may take: it fails at the first tick() at or past start + this. Default 100 (1 s of 10 ms ticks). */
+  readonly callDeadlineTicks?: number;
+  /**
+   * Allocates the id of each call (a u32 other than 0; the node shares one id space between this
+   * and its other calls). Default: a counter of this coordinator from 1.
+   */
+  readonly callId?: () => number;
+}
+
+/** A message for a peer. `call` identifies the answer (step); 0: no answer is awaited (end-session). */
+export interface CoordinatorSend {
+  readonly to: string;
+  readonly call: number;
+  readonly msg: BrainMessage;
+}
+
+/**
+ * How a run ended: its result, or (only for a bug here: peers' failures are values) an error, after
+ * which its session is ended.
+ */
+export type RunOutcome =
+  | { readonly run: number; readonly ok: true; readonly result: RunResult }
+  | { readonly run: number; readonly ok: false; readonly error: string };
+
+export interface CoordinatorReady {
+  readonly sends: readonly CoordinatorSend[];
+  readonly outcomes: readonly RunOutcome[];
+}
+
+export interface CoordinatorStats {
+  /** Calls sent (end-session not counted). */
+  calls: number;
+  /** Answered by a well-formed message (right or wrong). */
+  answered: number;
+  /** Failed at once: a bad answer (step with null) or the peer declared gone. */
+  failed: number;
+  /** Failed at their deadline. */
+  timedOut: number;
 }
 
 interface Plan {
@@ -612,20 +661,51 @@ interface CoordSession {
   readonly ids: Int32Array;
   readonly values: Float32Array;
   length: number;
+  /** Positions once every accepted run is done (start() checks seqLen against it). */
+  planned: number;
   readonly dropped: Set<number>;
   readonly dropOrder: string[];
   /** pipeline, tensor: K/V of the layers and heads computed here. */
   readonly cache: KvCache | null;
   /** dkva: the positions stored here. */
   shard: KvShard | null;
-  tail: Promise<void>;
-  busy: number;
+  /** A run (or the end) of this session is in progress; the rest wait in `queue`, in order. */
+  running: boolean;
+  draining: boolean;
+  readonly queue: Array<() => void>;
+  /** end() was called: no new run is accepted. */
+  ending: boolean;
   ended: boolean;
-  call: BrainCall | null;
+}
+
+/** One fan-out: the answers by slot (null: the call failed), filled in as they come. */
+interface Wave {
+  readonly job: Job;
+  readonly answers: (BrainMessage | null)[];
+  pending: number;
+}
+
+/** What a run's generator yields: "pause" to let its requests leave before computing its own share, or a wave to wait for. */
+type Yield = "pause" | Wave;
+
+interface Job {
+  readonly run: number;
+  /** The session whose queue the job holds (null: a whole sequence). */
+  readonly session: CoordSession | null;
+  readonly gen: Generator<Yield, RunResult, void>;
+  state: "new" | "running" | "paused" | "waiting" | "done";
+  wave: Wave | null;
+}
+
+interface PendingCall {
+  readonly wave: Wave;
+  readonly slot: number;
+  readonly peer: string;
+  readonly deadline: number;
+  readonly ctx: Ctx;
 }
 
 interface Ctx {
-  readonly call: BrainCall;
   readonly plan: Plan;
   readonly wire: string;
   readonly dropped: Set<number>;
@@ -639,12 +719,21 @@ interface Ctx {
 
 const MAX_PEERS = 255;
 const ID_PATTERN_MAX_BYTES = 24;
+/** Runs waiting behind the one in progress, per session. */
+const SESSION_QUEUE_MAX = 64;
 
-/** Runs requests over this node and its peers; see the file header. */
+/**
+ * Runs requests over this node and its peers; see the file header. A synchronous state machine:
+ * start() and end() take work, step() takes a peer's answer, tick() counts deadlines, peerGone()
+ * fails a dead peer's calls, advance() lets runs compute their own share once their requests have
+ * left, and ready() drains the messages to send and the runs that finished.
+ */
 export class Coordinator {
   readonly cfg: ModelConfig;
   readonly tag: string;
   readonly maxSessions: number;
+  readonly callDeadlineTicks: number;
+  readonly stats: CoordinatorStats = { calls: 0, answered: 0, failed: 0, timedOut: 0 };
   readonly #params: Float32Array;
   readonly #mw: ModelWeights<Float32Array>;
   readonly #id: string;
@@ -652,7 +741,19 @@ export class Coordinator {
   readonly #block: number | undefined;
   readonly #sessions = new Map<string, CoordSession>();
   readonly #pool: { full: Workspace<Float32Array>[]; one: Workspace<Float32Array>[] } = { full: [], one: [] };
+  readonly #calls = new Map<number, PendingCall>();
+  readonly #nextCall: () => number;
+  #sends: CoordinatorSend[] = [];
+  #outcomes: RunOutcome[] = [];
+  #paused: Job[] = [];
+  /** Runs started and not finished. */
+  #active = 0;
+  /** The job whose generator is running (its sends belong to it). */
+  #current: Job | null = null;
+  #now = 0;
   #nextRequest = 0;
+  #nextRun = 0;
+  #callCounter = 0;
   #temp = 0;
 
   constructor(cfg: ModelConfig, params: Float32Array, options: CoordinatorOptions = {}) {
@@ -662,11 +763,14 @@ export class Coordinator {
     this.tag = checkTag(options.weightsTag ?? weightsTag(cfg, params));
     this.maxSessions = options.maxSessions ?? PARALLEL_DEFAULTS.coordinatorSessions;
     assert(Number.isInteger(this.maxSessions) && this.maxSessions >= 1, `maxSessions must be a positive integer, got ${this.maxSessions}`);
+    this.callDeadlineTicks = options.callDeadlineTicks ?? PARALLEL_DEFAULTS.callDeadlineTicks;
+    assert(Number.isInteger(this.callDeadlineTicks) && this.callDeadlineTicks >= 1, `callDeadlineTicks must be a positive integer, got ${this.callDeadlineTicks}`);
     this.#id = options.id ?? "c";
     assert(this.#id.isWellFormed() && utf8Length(this.#id) >= 1 && utf8Length(this.#id) <= ID_PATTERN_MAX_BYTES,
       `coordinator id must have 1..${ID_PATTERN_MAX_BYTES} UTF-8 bytes`);
     this.#policy = options.positionPolicy ?? "round-robin";
     this.#block = options.blockSize;
+    this.#nextCall = options.callId ?? (() => (this.#callCounter = (this.#callCounter % 0xffff_ffff) + 1));
   }
 
   /** Sessions held now. */
@@ -674,12 +778,29 @@ export class Coordinator {
     return this.#sessions.size;
   }
 
+  /** Calls waiting for an answer. */
+  get pendingCalls(): number {
+    return this.#calls.size;
+  }
+
+  /** Whether `call` is a call of this coordinator waiting for `from`'s answer. */
+  awaits(from: string, call: number): boolean {
+    return this.#calls.get(call)?.peer === from;
+  }
+
+  /** Nothing in progress and nothing to drain: no run, no call, no output. */
+  get idle(): boolean {
+    return this.#active === 0 && this.#calls.size === 0 && !this.hasReady();
+  }
+
   /**
-   * Runs one request. Rejects (RangeError) only for invalid input of the caller: bad tokens, bad
-   * peers or speeds, a session full, ended or of another mode, too many busy sessions. Peers'
-   * failures never reject: they are dropped and their share computed here.
+   * Starts one run and returns its id; its outcome comes out of ready(). Throws RangeError only for
+   * invalid input of the caller (nothing is started then): bad tokens, bad peers or speeds, a
+   * session full, ending or of another mode, too many runs queued, every session busy. Peers'
+   * failures never throw: they are dropped and their share computed here. A run that needs no peer
+   * finishes within this call.
    */
-  async run(req: RunRequest, call: BrainCall): Promise<RunResult> {
+  start(req: RunRequest): number {
     const ids = req.ids;
     if (!(ids instanceof Int32Array)) throw new RangeError("ids must be an Int32Array");
     const values = Float32Array.from(req.values);
@@ -688,14 +809,9 @@ export class Coordinator {
     if (req.mode !== "pipeline" && req.mode !== "tensor" && req.mode !== "dkva") throw new RangeError(`unknown mode ${String(req.mode)}`);
     if (req.session === undefined) {
       const plan = this.#plan(req);
-      if (req.mode !== "dkva") return this.#stateless(plan, ids, values, call);
-      this.#temp = (this.#temp + 1) % 0x1_0000_0000;
-      const s = this.#newSession(`${this.#id}~${this.#temp}`, plan);
-      try {
-        return await this.#sessionRun(s, ids, values, call);
-      } finally {
-        void this.#endPeers(s, call);
-      }
+      const job = this.#job(null, () => this.#whole(plan, ids, values));
+      this.#resume(job);
+      return job.run;
     }
     const id = req.session;
     if (typeof id !== "string" || !id.isWellFormed() || utf8Length(id) < 1 || utf8Length(wireSession(this.tag, id)) > BRAIN_WIRE.sessionBytesMax) {
@@ -708,61 +824,201 @@ export class Coordinator {
       s = this.#newSession(id, plan);
       this.#sessions.set(id, s);
     } else {
+      if (s.ending) throw new RangeError(`session ${id} is ending`);
       if (s.plan.mode !== req.mode) throw new RangeError(`session ${id} runs ${s.plan.mode}, not ${req.mode}`);
+      if (s.queue.length >= SESSION_QUEUE_MAX) throw new RangeError(`session ${id} has ${SESSION_QUEUE_MAX} runs queued`);
       this.#sessions.delete(id);
       this.#sessions.set(id, s);
     }
+    if (s.planned + ids.length > this.cfg.seqLen) {
+      throw new RangeError(`session ${id} holds ${s.planned} positions; ${ids.length} more exceed seqLen ${this.cfg.seqLen}`);
+    }
+    s.planned += ids.length;
     const session = s;
-    return this.#serialised(session, () => this.#sessionRun(session, ids, values, call));
+    const job = this.#job(session, () => this.#sessionRun(session, ids, values));
+    this.#enqueue(session, () => this.#resume(job));
+    return job.run;
   }
 
-  /** Ends a session: forgets it here and tells its peers (end-session), after any run in flight. */
-  async end(session: string, call?: BrainCall): Promise<void> {
+  /** Ends a session: once its runs in progress are done, forgets it here and tells its peers (end-session). */
+  end(session: string): void {
     const s = this.#sessions.get(session);
-    if (s === undefined) return;
-    await this.#serialised(s, async () => {
+    if (s === undefined || s.ending) return;
+    s.ending = true;
+    this.#enqueue(s, () => {
       s.ended = true;
       if (this.#sessions.get(session) === s) this.#sessions.delete(session);
-      const c = call ?? s.call;
-      if (c !== null) await this.#endPeers(s, c);
+      this.#endPeers(s);
+      this.#release(s);
     });
   }
 
-  async #serialised<T>(s: CoordSession, fn: () => Promise<T>): Promise<T> {
-    const prev = s.tail;
-    let release!: () => void;
-    s.tail = new Promise<void>((resolve) => { release = resolve; });
-    s.busy++;
+  /**
+   * A peer's answer to call `call`, or null when it could not be decoded (the call fails at once).
+   * False when the call is not this coordinator's (unknown, already settled, or `from` is not the
+   * peer it was sent to): the caller drops it.
+   */
+  step(from: string, call: number, reply: BrainMessage | null): boolean {
+    const pending = this.#calls.get(call);
+    if (pending === undefined || pending.peer !== from) return false;
+    this.#calls.delete(call);
+    if (reply === null) this.stats.failed++;
+    else {
+      this.stats.answered++;
+      pending.ctx.bytesReceived += brainMessageBytes(reply);
+    }
+    this.#settle(pending, reply);
+    return true;
+  }
+
+  /** One tick: calls at their deadline fail (their peers are dropped from those runs). */
+  tick(): void {
+    this.#now++;
+    const due: PendingCall[] = [];
+    for (const [call, pending] of this.#calls) {
+      if (this.#now < pending.deadline) continue;
+      this.#calls.delete(call);
+      due.push(pending);
+    }
+    this.stats.timedOut += due.length;
+    for (const pending of due) this.#settle(pending, null);
+  }
+
+  /** The peer was declared dead or gone: its calls fail now. */
+  peerGone(peer: string): void {
+    const gone: PendingCall[] = [];
+    for (const [call, pending] of this.#calls) {
+      if (pending.peer !== peer) continue;
+      this.#calls.delete(call);
+      gone.push(pending);
+    }
+    this.stats.failed += gone.length;
+    for (const pending of gone) this.#settle(pending, null);
+  }
+
+  /**
+   * The sends of the last ready() have left: runs paused behind them compute their own share now
+   * (and may send more, or finish). True when it resumed any.
+   */
+  advance(): boolean {
+    if (this.#paused.length === 0) return false;
+    const paused = this.#paused;
+    this.#paused = [];
+    for (const job of paused) if (job.state === "paused") this.#resume(job);
+    return true;
+  }
+
+  hasReady(): boolean {
+    return this.#sends.length > 0 || this.#outcomes.length > 0 || this.#paused.length > 0;
+  }
+
+  /** The messages to send and the runs that finished since the last call; call advance() once the sends are out. */
+  ready(): CoordinatorReady {
+    const out = { sends: this.#sends, outcomes: this.#outcomes };
+    this.#sends = [];
+    this.#outcomes = [];
+    return out;
+  }
+
+  // -- the jobs --------------------------------------------------------------------------------
+
+  #job(session: CoordSession | null, make: () => Generator<Yield, RunResult, void>): Job {
+    this.#nextRun = (this.#nextRun % 0xffff_ffff) + 1;
+    const run = this.#nextRun;
+    this.#active++;
+    return { run, session, gen: make(), state: "new", wave: null };
+  }
+
+  /** Runs the job's generator until it waits for answers, pauses for its sends to leave, or ends. */
+  #resume(job: Job): void {
+    const outer = this.#current;
+    this.#current = job;
     try {
-      await prev;
-      return await fn();
+      for (;;) {
+        job.state = "running";
+        job.wave = null;
+        let r: IteratorResult<Yield, RunResult>;
+        try {
+          r = job.gen.next();
+        } catch (error) {
+          this.#finish(job, { run: job.run, ok: false, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+          return;
+        }
+        if (r.done === true) {
+          this.#finish(job, { run: job.run, ok: true, result: r.value });
+          return;
+        }
+        if (r.value === "pause") {
+          job.state = "paused";
+          this.#paused.push(job);
+          return;
+        }
+        job.wave = r.value;
+        if (r.value.pending > 0) {
+          job.state = "waiting";
+          return;
+        }
+      }
     } finally {
-      s.busy--;
-      release();
+      this.#current = outer;
+    }
+  }
+
+  #finish(job: Job, outcome: RunOutcome): void {
+    job.state = "done";
+    this.#active--;
+    for (const [call, pending] of this.#calls) if (pending.wave.job === job) this.#calls.delete(call);
+    this.#outcomes.push(outcome);
+    if (job.session !== null) this.#release(job.session);
+  }
+
+  #settle(pending: PendingCall, reply: BrainMessage | null): void {
+    const wave = pending.wave;
+    wave.answers[pending.slot] = reply;
+    wave.pending--;
+    const job = wave.job;
+    if (wave.pending === 0 && job.state === "waiting" && job.wave === wave) this.#resume(job);
+  }
+
+  /** Runs `start` now if the session is free, else after the runs before it; `start` must lead to #release. */
+  #enqueue(s: CoordSession, start: () => void): void {
+    s.queue.push(start);
+    this.#drain(s);
+  }
+
+  #release(s: CoordSession): void {
+    s.running = false;
+    this.#drain(s);
+  }
+
+  #drain(s: CoordSession): void {
+    if (s.draining) return; // a run that finished within the loop below: the loop goes on
+    s.draining = true;
+    try {
+      while (!s.running && s.queue.length > 0) {
+        s.running = true;
+        s.queue.shift()!();
+      }
+    } finally {
+      s.draining = false;
     }
   }
 
   #evictOne(): void {
     for (const [key, s] of this.#sessions) {
-      if (s.busy > 0) continue;
+      if (s.running || s.queue.length > 0) continue;
       this.#sessions.delete(key);
       s.ended = true;
-      if (s.call !== null) void this.#endPeers(s, s.call);
+      this.#endPeers(s);
       return;
     }
     throw new RangeError(`all ${this.maxSessions} sessions are busy`);
   }
 
-  /** Tells every peer of the session to forget it; never rejects. */
-  async #endPeers(s: CoordSession, call: BrainCall): Promise<void> {
+  /** Tells every peer of the session to forget it (no answer awaited: a dead peer forgets anyway, LRU bounds a live one). */
+  #endPeers(s: CoordSession): void {
     const msg: BrainMessage = { t: "end-session", session: s.wire };
-    await Promise.all(s.plan.peers.map(async (peer) => {
-      try {
-        await call(peer, msg);
-      } catch {
-        // A dead peer forgets anyway; LRU eviction bounds a live one.
-      }
-    }));
+    for (const peer of s.plan.peers) this.#sends.push({ to: peer, call: 0, msg });
   }
 
   #plan(req: RunRequest): Plan {
@@ -794,11 +1050,11 @@ export class Coordinator {
     const { seqLen, nLayers, dModel: d } = this.cfg;
     return {
       id, wire: wireSession(this.tag, id), plan,
-      ids: new Int32Array(seqLen), values: new Float32Array(seqLen), length: 0,
+      ids: new Int32Array(seqLen), values: new Float32Array(seqLen), length: 0, planned: 0,
       dropped: new Set(), dropOrder: [],
       cache: plan.mode === "dkva" ? null : new KvCache(this.cfg),
       shard: plan.mode === "dkva" ? new KvShard({ nLayers, d, capacity: seqLen, initialRows: Math.min(seqLen, 16) }) : null,
-      tail: Promise.resolve(), busy: 0, ended: false, call: null,
+      running: false, draining: false, queue: [], ending: false, ended: false,
     };
   }
 
@@ -807,14 +1063,14 @@ export class Coordinator {
     return pool.pop() ?? new Workspace(this.cfg, Float32Array, { rows: full ? this.cfg.seqLen : 1 });
   }
 
-  #release(ws: Workspace<Float32Array>): void {
+  #recycle(ws: Workspace<Float32Array>): void {
     const pool = ws.rows === 1 ? this.#pool.one : this.#pool.full;
     if (pool.length < 4) pool.push(ws);
   }
 
-  #ctx(plan: Plan, call: BrainCall, wire: string, session: CoordSession | null): Ctx {
+  #ctx(plan: Plan, wire: string, session: CoordSession | null): Ctx {
     return {
-      call, plan, wire, session,
+      plan, wire, session,
       dropped: session?.dropped ?? new Set(), dropOrder: session?.dropOrder ?? [],
       roundTrips: 0, rounds: 0, bytesSent: 0, bytesReceived: 0,
     };
@@ -849,65 +1105,79 @@ export class Coordinator {
     ctx.dropOrder.push(ctx.plan.peers[i - 1]!);
   }
 
-  /** Starts one wave of requests at once; resolves with each answer, or null for a rejected call. */
-  #wave(ctx: Ctx, reqs: readonly { i: number; msg: BrainMessage }[]): Promise<(BrainMessage | null)[]> {
-    if (reqs.length === 0) return Promise.resolve([]);
+  /**
+   * Sends one wave of requests at once (into ready()); null for none. The run yields the wave to
+   * wait for every answer (wave.answers: null for a failed call), after yielding "pause" first if
+   * it has its own share to compute meanwhile.
+   */
+  #send(ctx: Ctx, reqs: readonly { i: number; msg: BrainMessage }[]): Wave | null {
+    if (reqs.length === 0) return null;
+    const job = this.#current;
+    assert(job !== null, "Coordinator: a wave is sent from a running job");
     ctx.rounds++;
-    return Promise.all(reqs.map(({ i, msg }) => this.#ask(ctx, i, msg)));
+    const wave: Wave = { job, answers: new Array<BrainMessage | null>(reqs.length).fill(null), pending: reqs.length };
+    reqs.forEach(({ i, msg }, slot) => {
+      const peer = ctx.plan.peers[i - 1]!;
+      const call = this.#nextCall();
+      assert(Number.isInteger(call) && call >= 1 && call <= 0xffff_ffff && !this.#calls.has(call), `Coordinator: call id ${call} is not a fresh u32`);
+      ctx.roundTrips++;
+      ctx.bytesSent += brainMessageBytes(msg);
+      this.stats.calls++;
+      this.#calls.set(call, { wave, slot, peer, deadline: this.#now + this.callDeadlineTicks, ctx });
+      this.#sends.push({ to: peer, call, msg });
+    });
+    return wave;
   }
 
-  async #ask(ctx: Ctx, i: number, msg: BrainMessage): Promise<BrainMessage | null> {
-    ctx.roundTrips++;
-    ctx.bytesSent += brainMessageBytes(msg);
-    try {
-      const res = await ctx.call(ctx.plan.peers[i - 1]!, msg);
-      ctx.bytesReceived += typeof res === "object" && res !== null ? brainMessageBytes(res) : 0;
-      return res;
-    } catch {
-      return null;
+  // -- whole sequences: pipeline and tensor; dkva as a temporary session ---------------------
+
+  *#whole(plan: Plan, ids: Int32Array, values: Float32Array): Generator<Yield, RunResult, void> {
+    if (plan.mode === "dkva") {
+      this.#temp = (this.#temp + 1) % 0x1_0000_0000;
+      const s = this.#newSession(`${this.#id}~${this.#temp}`, plan);
+      s.planned = ids.length;
+      try {
+        return yield* this.#sessionRun(s, ids, values);
+      } finally {
+        this.#endPeers(s);
+      }
     }
-  }
-
-  // -- whole sequences: pipeline and tensor ---------------------------------------------------
-
-  async #stateless(plan: Plan, ids: Int32Array, values: Float32Array, call: BrainCall): Promise<RunResult> {
-    const ctx = this.#ctx(plan, call, this.tag, null);
+    const ctx = this.#ctx(plan, this.tag, null);
     const T = ids.length;
     const ws = this.#acquire(T > 1);
     try {
       embed(this.cfg, this.#mw, ids, values, 0, T, ws.h);
-      if (plan.mode === "pipeline") await this.#pipeline(ctx, ws, T, 0);
-      else await this.#tensor(ctx, ws, T, 0);
+      if (plan.mode === "pipeline") yield* this.#pipeline(ctx, ws, T, 0);
+      else yield* this.#tensor(ctx, ws, T, 0);
       return this.#result(ctx, head(this.cfg, this.#params, ws.h, T, ws).slice(), T);
     } finally {
-      this.#release(ws);
+      this.#recycle(ws);
     }
   }
 
   // -- sessions -------------------------------------------------------------------------------
 
-  async #sessionRun(s: CoordSession, ids: Int32Array, values: Float32Array, call: BrainCall): Promise<RunResult> {
+  *#sessionRun(s: CoordSession, ids: Int32Array, values: Float32Array): Generator<Yield, RunResult, void> {
     if (s.ended) throw new RangeError(`session ${s.id} was ended`);
     const T = ids.length, P = s.length;
-    if (P + T > this.cfg.seqLen) throw new RangeError(`session ${s.id} holds ${P} positions; ${T} more exceed seqLen ${this.cfg.seqLen}`);
-    s.call = call;
+    assert(P + T <= this.cfg.seqLen, `session ${s.id} holds ${P} positions; ${T} more exceed seqLen ${this.cfg.seqLen}`);
     s.ids.set(ids, P);
     s.values.set(values, P);
-    const ctx = this.#ctx(s.plan, call, s.wire, s);
+    const ctx = this.#ctx(s.plan, s.wire, s);
     const ws = this.#acquire(T > 1 && s.plan.mode !== "dkva");
     try {
       let logits: Float32Array;
       if (s.plan.mode === "dkva") {
         for (let t = P; t < P + T; t++) {
           embedToken(this.cfg, this.#mw, s.ids[t]!, s.values[t]!, t, ws.h, 0);
-          await this.#dkvaToken(ctx, s, ws, t);
+          yield* this.#dkvaToken(ctx, s, ws, t);
           s.length = t + 1;
         }
         logits = head(this.cfg, this.#params, ws.h, 1, ws).slice();
       } else {
         embed(this.cfg, this.#mw, ids, values, P, T, ws.h);
-        if (s.plan.mode === "pipeline") await this.#pipeline(ctx, ws, T, P);
-        else await this.#tensor(ctx, ws, T, P);
+        if (s.plan.mode === "pipeline") yield* this.#pipeline(ctx, ws, T, P);
+        else yield* this.#tensor(ctx, ws, T, P);
         s.length = P + T;
         logits = head(this.cfg, this.#params, ws.h, T, ws).slice();
       }
@@ -918,7 +1188,7 @@ export class Coordinator {
       if (this.#sessions.get(s.id) === s) this.#sessions.delete(s.id);
       throw error;
     } finally {
-      this.#release(ws);
+      this.#recycle(ws);
     }
   }
 
@@ -928,22 +1198,24 @@ export class Coordinator {
     try {
       forward(this.cfg, this.#params, s.ids.subarray(0, upTo), s.values.subarray(0, upTo), ws, s.cache!);
     } finally {
-      this.#release(ws);
+      this.#recycle(ws);
     }
   }
 
   /** Pipeline over rows [0, T) of ws.h at positions startPos..: stages in order. */
-  async #pipeline(ctx: Ctx, ws: Workspace<Float32Array>, T: number, startPos: number): Promise<void> {
+  *#pipeline(ctx: Ctx, ws: Workspace<Float32Array>, T: number, startPos: number): Generator<Yield, void, void> {
     const { plan, session } = ctx, d = this.cfg.dModel, h = ws.h, acts = ws.acts[0]!;
     for (let i = 0; i < plan.n; i++) {
       const [from, to] = plan.stages[i]!;
       if (from === to) continue;
       if (!this.#local(ctx, i)) {
         const requestId = this.#requestId();
-        const [res] = await this.#wave(ctx, [{ i, msg: {
+        const wave = this.#send(ctx, [{ i, msg: {
           t: "stage-req", session: ctx.wire, requestId, layers: [from, to], startPos,
           hidden: { rows: T, cols: d, data: h.slice(0, T * d) },
-        } }]);
+        } }])!;
+        yield wave;
+        const res = wave.answers[0];
         const out = res?.t === "stage-res" && res.requestId === requestId ? matrixOf(res.hidden, T, d) : null;
         if (out !== null) {
           h.set(out);
@@ -957,7 +1229,7 @@ export class Coordinator {
   }
 
   /** Tensor parallelism over rows [0, T) of ws.h at positions startPos..: two fan-outs per layer. */
-  async #tensor(ctx: Ctx, ws: Workspace<Float32Array>, T: number, startPos: number): Promise<void> {
+  *#tensor(ctx: Ctx, ws: Workspace<Float32Array>, T: number, startPos: number): Generator<Yield, void, void> {
     const { plan, session } = ctx, cfg = this.cfg, d = cfg.dModel, h = ws.h, acts = ws.acts[0]!;
     const acc = new Float32Array(T * d);
     for (let l = 0; l < cfg.nLayers; l++) {
@@ -981,14 +1253,15 @@ export class Coordinator {
             range: [r0, r1], startPos: part === "attn" ? startPos : 0,
           } });
         }
-        const pending = this.#wave(ctx, reqs);
+        const wave = this.#send(ctx, reqs);
+        if (wave !== null) yield "pause"; // the requests leave; this node's share is computed while peers compute theirs
         acc.fill(0);
         for (let i = 0; i < plan.n; i++) if (this.#local(ctx, i) && ranges[i]![0] < ranges[i]![1]) local(i);
-        const answers = await pending;
+        if (wave !== null) yield wave;
         const partials: Float32Array[] = [];
         const failed: number[] = [];
         reqs.forEach(({ i, msg }, k) => {
-          const res = answers[k];
+          const res = wave!.answers[k];
           const out = res?.t === "tp-res" && res.requestId === msg.requestId ? matrixOf(res.partial, T, d) : null;
           if (out === null) failed.push(i);
           else partials.push(out);
@@ -1039,7 +1312,7 @@ export class Coordinator {
     try {
       forward(this.cfg, this.#params, s.ids.subarray(0, t + 1), s.values.subarray(0, t + 1), ws, cache);
     } finally {
-      this.#release(ws);
+      this.#recycle(ws);
     }
     const shard = new KvShard({ nLayers, d, capacity: seqLen, initialRows: Math.min(seqLen, 16) });
     for (let l = 0; l < nLayers; l++) {
@@ -1054,7 +1327,7 @@ export class Coordinator {
   }
 
   /** One token at position t through every layer, ws.h row 0 holding its embedding. */
-  async #dkvaToken(ctx: Ctx, s: CoordSession, ws: Workspace<Float32Array>, t: number): Promise<void> {
+  *#dkvaToken(ctx: Ctx, s: CoordSession, ws: Workspace<Float32Array>, t: number): Generator<Yield, void, void> {
     const cfg = this.cfg, { nHeads: H, dModel: d } = cfg, dh = d / H, n = s.plan.n, h = ws.h, acts = ws.acts[0]!;
     const att = acts.att.subarray(0, d);
     for (let l = 0; l < cfg.nLayers; l++) {
@@ -1068,17 +1341,18 @@ export class Coordinator {
         const base = { t: "partial-req" as const, session: ctx.wire, requestId: this.#requestId(), layer: l, queryPos: t, q };
         reqs.push({ i, msg: owner === i ? { ...base, append: { position: t, k, v } } : base });
       }
-      const pending = this.#wave(ctx, reqs);
+      const wave = this.#send(ctx, reqs);
+      if (wave !== null) yield "pause"; // the shards answer while this node's own shard computes
       if (this.#local(ctx, owner)) {
         const r = s.shard!.append(l, t, k, v);
         assert(r.ok, `dkva: local append of position ${t} at layer ${l}: ${r.ok ? "" : r.error}`);
       }
       let mine = partialAttention(s.shard!, l, q, t, H);
-      const answers = await pending;
+      if (wave !== null) yield wave;
       const partials: AttentionPartial[] = [];
       const failed: number[] = [];
       reqs.forEach(({ i, msg }, j) => {
-        const res = answers[j];
+        const res = wave!.answers[j];
         const p = res?.t === "partial-res" && res.requestId === msg.requestId ? partialOf(res, H, dh, this.#ownedUpTo(i, t, n)) : null;
         if (p === null) failed.push(i);
         else partials.push(p);

@@ -16,6 +16,13 @@
 // gone; a failed call makes the Coordinator drop the peer and compute its share here (REDUCED or
 // SOLO), so no request hangs. A request is answered synchronously when it arrives.
 //
+// The Coordinator (parallel.ts) is a sans-IO state machine that keeps its own calls and their
+// deadlines; this service feeds it answers, ticks and deaths, sends what its ready() holds (with
+// call ids from the one id space of this service), calls advance() once they are out, and turns
+// its outcomes into the Promises `infer` returns. The expert and training calls are this
+// service's own (`call`, Promise-based). A Coordinator replaced by a new model keeps being driven
+// until its runs are done.
+//
 // GA. In idle time the Raft leader (one evolver, so the chain does not fork) proposes mutants of
 // the seed-shaped model and keeps one only if it scores better (lower loss) on its held-out data.
 // Nodes exchange the mutation, not the weights (Such et al. 2017): a row of the gossip topic
@@ -26,7 +33,7 @@
 // Data. Each node has its own sensor data (data.ts), drawn from a seed derived from its id with a
 // site skew (one class over-represented), so nodes train on different, non-IID data: `dtr train`
 // and local experts train on it; every report is on held-out data the training never saw.
-import { Coordinator, BrainWorker, weightsTag, type ParallelMode, type RunResult } from "../../core/brain/parallel.ts";
+import { Coordinator, BrainWorker, weightsTag, type ParallelMode, type RunRequest, type RunResult } from "../../core/brain/parallel.ts";
 import { decodeBrainMessage, encodeBrainMessage, type BrainMessage } from "../../core/brain/brain-wire.ts";
 import { decodeModelFile, encodeModelFile, type ModelFileHeader } from "../../core/brain/model-file.ts";
 import { forward, initParams, inputError, KvCache, paramCount, SEED_CONFIG, SEED_CLASSES, step as decodeStep, Workspace, type ModelConfig } from "../../core/brain/transformer.ts";
@@ -208,6 +215,10 @@ export class BrainService {
   readonly #host: BrainHost;
   readonly #pending = new Map<number, PendingCall>();
   #callId = 0;
+  /** Coordinators being driven: the current model's, and older ones until their runs are done. */
+  readonly #coordinators = new Set<Coordinator>();
+  /** Runs waiting for their outcome, per coordinator. */
+  readonly #runs = new Map<Coordinator, Map<number, { resolve: (r: RunResult) => void; reject: (e: Error) => void }>>();
   #loaded: LoadedModel | undefined;
   /** The node's own expert (MoE): trained on its local data only; the shared model until then. */
   #expert: { params: Float32Array; version: number; report: TrainReport | undefined } | undefined;
@@ -353,11 +364,11 @@ export class BrainService {
 
   #build(header: ModelFileHeader, params: Float32Array, tag: string): LoadedModel {
     const cfg = header.config;
-    return {
-      header, cfg, params, tag,
-      worker: new BrainWorker(cfg, params, { weightsTag: tag }),
-      coordinator: new Coordinator(cfg, params, { weightsTag: tag, id: this.#host.id }),
-    };
+    const coordinator = new Coordinator(cfg, params, {
+      weightsTag: tag, id: this.#host.id, callDeadlineTicks: this.config.callDeadlineTicks, callId: () => this.#nextCallId(),
+    });
+    this.#coordinators.add(coordinator);
+    return { header, cfg, params, tag, worker: new BrainWorker(cfg, params, { weightsTag: tag }), coordinator };
   }
 
   /** Writes a new model version to the shared folder (replicated to every node) and loads it. */
@@ -488,7 +499,7 @@ export class BrainService {
       logits = forward(model.cfg, model.params, ids, values, new Workspace(model.cfg, Float32Array, { rows: ids.length })).slice();
     } else {
       peers = options.peers ?? this.peers();
-      const result = await model.coordinator.run({ mode, ids, values, peers, ...(options.session === undefined ? {} : { session: options.session }) }, (peer, msg) => this.call(peer, msg));
+      const result = await this.#run(model.coordinator, { mode, ids, values, peers, ...(options.session === undefined ? {} : { session: options.session }) });
       logits = result.logits;
       state = result.mode;
       dropped = result.dropped;
@@ -535,10 +546,52 @@ export class BrainService {
     return logits.slice();
   }
 
-  /** Ends a decode session here and on every peer that holds part of it. */
+  /** Ends a decode session here and on every peer that holds part of it (after its runs in progress). */
   async endSession(session: string): Promise<void> {
     this.#localSessions.delete(session);
-    await this.#model.coordinator.end(session, (peer, msg) => this.call(peer, msg)).catch(() => undefined);
+    const coordinator = this.#model.coordinator;
+    coordinator.end(session);
+    this.#pump(coordinator);
+  }
+
+  /** Starts a run on the coordinator (a RangeError for bad input rejects); resolves with its result. */
+  #run(coordinator: Coordinator, req: RunRequest): Promise<RunResult> {
+    const run = coordinator.start(req);
+    const result = new Promise<RunResult>((resolve, reject) => {
+      let waiting = this.#runs.get(coordinator);
+      if (waiting === undefined) this.#runs.set(coordinator, (waiting = new Map()));
+      waiting.set(run, { resolve, reject });
+    });
+    this.#pump(coordinator);
+    return result;
+  }
+
+  /** Carries out what the coordinator has ready: sends (then advance), outcomes to their waiters. */
+  #pump(coordinator: Coordinator): void {
+    while (coordinator.hasReady()) {
+      const { sends, outcomes } = coordinator.ready();
+      for (const { to, call, msg } of sends) {
+        if (call !== 0) this.counters.callsSent++;
+        this.#host.send(to, { t: "brain", c: call === 0 ? this.#nextCallId() : call, r: false, b: encodeBrainMessage(msg) });
+      }
+      const waiting = this.#runs.get(coordinator);
+      for (const outcome of outcomes) {
+        const waiter = waiting?.get(outcome.run);
+        waiting?.delete(outcome.run);
+        if (outcome.ok) waiter?.resolve(outcome.result);
+        else waiter?.reject(new Error(outcome.error));
+      }
+      coordinator.advance();
+    }
+    if (coordinator !== this.#loaded?.coordinator && coordinator.idle) {
+      this.#coordinators.delete(coordinator);
+      this.#runs.delete(coordinator);
+    }
+  }
+
+  #nextCallId(): number {
+    this.#callId = (this.#callId % 0xffff_ffff) + 1;
+    return this.#callId;
   }
 
   // ---- MoE ---------------------------------------------------------------------------------------
@@ -737,7 +790,7 @@ export class BrainService {
 
   /** One brain request to a peer; rejects at the deadline, when the peer dies, or on a bad answer. */
   call(peer: string, msg: BrainMessage, deadlineTicks: number = this.config.callDeadlineTicks): Promise<BrainMessage> {
-    const c = (this.#callId = (this.#callId + 1) >>> 0);
+    const c = this.#nextCallId();
     const body = encodeBrainMessage(msg);
     this.counters.callsSent++;
     return new Promise<BrainMessage>((resolve, reject) => {
@@ -750,7 +803,7 @@ export class BrainService {
   step(from: string, envelope: BrainEnvelope): void {
     if (envelope.r) {
       const pending = this.#pending.get(envelope.c);
-      if (pending === undefined || pending.peer !== from) return; // late (after its deadline) or not ours
+      if (pending === undefined || pending.peer !== from) return this.#answerRun(from, envelope);
       this.#pending.delete(envelope.c);
       const decoded = decodeBrainMessage(envelope.b);
       if (!decoded.ok) {
@@ -773,6 +826,21 @@ export class BrainService {
     this.#lastBusyTick = this.#host.tick();
     const answer = this.#serve(decoded.msg);
     this.#host.send(from, { t: "brain", c: envelope.c, r: true, b: encodeBrainMessage(answer) });
+  }
+
+  /** An answer to one of the coordinators' calls, or a late or stray one (dropped). */
+  #answerRun(from: string, envelope: BrainEnvelope): void {
+    for (const coordinator of this.#coordinators) {
+      if (!coordinator.awaits(from, envelope.c)) continue;
+      const decoded = decodeBrainMessage(envelope.b);
+      if (!decoded.ok) {
+        this.counters.badMessages++;
+        this.counters.callsFailed++;
+      }
+      coordinator.step(from, envelope.c, decoded.ok ? decoded.msg : null);
+      this.#pump(coordinator);
+      return;
+    }
   }
 
   #serve(msg: BrainMessage): BrainMessage {
@@ -813,6 +881,12 @@ export class BrainService {
       this.counters.callsTimedOut++;
       pending.reject(new Error(`${pending.peer}: no answer before the deadline`));
     }
+    for (const coordinator of this.#coordinators) {
+      const before = coordinator.stats.timedOut;
+      coordinator.tick();
+      this.counters.callsTimedOut += coordinator.stats.timedOut - before;
+      this.#pump(coordinator);
+    }
   }
 
   /** SWIM declared the member dead or gone: its calls fail now. */
@@ -822,6 +896,12 @@ export class BrainService {
       this.#pending.delete(c);
       this.counters.callsFailed++;
       pending.reject(new Error(`${id} is dead`));
+    }
+    for (const coordinator of this.#coordinators) {
+      const before = coordinator.stats.failed;
+      coordinator.peerGone(id);
+      this.counters.callsFailed += coordinator.stats.failed - before;
+      this.#pump(coordinator);
     }
   }
 }

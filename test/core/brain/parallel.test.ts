@@ -1,7 +1,8 @@
 // Distributed inference (src/core/brain/parallel.ts): pipeline, tensor (Megatron) and dkva against
 // the single-node forward and KV-cache step, over an in-process transport that takes every message
-// through the brain-wire codec both ways, with a coordinator and two peers; then peers that reject,
-// answer garbage or mis-shaped tensors, lose their state or die mid-session; and a fuzzed worker.
+// through the brain-wire codec both ways, with a coordinator and two peers; then peers that never
+// answer (the call's deadline in ticks), are declared gone, answer garbage or mis-shaped tensors,
+// lose their state or die mid-session; the Coordinator's deadlines and queues; and a fuzzed worker.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
@@ -12,7 +13,7 @@ import {
 import { decodeBrainMessage, encodeBrainMessage, type BrainMessage } from "../../../src/core/brain/brain-wire.ts";
 import {
   BrainWorker, brainMessageBytes, Coordinator, ERROR_CODES, weightsTag, wireSession,
-  type BrainCall, type ParallelMode, type RunResult,
+  type ParallelMode, type RunRequest, type RunResult,
 } from "../../../src/core/brain/parallel.ts";
 
 const MODES: readonly ParallelMode[] = ["pipeline", "tensor", "dkva"];
@@ -46,12 +47,14 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// In-process transport: encode → decode → worker.handle → encode → decode.
+// In-process transport: encode → decode → worker.handle → encode → decode. A peer may also not
+// answer at all ("lost": the call fails at its deadline) or be declared gone ("gone": as SWIM would).
 
-type Serve = (request: Uint8Array) => Uint8Array;
+type Serve = (request: Uint8Array) => Uint8Array | "lost" | "gone";
 
 interface Net {
-  readonly call: BrainCall;
+  /** One message to a peer: its decoded answer, null for undecodable bytes, or no answer. */
+  readonly deliver: (peer: string, msg: BrainMessage) => BrainMessage | null | "lost" | "gone";
   readonly peers: Map<string, { worker: BrainWorker; serve: Serve }>;
   /** Every request that reached a peer (decoded), for the fuzz corpus. */
   readonly requests: BrainMessage[];
@@ -74,16 +77,17 @@ function honest(net: Net, name: string, worker: BrainWorker): Serve {
 function network(cfg: ModelConfig, params: Float32Array, names: readonly string[] = ["b", "c"]): Net {
   const net: Net = {
     peers: new Map(), requests: [], errors: [], calls: 0,
-    call: async (peer, msg) => {
+    deliver: (peer, msg) => {
       net.calls++;
       const p = net.peers.get(peer);
-      if (p === undefined) throw new Error(`no route to ${peer}`);
+      if (p === undefined) return "lost";
       const bytes = encodeBrainMessage(msg);
       assert.equal(brainMessageBytes(msg), bytes.length, `brainMessageBytes of ${msg.t}`);
       const res = p.serve(bytes);
+      if (typeof res === "string") return res;
       const d = decodeBrainMessage(res);
-      // The node drops an undecodable frame; the call then fails at its deadline.
-      if (!d.ok) throw new Error(`undecodable answer from ${peer}: ${d.error}`);
+      // The node hands an undecodable answer over as null: the call fails at once.
+      if (!d.ok) return null;
       assert.equal(brainMessageBytes(d.msg), res.length, `brainMessageBytes of ${d.msg.t}`);
       return d.msg;
     },
@@ -93,6 +97,47 @@ function network(cfg: ModelConfig, params: Float32Array, names: readonly string[
     net.peers.set(name, { worker, serve: honest(net, name, worker) });
   }
   return net;
+}
+
+/**
+ * Drives the coordinator over the network until every run in `runs` has its result, as the node
+ * does: drain ready(), send, advance(), then feed the answers; when only calls nobody will answer
+ * are left, tick until their deadline. Returns the results in the order of `runs`.
+ */
+function drive(coord: Coordinator, net: Net, runs: readonly number[]): RunResult[] {
+  const results = new Map<number, RunResult>();
+  for (let ticks = 0; ; ticks++) {
+    while (coord.hasReady()) {
+      const { sends, outcomes } = coord.ready();
+      for (const o of outcomes) {
+        assert.ok(o.ok, o.ok ? "" : o.error);
+        results.set(o.run, o.result);
+      }
+      const answers: [string, number, BrainMessage | null][] = [];
+      const gone: string[] = [];
+      for (const { to, call, msg } of sends) {
+        const a = net.deliver(to, msg);
+        if (a === "gone") gone.push(to);
+        else if (a !== "lost" && call !== 0) answers.push([to, call, a]);
+      }
+      coord.advance();
+      for (const [from, call, a] of answers) assert.ok(coord.step(from, call, a), "an answer to a pending call is taken");
+      for (const peer of gone) coord.peerGone(peer);
+    }
+    if (runs.every((r) => results.has(r))) return runs.map((r) => results.get(r)!);
+    assert.ok(coord.pendingCalls > 0, "a run waits only for calls");
+    assert.ok(ticks <= 100 * coord.callDeadlineTicks, "calls time out");
+    coord.tick();
+  }
+}
+
+function run(coord: Coordinator, net: Net, req: RunRequest): RunResult {
+  return drive(coord, net, [coord.start(req)])[0]!;
+}
+
+function end(coord: Coordinator, net: Net, session: string): void {
+  coord.end(session);
+  drive(coord, net, []);
 }
 
 /** Single-node logits of every prefix of (ids, values) via the KV cache. */
@@ -106,7 +151,7 @@ function referenceSteps(cfg: ModelConfig, params: Float32Array, ids: Int32Array,
 // ---------------------------------------------------------------------------------------------
 // 1. Seed model, whole sequences
 
-test("seed model: 1,000 random whole sequences per mode equal the single-node forward within 1e-5", async () => {
+test("seed model: 1,000 random whole sequences per mode equal the single-node forward within 1e-5", () => {
   const cfg = SEED_CONFIG;
   const params = randomParams(cfg, 11, 0.3);
   const net = network(cfg, params);
@@ -120,7 +165,7 @@ test("seed model: 1,000 random whole sequences per mode equal the single-node fo
     for (let n = 0; n < 1000; n++) {
       const { ids, values } = randomSequence(rng, cfg, 1 + rng.int(cfg.seqLen));
       const want = forward(cfg, params, ids, values, ws).slice();
-      const r = await coord.run({ mode, ids, values, peers: ["b", "c"] }, net.call);
+      const r = run(coord, net, { mode, ids, values, peers: ["b", "c"] });
       assert.equal(r.mode, "FULL");
       assert.deepEqual(r.dropped, []);
       max = Math.max(max, maxDiff(r.logits, want));
@@ -141,7 +186,7 @@ test("seed model: 1,000 random whole sequences per mode equal the single-node fo
 // ---------------------------------------------------------------------------------------------
 // 2. A 3.3 M-parameter model: decode sessions and long whole sequences
 
-test("3.3M-parameter model: 300-token decode sessions in every mode and 256-token sequences equal single node", async () => {
+test("3.3M-parameter model: 300-token decode sessions in every mode and 256-token sequences equal single node", () => {
   const cfg = LARGE;
   const params = randomParams(cfg, 21, 0.05);
   const net = network(cfg, params);
@@ -158,7 +203,7 @@ test("3.3M-parameter model: 300-token decode sessions in every mode and 256-toke
     let last: RunResult | null = null;
     t0 = performance.now();
     for (let t = 0; t < steps; t++) {
-      last = await coord.run({ mode, session, ids: ids.subarray(t, t + 1), values: values.subarray(t, t + 1), peers: ["b", "c"] }, net.call);
+      last = run(coord, net, { mode, session, ids: ids.subarray(t, t + 1), values: values.subarray(t, t + 1), peers: ["b", "c"] });
       assert.equal(last.mode, "FULL");
       assert.equal(last.length, t + 1);
       max = Math.max(max, maxDiff(last.logits, want[t]!));
@@ -168,7 +213,7 @@ test("3.3M-parameter model: 300-token decode sessions in every mode and 256-toke
     // Per token: pipeline 2 remote stages in turn; tensor 2 fan-outs per layer to 2 peers; dkva 1 per layer.
     const expected = { pipeline: [2, 2], tensor: [2 * cfg.nLayers, 4 * cfg.nLayers], dkva: [cfg.nLayers, 2 * cfg.nLayers] }[mode];
     assert.deepEqual([last!.rounds, last!.roundTrips], expected, `${mode} rounds and round trips`);
-    await coord.end(session);
+    end(coord, net, session);
     lines.push(`${mode} decode: max |Δlogit| ${max.toExponential(2)}, ${ms.toFixed(2)} ms/token, `
       + `${last!.perLayerRounds} rounds and ${last!.perLayerRoundTrips} round trips per layer, ${last!.perLayerBytes} B/layer at the last step`);
   }
@@ -179,7 +224,7 @@ test("3.3M-parameter model: 300-token decode sessions in every mode and 256-toke
       const seq = randomSequence(rng, cfg, 256);
       const ref = forward(cfg, params, seq.ids, seq.values).slice();
       t0 = performance.now();
-      const r = await coord.run({ mode, ids: seq.ids, values: seq.values, peers: ["b", "c"] }, net.call);
+      const r = run(coord, net, { mode, ids: seq.ids, values: seq.values, peers: ["b", "c"] });
       const ms = performance.now() - t0;
       assert.equal(r.mode, "FULL");
       const diff = maxDiff(r.logits, ref);
@@ -193,7 +238,7 @@ test("3.3M-parameter model: 300-token decode sessions in every mode and 256-toke
 // ---------------------------------------------------------------------------------------------
 // 3. Failures
 
-type Mangle = (res: BrainMessage, req: BrainMessage, rng: Rng) => BrainMessage | Uint8Array | "reject";
+type Mangle = (res: BrainMessage, req: BrainMessage, rng: Rng) => BrainMessage | Uint8Array | "lost" | "gone";
 
 /** Peer `name` answers honestly for its first `after` requests, then through `mangle`. */
 function fault(net: Net, name: string, mangle: Mangle, after = 0, seed = 5): void {
@@ -206,10 +251,11 @@ function fault(net: Net, name: string, mangle: Mangle, after = 0, seed = 5): voi
     const req = decodeBrainMessage(bytes);
     assert.ok(req.ok);
     const resBytes = inner(bytes);
+    if (typeof resBytes === "string") return resBytes;
     const res = decodeBrainMessage(resBytes);
     assert.ok(res.ok);
     const out = mangle(res.msg, req.msg, rng);
-    if (out === "reject") throw new Error(`${name} is unreachable`);
+    if (out === "lost" || out === "gone") return out;
     return out instanceof Uint8Array ? out : encodeBrainMessage(out);
   };
 }
@@ -225,7 +271,8 @@ function restart(net: Net, name: string, cfg: ModelConfig, params: Float32Array,
 }
 
 const MANGLERS: Record<string, Mangle> = {
-  reject: () => "reject",
+  "no answer": () => "lost",
+  gone: () => "gone",
   "garbage bytes": (_res, _req, rng) => Uint8Array.from({ length: rng.int(64) }, () => rng.int(256)),
   "wrong shape": (res) => {
     switch (res.t) {
@@ -259,7 +306,7 @@ interface Outcome {
 }
 
 /** A 16-token decode session and 4 whole sequences of `mode` on `net`; every answer compared with single node. */
-async function exercise(cfg: ModelConfig, params: Float32Array, net: Net, mode: ParallelMode, seed: number): Promise<{ session: Outcome; whole: Outcome[] }> {
+function exercise(cfg: ModelConfig, params: Float32Array, net: Net, mode: ParallelMode, seed: number): { session: Outcome; whole: Outcome[] } {
   const rng = createRng(seed);
   const coord = new Coordinator(cfg, params);
   const { ids, values } = randomSequence(rng, cfg, 16);
@@ -267,21 +314,21 @@ async function exercise(cfg: ModelConfig, params: Float32Array, net: Net, mode: 
   let max = 0;
   let r: RunResult | null = null;
   for (let t = 0; t < ids.length; t++) {
-    r = await coord.run({ mode, session: "s", ids: ids.subarray(t, t + 1), values: values.subarray(t, t + 1), peers: ["b", "c"] }, net.call);
+    r = run(coord, net, { mode, session: "s", ids: ids.subarray(t, t + 1), values: values.subarray(t, t + 1), peers: ["b", "c"] });
     max = Math.max(max, maxDiff(r.logits, want[t]!));
   }
   const session = { mode: r!.mode, dropped: r!.dropped, max };
-  await coord.end("s");
+  end(coord, net, "s");
   const whole: Outcome[] = [];
   for (let n = 0; n < 4; n++) {
     const seq = randomSequence(rng, cfg, 1 + rng.int(cfg.seqLen));
-    const w = await coord.run({ mode, ids: seq.ids, values: seq.values, peers: ["b", "c"] }, net.call);
+    const w = run(coord, net, { mode, ids: seq.ids, values: seq.values, peers: ["b", "c"] });
     whole.push({ mode: w.mode, dropped: w.dropped, max: maxDiff(w.logits, forward(cfg, params, seq.ids, seq.values)) });
   }
   return { session, whole };
 }
 
-test("a peer that rejects, answers garbage, mis-shaped, non-finite, misnumbered or wrong partials is dropped; answers stay exact", async () => {
+test("a peer that never answers, is declared gone, answers garbage, mis-shaped, non-finite, misnumbered or wrong partials is dropped; answers stay exact", () => {
   const params = randomParams(MID, 31, 0.3);
   let cases = 0;
   for (const mode of MODES) {
@@ -289,7 +336,7 @@ test("a peer that rejects, answers garbage, mis-shaped, non-finite, misnumbered 
       if (name === "lost positions" && mode !== "dkva") continue; // only a shard's partial can lie about its positions
       const net = network(MID, params);
       fault(net, "b", mangle);
-      const { session, whole } = await exercise(MID, params, net, mode, 40 + cases);
+      const { session, whole } = exercise(MID, params, net, mode, 40 + cases);
       for (const o of [session, ...whole]) {
         assert.ok(o.max <= TOL, `${mode}, ${name}: max |Δlogit| ${o.max}`);
         assert.equal(o.mode, "REDUCED", `${mode}, ${name}`);
@@ -301,7 +348,7 @@ test("a peer that rejects, answers garbage, mis-shaped, non-finite, misnumbered 
   assert.equal(cases, 3 * Object.keys(MANGLERS).length - 2);
 });
 
-test("a peer dying or restarting at any point of a session: replayed locally, continued with the survivor or alone", async () => {
+test("a peer dying or restarting at any point of a session: replayed locally, continued with the survivor or alone", () => {
   const params = randomParams(MID, 32, 0.3);
   const coordParams = params;
   let checked = 0;
@@ -313,8 +360,9 @@ test("a peer dying or restarting at any point of a session: replayed locally, co
         if (kind === "restarts" && after === 0) continue; // a worker that restarts before its first request lost nothing
         const net = network(MID, params);
         if (kind === "restarts") restart(net, "c", MID, params, after);
-        else fault(net, "c", MANGLERS.reject!, after);
-        if (kind === "both die") fault(net, "b", MANGLERS.reject!, Math.min(after + 3, 15)); // pipeline: b gets one request per token
+        // c dies: declared gone (SWIM); in "both die", b goes silent too (its calls reach their deadline).
+        else fault(net, "c", MANGLERS.gone!, after);
+        if (kind === "both die") fault(net, "b", MANGLERS["no answer"]!, Math.min(after + 3, 15)); // pipeline: b gets one request per token
         const rng = createRng(100 + after);
         const coord = new Coordinator(MID, coordParams);
         const { ids, values } = randomSequence(rng, MID, 20);
@@ -323,7 +371,7 @@ test("a peer dying or restarting at any point of a session: replayed locally, co
         let callsToB = 0;
         for (let t = 0; t < ids.length; t++) {
           const before = net.calls;
-          r = await coord.run({ mode, session: "x", ids: ids.subarray(t, t + 1), values: values.subarray(t, t + 1), peers: ["b", "c"] }, net.call);
+          r = run(coord, net, { mode, session: "x", ids: ids.subarray(t, t + 1), values: values.subarray(t, t + 1), peers: ["b", "c"] });
           const d = maxDiff(r.logits, want[t]!);
           assert.ok(d <= TOL, `${mode}, c ${kind} after ${after}, token ${t}: |Δ| ${d}`);
           if (t === ids.length - 1) callsToB = net.calls - before;
@@ -345,14 +393,14 @@ test("a peer dying or restarting at any point of a session: replayed locally, co
   console.log(`failure mid-session: ${checked} sessions of 20 tokens, every step within ${TOL}`);
 });
 
-test("a worker with other weights refuses (error weights) and is dropped", async () => {
+test("a worker with other weights refuses (error weights) and is dropped", () => {
   const params = randomParams(MID, 33, 0.3);
   const net = network(MID, params);
   const other = randomParams(MID, 34, 0.3);
   const w = new BrainWorker(MID, other);
   net.peers.set("c", { worker: w, serve: honest(net, "c", w) });
   for (const mode of MODES) {
-    const { session, whole } = await exercise(MID, params, net, mode, 7);
+    const { session, whole } = exercise(MID, params, net, mode, 7);
     for (const o of [session, ...whole]) {
       assert.ok(o.max <= TOL);
       assert.equal(o.mode, "REDUCED");
@@ -363,7 +411,7 @@ test("a worker with other weights refuses (error weights) and is dropped", async
   assert.notEqual(weightsTag(MID, params), weightsTag(MID, other));
 });
 
-test("worker eviction under a session bound: the evicted session's next request fails and is replayed; concurrent runs stay exact", async () => {
+test("worker eviction under a session bound: the evicted session's next request fails and is replayed; concurrent runs stay exact", () => {
   const params = randomParams(MID, 35, 0.3);
   for (const mode of MODES) {
     const net = network(MID, params);
@@ -376,11 +424,10 @@ test("worker eviction under a session bound: the evicted session's next request 
     let ra: RunResult | null = null, rb: RunResult | null = null;
     for (let t = 0; t < 12; t++) {
       // Two sessions in flight at once; the second request of a session queues behind the first.
-      [ra, rb] = await Promise.all([
-        coord.run({ mode, session: "A", ids: a.ids.subarray(t, t + 1), values: a.values.subarray(t, t + 1), peers: ["b", "c"] }, net.call),
-        t === 0 ? coord.run({ mode, session: "B", ids: b.ids.subarray(0, 1), values: b.values.subarray(0, 1), peers: ["b", "c"] }, net.call)
-          : coord.run({ mode, session: "B", ids: b.ids.subarray(t, t + 1), values: b.values.subarray(t, t + 1), peers: ["b", "c"] }, net.call),
-      ]);
+      [ra, rb] = drive(coord, net, [
+        coord.start({ mode, session: "A", ids: a.ids.subarray(t, t + 1), values: a.values.subarray(t, t + 1), peers: ["b", "c"] }),
+        coord.start({ mode, session: "B", ids: b.ids.subarray(t, t + 1), values: b.values.subarray(t, t + 1), peers: ["b", "c"] }),
+      ]) as [RunResult, RunResult];
       assert.ok(maxDiff(ra.logits, wantA[t]!) <= TOL && maxDiff(rb.logits, wantB[t]!) <= TOL, `${mode} token ${t}`);
     }
     assert.ok(small.sessionCount <= 1 && small.evictions >= 1, `${mode}: evictions ${small.evictions}`);
@@ -392,7 +439,7 @@ test("worker eviction under a session bound: the evicted session's next request 
   }
 });
 
-test("runs of one session queue in order; prefill of several tokens; input errors reject", async () => {
+test("runs of one session queue in order; prefill of several tokens; input errors reject", () => {
   const params = randomParams(MID, 37, 0.3);
   const net = network(MID, params);
   const coord = new Coordinator(MID, params, { maxSessions: 2 });
@@ -401,36 +448,36 @@ test("runs of one session queue in order; prefill of several tokens; input error
   const want = referenceSteps(MID, params, ids, values);
   for (const mode of MODES) {
     const session = `q-${mode}`;
-    const first = await coord.run({ mode, session, ids: ids.subarray(0, 4), values: values.subarray(0, 4), peers: ["b", "c"] }, net.call);
+    const first = run(coord, net, { mode, session, ids: ids.subarray(0, 4), values: values.subarray(0, 4), peers: ["b", "c"] });
     assert.ok(maxDiff(first.logits, want[3]!) <= TOL);
     assert.equal(first.length, 4);
     const runs = [];
-    for (let t = 4; t < 10; t++) runs.push(coord.run({ mode, session, ids: ids.subarray(t, t + 1), values: values.subarray(t, t + 1), peers: ["b", "c"] }, net.call));
-    const rs = await Promise.all(runs);
+    for (let t = 4; t < 10; t++) runs.push(coord.start({ mode, session, ids: ids.subarray(t, t + 1), values: values.subarray(t, t + 1), peers: ["b", "c"] }));
+    const rs = drive(coord, net, runs);
     rs.forEach((r, k) => {
       assert.equal(r.length, 5 + k);
       assert.equal(r.mode, "FULL");
       assert.ok(maxDiff(r.logits, want[4 + k]!) <= TOL, `${mode} queued token ${4 + k}`);
     });
-    await assert.rejects(coord.run({ mode: mode === "dkva" ? "tensor" : "dkva", session, ids: ids.subarray(0, 1), values: values.subarray(0, 1), peers: [] }, net.call), RangeError);
-    await coord.end(session);
-    await assert.rejects(coord.run({ mode, session: "full", ids: new Int32Array(MID.seqLen + 1), values: new Float32Array(MID.seqLen + 1), peers: [] }, net.call), RangeError);
+    assert.throws(() => coord.start({ mode: mode === "dkva" ? "tensor" : "dkva", session, ids: ids.subarray(0, 1), values: values.subarray(0, 1), peers: [] }), RangeError);
+    end(coord, net, session);
+    assert.throws(() => coord.start({ mode, session: "full", ids: new Int32Array(MID.seqLen + 1), values: new Float32Array(MID.seqLen + 1), peers: [] }), RangeError);
   }
   assert.equal(coord.sessionCount, 0);
-  await assert.rejects(coord.run({ mode: "tensor", ids: Int32Array.of(MID.vocab), values: [0], peers: ["b"] }, net.call), RangeError);
-  await assert.rejects(coord.run({ mode: "tensor", ids: Int32Array.of(1), values: [NaN], peers: ["b"] }, net.call), RangeError);
-  await assert.rejects(coord.run({ mode: "tensor", ids: Int32Array.of(1), values: [1], peers: ["b", "b"] }, net.call), RangeError);
-  await assert.rejects(coord.run({ mode: "tensor", ids: Int32Array.of(1), values: [1], peers: ["b"], speeds: [1] }, net.call), RangeError);
+  assert.throws(() => coord.start({ mode: "tensor", ids: Int32Array.of(MID.vocab), values: [0], peers: ["b"] }), RangeError);
+  assert.throws(() => coord.start({ mode: "tensor", ids: Int32Array.of(1), values: [NaN], peers: ["b"] }), RangeError);
+  assert.throws(() => coord.start({ mode: "tensor", ids: Int32Array.of(1), values: [1], peers: ["b", "b"] }), RangeError);
+  assert.throws(() => coord.start({ mode: "tensor", ids: Int32Array.of(1), values: [1], peers: ["b"], speeds: [1] }), RangeError);
   // Fill a session to seqLen, then one more token is refused without touching its state.
-  const s = await coord.run({ mode: "pipeline", session: "z", ids: new Int32Array(MID.seqLen), values: new Float32Array(MID.seqLen), peers: ["b", "c"] }, net.call);
+  const s = run(coord, net, { mode: "pipeline", session: "z", ids: new Int32Array(MID.seqLen), values: new Float32Array(MID.seqLen), peers: ["b", "c"] });
   assert.equal(s.length, MID.seqLen);
-  await assert.rejects(coord.run({ mode: "pipeline", session: "z", ids: Int32Array.of(0), values: [0], peers: ["b", "c"] }, net.call), RangeError);
+  assert.throws(() => coord.start({ mode: "pipeline", session: "z", ids: Int32Array.of(0), values: [0], peers: ["b", "c"] }), RangeError);
   // The coordinator's session bound: a third session ends the least recently used.
-  await coord.run({ mode: "pipeline", session: "y", ids: Int32Array.of(0), values: [0], peers: ["b", "c"] }, net.call);
-  await coord.run({ mode: "pipeline", session: "w", ids: Int32Array.of(0), values: [0], peers: ["b", "c"] }, net.call);
+  run(coord, net, { mode: "pipeline", session: "y", ids: Int32Array.of(0), values: [0], peers: ["b", "c"] });
+  run(coord, net, { mode: "pipeline", session: "w", ids: Int32Array.of(0), values: [0], peers: ["b", "c"] });
   assert.equal(coord.sessionCount, 2);
   // No peers at all: SOLO, still exact.
-  const solo = await coord.run({ mode: "tensor", ids: ids.subarray(0, 5), values: values.subarray(0, 5), peers: [] }, net.call);
+  const solo = run(coord, net, { mode: "tensor", ids: ids.subarray(0, 5), values: values.subarray(0, 5), peers: [] });
   assert.equal(solo.mode, "SOLO");
   assert.equal(solo.roundTrips, 0);
   assert.ok(maxDiff(solo.logits, want[4]!) <= TOL);
@@ -495,11 +542,11 @@ test("worker: every refusal has its code, and state survives a refused request",
   assert.throws(() => new BrainWorker(MID, params, { weightsTag: "has/slash" }));
 });
 
-test("worker fuzz: 2,000 random and mutated messages never throw, always answer encodably, never exceed the bounds", async () => {
+test("worker fuzz: 2,000 random and mutated messages never throw, always answer encodably, never exceed the bounds", () => {
   const params = randomParams(MID, 41, 0.3);
   // A corpus of real requests: every mode, sessions and whole sequences.
   const net = network(MID, params);
-  for (const mode of MODES) await exercise(MID, params, net, mode, 42);
+  for (const mode of MODES) exercise(MID, params, net, mode, 42);
   const corpus = net.requests.filter((m) => m.t !== "end-session");
   assert.ok(corpus.length > 200);
   const w = new BrainWorker(MID, params, { maxSessions: 3, maxBytes: 3 * MID.nLayers * MID.seqLen * (8 * MID.dModel + 4) });
@@ -568,7 +615,7 @@ test("worker fuzz: 2,000 random and mutated messages never throw, always answer 
   const after = network(MID, params);
   after.peers.set("b", { worker: w, serve: honest(after, "b", w) });
   for (const mode of MODES) {
-    const { session, whole } = await exercise(MID, params, after, mode, 44);
+    const { session, whole } = exercise(MID, params, after, mode, 44);
     for (const o of [session, ...whole]) {
       assert.equal(o.mode, "FULL");
       assert.ok(o.max <= TOL);
@@ -576,7 +623,7 @@ test("worker fuzz: 2,000 random and mutated messages never throw, always answer 
   }
 });
 
-test("speeds weight the split; a block position policy keeps dkva exact and FULL", async () => {
+test("speeds weight the split; a block position policy keeps dkva exact and FULL", () => {
   const params = randomParams(MID, 45, 0.3);
   const rng = createRng(46);
   const { ids, values } = randomSequence(rng, MID, 14);
@@ -585,14 +632,14 @@ test("speeds weight the split; a block position policy keeps dkva exact and FULL
     const net = network(MID, params);
     const coord = new Coordinator(MID, params);
     // c has speed 0: no layers, heads or columns, so it is never asked.
-    const r = await coord.run({ mode, ids, values, peers: ["b", "c"], speeds: [1, 2, 0] }, net.call);
+    const r = run(coord, net, { mode, ids, values, peers: ["b", "c"], speeds: [1, 2, 0] });
     assert.equal(r.mode, "FULL");
     assert.ok(maxDiff(r.logits, want[13]!) <= TOL);
     assert.ok(net.requests.length > 0 && net.requests.every((m) => m.t !== "end-session"));
     assert.equal(r.roundTrips, net.calls);
     const calls = net.calls;
     net.peers.delete("c"); // unreachable now, but it has nothing to do
-    const again = await coord.run({ mode, ids, values, peers: ["b", "c"], speeds: [1, 2, 0] }, net.call);
+    const again = run(coord, net, { mode, ids, values, peers: ["b", "c"], speeds: [1, 2, 0] });
     assert.equal(again.mode, "FULL");
     assert.equal(net.calls, 2 * calls);
   }
@@ -600,9 +647,116 @@ test("speeds weight the split; a block position policy keeps dkva exact and FULL
     const net = network(MID, params);
     const coord = new Coordinator(MID, params, { positionPolicy: "block", blockSize });
     for (let t = 0; t < ids.length; t++) {
-      const r = await coord.run({ mode: "dkva", session: "blk", ids: ids.subarray(t, t + 1), values: values.subarray(t, t + 1), peers: ["b", "c"] }, net.call);
+      const r = run(coord, net, { mode: "dkva", session: "blk", ids: ids.subarray(t, t + 1), values: values.subarray(t, t + 1), peers: ["b", "c"] });
       assert.equal(r.mode, "FULL", `block ${blockSize}, token ${t}: ${JSON.stringify(net.errors)}`);
       assert.ok(maxDiff(r.logits, want[t]!) <= TOL);
     }
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// 5. The Coordinator as a state machine: deadlines in ticks, who may answer, queues, ends
+
+test("coordinator state machine: a call fails at its deadline tick, answers from others or late are refused, gone fails at once", () => {
+  const params = randomParams(MID, 51, 0.3);
+  const rng = createRng(52);
+  const { ids, values } = randomSequence(rng, MID, 6);
+  const want = forward(MID, params, ids, values).slice();
+  let nextCall = 1000;
+  const coord = new Coordinator(MID, params, { callDeadlineTicks: 5, callId: () => nextCall++ });
+  // A run that needs no peer ends inside start().
+  const solo = coord.start({ mode: "pipeline", ids, values, peers: [] });
+  const soloReady = coord.ready();
+  assert.deepEqual(soloReady.sends, []);
+  assert.equal(soloReady.outcomes.length, 1);
+  assert.equal(soloReady.outcomes[0]!.run, solo);
+  assert.ok(coord.idle);
+
+  // Pipeline over b: one stage-req with the injected call id; nobody answers.
+  const run1 = coord.start({ mode: "pipeline", ids, values, peers: ["b"] });
+  const r1 = coord.ready();
+  assert.equal(r1.outcomes.length, 0);
+  assert.equal(r1.sends.length, 1);
+  const { to, call, msg } = r1.sends[0]!;
+  assert.equal(to, "b");
+  assert.equal(call, 1000);
+  assert.equal(msg.t, "stage-req");
+  assert.equal(coord.advance(), false, "a pipeline stage has nothing to compute meanwhile");
+  assert.ok(!coord.idle);
+  // An answer from another member is not taken; the call stays pending.
+  const answer = new BrainWorker(MID, params).handle(msg);
+  assert.equal(coord.step("c", call, answer), false);
+  for (let t = 1; t < 5; t++) {
+    coord.tick();
+    assert.equal(coord.ready().outcomes.length, 0, `tick ${t}: before the deadline`);
+  }
+  coord.tick(); // the 5th tick after the send: the deadline
+  const out = coord.ready().outcomes;
+  assert.equal(out.length, 1);
+  assert.ok(out[0]!.ok && out[0]!.run === run1);
+  const result = out[0]!.ok ? out[0]!.result : undefined;
+  assert.equal(result?.mode, "SOLO");
+  assert.deepEqual(result?.dropped, ["b"]);
+  assert.ok(maxDiff(result!.logits, want) <= TOL);
+  assert.equal(coord.stats.timedOut, 1);
+  // The late answer is refused.
+  assert.equal(coord.step("b", call, answer), false);
+  assert.ok(coord.idle);
+
+  // Tensor over b and c: the requests leave first; advance() computes this node's share; c is declared gone.
+  const run2 = coord.start({ mode: "tensor", ids, values, peers: ["b", "c"] });
+  const r2 = coord.ready();
+  assert.deepEqual(r2.sends.map((s) => s.to), ["b", "c"]);
+  assert.equal(coord.advance(), true);
+  const worker = new BrainWorker(MID, params);
+  assert.ok(coord.step("b", r2.sends[0]!.call, worker.handle(r2.sends[0]!.msg)));
+  coord.peerGone("c");
+  assert.equal(coord.stats.failed, 1);
+  // From here b answers everything at once; c is not asked again.
+  for (let guard = 0; guard < 100 && coord.hasReady(); guard++) {
+    const { sends, outcomes } = coord.ready();
+    if (outcomes.length > 0) {
+      assert.equal(outcomes[0]!.run, run2);
+      assert.ok(outcomes[0]!.ok);
+      if (outcomes[0]!.ok) {
+        assert.equal(outcomes[0]!.result.mode, "REDUCED");
+        assert.deepEqual(outcomes[0]!.result.dropped, ["c"]);
+        assert.ok(maxDiff(outcomes[0]!.result.logits, want) <= TOL);
+      }
+    }
+    assert.ok(sends.every((s) => s.to === "b"));
+    coord.advance();
+    for (const s of sends) assert.ok(coord.step("b", s.call, worker.handle(s.msg)));
+  }
+  assert.ok(coord.idle);
+  // An undecodable answer (null) fails its call at once.
+  coord.start({ mode: "pipeline", ids, values, peers: ["b"] });
+  const r3 = coord.ready();
+  assert.ok(coord.step("b", r3.sends[0]!.call, null));
+  const o3 = coord.ready().outcomes[0]!;
+  assert.ok(o3.ok && o3.result.mode === "SOLO" && o3.result.dropped[0] === "b");
+});
+
+test("coordinator state machine: a session's runs queue (bounded), end() waits for the run in progress, then tells the peers", () => {
+  const cfg: ModelConfig = { ...MID, seqLen: 80, nLayers: 2 };
+  const params = randomParams(cfg, 53, 0.3);
+  const net = network(cfg, params);
+  const coord = new Coordinator(cfg, params);
+  const rng = createRng(54);
+  const { ids, values } = randomSequence(rng, cfg, 2);
+  const one = (t: number): RunRequest => ({ mode: "pipeline", session: "s", ids: ids.subarray(t, t + 1), values: values.subarray(t, t + 1), peers: ["b", "c"] });
+  const first = coord.start(one(0));
+  const queued: number[] = [];
+  // The first run waits for its stage; 64 more may queue behind it, not 65.
+  const long = { mode: "pipeline" as const, session: "s", ids: new Int32Array(1), values: [0], peers: ["b", "c"] };
+  for (let k = 0; k < 64; k++) queued.push(coord.start(long));
+  assert.throws(() => coord.start(long), /64 runs queued/);
+  coord.end("s");
+  assert.throws(() => coord.start(long), /ending/);
+  assert.equal(coord.sessionCount, 1, "ended only after its runs");
+  const results = drive(coord, net, [first, ...queued]);
+  results.forEach((r, k) => assert.equal(r.length, k + 1));
+  assert.equal(coord.sessionCount, 0);
+  for (const p of net.peers.values()) assert.equal(p.worker.sessionCount, 0, "end-session reached the peers");
+  assert.ok(coord.idle);
 });
