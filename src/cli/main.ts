@@ -6,7 +6,7 @@
 // `pk down` stops the processes listed there. `pk shell` is a readline front end to
 // POST /v1/shell.
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, renameSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { createSocket } from "node:dgram";
 import { homedir } from "node:os";
@@ -21,6 +21,7 @@ import { ValueErrorType } from "@sinclair/typebox/errors";
 import { loadOrCreateIdentity } from "../adapters/identity.ts";
 import { makeToken } from "../adapters/seal.ts";
 import { LIMITS } from "../core/util/limits.ts";
+import { CONSENSUS_DEFAULTS } from "../node/collective/consensus.ts";
 import { VERSION } from "../node/kernel.ts";
 import { NodeStartError, parseHostPort, runNode } from "../node/run.ts";
 
@@ -28,6 +29,13 @@ import { NodeStartError, parseHostPort, runNode } from "../node/run.ts";
 export const UP_NODES_MAX = 64;
 /** Milliseconds `pk up` waits for each node to answer GET /v1/status. */
 export const UP_READY_TIMEOUT_MS = 15_000;
+/**
+ * Seconds `pk up` waits, by default, for the cluster to form: every node sees every other alive,
+ * and the Raft configuration holds its voters (see formation()).
+ */
+export const UP_FORM_TIMEOUT_S = 60;
+/** Milliseconds between two looks at the forming cluster. */
+const FORM_POLL_MS = 200;
 /** Milliseconds `pk down` waits after SIGTERM before SIGKILL. */
 export const DOWN_GRACE_MS = 5_000;
 /** Milliseconds `pk down` waits for stopped nodes to be reaped (to vanish from the process table). */
@@ -44,9 +52,11 @@ const API_BASE_PORT = 7500;
 const USAGE = `usage: pk COMMAND [OPTIONS]
 
 commands:
-  up     [--nodes N] [--dir D] [--detach] [--base-port P]
-                                            start a local cluster (default 3 nodes, data in ./.pk)
-                                            and open the shell on its first node; node i listens
+  up     [--nodes N] [--dir D] [--detach] [--base-port P] [--timeout S]
+                                            start a local cluster (default 3 nodes, data in ./.pk),
+                                            wait until it has formed (every node sees every other
+                                            alive, Raft has its voters; at most S seconds, 60),
+                                            then open the shell on its first node; node i listens
                                             on P+i and serves its API on P+100+i (P = 7400) when free
   down   [--dir D]                          stop the cluster started by pk up
   node   --data DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--api HOST:PORT]
@@ -274,11 +284,49 @@ export function isNodeProcess(pid: number, dataDir: string): boolean {
     const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
     if (state === "Z" || state === "X") return false;
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    return cmdline.includes(dataDir);
+    if (cmdline.includes(dataDir)) return true;
+    return dataArgResolved(pid, cmdline) === resolve(dataDir);
   } catch {
     // /proc unreadable (hardened kernels): trust kill(pid, 0).
     return existsSync(`/proc/${pid}`) || !existsSync("/proc/self");
   }
+}
+
+/** A `pk node` process's --data resolved against its working directory (a node started by hand with a relative path). */
+function dataArgResolved(pid: number, cmdline: readonly string[]): string | undefined {
+  if (!cmdline.includes("node")) return undefined;
+  const at = cmdline.findIndex((arg) => arg === "--data" || arg.startsWith("--data="));
+  const arg = cmdline[at];
+  const given = arg === undefined ? undefined : arg.startsWith("--data=") ? arg.slice("--data=".length) : cmdline[at + 1];
+  if (given === undefined || given === "") return undefined;
+  try {
+    return resolve(readlinkSync(`/proc/${pid}/cwd`), given);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The pid a node wrote to DATA/pid when it started (src/node/run.ts), if any. */
+function pidFileOf(dataDir: string): number | undefined {
+  try {
+    const text = readFileSync(join(dataDir, "pid"), "utf8").trim();
+    return /^[1-9][0-9]{0,9}$/.test(text) ? Number(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The live processes of a node of cluster.json: the one `pk up` started (its recorded pid) and the
+ * one that wrote DATA/pid at start, which differs when the node was restarted by hand from its
+ * argv; each checked by isNodeProcess, so a stale pid reused by another process is never listed.
+ */
+export function livePids(node: Pick<ClusterNode, "pid" | "data">): number[] {
+  const pids = new Set<number>();
+  for (const pid of [node.pid, pidFileOf(node.data)]) {
+    if (pid !== null && pid !== undefined && isNodeProcess(pid, node.data)) pids.add(pid);
+  }
+  return [...pids];
 }
 
 function pkBinPath(): string {
@@ -336,9 +384,18 @@ async function pickPort(host: string, preferred: readonly number[], taken: Set<n
   return port;
 }
 
+interface RaftSummary {
+  readonly state: string;
+  readonly term: number;
+  readonly leader: string | null;
+  readonly voters: readonly string[];
+  readonly learners: readonly string[];
+}
+
 interface StatusSummary {
   readonly id: string;
   readonly members: ReadonlyArray<{ readonly id: string; readonly state: string }>;
+  readonly raft?: RaftSummary;
 }
 
 async function fetchStatus(api: string, token: string | undefined, timeoutMs = 2_000): Promise<StatusSummary> {
@@ -351,7 +408,10 @@ async function fetchStatus(api: string, token: string | undefined, timeoutMs = 2
   const id = (body as { id?: unknown }).id;
   const members = (body as { members?: unknown }).members;
   if (typeof id !== "string" || !Array.isArray(members)) throw new Error("GET /v1/status answered an unexpected body");
-  return { id, members: members as StatusSummary["members"] };
+  const raft = (body as { raft?: Partial<RaftSummary> | null }).raft;
+  const raftOk = typeof raft === "object" && raft !== null && typeof raft.state === "string" && typeof raft.term === "number" &&
+    (raft.leader === null || typeof raft.leader === "string") && Array.isArray(raft.voters) && Array.isArray(raft.learners);
+  return { id, members: members as StatusSummary["members"], ...(raftOk ? { raft: raft as RaftSummary } : {}) };
 }
 
 function errorMessage(body: unknown): string | undefined {
@@ -369,6 +429,123 @@ function tail(path: string, lines: number): string {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Formation: when `pk up` hands the cluster over
+
+/** What `pk up` saw of one node while the cluster forms; status undefined when it did not answer. */
+export interface NodeLook {
+  readonly status: StatusSummary | undefined;
+  /** The `config` line of the node's `raft` command: "voters=(a b c)", "voters=(a b c)&&(a)" while joint. */
+  readonly config: string | undefined;
+}
+
+/** Voters and learners the leader's voter management settles at for `cores` core nodes. */
+export function settledConfiguration(cores: number): { voters: number; learners: number } {
+  let voters = Math.min(CONSENSUS_DEFAULTS.votersMax, cores);
+  if (voters % 2 === 0) voters--;
+  return { voters: Math.max(voters, 0), learners: Math.min(cores - Math.max(voters, 0), CONSENSUS_DEFAULTS.learnersMax) };
+}
+
+/**
+ * Whether a local cluster of the core nodes `ids` has formed, and how far it got, for people:
+ * "3/3 alive, raft voters 1/3, learners 2/0, leader n1". Formed: every node answers and sees
+ * every node alive; one leader, named by every node of the configuration; the configuration out
+ * of any joint state, with the voters the leader grows it to (votersMax, kept odd; 3 for 3 nodes)
+ * and the others as learners, and every voter holding that same configuration — so losing any
+ * one node of 3 leaves a majority of voters that elects a new leader.
+ */
+export function formation(ids: readonly string[], looks: readonly NodeLook[], names: ReadonlyMap<string, string> = new Map()): { formed: boolean; summary: string } {
+  const n = ids.length;
+  const want = settledConfiguration(n);
+  const name = (id: string): string => names.get(id) ?? id.slice(0, 8);
+  const known = new Set(ids);
+  const answering = looks.filter((look) => look.status !== undefined);
+  const alive = looks.length === 0 ? 0 : Math.min(...looks.map((look) => look.status?.members.filter((m) => m.state === "alive" && known.has(m.id)).length ?? 0));
+  const leaderLook = answering
+    .filter((look) => look.status?.raft?.state === "leader")
+    .sort((a, b) => (b.status?.raft?.term ?? 0) - (a.status?.raft?.term ?? 0))[0];
+  const raft = leaderLook?.status?.raft;
+  const parts = [`${alive}/${n} alive`];
+  if (answering.length < n) parts.push(`${n - answering.length} not answering`);
+  if (raft === undefined || leaderLook?.status === undefined) {
+    parts.push("raft: no leader yet");
+    return { formed: false, summary: parts.join(", ") };
+  }
+  const leader = leaderLook.status.id;
+  const joint = leaderLook.config === undefined || /&&|learners_next/.test(leaderLook.config);
+  const voters = [...raft.voters].sort();
+  const inConfiguration = new Set([...raft.voters, ...raft.learners]);
+  const followers = answering.filter((look) => inConfiguration.has(look.status?.id ?? ""));
+  const following = followers.filter((look) => look.status?.raft?.leader === leader).length;
+  const votersAgree = answering
+    .filter((look) => raft.voters.includes(look.status?.id ?? ""))
+    .every((look) => look.config !== undefined && !/&&|learners_next/.test(look.config) &&
+      JSON.stringify([...(look.status?.raft?.voters ?? [])].sort()) === JSON.stringify(voters));
+  parts.push(`raft voters ${raft.voters.length}/${want.voters}${joint ? " (changing)" : ""}`);
+  if (want.learners > 0 || raft.learners.length > 0) parts.push(`learners ${raft.learners.length}/${want.learners}`);
+  parts.push(`leader ${name(leader)} (term ${raft.term})`);
+  if (following < inConfiguration.size) parts.push(`${following}/${inConfiguration.size} follow it`);
+  const formed = answering.length === n && alive === n && !joint && raft.voters.length === want.voters &&
+    raft.learners.length === want.learners && following === inConfiguration.size && votersAgree;
+  return { formed, summary: parts.join(", ") };
+}
+
+/** One look at a node: its status and, if it votes or leads, its Raft configuration line. */
+async function lookAt(api: string, token: string): Promise<NodeLook> {
+  let status: StatusSummary;
+  try {
+    status = await fetchStatus(api, token, 1_000);
+  } catch {
+    return { status: undefined, config: undefined };
+  }
+  if (status.raft === undefined || (status.raft.state !== "leader" && status.raft.state !== "follower")) return { status, config: undefined };
+  const answer = await runLine(api, token, "raft", 2_000);
+  const config = answer.ok ? /^config\s+(.*)$/m.exec(answer.output)?.[1]?.trim() : undefined;
+  return { status, config };
+}
+
+/**
+ * Waits until the cluster has formed (see formation()), showing progress on stderr (one line
+ * rewritten in place on a terminal, else a line per change). Throws a CliFailure at `timeoutMs`,
+ * or as soon as `exited` names a node process that ended.
+ */
+async function waitFormed(
+  nodes: ReadonlyArray<{ readonly id: string; readonly name: string; readonly api: string; readonly log: string }>,
+  token: string, timeoutMs: number, exited: () => { name: string; log: string; how: string } | undefined,
+): Promise<string> {
+  const started = Date.now();
+  const ids = nodes.map((node) => node.id);
+  const names = new Map(nodes.map((node) => [node.id, node.name]));
+  const tty = process.stderr.isTTY === true;
+  let shown = "";
+  const clear = (): void => {
+    if (tty && shown !== "") process.stderr.write("\r\x1b[K");
+  };
+  for (;;) {
+    const looks = await Promise.all(nodes.map((node) => lookAt(node.api, token)));
+    const { formed, summary } = formation(ids, looks, names);
+    if (formed) {
+      clear();
+      return summary;
+    }
+    const gone = exited();
+    if (gone !== undefined) {
+      clear();
+      throw new CliFailure(`node ${gone.name} exited (${gone.how}) while the cluster formed; see ${gone.log}\n${tail(gone.log, 10)}`);
+    }
+    const waited = Date.now() - started;
+    if (waited > timeoutMs) {
+      clear();
+      throw new CliFailure(`the cluster did not form within ${timeoutMs / 1000} s (${summary})`);
+    }
+    if (summary !== shown) {
+      process.stderr.write(tty ? `\r\x1b[Kwaiting for the cluster to form: ${summary}` : `waiting for the cluster to form: ${summary}\n`);
+      shown = summary;
+    }
+    await sleep(FORM_POLL_MS);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // pk up
 
 async function upCommand(args: string[]): Promise<number> {
@@ -377,8 +554,13 @@ async function upCommand(args: string[]): Promise<number> {
     dir: { type: "string" },
     detach: { type: "boolean" },
     "base-port": { type: "string" },
+    timeout: { type: "string" },
   });
   if (values.help === true) return printUsage();
+  const timeoutS = Number(values.timeout ?? UP_FORM_TIMEOUT_S);
+  if (values.timeout !== undefined && (!/^[0-9]+(\.[0-9]+)?$/.test(values.timeout) || !(timeoutS > 0) || timeoutS > 3_600)) {
+    throw new UsageFailure(`--timeout must be a number of seconds in (0, 3600], got ${JSON.stringify(values.timeout.slice(0, 40))}`);
+  }
   // Node i prefers listen port base + i and API port base + 100 + i (7401…, 7501… by default).
   const base = values["base-port"] === undefined ? LISTEN_BASE_PORT : parsePort(values["base-port"], "--base-port");
   if (base + 100 + UP_NODES_MAX > 65535) throw new UsageFailure(`--base-port must leave room for ${UP_NODES_MAX} nodes: at most ${65535 - 100 - UP_NODES_MAX}`);
@@ -392,7 +574,7 @@ async function upCommand(args: string[]): Promise<number> {
 
   const existing = readCluster(dir);
   if (existing !== undefined) {
-    const alive = existing.nodes.filter((node) => node.pid !== null && isNodeProcess(node.pid, node.data));
+    const alive = existing.nodes.filter((node) => livePids(node).length > 0);
     if (alive.length > 0) {
       process.stdout.write(`a cluster is already running in ${dir}: ${alive.length} of ${existing.nodes.length} nodes alive (stop it with: pk down --dir ${dir})\n`);
       const first = alive[0];
@@ -499,6 +681,25 @@ async function upCommand(args: string[]): Promise<number> {
   writeCluster(dir, cluster);
   const rows = cluster.nodes.map((node) => `  ${node.name ?? ""}  ${node.id}  pid ${node.pid}  listen ${node.listen}  api ${node.api}`);
   process.stdout.write(`started ${count} node${count === 1 ? "" : "s"} in ${Date.now() - started} ms (${join(dir, "cluster.json")})\n${rows.join("\n")}\n`);
+
+  // Hand over a formed cluster, not processes that merely answer: until every node sees the
+  // others and the leader has made them voters, the first node is the only voter, and losing it
+  // leaves no leader.
+  const formedSummary = await waitFormed(
+    planned.map((plan, i) => ({ id: ids[i] ?? "", name: plan.name, api: plan.api, log: plan.log })), token, timeoutS * 1000,
+    () => {
+      const i = children.findIndex((child) => child.exited !== undefined);
+      const child = children[i];
+      const plan = planned[i];
+      return child?.exited === undefined || plan === undefined ? undefined
+        : { name: plan.name, log: plan.log, how: child.exited.signal ?? `code ${child.exited.code}` };
+    },
+  ).catch((error: unknown) => {
+    if (!(error instanceof CliFailure)) throw error;
+    throw new CliFailure(`${error.message}\nits nodes are still running: look with pk shell --dir ${dir} -c "raft", ` +
+      `logs in ${join(dir, "n*", "node.log")}; stop them with: pk down --dir ${dir}`);
+  });
+  process.stdout.write(`cluster formed ${Date.now() - started} ms after start: ${formedSummary}\n`);
   if (detach) {
     process.stdout.write(`stop it with: pk down --dir ${dir}\n`);
     return 0;
@@ -529,35 +730,37 @@ async function downCommand(args: string[]): Promise<number> {
     process.stdout.write(`no cluster in ${dir} (no cluster.json); nothing to stop\n`);
     return 0;
   }
-  const running = cluster.nodes.filter((node) => node.pid !== null && isNodeProcess(node.pid, node.data));
-  for (const node of running) signal(node, "SIGTERM");
+  // Each node's live processes: the one pk up started, or the one restarted by hand (DATA/pid).
+  const running = cluster.nodes.map((node) => ({ node, pids: livePids(node) })).filter((entry) => entry.pids.length > 0);
+  for (const entry of running) signal(entry.pids, "SIGTERM");
   let left = await waitGone(running, DOWN_GRACE_MS);
   if (left.length > 0) {
     process.stderr.write(`pk down: ${left.length} node(s) still running after ${DOWN_GRACE_MS / 1000} s, sending SIGKILL\n`);
-    for (const node of left) signal(node, "SIGKILL");
+    for (const entry of left) signal(entry.pids, "SIGKILL");
     left = await waitGone(left, 2_000);
   }
   // Exited nodes are zombies until their parent (init, for nodes pk up started) reaps them; wait a
   // little for that so that on return no pid of the cluster exists any more.
-  await waitReaped(running.flatMap((node) => (node.pid === null || left.includes(node) ? [] : [node.pid])), REAP_WAIT_MS);
-  const stillRunning = new Set(left.map((node) => node.id));
+  await waitReaped(running.flatMap((entry) => (left.includes(entry) ? [] : entry.pids)), REAP_WAIT_MS);
+  const stillRunning = new Set(left.map((entry) => entry.node.id));
   writeCluster(dir, {
     token: cluster.token,
     nodes: cluster.nodes.map((node) => (stillRunning.has(node.id) ? node : { ...node, pid: null, state: "stopped" })),
   });
   if (left.length > 0) {
-    throw new CliFailure(`could not stop ${left.map((node) => `${node.name ?? node.id} (pid ${node.pid})`).join(", ")}`);
+    throw new CliFailure(`could not stop ${left.map(({ node, pids }) => `${node.name ?? node.id} (pid ${pids.join(", ")})`).join(", ")}`);
   }
   process.stdout.write(running.length === 0 ? `no node of ${dir} was running\n` : `stopped ${running.length} node${running.length === 1 ? "" : "s"}\n`);
   return 0;
 }
 
-function signal(node: ClusterNode, name: NodeJS.Signals): void {
-  if (node.pid === null) return;
-  try {
-    process.kill(node.pid, name);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+function signal(pids: readonly number[], name: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, name);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+    }
   }
 }
 
@@ -578,12 +781,19 @@ async function waitReaped(pids: readonly number[], timeoutMs: number): Promise<v
   }
 }
 
-async function waitGone(nodes: readonly ClusterNode[], timeoutMs: number): Promise<ClusterNode[]> {
+interface NodeProcesses {
+  readonly node: ClusterNode;
+  readonly pids: readonly number[];
+}
+
+/** The entries of which some process still runs after up to `timeoutMs`. */
+async function waitGone(entries: readonly NodeProcesses[], timeoutMs: number): Promise<NodeProcesses[]> {
   const deadline = Date.now() + timeoutMs;
-  let left = [...nodes];
+  const runs = (entry: NodeProcesses): boolean => entry.pids.some((pid) => isNodeProcess(pid, entry.node.data));
+  let left = entries.filter(runs);
   while (left.length > 0 && Date.now() < deadline) {
     await sleep(50);
-    left = left.filter((node) => node.pid !== null && isNodeProcess(node.pid, node.data));
+    left = left.filter(runs);
   }
   return left;
 }
@@ -596,14 +806,14 @@ interface ShellAnswer {
   readonly output: string;
 }
 
-async function runLine(api: string, token: string | undefined, line: string): Promise<ShellAnswer> {
+async function runLine(api: string, token: string | undefined, line: string, timeoutMs = SHELL_REQUEST_TIMEOUT_MS): Promise<ShellAnswer> {
   let response: Response;
   try {
     response = await fetch(`${api}/v1/shell`, {
       method: "POST",
       headers: { "Content-Type": "application/json", ...(token === undefined ? {} : { Authorization: `Bearer ${token}` }) },
       body: JSON.stringify({ line }),
-      signal: AbortSignal.timeout(SHELL_REQUEST_TIMEOUT_MS),
+      signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (error) {
     const cause = (error as { cause?: { message?: string } }).cause?.message;
@@ -637,7 +847,7 @@ async function shellCommand(args: string[]): Promise<number> {
     if (cluster !== undefined) {
       token ??= cluster.token;
       if (api === undefined) {
-        const node = cluster.nodes.find((n) => n.pid !== null && isNodeProcess(n.pid, n.data)) ?? cluster.nodes[0];
+        const node = cluster.nodes.find((n) => livePids(n).length > 0) ?? cluster.nodes[0];
         api = node?.api;
       }
     }

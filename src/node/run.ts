@@ -330,7 +330,11 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
   };
 
   const node: RunningNode = { id: kernel.id, listen: boundAddress, advertise: transport.address, api: api.url, token, kernel, stop, stopped };
-  if (options.ownProcess === true) ownTheProcess(node);
+  if (options.ownProcess === true) {
+    // DATA/pid: `pk down` finds a node restarted by hand (cluster.json holds the pid pk up started).
+    writeFileSync(join(dataDir, "pid"), `${process.pid}\n`, { mode: 0o600 });
+    ownTheProcess(node);
+  }
   return node;
 }
 

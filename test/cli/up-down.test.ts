@@ -1,14 +1,18 @@
 // `pk up` / `pk down` with real node processes on loopback (DESIGN.md §8). Acceptance 1: a 3-node
 // cluster converges (every node lists 3 alive members) within 5 s. Acceptance 2: a node killed
 // with SIGKILL and restarted from its cluster.json argv comes back with the same id and is listed
-// by the others. Then issue 3's Body acceptance on real processes: a guarded task survives the
-// kill -9 of its owner, and a restarted node restores its state before any traffic. Every test
-// stops its processes and removes its directory, even when it fails. All tests that run `pk up`
+// by the others, and `pk down` stops it although cluster.json holds the old pid. Issue 12: `pk up`
+// returns only once the cluster has formed (3 alive everywhere, 3 Raft voters), so a kill -9 of
+// the first node right after it still leaves a cluster that elects a leader. Then issue 3's Body
+// acceptance on real processes: a guarded task survives the kill -9 of its owner, and a restarted
+// node restores its state before any traffic. Every test stops its processes and removes its
+// directory, even when it fails. All tests that run `pk up`
 // live in this one file: files run in parallel, and two `pk up`s at once race for the same ports.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { alive, basePort, clusterDir, pk, readCluster, restartNode, shellLine, startCluster, status, waitConverged, type ClusterNode, type Status } from "./cluster-helpers.ts";
@@ -16,10 +20,27 @@ import { alive, basePort, clusterDir, pk, readCluster, restartNode, shellLine, s
 test("pk up --detach --nodes 3: every node lists 3 alive members within 5 s (acceptance 1)", async (t) => {
   const dir = clusterDir(t);
   const started = performance.now();
-  const up = await pk(["up", "--detach", "--nodes", "3", "--dir", dir, "--base-port", String(basePort())]);
+  let finished = false;
+  const upDone = pk(["up", "--detach", "--nodes", "3", "--dir", dir, "--base-port", String(basePort())]).finally(() => {
+    finished = true;
+  });
+  // pk up returns once Raft has its voters too; membership converges before that, so it is
+  // measured while pk up still waits (cluster.json is written once every node answers).
+  while (!existsSync(join(dir, "cluster.json"))) {
+    if (finished) {
+      const failed = await upDone;
+      assert.fail(`pk up exited ${failed.code} without writing cluster.json: ${failed.stderr}`);
+    }
+    assert.ok(performance.now() - started < 30_000, "cluster.json written");
+    await sleep(20);
+  }
+  const statuses = await waitConverged(readCluster(dir).nodes.map((node) => node.api), 3, 5_000);
+  const convergedMs = performance.now() - started;
+  const up = await upDone;
   const upMs = performance.now() - started;
   assert.equal(up.code, 0, up.stderr);
   assert.match(up.stdout, /started 3 nodes/);
+  assert.match(up.stdout, /cluster formed .*3\/3 alive, raft voters 3\/3/);
   const cluster = readCluster(dir);
   assert.equal(statSync(join(dir, "cluster.json")).mode & 0o777, 0o600);
   assert.equal(cluster.nodes.length, 3);
@@ -30,14 +51,12 @@ test("pk up --detach --nodes 3: every node lists 3 alive members within 5 s (acc
     assert.match(node.api, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.match(node.listen, /^127\.0\.0\.1:\d+$/);
   }
-  const statuses = await waitConverged(cluster.nodes.map((node) => node.api), 3, 5_000);
-  const convergedMs = performance.now() - started;
   const ids = cluster.nodes.map((node) => node.id).sort();
   for (const s of statuses) {
     assert.deepEqual(s.members.map((m) => m.id).sort(), ids);
     assert.equal(s.mode, "FULL");
   }
-  t.diagnostic(`acceptance 1: pk up returned after ${upMs.toFixed(0)} ms; all 3 nodes list 3 alive members ${convergedMs.toFixed(0)} ms after pk up started`);
+  t.diagnostic(`acceptance 1: all 3 nodes list 3 alive members ${convergedMs.toFixed(0)} ms after pk up started; pk up returned with Raft formed after ${upMs.toFixed(0)} ms`);
   console.log(JSON.stringify({ acceptance: 1, upMs: Math.round(upMs), convergedMs: Math.round(convergedMs) }));
   assert.ok(convergedMs <= 5_000, `converged in ${convergedMs} ms`);
 
@@ -107,12 +126,108 @@ test("a node killed with SIGKILL restarts from its cluster.json argv with the sa
   }
   assert.equal(statuses[1]?.id, victim.id, "the restarted node has the same id");
 
-  // Record the new pid as an operator would; pk down then stops all three.
-  writeFileSync(join(dir, "cluster.json"), JSON.stringify({ ...cluster, nodes: cluster.nodes.map((n) => (n.id === victim.id ? { ...n, pid: child.pid } : n)) }), { mode: 0o600 });
+  // cluster.json still holds the killed pid; pk down finds the restarted node by the pid it wrote
+  // to DATA/pid at start, and stops all three.
+  assert.equal(readCluster(dir).nodes[1]?.pid, victim.pid, "cluster.json still records the old pid");
+  assert.equal(readFileSync(join(victim.data, "pid"), "utf8").trim(), String(child.pid));
   const down = await pk(["down", "--dir", dir]);
   assert.equal(down.code, 0, down.stderr);
+  assert.match(down.stdout, /stopped 3 nodes/);
   for (const pid of [child.pid, ...cluster.nodes.map((n) => n.pid as number)]) assert.equal(alive(pid), false, `pid ${pid} is gone`);
+  assert.match(readFileSync(join(victim.data, "node.log"), "utf8"), /SIGTERM, stopping/, "the restarted node was stopped gracefully");
 });
+
+test("pk down stops a node restarted by hand with a relative --data, leaving no process behind", async (t) => {
+  const restarted: number[] = [];
+  const { dir, cluster, apis } = await startCluster(t, 3, restarted);
+  const victim = cluster.nodes[2];
+  assert.ok(victim !== undefined && victim.pid !== null);
+  process.kill(victim.pid, "SIGKILL");
+  while (alive(victim.pid)) await sleep(20);
+  // As a person would: from the cluster folder, with --data n3 rather than the absolute path.
+  const [command, ...args] = victim.argv;
+  assert.ok(command !== undefined);
+  const relative = args.map((arg) => (arg === victim.data ? "n3" : arg));
+  assert.ok(relative.includes("n3"));
+  const log = openSync(join(victim.data, "node.log"), "a");
+  const child = spawn(command, relative, { cwd: dir, detached: true, stdio: ["ignore", log, log] });
+  closeSync(log);
+  child.unref();
+  assert.ok(child.pid !== undefined);
+  restarted.push(child.pid);
+  await waitConverged(apis, 3, 15_000, (s) => s.members.some((m) => m.id === victim.id && m.incarnation >= 1));
+  const down = await pk(["down", "--dir", dir]);
+  assert.equal(down.code, 0, down.stderr);
+  assert.match(down.stdout, /stopped 3 nodes/);
+  assert.equal(alive(child.pid), false, "the node restarted by hand is gone");
+  assert.ok(readCluster(dir).nodes.every((node) => node.pid === null));
+});
+
+// Issue 12: `pk up` hands over a formed cluster. Before, it returned while the first node was the
+// only voter (the others learners at term 0), and a kill -9 of that node left no leader.
+test("pk up --detach returns a formed cluster: 3 alive and 3 voters everywhere; kill -9 of the first node, a write through another succeeds", { timeout: 60_000 }, async (t) => {
+  const dir = clusterDir(t);
+  const up = await pk(["up", "--detach", "--nodes", "3", "--dir", dir, "--base-port", String(basePort())]);
+  assert.equal(up.code, 0, up.stderr);
+  assert.match(up.stderr, /waiting for the cluster to form: /, "progress while it waits");
+  const cluster = readCluster(dir);
+  // No waiting here: what pk up hands over is already formed.
+  const raft = await Promise.all(cluster.nodes.map((node) => raftStatus(node.api)));
+  const statuses = await Promise.all(cluster.nodes.map((node) => status(node.api)));
+  const ids = cluster.nodes.map((node) => node.id).sort();
+  for (const [i, s] of statuses.entries()) {
+    assert.ok(s !== undefined);
+    assert.equal(s.members.filter((m) => m.state === "alive").length, 3, `node ${i + 1} sees 3 alive`);
+    assert.deepEqual(raft[i]?.voters, ids, `node ${i + 1}: 3 voters`);
+    assert.deepEqual(raft[i]?.learners, []);
+  }
+  const config = await shellLine(cluster.nodes[0]!.api, "raft");
+  assert.match(config.output, /^config +voters=\([0-9a-f ]+\)$/m, "out of the joint configuration");
+
+  const first = cluster.nodes[0]!;
+  assert.ok(first.pid !== null);
+  process.kill(first.pid, "SIGKILL");
+  const killedAt = performance.now();
+  const other = cluster.nodes[1]!;
+  let lastStatus = 0;
+  for (;;) {
+    assert.ok(performance.now() - killedAt < 15_000, `a write through ${other.api} after the kill (last HTTP ${lastStatus})`);
+    try {
+      const response = await fetch(`${other.api}/v1/kv/after-kill`, { method: "PUT", body: "yes", signal: AbortSignal.timeout(3_000) });
+      await response.arrayBuffer();
+      lastStatus = response.status;
+      if (response.status === 200) break;
+    } catch {
+      lastStatus = -1;
+    }
+    await sleep(50);
+  }
+  t.diagnostic(`issue 12: write acknowledged through n2 ${(performance.now() - killedAt).toFixed(0)} ms after kill -9 of n1 (pk up returned)`);
+  const after = await raftStatus(other.api);
+  assert.ok(after.leader !== null && after.leader !== first.id, "a survivor leads");
+  const read = await fetch(`${cluster.nodes[2]!.api}/v1/kv/after-kill`, { signal: AbortSignal.timeout(3_000) });
+  assert.equal(read.status, 200);
+  assert.equal(await read.text(), "yes");
+});
+
+test("pk up over an existing .pk (restart) waits for the cluster too: the first status is FULL with 3 alive", { timeout: 60_000 }, async (t) => {
+  const { dir } = await startCluster(t, 3);
+  const down = await pk(["down", "--dir", dir]);
+  assert.equal(down.code, 0, down.stderr);
+  const up = await pk(["up", "--detach", "--dir", dir, "--base-port", String(basePort())]);
+  assert.equal(up.code, 0, up.stderr);
+  assert.match(up.stdout, /cluster formed .*3\/3 alive, raft voters 3\/3/);
+  const shell = await pk(["shell", "--dir", dir, "-c", "status"]);
+  assert.equal(shell.code, 0, shell.stderr);
+  assert.match(shell.stdout, /^mode +FULL$/m);
+  assert.match(shell.stdout, /^members +3 alive \/ 3$/m);
+});
+
+async function raftStatus(api: string): Promise<{ state: string; leader: string | null; voters: string[]; learners: string[] }> {
+  const response = await fetch(`${api}/v1/status`, { signal: AbortSignal.timeout(2_000) });
+  assert.equal(response.status, 200);
+  return ((await response.json()) as { raft: { state: string; leader: string | null; voters: string[]; learners: string[] } }).raft;
+}
 
 // The Body layer on real processes (issue 3, acceptance 4 and 5). In this file, not its own: the
 // test runner runs files in parallel, and two `pk up`s at once race for the same ports.
