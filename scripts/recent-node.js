@@ -88,7 +88,7 @@ export function ensureRecentNode() {
   if (executable(node)) return node;
 
   say(`Node ${process.version} is older than ${REQUIRED_NODE}, which p-kernel needs (it runs TypeScript directly).`);
-  say(`fetching Node ${FETCHED_MAJOR} for p-kernel alone: npm package ${pkg}@${FETCHED_MAJOR} into ${cache} (once; about 30 MB to download) ...`);
+  say(`fetching Node ${FETCHED_MAJOR} for p-kernel alone: npm package ${pkg}@${FETCHED_MAJOR} into ${cache} (once; about 50 MB to download) ...`);
   const started = Date.now();
   // Installed beside the cache and moved into place in one rename, so an interrupted download
   // never leaves a half-written node behind, and two first runs at once do not collide.
