@@ -12,6 +12,7 @@
 // its absence.
 import { assert } from "../util/assert.ts";
 import { LIMITS } from "../util/limits.ts";
+import { Outbox, type Ready } from "../util/outbox.ts";
 import { Timeout } from "../util/timeout.ts";
 import type { GuardedTaskWire } from "../wire/messages.ts";
 
@@ -55,9 +56,7 @@ export type HealEvent =
   | { readonly type: "guard-removed"; readonly name: string; readonly epoch: number }
   | { readonly type: "guard-adopted"; readonly name: string; readonly from: string; readonly epoch: number };
 
-export interface HealReady {
-  readonly messages: readonly HealOutbound[];
-  readonly events: readonly HealEvent[];
+export interface HealReady extends Ready<HealOutbound, HealEvent> {
   /** Records to write to the store (durably: a guarded task must survive power loss). */
   readonly changed: readonly GuardedTask[];
 }
@@ -89,9 +88,7 @@ export class Heal {
   #settled = false;
   #running: GuardedTask[] | undefined;
   #now = 0;
-  #outbox: HealOutbound[] = [];
-  #events: HealEvent[] = [];
-  #changed: GuardedTask[] = [];
+  readonly #out = new Outbox<HealOutbound, HealEvent, { changed: GuardedTask }>({ changed: [] });
 
   constructor(self: string, config: HealConfig = HEAL_DEFAULTS) {
     assert(config.syncTicks > 0 && config.settleTicks >= 0, "Heal: config out of bounds");
@@ -139,7 +136,7 @@ export class Heal {
     if (epoch > EPOCH_MAX) return "epoch space exhausted";
     const task: GuardedTask = { name, command, everyTicks, owner: this.#self, epoch, removed: false };
     this.#set(task);
-    this.#events.push({ type: "guard-defined", name, owner: this.#self, epoch });
+    this.#out.emit({ type: "guard-defined", name, owner: this.#self, epoch });
     this.#broadcast([task], membership);
     return undefined;
   }
@@ -151,7 +148,7 @@ export class Heal {
     if (known.epoch >= EPOCH_MAX) return "epoch space exhausted";
     const task: GuardedTask = { ...known, epoch: known.epoch + 1, removed: true, owner: this.#self };
     this.#set(task);
-    this.#events.push({ type: "guard-removed", name, epoch: task.epoch });
+    this.#out.emit({ type: "guard-removed", name, epoch: task.epoch });
     this.#broadcast([task], membership);
     return undefined;
   }
@@ -165,7 +162,7 @@ export class Heal {
       if (known !== undefined ? !taskBeats(task, known) : this.#tasks.size >= LIMITS.guardedTasksMax) continue;
       this.#set(task);
     }
-    if (reply) this.#outbox.push({ to: from, reply: false, tasks: this.#table() });
+    if (reply) this.#out.send({ to: from, reply: false, tasks: this.#table() });
   }
 
   /** Cheap when there is nothing to do: the live list is only read on a sync or an adoption. */
@@ -179,7 +176,7 @@ export class Heal {
       if (live.length > 0) {
         // Deterministic choice from the tick count: the core has no Rng of its own to spend.
         const to = live[Math.floor(this.#now / this.#config.syncTicks) % live.length] as string;
-        this.#outbox.push({ to, reply: true, tasks: this.#table() });
+        this.#out.send({ to, reply: true, tasks: this.#table() });
       }
     }
     if (this.#tasks.size > 0) this.#adopt(membership);
@@ -187,7 +184,7 @@ export class Heal {
 
   /** Asks a member for its table at once (after a join, or when a member comes back). */
   syncWith(id: string): void {
-    this.#outbox.push({ to: id, reply: true, tasks: this.#table() });
+    this.#out.send({ to: id, reply: true, tasks: this.#table() });
   }
 
   clear(): void {
@@ -196,15 +193,11 @@ export class Heal {
   }
 
   ready(): HealReady {
-    const ready = { messages: this.#outbox, events: this.#events, changed: this.#changed };
-    this.#outbox = [];
-    this.#events = [];
-    this.#changed = [];
-    return ready;
+    return this.#out.take();
   }
 
   hasReady(): boolean {
-    return this.#outbox.length > 0 || this.#events.length > 0 || this.#changed.length > 0;
+    return this.#out.hasReady();
   }
 
   /** Tasks whose owner is gone go to the lowest-id live node; if that is this one, it adopts. */
@@ -221,7 +214,7 @@ export class Heal {
       if (lowest !== this.#self || task.epoch >= EPOCH_MAX) continue;
       const next: GuardedTask = { ...task, owner: this.#self, epoch: task.epoch + 1 };
       this.#set(next);
-      this.#events.push({ type: "guard-adopted", name: task.name, from: task.owner, epoch: next.epoch });
+      this.#out.emit({ type: "guard-adopted", name: task.name, from: task.owner, epoch: next.epoch });
       (adopted ??= []).push(next);
     }
     if (adopted !== undefined) this.#broadcast(adopted, membership);
@@ -229,13 +222,13 @@ export class Heal {
 
   #broadcast(tasks: readonly GuardedTask[], membership: HealMembership): void {
     const wire = tasks.map(taskToWire);
-    for (const to of membership.liveIds()) this.#outbox.push({ to, reply: false, tasks: wire });
+    for (const to of membership.liveIds()) this.#out.send({ to, reply: false, tasks: wire });
   }
 
   #set(task: GuardedTask): void {
     this.#running = undefined;
     this.#tasks.set(task.name, task);
-    this.#changed.push(task);
+    this.#out.add("changed", task);
   }
 
   /**

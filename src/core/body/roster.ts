@@ -12,6 +12,7 @@
 import { assert, assertNever } from "../util/assert.ts";
 import { bytesEqual } from "../util/bytes.ts";
 import { LIMITS } from "../util/limits.ts";
+import { Outbox, type Ready } from "../util/outbox.ts";
 import type { Rng } from "../util/rng.ts";
 import { Timeout } from "../util/timeout.ts";
 import type { Channel } from "../wire/envelope.ts";
@@ -56,10 +57,7 @@ export interface RosterMembership {
   welcomed(from: string, states: SwimUpdateWire[]): void;
 }
 
-export interface RosterReady {
-  readonly messages: readonly Outbound[];
-  readonly events: readonly RosterEvent[];
-}
+export type RosterReady = Ready<Outbound, RosterEvent>;
 
 interface Pending {
   readonly nonce: Uint8Array;
@@ -89,8 +87,7 @@ export class Roster {
   readonly #joinRetry: Timeout;
   #joined: boolean;
   #now = 0;
-  #outbox: Outbound[] = [];
-  #events: RosterEvent[] = [];
+  readonly #out = new Outbox<Outbound, RosterEvent>();
 
   constructor(self: MemberEntry, rng: Rng, crypto: RosterCrypto, membership: RosterMembership, config: RosterConfig) {
     assert(crypto.idOf(self.pub) === self.id, "Roster: self id must derive from the public key");
@@ -148,27 +145,24 @@ export class Roster {
   }
 
   ready(): RosterReady {
-    const ready = { messages: this.#outbox, events: this.#events };
-    this.#outbox = [];
-    this.#events = [];
-    return ready;
+    return this.#out.take();
   }
 
   hasReady(): boolean {
-    return this.#outbox.length > 0 || this.#events.length > 0;
+    return this.#out.hasReady();
   }
 
   #sendHello(): void {
-    for (const to of this.#config.join) this.#outbox.push({ to, channel: "datagram", message: { t: "hello", entry: this.#self } });
+    for (const to of this.#config.join) this.#out.send({ to, channel: "datagram", message: { t: "hello", entry: this.#self } });
   }
 
   #onHello(sender: string, entry: MemberEntry): void {
     if (entry.id !== sender || this.#crypto.idOf(entry.pub) !== entry.id) {
-      this.#events.push({ type: "join-refused", from: sender, reason: "id does not match public key" });
+      this.#out.emit({ type: "join-refused", from: sender, reason: "id does not match public key" });
       return;
     }
     if (!this.#pending.has(entry.id) && this.#pending.size >= LIMITS.handshakesMax) {
-      this.#events.push({ type: "join-refused", from: sender, reason: "too many handshakes in progress" });
+      this.#out.emit({ type: "join-refused", from: sender, reason: "too many handshakes in progress" });
       return;
     }
     const nonce = new Uint8Array(16);
@@ -180,7 +174,7 @@ export class Roster {
       nonce[i + 3] = word >>> 24;
     }
     this.#pending.set(entry.id, { nonce, entry, expiresTick: this.#now + LIMITS.handshakeTicksMax });
-    this.#outbox.push({ to: entry.addr, channel: "datagram", message: { t: "challenge", nonce } });
+    this.#out.send({ to: entry.addr, channel: "datagram", message: { t: "challenge", nonce } });
   }
 
   /** The proof goes to every join address: only the seed holding this nonce accepts it. */
@@ -188,24 +182,24 @@ export class Roster {
     if (this.#joined) return;
     const sig = this.#crypto.sign(joinTranscript(nonce, this.#self.id, seedId));
     for (const to of this.#config.join) {
-      this.#outbox.push({ to, channel: "datagram", message: { t: "proof", entry: this.#self, nonce, sig } });
+      this.#out.send({ to, channel: "datagram", message: { t: "proof", entry: this.#self, nonce, sig } });
     }
   }
 
   #onProof(sender: string, entry: MemberEntry, nonce: Uint8Array, sig: Uint8Array): void {
     const pending = this.#pending.get(sender);
     if (pending === undefined || entry.id !== sender || !bytesEqual(pending.nonce, nonce)) {
-      this.#events.push({ type: "join-refused", from: sender, reason: "no matching challenge" });
+      this.#out.emit({ type: "join-refused", from: sender, reason: "no matching challenge" });
       return;
     }
     this.#pending.delete(sender);
     if (!bytesEqual(pending.entry.pub, entry.pub) || !this.#crypto.verify(entry.pub, joinTranscript(nonce, sender, this.#self.id), sig)) {
-      this.#events.push({ type: "join-refused", from: sender, reason: "bad signature" });
+      this.#out.emit({ type: "join-refused", from: sender, reason: "bad signature" });
       return;
     }
     this.#membership.admit(entry);
-    this.#events.push({ type: "member-admitted", id: entry.id, addr: entry.addr });
-    this.#outbox.push({ to: entry.addr, channel: "stream", message: { t: "welcome", states: this.#membership.table() } });
+    this.#out.emit({ type: "member-admitted", id: entry.id, addr: entry.addr });
+    this.#out.send({ to: entry.addr, channel: "stream", message: { t: "welcome", states: this.#membership.table() } });
   }
 
   #onWelcome(sender: string, states: SwimUpdateWire[]): void {
@@ -213,7 +207,7 @@ export class Roster {
     if (!this.#joined) {
       this.#joined = true;
       this.#joinRetry.stop();
-      this.#events.push({ type: "joined", via: sender, members: states.length });
+      this.#out.emit({ type: "joined", via: sender, members: states.length });
     }
   }
 

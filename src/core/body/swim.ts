@@ -27,6 +27,7 @@
 // members (src/sim/swim-scale.ts) with one shared directory.
 import { assert, assertNever } from "../util/assert.ts";
 import { LIMITS } from "../util/limits.ts";
+import { Outbox, type Ready } from "../util/outbox.ts";
 import { bytesEqual } from "../util/bytes.ts";
 import type { Rng } from "../util/rng.ts";
 import { Timeout } from "../util/timeout.ts";
@@ -172,10 +173,7 @@ export type SwimEvent = {
   readonly incarnation: number;
 };
 
-export interface SwimReady {
-  readonly messages: readonly Outbound[];
-  readonly events: readonly SwimEvent[];
-}
+export type SwimReady = Ready<Outbound, SwimEvent>;
 
 /** What Swim knows about one member (read-only outside this file). */
 export interface SwimMember {
@@ -487,8 +485,7 @@ export class Swim {
   readonly #gossipTimer: Timeout;
   readonly #pushPullTimer: Timeout;
   #now = 0;
-  #outbox: Outbound[] = [];
-  #events: SwimEvent[] = [];
+  readonly #out = new Outbox<Outbound, SwimEvent>();
 
   constructor(self: MemberEntry, rng: Rng, crypto: SwimCrypto, config: SwimConfig, options: SwimOptions = {}) {
     assert(crypto.idOf(self.pub) === self.id, "Swim: self id must derive from the public key");
@@ -659,7 +656,7 @@ export class Swim {
     this.#probeTimer.stop();
     this.#pushPullTimer.stop();
     this.#addNews(this.#selfSlot);
-    this.#events.push({ type: "member-left", id: this.#self.id, incarnation: this.#self.incarnation });
+    this.#out.emit({ type: "member-left", id: this.#self.id, incarnation: this.#self.incarnation });
   }
 
   /** A message from an authenticated sender; anything but SWIM's own is ignored. */
@@ -705,14 +702,11 @@ export class Swim {
   }
 
   ready(): SwimReady {
-    const ready = { messages: this.#outbox, events: this.#events };
-    this.#outbox = [];
-    this.#events = [];
-    return ready;
+    return this.#out.take();
   }
 
   hasReady(): boolean {
-    return this.#outbox.length > 0 || this.#events.length > 0;
+    return this.#out.hasReady();
   }
 
   // ---- Tables ------------------------------------------------------------------------------------
@@ -1207,7 +1201,7 @@ export class Swim {
     }
     this.#incarnation[slot] = incarnation;
     this.#transition(slot, code, from);
-    this.#events.push({ type: eventOf(current, code), id, incarnation });
+    this.#out.emit({ type: eventOf(current, code), id, incarnation });
     if (code === SUSPECT && from !== this.#self.id) this.#confirmStart(slot);
   }
 
@@ -1230,7 +1224,7 @@ export class Swim {
     this.#live++;
     this.#roundInsert(slot);
     this.#addNews(slot);
-    this.#events.push({ type: "member-alive", id, incarnation });
+    this.#out.emit({ type: "member-alive", id, incarnation });
   }
 
   /** News about this node: refute any accusation at or above our incarnation. */
@@ -1250,7 +1244,7 @@ export class Swim {
     this.#self = { ...this.#self, incarnation: incarnation + 1 };
     this.#addNews(this.#selfSlot);
     if (accused) this.#healthAdd(1);
-    this.#events.push({ type: "member-refuted", id: this.#self.id, incarnation: this.#self.incarnation });
+    this.#out.emit({ type: "member-refuted", id: this.#self.id, incarnation: this.#self.incarnation });
   }
 
   #transition(slot: number, code: Code, from: string): void {
@@ -1347,7 +1341,7 @@ export class Swim {
       const slot = suspicion.slot;
       assert(this.#suspicions.get(slot) === suspicion && this.#state[slot] === SUSPECT, "Swim: suspects are suspect");
       this.#transition(slot, DEAD, this.#self.id);
-      this.#events.push({ type: "member-dead", id: this.#dir.ids[slot] as string, incarnation: this.#incarnation[slot] as number });
+      this.#out.emit({ type: "member-dead", id: this.#dir.ids[slot] as string, incarnation: this.#incarnation[slot] as number });
     }
   }
 
@@ -1409,7 +1403,7 @@ export class Swim {
   }
 
   #send(to: string, message: Message, channel: Channel = "datagram"): void {
-    this.#outbox.push({ to, channel, message });
+    this.#out.send({ to, channel, message });
   }
 }
 

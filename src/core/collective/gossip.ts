@@ -51,6 +51,7 @@
 import { assert } from "../util/assert.ts";
 import { compareHlc, HybridClock, type Hlc } from "../util/hlc.ts";
 import { LIMITS } from "../util/limits.ts";
+import { Outbox, type Ready } from "../util/outbox.ts";
 import type { Rng } from "../util/rng.ts";
 import { Timeout } from "../util/timeout.ts";
 import { HEADER_BYTES, TAG_BYTES, type Channel } from "../wire/envelope.ts";
@@ -225,9 +226,7 @@ export type GossipEvent =
   /** This node was behind a peer's collection horizon and dropped rows to fetch them again. */
   | { readonly type: "gossip-reset"; readonly from: string; readonly droppedRows: number; readonly horizonWall: number };
 
-export interface GossipReady {
-  readonly messages: readonly GossipOutbound[];
-  readonly events: readonly GossipEvent[];
+export interface GossipReady extends Ready<GossipOutbound, GossipEvent> {
   /** Rows that entered the table (new winners, tombstones included): to persist. */
   readonly changed: readonly GossipRow[];
   /** Rows that left it without a successor (collected tombstones, reset): to delete from the store. */
@@ -464,10 +463,7 @@ export class Gossip {
   #freshUntil: number;
   readonly #subs = new Map<string, Set<GossipSubscription>>();
   #subCount = 0;
-  #outbox: GossipOutbound[] = [];
-  #events: GossipEvent[] = [];
-  #changed: GossipRow[] = [];
-  #forgotten: GossipRow[] = [];
+  readonly #out = new Outbox<GossipOutbound, GossipEvent, { changed: GossipRow; forgotten: GossipRow }>({ changed: [], forgotten: [] });
   readonly #stats: GossipStats = {
     rows: 0, tombstones: 0, origins: 0, topics: 0, selfVersion: 0, invalid: 0, gaps: 0, skewed: 0, tableFull: 0,
     originsFull: 0, originsEvicted: 0, repliesRefused: 0, tombstonesCollected: 0, resets: 0, subscriptionDrops: 0, catchUps: 0,
@@ -532,7 +528,7 @@ export class Gossip {
       if (st !== undefined && version > st.wm) st.wm = version;
     }
     if (rows.length > 0) this.#freshUntil = 0;
-    this.#changed = [];
+    this.#out.clear("changed");
   }
 
   /** Writes a value; the row wins over every row this node has seen for the key. Stamped with the physical time of the last tick(). */
@@ -665,16 +661,11 @@ export class Gossip {
   }
 
   ready(): GossipReady {
-    const ready = { messages: this.#outbox, events: this.#events, changed: this.#changed, forgotten: this.#forgotten };
-    this.#outbox = [];
-    this.#events = [];
-    this.#changed = [];
-    this.#forgotten = [];
-    return ready;
+    return this.#out.take();
   }
 
   hasReady(): boolean {
-    return this.#outbox.length > 0 || this.#events.length > 0 || this.#changed.length > 0 || this.#forgotten.length > 0;
+    return this.#out.hasReady();
   }
 
   // ---- Writes ------------------------------------------------------------------------------------
@@ -741,7 +732,7 @@ export class Gossip {
       this.#tombstones++;
       this.#tombstoneQueue.push({ row, at: this.#now });
     }
-    this.#changed.push(row);
+    this.#out.add("changed", row);
     if (row.value !== undefined || (existing !== undefined && existing.value !== undefined)) this.#notify(row);
     return true;
   }
@@ -764,7 +755,7 @@ export class Gossip {
     if (keys <= 0) this.#topicKeys.delete(row.topic);
     else this.#topicKeys.set(row.topic, keys);
     this.#retire(row);
-    this.#forgotten.push(row);
+    this.#out.add("forgotten", row);
   }
 
   #notify(row: GossipRow): void {
@@ -871,7 +862,7 @@ export class Gossip {
     // A node that knows no origin yet still opens with one entry (itself), so the peer answers
     // and, knowing more origins (n), adds a slice of its digest.
     if (b.d.length === 0) b.entry(this.#self, this.selfVersion);
-    this.#outbox.push({ to, channel: this.#config.channel, message: b.message(0, this.#originList.length) });
+    this.#out.send({ to, channel: this.#config.channel, message: b.message(0, this.#originList.length) });
   }
 
   /** Adds sweep entries, resuming where the last sweep stopped, until the digest holds `max` entries. */
@@ -898,7 +889,7 @@ export class Gossip {
     }
     if (b.empty) return;
     this.#repliesLeft--;
-    this.#outbox.push({ to: from, channel, message: b.message(hop, this.#originList.length) });
+    this.#out.send({ to: from, channel, message: b.message(hop, this.#originList.length) });
   }
 
   /** The answer to `message` within `budget` bytes; rowsFull when rows it lacks did not all fit. */
@@ -1113,6 +1104,6 @@ export class Gossip {
       this.#want(st.id, 1);
     }
     this.#stats.resets++;
-    this.#events.push({ type: "gossip-reset", from, droppedRows: dropped, horizonWall: stamp.wall });
+    this.#out.emit({ type: "gossip-reset", from, droppedRows: dropped, horizonWall: stamp.wall });
   }
 }

@@ -33,6 +33,7 @@
 // Time is in ticks, randomness (the first seqno, the jitter of the periodic dump) comes from the
 // injected Rng. Timers are checked every `sweepTicks`, so every expiry below is late by at most that.
 import { assert } from "../util/assert.ts";
+import { Outbox, type Ready } from "../util/outbox.ts";
 import type { Rng } from "../util/rng.ts";
 import { MESH_LIMITS, type MeshData, type MeshMessage, type MeshRequest, type MeshRouteWire, type MeshUpdate } from "./mesh-wire.ts";
 
@@ -155,10 +156,7 @@ export type MeshEvent =
   /** Data for this node. `payload` is a view into the packet: copy it to keep it. */
   | { readonly type: "delivered"; readonly source: string; readonly payload: Uint8Array; readonly hops: number };
 
-export interface MeshReady {
-  readonly messages: readonly MeshOutbound[];
-  readonly events: readonly MeshEvent[];
-}
+export type MeshReady = Ready<MeshOutbound, MeshEvent>;
 
 export type SendResult = "sent" | "delivered" | "no-route" | "too-large";
 
@@ -275,8 +273,7 @@ export class Mesh {
   readonly #dirty = new Set<string>();
   /** Triggered updates to repeat, by due tick (at most triggeredRepeats · triggeredRepeatTicks of them). */
   readonly #repeats: Repeat[] = [];
-  #outbox: MeshOutbound[] = [];
-  #events: MeshEvent[] = [];
+  readonly #out = new Outbox<MeshOutbound, MeshEvent>();
   readonly #stats: MeshStats = {
     updatesSent: 0, updatesReceived: 0, requestsSent: 0, requestsForwarded: 0, requestsAnswered: 0, notNeighbour: 0, stale: 0,
     tableFull: 0, dataSent: 0, dataForwarded: 0, dataDelivered: 0, dropNoRoute: 0, dropTtl: 0,
@@ -429,7 +426,7 @@ export class Mesh {
     if (payload.byteLength > MESH_LIMITS.payloadBytesMax) return "too-large";
     if (destination === this.#self) {
       this.#stats.dataDelivered++;
-      this.#events.push({ type: "delivered", source: this.#self, payload, hops: 0 });
+      this.#out.emit({ type: "delivered", source: this.#self, payload, hops: 0 });
       return "delivered";
     }
     const next = this.nextHop(destination);
@@ -438,19 +435,16 @@ export class Mesh {
       return "no-route";
     }
     this.#stats.dataSent++;
-    this.#outbox.push({ to: next, message: { t: "mesh-data", d: [this.#self, destination, this.#config.ttl, 0, payload] } });
+    this.#out.send({ to: next, message: { t: "mesh-data", d: [this.#self, destination, this.#config.ttl, 0, payload] } });
     return "sent";
   }
 
   ready(): MeshReady {
-    const ready = { messages: this.#outbox, events: this.#events };
-    this.#outbox = [];
-    this.#events = [];
-    return ready;
+    return this.#out.take();
   }
 
   hasReady(): boolean {
-    return this.#outbox.length > 0 || this.#events.length > 0;
+    return this.#out.hasReady();
   }
 
   // ---- updates -----------------------------------------------------------------------------
@@ -559,7 +553,7 @@ export class Mesh {
     }
     this.#maybeRequest(dest);
     if (previous !== dest.selected) {
-      this.#events.push({ type: "route-changed", destination: dest.id, nextHop: dest.selected, metric: bestRoute?.metric ?? INF });
+      this.#out.emit({ type: "route-changed", destination: dest.id, nextHop: dest.selected, metric: bestRoute?.metric ?? INF });
     }
   }
 
@@ -640,7 +634,7 @@ export class Mesh {
   }
 
   #sendRequest(to: string, destination: string, seqno: number, hops: number): void {
-    this.#outbox.push({ to, message: { t: "mesh-req", r: [destination, seqno, hops] } });
+    this.#out.send({ to, message: { t: "mesh-req", r: [destination, seqno, hops] } });
   }
 
   #onRequest(from: string, message: MeshRequest): void {
@@ -705,7 +699,7 @@ export class Mesh {
     const [source, destination, ttl, hops, payload] = message.d;
     if (destination === this.#self) {
       this.#stats.dataDelivered++;
-      this.#events.push({ type: "delivered", source, payload, hops: hops + 1 });
+      this.#out.emit({ type: "delivered", source, payload, hops: hops + 1 });
       return;
     }
     if (ttl <= 1 || hops + 1 >= MESH_LIMITS.hopsMax) {
@@ -718,7 +712,7 @@ export class Mesh {
       return;
     }
     this.#stats.dataForwarded++;
-    this.#outbox.push({ to: next, message: { t: "mesh-data", d: [source, destination, ttl - 1, hops + 1, payload] } });
+    this.#out.send({ to: next, message: { t: "mesh-data", d: [source, destination, ttl - 1, hops + 1, payload] } });
   }
 
   // ---- timers and output -------------------------------------------------------------------
@@ -798,7 +792,7 @@ export class Mesh {
     for (let i = 0; i === 0 || i < entries.length; i += max) {
       this.#stats.updatesSent++;
       this.#counter = (this.#counter + 1) >>> 0;
-      this.#outbox.push({
+      this.#out.send({
         to, message: { t: "mesh-update", iv: this.#config.updateIntervalTicks, n: this.#counter, q: ask && i === 0, u: entries.slice(i, i + max) },
       });
     }

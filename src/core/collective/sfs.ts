@@ -25,6 +25,7 @@
 // content sits complete in a temp file.
 import { assert } from "../util/assert.ts";
 import { fnv1a, FNV_OFFSET } from "../util/bytes.ts";
+import { Outbox, type Ready } from "../util/outbox.ts";
 import { Timeout } from "../util/timeout.ts";
 import { ancestorsOf, conflictPath, isCanonicalPath, normalizeSharedPath } from "./sfs-path.ts";
 import {
@@ -179,10 +180,8 @@ export interface SfsOutbound {
   readonly message: SfsMessage;
 }
 
-export interface SfsReady {
-  readonly messages: readonly SfsOutbound[];
+export interface SfsReady extends Ready<SfsOutbound, SfsEvent> {
   readonly effects: readonly SfsEffect[];
-  readonly events: readonly SfsEvent[];
   /** Records to write to the store (key `sfs/file/<path>`) durably, before the messages go out. */
   readonly changed: readonly { readonly path: string; readonly record: SfsRecordWire }[];
   /** Paths whose records to delete from the store (forgotten tombstones). */
@@ -427,9 +426,7 @@ export class Sfs {
   #live: readonly string[] = [];
   readonly #sync: Timeout;
   readonly #gc: Timeout;
-  #outbox: SfsOutbound[] = [];
-  #effects: SfsEffect[] = [];
-  #events: SfsEvent[] = [];
+  readonly #out = new Outbox<SfsOutbound, SfsEvent, { effects: SfsEffect }>({ effects: [] });
   #dirty = new Set<string>();
   #forgotten = new Set<string>();
   readonly stats: SfsStats = newStats();
@@ -714,12 +711,8 @@ export class Sfs {
       if (state !== undefined) changed.push({ path, record: this.#record(state) });
     }
     const ready: SfsReady = {
-      messages: this.#outbox, effects: this.#effects, events: this.#events, changed, forgotten: [...this.#forgotten],
-      clock: this.#clockDirty ? this.#clock : undefined,
+      ...this.#out.take(), changed, forgotten: [...this.#forgotten], clock: this.#clockDirty ? this.#clock : undefined,
     };
-    this.#outbox = [];
-    this.#effects = [];
-    this.#events = [];
     this.#dirty = new Set();
     this.#forgotten = new Set();
     this.#clockDirty = false;
@@ -727,8 +720,7 @@ export class Sfs {
   }
 
   hasReady(): boolean {
-    return this.#outbox.length > 0 || this.#effects.length > 0 || this.#events.length > 0 || this.#dirty.size > 0
-      || this.#forgotten.size > 0 || this.#clockDirty;
+    return this.#out.hasReady() || this.#dirty.size > 0 || this.#forgotten.size > 0 || this.#clockDirty;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -962,7 +954,7 @@ export class Sfs {
     }
     if (this.#merge({ ...loser, path }, undefined, false, depth + 1)) {
       this.stats.conflicts++;
-      this.#events.push({ type: "sfs-conflict", path: loser.path, kept: path, loser: stampKey(loser.counter, loser.origin) });
+      this.#out.emit({ type: "sfs-conflict", path: loser.path, kept: path, loser: stampKey(loser.counter, loser.origin) });
     }
   }
 
@@ -1089,7 +1081,7 @@ export class Sfs {
 
   #send(to: string, message: SfsMessage): void {
     this.stats.messagesOut++;
-    this.#outbox.push({ to, message });
+    this.#out.send({ to, message });
   }
 
   #sendDigest(to: string): void {
@@ -1222,7 +1214,7 @@ export class Sfs {
     this.#serves++;
     this.#peerServes.set(from, (this.#peerServes.get(from) ?? 0) + 1);
     this.#ops.set(id, { kind: "serve", to: from, get, length });
-    this.#effects.push({ kind: "read-chunk", id, path: source.entry.path, offset, length });
+    this.#out.add("effects", { kind: "read-chunk", id, path: source.entry.path, offset, length });
   }
 
   #onRead(op: Extract<Op, { kind: "serve" }>, bytes: Uint8Array | undefined): void {
@@ -1325,7 +1317,7 @@ export class Sfs {
       const id = this.#nextId++;
       transfer.pendingOps++;
       this.#ops.set(id, { kind: "copy", transfer, from: source as string });
-      this.#effects.push({ kind: "copy", id, from: source as string, temp: transfer.temp, chunkBytes: entry.chunkBytes });
+      this.#out.add("effects", { kind: "copy", id, from: source as string, temp: transfer.temp, chunkBytes: entry.chunkBytes });
     } else if (mode === "fetch") {
       this.#fetches++;
       this.#pump(transfer);
@@ -1453,7 +1445,7 @@ export class Sfs {
     transfer.pendingOps++;
     const id = this.#nextId++;
     this.#ops.set(id, { kind: "write", transfer, index: chunk.i, length });
-    this.#effects.push({ kind: "write-chunk", id, temp: transfer.temp, index: chunk.i, offset, bytes: chunk.d });
+    this.#out.add("effects", { kind: "write-chunk", id, temp: transfer.temp, index: chunk.i, offset, bytes: chunk.d });
     this.#pump(transfer);
   }
 
@@ -1464,7 +1456,7 @@ export class Sfs {
     if (transfer.cancelled) return this.#drain(transfer);
     if (error !== undefined) {
       // A disk error: give up this attempt, retry the file later.
-      this.#events.push({ type: "sfs-commit-failed", path: transfer.path, error });
+      this.#out.emit({ type: "sfs-commit-failed", path: transfer.path, error });
       return this.#abort(transfer);
     }
     transfer.chunkState[op.index] = WRITTEN;
@@ -1549,7 +1541,7 @@ export class Sfs {
     if (transfer.pendingOps > 0) return;
     const id = this.#nextId++;
     this.#ops.set(id, { kind: "discard" });
-    this.#effects.push({ kind: "discard", id, temp: transfer.temp });
+    this.#out.add("effects", { kind: "discard", id, temp: transfer.temp });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1563,12 +1555,12 @@ export class Sfs {
     this.#ops.set(id, op);
     if (op.kind === "commit") {
       assert(commit !== undefined, "Sfs: commit without its temp");
-      this.#effects.push({ kind: "commit", id, path, ...commit });
+      this.#out.add("effects", { kind: "commit", id, path, ...commit });
     } else if (op.kind === "remove") {
       const base = this.#files.get(path)?.base;
-      this.#effects.push({ kind: "remove", id, path, dir: base?.dir === true });
+      this.#out.add("effects", { kind: "remove", id, path, dir: base?.dir === true });
     } else {
-      this.#effects.push({ kind: "mkdir", id, path });
+      this.#out.add("effects", { kind: "mkdir", id, path });
     }
   }
 
@@ -1598,12 +1590,12 @@ export class Sfs {
       this.#busy.delete(path);
       this.#localBusy.delete(path);
       if (error !== undefined) {
-        this.#effects.push({ kind: "discard", id: this.#discardId(), temp: op.local.temp as string });
-        this.#events.push({ type: "sfs-local-done", op: op.local.op, path, error });
+        this.#out.add("effects", { kind: "discard", id: this.#discardId(), temp: op.local.temp as string });
+        this.#out.emit({ type: "sfs-local-done", op: op.local.op, path, error });
       } else {
         const info = op.local.info as SfsFileInfo;
         this.#localVersion(path, { deleted: false, dir: false, info: { ...info, mtimeMs }, mtimeMs, vv: op.local.vv });
-        this.#events.push({ type: "sfs-local-done", op: op.local.op, path });
+        this.#out.emit({ type: "sfs-local-done", op: op.local.op, path });
       }
       return this.#freed(path);
     }
@@ -1612,15 +1604,15 @@ export class Sfs {
     const state = this.#files.get(path);
     if (error !== undefined) {
       this.stats.commitFailures++;
-      this.#events.push({ type: "sfs-commit-failed", path, error });
-      this.#effects.push({ kind: "discard", id: this.#discardId(), temp: transfer.temp });
+      this.#out.emit({ type: "sfs-commit-failed", path, error });
+      this.#out.add("effects", { kind: "discard", id: this.#discardId(), temp: transfer.temp });
       if (state !== undefined) this.#backoff(state);
     } else if (state !== undefined) {
       this.stats.commits++;
       this.#setBase(state, transfer.entry, mtimeMs);
       state.suspect = false;
       if (isLiveFile(state.base)) addTo(this.#shaHave, state.base.sha256, path);
-      this.#events.push({ type: "sfs-file-updated", path, size: transfer.entry.size, origin: transfer.entry.origin, counter: transfer.entry.counter });
+      this.#out.emit({ type: "sfs-file-updated", path, size: transfer.entry.size, origin: transfer.entry.origin, counter: transfer.entry.counter });
       this.#settle(state);
     }
     this.#freed(path);
@@ -1639,11 +1631,11 @@ export class Sfs {
       this.#busy.delete(path);
       this.#localBusy.delete(path);
       if (error !== undefined && error !== "not-empty") {
-        this.#events.push({ type: "sfs-local-done", op: op.local.op, path, error });
+        this.#out.emit({ type: "sfs-local-done", op: op.local.op, path, error });
       } else {
         const dir = state === undefined ? true : state.base !== undefined ? state.base.dir : state.entry.dir;
         this.#localVersion(path, { deleted: true, dir, info: undefined, mtimeMs: this.#wallMs, vv: op.local.vv });
-        this.#events.push({ type: "sfs-local-done", op: op.local.op, path });
+        this.#out.emit({ type: "sfs-local-done", op: op.local.op, path });
         this.#busy.delete(path);
         this.#prune(path);
       }
@@ -1657,7 +1649,7 @@ export class Sfs {
         this.#prune(path);
         // The disk shows nothing here now; the tombstone is what it reflects when that is the entry.
         this.#setBase(state, state.entry.deleted ? state.entry : undefined, -1);
-        this.#events.push({ type: "sfs-file-removed", path });
+        this.#out.emit({ type: "sfs-file-removed", path });
         this.#settle(state);
       }
     }
@@ -1687,7 +1679,7 @@ export class Sfs {
     this.#busy.add(top);
     const id = this.#nextId++;
     this.#ops.set(id, { kind: "prune", path: top });
-    this.#effects.push({ kind: "remove", id, path: top, dir: true });
+    this.#out.add("effects", { kind: "remove", id, path: top, dir: true });
   }
 
   /** True while a disk operation runs on a folder above this path (nothing may be made below it then). */
@@ -1709,10 +1701,10 @@ export class Sfs {
     if (op.local !== undefined) {
       this.#busy.delete(path);
       this.#localBusy.delete(path);
-      if (error !== undefined) this.#events.push({ type: "sfs-local-done", op: op.local.op, path, error });
+      if (error !== undefined) this.#out.emit({ type: "sfs-local-done", op: op.local.op, path, error });
       else {
         this.#localVersion(path, { deleted: false, dir: true, info: undefined, mtimeMs, vv: op.local.vv });
-        this.#events.push({ type: "sfs-local-done", op: op.local.op, path });
+        this.#out.emit({ type: "sfs-local-done", op: op.local.op, path });
       }
       return this.#freed(path);
     }
@@ -1771,8 +1763,8 @@ export class Sfs {
         const info = op.info as SfsFileInfo;
         const blocked = this.#blockedForFile(path);
         if (blocked !== undefined) {
-          this.#effects.push({ kind: "discard", id: this.#discardId(), temp: op.temp as string });
-          this.#events.push({ type: "sfs-local-done", op: op.op, path, error: blocked });
+          this.#out.add("effects", { kind: "discard", id: this.#discardId(), temp: op.temp as string });
+          this.#out.emit({ type: "sfs-local-done", op: op.op, path, error: blocked });
           return this.#freed(path);
         }
         this.#issuePathOp(path, { kind: "commit", path, local: op }, { temp: op.temp as string, size: info.size, sha256: info.sha256, verify: false });
@@ -1780,7 +1772,7 @@ export class Sfs {
       }
       case "remove":
         if (!isLive(state?.base) && !isLive(state?.entry) && (this.#liveUnder.get(path) ?? 0) === 0 && state !== undefined) {
-          this.#events.push({ type: "sfs-local-done", op: op.op, path });
+          this.#out.emit({ type: "sfs-local-done", op: op.op, path });
           return this.#freed(path);
         }
       {
@@ -1789,7 +1781,7 @@ export class Sfs {
           // Live entries came below meanwhile (from a peer): the folder stays as their parent and
           // only its tombstone goes out (an empty live folder below must not go with it).
           this.#localVersion(path, { deleted: true, dir: true, info: undefined, mtimeMs: this.#wallMs, vv: op.vv });
-          this.#events.push({ type: "sfs-local-done", op: op.op, path });
+          this.#out.emit({ type: "sfs-local-done", op: op.op, path });
           return this.#freed(path);
         }
         // Removing what the disk holds; when nothing is on the disk yet, the tombstone still goes out.
@@ -1797,7 +1789,7 @@ export class Sfs {
         this.#localBusy.add(path);
         const id = this.#nextId++;
         this.#ops.set(id, { kind: "remove", path, local: op });
-        this.#effects.push({ kind: "remove", id, path, dir });
+        this.#out.add("effects", { kind: "remove", id, path, dir });
         return;
       }
       case "mkdir":
