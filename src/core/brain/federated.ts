@@ -8,11 +8,16 @@
 // coordinate-wise trimmed mean or median (Yin et al. 2018) as soon as a contributor takes part —
 // with malformed answers rejected, never averaged in.
 //
-// `federatedRound` runs the clients synchronously (simulations, tests, a node training its own
-// shards); a node that collects answers over the network calls `aggregateAnswers` itself. Either
-// way the result does not depend on the order the answers arrived in: aggregate() is bitwise
-// order-independent, ids are reported sorted, and a client id answering twice is rejected
-// altogether ("duplicate") rather than resolved by arrival order.
+// One path for every round: `FederatedRound` (sans-IO) holds a round's participants and collects
+// their answers as they come — an answer for another round, from a non-participant or a second one
+// from the same participant is refused, a participant that cannot answer is marked failed — and
+// aggregates them with `aggregateAnswers` once everyone has answered or failed. A node's `fl train`
+// (src/node/brain/service.ts) feeds it the `train-res` answers it receives and its own update;
+// `federatedRound` feeds it clients trained synchronously (simulations, tests). Local training is
+// `localUpdate` in both: a node answering `train-req` and `honestClient` run the same code. The
+// result does not depend on the order the answers arrived in: aggregate() is bitwise
+// order-independent, ids are reported sorted, and (in aggregateAnswers) a client id answering twice
+// is rejected altogether ("duplicate") rather than resolved by arrival order.
 //
 // Client builders for experiments and tests:
 //   * honestClient — local training (train.ts) on its own data; the shuffle seed depends on the
@@ -32,7 +37,8 @@
 // −2.1…+2.8 points against all-honest FedAvg. The robust rules do not remove the attacker's pull
 // entirely: it always sits at one extreme, so the order statistic they keep is shifted toward it,
 // and with only 10 rounds they trail by 3–10 points (they converge more slowly on non-IID data).
-import { createRng } from "../util/rng.ts";
+import { assert } from "../util/assert.ts";
+import { createRng, type Rng } from "../util/rng.ts";
 import { aggregate, type AggregationRule, type RejectReason } from "./fedlearn.ts";
 import { normalSampler } from "./ga.ts";
 import type { SensorSkew } from "./data.ts";
@@ -145,24 +151,121 @@ export function aggregateAnswers(
   };
 }
 
+/** A participant of a round: its id and whether it is a core (owned, trusted) node. */
+export interface RoundParticipant {
+  readonly id: string;
+  readonly core: boolean;
+}
+
+/** A participant's answer as it arrived: the round it answers, its parameters and example count. */
+export interface RoundAnswer extends ClientUpdate {
+  readonly round: number;
+}
+
+/** Why FederatedRound.answer refused an answer (it is not counted). */
+export type RoundRefusal = "not-participant" | "settled" | "stale-round";
+
+export interface FederatedRoundReport extends FederatedRoundResult {
+  readonly round: number;
+  /** Participants that answered (accepted or rejected), sorted. */
+  readonly answered: readonly string[];
+  /** Participants that could not answer (no answer, an error, the wrong kind of answer), sorted. */
+  readonly failed: readonly { readonly id: string; readonly reason: string }[];
+  /** Σ n of the accepted answers, as reported (aggregate caps each n under FedAvg). */
+  readonly examples: number;
+}
+
 /**
- * One federated round: each client trains from its own copy of `global`; the answers are
- * aggregated by aggregateAnswers. `global` is not modified. Client ids must be distinct.
+ * One round of federated learning as a state machine: the participants, the global parameters
+ * they start from, and their answers as they come in. Sans-IO: the caller sends the requests
+ * (`train-req` with `round` and `global`) and feeds back what comes; `global` is not modified.
+ */
+export class FederatedRound {
+  readonly cfg: ModelConfig;
+  readonly global: Float32Array;
+  readonly round: number;
+  readonly participants: readonly RoundParticipant[];
+  readonly #opts: FederatedRoundOptions;
+  readonly #byId: Map<string, RoundParticipant>;
+  readonly #answers = new Map<string, ClientAnswer>();
+  readonly #failed = new Map<string, string>();
+
+  constructor(cfg: ModelConfig, global: Float32Array, participants: readonly RoundParticipant[], opts: FederatedRoundOptions = {}) {
+    checkGlobal(cfg, global);
+    if (participants.length > FED_CLIENTS_MAX) throw new RangeError(`${participants.length} participants exceed FED_CLIENTS_MAX (${FED_CLIENTS_MAX})`);
+    this.#byId = new Map(participants.map((p) => [p.id, p]));
+    if (this.#byId.size !== participants.length) throw new RangeError("FederatedRound: participant ids must be distinct");
+    const round = opts.round ?? 0;
+    if (!Number.isSafeInteger(round) || round < 0) throw new RangeError(`round must be a non-negative integer, got ${round}`);
+    this.cfg = cfg;
+    this.global = global;
+    this.round = round;
+    this.participants = [...participants];
+    this.#opts = opts;
+  }
+
+  /** Participants that have neither answered nor failed, in the order given. */
+  get waiting(): string[] {
+    return this.participants.filter((p) => !this.#answers.has(p.id) && !this.#failed.has(p.id)).map((p) => p.id);
+  }
+
+  /** Every participant has answered or failed. */
+  get done(): boolean {
+    return this.#answers.size + this.#failed.size === this.participants.length;
+  }
+
+  /**
+   * A participant's answer. Refused (and not counted) from a non-participant, after the
+   * participant's answer or failure, or for another round (a late answer to an earlier one). Its
+   * content is judged by aggregateAnswers at the end: a wrong length, a non-finite value or a bad n
+   * is rejected there, never averaged in.
+   */
+  answer(id: string, answer: RoundAnswer): RoundRefusal | undefined {
+    const p = this.#byId.get(id);
+    if (p === undefined) return "not-participant";
+    if (this.#answers.has(id) || this.#failed.has(id)) return "settled";
+    if (answer.round !== this.round) return "stale-round";
+    this.#answers.set(id, { id, core: p.core, params: answer.params, n: answer.n });
+    return undefined;
+  }
+
+  /** The participant could not answer (its call failed or it answered something else); ignored once settled. */
+  fail(id: string, reason: string): void {
+    if (!this.#byId.has(id) || this.#answers.has(id) || this.#failed.has(id)) return;
+    this.#failed.set(id, reason);
+  }
+
+  /** The aggregate of the answers so far (call when done; the still-waiting count as failed). */
+  result(): FederatedRoundReport {
+    for (const id of this.waiting) this.#failed.set(id, "no answer");
+    const answers = this.participants.flatMap((p) => this.#answers.get(p.id) ?? []);
+    const aggregated = aggregateAnswers(this.cfg, this.global, answers, this.#opts);
+    const accepted = new Set(aggregated.accepted);
+    return {
+      ...aggregated,
+      examples: answers.reduce((sum, a) => sum + (accepted.has(a.id) ? a.n : 0), 0),
+      round: this.round,
+      answered: answers.map((a) => a.id).sort(byId),
+      failed: [...this.#failed].map(([id, reason]) => ({ id, reason })).sort((a, b) => byId(a.id, b.id)),
+    };
+  }
+}
+
+/**
+ * One federated round: each client trains from its own copy of `global`; the answers go through
+ * FederatedRound (and so aggregateAnswers). `global` is not modified. Client ids must be distinct.
  */
 export function federatedRound(
   cfg: ModelConfig, global: Float32Array, clients: readonly FedClient[], opts: FederatedRoundOptions = {},
 ): FederatedRoundResult {
-  checkGlobal(cfg, global);
-  if (clients.length > FED_CLIENTS_MAX) throw new RangeError(`${clients.length} clients exceed FED_CLIENTS_MAX (${FED_CLIENTS_MAX})`);
-  const ids = new Set(clients.map((c) => c.id));
-  if (ids.size !== clients.length) throw new RangeError("federatedRound: client ids must be distinct");
-  const round = opts.round ?? 0;
-  if (!Number.isSafeInteger(round) || round < 0) throw new RangeError(`round must be a non-negative integer, got ${round}`);
-  const answers = clients.map((c) => {
-    const u = c.train(global.slice(), { round });
-    return { id: c.id, core: c.core, params: u.params, n: u.n };
-  });
-  return aggregateAnswers(cfg, global, answers, opts);
+  const fed = new FederatedRound(cfg, global, clients, opts);
+  for (const c of clients) {
+    const u = c.train(global.slice(), { round: fed.round });
+    const refused = fed.answer(c.id, { round: fed.round, params: u.params, n: u.n });
+    assert(refused === undefined, `federatedRound: ${c.id}'s answer refused (${refused ?? ""})`);
+  }
+  const { ok, params, rule, accepted, rejected, clipped, trimmed } = fed.result();
+  return { ok, params, rule, accepted, rejected, clipped, trimmed };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,6 +292,18 @@ export interface HonestClientOptions {
   readonly local?: LocalTrainOptions;
 }
 
+/**
+ * A participant's local training in a round: a copy of `global` trained on its own `data` under
+ * `local` (default FED_LOCAL_DEFAULTS), shuffled by `rng`; n is the number of examples. What a node
+ * answers to `train-req` and what honestClient answers.
+ */
+export function localUpdate(cfg: ModelConfig, global: Float32Array, data: readonly Example[], rng: Rng, local: LocalTrainOptions = FED_LOCAL_DEFAULTS): ClientUpdate {
+  if (data.length === 0) throw new RangeError("localUpdate: no local data");
+  const params = global.slice();
+  trainModel(cfg, params, data, { ...local, rng });
+  return { params, n: data.length };
+}
+
 /** A client that trains honestly on its local data. */
 export function honestClient(o: HonestClientOptions): FedClient {
   if (o.data.length === 0) throw new RangeError(`client ${o.id}: no local data`);
@@ -196,11 +311,7 @@ export function honestClient(o: HonestClientOptions): FedClient {
   return {
     id: o.id,
     core: o.core,
-    train(global, ctx) {
-      const params = global.slice();
-      trainModel(o.cfg, params, o.data, { ...local, rng: createRng(o.seed, ctx.round) });
-      return { params, n: o.data.length };
-    },
+    train: (global, ctx) => localUpdate(o.cfg, global, o.data, createRng(o.seed, ctx.round), local),
   };
 }
 

@@ -36,11 +36,13 @@
 import { Coordinator, BrainWorker, weightsTag, type ParallelMode, type RunRequest, type RunResult } from "../../core/brain/parallel.ts";
 import { decodeBrainMessage, encodeBrainMessage, type BrainMessage } from "../../core/brain/brain-wire.ts";
 import { decodeModelFile, encodeModelFile, type ModelFileHeader } from "../../core/brain/model-file.ts";
-import { forward, initParams, inputError, KvCache, paramCount, SEED_CONFIG, SEED_CLASSES, step as decodeStep, Workspace, type ModelConfig } from "../../core/brain/transformer.ts";
+import { forward, initParams, inputError, KvCache, paramCount, SEED_CONFIG, SEED_CLASSES, step as decodeStep, Workspace, type Example, type ModelConfig } from "../../core/brain/transformer.ts";
 import { bestThresholdBaseline, generateSensorData, split, type SensorExample } from "../../core/brain/data.ts";
 import { evaluate, Trainer, type TrainReport } from "../../core/brain/train.ts";
-import { aggregate, type AggregationRule } from "../../core/brain/fedlearn.ts";
+import { type AggregationRule } from "../../core/brain/fedlearn.ts";
+import { FED_LOCAL_DEFAULTS, FederatedRound, localUpdate, type ClientUpdate } from "../../core/brain/federated.ts";
 import { MoeRouter } from "../../core/brain/moe.ts";
+import { sensorProbeSource } from "../../core/brain/experts.ts";
 import { applyMutation, gaStep } from "../../core/brain/ga.ts";
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
 import { createRng, type Rng } from "../../core/util/rng.ts";
@@ -452,12 +454,9 @@ export class BrainService {
     });
   }
 
-  /** Trains this node's expert from the given params on its local data (MoE and federated rounds). */
-  #trainLocal(cfg: ModelConfig, params: Float32Array, epochs: number, seed: number): Float32Array {
-    const local = params.slice();
-    const trainer = new Trainer(cfg, local, this.#data.train, { epochs, rng: createRng(seed, seedOf(this.#host.id)) });
-    trainer.runSteps(Infinity);
-    return local;
+  /** This node's update in a federated round: the core's local training from the given params on its own data. */
+  #trainLocal(cfg: ModelConfig, params: Float32Array, epochs: number, seed: number): ClientUpdate {
+    return localUpdate(cfg, params, this.#data.train, createRng(seed, seedOf(this.#host.id)), { ...FED_LOCAL_DEFAULTS, epochs });
   }
 
   /** `moe train`: this node's expert, trained from the shared model on its own data only. */
@@ -597,26 +596,21 @@ export class BrainService {
   // ---- MoE ---------------------------------------------------------------------------------------
 
   /**
-   * `moe probe`: the router's own labelled probes (drawn here, balanced over classes) sent to
-   * every live member's expert and to this node's; each answer is scored against the label.
+   * `moe probe`: the router's own labelled probes, planned and drawn as experts.ts's runProbes
+   * does — MoeRouter.planProbes gives each node 3 × perClass probes of the classes measured least
+   * there, sensorProbeSource draws each from the router's own generator (never from a node) — sent
+   * to every live member's expert and to this node's; each answer is scored against the label.
    */
   async probe(perClass: number = this.config.probesPerClass): Promise<number> {
     const nodes = [this.#host.id, ...this.#host.liveIds()];
-    // Balanced: perClass probes of each class, drawn by the router itself (never claimed by nodes).
-    const probes: SensorExample[] = [];
-    const counts = [0, 0, 0];
     const rng = this.#rng.fork();
-    while (probes.length < perClass * 3) {
-      for (const ex of generateSensorData(rng, perClass * 6, { labelNoise: 0 })) {
-        if ((counts[ex.label] ?? perClass) >= perClass) continue;
-        counts[ex.label]!++;
-        probes.push(ex);
-      }
-    }
+    const source = sensorProbeSource(rng);
+    const byNode = new Map<string, Example[]>(nodes.map((node) => [node, []]));
+    for (const { node, probeClass } of this.router.planProbes(rng, nodes, 3 * perClass)) byNode.get(node)!.push(source.example(probeClass));
     let sent = 0;
     await Promise.all(nodes.map(async (node) => {
-      for (const ex of probes) {
-        const answer = await this.#askExpert(node, ex.ids, ex.values).catch(() => undefined);
+      for (const ex of byNode.get(node)!) {
+        const answer = await this.#askExpert(node, ex.ids, Float32Array.from(ex.values)).catch(() => undefined);
         if (answer === undefined) continue;
         this.router.recordProbe(node, ex.label, argmax(answer));
         sent++;
@@ -664,7 +658,9 @@ export class BrainService {
    * `fl train`: rounds of federated learning coordinated here. Every live member (and this node)
    * trains the current shared model on its own data for a few epochs and sends back its weights;
    * they are aggregated (FedAvg when every participant is a core node, trimmed mean when a
-   * contributor takes part) and published as the next model version.
+   * contributor takes part) and published as the next model version. The round itself is the
+   * core's FederatedRound (federated.ts): answers for another round are refused, malformed ones
+   * (length, non-finite, n) rejected, never averaged in.
    */
   async federated(rounds: number, roleOf: (id: string) => "core" | "contributor", progress: (line: string) => void = () => undefined): Promise<FederatedRoundReport[]> {
     if (this.#training !== undefined) throw new Error(`a training is running (${this.#training})`);
@@ -676,28 +672,36 @@ export class BrainService {
         const round = this.#rounds.length + 1;
         const seed = this.#rng.nextU32();
         const members = this.#host.liveIds();
-        const failed: string[] = [];
-        const updates = await Promise.all(members.map(async (id) => {
+        const fed = new FederatedRound(cfg, params, [
+          { id: this.#host.id, core: true }, ...members.map((id) => ({ id, core: roleOf(id) === "core" })),
+        ], { round });
+        const calls = members.map(async (id) => {
           try {
             const answer = await this.call(id, { t: "train-req", requestId: 0, round, epochs: this.config.federatedEpochs, seed, params }, 60 * this.config.callDeadlineTicks);
-            if (answer.t !== "train-res" || answer.params.length !== params.length) throw new Error("bad answer");
-            return { id, params: answer.params, n: answer.n, core: roleOf(id) === "core" };
-          } catch {
-            failed.push(id);
-            return undefined;
+            if (answer.t !== "train-res") fed.fail(id, answer.t === "error" ? `${answer.code}: ${answer.message}` : `answered ${answer.t}`);
+            else {
+              const refused = fed.answer(id, answer);
+              if (refused !== undefined) fed.fail(id, refused);
+            }
+          } catch (error) {
+            fed.fail(id, error instanceof Error ? error.message : String(error));
           }
-        }));
-        const own = { id: this.#host.id, params: this.#trainLocal(cfg, params, this.config.federatedEpochs, seed), n: this.#data.train.length, core: true };
-        const all = [own, ...updates.filter((u) => u !== undefined)];
-        const result = aggregate(all.map((u) => ({ params: u.params, n: u.n })), { global: params, core: all.map((u) => u.core) });
-        if (!result.ok) throw new Error(`round ${round}: no valid update (${result.rejected.length} rejected)`);
+        });
+        // This node trains while the others do.
+        fed.answer(this.#host.id, { round, ...this.#trainLocal(cfg, params, this.config.federatedEpochs, seed) });
+        await Promise.all(calls);
+        const result = fed.result();
+        if (!result.ok || result.rule === null) throw new Error(`round ${round}: no valid update (${result.rejected.length} rejected, ${result.failed.length} failed)`);
         const accuracy = this.heldOutAccuracy(result.params, cfg) ?? 0;
-        await this.publish(cfg, result.params, "federated", { heldOutAccuracy: accuracy, rounds: round, examples: all.reduce((s, u) => s + u.n, 0) });
-        const report: FederatedRoundReport = { round, participants: all.map((u) => u.id), failed, rule: result.rule, rejected: result.rejected.length, heldOutAccuracy: accuracy };
+        await this.publish(cfg, result.params, "federated", { heldOutAccuracy: accuracy, rounds: round, examples: result.examples });
+        const report: FederatedRoundReport = {
+          round, participants: result.answered, failed: result.failed.map((f) => f.id), rule: result.rule,
+          rejected: result.rejected.length, heldOutAccuracy: accuracy,
+        };
         this.#rounds.push(report);
         if (this.#rounds.length > 100) this.#rounds.shift();
         out.push(report);
-        progress(`round ${round}: ${all.length} updates (${failed.length} failed), ${result.rule}, held-out ${(100 * accuracy).toFixed(1)}%`);
+        progress(`round ${round}: ${result.answered.length} updates (${result.failed.length} failed${result.rejected.length === 0 ? "" : `, ${result.rejected.length} rejected`}), ${result.rule}, held-out ${(100 * accuracy).toFixed(1)}%`);
       }
       return out;
     } finally {
@@ -857,8 +861,8 @@ export class BrainService {
           return { t: "error", requestId: msg.requestId, code: "shape", message: "parameters do not fit the model, or epochs outside 1..20" };
         }
         if (this.#training !== undefined) return { t: "error", requestId: msg.requestId, code: "full", message: `busy: ${this.#training}` };
-        const params = this.#trainLocal(cfg, msg.params, msg.epochs, msg.seed);
-        return { t: "train-res", requestId: msg.requestId, round: msg.round, n: this.#data.train.length, params };
+        const update = this.#trainLocal(cfg, msg.params, msg.epochs, msg.seed);
+        return { t: "train-res", requestId: msg.requestId, round: msg.round, n: update.n, params: update.params };
       }
       default:
         return this.#model.worker.handle(msg);

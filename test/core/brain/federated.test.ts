@@ -5,7 +5,7 @@ import { SEED_CONFIG, initParams, type Example } from "../../../src/core/brain/t
 import { bestThresholdBaseline, generateSensorData } from "../../../src/core/brain/data.ts";
 import { evaluate } from "../../../src/core/brain/train.ts";
 import {
-  aggregateAnswers, federatedRound, honestClient, labelFlipClient, noiseClient, nonIidSkew, signFlipClient,
+  aggregateAnswers, FederatedRound, federatedRound, honestClient, labelFlipClient, localUpdate, noiseClient, nonIidSkew, signFlipClient,
   type ClientAnswer, type FedClient, type FederatedRoundOptions, type LocalTrainOptions,
 } from "../../../src/core/brain/federated.ts";
 
@@ -172,4 +172,51 @@ test("federated: the attack clients answer what they claim", () => {
   const s = nonIidSkew(4);
   assert.deepEqual(s.classPriors, [0.25, 0.5, 0.25]);
   assert.deepEqual(s.kindPriors, [0.25, 0.25, 0.5]);
+});
+
+test("federated: one round path — FederatedRound takes answers as they come, refuses other rounds, strangers and repeats, lists failures", () => {
+  const global = initParams(cfg, createRng(14, 3));
+  const small = data.map((d) => d.slice(0, 40));
+  const clients: FedClient[] = [0, 1, 2, 3].map((i) => honestClient({ id: `n${i}`, core: i !== 3, cfg, data: small[i] as Example[], seed: 20 + i, local: { epochs: 1 } }));
+  const updates = clients.map((c) => c.train(global.slice(), { round: 4 }));
+  // localUpdate is what honestClient (and a node answering train-req) runs.
+  const again = localUpdate(cfg, global, small[0] as Example[], createRng(20, 4), { epochs: 1 });
+  assert.deepEqual(new Uint8Array(again.params.buffer), new Uint8Array(updates[0]!.params.buffer));
+  assert.equal(again.n, 40);
+
+  // Every participant answers, in any order: the same result as federatedRound, the robust rule with a contributor.
+  const all = new FederatedRound(cfg, global, clients, { round: 4 });
+  for (const k of [2, 0, 3, 1]) assert.equal(all.answer(`n${k}`, { round: 4, ...updates[k]! }), undefined);
+  assert.ok(all.done);
+  const report = all.result();
+  const direct = federatedRound(cfg, global, clients, { round: 4 });
+  assert.notEqual(report.rule, "fedavg", "a contributor took part: a robust rule");
+  const { round: _round, answered: _answered, failed: _failed, examples, ...same } = report;
+  assert.deepEqual(same, direct);
+  assert.equal(examples, 160);
+
+  // Refusals and failures.
+  const fed = new FederatedRound(cfg, global, clients, { round: 4 });
+  assert.equal(fed.answer("n0", { round: 3, ...updates[0]! }), "stale-round", "a late answer to an earlier round");
+  assert.equal(fed.answer("x", { round: 4, ...updates[0]! }), "not-participant");
+  assert.equal(fed.answer("n0", { round: 4, ...updates[0]! }), undefined);
+  assert.equal(fed.answer("n0", { round: 4, ...updates[1]! }), "settled");
+  fed.fail("n1", "timeout");
+  assert.equal(fed.answer("n1", { round: 4, ...updates[1]! }), "settled");
+  const nan = updates[2]!.params.slice();
+  nan[5] = NaN;
+  assert.equal(fed.answer("n2", { round: 4, params: nan, n: 40 }), undefined, "judged at the end");
+  assert.deepEqual(fed.waiting, ["n3"]);
+  assert.ok(!fed.done);
+  const partial = fed.result();
+  assert.ok(partial.ok);
+  assert.equal(partial.rule, "fedavg", "no contributor among the accepted");
+  assert.deepEqual(partial.accepted, ["n0"]);
+  assert.deepEqual(partial.answered, ["n0", "n2"]);
+  assert.deepEqual(partial.rejected, [{ id: "n2", reason: "non-finite" }]);
+  assert.deepEqual(partial.failed, [{ id: "n1", reason: "timeout" }, { id: "n3", reason: "no answer" }]);
+  assert.equal(partial.examples, 40);
+  assert.deepEqual(new Uint8Array(partial.params.buffer), new Uint8Array(updates[0]!.params.buffer), "FedAvg of one update is that update");
+  assert.throws(() => new FederatedRound(cfg, global, [clients[0]!, clients[0]!]), RangeError);
+  assert.throws(() => new FederatedRound(cfg, global, clients, { round: -1 }), RangeError);
 });
