@@ -78,8 +78,6 @@ export function taskBeats(a: GuardedTask, b: GuardedTask): boolean {
   return a.command < b.command;
 }
 
-const EPOCH_MAX = 0xffff_ffff;
-
 export class Heal {
   readonly #self: string;
   readonly #config: HealConfig;
@@ -133,7 +131,7 @@ export class Heal {
       return `at most ${LIMITS.guardedTasksMax} guarded tasks`;
     }
     const epoch = (known?.epoch ?? 0) + 1;
-    if (epoch > EPOCH_MAX) return "epoch space exhausted";
+    if (epoch > LIMITS.guardEpochMax) return "epoch space exhausted";
     const task: GuardedTask = { name, command, everyTicks, owner: this.#self, epoch, removed: false };
     this.#set(task);
     this.#out.emit({ type: "guard-defined", name, owner: this.#self, epoch });
@@ -145,7 +143,7 @@ export class Heal {
   remove(name: string, membership: HealMembership): string | undefined {
     const known = this.#tasks.get(name);
     if (known === undefined || known.removed) return `no guarded task ${JSON.stringify(name)}`;
-    if (known.epoch >= EPOCH_MAX) return "epoch space exhausted";
+    if (known.epoch >= LIMITS.guardEpochMax) return "epoch space exhausted";
     const task: GuardedTask = { ...known, epoch: known.epoch + 1, removed: true, owner: this.#self };
     this.#set(task);
     this.#out.emit({ type: "guard-removed", name, epoch: task.epoch });
@@ -211,7 +209,7 @@ export class Heal {
         for (const id of membership.liveIds()) if (id < lowest) lowest = id;
         lowestKnown = true;
       }
-      if (lowest !== this.#self || task.epoch >= EPOCH_MAX) continue;
+      if (lowest !== this.#self || task.epoch >= LIMITS.guardEpochMax) continue;
       const next: GuardedTask = { ...task, owner: this.#self, epoch: task.epoch + 1 };
       this.#set(next);
       this.#out.emit({ type: "guard-adopted", name: task.name, from: task.owner, epoch: next.epoch });

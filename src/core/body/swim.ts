@@ -376,17 +376,9 @@ const CODE_STATES: readonly SwimState[] = ["alive", "alive", "suspect", "dead", 
 
 /** Envelope (28 header + 16 tag) around every datagram body. */
 const ENVELOPE_BYTES = 44;
-/**
- * Bound of a swim datagram body without its updates and addresses: map header 1, "t" 2, tag ≤ 14,
- * "seq" 4 + 5, "target" 7 + 17, "targetAddr" 11, "addr" 5, "updates" 8 + array header 3 = 77.
- */
-const FIXED_BYTES_MAX = 80;
-const STATE_UPDATE_BYTES_MAX = 42;
-/** Alive news too large for what is left of a datagram's budget: skipped at most this many times. */
-const ALIVE_SKIPS_MAX = 32;
-/** A member table this small is scanned when sampling; above it, members are drawn at random. */
-const SAMPLE_SCAN_MAX = 64;
-const INCARNATION_MAX = 0xffff_ffff;
+/** Bound of a swim datagram body without its updates and addresses (LIMITS: the sum). */
+const FIXED_BYTES_MAX = LIMITS.swimFixedBytesMax;
+const STATE_UPDATE_BYTES_MAX = LIMITS.swimStateUpdateBytesMax;
 /** Initial length of a private directory's tables (they double as members arrive). */
 const TABLE_SLOTS_MIN = 16;
 
@@ -1054,7 +1046,7 @@ export class Swim {
    * Takes news for one datagram: fewest sends first, then newest (memberlist's TransmitLimitedQueue),
    * within the byte budget left after `fixedBytes`; slot `first` (the buddy; −1 for none) goes ahead
    * of everything. Costs O(k log m) for k updates out of m: only what is looked at is popped, and
-   * after ALIVE_SKIPS_MAX alive updates too large for the rest of the budget, alive news is not
+   * after LIMITS.swimAliveSkipsMax alive updates too large for the rest of the budget, alive news is not
    * looked at.
    */
   #piggyback(fixedBytes: number, first: number): SwimUpdateWire[] {
@@ -1074,7 +1066,7 @@ export class Swim {
     let aliveSkips = 0;
     // Walks both heaps in queue order, as a sort of the union would, popping only what it looks at.
     while (out.length < LIMITS.swimUpdatesMax && budget >= STATE_UPDATE_BYTES_MAX) {
-      const a = aliveSkips < ALIVE_SKIPS_MAX ? alive[0] : undefined;
+      const a = aliveSkips < LIMITS.swimAliveSkipsMax ? alive[0] : undefined;
       const b = states[0];
       let news: News;
       if (a !== undefined && (b === undefined || newsBefore(a, b))) news = heapPop(alive, newsBefore);
@@ -1240,7 +1232,7 @@ export class Swim {
       if (code !== ALIVE && !this.#news.has(this.#selfSlot)) this.#addNews(this.#selfSlot);
       return;
     }
-    assert(incarnation < INCARNATION_MAX, "Swim: incarnation space exhausted");
+    assert(incarnation < LIMITS.swimIncarnationMax, "Swim: incarnation space exhausted");
     this.#self = { ...this.#self, incarnation: incarnation + 1 };
     this.#addNews(this.#selfSlot);
     if (accused) this.#healthAdd(1);
@@ -1380,7 +1372,7 @@ export class Swim {
     // A large table: draw uniformly from the member list, rejecting ineligible and repeated picks,
     // for a bounded number of attempts; whatever is still missing comes from the scan below.
     const liveOthers = this.#live - (except >= 0 && isLive(state[except] as number) ? 1 : 0);
-    if (length > SAMPLE_SCAN_MAX && (liveOthers > count || deadTicks > 0)) {
+    if (length > LIMITS.swimSampleScanMax && (liveOthers > count || deadTicks > 0)) {
       for (let attempts = 4 * count + 8; attempts > 0 && out.length < count; attempts--) {
         const slot = list[this.#rng.int(length)] as number;
         if (eligible(slot) && !out.includes(slot)) out.push(slot);

@@ -57,19 +57,12 @@
 // never allocates more than the input's size. The encoding is canonical: a decoded message encodes
 // back to the same bytes.
 import { assert, assertNever } from "../util/assert.ts";
+import { LIMITS } from "../util/limits.ts";
 
 export const BRAIN_WIRE = {
   version: 1,
-  /** Largest message or tensor frame accepted by default. */
-  bytesMax: 64 * 1024 * 1024,
-  sessionBytesMax: 64,
-  codeBytesMax: 64,
-  messageBytesMax: 1024,
-  rankMax: 4,
-  /** Tokens in an expert request (T). */
-  expertTokensMax: 4096,
-  /** Logits in an expert response (C); MODEL_BOUNDS.nClasses. */
-  logitsMax: 65536,
+  /** bytesMax, sessionBytesMax, codeBytesMax, messageBytesMax, rankMax, expertTokensMax, logitsMax (LIMITS.brainWire). */
+  ...LIMITS.brainWire,
 } as const;
 
 export type DType = "f32" | "f64" | "i32";

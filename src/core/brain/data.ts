@@ -35,6 +35,7 @@
 // temperature threshold (§2.23); this generator exists so that "the model learned something" is
 // measured against a baseline that a single threshold cannot reach.
 import { assert } from "../util/assert.ts";
+import { LIMITS } from "../util/limits.ts";
 import { shuffle, type Rng } from "../util/rng.ts";
 import { normalSampler } from "./ga.ts";
 
@@ -43,8 +44,8 @@ export const CLASSES = ["normal", "alert", "critical"] as const;
 export const FAULT_KINDS = ["overheat", "seal-breach", "electrical-arc"] as const;
 export const NUM_SENSORS = 4;
 export const NUM_CLASSES = 3;
-/** Examples generated per call, at most. */
-export const SENSOR_EXAMPLES_MAX = 1_000_000;
+/** Examples generated per call, at most (LIMITS.data). */
+export const SENSOR_EXAMPLES_MAX = LIMITS.data.examplesMax;
 
 export interface SensorExample {
   /** Token ids [0, 1, 2, 3]: temperature, humidity, pressure, light. */

@@ -19,6 +19,7 @@
 // through KvShard.append, which returns failures as values; partials from a peer go through
 // checkPartial before they are merged.
 import { assert } from "../util/assert.ts";
+import { LIMITS } from "../util/limits.ts";
 
 /** One shard's answer to one query row, all heads: m[H], l[H], o[H·dh] (head h at o[h·dh..]). */
 export interface AttentionPartial {
@@ -32,8 +33,8 @@ export type KvAppendResult =
   | { ok: true }
   | { ok: false; reason: "layer" | "shape" | "position" | "order" | "full"; error: string };
 
-/** Largest global position a shard stores (positions travel as u32). */
-export const KV_POSITION_MAX = 0xffff_ffff;
+/** Largest global position a shard stores (LIMITS.dkva). */
+export const KV_POSITION_MAX = LIMITS.dkva.positionMax;
 
 export interface KvShardOptions {
   nLayers: number;

@@ -21,11 +21,12 @@
 //
 // What the original got wrong (pkernel-catalog.md §2.19): its "FedAvg" sent no weights at all and
 // its local gradient was a finite difference of a step loss that was exactly zero.
+import { LIMITS } from "../util/limits.ts";
 
-/** Updates aggregated per round, at most. */
-export const FED_UPDATES_MAX = 4096;
-/** Default cap on a self-reported example count n when aggregate() runs FedAvg. */
-export const FED_N_CAP_DEFAULT = 10_000;
+/** Updates aggregated per round, at most (LIMITS.fed). */
+export const FED_UPDATES_MAX = LIMITS.fed.updatesMax;
+/** Default cap on a self-reported example count n when aggregate() runs FedAvg (LIMITS.fed). */
+export const FED_N_CAP_DEFAULT = LIMITS.fed.nCapDefault;
 /** Default trimmed-mean fraction (drop ⌊β·k⌋ from each end). */
 export const FED_TRIM_BETA_DEFAULT = 0.2;
 

@@ -24,13 +24,14 @@
 // data. It accepted a mutant at `> best + 0.005`; here a mutant is kept only if its score is
 // strictly better than the current parameters', and otherwise the current ones are kept.
 import { createRng, type Rng } from "../util/rng.ts";
+import { LIMITS } from "../util/limits.ts";
 
 /** PCG32 stream every mutation draws from (ASCII "GA"). Part of the mutation format. */
 export const GA_MUTATION_STREAM = 0x4741;
-/** Mutants proposed per gaStep, at most. */
-export const GA_POPULATION_MAX = 256;
-/** Mutations replayed onto a base model, at most (a peer's seed chain is bounded by this). */
-export const GA_CHAIN_MAX = 4096;
+/** Mutants proposed per gaStep, at most (LIMITS.ga). */
+export const GA_POPULATION_MAX = LIMITS.ga.populationMax;
+/** Mutations replayed onto a base model, at most (LIMITS.ga). */
+export const GA_CHAIN_MAX = LIMITS.ga.chainMax;
 
 export interface Mutation {
   /** Unsigned 32-bit seed of the PCG32 generator (stream GA_MUTATION_STREAM). */

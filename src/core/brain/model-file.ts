@@ -19,21 +19,15 @@
 // parse, bounded by MODEL_FILE.headerBytesMax). encodeModelFile refuses (AssertionFailure) a header
 // or parameters that the decoder would refuse: writing one is a bug in the writer.
 import { assert } from "../util/assert.ts";
+import { LIMITS } from "../util/limits.ts";
 import { configError, paramCount, type ModelConfig } from "./transformer.ts";
 
 export const MODEL_FILE = {
   magic: "PKM1",
   /** Where a node keeps the cluster's model. */
   path: "/shared/brain/model.pkm",
-  /** Largest file decodeModelFile accepts by default: 256 MiB (about 67 M parameters). */
-  bytesMax: 256 * 1024 * 1024,
-  /** Largest JSON header. A header with the most mutations is about 0.5 MiB. */
-  headerBytesMax: 1024 * 1024,
-  /** `tag` and `origin`, in UTF-16 code units. */
-  stringMax: 64,
-  mutationsMax: 10_000,
-  /** `version` and `lineage.base` are 1..versionMax (a u32, as on the wire). */
-  versionMax: 0xffff_ffff,
+  /** bytesMax, headerBytesMax, stringMax, mutationsMax, versionMax (LIMITS.modelFile). */
+  ...LIMITS.modelFile,
 } as const;
 
 export const MODEL_KINDS = ["init", "trained", "federated", "evolved"] as const;

@@ -25,15 +25,16 @@
 // (computed as per-class hits over *all* inferences), nobody read it, and the gate was a
 // temperature threshold.
 import type { Rng } from "../util/rng.ts";
+import { LIMITS } from "../util/limits.ts";
 import { shuffle } from "../util/rng.ts";
 
 /** Probe outcomes remembered per (node, class). */
 export const MOE_WINDOW_DEFAULT = 100;
-export const MOE_WINDOW_MAX = 65_536;
-/** Nodes tracked at once (least recently probed evicted first). */
-export const MOE_NODES_MAX = 4096;
-/** Probes one planProbes call may plan in total. */
-export const MOE_PROBE_PLAN_MAX = 65_536;
+export const MOE_WINDOW_MAX = LIMITS.moe.windowMax;
+/** Nodes tracked at once (LIMITS.moe). */
+export const MOE_NODES_MAX = LIMITS.moe.nodesMax;
+/** Probes one planProbes call may plan in total (LIMITS.moe). */
+export const MOE_PROBE_PLAN_MAX = LIMITS.moe.probePlanMax;
 
 export interface MoeRouterOptions {
   /** Number of classes the gate and the experts output. Default 3. */
@@ -114,7 +115,7 @@ export class MoeRouter {
     const classes = opts.classes ?? 3;
     const window = opts.window ?? MOE_WINDOW_DEFAULT;
     const nodesMax = opts.nodesMax ?? MOE_NODES_MAX;
-    if (!Number.isInteger(classes) || classes < 1 || classes > 1024) throw new RangeError(`classes must be an integer in 1..1024, got ${classes}`);
+    if (!Number.isInteger(classes) || classes < 1 || classes > LIMITS.moe.classesMax) throw new RangeError(`classes must be an integer in 1..${LIMITS.moe.classesMax}, got ${classes}`);
     if (!Number.isInteger(window) || window < 1 || window > MOE_WINDOW_MAX) throw new RangeError(`window must be an integer in 1..${MOE_WINDOW_MAX}, got ${window}`);
     if (!Number.isInteger(nodesMax) || nodesMax < 1 || nodesMax > MOE_NODES_MAX) throw new RangeError(`nodesMax must be an integer in 1..${MOE_NODES_MAX}, got ${nodesMax}`);
     this.#classes = classes;

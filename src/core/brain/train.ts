@@ -18,6 +18,7 @@
 // generateSensorData n = 4000, 25 % held out, seeds 1–3 (test/core/brain/train.test.ts):
 // see the constant's comment for the numbers.
 import type { Rng } from "../util/rng.ts";
+import { LIMITS } from "../util/limits.ts";
 import { AdamW, SGD, clipGradNorm } from "./optim.ts";
 import {
   Workspace, inputError, forward, lossAndGrad, paramCount, validateConfig, weightDecayMask,
@@ -27,10 +28,10 @@ import {
 export type OptimizerName = "adamw" | "sgd";
 export type LrSchedule = "constant" | "cosine";
 
-/** Epochs one training may run, at most. */
-export const TRAIN_EPOCHS_MAX = 100_000;
-/** Examples one training or evaluation may use, at most. */
-export const TRAIN_EXAMPLES_MAX = 10_000_000;
+/** Epochs one training may run, at most (LIMITS.train). */
+export const TRAIN_EPOCHS_MAX = LIMITS.train.epochsMax;
+/** Examples one training or evaluation may use, at most (LIMITS.train). */
+export const TRAIN_EXAMPLES_MAX = LIMITS.train.examplesMax;
 
 /**
  * Defaults for the seed model on the sensor data. Measured (n = 4000, 25 % held out, one core of

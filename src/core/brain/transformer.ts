@@ -19,6 +19,7 @@
 // An inference workspace shares one set of layer buffers between layers; a training workspace keeps
 // one set per layer for the backward pass.
 import { assert } from "../util/assert.ts";
+import { LIMITS } from "../util/limits.ts";
 import type { Rng } from "../util/rng.ts";
 import {
   gelu, geluBackward, layerNorm, layerNormBackward, linear, matmul, matmulAT, matmulBT, sumRows, type Vec,
@@ -43,18 +44,8 @@ export const SEED_TOKENS = Object.freeze(["temperature", "humidity", "pressure",
 /** Classes of the seed model. */
 export const SEED_CLASSES = Object.freeze(["normal", "alert", "critical"] as const);
 
-/** Upper bounds of a model this code accepts (validateConfig). */
-export const MODEL_BOUNDS = Object.freeze({
-  vocab: 1 << 20,
-  seqLen: 1 << 14,
-  dModel: 1 << 14,
-  nHeads: 1 << 10,
-  dFF: 1 << 16,
-  nLayers: 1 << 10,
-  nClasses: 1 << 16,
-  /** Parameters in total: 2^28 f32 = 1 GiB. */
-  params: 1 << 28,
-});
+/** Upper bounds of a model this code accepts (validateConfig; values in LIMITS.model). */
+export const MODEL_BOUNDS = Object.freeze({ ...LIMITS.model });
 
 const CONFIG_KEYS = ["vocab", "seqLen", "dModel", "nHeads", "dFF", "nLayers", "nClasses"] as const;
 

@@ -22,29 +22,15 @@
 // cuts deltas at its byte budget without encoding them first.
 import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { LIMITS } from "../util/limits.ts";
 
 const u53 = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const u32 = Type.Integer({ minimum: 0, maximum: 0xffff_ffff });
 /** A node id (as NodeIdSchema in wire/messages.ts, which imports this file). */
 const OriginSchema = Type.String({ pattern: "^[0-9a-f]{16}$" });
 
-/** Schema bounds: generous enough for a stream-channel budget of 64 KiB. */
-export const GOSSIP_WIRE_BOUNDS = {
-  /** Longest topic name in characters (ASCII only, so also bytes). */
-  topicCharsMax: 64,
-  /** Longest key in UTF-16 code units; the core also bounds its UTF-8 bytes. */
-  keyCharsMax: 256,
-  /** Largest value in bytes. */
-  valueBytesMax: 60 * 1024,
-  /** Digest entries per message. */
-  digestMax: 1024,
-  /** Origin groups per message. */
-  deltasMax: 1024,
-  /** Rows per origin group. */
-  rowsPerDeltaMax: 4096,
-  /** Horizons per message. */
-  horizonsMax: 256,
-} as const;
+/** Schema bounds (LIMITS.gossip): generous enough for a stream-channel budget of 64 KiB. */
+export const GOSSIP_WIRE_BOUNDS = LIMITS.gossip;
 
 /** Topic names: 1–64 of A-Z a-z 0-9 . _ / - (no NUL, so topic + "\0" + key is unambiguous). */
 export const TopicSchema = Type.String({ minLength: 1, maxLength: GOSSIP_WIRE_BOUNDS.topicCharsMax, pattern: "^[A-Za-z0-9._/-]+$" });

@@ -426,14 +426,8 @@ class Builder {
   }
 }
 
-/**
- * Largest HLC logical counter accepted in a row. The clock refuses to advance past 2^32 − 1 (an
- * assertion); a peer's row near it would leave our next local stamp no room, so rows are refused
- * well before: 65,535 stamps of headroom within one millisecond.
- */
-const ROW_LOGICAL_MAX = 0xffff_0000;
 const SELF_PATTERN = /^[0-9a-f]{16}$/;
-const TOPIC_PATTERN = /^[A-Za-z0-9._/-]{1,64}$/;
+const TOPIC_PATTERN = new RegExp(`^[A-Za-z0-9._/-]{1,${LIMITS.gossip.topicCharsMax}}$`);
 
 export class Gossip {
   readonly #self: string;
@@ -671,7 +665,7 @@ export class Gossip {
   // ---- Writes ------------------------------------------------------------------------------------
 
   #write(topic: string, key: string, value: Uint8Array | undefined): GossipWriteResult {
-    if (!TOPIC_PATTERN.test(topic)) return { ok: false, error: "topic must be 1–64 of A-Z a-z 0-9 . _ / -" };
+    if (!TOPIC_PATTERN.test(topic)) return { ok: false, error: `topic must be 1–${LIMITS.gossip.topicCharsMax} of A-Z a-z 0-9 . _ / -` };
     const keyBytes = utf8Length(key);
     if (keyBytes === 0 || keyBytes > this.#config.keyBytesMax || !key.isWellFormed()) {
       return { ok: false, error: `key must be 1–${this.#config.keyBytesMax} bytes of well-formed UTF-8` };
@@ -980,7 +974,7 @@ export class Gossip {
       let last = from;
       for (const row of rows) {
         const [version, , key, value, , logical] = row;
-        if (version <= last || version > upto || logical > ROW_LOGICAL_MAX) return false;
+        if (version <= last || version > upto || logical > LIMITS.gossip.rowLogicalMax) return false;
         last = version;
         if (value !== null && value.length > this.#config.valueBytesMax) return false;
         if (utf8Length(key) > this.#config.keyBytesMax || !key.isWellFormed()) return false;

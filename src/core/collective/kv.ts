@@ -8,14 +8,10 @@
 // entry is applied, whichever node led at the time. The map is bounded in keys and bytes; a write
 // beyond the bound is applied as a refusal (every node refuses it alike), never half-done.
 import { packValue, unpackValue } from "../wire/codec.ts";
+import { LIMITS } from "../util/limits.ts";
 
-export const KV_LIMITS = {
-  keyBytesMax: 512,
-  valueBytesMax: 64 * 1024,
-  keysMax: 100_000,
-  /** The whole map travels as one snapshot frame and one store value (8 MiB). */
-  totalBytesMax: 7 * 1024 * 1024,
-};
+/** The map's bounds (LIMITS.kv). */
+export const KV_LIMITS = LIMITS.kv;
 
 export type KvOp = "put" | "delete" | "cas";
 
@@ -94,7 +90,7 @@ export class KvStore {
   }
 
   /** Keys in order, starting after `after`, at most `limit`. */
-  keys(prefix = "", limit = 1000): Array<[string, KvRecord]> {
+  keys(prefix = "", limit: number = LIMITS.listRowsDefault): Array<[string, KvRecord]> {
     const out: Array<[string, KvRecord]> = [];
     for (const key of [...this.#map.keys()].sort()) {
       if (!key.startsWith(prefix)) continue;

@@ -1,35 +1,19 @@
 // Mesh routing messages on the wire (docs/protocols/mesh.md): route updates, seqno requests and
 // routed data, all datagrams. Tuples inside keep them compact. The schemas bound every field; the
-// bounds that size a message live in MESH_LIMITS below, each with the arithmetic that makes the
-// largest message fit one datagram with the kernel's envelope.
+// bounds that size a message are MESH_LIMITS below (their values in LIMITS.mesh, each with the
+// arithmetic that makes the largest message fit one datagram with the kernel's envelope).
 //
 // Registration: these schemas are meant for MESSAGE_SCHEMAS (src/core/wire/messages.ts) under
 // their `t` tags; until then `validateMesh` checks a decoded value on its own.
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
+import { LIMITS } from "../util/limits.ts";
 
 export const MESH_LIMITS = {
   /** Metric that means "unreachable": an update carrying it is a retraction (Babel's 0xFFFF). */
   metricInfinity: 0xffff,
-  /**
-   * Route entries per `mesh-update`. An entry is at most 24 bytes of MessagePack (fixarray 1, a
-   * 16-character id 17, seqno and metric as uint16 3 + 3) and the rest of the message at most 36
-   * (map, `t`, `iv` up to 65,535, `n` up to 2^32 − 1, `q`, the array header), so 40 entries take
-   * ≤ 996 bytes: with the 44-byte envelope (28 header + 16 tag) ≤ 1,040 of the 1,200-byte datagram
-   * (LIMITS.datagramBytesMax). Measured in test/core/mesh.test.ts ("bounds").
-   */
-  updateEntriesMax: 40,
-  /**
-   * Largest payload of one routed datagram. The rest of a `mesh-data` is at most 57 bytes (map,
-   * `t`, `d`, two ids, ttl, hops, a bin16 header), so ≤ 1,081 + 44 = 1,125 bytes on the wire.
-   */
-  payloadBytesMax: 1024,
-  /** Hop limit (TTL) and hop count fit one byte; so does a seqno request's hop count. */
-  hopsMax: 255,
-  /** Largest link cost a caller may set; a path of 16 such links is still below infinity. */
-  linkCostMax: 4096,
-  /** Largest update interval a neighbour may announce (ticks): 655 s at 10 ms. */
-  intervalTicksMax: 0xffff,
+  /** updateEntriesMax, payloadBytesMax, hopsMax, linkCostMax, intervalTicksMax. */
+  ...LIMITS.mesh,
 } as const;
 
 const Id = Type.String({ pattern: "^[0-9a-f]{16}$" });

@@ -7,14 +7,11 @@
 // A path from a peer must already be canonical; anything else is dropped and counted, so no peer
 // can name a file outside /shared/ or the temp folder. The shell's input goes through
 // normalizeSharedPath, which also accepts "/shared/..." and folds "." and repeated slashes.
+import { LIMITS } from "../util/limits.ts";
 
 export const SFS_PATH = {
-  /** UTF-8 bytes of a whole path. */
-  bytesMax: 1024,
-  /** UTF-8 bytes of one segment (the common file-name limit, NAME_MAX). */
-  segmentBytesMax: 255,
-  /** Segments (directory depth + 1). */
-  depthMax: 32,
+  /** bytesMax, segmentBytesMax, depthMax (LIMITS.sfsPath). */
+  ...LIMITS.sfsPath,
   /** Reserved segment prefix: the adapter's temp folder is `.sfs-tmp`. */
   reservedPrefix: ".sfs-",
 } as const;
@@ -75,8 +72,6 @@ export function ancestorsOf(path: string): string[] {
   return out;
 }
 
-/** Extensions longer than this stay part of the stem in a conflict name. */
-const EXTENSION_CHARS_MAX = 16;
 export const CONFLICT_MARK = ".conflict-";
 
 /**
@@ -90,7 +85,7 @@ export function conflictPath(path: string, origin: string, counter: number): str
   const dir = slash < 0 ? "" : path.slice(0, slash + 1);
   const base = slash < 0 ? path : path.slice(slash + 1);
   const dot = base.lastIndexOf(".");
-  const hasExt = dot > 0 && base.length - dot <= EXTENSION_CHARS_MAX;
+  const hasExt = dot > 0 && base.length - dot <= LIMITS.sfsPath.conflictExtensionCharsMax;
   const ext = hasExt ? base.slice(dot) : "";
   const mark = `${CONFLICT_MARK}${origin}-${counter}`;
   const chars = Array.from(hasExt ? base.slice(0, dot) : base);

@@ -25,11 +25,8 @@ export interface SfsEntry {
   readonly vv: readonly VvItem[];
 }
 
-/**
- * Largest Lamport counter taken from a peer: 2^48 writes is beyond any real cluster, and refusing
- * larger ones keeps a peer from pushing the clock to its end (after which nothing could be written).
- */
-export const SFS_COUNTER_MAX = 2 ** 48;
+/** Largest Lamport counter taken from a peer (LIMITS.sfsWire.counterMax: why 2^48 is there). */
+export const SFS_COUNTER_MAX = SFS_WIRE.counterMax;
 
 export function cmpStr(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;

@@ -15,25 +15,18 @@
 // vector shape) and drops an entry that fails, counting it.
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
+import { LIMITS } from "../util/limits.ts";
 import { SFS_PATH } from "./sfs-path.ts";
 
-/** Protocol maxima: what a peer may send at all. The node's SfsConfig stays within them. */
+/** Protocol maxima (LIMITS.sfsWire): what a peer may send at all. The node's SfsConfig stays within them. */
 export const SFS_WIRE = {
-  /** Manifest entries (tombstones included) a node keeps; also the largest list in one message. */
-  filesMax: 65_536,
-  /** Smallest and largest chunk size a file may be split in. */
-  chunkBytesMin: 1024,
-  chunkBytesMax: 4 * 1024 * 1024,
-  /** Chunks of one file: 4,096 × 1 MiB = 4 GiB at the default chunk size. */
-  chunksMax: 4096,
-  /** Largest file. */
-  fileBytesMax: 4 * 1024 * 1024 * 1024,
-  /** Origins in one version vector (distinct writers of one path that are remembered). */
-  vvEntriesMax: 32,
-  /** Hash buckets of the digest; each is 8 bytes on the wire. */
+  ...LIMITS.sfsWire,
+  /** Hash buckets of the digest; each is 8 bytes on the wire (a size of the format, not a bound). */
   buckets: 256,
 } as const;
 
+/** A SHA-256 digest (the file's, and each chunk's in the chunk list). */
+const SHA256_BYTES = 32;
 const u32 = Type.Integer({ minimum: 0, maximum: 0xffff_ffff });
 const safeU = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const counter = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
@@ -49,9 +42,9 @@ export const SfsEntryWireSchema = Type.Tuple([
   Type.Integer({ minimum: 0, maximum: 7 }),
   Type.Integer({ minimum: 0, maximum: SFS_WIRE.fileBytesMax }),
   safeU,
-  Type.Uint8Array({ maxByteLength: 32 }),
+  Type.Uint8Array({ maxByteLength: SHA256_BYTES }),
   Type.Integer({ minimum: SFS_WIRE.chunkBytesMin, maximum: SFS_WIRE.chunkBytesMax }),
-  Type.Uint8Array({ maxByteLength: SFS_WIRE.chunksMax * 32 }),
+  Type.Uint8Array({ maxByteLength: SFS_WIRE.chunksMax * SHA256_BYTES }),
   SfsVvWireSchema,
 ]);
 export type SfsEntryWire = Static<typeof SfsEntryWireSchema>;

@@ -25,6 +25,7 @@
 // content sits complete in a temp file.
 import { assert } from "../util/assert.ts";
 import { fnv1a, FNV_OFFSET } from "../util/bytes.ts";
+import { LIMITS } from "../util/limits.ts";
 import { Outbox, type Ready } from "../util/outbox.ts";
 import { Timeout } from "../util/timeout.ts";
 import { ancestorsOf, conflictPath, isCanonicalPath, normalizeSharedPath } from "./sfs-path.ts";
@@ -379,8 +380,8 @@ function validateConfig(c: SfsConfig): void {
   assert(c.fileBytesMax <= Math.min(SFS_WIRE.fileBytesMax, c.chunkBytes * SFS_WIRE.chunksMax), "Sfs: fileBytesMax beyond what chunksMax chunks hold");
   assert(c.filesMax <= SFS_WIRE.filesMax && c.wantsMax <= SFS_WIRE.filesMax, "Sfs: filesMax or wantsMax beyond the protocol's list bound");
   // A chunk reply (chunk + its path and header) must fit one stream frame many times over.
-  assert(c.chunkBytes * 4 <= 16 * 1024 * 1024, "Sfs: a chunk must stay well under the 16 MiB frame");
-  assert(c.entriesBytesMax <= 8 * 1024 * 1024 && c.sumsBytesMax <= 8 * 1024 * 1024, "Sfs: message budgets must fit a frame");
+  assert(c.chunkBytes * 4 <= LIMITS.frameBytesMax, "Sfs: a chunk must stay well under the 16 MiB frame");
+  assert(c.entriesBytesMax <= LIMITS.frameBytesMax / 2 && c.sumsBytesMax <= LIMITS.frameBytesMax / 2, "Sfs: message budgets must fit a frame");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -727,7 +728,7 @@ export class Sfs {
   // Views
 
   /** Entries whose path starts with prefix, in path order, at most limit (tombstones only when asked). */
-  list(prefix = "", limit = 1000, withDeleted = false): SfsFileView[] {
+  list(prefix = "", limit: number = LIMITS.listRowsDefault, withDeleted = false): SfsFileView[] {
     const paths = [...this.#files.keys()].filter((p) => p.startsWith(prefix)).sort(cmpStr);
     const out: SfsFileView[] = [];
     for (const path of paths) {

@@ -2,6 +2,7 @@
 // clocks agree and stays causal when they do not. Physical time is passed in by the caller (the
 // node stamps it from its wall clock; the simulator from its simulated, skewed clocks).
 import { assert } from "./assert.ts";
+import { LIMITS } from "./limits.ts";
 
 export interface Hlc {
   /** Physical component, milliseconds. */
@@ -12,8 +13,6 @@ export interface Hlc {
 
 export const HLC_ZERO: Hlc = { wall: 0, logical: 0 };
 
-/** Largest logical counter before we refuse to advance (a peer pushing an absurd counter). */
-const LOGICAL_MAX = 0xffff_ffff;
 
 export function compareHlc(a: Hlc, b: Hlc): number {
   return a.wall !== b.wall ? a.wall - b.wall : a.logical - b.logical;
@@ -39,7 +38,7 @@ export class HybridClock {
     const next = physicalMs > last.wall
       ? { wall: physicalMs, logical: 0 }
       : { wall: last.wall, logical: last.logical + 1 };
-    assert(next.logical <= LOGICAL_MAX, "HybridClock: logical counter overflow");
+    assert(next.logical <= LIMITS.hlcLogicalMax, "HybridClock: logical counter overflow");
     this.#last = next;
     return next;
   }
@@ -50,7 +49,7 @@ export class HybridClock {
    */
   update(remote: Hlc, physicalMs: number): Hlc | undefined {
     if (remote.wall - physicalMs > this.maxOffsetMs) return undefined;
-    if (remote.logical > LOGICAL_MAX) return undefined;
+    if (remote.logical > LIMITS.hlcLogicalMax) return undefined;
     const last = this.#last;
     const wall = Math.max(last.wall, remote.wall, physicalMs);
     let logical: number;
@@ -58,7 +57,7 @@ export class HybridClock {
     else if (wall === last.wall) logical = last.logical + 1;
     else if (wall === remote.wall) logical = remote.logical + 1;
     else logical = 0;
-    if (logical > LOGICAL_MAX) return undefined;
+    if (logical > LIMITS.hlcLogicalMax) return undefined;
     this.#last = { wall, logical };
     return this.#last;
   }

@@ -1,6 +1,15 @@
 // Every bound in the system, in one place (DESIGN.md §2 rule 4, aesthetics rule 11). Nothing grows
 // without limit because a peer asked it to: each queue, buffer, message, table and loop names its
 // bound here. Where a bound follows from a formula, the comment gives it.
+//
+// A module may keep a local name for a bound (KV_LIMITS, MESH_LIMITS, SFS_WIRE, GA_CHAIN_MAX...),
+// but the value lives here and the local name is an alias of it. What is not here, on purpose:
+// - tunables: a core's *_DEFAULTS config (SWIM_DEFAULTS, GOSSIP_DEFAULTS, SFS_DEFAULTS,
+//   MESH_DEFAULTS, RAFT_DEFAULTS...), which a node may change within the hard bounds below;
+// - sizes of a format (envelope HEADER_BYTES, the gossip encoding's measured sizes, the SFS digest's
+//   bucket count) and the ranges of integer types (u32, 2^53), which are facts, not choices.
+// test/core/limits.test.ts checks every value here and fails on a numeric *_MAX / *Max constant
+// elsewhere in src/core.
 
 export const LIMITS = {
   /** Largest UDP datagram we send or accept, envelope included (fits a 1,280-byte IPv6 MTU). */
@@ -27,6 +36,10 @@ export const LIMITS = {
   replayWindow: 256,
   /** Senders whose replay windows are remembered; the least recently heard is evicted first. */
   replaySendersMax: 65536,
+  /** Keys of one MessagePack map the decoder accepts (codec.ts): our messages have a handful; a forged map header cannot make it allocate more. */
+  messageMapKeysMax: 64,
+  /** Largest HLC logical counter before the clock refuses to advance (a peer pushing an absurd counter); the counter is a u32. */
+  hlcLogicalMax: 0xffff_ffff,
   /** Members in the membership table (the simulator's scale test runs 10,000). */
   membersMax: 100_000,
   /**
@@ -48,6 +61,19 @@ export const LIMITS = {
   swimAwarenessMax: 8,
   /** Independent suspicion confirmations counted per suspect (Lifeguard's K is suspicionMult − 2). */
   swimConfirmationsMax: 16,
+  /** Largest incarnation a member may reach (it travels as a u32); refuting past it is an invariant failure. */
+  swimIncarnationMax: 0xffff_ffff,
+  /** Alive updates too large for what is left of a datagram's budget that piggybacking skips before it stops looking (a loop bound). */
+  swimAliveSkipsMax: 32,
+  /** Member tables up to this length are scanned when sampling; above it, members are drawn at random (a loop bound). */
+  swimSampleScanMax: 64,
+  /**
+   * Bytes of a SWIM datagram body without its updates and addresses: map header 1, "t" 2, tag ≤ 14,
+   * "seq" 4 + 5, "target" 7 + 17, "targetAddr" 11, "addr" 5, "updates" 8 + array header 3 = 77.
+   */
+  swimFixedBytesMax: 80,
+  /** Bytes of a suspect/dead/left update: at most 1 + 1 + 17 + 5 + 17 = 41 (the piggyback budget counts 42). */
+  swimStateUpdateBytesMax: 42,
   /** Guarded tasks in the cluster (heal): the whole table travels in one frame. */
   guardedTasksMax: 256,
   /** Longest guarded-task name, in characters. */
@@ -56,6 +82,8 @@ export const LIMITS = {
   guardCommandCharsMax: 1024,
   /** Longest guarded-task period: one day of 10 ms ticks. */
   guardEveryTicksMax: 8_640_000,
+  /** Largest guarded-task epoch (a u32 on the wire); a task whose epoch reached it is no longer changed. */
+  guardEpochMax: 0xffff_ffff,
   /** Own vital-sign samples kept (and persisted): ten minutes at one per second. */
   vitalHistoryMax: 600,
   /** Confirmation probes of suspects in flight at once on one node (swim.ts confirmProbes). */
@@ -78,6 +106,216 @@ export const LIMITS = {
   shellLineCharsMax: 4096,
   /** Largest value the durable store accepts in one put. */
   storeValueBytesMax: 8 * 1024 * 1024,
+  /** Rows a listing (KV keys, shared-folder entries) returns when its caller names no limit. */
+  listRowsDefault: 1000,
   /** Ticks of the kernel loop per second at the default 10 ms interval. */
   ticksPerSecond: 100,
+
+  // ---------------------------------------------------------------------------------------------
+  // Collective
+
+  /** Raft messages on the wire (raft/wire.ts, raft/confchange.ts). */
+  raft: {
+    /** Entries per message: the core counts 16 bytes of overhead per entry against 1 MiB per message. */
+    entriesPerMessageMax: 65_536,
+    /** Bytes of one entry's data a peer may send: 1 MiB, RAFT_DEFAULTS.maxMsgBytes (the KV map's values are far smaller). */
+    entryBytesMax: 1 << 20,
+    /** Members of a configuration; the leader keeps at most 5 voters, learners are bounded by members. */
+    confMembersMax: 1024,
+    /** Read contexts are request ids. */
+    contextBytesMax: 64,
+    /** A snapshot travels in one frame (frameBytesMax, 16 MiB), with 1 MiB left for the rest of the message. */
+    snapshotBytesMax: 15 * 1024 * 1024,
+    /** Characters of a node id in an encoded configuration change (ids are 16; 64 leaves room, refuses junk). */
+    nodeIdCharsMax: 64,
+  },
+
+  /** The consensus key-value map behind /v1/kv (kv.ts: KV_LIMITS). */
+  kv: {
+    /** UTF-8 bytes of a key. */
+    keyBytesMax: 512,
+    /** Bytes of a value (also the HTTP body a PUT may carry). */
+    valueBytesMax: 64 * 1024,
+    /** Keys in the map. */
+    keysMax: 100_000,
+    /** The whole map travels as one snapshot frame and one store value (8 MiB). */
+    totalBytesMax: 7 * 1024 * 1024,
+  },
+
+  /** Gossip messages (gossip-wire.ts: GOSSIP_WIRE_BOUNDS): generous enough for a stream-channel budget of 64 KiB. */
+  gossip: {
+    /** Longest topic name in characters (ASCII only, so also bytes). */
+    topicCharsMax: 64,
+    /** Longest key in UTF-16 code units; the core also bounds its UTF-8 bytes. */
+    keyCharsMax: 256,
+    /** Largest value in bytes. */
+    valueBytesMax: 60 * 1024,
+    /** Digest entries per message. */
+    digestMax: 1024,
+    /** Origin groups per message. */
+    deltasMax: 1024,
+    /** Rows per origin group. */
+    rowsPerDeltaMax: 4096,
+    /** Horizons per message. */
+    horizonsMax: 256,
+    /**
+     * Largest HLC logical counter accepted in a row. The clock refuses to advance past 2^32 − 1 (an
+     * assertion); a peer's row near it would leave our next local stamp no room, so rows are refused
+     * well before: 65,535 stamps of headroom within one millisecond.
+     */
+    rowLogicalMax: 0xffff_0000,
+  },
+
+  /** Mesh routing messages (mesh-wire.ts: MESH_LIMITS), each sized so the largest fits one datagram. */
+  mesh: {
+    /**
+     * Route entries per `mesh-update`. An entry is at most 24 bytes of MessagePack (fixarray 1, a
+     * 16-character id 17, seqno and metric as uint16 3 + 3) and the rest of the message at most 36
+     * (map, `t`, `iv` up to 65,535, `n` up to 2^32 − 1, `q`, the array header), so 40 entries take
+     * ≤ 996 bytes: with the 44-byte envelope (28 header + 16 tag) ≤ 1,040 of the 1,200-byte datagram
+     * (datagramBytesMax). Measured in test/core/mesh.test.ts ("bounds").
+     */
+    updateEntriesMax: 40,
+    /**
+     * Largest payload of one routed datagram. The rest of a `mesh-data` is at most 57 bytes (map,
+     * `t`, `d`, two ids, ttl, hops, a bin16 header), so ≤ 1,081 + 44 = 1,125 bytes on the wire.
+     */
+    payloadBytesMax: 1024,
+    /** Hop limit (TTL) and hop count fit one byte; so does a seqno request's hop count. */
+    hopsMax: 255,
+    /** Largest link cost a caller may set; a path of 16 such links is still below infinity (0xFFFF). */
+    linkCostMax: 4096,
+    /** Largest update interval a neighbour may announce (ticks): 655 s at 10 ms (a u16). */
+    intervalTicksMax: 0xffff,
+  },
+
+  /** Shared-folder protocol maxima (sfs-wire.ts: SFS_WIRE): what a peer may send at all. The node's SfsConfig stays within them. */
+  sfsWire: {
+    /** Manifest entries (tombstones included) a node keeps; also the largest list in one message. */
+    filesMax: 65_536,
+    /** Smallest chunk size a file may be split in. */
+    chunkBytesMin: 1024,
+    /** Largest chunk size: four of them fill one 16 MiB frame (sfs.ts asserts chunkBytes × 4 ≤ frameBytesMax). */
+    chunkBytesMax: 4 * 1024 * 1024,
+    /** Chunks of one file: 4,096 × 1 MiB = 4 GiB at the default chunk size. */
+    chunksMax: 4096,
+    /** Largest file. */
+    fileBytesMax: 4 * 1024 * 1024 * 1024,
+    /** Origins in one version vector (distinct writers of one path that are remembered). */
+    vvEntriesMax: 32,
+    /**
+     * Largest Lamport counter taken from a peer (sfs-version.ts: SFS_COUNTER_MAX): 2^48 writes is
+     * beyond any real cluster, and refusing larger ones keeps a peer from pushing the clock to its
+     * end (after which nothing could be written).
+     */
+    counterMax: 2 ** 48,
+  },
+
+  /** Paths in the shared folder (sfs-path.ts: SFS_PATH). */
+  sfsPath: {
+    /** UTF-8 bytes of a whole path. */
+    bytesMax: 1024,
+    /** UTF-8 bytes of one segment (the common file-name limit, NAME_MAX). */
+    segmentBytesMax: 255,
+    /** Segments (directory depth + 1). */
+    depthMax: 32,
+    /** Extensions longer than this stay part of the stem in a conflict name (a loop bound). */
+    conflictExtensionCharsMax: 16,
+  },
+
+  // ---------------------------------------------------------------------------------------------
+  // Brain
+
+  /** Upper bounds of a model this code accepts (transformer.ts: MODEL_BOUNDS, validateConfig). */
+  model: {
+    vocab: 1 << 20,
+    seqLen: 1 << 14,
+    dModel: 1 << 14,
+    nHeads: 1 << 10,
+    dFF: 1 << 16,
+    nLayers: 1 << 10,
+    nClasses: 1 << 16,
+    /** Parameters in total: 2^28 f32 = 1 GiB. */
+    params: 1 << 28,
+  },
+
+  /** Model files (model-file.ts: MODEL_FILE). */
+  modelFile: {
+    /** Largest file decodeModelFile accepts by default: 256 MiB (about 67 M parameters). */
+    bytesMax: 256 * 1024 * 1024,
+    /** Largest JSON header. A header with the most mutations is about 0.5 MiB. */
+    headerBytesMax: 1024 * 1024,
+    /** `tag` and `origin`, in UTF-16 code units. */
+    stringMax: 64,
+    /** Mutations in a model's lineage (replayed onto its base). */
+    mutationsMax: 10_000,
+    /** `version` and `lineage.base` are 1..versionMax (a u32, as on the wire). */
+    versionMax: 0xffff_ffff,
+  },
+
+  /** Brain messages and tensor frames (brain-wire.ts: BRAIN_WIRE). */
+  brainWire: {
+    /** Largest message or tensor frame accepted by default. */
+    bytesMax: 64 * 1024 * 1024,
+    /** Bytes of a session id. */
+    sessionBytesMax: 64,
+    /** Bytes of an error code. */
+    codeBytesMax: 64,
+    /** Bytes of an error message. */
+    messageBytesMax: 1024,
+    /** Dimensions of a tensor. */
+    rankMax: 4,
+    /** Tokens in an expert request (T). */
+    expertTokensMax: 4096,
+    /** Logits in an expert response (C): model.nClasses. */
+    logitsMax: 65536,
+  },
+
+  /** Distributed K/V attention (dkva.ts). */
+  dkva: {
+    /** Largest global position a shard stores (positions travel as u32). */
+    positionMax: 0xffff_ffff,
+  },
+
+  /** Mixture-of-experts routing (moe.ts). */
+  moe: {
+    /** Classes the gate and the experts output. */
+    classesMax: 1024,
+    /** Probe outcomes remembered per (node, class), at most (the default window is 100). */
+    windowMax: 65_536,
+    /** Nodes tracked at once (least recently probed evicted first). */
+    nodesMax: 4096,
+    /** Probes one planProbes call may plan in total. */
+    probePlanMax: 65_536,
+  },
+
+  /** Genetic search over models (ga.ts). */
+  ga: {
+    /** Mutants proposed per gaStep, at most. */
+    populationMax: 256,
+    /** Mutations replayed onto a base model, at most (a peer's seed chain is bounded by this). */
+    chainMax: 4096,
+  },
+
+  /** Training (train.ts). */
+  train: {
+    /** Epochs one training may run, at most. */
+    epochsMax: 100_000,
+    /** Examples one training or evaluation may use, at most. */
+    examplesMax: 10_000_000,
+  },
+
+  /** Federated averaging (fedlearn.ts). */
+  fed: {
+    /** Updates aggregated per round, at most. */
+    updatesMax: 4096,
+    /** Default cap on a participant's self-reported example count n when aggregate() runs FedAvg (a caller may pass its own). */
+    nCapDefault: 10_000,
+  },
+
+  /** The synthetic sensor data (data.ts). */
+  data: {
+    /** Examples generated per call, at most. */
+    examplesMax: 1_000_000,
+  },
 } as const;

@@ -10,7 +10,7 @@ import { entryToWire, validate, type Message, type ValidateResult } from "./mess
 const bound = LIMITS.frameBytesMax;
 const encoder = new Encoder({ ignoreUndefined: true });
 const decoder = new Decoder({
-  maxStrLength: bound, maxBinLength: bound, maxArrayLength: LIMITS.membersMax, maxMapLength: 64, maxExtLength: 0,
+  maxStrLength: bound, maxBinLength: bound, maxArrayLength: LIMITS.membersMax, maxMapLength: LIMITS.messageMapKeysMax, maxExtLength: 0,
 });
 
 export function encodeMessage(message: Message): Uint8Array {

@@ -7,6 +7,7 @@
 //
 // Invalid changes are values ({ error }), never exceptions: they come from the replicated log.
 import { packValue, unpackValue } from "../../wire/codec.ts";
+import { LIMITS } from "../../util/limits.ts";
 import type { ConfChange, ConfChangeSingle, ConfChangeType, ConfState, NodeId } from "./types.ts";
 
 export type ConfResult = { readonly ok: true; readonly conf: ConfState } | { readonly ok: false; readonly error: string };
@@ -148,14 +149,14 @@ export function decodeConfChange(bytes: Uint8Array): ConfChange | undefined {
     if (!Array.isArray(item) || item.length !== 2) return undefined;
     const [code, node] = item as unknown[];
     const type = typeof code === "number" ? CODE_TYPES[code] : undefined;
-    if (type === undefined || typeof node !== "string" || node.length === 0 || node.length > 64) return undefined;
+    if (type === undefined || typeof node !== "string" || node.length === 0 || node.length > LIMITS.raft.nodeIdCharsMax) return undefined;
     changes.push({ type, node });
   }
   const decoded: ConfChange = { changes, transition: transition === 0 ? "auto" : "explicit", joint: joint === 1 };
   if (reset === undefined) return decoded;
   if (!Array.isArray(reset) || reset.length !== 2) return undefined;
   const [voters, epoch] = reset as unknown[];
-  if (!Array.isArray(voters) || !voters.every((v) => typeof v === "string" && v.length > 0 && v.length <= 64)) return undefined;
+  if (!Array.isArray(voters) || !voters.every((v) => typeof v === "string" && v.length > 0 && v.length <= LIMITS.raft.nodeIdCharsMax)) return undefined;
   if (typeof epoch !== "number" || !Number.isSafeInteger(epoch) || epoch < 0) return undefined;
   return { ...decoded, reset: { voters: voters as string[], epoch } };
 }

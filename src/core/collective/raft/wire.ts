@@ -3,18 +3,13 @@
 // back copies every byte field out of the packet (the decoder hands out views into it) because
 // entries and snapshots outlive the packet in the log.
 import { Type, type Static } from "@sinclair/typebox";
+import { LIMITS } from "../../util/limits.ts";
 import { LOCAL_MESSAGES, type ConfState, type Entry, type Message, type MessageType, type Snapshot } from "./types.ts";
 
 const u53 = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Id = Type.String({ pattern: "^[0-9a-f]{16}$" });
-/** Entries per message: the core counts 16 bytes of overhead per entry against 1 MiB per message. */
-export const RAFT_ENTRIES_PER_MESSAGE_MAX = 65_536;
-/** Members of a configuration; the leader keeps at most 5 voters, learners are bounded by members. */
-const CONF_MEMBERS_MAX = 1024;
-/** Read contexts are request ids. */
-const CONTEXT_BYTES_MAX = 64;
-/** A snapshot travels in one frame (LIMITS.frameBytesMax); the state machine bounds its size. */
-const SNAPSHOT_BYTES_MAX = 15 * 1024 * 1024;
+/** Entries per message (LIMITS.raft). */
+export const RAFT_ENTRIES_PER_MESSAGE_MAX = LIMITS.raft.entriesPerMessageMax;
 
 const TYPES: readonly MessageType[] = [
   "hup", "beat", "prop", "app", "app-resp", "vote", "vote-resp", "prevote", "prevote-resp", "snap",
@@ -25,11 +20,11 @@ const TYPE_CODES = new Map(TYPES.map((t, i) => [t, i]));
 /** Messages a peer may send; local ones (hup, beat, unreachable, snap-status, check-quorum) are refused. */
 const REMOTE_CODES = TYPES.map((t, i) => (LOCAL_MESSAGES.has(t) ? -1 : i)).filter((i) => i >= 0);
 
-const Ids = Type.Array(Id, { maxItems: CONF_MEMBERS_MAX });
+const Ids = Type.Array(Id, { maxItems: LIMITS.raft.confMembersMax });
 export const ConfStateWireSchema = Type.Tuple([Ids, Ids, Ids, Ids, Type.Boolean()]);
 /** [term, index, type (0 normal, 1 conf), data] */
-export const EntryWireSchema = Type.Tuple([u53, u53, Type.Union([Type.Literal(0), Type.Literal(1)]), Type.Uint8Array({ maxByteLength: 1 << 20 })]);
-export const SnapshotWireSchema = Type.Tuple([u53, u53, ConfStateWireSchema, Type.Uint8Array({ maxByteLength: SNAPSHOT_BYTES_MAX })]);
+export const EntryWireSchema = Type.Tuple([u53, u53, Type.Union([Type.Literal(0), Type.Literal(1)]), Type.Uint8Array({ maxByteLength: LIMITS.raft.entryBytesMax })]);
+export const SnapshotWireSchema = Type.Tuple([u53, u53, ConfStateWireSchema, Type.Uint8Array({ maxByteLength: LIMITS.raft.snapshotBytesMax })]);
 
 export const RaftWireSchema = Type.Object({
   t: Type.Literal("raft"),
@@ -46,7 +41,7 @@ export const RaftWireSchema = Type.Object({
   rh: u53,
   e: Type.Array(EntryWireSchema, { maxItems: RAFT_ENTRIES_PER_MESSAGE_MAX }),
   s: Type.Optional(SnapshotWireSchema),
-  x: Type.Optional(Type.Uint8Array({ maxByteLength: CONTEXT_BYTES_MAX })),
+  x: Type.Optional(Type.Uint8Array({ maxByteLength: LIMITS.raft.contextBytesMax })),
 });
 export type RaftWire = Static<typeof RaftWireSchema>;
 
