@@ -1,30 +1,14 @@
-// The built-in shell commands over a Kernel: help, ver, mem, ps, status, nodes, net, exit (and the
-// Body layer's, from body-commands.ts). Each answers plain aligned text.
+// The kernel's own shell commands: help, ver, mem, ps, status, nodes, net, exit. Every other
+// command is a subsystem's (its spec's `commands`, registry.ts). Each answers plain aligned text.
 import type { Mode } from "../core/body/degrade.ts";
 import { WIRE_VERSION } from "../core/wire/envelope.ts";
-import { DROP_REASONS, VERSION, type Kernel, type MemberStatus } from "./kernel.ts";
-import { BODY_COMMANDS } from "./body/commands.ts";
-import { COLLECTIVE_COMMANDS } from "./collective/commands.ts";
-import { BRAIN_COMMANDS } from "./brain/commands.ts";
-import { SFS_COMMANDS } from "./collective/sfs-commands.ts";
+import type { HostStats, NodeContext } from "./context.ts";
 import { formatDuration, mib } from "./format.ts";
+import { VERSION, type Kernel } from "./kernel.ts";
 import { formatFields, formatTable, Shell, UsageError, type Command } from "./shell.ts";
+import { DROP_REASONS, type MemberStatus, type NodeView } from "./view.ts";
 
-/** What the process around the kernel measures (run.ts); absent in the simulator. */
-export interface HostStats {
-  /** Ticks the loop skipped because the event loop was late beyond the catch-up bound. */
-  readonly ticksSkipped: number;
-  /** Event-loop delay over the last sampling window, in milliseconds. */
-  readonly loopDelayP50Ms: number;
-  readonly loopDelayP99Ms: number;
-  readonly loopDelayMaxMs: number;
-}
-
-export interface NodeContext {
-  readonly kernel: Kernel;
-  /** The host's measurements, when a real process runs the kernel. */
-  readonly host: () => HostStats | undefined;
-}
+export type { HostStats, NodeContext } from "./context.ts";
 
 /** Rows `nodes` prints before it summarises the rest. */
 export const NODES_ROWS_MAX = 200;
@@ -32,7 +16,7 @@ export const NODES_ROWS_MAX = 200;
 export const RTT_ROWS_MAX = 50;
 
 /** Members counted alive (alive or suspect, this node included), all known, and the kernel's mode. */
-export function membership(kernel: Kernel): { alive: number; total: number; mode: Mode } {
+export function membership(kernel: NodeView): { alive: number; total: number; mode: Mode } {
   const members = kernel.memberStatuses();
   const alive = members.filter((member) => member.state === "alive" || member.state === "suspect").length;
   return { alive, total: members.length, mode: kernel.mode };
@@ -40,7 +24,7 @@ export function membership(kernel: Kernel): { alive: number; total: number; mode
 
 export function createNodeShell(kernel: Kernel, host: () => HostStats | undefined = () => undefined): Shell<NodeContext> {
   const shell = new Shell<NodeContext>({ kernel, host });
-  for (const command of [...BUILTINS, ...BODY_COMMANDS, ...COLLECTIVE_COMMANDS, ...SFS_COMMANDS, ...BRAIN_COMMANDS]) shell.registerCommand(command);
+  for (const command of [...BUILTINS, ...kernel.specs.flatMap((spec) => spec.commands ?? [])]) shell.registerCommand(command);
   return shell;
 }
 

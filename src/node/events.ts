@@ -18,7 +18,7 @@ export class EventBus {
   readonly #subscribers = new Set<Subscriber>();
   #seq = 0;
 
-  publish(tick: number, type: string, data: Readonly<Record<string, unknown>> = {}): void {
+  publish(tick: number, type: string, data: Readonly<Record<string, unknown>> = {}): KernelEvent {
     const event: KernelEvent = { seq: ++this.#seq, tick, type, data };
     if (this.#ring.length < LIMITS.eventRingMax) this.#ring.push(event);
     else this.#ring[(event.seq - 1) % LIMITS.eventRingMax] = event;
@@ -29,6 +29,7 @@ export class EventBus {
         this.#subscribers.delete(subscriber);
       }
     }
+    return event;
   }
 
   subscribe(subscriber: Subscriber): () => void {

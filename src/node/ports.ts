@@ -2,6 +2,7 @@
 // adapters of src/adapters (UDP/TCP sockets, SQLite, node:crypto, the wall clock); the simulator
 // plugs in src/sim (simulated network, disk and clocks). The kernel is the same code in both, and
 // it is synchronous: every port call returns at once, and inbound packets arrive by callback.
+import type { VitalSigns } from "../core/body/vital.ts";
 import type { Channel } from "../core/wire/envelope.ts";
 import type { SfsCompletion, SfsDiskItem, SfsEffect, SfsFileInfo } from "../core/collective/sfs.ts";
 
@@ -87,4 +88,9 @@ export interface SharedFolderPort {
   discardStaged(temp: string): Promise<void>;
   list(path: string): Promise<Array<{ readonly name: string; readonly dir: boolean; readonly size: number; readonly mtimeMs: number }>>;
   read(path: string, maxBytes: number): Promise<Uint8Array>;
+}
+
+/** What the host measures about itself for vital signs; the simulator has none. */
+export interface HostVitals {
+  sample(): Omit<VitalSigns, "uptimeMs">;
 }

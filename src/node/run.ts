@@ -21,6 +21,7 @@ import { AssertionFailure } from "../core/util/assert.ts";
 import { LIMITS } from "../core/util/limits.ts";
 import { createRng } from "../core/util/rng.ts";
 import type { Role } from "../core/wire/messages.ts";
+import { nodeApi } from "./api.ts";
 import { createNodeShell, type HostStats } from "./commands.ts";
 import { Kernel, KERNEL_DEFAULTS, type HostVitals } from "./kernel.ts";
 import type { Clock, Identity, Seal, Store, Transport } from "./ports.ts";
@@ -296,7 +297,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     const shell = createNodeShell(kernel, hostStats);
     // A guarded task's command runs in this node's shell; its output is kept for `heal list`.
     kernel.guardRunner = (command) => shell.execute(command).output;
-    api = await startApi({ kernel, shell, host: apiAddr.host, port: apiAddr.port, token, hostStats });
+    api = await startApi({ node: nodeApi(kernel, shell, hostStats), host: apiAddr.host, port: apiAddr.port, token });
     const openedApi = api;
     closers.push(() => openedApi.close());
   } catch (error) {

@@ -8,6 +8,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startApi } from "../../src/adapters/http.ts";
+import { nodeApi } from "../../src/node/api.ts";
 import { LIMITS } from "../../src/core/util/limits.ts";
 import { createNodeShell } from "../../src/node/commands.ts";
 import { runNode, type RunningNode } from "../../src/node/run.ts";
@@ -303,8 +304,8 @@ test("gossip topics over HTTP: a stream on one node sees a write and a delete ma
 test("off loopback the API needs the bearer token", async () => {
   const n = api();
   const shell = createNodeShell(n.kernel);
-  await assert.rejects(startApi({ kernel: n.kernel, shell, host: "0.0.0.0", port: 0, token: undefined }), /refusing to serve the API on non-loopback address 0\.0\.0\.0 without a cluster token/);
-  const open = await startApi({ kernel: n.kernel, shell, host: "0.0.0.0", port: 0, token: n.token });
+  await assert.rejects(startApi({ node: nodeApi(n.kernel, shell), host: "0.0.0.0", port: 0, token: undefined }), /refusing to serve the API on non-loopback address 0\.0\.0\.0 without a cluster token/);
+  const open = await startApi({ node: nodeApi(n.kernel, shell), host: "0.0.0.0", port: 0, token: n.token });
   try {
     const base = `http://127.0.0.1:${open.port}`;
     assertError(await send("GET", "/v1/status", { base }), 401, "UNAUTHORIZED");

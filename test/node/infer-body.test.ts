@@ -1,10 +1,10 @@
-// POST /v1/infer's body checker (src/adapters/http.ts, parseInferBody): any JSON value gives either a
+// POST /v1/infer's body checker (src/node/brain/routes.ts, parseInferBody): any JSON value gives either a
 // message for the client or a request the Brain can take; it never throws. Hand-picked bad bodies
 // each get their own message.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { parseInferBody } from "../../src/adapters/http.ts";
+import { parseInferBody } from "../../src/node/brain/routes.ts";
 
 test("parseInferBody: arbitrary JSON never throws; what it accepts is well formed", () => {
   const values = fc.array(fc.oneof(fc.double(), fc.integer(), fc.constant(Number.NaN)), { maxLength: 6 });

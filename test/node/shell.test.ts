@@ -188,7 +188,7 @@ test("commands: status, nodes, ps, net, ver, mem, exit", () => {
   assert.match(ps, /^1 +kernel +daemon +running +5 +50ms$/m);
 
   const net = shell.execute("net").output;
-  assert.match(net, /^drops +auth 0 +decode 0 +replay 0 +oversize 0$/m);
+  assert.match(net, /^drops +auth 0 +denied 0 +decode 0 +replay 0 +oversize 0$/m);
   assert.match(net, /^datagram +0 +0 +0 +0$/m);
   assert.match(net, /rtt: no samples yet/);
 

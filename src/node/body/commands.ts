@@ -1,15 +1,15 @@
 // Shell commands of the Body layer: vital, degrade, guard, heal, persist.
 import { LIMITS } from "../../core/util/limits.ts";
-import type { NodeContext } from "../commands.ts";
+import type { NodeContext } from "../context.ts";
 import { formatDuration, mib } from "../format.ts";
-import type { PersistSection } from "../kernel.ts";
+import type { PersistSection } from "../subsystem-context.ts";
 import { formatFields, formatTable, UsageError, type Command } from "../shell.ts";
 
 /** Rows `vital` prints before it summarises the rest. */
 const VITAL_ROWS_MAX = 200;
 const GUARD_NAME = /^[A-Za-z0-9._-]+$/;
 
-const vital: Command<NodeContext> = {
+export const vital: Command<NodeContext> = {
   name: "vital",
   summary: "vital signs of every member (uptime, load, memory, event-loop delay)",
   usage: "vital [history]",
@@ -43,7 +43,7 @@ const vital: Command<NodeContext> = {
   },
 };
 
-const degrade: Command<NodeContext> = {
+export const degrade: Command<NodeContext> = {
   name: "degrade",
   summary: "the cluster mode (FULL ≥ 3 alive, REDUCED 2, SOLO 1) and its recent changes",
   usage: "degrade",
@@ -60,7 +60,7 @@ const degrade: Command<NodeContext> = {
   },
 };
 
-const guard: Command<NodeContext> = {
+export const guard: Command<NodeContext> = {
   name: "guard",
   summary: "define a guarded task: a command one node runs every N seconds, adopted when its owner dies",
   usage: "guard NAME SECONDS COMMAND...  |  guard rm NAME",
@@ -90,7 +90,7 @@ const guard: Command<NodeContext> = {
   },
 };
 
-const heal: Command<NodeContext> = {
+export const heal: Command<NodeContext> = {
   name: "heal",
   summary: "guarded tasks: owner, adoption epoch, and whether this node runs them",
   usage: "heal [list]",
@@ -117,7 +117,7 @@ function formatSections(sections: readonly PersistSection[]): string {
   ]));
 }
 
-const persist: Command<NodeContext> = {
+export const persist: Command<NodeContext> = {
   name: "persist",
   summary: "local state kept in the store and restored at boot",
   usage: `persist list  |  persist clear ${SECTIONS.join("|")}`,
@@ -131,9 +131,9 @@ const persist: Command<NodeContext> = {
     if (rest.length > 0 || section === undefined || !(SECTIONS as readonly string[]).includes(section)) {
       throw new UsageError(`persist clear needs one of: ${SECTIONS.join(", ")} (the epoch and incarnation are never cleared)`);
     }
-    const removed = kernel.persistClear(section as (typeof SECTIONS)[number]);
+    const removed = kernel.persistClear(section);
+    if (typeof removed === "string") throw new UsageError(removed);
     return `cleared ${section}: ${removed} key${removed === 1 ? "" : "s"}`;
   },
 };
 
-export const BODY_COMMANDS: readonly Command<NodeContext>[] = [vital, degrade, guard, heal, persist];

@@ -3,9 +3,9 @@
 // order temperature, humidity, pressure, light.
 import { SEED_CLASSES, SEED_CONFIG, paramCount, type ModelConfig } from "../../core/brain/transformer.ts";
 import type { BrainService, InferMode, InferOutcome } from "./service.ts";
-import type { NodeContext } from "../commands.ts";
+import type { NodeContext } from "../context.ts";
 import { resolveMember } from "../collective/commands.ts";
-import type { Kernel } from "../kernel.ts";
+import type { NodeView as Kernel } from "../view.ts";
 import { formatFields, formatTable, UsageError, type Command } from "../shell.ts";
 
 /** The larger shape of the acceptance tests and the benchmark (3.3M parameters). */

@@ -1,8 +1,8 @@
 // Shell commands of the Collective layer: raft, kv, topic, spawn, route.
 import { describeConfState } from "../../core/collective/raft/confchange.ts";
 import type { KvOutcome } from "./consensus.ts";
-import type { NodeContext } from "../commands.ts";
-import type { Kernel } from "../kernel.ts";
+import type { NodeContext } from "../context.ts";
+import type { NodeView as Kernel } from "../view.ts";
 import { formatFields, formatTable, UsageError, type Command } from "../shell.ts";
 
 const TOPIC_ROWS_MAX = 200;
@@ -13,7 +13,7 @@ function short(id: string): string {
   return id === "" ? "-" : id;
 }
 
-const raft: Command<NodeContext> = {
+export const raft: Command<NodeContext> = {
   name: "raft",
   summary: "consensus state: role, term, leader, commit, applied, voters, learners, follower progress",
   usage: "raft",
@@ -60,7 +60,7 @@ function ask(kernel: Kernel, start: (kernel: Kernel, done: (outcome: KvOutcome) 
   return new Promise((resolve) => start(kernel, resolve));
 }
 
-const kv: Command<NodeContext> = {
+export const kv: Command<NodeContext> = {
   name: "kv",
   summary: "the consensus key-value store: linearizable get, put, del, cas; list keys",
   usage: "kv get KEY | kv put KEY VALUE | kv del KEY | kv cas KEY EXPECTED VALUE | kv list [PREFIX]",
@@ -101,7 +101,7 @@ function showValue(value: Uint8Array | undefined): string {
   return value === undefined ? "(deleted)" : JSON.stringify(text.decode(value).slice(0, 60));
 }
 
-const topic: Command<NodeContext> = {
+export const topic: Command<NodeContext> = {
   name: "topic",
   summary: "topics: gossip topics (rows replicated to every node, last writer wins) and consensus topics (the Raft key-value store)",
   usage: "topic list | topic pub TOPIC KEY VALUE | topic get TOPIC [KEY] | topic del TOPIC KEY | topic sub TOPIC [SECONDS]",
@@ -160,7 +160,7 @@ const topic: Command<NodeContext> = {
   },
 };
 
-const spawn: Command<NodeContext> = {
+export const spawn: Command<NodeContext> = {
   name: "spawn",
   summary: "joins in flight: how far each new member's replica has caught up (Raft log, gossip rows)",
   usage: "spawn stat",
@@ -196,7 +196,7 @@ export function resolveMember(kernel: Kernel, what: string): string {
 
 const ROUTE_PING_TICKS = 200;
 
-const route: Command<NodeContext> = {
+export const route: Command<NodeContext> = {
   name: "route",
   summary: "mesh routing: links, the route to every member (next hop, metric, seqno); route ping MEMBER",
   usage: "route | route ping MEMBER",
@@ -231,4 +231,3 @@ const route: Command<NodeContext> = {
   },
 };
 
-export const COLLECTIVE_COMMANDS: readonly Command<NodeContext>[] = [raft, kv, topic, spawn, route];

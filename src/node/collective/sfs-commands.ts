@@ -2,9 +2,9 @@
 // this node's /shared/ files and replicate to every node; `sfs list|stat|sync` show and drive
 // the replication. Paths are /shared/NAME or NAME; nothing outside /shared/ is reachable.
 import { normalizeSharedPath } from "../../core/collective/sfs-path.ts";
-import type { NodeContext } from "../commands.ts";
+import type { NodeContext } from "../context.ts";
 import type { SharedFolder } from "./shared-folder.ts";
-import type { Kernel } from "../kernel.ts";
+import type { NodeView as Kernel } from "../view.ts";
 import { formatFields, formatTable, UsageError, type Command } from "../shell.ts";
 
 /** Bytes `cat` prints at most. */

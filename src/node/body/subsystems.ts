@@ -1,0 +1,47 @@
+// The Body layer's subsystems (DESIGN.md §7): membership (roster, SWIM, degrade), vital signs,
+// guarded tasks (heal), the RTT pinger and persist.
+import { defineSubsystem } from "../subsystem.ts";
+import { degrade, guard as guardCommand, heal, persist, vital } from "./commands.ts";
+import { Guard } from "./guard.ts";
+import { Membership } from "./membership.ts";
+import { Persist } from "./persist.ts";
+import { Pinger } from "./pinger.ts";
+import { VitalSigner } from "./vitals.ts";
+
+export const MEMBERSHIP = defineSubsystem({
+  name: "membership",
+  kinds: {
+    // The handshake and SWIM's dissemination are how members become known: any key holder.
+    hello: "peer", challenge: "peer", proof: "peer", welcome: "peer",
+    "swim-ping": "peer", "swim-ping-req": "peer", "swim-ack": "peer", "swim-nack": "peer", "swim-gossip": "peer", "swim-sync": "peer",
+  },
+  create: (ctx, config) => new Membership(ctx, config),
+  commands: [degrade],
+});
+
+export const VITALS = defineSubsystem({
+  name: "vitals",
+  kinds: { vital: "member" },
+  create: (ctx, config) => new VitalSigner(ctx, config.vital, ctx.host),
+  commands: [vital],
+});
+
+export const GUARD = defineSubsystem({
+  name: "guard",
+  kinds: { heal: "member" },
+  create: (ctx, config) => new Guard(ctx, config.heal),
+  commands: [guardCommand, heal],
+});
+
+export const PINGER = defineSubsystem({
+  name: "pinger",
+  kinds: { ping: "peer", ack: "peer" },
+  create: (ctx, config) => new Pinger(ctx, config.pingTicks),
+});
+
+export const PERSIST = defineSubsystem({
+  name: "persist",
+  kinds: {},
+  create: (ctx, config) => new Persist(ctx, config.persistTicks),
+  commands: [persist],
+});

@@ -1,0 +1,42 @@
+// The Brain as the kernel drives it: the BrainService (service.ts) joined to the node through its
+// SubsystemContext — the model file in the shared folder, the GA chain in a gossip topic, the
+// Raft leader as the one GA evolver, calls to peers on the stream channel.
+import type { MessageOf } from "../../core/wire/messages.ts";
+import type { KernelConfig } from "../config.ts";
+import type { KernelEvent } from "../events.ts";
+import type { SubsystemContext } from "../subsystem-context.ts";
+import { BrainService } from "./service.ts";
+
+export class BrainPart {
+  readonly brain: BrainService;
+
+  constructor(ctx: SubsystemContext, config: KernelConfig) {
+    const { services, members } = ctx;
+    this.brain = new BrainService({
+      id: ctx.id,
+      send: (to, message) => ctx.send(to, "stream", message),
+      liveIds: () => members.liveIds().filter((id) => members.stateOf(id) === "alive").sort(),
+      tick: () => ctx.tick(),
+      nowMs: () => ctx.clock.nowMs(),
+      event: (type, data) => ctx.emit(type, data),
+      folder: () => services.folder,
+      gossipGet: (topic, key) => services.topics?.get(topic, key),
+      gossipPublish: (topic, key, value) => (services.topics === undefined ? "this node has no gossip topics" : services.topics.publish(topic, key, value)),
+      isLeader: () => services.kv?.isLeader ?? false,
+      ...(ctx.defer === undefined ? {} : { defer: ctx.defer }),
+    }, ctx.fork(), config.brain);
+  }
+
+  step(from: string, message: MessageOf<"brain">): void {
+    this.brain.step(from, message);
+  }
+
+  tick(): void {
+    this.brain.tick();
+  }
+
+  onEvent(event: KernelEvent): void {
+    if (event.type === "member-dead" || event.type === "member-left") this.brain.memberGone(String(event.data.id));
+    else if (event.type === "sfs-file-updated" && typeof event.data.path === "string") this.brain.onFileChanged(event.data.path);
+  }
+}

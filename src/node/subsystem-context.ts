@@ -1,0 +1,124 @@
+// The subsystem contract, part one (part two is subsystem.ts): what a subsystem sees of the node.
+// A subsystem gets only this narrow context — membership, mode, services other subsystems offer
+// (kv, topics), the store, the files port, and the kernel's outbox for sends, store writes and
+// events — never the kernel itself. Service classes import this file only, so they stay leaves.
+import type { Mode } from "../core/body/degrade.ts";
+import type { SwimState } from "../core/body/swim.ts";
+import type { Rng } from "../core/util/rng.ts";
+import type { Channel } from "../core/wire/envelope.ts";
+import type { MemberEntry, Message, MessageType, Role } from "../core/wire/messages.ts";
+import type { SharedFolder } from "./collective/shared-folder.ts";
+import type { Clock, HostVitals, Identity, SharedFolderPort, Store, StoreWrite } from "./ports.ts";
+import type { TaskTable } from "./tasks.ts";
+
+/**
+ * Who may send a message kind; the kernel drops (and counts as "denied") a message from anyone else
+ * before the owner sees it.
+ * - `peer`: any holder of the cluster key, member or not yet (the join handshake, SWIM's own
+ *   dissemination, which is how members become known);
+ * - `member`: a member this node's SWIM knows (in any state);
+ * - `core`: a known member whose role is core;
+ * - `leader`: the member this node holds as the Raft leader.
+ */
+export type Sender = "peer" | "member" | "core" | "leader";
+
+/** The message kinds a subsystem owns, each with who may send it. */
+export type KindTable<K extends MessageType> = { readonly [P in K]: Sender };
+
+/** What the kernel tells subsystems about members; the membership subsystem provides it. */
+export interface Members {
+  /** This node's entry as SWIM holds it. */
+  readonly self: MemberEntry;
+  /** Members counted live by SWIM (alive or suspect), this node excluded. */
+  liveIds(): string[];
+  /** Live count including this node. */
+  readonly size: number;
+  stateOf(id: string): SwimState | undefined;
+  roleOf(id: string): Role | undefined;
+  addressOf(id: string): string | undefined;
+  /** True once this node has left (graceful leave). */
+  readonly left: boolean;
+  /** Every member SWIM knows with role and state, this node included. */
+  everyone(): Array<{ id: string; role: Role; state: SwimState }>;
+}
+
+/** One persisted section, for `persist list` and `persist clear`. */
+export interface PersistSection {
+  readonly name: string;
+  readonly keys: number;
+  readonly bytes: number;
+  readonly durable: boolean;
+  /** Forgets the section on disk (and in memory where the subsystem says so); undefined: cannot. */
+  readonly clear?: () => number;
+}
+
+/**
+ * The narrow view of the node a subsystem gets. Sends, store writes and events go to the kernel's
+ * outbox and are carried out in the flush order; `services` holds what other subsystems offer
+ * (filled in as they are created: membership first).
+ */
+export interface SubsystemContext {
+  readonly id: string;
+  /** The address peers reach this node at. */
+  readonly address: string;
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly identity: Identity;
+  readonly tasks: TaskTable;
+  /** The boot epoch (it rises every boot). */
+  readonly epoch: number;
+  /** The node's seeded randomness (shared: the order of draws is the node's). */
+  readonly rng: Rng;
+  /** A fork of it, for a subsystem that draws on its own schedule. */
+  fork(): Rng;
+  /** Ticks since boot. */
+  tick(): number;
+  mode(): Mode;
+  readonly members: Members;
+  readonly services: Services;
+  /** What the host measures about itself (absent in the simulator). */
+  readonly host: HostVitals | undefined;
+  /** The /shared/ folder on disk, when the node has one. */
+  readonly files: SharedFolderPort | undefined;
+  /** Sends one message to a member (counted as a send failure when it has no address). */
+  send(to: string, channel: Channel, message: Message): void;
+  /** Sends to an address (the join handshake, before the peer is a member). */
+  sendAddr(addr: string, channel: Channel, message: Message): void;
+  /** Counts a message dropped after its owner looked at it (e.g. a Raft message that fails to decode). */
+  drop(reason: "decode" | "denied", detail: string): void;
+  /** Queues store writes; durable ones are fsynced before anything queued after them is sent. */
+  persist(writes: readonly StoreWrite[], durable: boolean): void;
+  emit(type: string, data: Readonly<Record<string, unknown>>): void;
+  /** Asks for this subsystem's apply() soon (after the current batch of I/O: group commit). */
+  requestApply(): void;
+  /** What every subsystem keeps (for the persist subsystem: rounds, `persist list|clear`). */
+  kept(): ReadonlyArray<Kept>;
+  /** Runs fn after the current batch of I/O callbacks (at once in the simulator). */
+  readonly defer: ((fn: () => void) => void) | undefined;
+}
+
+/** A subsystem's persisted state, as the persist subsystem sees it. */
+export interface Kept {
+  persist?(all: boolean): StoreWrite[];
+  sections?(): PersistSection[];
+}
+
+/** Services subsystems offer each other, by name. Optional: a node may run without one. */
+export interface Services {
+  kv?: KvService;
+  topics?: TopicService;
+  /** The replicated /shared/ folder. */
+  folder?: SharedFolder;
+}
+
+/** The consensus key-value store, as other subsystems see it. */
+export interface KvService {
+  readonly isLeader: boolean;
+  readonly leader: string;
+}
+
+export interface TopicService {
+  publish(topic: string, key: string, value: Uint8Array | undefined): string | undefined;
+  get(topic: string, key: string): Uint8Array | undefined;
+}
+
