@@ -291,5 +291,5 @@ test("a live node survives 100,000 hostile packets and counts each by reason (ac
   const shell = await fetch(`${ready.api}/v1/shell`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ line: "net" }) });
   const net = await shell.json() as { ok: boolean; output: string };
   assert.equal(net.ok, true);
-  assert.match(net.output, new RegExp(`^drops +auth ${after.auth} +decode ${after.decode} +replay ${after.replay} +oversize ${after.oversize}$`, "m"));
+  assert.match(net.output, new RegExp(`^drops +auth ${after.auth} +denied 0 +decode ${after.decode} +replay ${after.replay} +oversize ${after.oversize}$`, "m"));
 });
