@@ -5,6 +5,7 @@ import type { MessageType } from "../core/wire/messages.ts";
 import { BRAIN } from "./brain/subsystems.ts";
 import { GUARD, MEMBERSHIP, PERSIST, PINGER, VITALS } from "./body/subsystems.ts";
 import { CONSENSUS, MESH, SHARED_FOLDER, TOPICS } from "./collective/subsystems.ts";
+import { SPAWN } from "./collective/spawn.ts";
 
 export const SUBSYSTEMS = [
   MEMBERSHIP,
@@ -16,6 +17,7 @@ export const SUBSYSTEMS = [
   CONSENSUS,
   SHARED_FOLDER,
   MESH,
+  SPAWN,
   BRAIN,
 ] as const;
 

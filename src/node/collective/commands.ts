@@ -160,30 +160,6 @@ export const topic: Command<NodeContext> = {
   },
 };
 
-export const spawn: Command<NodeContext> = {
-  name: "spawn",
-  summary: "joins in flight: how far each new member's replica has caught up (Raft log, gossip rows)",
-  usage: "spawn stat",
-  run(args, { kernel }) {
-    if (args.length !== 1 || args[0] !== "stat") throw new UsageError("only `spawn stat` exists");
-    const status = kernel.consensus.status();
-    const gossip = kernel.gossip.stats();
-    const self = formatFields([
-      ["this node", `${status.role}, applied ${status.applied} of commit ${status.commit}${status.applied < status.commit ? " (catching up)" : ""}`],
-      ["gossip", `${gossip.rows} rows from ${gossip.origins} origins`],
-      ["configuration", describeConfState(status.conf)],
-    ]);
-    if (status.role !== "leader") return `${self}\n(the leader shows every member's progress)`;
-    const rows = [...status.progress.entries()].filter(([id]) => id !== kernel.id).sort(([a], [b]) => (a < b ? -1 : 1)).map(([id, pr]) => {
-      const behind = Math.max(0, status.lastIndex - pr.match);
-      const phase = pr.state === "snapshot" ? `receiving snapshot at ${pr.pendingSnapshot}` : behind === 0 ? "synced" : `${behind} entries behind`;
-      return [id, pr.learner ? "learner" : "voter", pr.state, `${pr.match}/${status.lastIndex}`, phase];
-    });
-    const joining = rows.filter((row) => row[4] !== "synced").length;
-    return `${self}\n\n${formatTable(["MEMBER", "KIND", "STATE", "MATCH", "PHASE"], rows)}\n${joining} of ${rows.length} members still syncing`;
-  },
-};
-
 /** A member by id, id prefix (at least 4 characters) or name; a clear error otherwise. */
 export function resolveMember(kernel: Kernel, what: string): string {
   const members = kernel.memberStatuses();

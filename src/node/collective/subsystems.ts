@@ -3,7 +3,7 @@
 import { Gauge } from "prom-client";
 import { defineSubsystem } from "../subsystem.ts";
 import { kvRoutes, topicRoutes } from "./routes.ts";
-import { kv, raft, route, spawn, topic } from "./commands.ts";
+import { kv, raft, route, topic } from "./commands.ts";
 import { ConsensusPart, MeshPart, SharedFolderPart } from "./parts.ts";
 import { SFS_COMMANDS } from "./sfs-commands.ts";
 import { Topics } from "./topics.ts";
@@ -25,7 +25,7 @@ export const CONSENSUS = defineSubsystem({
   // Learners answer appends and vote requests come from candidates: any member (Raft checks terms).
   kinds: { raft: "member", "raft-offer": "member" },
   create: (ctx, config) => new ConsensusPart(ctx, config),
-  commands: [raft, kv, spawn],
+  commands: [raft, kv],
   routes: kvRoutes,
 });
 
