@@ -21,8 +21,11 @@ export const SUBSYSTEMS = [
   BRAIN,
 ] as const;
 
-/** Every message kind must have an owner: a kind missing here fails to compile. */
+/** The message kinds no spec of S owns. */
+export type Unowned<S extends readonly unknown[]> = Exclude<MessageType, KindsOf<S[number]>>;
 type KindsOf<S> = S extends { readonly kinds: infer T } ? keyof T : never;
-type Owned = KindsOf<(typeof SUBSYSTEMS)[number]>;
-type Unowned = Exclude<MessageType, Owned>;
-export const EVERY_KIND_OWNED: [Unowned] extends [never] ? true : { unowned: Unowned } = true;
+/** `true` when every message kind has an owner in S; otherwise names the kinds without one. */
+export type EveryKindOwned<S extends readonly unknown[]> = [Unowned<S>] extends [never] ? true : `no subsystem owns ${Unowned<S>}`;
+
+/** Every message kind must have an owner: a kind missing here fails to compile. */
+export const EVERY_KIND_OWNED: EveryKindOwned<typeof SUBSYSTEMS> = true;
