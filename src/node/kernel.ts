@@ -317,35 +317,46 @@ export class Kernel extends NodeView {
   #flush(): void {
     this.#depth++;
     try {
-      for (let round = 0; round < FLUSH_ROUNDS_MAX; round++) {
-        const durable = this.#durable;
-        const lazy = this.#lazy;
-        if (durable.length > 0 || lazy.length > 0) {
+      for (let round = 0; round < FLUSH_ROUNDS_MAX && this.#pending(); round++) {
+        if (this.#durable.length > 0 || this.#lazy.length > 0) {
+          const durable = this.#durable.length > 0;
+          const batch = durable ? [...this.#lazy, ...this.#durable] : this.#lazy;
           this.#durable = [];
           this.#lazy = [];
           // One batch: durable writes make the whole batch durable with one fsync.
-          this.ports.store.write([...lazy, ...durable], { durable: durable.length > 0 });
+          this.ports.store.write(batch, { durable });
         }
-        const outbound = this.#outbound;
-        this.#outbound = [];
-        for (const out of outbound) this.#send(out.to, out.channel, out.message);
-        if (this.#running && (this.ports.defer === undefined || !this.#applyScheduled)) {
+        if (this.#outbound.length > 0) {
+          const outbound = this.#outbound;
+          this.#outbound = [];
+          for (const out of outbound) this.#send(out.to, out.channel, out.message);
+        }
+        if (this.#applyDue()) {
           const wanted = [...this.#applyWanted];
           this.#applyWanted.clear();
           for (const part of wanted) part.apply?.();
         }
-        const emitted = this.#emitted;
-        this.#emitted = [];
-        for (const { type, data } of emitted) {
-          const event = this.events.publish(this.#tick, type, data);
-          for (const part of this.#parts.values()) part.onEvent?.(event);
+        if (this.#emitted.length > 0) {
+          const emitted = this.#emitted;
+          this.#emitted = [];
+          for (const { type, data } of emitted) {
+            const event = this.events.publish(this.#tick, type, data);
+            for (const part of this.#parts.values()) part.onEvent?.(event);
+          }
         }
-        if (this.#durable.length + this.#lazy.length + this.#outbound.length + this.#emitted.length === 0
-          && (this.#applyWanted.size === 0 || this.#applyScheduled)) break;
       }
     } finally {
       this.#depth--;
     }
+  }
+
+  /** Apply runs in this flush unless it waits for its deferred turn (group commit). */
+  #applyDue(): boolean {
+    return this.#running && this.#applyWanted.size > 0 && (this.ports.defer === undefined || !this.#applyScheduled);
+  }
+
+  #pending(): boolean {
+    return this.#durable.length + this.#lazy.length + this.#outbound.length + this.#emitted.length > 0 || this.#applyDue();
   }
 
   #send(to: string, channel: Channel, message: Message): void {
