@@ -579,6 +579,8 @@ export interface RunResult {
   /** Logits at the last position of the request. */
   readonly logits: Float32Array;
   readonly mode: RunState;
+  /** The peers of the run: those of the request, or for a session those of its first request. */
+  readonly peers: readonly string[];
   /** Peers dropped (in this request; for a session, during the whole session), in order. */
   readonly dropped: readonly string[];
   /** Positions in the session after the request (T for a whole sequence). */
@@ -1082,6 +1084,7 @@ export class Coordinator {
     return {
       logits, length,
       mode: ctx.dropped.size === 0 && ctx.plan.n > 1 ? "FULL" : active > 0 ? "REDUCED" : "SOLO",
+      peers: ctx.plan.peers,
       dropped: [...ctx.dropOrder],
       roundTrips: ctx.roundTrips, rounds: ctx.rounds,
       perLayerRoundTrips: ctx.roundTrips / L, perLayerRounds: ctx.rounds / L,

@@ -501,6 +501,7 @@ export class BrainService {
       const result = await this.#run(model.coordinator, { mode, ids, values, peers, ...(options.session === undefined ? {} : { session: options.session }) });
       logits = result.logits;
       state = result.mode;
+      peers = result.peers; // a session's are those of its first request
       dropped = result.dropped;
       roundTrips = result.roundTrips;
       if (state === "REDUCED") this.counters.reduced++;
