@@ -3,6 +3,11 @@
 // seed. Each tick the network delivers the packets due, then every live kernel ticks. Nothing reads
 // the wall clock or ambient randomness, so a seed replays exactly; `traceHash` folds every
 // delivered packet, in order, into one fingerprint of the run.
+//
+// With `sharedFolder`, every node also gets a files port on its simulated disk (src/sim/files.ts):
+// the shared folder and the Brain's model file run as on a real node. Its operations complete at
+// ticks of the simulation and their Promise callbacks run between ticks, so a cluster with a
+// shared folder is driven by runAsync (run() would leave the callbacks until it returns).
 import { createIdentityFromSeed } from "../adapters/identity.ts";
 import { createSeal } from "../adapters/seal.ts";
 import { assert } from "../core/util/assert.ts";
@@ -12,6 +17,8 @@ import type { Identity, Seal, Transport } from "../node/ports.ts";
 import type { Channel } from "../core/wire/envelope.ts";
 import { SimClock } from "./clock.ts";
 import { SimDisk, SimStore } from "./disk.ts";
+import { SimFiles } from "./files.ts";
+import { SFS_DEFAULTS } from "../core/collective/sfs.ts";
 import { SimNetwork, randomFaults, type LinkFaults, type SimEndpoint } from "./network.ts";
 import { createSimSeal } from "./seal.ts";
 
@@ -27,6 +34,8 @@ export interface ClusterOptions {
   /** Clock offset and drift per node (on by default). */
   readonly clockSkew?: boolean;
   readonly kernel?: Partial<Omit<KernelConfig, "name" | "join">>;
+  /** A files port on each node's simulated disk: the shared folder (and the Brain's model file) on. Default off. */
+  readonly sharedFolder?: boolean;
 }
 
 export interface SimNode {
@@ -35,6 +44,10 @@ export interface SimNode {
   readonly identity: Identity;
   readonly disk: SimDisk;
   kernel: Kernel;
+  /** The files port of the running process (sharedFolder), a new one at every boot. */
+  files: SimFiles | undefined;
+  /** The last failure of the shared folder's boot scan, if any. */
+  filesError: string | undefined;
   endpoint: SimEndpoint;
   alive: boolean;
   /** While now < stalledUntil the node's event loop is frozen: no ticks, inbound packets queue. */
@@ -102,6 +115,8 @@ export class SimCluster {
         index, address, identity, disk,
         endpoint: this.network.createEndpoint(address),
         kernel: undefined as unknown as Kernel,
+        files: undefined,
+        filesError: undefined,
         alive: true,
         stalledUntil: 0,
         stallTicks: 0,
@@ -122,14 +137,29 @@ export class SimCluster {
     this.network.deliverDue(this.#now);
     for (const node of this.nodes) {
       if (!node.alive) continue;
-      if (node.stalledUntil === 0) node.kernel.tick();
-      else if (node.stalledUntil <= this.#now) this.#unstall(node);
+      if (node.stalledUntil === 0) {
+        node.files?.run(this.#now);
+        node.kernel.tick();
+      } else if (node.stalledUntil <= this.#now) this.#unstall(node);
     }
     if (this.#convergedAtTick === null && this.#now % 10 === 0 && this.#converged()) this.#convergedAtTick = this.#now;
   }
 
   run(ticks: number): void {
     for (let i = 0; i < ticks; i++) this.tick();
+  }
+
+  /**
+   * Like run(), and after every tick lets the Promise callbacks it caused run (the files port's
+   * completions, the shared folder's and the Brain's continuations) before the next tick: a
+   * setImmediate runs once the microtask queue is empty, and nothing else is queued in a
+   * simulation, so the interleaving depends on the seed alone.
+   */
+  async runAsync(ticks: number): Promise<void> {
+    for (let i = 0; i < ticks; i++) {
+      this.tick();
+      await settle();
+    }
   }
 
   /**
@@ -159,6 +189,7 @@ export class SimCluster {
     const node = this.#node(index);
     assert(node.alive, `SimCluster: node ${index} is already down`);
     node.kernel.stop();
+    node.files?.kill();
     node.endpoint.closeNow();
     node.stalledUntil = 0;
     node.backlog.length = 0;
@@ -207,8 +238,15 @@ export class SimCluster {
       ? new SimClock(this.network)
       : SimClock.random(this.network, this.#rng.fork());
     const seal: Seal = options.seal === "real" ? createSeal(SIM_TOKEN, node.identity.id) : createSimSeal(node.identity.id);
+    const files = options.sharedFolder === true
+      ? new SimFiles(node.disk, { chunkBytes: SFS_DEFAULTS.chunkBytes, clockMs: () => clock.nowMs(), rng: this.#rng.fork() })
+      : undefined;
+    node.files = files;
     const kernel = new Kernel(
-      { transport: this.#transportOf(node), store: SimStore.recover(node.disk), clock, seal, identity: node.identity, rng: this.#rng.fork() },
+      {
+        transport: this.#transportOf(node), store: SimStore.recover(node.disk), clock, seal, identity: node.identity, rng: this.#rng.fork(),
+        ...(files === undefined ? {} : { files }),
+      },
       {
         ...KERNEL_DEFAULTS,
         ...options.kernel,
@@ -217,6 +255,10 @@ export class SimCluster {
       },
     );
     kernel.start();
+    // As run.ts: the boot scan, then the model file.
+    kernel.sharedFolder?.boot().then(() => kernel.brain.load()).catch((error: unknown) => {
+      node.filesError = error instanceof Error ? error.message : String(error);
+    });
     return kernel;
   }
 
@@ -247,6 +289,10 @@ export class SimCluster {
     for (const node of this.nodes) if (node.alive && node.kernel.swim.size !== live) return false;
     return true;
   }
+}
+
+function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function addressOf(index: number): string {

@@ -70,6 +70,8 @@ export class SimFile {
   #data = new Uint8Array(256);
   #length = 0;
   #pending: PendingChange[] = [];
+  /** Modification time, set by whoever writes (the simulated files port); metadata, kept over a crash. */
+  mtimeMs = 0;
 
   constructor(name: string, disk: SimDisk) {
     this.name = name;
@@ -178,6 +180,7 @@ export class SimFile {
     this.#data = other.#data;
     this.#length = other.#length;
     this.#pending = other.#pending;
+    this.mtimeMs = other.mtimeMs;
   }
 
   #apply(offset: number, bytes: Uint8Array): void {
