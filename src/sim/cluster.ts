@@ -14,6 +14,8 @@ import { assert } from "../core/util/assert.ts";
 import { createRng, type Rng } from "../core/util/rng.ts";
 import { Kernel, KERNEL_DEFAULTS, DROP_REASONS, type DropReason, type KernelConfig } from "../node/kernel.ts";
 import type { Identity, Seal, Transport } from "../node/ports.ts";
+import type { SubsystemSpec } from "../node/subsystem.ts";
+import type { Role } from "../core/wire/messages.ts";
 import type { Channel } from "../core/wire/envelope.ts";
 import { SimClock } from "./clock.ts";
 import { SimDisk, SimStore } from "./disk.ts";
@@ -36,6 +38,10 @@ export interface ClusterOptions {
   readonly kernel?: Partial<Omit<KernelConfig, "name" | "join">>;
   /** A files port on each node's simulated disk: the shared folder (and the Brain's model file) on. Default off. */
   readonly sharedFolder?: boolean;
+  /** Each node's role by index (default: every node core). */
+  readonly roles?: readonly Role[];
+  /** The subsystems every node runs (default: the registry's). */
+  readonly subsystems?: readonly SubsystemSpec[];
 }
 
 export interface SimNode {
@@ -250,9 +256,11 @@ export class SimCluster {
       {
         ...KERNEL_DEFAULTS,
         ...options.kernel,
+        ...(options.roles?.[node.index] === undefined ? {} : { role: options.roles[node.index] }),
         name: `n${node.index}`,
         join,
       },
+      ...(options.subsystems === undefined ? [] : [options.subsystems]),
     );
     kernel.start();
     // As run.ts: the boot scan, then the model file.

@@ -1,0 +1,72 @@
+// The subsystem contract in whole-cluster simulation: a kind's sender rule is enforced before its
+// owner sees the message (dropped and counted as "denied"), and a kind owned twice stops the boot.
+import assert from "node:assert/strict";
+import test from "node:test";
+import { AssertionFailure } from "../../src/core/util/assert.ts";
+import { VITALS } from "../../src/node/body/subsystems.ts";
+import { SUBSYSTEMS } from "../../src/node/registry.ts";
+import type { SubsystemSpec } from "../../src/node/subsystem.ts";
+import { SimCluster } from "../../src/sim/cluster.ts";
+import { createSimSeal } from "../../src/sim/seal.ts";
+import { encodeMessage } from "../../src/core/wire/codec.ts";
+import type { Message } from "../../src/core/wire/messages.ts";
+
+const specs = SUBSYSTEMS as unknown as readonly SubsystemSpec[];
+
+test("sender rules: vital signs only from core members; a contributor's are denied and counted", () => {
+  const coreOnly: SubsystemSpec = { ...VITALS, kinds: { vital: "core" } } as unknown as SubsystemSpec;
+  const cluster = new SimCluster({
+    nodes: 3, seed: 11, roles: ["core", "core", "contributor"],
+    subsystems: specs.map((spec) => (spec.name === "vitals" ? coreOnly : spec)),
+  });
+  cluster.run(1_500);
+  const [a, b, c] = cluster.nodes.map((n) => n.kernel) as [typeof cluster.nodes[0]["kernel"], typeof cluster.nodes[0]["kernel"], typeof cluster.nodes[0]["kernel"]];
+  assert.equal(a.memberStatuses().filter((m) => m.state === "alive").length, 3, "all three are members");
+  assert.equal(a.swim.member(c.id)?.entry.role, "contributor");
+  // The core member's vital signs arrive; the contributor's are dropped before the vitals subsystem.
+  assert.notEqual(a.vitals.peer(b.id), undefined);
+  assert.equal(a.vitals.peer(c.id), undefined);
+  assert.ok(a.stats.dropped.denied > 0, "denied drops counted");
+  assert.match(a.stats.lastDrop, /^denied: vital from non-core /);
+  // The contributor itself accepts everyone's (the rule is about the sender, not the receiver).
+  assert.notEqual(c.vitals.peer(a.id), undefined);
+  // With the registry's own rule (vital from any member) nothing is denied.
+  const plain = new SimCluster({ nodes: 3, seed: 11, roles: ["core", "core", "contributor"] });
+  plain.run(1_500);
+  const a2 = plain.nodes[0]!.kernel;
+  assert.notEqual(a2.vitals.peer(plain.nodes[2]!.kernel.id), undefined);
+  assert.equal(a2.stats.dropped.denied, 0);
+});
+
+test("sender rules: a key holder no member knows gets the handshake and pings through, nothing else", () => {
+  const cluster = new SimCluster({ nodes: 2, seed: 5 });
+  cluster.run(600);
+  const a = cluster.nodes[0]!.kernel;
+  assert.equal(a.stats.dropped.denied, 0, "members' traffic is never denied");
+  // A stranger holding the cluster key (the sim seal) but never admitted by the handshake.
+  const stranger = "00112233445566ff";
+  const seal = createSimSeal(stranger);
+  let counter = 0;
+  const send = (message: Message, channel: "datagram" | "stream"): void => a.receive(seal.seal(channel, 1, ++counter, encodeMessage(message)), channel, "10.9.9.9:1");
+  const guarded = a.heal.list().length;
+  send({ t: "heal", reply: true, tasks: [] }, "stream");
+  send({ t: "gossip", m: [0, [], 0] } as unknown as Message, "datagram");
+  send({ t: "vital", up: 1, load: 0, rss: 0, heap: 0, lag: 0 }, "datagram");
+  assert.ok(a.stats.dropped.denied >= 2, `denied ${a.stats.dropped.denied}`);
+  assert.equal(a.stats.lastDrop, `denied: vital from non-member ${stranger}`);
+  assert.equal(a.vitals.peer(stranger), undefined);
+  assert.equal(a.heal.list().length, guarded);
+  // A ping is answered for any key holder (it changes no state); it is not a denied drop.
+  const denied = a.stats.dropped.denied;
+  send({ t: "ping", seq: 1, sent: 1 }, "datagram");
+  assert.equal(a.stats.dropped.denied, denied);
+});
+
+test("a message kind owned by two subsystems stops the kernel at boot", () => {
+  const twice: SubsystemSpec = { name: "vitals-again", kinds: { vital: "member" }, create: () => ({}) } as unknown as SubsystemSpec;
+  assert.throws(() => new SimCluster({ nodes: 1, seed: 1, subsystems: [...specs, twice] }), (error: unknown) => {
+    assert.ok(error instanceof AssertionFailure);
+    assert.match(error.message, /message kind vital owned by vitals and vitals-again/);
+    return true;
+  });
+});
