@@ -6,10 +6,15 @@
 // default even seeds run 3 nodes, odd seeds 5), --ticks is the workload's length; --faults and
 // --seal do not apply (the scenario draws its own). One line per seed, then a summary.
 // `--mutation local-reads` breaks the store on purpose (reads skip ReadIndex), to see a failure.
+// `--scenario organism` runs the whole organism (src/sim/organism.ts): --nodes (default 3) kernels
+// with the shared folder on their simulated disks and the Brain, --faults lossy by default: a file
+// reaches every node, distributed inference in every mode equals local inference, a node crashes
+// (REDUCED, still equal; the file still reaches the others) and restarts from its disk. The same
+// seed prints the same report; --ticks and --seal do not apply.
 import { parseArgs } from "node:util";
 import { SimCluster, type FaultProfile } from "./cluster.ts";
 
-const USAGE = "usage: pk sim [--scenario cluster|swim-scale|raft-lin|replica-scale] [--nodes N] [--seed S] [--seeds N] [--ticks T] [--faults none|lossy|random] [--seal sim|real] [--mutation local-reads] [--loss P] [--origins N] [--json]";
+const USAGE = "usage: pk sim [--scenario cluster|swim-scale|raft-lin|replica-scale|organism] [--nodes N] [--seed S] [--seeds N] [--ticks T] [--faults none|lossy|random] [--seal sim|real] [--mutation local-reads] [--loss P] [--origins N] [--json]";
 
 export interface SimRunReport {
   readonly ok: boolean;
@@ -57,8 +62,8 @@ export async function runSimCommand(argv: string[]): Promise<number> {
         loss: { type: "string" },
         origins: { type: "string" },
         ticks: { type: "string" },
-        faults: { type: "string", default: "none" },
-        seal: { type: "string", default: "sim" },
+        faults: { type: "string" },
+        seal: { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -76,6 +81,7 @@ export async function runSimCommand(argv: string[]): Promise<number> {
   const scenario = values.scenario;
   if (scenario === "raft-lin") return runRaftLinCommand(values);
   if (scenario === "replica-scale") return (await import("./replica-scale-cli.ts")).runReplicaScaleCommand(values);
+  if (scenario === "organism") return runOrganismCommand(values);
   if (values.loss !== undefined || values.origins !== undefined) {
     process.stderr.write(`pk sim: --loss and --origins are for --scenario replica-scale\n${USAGE}\n`);
     return 2;
@@ -83,10 +89,10 @@ export async function runSimCommand(argv: string[]): Promise<number> {
   const nodes = integer(values.nodes ?? (scenario === "swim-scale" ? "1000" : "3"), scenario === "swim-scale" ? 3 : 1, 100_000);
   const ticks = integer(values.ticks ?? "1000", 0, 100_000_000);
   const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : integer(values.seed, 0, Number.MAX_SAFE_INTEGER);
-  const faults = values.faults;
-  const seal = values.seal;
+  const faults = values.faults ?? "none";
+  const seal = values.seal ?? "sim";
   const problems = [
-    scenario !== "cluster" && scenario !== "swim-scale" ? "--scenario must be cluster, swim-scale, raft-lin or replica-scale" : "",
+    scenario !== "cluster" && scenario !== "swim-scale" ? "--scenario must be cluster, swim-scale, raft-lin, replica-scale or organism" : "",
     values.seeds !== undefined || values.mutation !== undefined ? "--seeds and --mutation are for --scenario raft-lin" : "",
     nodes === undefined ? `--nodes must be an integer from ${scenario === "swim-scale" ? 3 : 1} to 100000` : "",
     ticks === undefined ? "--ticks must be a non-negative integer" : "",
@@ -167,6 +173,40 @@ async function runRaftLinCommand(values: {
     for (const failure of failures) process.stderr.write(`  ${failure}\n`);
   }
   return failures.length === 0 ? 0 : 1;
+}
+
+/** `pk sim --scenario organism`: the report (one JSON line with --json), exit 1 on any failure with its replay. */
+async function runOrganismCommand(values: {
+  nodes?: string | undefined; seed?: string | undefined; faults?: string | undefined; ticks?: string | undefined; seal?: string | undefined;
+  seeds?: string | undefined; mutation?: string | undefined; loss?: string | undefined; origins?: string | undefined; json?: boolean | undefined;
+}): Promise<number> {
+  const nodes = integer(values.nodes ?? "3", 2, 16);
+  const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : integer(values.seed, 0, Number.MAX_SAFE_INTEGER);
+  const faults = values.faults ?? "lossy";
+  const problems = [
+    nodes === undefined ? "--nodes must be an integer from 2 to 16 for organism" : "",
+    seed === undefined ? "--seed must be a non-negative integer" : "",
+    faults !== "none" && faults !== "lossy" && faults !== "random" ? "--faults must be none, lossy or random" : "",
+    [values.ticks, values.seal, values.seeds, values.mutation, values.loss, values.origins].some((v) => v !== undefined)
+      ? "--ticks, --seal, --seeds, --mutation, --loss and --origins are not for --scenario organism" : "",
+  ].filter((p) => p !== "");
+  if (problems.length > 0 || nodes === undefined || seed === undefined) {
+    process.stderr.write(`pk sim: ${problems[0]}\n${USAGE}\n`);
+    return 2;
+  }
+  const { runOrganism } = await import("./organism.ts");
+  const started = performance.now();
+  const report = await runOrganism({ seed, nodes, faults: faults as FaultProfile });
+  if (values.json === true) process.stdout.write(`${JSON.stringify(report.result)}\n`);
+  else {
+    for (const [key, value] of Object.entries(report.result)) process.stdout.write(`${key.padEnd(16)} ${JSON.stringify(value)}\n`);
+  }
+  process.stderr.write(`organism seed ${seed}: ${report.ok ? "ok" : "FAILED"} in ${Math.round(performance.now() - started)} ms\n`);
+  if (!report.ok) {
+    process.stderr.write(`pk sim: organism FAILED with seed ${seed}; replay: pk sim --scenario organism --nodes ${nodes} --seed ${seed} --faults ${faults}\n`);
+    return 1;
+  }
+  return 0;
 }
 
 function integer(text: string, min: number, max: number): number | undefined {
