@@ -18,13 +18,13 @@ import { AssertionFailure } from "../core/util/assert.ts";
 import { LIMITS } from "../core/util/limits.ts";
 
 /** Event streams open at once. */
-export const SSE_CLIENTS_MAX = 64;
+export const SSE_CLIENTS_MAX = LIMITS.api.sseClientsMax;
 /** Bytes an event stream may have buffered (a stalled reader) before it is cut. */
-export const SSE_BUFFER_BYTES_MAX = 1024 * 1024;
+export const SSE_BUFFER_BYTES_MAX = LIMITS.api.sseBufferBytesMax;
 /** Interval of the `: keepalive` comment on event streams. */
 export const SSE_KEEPALIVE_MS = 15_000;
 /** Concurrent TCP connections the API accepts. */
-export const API_CONNECTIONS_MAX = 256;
+export const API_CONNECTIONS_MAX = LIMITS.api.connectionsMax;
 /** Milliseconds close() waits for requests in flight before cutting connections. */
 const CLOSE_GRACE_MS = 2_000;
 
@@ -352,7 +352,7 @@ export async function startApi(options: ApiOptions): Promise<Api> {
     throw new HttpError(404, "NOT_FOUND", `no such path: ${path.slice(0, 200)}`);
   }
 
-  const server: Server = createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
+  const server: Server = createServer({ maxHeaderSize: LIMITS.api.headerBytesMax }, (req, res) => {
     res.on("error", () => undefined);
     if (closing) {
       sendError(res, new HttpError(503, "SHUTTING_DOWN", "the node is shutting down", { Connection: "close" }));
@@ -374,8 +374,8 @@ export async function startApi(options: ApiOptions): Promise<Api> {
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   server.keepAliveTimeout = 5_000;
-  server.maxHeadersCount = 64;
-  server.maxRequestsPerSocket = 1_000;
+  server.maxHeadersCount = LIMITS.api.headersCountMax;
+  server.maxRequestsPerSocket = LIMITS.api.requestsPerSocketMax;
   server.maxConnections = API_CONNECTIONS_MAX;
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable || error.code === "ECONNRESET") {

@@ -1,6 +1,7 @@
 // The kernel's own shell commands: help, ver, mem, ps, status, nodes, net, exit. Every other
 // command is a subsystem's (its spec's `commands`, registry.ts). Each answers plain aligned text.
 import type { Mode } from "../core/body/degrade.ts";
+import { LIMITS } from "../core/util/limits.ts";
 import { WIRE_VERSION } from "../core/wire/envelope.ts";
 import type { HostStats, NodeContext } from "./context.ts";
 import { formatDuration, mib } from "./format.ts";
@@ -11,9 +12,9 @@ import { DROP_REASONS, type MemberStatus, type NodeView } from "./view.ts";
 export type { HostStats, NodeContext } from "./context.ts";
 
 /** Rows `nodes` prints before it summarises the rest. */
-export const NODES_ROWS_MAX = 200;
+export const NODES_ROWS_MAX = LIMITS.shell.nodesRowsMax;
 /** Peers `net` lists RTTs for. */
-export const RTT_ROWS_MAX = 50;
+export const RTT_ROWS_MAX = LIMITS.shell.rttRowsMax;
 
 /** Members counted alive (alive or suspect, this node included), all known, and the kernel's mode. */
 export function membership(kernel: NodeView): { alive: number; total: number; mode: Mode } {

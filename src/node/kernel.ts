@@ -38,7 +38,7 @@ export const VERSION = "0.1.0";
 
 const KEY_EPOCH = "kernel/epoch";
 /** Rounds of the flush loop per turn; work left after them stays queued for the next turn. */
-const FLUSH_ROUNDS_MAX = 8;
+const FLUSH_ROUNDS_MAX = LIMITS.node.flushRoundsMax;
 
 export interface KernelPorts {
   readonly transport: Transport;

@@ -27,7 +27,7 @@ import { Kernel, KERNEL_DEFAULTS, type HostVitals } from "./kernel.ts";
 import type { Clock, Identity, Seal, Store, Transport } from "./ports.ts";
 
 /** Ticks one wakeup of the loop may run to catch up; beyond that they are skipped and counted. */
-export const CATCH_UP_TICKS_MAX = 100;
+export const CATCH_UP_TICKS_MAX = LIMITS.node.catchUpTicksMax;
 /** Exit code of a node whose invariant broke (EX_SOFTWARE). */
 export const EXIT_ASSERTION = 70;
 /** Sampling period of the event-loop delay histogram, in ms. */

@@ -39,7 +39,7 @@ export type TokenizeResult =
 
 const NAME_PATTERN = /^[a-z][a-z0-9-]*$/;
 /** Commands one shell holds; far more than the built-ins will ever need. */
-const COMMANDS_MAX = 256;
+const COMMANDS_MAX = LIMITS.shell.commandsMax;
 
 /**
  * Splits a line into words. Whitespace separates words; 'single quotes' keep everything literally;

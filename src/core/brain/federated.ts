@@ -38,6 +38,7 @@
 // entirely: it always sits at one extreme, so the order statistic they keep is shifted toward it,
 // and with only 10 rounds they trail by 3–10 points (they converge more slowly on non-IID data).
 import { assert } from "../util/assert.ts";
+import { LIMITS } from "../util/limits.ts";
 import { createRng, type Rng } from "../util/rng.ts";
 import { aggregate, type AggregationRule, type RejectReason } from "./fedlearn.ts";
 import { normalSampler } from "./ga.ts";
@@ -46,7 +47,7 @@ import { trainModel, type TrainOptions } from "./train.ts";
 import { paramCount, validateConfig, type Example, type ModelConfig } from "./transformer.ts";
 
 /** Clients per round, at most (fedlearn's FED_UPDATES_MAX). */
-export const FED_CLIENTS_MAX = 4096;
+export const FED_CLIENTS_MAX = LIMITS.fed.updatesMax;
 
 export interface RoundContext {
   /** Round number (seeds a client's local shuffle). */

@@ -71,6 +71,7 @@
 // everything else is O(seqLen·d) per request. Concurrent whole-sequence runs each borrow a
 // workspace: the node bounds how many it admits.
 import { assert } from "../util/assert.ts";
+import { LIMITS } from "../util/limits.ts";
 import { layerNorm, linear } from "./tensor.ts";
 import {
   attendHeads, attentionInputs, attentionOutput, embed, embedToken, ffn, forward, head, inputError, KvCache, modelWeights,
@@ -719,10 +720,10 @@ interface Ctx {
   bytesReceived: number;
 }
 
-const MAX_PEERS = 255;
-const ID_PATTERN_MAX_BYTES = 24;
+const MAX_PEERS = LIMITS.brain.peersMax;
+const ID_PATTERN_MAX_BYTES = LIMITS.brain.coordinatorIdBytesMax;
 /** Runs waiting behind the one in progress, per session. */
-const SESSION_QUEUE_MAX = 64;
+const SESSION_QUEUE_MAX = LIMITS.brain.sessionQueueMax;
 
 /**
  * Runs requests over this node and its peers; see the file header. A synchronous state machine:

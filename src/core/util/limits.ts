@@ -318,4 +318,87 @@ export const LIMITS = {
     /** Examples generated per call, at most. */
     examplesMax: 1_000_000,
   },
+
+  /** Distributed inference and the node's Brain service (parallel.ts, node/brain/service.ts). */
+  brain: {
+    /** Peers one distributed run may name (parallel.ts: MAX_PEERS): a refusal bound far above any cluster's brain peers (BRAIN_DEFAULTS.peersMax is 2). */
+    peersMax: 255,
+    /** UTF-8 bytes of a Coordinator's id (parallel.ts): it prefixes the temporary session ids; a node id has 16. */
+    coordinatorIdBytesMax: 24,
+    /** Runs waiting behind the one in progress, per session (parallel.ts): a caller that queues more is not waiting for answers. */
+    sessionQueueMax: 64,
+    /** Local decode sessions a node keeps at once, oldest evicted first (service.ts): each holds a KV cache of the model's seqLen. */
+    localSessionsMax: 16,
+    /** GA chain rows a node follows per tick (service.ts): each replays a mutation over all weights, so a long chain is spread over ticks. */
+    gaFollowRowsPerTickMax: 16,
+    /** Federated round reports a node keeps (service.ts; `fl status` shows the last 20), oldest dropped first. */
+    fedRoundsKeptMax: 100,
+  },
+
+  // ---------------------------------------------------------------------------------------------
+  // Node (src/node): the kernel, its subsystems, the shell and the HTTP API
+
+  /** The kernel and its subsystems' drain loops (a loop over a core's ready stops after its bound; the rest waits for the next call). */
+  node: {
+    /** Rounds of the kernel's flush loop per turn (kernel.ts): work left after them stays queued for the next turn. */
+    flushRoundsMax: 8,
+    /** Ticks one wakeup of the loop may run to catch up (run.ts, and the simulator's stalled nodes): one second of ticks; beyond, they are skipped and counted. */
+    catchUpTicksMax: 100,
+    /** Rounds of Raft's ready drained per pass (consensus.ts): persisting and applying one ready can make another. */
+    raftDrainRoundsMax: 64,
+    /** Rounds of the shared folder's ready flushed per call (shared-folder.ts). */
+    sfsFlushRoundsMax: 16,
+    /** Rounds of the roster's and SWIM's ready drained per call (membership.ts). */
+    membershipDrainRoundsMax: 5,
+    /** Rounds of heal's ready drained per call (guard.ts). */
+    guardDrainRoundsMax: 5,
+    /** Shared-folder records read from the store at boot (shared-folder.ts): twice SFS_DEFAULTS.filesMax (10,000), the manifest bound. */
+    sfsRecordsMax: 20_000,
+    /** Characters of a guarded command's last output kept for `heal` (guard.ts). */
+    guardOutputCharsMax: 200,
+    /** Mode changes kept for `degrade` (membership.ts). */
+    modeHistoryMax: 32,
+    /** Largest RTT sample taken, in milliseconds (pinger.ts): one above a minute is a stale ack, not a round trip. */
+    rttSampleMsMax: 60_000,
+  },
+
+  /** The node's shell (shell.ts and the subsystems' commands): what one command prints or waits, sized for a terminal. */
+  shell: {
+    /** Commands one shell holds (shell.ts): far more than the built-ins will ever need. */
+    commandsMax: 256,
+    /** Rows `nodes` prints before it summarises the rest (node/commands.ts). */
+    nodesRowsMax: 200,
+    /** Peers `net` lists RTTs for (node/commands.ts). */
+    rttRowsMax: 50,
+    /** Rows `vital` prints before it summarises the rest (body/commands.ts). */
+    vitalRowsMax: 200,
+    /** Rows `kv list`, `topic list` and `topic get` print (collective/commands.ts). */
+    topicRowsMax: 200,
+    /** Longest wait of `topic sub`, in seconds (collective/commands.ts). */
+    subSecondsMax: 60,
+    /** Bytes `cat` prints at most (sfs-commands.ts): 64 KiB. */
+    catBytesMax: 64 * 1024,
+    /** Rows `ls` and `sfs list` print (sfs-commands.ts). */
+    sfsListRowsMax: 200,
+  },
+
+  /** The HTTP API (adapters/http.ts and the subsystems' routes); its body bound is httpBodyBytesMax above. */
+  api: {
+    /** Concurrent TCP connections the API accepts (server.maxConnections), as connectionsMax for peers. */
+    connectionsMax: 256,
+    /** Bytes of a request's headers (node:http maxHeaderSize): 16 KiB, Node's default. */
+    headerBytesMax: 16 * 1024,
+    /** Headers of one request (server.maxHeadersCount): our clients send a handful. */
+    headersCountMax: 64,
+    /** Requests served on one keep-alive connection before it is closed (server.maxRequestsPerSocket). */
+    requestsPerSocketMax: 1_000,
+    /** Event streams open at once: each holds a connection and a buffer. */
+    sseClientsMax: 64,
+    /** Bytes an event stream may have buffered (a stalled reader) before it is cut: 1 MiB. */
+    sseBufferBytesMax: 1024 * 1024,
+    /** Rows GET /v1/topics/T lists (collective/routes.ts). */
+    topicRowsMax: 10_000,
+    /** Tokens one /v1/infer request may carry (brain/routes.ts). */
+    inferTokensMax: 4096,
+  },
 } as const;

@@ -6,7 +6,7 @@ import type { PersistSection } from "../subsystem-context.ts";
 import { formatFields, formatTable, UsageError, type Command } from "../shell.ts";
 
 /** Rows `vital` prints before it summarises the rest. */
-const VITAL_ROWS_MAX = 200;
+const VITAL_ROWS_MAX = LIMITS.shell.vitalRowsMax;
 const GUARD_NAME = /^[A-Za-z0-9._-]+$/;
 
 export const vital: Command<NodeContext> = {

@@ -14,7 +14,7 @@ import { clearKeys, sized } from "./membership.ts";
 
 const PREFIX_GUARD = "heal/task/";
 /** Characters of a guarded command's last output kept for `heal`. */
-const GUARD_OUTPUT_MAX = 200;
+const GUARD_OUTPUT_MAX = LIMITS.node.guardOutputCharsMax;
 
 /** Runs one guarded task's command; returns its output (the node wires it to the shell). */
 export type GuardRunner = (command: string) => string;
@@ -117,7 +117,7 @@ export class Guard {
 
   #drain(): void {
     const ctx = this.#ctx;
-    for (let round = 0; round < 5 && this.heal.hasReady(); round++) {
+    for (let round = 0; round < LIMITS.node.guardDrainRoundsMax && this.heal.hasReady(); round++) {
       const ready = this.heal.ready();
       if (ready.changed.length > 0) ctx.persist(ready.changed.map((task) => ({ key: PREFIX_GUARD + task.name, value: packValue(taskToWire(task)) })), true);
       for (const out of ready.messages) ctx.send(out.to, "stream", { t: "heal", reply: out.reply, tasks: out.tasks });

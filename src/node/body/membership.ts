@@ -18,7 +18,7 @@ import type { StoreWrite } from "../ports.ts";
 export const KEY_INCARNATION = "kernel/incarnation";
 const PREFIX_MEMBER = "roster/member/";
 /** Mode changes kept for `degrade`. */
-const MODE_HISTORY_MAX = 32;
+const MODE_HISTORY_MAX = LIMITS.node.modeHistoryMax;
 /** Ticks after joining at which the node push-pulls with a random member (2 s). */
 const JOIN_SYNC_TICKS = 200;
 const STATE_RANK: Readonly<Record<SwimState, number>> = { alive: 0, suspect: 1, dead: 2, left: 3 };
@@ -231,7 +231,7 @@ export class Membership implements Members {
   /** Pulls the roster's and SWIM's ready into the outbox (durable incarnation first). */
   #drain(): void {
     const ctx = this.#ctx;
-    for (let round = 0; round < 5 && (this.roster.hasReady() || this.swim.hasReady()); round++) {
+    for (let round = 0; round < LIMITS.node.membershipDrainRoundsMax && (this.roster.hasReady() || this.swim.hasReady()); round++) {
       const roster = this.roster.ready();
       const swim = this.swim.ready();
       let refuted = false;

@@ -1,6 +1,7 @@
 // The RTT pinger (Body layer): every pingTicks a ping to one random live member; the ack's echo of
 // the send time gives a round-trip sample, smoothed per member for `net`. Pings are answered for
 // any key holder (a ping costs one datagram back and changes no state).
+import { LIMITS } from "../../core/util/limits.ts";
 import type { MessageOf } from "../../core/wire/messages.ts";
 import type { KernelEvent } from "../events.ts";
 import type { SubsystemContext } from "../subsystem-context.ts";
@@ -12,7 +13,7 @@ export interface PeerRtt {
 }
 
 /** A sample above this is a stale ack, not a round trip. */
-const RTT_SAMPLE_MAX_MS = 60_000;
+const RTT_SAMPLE_MAX_MS = LIMITS.node.rttSampleMsMax;
 
 export class Pinger {
   readonly rtt = new Map<string, PeerRtt>();

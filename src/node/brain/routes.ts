@@ -1,6 +1,7 @@
 // The Brain's HTTP route: POST /v1/infer.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { HttpError, type ApiRoute, type ApiTools } from "../../adapters/http.ts";
+import { LIMITS } from "../../core/util/limits.ts";
 import type { NodeView } from "../view.ts";
 import type { InferOutcome } from "./service.ts";
 
@@ -41,7 +42,7 @@ async function handleInfer(kernel: NodeView, req: IncomingMessage, res: ServerRe
 const INFER_MODES = ["local", "pipeline", "tensor", "dkva", "moe"] as const;
 type InferBodyMode = (typeof INFER_MODES)[number];
 /** Tokens one /v1/infer request may carry. */
-const INFER_TOKENS_MAX = 4096;
+const INFER_TOKENS_MAX = LIMITS.api.inferTokensMax;
 
 /** Checks a /v1/infer body; a message for the client when it is wrong. */
 export function parseInferBody(body: unknown): { mode: InferBodyMode; ids: Int32Array; values: Float32Array; session?: string; end: boolean } | string {

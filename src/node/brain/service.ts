@@ -45,13 +45,14 @@ import { MoeRouter } from "../../core/brain/moe.ts";
 import { sensorProbeSource } from "../../core/brain/experts.ts";
 import { applyMutation, gaStep } from "../../core/brain/ga.ts";
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
+import { LIMITS } from "../../core/util/limits.ts";
 import { createRng, type Rng } from "../../core/util/rng.ts";
 import { fnv1a, FNV_OFFSET } from "../../core/util/bytes.ts";
 import type { SharedFolder } from "../collective/shared-folder.ts";
 
 export const MODEL_PATH = "brain/model.pkm";
 /** Local decode sessions kept at once (each holds a KV cache of the model's seqLen). */
-const LOCAL_SESSIONS_MAX = 16;
+const LOCAL_SESSIONS_MAX = LIMITS.brain.localSessionsMax;
 
 export interface BrainConfig {
   /** Deadline of one call to a peer. */
@@ -94,7 +95,7 @@ export const BRAIN_DEFAULTS: BrainConfig = {
 
 export const GA_TOPIC = "brain.ga";
 /** Chain rows followed per tick at most. */
-const GA_FOLLOW_PER_TICK = 16;
+const GA_FOLLOW_PER_TICK = LIMITS.brain.gaFollowRowsPerTickMax;
 
 /** The kernel's `brain` message. */
 export interface BrainEnvelope {
@@ -700,7 +701,7 @@ export class BrainService {
           rejected: result.rejected.length, heldOutAccuracy: accuracy,
         };
         this.#rounds.push(report);
-        if (this.#rounds.length > 100) this.#rounds.shift();
+        if (this.#rounds.length > LIMITS.brain.fedRoundsKeptMax) this.#rounds.shift();
         out.push(report);
         progress(`round ${round}: ${result.answered.length} updates (${result.failed.length} failed${result.rejected.length === 0 ? "" : `, ${result.rejected.length} rejected`}), ${result.rule}, held-out ${(100 * accuracy).toFixed(1)}%`);
       }

@@ -1,11 +1,12 @@
 // Shell commands of the Collective layer: raft, kv, topic, spawn, route.
 import { describeConfState } from "../../core/collective/raft/confchange.ts";
+import { LIMITS } from "../../core/util/limits.ts";
 import type { KvOutcome } from "./consensus.ts";
 import type { NodeContext } from "../context.ts";
 import type { NodeView as Kernel } from "../view.ts";
 import { formatFields, formatTable, UsageError, type Command } from "../shell.ts";
 
-const TOPIC_ROWS_MAX = 200;
+const TOPIC_ROWS_MAX = LIMITS.shell.topicRowsMax;
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
 
@@ -95,7 +96,7 @@ export const kv: Command<NodeContext> = {
 };
 
 /** Longest wait of `topic sub`, in seconds. */
-const SUB_SECONDS_MAX = 60;
+const SUB_SECONDS_MAX = LIMITS.shell.subSecondsMax;
 
 function showValue(value: Uint8Array | undefined): string {
   return value === undefined ? "(deleted)" : JSON.stringify(text.decode(value).slice(0, 60));

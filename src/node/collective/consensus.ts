@@ -5,6 +5,7 @@
 // drain(), which carries out Raft's ready in order — persist (one fsynced batch per drain: group
 // commit), send, apply, answer clients — and advances.
 import { assert } from "../../core/util/assert.ts";
+import { LIMITS } from "../../core/util/limits.ts";
 import type { Rng } from "../../core/util/rng.ts";
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
 import { decodeConfChange, describeConfState, encodeConfChange } from "../../core/collective/raft/confchange.ts";
@@ -318,7 +319,7 @@ export class Consensus {
     this.#releaseDurable();
     if (this.#proposals.length > 0) this.#proposeQueued();
     if (this.#readQueue.length > 0) this.#startReadBatch();
-    for (let round = 0; round < 64 && this.#raft.hasReady(); round++) {
+    for (let round = 0; round < LIMITS.node.raftDrainRoundsMax && this.#raft.hasReady(); round++) {
       const rd = this.#raft.ready();
       const messages = coalesce(rd.messages);
       // A leader's appends leave at once, while its own copy is being written (Raft thesis

@@ -2,6 +2,7 @@
 // (/v1/topics, /v1/topics/T, /v1/topics/T/events, /v1/topics/T/K).
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { KV_LIMITS, checkKvWrite } from "../../core/collective/kv.ts";
+import { LIMITS } from "../../core/util/limits.ts";
 import { HttpError, SSE_BUFFER_BYTES_MAX, type ApiRoute, type ApiTools } from "../../adapters/http.ts";
 import type { NodeView } from "../view.ts";
 import type { KvOutcome } from "./consensus.ts";
@@ -143,7 +144,7 @@ function topicEvents(kernel: NodeView, req: IncomingMessage, res: ServerResponse
 }
 
 /** Rows GET /v1/topics/T lists at most; change polling period of a topic's event stream. */
-const TOPIC_ROWS_MAX = 10_000;
+const TOPIC_ROWS_MAX = LIMITS.api.topicRowsMax;
 const TOPIC_POLL_MS = 50;
 
 /** A value as JSON: text when it is valid UTF-8, else base64. */

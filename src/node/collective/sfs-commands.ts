@@ -2,14 +2,15 @@
 // this node's /shared/ files and replicate to every node; `sfs list|stat|sync` show and drive
 // the replication. Paths are /shared/NAME or NAME; nothing outside /shared/ is reachable.
 import { normalizeSharedPath } from "../../core/collective/sfs-path.ts";
+import { LIMITS } from "../../core/util/limits.ts";
 import type { NodeContext } from "../context.ts";
 import type { SharedFolder } from "./shared-folder.ts";
 import type { NodeView as Kernel } from "../view.ts";
 import { formatFields, formatTable, UsageError, type Command } from "../shell.ts";
 
 /** Bytes `cat` prints at most. */
-const CAT_BYTES_MAX = 64 * 1024;
-const LIST_ROWS_MAX = 200;
+const CAT_BYTES_MAX = LIMITS.shell.catBytesMax;
+const LIST_ROWS_MAX = LIMITS.shell.sfsListRowsMax;
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
 

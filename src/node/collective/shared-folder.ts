@@ -5,13 +5,14 @@
 // then effects to the disk, then events (and answers to the shell's local operations).
 import { Sfs, SFS_DEFAULTS, type SfsLocalResult, type SfsMembership } from "../../core/collective/sfs.ts";
 import { isSfsRecordWire, type SfsMessage, type SfsRecordWire } from "../../core/collective/sfs-wire.ts";
+import { LIMITS } from "../../core/util/limits.ts";
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
 import type { SharedFolderPort, Store, StoreWrite } from "../ports.ts";
 
 const PREFIX_FILE = "sfs/file/";
 const KEY_CLOCK = "sfs/clock";
 /** Records read at boot at most (the manifest bound). */
-const RECORDS_MAX = SFS_DEFAULTS.filesMax * 2;
+const RECORDS_MAX = LIMITS.node.sfsRecordsMax;
 
 export interface SharedFolderHost {
   send(to: string, message: SfsMessage): void;
@@ -87,7 +88,7 @@ export class SharedFolder {
   }
 
   flush(): void {
-    for (let round = 0; round < 16 && this.core.hasReady(); round++) {
+    for (let round = 0; round < LIMITS.node.sfsFlushRoundsMax && this.core.hasReady(); round++) {
       const ready = this.core.ready();
       const writes: StoreWrite[] = [];
       for (const { path, record } of ready.changed) writes.push({ key: PREFIX_FILE + path, value: packValue(record) });
