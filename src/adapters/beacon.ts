@@ -10,6 +10,7 @@
 // (false while a fresh node is still listening before it decides to found or to join).
 import { createSocket, type Socket } from "node:dgram";
 import { isIP } from "node:net";
+import { LIMITS } from "../core/util/limits.ts";
 import { packValue, unpackValue } from "../core/wire/codec.ts";
 
 export const BEACON_GROUP = "239.255.80.75";
@@ -17,9 +18,9 @@ export const BEACON_PORT = 7399;
 /** Milliseconds between announcements. */
 export const BEACON_PERIOD_MS = 1_000;
 /** Beacons larger than this are not ours. */
-const BEACON_BYTES_MAX = 256;
+const BEACON_BYTES_MAX = LIMITS.net.beaconBytesMax;
 /** Peers remembered at once (the oldest is forgotten first). */
-const PEERS_MAX = 1024;
+const PEERS_MAX = LIMITS.net.beaconPeersMax;
 
 export interface BeaconPeer {
   readonly id: string;
@@ -72,7 +73,7 @@ export async function startBeacon(options: BeaconOptions): Promise<Beacon> {
       return;
     }
     const [, fingerprint, id, addr, member] = value as unknown[];
-    if (fingerprint !== options.fingerprint || typeof id !== "string" || !/^[0-9a-f]{16}$/.test(id) || typeof addr !== "string" || addr.length > 128 || typeof member !== "boolean") {
+    if (fingerprint !== options.fingerprint || typeof id !== "string" || !/^[0-9a-f]{16}$/.test(id) || typeof addr !== "string" || addr.length > LIMITS.net.beaconAddressCharsMax || typeof member !== "boolean") {
       stats.ignored++;
       return;
     }

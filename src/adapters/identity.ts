@@ -13,6 +13,7 @@ import { hash, createPrivateKey, createPublicKey, generateKeyPairSync, randomByt
 import type { Identity } from "../node/ports.ts";
 import { assert } from "../core/util/assert.ts";
 import { toHex } from "../core/util/bytes.ts";
+import { LIMITS } from "../core/util/limits.ts";
 import { NODE_ID_BYTES } from "../core/wire/envelope.ts";
 
 export const IDENTITY_FILE = "identity.key";
@@ -20,7 +21,7 @@ export const PUBLIC_KEY_BYTES = 32;
 export const SIGNATURE_BYTES = 64;
 export const SEED_BYTES = 32;
 /** Largest identity file read: a PEM Ed25519 key is ~120 bytes. */
-const IDENTITY_FILE_BYTES_MAX = 16 * 1024;
+const IDENTITY_FILE_BYTES_MAX = LIMITS.disk.identityFileBytesMax;
 
 // DER prefixes for raw Ed25519 keys (RFC 8410): PKCS#8 private key around a 32-byte seed, SPKI
 // public key around 32 raw bytes.

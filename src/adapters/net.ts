@@ -86,12 +86,12 @@ export const UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
 export const UDP_SEND_BUFFER_BYTES = 1024 * 1024;
 const UDP_BUFFER_BYTES_MIN = 256 * 1024;
 /** Attempts at finding a port free for both UDP and TCP when asked for port 0. */
-const BIND_ATTEMPTS_MAX = 8;
+const BIND_ATTEMPTS_MAX = LIMITS.net.bindAttemptsMax;
 /** Frames up to this size are copied into one buffer with their prefix (one write, one segment). */
-const COALESCE_BYTES_MAX = 64 * 1024;
+const COALESCE_BYTES_MAX = LIMITS.net.coalesceBytesMax;
 const PREFIX_BYTES = 4;
 /** Parsed destination addresses remembered (cleared when full: peers are far fewer). */
-const PARSED_ADDRESSES_MAX = 4096;
+const PARSED_ADDRESSES_MAX = LIMITS.net.parsedAddressesMax;
 
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 

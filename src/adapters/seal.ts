@@ -31,7 +31,7 @@ const NODE_ID_PATTERN = /^[0-9a-f]{16}$/;
 /** Bytes of random in a token made by makeToken(). */
 export const TOKEN_RANDOM_BYTES = 32;
 /** Longest token accepted, in characters: a guard against pasting a file by mistake. */
-export const TOKEN_CHARS_MAX = 1024;
+export const TOKEN_CHARS_MAX = LIMITS.net.tokenCharsMax;
 
 export interface SealOptions {
   /** Per-sender keys kept in the cache; default LIMITS.replaySendersMax (smaller in tests). */

@@ -17,17 +17,18 @@ import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type File
 import { dirname, join } from "node:path";
 import { isCanonicalPath, SFS_PATH } from "../core/collective/sfs-path.ts";
 import type { SfsCompletion, SfsDiskItem, SfsEffect, SfsFileInfo } from "../core/collective/sfs.ts";
+import { LIMITS } from "../core/util/limits.ts";
 
 export const SHARED_DIR = "shared";
 export const TEMP_DIR = ".sfs-tmp";
 const TEMP_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 /** Hashing a file that keeps changing under us is given up after this many tries. */
-const HASH_TRIES_MAX = 3;
+const HASH_TRIES_MAX = LIMITS.disk.hashTriesMax;
 
 export interface SharedFilesOptions {
   /** Chunk size for hashing this node's files (the core's config.chunkBytes). */
   readonly chunkBytes: number;
-  /** Items a scan lists at most; beyond, it stops and says it is incomplete. */
+  /** Items a scan lists at most (default LIMITS.disk.sfsScanItemsMax); beyond, it stops and says it is incomplete. */
   readonly scanItemsMax?: number;
 }
 
@@ -102,7 +103,7 @@ export class SharedFiles {
     this.root = join(dataDir, SHARED_DIR);
     this.tempDir = join(this.root, TEMP_DIR);
     this.#chunkBytes = options.chunkBytes;
-    this.#scanItemsMax = options.scanItemsMax ?? 200_000;
+    this.#scanItemsMax = options.scanItemsMax ?? LIMITS.disk.sfsScanItemsMax;
   }
 
   /** Creates `<data>/shared/` and its temp folder (0700) if needed. */

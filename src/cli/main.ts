@@ -26,7 +26,7 @@ import { VERSION } from "../node/kernel.ts";
 import { NodeStartError, parseHostPort, runNode } from "../node/run.ts";
 
 /** Nodes `pk up` starts at most: a local cluster, not a load test. */
-export const UP_NODES_MAX = 64;
+export const UP_NODES_MAX = LIMITS.cli.upNodesMax;
 /** Milliseconds `pk up` waits for each node to answer GET /v1/status. */
 export const UP_READY_TIMEOUT_MS = 15_000;
 /**
@@ -41,7 +41,7 @@ export const DOWN_GRACE_MS = 5_000;
 /** Milliseconds `pk down` waits for stopped nodes to be reaped (to vanish from the process table). */
 const REAP_WAIT_MS = 5_000;
 /** Lines kept in ~/.pk_history. */
-export const HISTORY_LINES_MAX = 1_000;
+export const HISTORY_LINES_MAX = LIMITS.cli.historyLinesMax;
 /** Milliseconds one shell request may take. */
 const SHELL_REQUEST_TIMEOUT_MS = 30_000;
 const DEFAULT_DIR = ".pk";

@@ -17,9 +17,9 @@ export interface TickSource {
 /** 2026-01-01T00:00:00Z: the simulated world's tick 0, fixed so runs replay. */
 export const SIM_EPOCH_MS = 1_767_225_600_000;
 /** Largest drift accepted, in parts per million (real quartz is within ~100; 10^4 is a broken clock). */
-export const DRIFT_PPM_MAX = 10_000;
+export const DRIFT_PPM_MAX = LIMITS.sim.driftPpmMax;
 /** Largest offset accepted: a day either way. */
-export const OFFSET_MS_MAX = 86_400_000;
+export const OFFSET_MS_MAX = LIMITS.sim.offsetMsMax;
 
 export interface SimClockOptions {
   /** Milliseconds per tick. Default 1000 / LIMITS.ticksPerSecond (10 ms). */

@@ -11,6 +11,7 @@
 import { createIdentityFromSeed } from "../adapters/identity.ts";
 import { createSeal } from "../adapters/seal.ts";
 import { assert } from "../core/util/assert.ts";
+import { LIMITS } from "../core/util/limits.ts";
 import { createRng, type Rng } from "../core/util/rng.ts";
 import { Kernel, KERNEL_DEFAULTS, DROP_REASONS, type DropReason, type KernelConfig } from "../node/kernel.ts";
 import type { Identity, Seal, Transport } from "../node/ports.ts";
@@ -63,9 +64,9 @@ export interface SimNode {
 }
 
 /** Packets queued for a stalled node (a socket's receive buffer); beyond it they are lost. */
-const STALL_BACKLOG_MAX = 4096;
+const STALL_BACKLOG_MAX = LIMITS.sim.stallBacklogMax;
 /** Ticks a node runs at once after a stall, as run.ts's catch-up bound. */
-const CATCH_UP_TICKS_MAX = 100;
+const CATCH_UP_TICKS_MAX = LIMITS.node.catchUpTicksMax;
 
 export interface SimResult {
   readonly seed: number;

@@ -25,9 +25,9 @@ import { assert } from "../core/util/assert.ts";
 import { LIMITS } from "../core/util/limits.ts";
 
 /** Largest simulated file: 1 GiB. */
-export const FILE_BYTES_MAX = 1 << 30;
+export const FILE_BYTES_MAX = LIMITS.sim.fileBytesMax;
 /** Files on one simulated disk. */
-export const FILES_MAX = 4096;
+export const FILES_MAX = LIMITS.sim.filesMax;
 
 export interface CrashFaults {
   /** Probability an unsynced write survives whole. Default 0. */
@@ -302,7 +302,7 @@ export interface RecoveryReport {
 const RECORD_HEADER_BYTES = 8;
 const OP_DELETE = 0;
 const OP_PUT = 1;
-const KEY_BYTES_MAX = 64 * 1024;
+const KEY_BYTES_MAX = LIMITS.sim.keyBytesMax;
 /** Overhead per op in a record: kind, key length and value length. */
 const OP_OVERHEAD_BYTES = 9;
 

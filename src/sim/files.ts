@@ -21,6 +21,7 @@
 // disk crashed since this port was made does nothing either.
 import { hash } from "node:crypto";
 import { assert } from "../core/util/assert.ts";
+import { LIMITS } from "../core/util/limits.ts";
 import type { Rng } from "../core/util/rng.ts";
 import { isCanonicalPath } from "../core/collective/sfs-path.ts";
 import type { SfsCompletion, SfsDiskItem, SfsEffect, SfsFileInfo } from "../core/collective/sfs.ts";
@@ -31,7 +32,7 @@ const ROOT = "shared/";
 const TEMP = "shared/.sfs-tmp/";
 const TEMP_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 /** Operations queued at once; beyond, a call fails at once (a bug in the caller: the sfs core bounds its effects). */
-export const SIM_FILES_QUEUE_MAX = 65_536;
+export const SIM_FILES_QUEUE_MAX = LIMITS.sim.filesQueueMax;
 
 export interface SimFilesOptions {
   /** The core's chunk size for hashing this node's files (SFS_DEFAULTS.chunkBytes). */

@@ -7,11 +7,12 @@
 // so sifting compares unboxed doubles and moves no objects but the values. Sifts use the "hole"
 // technique (one write per level instead of a swap). Millions of pushes and pops a second.
 import { assert } from "../core/util/assert.ts";
+import { LIMITS } from "../core/util/limits.ts";
 
 const INITIAL_CAPACITY = 64;
 
 /** Entries a heap may hold: 2^27 (~134 million), 2 GiB of keys; far beyond any simulation. */
-export const HEAP_ENTRIES_MAX = 1 << 27;
+export const HEAP_ENTRIES_MAX = LIMITS.sim.heapEntriesMax;
 
 export class MinHeap<T> {
   #keys = new Float64Array(INITIAL_CAPACITY);

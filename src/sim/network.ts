@@ -122,21 +122,21 @@ export interface SimNetworkOptions {
 }
 
 /** Default bound on packets in flight: 4 Mi (~0.5 GiB of packet records at most). */
-export const IN_FLIGHT_PACKETS_MAX = 1 << 22;
+export const IN_FLIGHT_PACKETS_MAX = LIMITS.sim.inFlightPacketsMax;
 /** Addresses one network can know (endpoints, and addresses named by partitions or clogs). */
-export const ADDRESSES_MAX = 1 << 21;
+export const ADDRESSES_MAX = LIMITS.sim.addressesMax;
 /** Symmetric partitions in force at once. */
-export const PARTITIONS_MAX = 64;
+export const PARTITIONS_MAX = LIMITS.sim.partitionsMax;
 /** Directed pairs that have ever carried a stream frame (one small record each). */
-export const CONNECTIONS_MAX = 1 << 24;
+export const CONNECTIONS_MAX = LIMITS.sim.connectionsMax;
 /** Longest delay one packet may be given, in ticks (bounds jitter and reorder settings). */
-export const DELAY_TICKS_MAX = 1_000_000;
+export const DELAY_TICKS_MAX = LIMITS.sim.delayTicksMax;
 
 const DATAGRAM = 0;
 const STREAM = 1;
 const CHANNELS: readonly Channel[] = ["datagram", "stream"];
 /** Packets due further ahead than this are not copied into slab memory (see #copy). */
-const SLAB_DELAY_TICKS_MAX = 64;
+const SLAB_DELAY_TICKS_MAX = LIMITS.sim.slabDelayTicksMax;
 /** Directed pair keys: from * ADDRESSES_MAX + to, exact in a double (2^42 < 2^53). */
 const PAIR_STRIDE = ADDRESSES_MAX;
 

@@ -32,6 +32,7 @@
 // checker's, per key (keyedRegisterModel); nodes disagreeing at the end or anything the kernel
 // should never answer (invalid, full, a code that does not fit the operation) fail the run too.
 import { performance } from "node:perf_hooks";
+import { LIMITS } from "../core/util/limits.ts";
 import { createRng, type Rng } from "../core/util/rng.ts";
 import { CONSENSUS_DEFAULTS, type KvOutcome } from "../node/collective/consensus.ts";
 import type { KernelEvent } from "../node/events.ts";
@@ -202,7 +203,7 @@ interface Client {
 
 const UTF8 = new TextEncoder();
 const UTF8_DECODE = new TextDecoder();
-const NEMESIS_LOG_KEPT = 12;
+const NEMESIS_LOG_KEPT = LIMITS.sim.nemesisLogLinesMax;
 
 function encodeValue(value: number): Uint8Array {
   return UTF8.encode(String(value));

@@ -12,6 +12,7 @@ import type { Seal } from "../node/ports.ts";
 import type { Channel } from "../core/wire/envelope.ts";
 import { encodeHeader, HEADER_BYTES, NODE_ID_BYTES, TAG_BYTES, WIRE_VERSION } from "../core/wire/envelope.ts";
 import { assert } from "../core/util/assert.ts";
+import { LIMITS } from "../core/util/limits.ts";
 import { ByteSlab } from "./slab.ts";
 import { Fingerprint, fmix32, LANE_A_SEED, LANE_B_SEED } from "./fingerprint.ts";
 
@@ -90,7 +91,7 @@ class SenderSeeds {
 }
 
 /** Senders whose tag prefix one seal remembers (cleared when full: the cache is only for speed). */
-const SENDER_SEEDS_MAX = 1 << 16;
+const SENDER_SEEDS_MAX = LIMITS.sim.senderSeedsMax;
 
 /** Folds (key, sender, epoch, header || body) into `print`. */
 function computeTag(print: Fingerprint, seeds: SenderSeeds, packet: Uint8Array, sender: string, epoch: number): void {

@@ -3,11 +3,12 @@
 // does; a view into a shared slab costs a small object. A slab is collected once nothing views it,
 // so slab bytes suit short-lived packets: anything kept for long should be copied out (slice()).
 import { assert } from "../core/util/assert.ts";
+import { LIMITS } from "../core/util/limits.ts";
 
 /** Default bytes per slab. */
 export const SLAB_BYTES = 256 * 1024;
 /** Largest slab accepted. */
-export const SLAB_BYTES_MAX = 16 * 1024 * 1024;
+export const SLAB_BYTES_MAX = LIMITS.sim.slabBytesMax;
 
 export class ByteSlab {
   readonly #slabBytes: number;

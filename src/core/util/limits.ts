@@ -401,4 +401,84 @@ export const LIMITS = {
     /** Tokens one /v1/infer request may carry (brain/routes.ts). */
     inferTokensMax: 4096,
   },
+
+  // ---------------------------------------------------------------------------------------------
+  // Adapters (src/adapters)
+
+  /** Sockets (net.ts), the LAN beacon (beacon.ts) and the cluster token (seal.ts). */
+  net: {
+    /** Attempts at finding a port free for both UDP and TCP when asked for port 0 (net.ts). */
+    bindAttemptsMax: 8,
+    /** Frames up to this size are copied into one buffer with their length prefix (net.ts: one write, one segment). */
+    coalesceBytesMax: 64 * 1024,
+    /** Parsed destination addresses remembered (net.ts), cleared when full: peers are far fewer. */
+    parsedAddressesMax: 4096,
+    /** Beacons larger than this are not ours (beacon.ts): ours, with a 128-character address, pack to 159 bytes. */
+    beaconBytesMax: 256,
+    /** Characters of the address in a beacon (beacon.ts). */
+    beaconAddressCharsMax: 128,
+    /** Peers a beacon listener remembers at once, oldest forgotten first (beacon.ts). */
+    beaconPeersMax: 1024,
+    /** Longest cluster token accepted, in characters (seal.ts): a guard against pasting a file by mistake. */
+    tokenCharsMax: 1024,
+  },
+
+  /** Files on the host's disk (identity.ts, sfs-files.ts). */
+  disk: {
+    /** Largest identity file read (identity.ts): a PEM Ed25519 key is about 120 bytes. */
+    identityFileBytesMax: 16 * 1024,
+    /** Tries at hashing a shared file that keeps changing under us before giving up (sfs-files.ts). */
+    hashTriesMax: 3,
+    /** Items one scan of the shared folder lists by default (sfs-files.ts); beyond, it stops and says it is incomplete. */
+    sfsScanItemsMax: 200_000,
+  },
+
+  // ---------------------------------------------------------------------------------------------
+  // Simulator (src/sim) and CLI (src/cli)
+
+  /** The deterministic simulator: what a scenario may ask of the simulated world (a larger ask is a bug in the scenario). */
+  sim: {
+    /** Largest clock drift, in parts per million (clock.ts): real quartz is within ~100; 10^4 is a broken clock. */
+    driftPpmMax: 10_000,
+    /** Largest clock offset, in milliseconds (clock.ts): a day either way. */
+    offsetMsMax: 86_400_000,
+    /** Packets queued for a stalled node, a socket's receive buffer (cluster.ts); beyond, they are lost. */
+    stallBacklogMax: 4096,
+    /** Packets in flight by default (network.ts): 4 Mi, about 0.5 GiB of packet records. */
+    inFlightPacketsMax: 1 << 22,
+    /** Addresses one network knows (network.ts): 2^21, so a directed pair key from * 2^21 + to is exact in a double. */
+    addressesMax: 1 << 21,
+    /** Symmetric partitions in force at once (network.ts). */
+    partitionsMax: 64,
+    /** Directed pairs that have ever carried a stream frame, one small record each (network.ts). */
+    connectionsMax: 1 << 24,
+    /** Longest delay one packet may be given, in ticks (network.ts: bounds jitter and reorder settings). */
+    delayTicksMax: 1_000_000,
+    /** Packets due further ahead than this many ticks are not copied into slab memory (network.ts). */
+    slabDelayTicksMax: 64,
+    /** Largest slab (slab.ts): 16 MiB. */
+    slabBytesMax: 16 * 1024 * 1024,
+    /** Entries one heap holds (heap.ts): 2^27, 2 GiB of keys, far beyond any simulation. */
+    heapEntriesMax: 1 << 27,
+    /** Largest simulated file (disk.ts): 1 GiB. */
+    fileBytesMax: 1 << 30,
+    /** Files on one simulated disk (disk.ts). */
+    filesMax: 4096,
+    /** Bytes of a simulated store key (disk.ts): 64 KiB. */
+    keyBytesMax: 64 * 1024,
+    /** Shared-folder operations queued at once on the simulated disk (files.ts): the sfs core bounds its effects far below. */
+    filesQueueMax: 65_536,
+    /** Senders whose tag prefix one simulated seal remembers (seal.ts), cleared when full: the cache is only for speed. */
+    senderSeedsMax: 1 << 16,
+    /** Nemesis actions a failed linearizability run reports (raft-lin.ts); it keeps at most four times as many. */
+    nemesisLogLinesMax: 12,
+  },
+
+  /** The `pk` command line (cli/main.ts). */
+  cli: {
+    /** Nodes `pk up` starts at most: a local cluster, not a load test. */
+    upNodesMax: 64,
+    /** Lines kept in ~/.pk_history. */
+    historyLinesMax: 1_000,
+  },
 } as const;
