@@ -59,19 +59,33 @@ export function sensorProbeSource(rng: Rng): ProbeSource {
   };
 }
 
+/** One planned probe: the node to ask and the labelled example to ask it. */
+export interface Probe {
+  readonly node: string;
+  readonly example: Example;
+}
+
 /**
- * `probesPerNode` probes to every expert, planned by the router and drawn from `source`; each
- * outcome is recorded in the router. Returns the probes sent.
+ * `probesPerNode` probes for every node, planned by the router (the classes it measured least) and
+ * drawn from `source`. The caller asks each node — in process (runProbes) or over the network (the
+ * node's `moe probe`) — and records each answer with recordProbe.
  */
+export function drawProbes(router: MoeRouter, rng: Rng, nodes: readonly string[], probesPerNode: number, source: ProbeSource): Probe[] {
+  return router.planProbes(rng, nodes, probesPerNode).map(({ node, probeClass }) => ({ node, example: source.example(probeClass) }));
+}
+
+/** Scores one answer to a probe against its label (an invalid class counts as wrong). */
+export function recordProbe(router: MoeRouter, probe: Probe, answer: number): void {
+  router.recordProbe(probe.node, probe.example.label, answer);
+}
+
+/** drawProbes to every in-process expert, each answer recorded. Returns the probes sent. */
 export function runProbes(router: MoeRouter, rng: Rng, experts: readonly Expert[], probesPerNode: number, source: ProbeSource): number {
   const byId = new Map(experts.map((e) => [e.id, e]));
   if (byId.size !== experts.length) throw new RangeError("expert ids must be distinct");
-  const plan = router.planProbes(rng, [...byId.keys()], probesPerNode);
-  for (const { node, probeClass } of plan) {
-    const ex = source.example(probeClass);
-    router.recordProbe(node, ex.label, (byId.get(node) as Expert).answer(ex));
-  }
-  return plan.length;
+  const probes = drawProbes(router, rng, [...byId.keys()], probesPerNode, source);
+  for (const probe of probes) recordProbe(router, probe, (byId.get(probe.node) as Expert).answer(probe.example));
+  return probes.length;
 }
 
 export interface RoutedAnswer {

@@ -36,13 +36,13 @@
 import { Coordinator, BrainWorker, weightsTag, type ParallelMode, type RunRequest, type RunResult } from "../../core/brain/parallel.ts";
 import { decodeBrainMessage, encodeBrainMessage, type BrainMessage } from "../../core/brain/brain-wire.ts";
 import { decodeModelFile, encodeModelFile, type ModelFileHeader } from "../../core/brain/model-file.ts";
-import { forward, initParams, inputError, KvCache, paramCount, SEED_CONFIG, SEED_CLASSES, step as decodeStep, Workspace, type Example, type ModelConfig } from "../../core/brain/transformer.ts";
+import { forward, initParams, inputError, KvCache, paramCount, SEED_CONFIG, SEED_CLASSES, step as decodeStep, Workspace, type ModelConfig } from "../../core/brain/transformer.ts";
 import { bestThresholdBaseline, generateSensorData, split, type SensorExample } from "../../core/brain/data.ts";
 import { evaluate, Trainer, type TrainReport } from "../../core/brain/train.ts";
 import { type AggregationRule } from "../../core/brain/fedlearn.ts";
 import { FED_LOCAL_DEFAULTS, FederatedRound, localUpdate, type ClientUpdate } from "../../core/brain/federated.ts";
 import { MoeRouter } from "../../core/brain/moe.ts";
-import { sensorProbeSource } from "../../core/brain/experts.ts";
+import { drawProbes, recordProbe, sensorProbeSource, type Probe } from "../../core/brain/experts.ts";
 import { applyMutation, gaStep } from "../../core/brain/ga.ts";
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
 import { LIMITS } from "../../core/util/limits.ts";
@@ -598,23 +598,22 @@ export class BrainService {
   // ---- MoE ---------------------------------------------------------------------------------------
 
   /**
-   * `moe probe`: the router's own labelled probes, planned and drawn as experts.ts's runProbes
-   * does — MoeRouter.planProbes gives each node 3 × perClass probes of the classes measured least
-   * there, sensorProbeSource draws each from the router's own generator (never from a node) — sent
-   * to every live member's expert and to this node's; each answer is scored against the label.
+   * `moe probe`: the router's own labelled probes through experts.ts's drawProbes (the path the
+   * tests' runProbes takes) — 3 × perClass probes per node of the classes measured least there,
+   * each drawn from the router's own generator (never from a node) — sent to every live member's
+   * expert and to this node's; each answer is scored against the label with recordProbe.
    */
   async probe(perClass: number = this.config.probesPerClass): Promise<number> {
     const nodes = [this.#host.id, ...this.#host.liveIds()];
     const rng = this.#rng.fork();
-    const source = sensorProbeSource(rng);
-    const byNode = new Map<string, Example[]>(nodes.map((node) => [node, []]));
-    for (const { node, probeClass } of this.router.planProbes(rng, nodes, 3 * perClass)) byNode.get(node)!.push(source.example(probeClass));
+    const byNode = new Map<string, Probe[]>(nodes.map((node) => [node, []]));
+    for (const probe of drawProbes(this.router, rng, nodes, 3 * perClass, sensorProbeSource(rng))) byNode.get(probe.node)!.push(probe);
     let sent = 0;
     await Promise.all(nodes.map(async (node) => {
-      for (const ex of byNode.get(node)!) {
-        const answer = await this.#askExpert(node, ex.ids, Float32Array.from(ex.values)).catch(() => undefined);
+      for (const probe of byNode.get(node)!) {
+        const answer = await this.#askExpert(node, probe.example.ids, Float32Array.from(probe.example.values)).catch(() => undefined);
         if (answer === undefined) continue;
-        this.router.recordProbe(node, ex.label, argmax(answer));
+        recordProbe(this.router, probe, argmax(answer));
         sent++;
       }
     }));
