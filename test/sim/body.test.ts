@@ -1,33 +1,12 @@
 // The Body layer in the cluster simulator, on the real kernel: SWIM wired in (death detected and
-// spread, no false deaths under stalls and loss, asymmetric partitions), degrade's mode events,
-// heal's guarded tasks (adopted once after a crash, one copy after a partition heals) and persist
-// (state restored from the simulated disk before any traffic). Fixed seeds; a failure names its seed.
+// spread, no false deaths under asymmetric partitions), degrade's mode events, heal's guarded tasks
+// (adopted once after a crash) and persist (state restored from the simulated disk before any
+// traffic). The long runs (a simulated hour with stalls, a partition healing) are
+// body.slow.test.ts. Fixed seeds; a failure names its seed.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SimCluster } from "../../src/sim/cluster.ts";
-import type { KernelEvent } from "../../src/node/events.ts";
-
-const PROBE_TICKS = 100;
-
-/** Every event of every node, with the node's index, from now on. */
-function record(cluster: SimCluster): Array<{ node: number; event: KernelEvent }> {
-  const out: Array<{ node: number; event: KernelEvent }> = [];
-  for (const node of cluster.nodes) node.kernel.events.subscribe((event) => out.push({ node: node.index, event }));
-  return out;
-}
-
-function stateAt(cluster: SimCluster, observer: number, subject: number): string | undefined {
-  const id = cluster.nodes[subject]?.kernel.id ?? "";
-  return cluster.nodes[observer]?.kernel.swim.member(id)?.state;
-}
-
-function runUntil(cluster: SimCluster, limit: number, done: () => boolean): number {
-  for (let i = 0; i < limit; i++) {
-    if (done()) return i;
-    cluster.tick();
-  }
-  return done() ? limit : -1;
-}
+import { PROBE_TICKS, record, runners, runUntil, stateAt } from "./body-harness.ts";
 
 test("swim in the kernel: a crashed member is suspected, then dead at every survivor", () => {
   const firsts: number[] = [];
@@ -71,34 +50,6 @@ test("degrade: FULL → REDUCED → SOLO as members die, FULL again when they re
   assert.deepEqual(changes.slice(0, 2), ["REDUCED", "SOLO"]);
   assert.equal(changes[changes.length - 1], "FULL");
   assert.deepEqual(node0.modeHistory.map((c) => c.mode).slice(-changes.length), changes, "`degrade` shows the same changes");
-});
-
-test("swim: stalled nodes (2 probe periods, once a minute) and 10% loss give no false death in a simulated hour (n = 100)", { timeout: 600_000 }, () => {
-  const seed = 77;
-  const cluster = new SimCluster({
-    nodes: 100, seed, faults: "none", clockSkew: false,
-    // Vital signs are not what this test is about: one round a minute keeps the run short.
-    kernel: { vital: { periodTicks: 6000, fanout: 4, historyMax: 10 } },
-  });
-  cluster.run(3000);
-  assert.notEqual(cluster.result().convergedAtTick, null, `seed ${seed}: not converged`);
-  cluster.network.setFaults({ lossRate: 0.1 });
-  const events = record(cluster);
-  const hour = 360_000;
-  const stallers = [3, 31, 59, 87];
-  for (let t = 0; t < hour; t += 100) {
-    // Each staller freezes for two probe periods once a minute, at its own offset.
-    for (const [k, index] of stallers.entries()) {
-      if ((t + k * 1500) % 6000 === 0) cluster.stall(index, 2 * PROBE_TICKS);
-    }
-    cluster.run(100);
-  }
-  const deaths = events.filter((e) => e.event.type === "member-dead");
-  const suspicions = events.filter((e) => e.event.type === "member-suspect").length;
-  const refutations = events.filter((e) => e.event.type === "member-refuted" && e.event.data["id"] === cluster.nodes[e.node]?.kernel.id).length;
-  process.stdout.write(`# seed ${seed}: 1 simulated hour, n=100, 10% loss, ${stallers.length} stallers: suspicions ${suspicions}, refutations ${refutations}, deaths ${deaths.length}\n`);
-  assert.equal(deaths.length, 0, `seed ${seed}: false deaths: ${JSON.stringify(deaths.slice(0, 5))}`);
-  for (const node of cluster.nodes) assert.equal(node.kernel.swim.size, 100, `seed ${seed}: node ${node.index} lost members`);
 });
 
 test("swim: an asymmetric partition (nodes that can hear but not speak) does not kill the healthy side", () => {
@@ -149,26 +100,6 @@ test("heal: after the owner crashes, exactly one survivor runs the guarded task,
   }
 });
 
-test("heal: when a partition heals, exactly one copy keeps running", () => {
-  for (const seed of [71, 72]) {
-    const cluster = new SimCluster({ nodes: 6, seed, faults: "none" });
-    cluster.run(1500);
-    assert.equal(cluster.nodes[1]?.kernel.guard("job", "ver", 100), undefined);
-    cluster.run(300);
-    const addresses = cluster.nodes.map((n) => n.address);
-    // Node 1 (the owner) ends up on the small side; the other side declares it dead and adopts.
-    cluster.network.partition(addresses.slice(0, 2), addresses.slice(2));
-    cluster.run(8000);
-    const during = runners(cluster);
-    assert.equal(during.length, 2, `seed ${seed}: one copy per side during the partition: ${JSON.stringify(during)}`);
-    cluster.network.heal();
-    cluster.run(6000);
-    assert.equal(runners(cluster).length, 1, `seed ${seed}: copies after the heal: ${JSON.stringify(runners(cluster))}`);
-    const records = new Set(cluster.nodes.map((n) => JSON.stringify(n.kernel.heal.get("job"))));
-    assert.equal(records.size, 1, `seed ${seed}: every node holds the same record`);
-  }
-});
-
 test("persist: a restarted node restores members, guarded tasks and vitals before any traffic, and refutes its stale death", () => {
   const cluster = new SimCluster({ nodes: 4, seed: 90, faults: "none" });
   cluster.run(1500);
@@ -194,7 +125,3 @@ test("persist: a restarted node restores members, guarded tasks and vitals befor
     assert.ok((other.kernel.swim.member(kernel.id)?.entry.incarnation ?? 0) >= incarnation + 1);
   }
 });
-
-function runners(cluster: SimCluster): number[] {
-  return cluster.nodes.filter((n) => n.alive && n.kernel.guardStatuses().some((s) => s.running !== undefined)).map((n) => n.index);
-}
