@@ -1,9 +1,9 @@
 // The consensus key-value store is linearizable under faults (src/sim/raft-lin.ts): random
 // concurrent reads, puts, deletes and compare-and-sets against 3 and 5 whole kernels, with message
 // loss, duplication and reordering, partitions, crashes that lose unsynced writes, stalls and clock
-// offsets; every history must pass the checker and every node must end with the same map. CI runs
-// seeds 0..199 (even seeds on 3 nodes, odd on 5: `pk sim --scenario raft-lin --seed 0 --seeds 200`
-// runs the same); `pk sim --scenario raft-lin --seeds N --seed S` runs more. A failing seed is
+// offsets; every history must pass the checker and every node must end with the same map. Here:
+// the seeds that found bugs, replay, a broken store being caught, and the command. The sweep of
+// seeds 0..199 that CI runs is raft-lin-seeds.slow.test.ts (full tier only). A failing seed is
 // named with the command that replays it exactly.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -11,11 +11,10 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
 import { runRaftLin, type RaftLinResult } from "../../src/sim/raft-lin.ts";
+import { explain } from "./raft-lin-report.ts";
 
 const pk = fileURLToPath(new URL("../../bin/pk.js", import.meta.url));
 const execFileAsync = promisify(execFile);
-
-const CI_SEEDS = 200;
 
 /**
  * Seeds that found bugs, kept as regression tests. They replay the same run only while the
@@ -40,53 +39,6 @@ const REGRESSIONS: ReadonlyArray<{ seed: number; nodes: 3 | 5; bug: string }> = 
   { seed: 65, nodes: 5, bug: "the same" },
   { seed: 165, nodes: 5, bug: "the same" },
 ];
-
-function replay(r: RaftLinResult): string {
-  return `pk sim --scenario raft-lin --nodes ${r.nodes} --seed ${r.seed} --ticks ${r.ticks}`;
-}
-
-function explain(r: RaftLinResult): string {
-  const f = r.failure;
-  if (f === undefined) return `seed ${r.seed}: ok`;
-  return [`seed ${r.seed} (${r.nodes} nodes) FAILED, ${f.kind}: ${f.detail}`, ...(f.excerpt ?? []), "nemesis:", ...(f.nemesis ?? []).map((l) => `  ${l}`),
-    `replay: ${replay(r)}`].join("\n");
-}
-
-function runSeeds(nodes: 3 | 5, seeds: readonly number[], t: { diagnostic(message: string): void }): void {
-  const started = performance.now();
-  const failures: string[] = [];
-  const sum = { ops: 0, ok: 0, unknown: 0, failed: 0, leaderChanges: 0, crashes: 0, partitions: 0, checkerMs: 0, checkerMsMax: 0 };
-  for (const seed of seeds) {
-    const { ok, result: r } = runRaftLin({ seed, nodes });
-    if (!ok) failures.push(explain(r));
-    sum.ops += r.ops;
-    sum.ok += r.ok;
-    sum.unknown += r.unknown;
-    sum.failed += r.failed;
-    sum.leaderChanges += r.leaderChanges;
-    sum.crashes += r.crashes;
-    sum.partitions += r.partitions;
-    sum.checkerMs += r.checkerMs;
-    sum.checkerMsMax = Math.max(sum.checkerMsMax, r.checkerMs);
-  }
-  const n = seeds.length;
-  const avg = (x: number) => (x / n).toFixed(1);
-  t.diagnostic(`${n} seeds on ${nodes} nodes in ${((performance.now() - started) / 1000).toFixed(1)} s: per seed ${avg(sum.ops)} operations ` +
-    `(${avg(sum.ok)} ok, ${avg(sum.unknown)} unknown; ${avg(sum.failed)} refused), ${avg(sum.leaderChanges)} leader changes, ` +
-    `${avg(sum.crashes)} crashes, ${avg(sum.partitions)} partitions; checker ${avg(sum.checkerMs)} ms (max ${sum.checkerMsMax})`);
-  assert.equal(failures.length, 0, `${failures.length} of ${n} seeds failed:\n${failures.join("\n\n")}`);
-}
-
-const evenSeeds = Array.from({ length: CI_SEEDS / 2 }, (_, i) => 2 * i);
-const oddSeeds = Array.from({ length: CI_SEEDS / 2 }, (_, i) => 2 * i + 1);
-
-test(`raft-lin: ${CI_SEEDS / 2} seeds on 3 nodes, every history linearizable, every node the same map`, { timeout: 300_000 }, (t) => {
-  runSeeds(3, evenSeeds, t);
-});
-
-test(`raft-lin: ${CI_SEEDS / 2} seeds on 5 nodes, every history linearizable, every node the same map`, { timeout: 300_000 }, (t) => {
-  runSeeds(5, oddSeeds, t);
-});
 
 test("raft-lin: seeds that found bugs stay fixed", { timeout: 120_000 }, (t) => {
   for (const { seed, nodes, bug } of REGRESSIONS) {
