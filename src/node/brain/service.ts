@@ -688,9 +688,11 @@ export class BrainService {
             fed.fail(id, error instanceof Error ? error.message : String(error));
           }
         });
-        // This node trains while the others do.
-        fed.answer(this.#host.id, { round, ...this.#trainLocal(cfg, params, this.config.federatedEpochs, seed) });
+        // This node trains once the others have answered: training blocks the event loop, and a
+        // coordinator that stalls while its peers train holds their answers (and SWIM's probes)
+        // until it is done — with training first, a member's round-2 answer went missing in CI.
         await Promise.all(calls);
+        fed.answer(this.#host.id, { round, ...this.#trainLocal(cfg, params, this.config.federatedEpochs, seed) });
         const result = fed.result();
         if (!result.ok || result.rule === null) throw new Error(`round ${round}: no valid update (${result.rejected.length} rejected, ${result.failed.length} failed)`);
         const accuracy = this.heldOutAccuracy(result.params, cfg) ?? 0;
