@@ -83,6 +83,9 @@ export class Kernel extends NodeView {
   readonly #specs: readonly SubsystemSpec[];
   readonly #replay = new ReplayGuard();
   readonly #parts = new Map<string, Subsystem>();
+  /** The parts with a tick hook, and with an onEvent hook, in registry order (the hot loops). */
+  readonly #tickers: Subsystem[] = [];
+  readonly #listeners: Subsystem[] = [];
   #owners: Partial<Record<MessageType, Owner>> = {};
   #members: Membership | undefined;
   // The outbox: what subsystems queued this turn, carried out in the flush order.
@@ -158,6 +161,8 @@ export class Kernel extends NodeView {
         if (slot.early) this.#requestApply(part);
         if (this.#members === undefined) this.#members = part as unknown as Membership;
         this.#parts.set(spec.name, part);
+        if (part.tick !== undefined) this.#tickers.push(part);
+        if (part.onEvent !== undefined) this.#listeners.push(part);
         const task = this.tasks.spawn(spec.name, "daemon", 0);
         for (const [kind, sender] of Object.entries(spec.kinds) as Array<[MessageType, Sender]>) {
           assert(this.#owners[kind] === undefined, `Kernel: message kind ${kind} owned by ${this.#owners[kind]?.name} and ${spec.name}`);
@@ -199,12 +204,15 @@ export class Kernel extends NodeView {
   /** Advances every subsystem by one tick and carries out what they produced. */
   tick(): void {
     if (!this.#running) return;
-    this.within(() => {
+    this.#depth++;
+    try {
       const tick = ++this.#tick;
-      for (const part of this.#parts.values()) part.tick?.(tick);
+      for (const part of this.#tickers) part.tick!(tick);
       const task = this.#daemons.kernel;
       if (task !== undefined) task.steps++;
-    });
+    } finally {
+      if (--this.#depth === 0) this.#flush();
+    }
   }
 
   /** Handles one inbound packet. Never throws on hostile bytes: a bad packet is a counted drop. */
@@ -229,7 +237,13 @@ export class Kernel extends NodeView {
     stats.bytesIn += packet.length;
     const task = this.#daemons.net;
     if (task !== undefined) task.steps++;
-    this.within(() => this.#dispatch(header.sender, result.message));
+    // One turn, without a closure per packet (this is the hot path of the simulator).
+    this.#depth++;
+    try {
+      this.#dispatch(header.sender, result.message);
+    } finally {
+      if (--this.#depth === 0) this.#flush();
+    }
   }
 
   protected wake(name: string): void {
@@ -257,8 +271,8 @@ export class Kernel extends NodeView {
       if (state === undefined) return this.#drop("denied", `${message.t} from non-member ${sender}`);
       if (owner.sender === "core" && members.roleOf(sender) !== "core") return this.#drop("denied", `${message.t} from non-core ${sender}`);
       if (owner.sender === "leader" && this.services.kv?.leader !== sender) return this.#drop("denied", `${message.t} from non-leader ${sender}`);
-      members.heard(sender);
-    } else if (members.stateOf(sender) !== undefined) members.heard(sender);
+    }
+    members.heard(sender);
     if (owner.task !== undefined) owner.task.steps++;
     owner.part.step?.(sender, message as never);
   }
@@ -282,19 +296,36 @@ export class Kernel extends NodeView {
       send: (to, channel, message) => {
         const addr = this.#members?.addressOf(to);
         if (addr === undefined) this.stats.sendFailures++;
-        else this.#queue(() => this.#outbound.push({ to: addr, channel, message }));
+        else this.#sendOrQueue(addr, channel, message);
       },
-      sendAddr: (addr, channel, message) => this.#queue(() => this.#outbound.push({ to: addr, channel, message })),
-      persist: (writes, durable) => this.#queue(() => (durable ? this.#durable : this.#lazy).push(...writes)),
-      emit: (type, data) => this.#queue(() => this.#emitted.push({ type, data })),
+      sendAddr: (addr, channel, message) => this.#sendOrQueue(addr, channel, message),
+      persist: (writes, durable) => {
+        (durable ? this.#durable : this.#lazy).push(...writes);
+        this.#flushOutsideTurn();
+      },
+      emit: (type, data) => {
+        this.#emitted.push({ type, data });
+        this.#flushOutsideTurn();
+      },
       drop: (reason, detail) => this.#drop(reason, detail),
       requestApply: () => undefined, // replaced per subsystem in start()
     };
   }
 
-  /** Queues into the outbox; outside any turn (an asynchronous completion) it flushes at once. */
-  #queue(push: () => void): void {
-    push();
+  /**
+   * A message goes out at once when no store write waits in the outbox (persist-before-send holds:
+   * nothing queued before it is unwritten); behind a queued write it waits for the flush.
+   */
+  #sendOrQueue(to: string, channel: Channel, message: Message): void {
+    if (this.#durable.length === 0 && this.#lazy.length === 0) this.#send(to, channel, message);
+    else {
+      this.#outbound.push({ to, channel, message });
+      this.#flushOutsideTurn();
+    }
+  }
+
+  /** What is queued outside any turn (an asynchronous completion) is carried out at once. */
+  #flushOutsideTurn(): void {
     if (this.#depth === 0) this.#flush();
   }
 
@@ -341,7 +372,7 @@ export class Kernel extends NodeView {
           this.#emitted = [];
           for (const { type, data } of emitted) {
             const event = this.events.publish(this.#tick, type, data);
-            for (const part of this.#parts.values()) part.onEvent?.(event);
+            for (const part of this.#listeners) part.onEvent!(event);
           }
         }
       }
@@ -381,10 +412,14 @@ export class Kernel extends NodeView {
 
 /** Membership as the context hands it out: the membership subsystem, once it is built. */
 class LateMembers implements Members {
-  readonly #get: () => Members;
+  readonly #late: () => Members;
+  #members: Members | undefined;
 
-  constructor(get: () => Members) {
-    this.#get = get;
+  constructor(late: () => Members) {
+    this.#late = late;
+  }
+  #get(): Members {
+    return (this.#members ??= this.#late());
   }
   get self(): Members["self"] {
     return this.#get().self;

@@ -147,7 +147,13 @@ export class Membership implements Members {
 
   /** Any authenticated packet from a member (called by the kernel's receive pipeline). */
   heard(id: string): void {
-    if (this.#lastHeard.has(id) || this.#lastHeard.size < LIMITS.membersMax) this.#lastHeard.set(id, this.#ctx.tick());
+    const heard = this.#lastHeard;
+    if (heard.size >= LIMITS.membersMax && !heard.has(id)) {
+      // Full: forget senders SWIM no longer holds (forgotten members, strangers), then retry.
+      for (const known of heard.keys()) if (this.swim.member(known) === undefined) heard.delete(known);
+      if (heard.size >= LIMITS.membersMax) return;
+    }
+    heard.set(id, this.#ctx.tick());
   }
 
   start(): void {
@@ -197,8 +203,6 @@ export class Membership implements Members {
   }
 
   persist(): StoreWrite[] {
-    // Members SWIM forgot (tombstones expired) are forgotten here too.
-    for (const id of this.#lastHeard.keys()) if (this.swim.member(id) === undefined) this.#lastHeard.delete(id);
     const batch: StoreWrite[] = [];
     for (const id of this.#dirty) {
       const member = this.swim.member(id);

@@ -2,7 +2,7 @@
 // joined to the store and the network. Rows are written to the store in the persist rounds (a cache
 // anti-entropy refills); this node's own version is written durably before a write of its leaves
 // the node, so a restarted node never reuses a version its peers already hold.
-import { Gossip, makeRow, type GossipConfig, type GossipPeers, type GossipRow } from "../../core/collective/gossip.ts";
+import { Gossip, makeRow, type GossipConfig, type GossipRow } from "../../core/collective/gossip.ts";
 import type { Rng } from "../../core/util/rng.ts";
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
 import type { MessageOf } from "../../core/wire/messages.ts";
@@ -23,12 +23,16 @@ export class Topics implements TopicService {
   readonly #dirty = new Map<string, GossipRow | undefined>();
   /** SWIM's live ids, built at most once per tick and only when a peer is picked. */
   #live: string[] | undefined;
+  readonly #peers: { length: number; at(index: number): string | undefined };
 
   constructor(ctx: SubsystemContext, rng: Rng, config: GossipConfig) {
     this.#ctx = ctx;
     this.#rowsMax = config.rowsMax;
     this.gossip = new Gossip(ctx.id, rng, config);
     this.gossip.restore(...this.#restore());
+    const members = ctx.members;
+    const live = (): string[] => (this.#live ??= members.liveIds());
+    this.#peers = { length: 0, at: (i) => live()[i] };
   }
 
   /** Writes a row (or deletes it when value is undefined); an error text when refused. */
@@ -50,10 +54,9 @@ export class Topics implements TopicService {
   }
 
   tick(): void {
-    const members = this.#ctx.members;
     this.#live = undefined;
-    const peers: GossipPeers = { length: members.size - 1, at: (i) => (this.#live ??= members.liveIds())[i] };
-    this.gossip.tick(Math.floor(this.#ctx.clock.nowMs()), peers);
+    this.#peers.length = this.#ctx.members.size - 1;
+    this.gossip.tick(Math.floor(this.#ctx.clock.nowMs()), this.#peers);
     this.#drain();
   }
 
