@@ -25,7 +25,8 @@ import type { Clock, HostVitals, Identity, Seal, SharedFolderPort, Store, StoreW
 import { SUBSYSTEMS } from "./registry.ts";
 import { readNumber, writeNumber } from "./store-values.ts";
 import type { Subsystem, SubsystemSpec } from "./subsystem.ts";
-import type { Members, Sender, Services, SubsystemContext } from "./subsystem-context.ts";
+import type { Sender, Services, SubsystemContext } from "./subsystem-context.ts";
+import { LateMembers } from "./late-members.ts";
 import { TaskTable, type Task } from "./tasks.ts";
 import { NodeView, type DropReason, type KernelStats } from "./view.ts";
 
@@ -407,42 +408,5 @@ export class Kernel extends NodeView {
   #drop(reason: DropReason, detail: string): void {
     this.stats.dropped[reason]++;
     this.stats.lastDrop = `${reason}: ${detail}`;
-  }
-}
-
-/** Membership as the context hands it out: the membership subsystem, once it is built. */
-class LateMembers implements Members {
-  readonly #late: () => Members;
-  #members: Members | undefined;
-
-  constructor(late: () => Members) {
-    this.#late = late;
-  }
-  #get(): Members {
-    return (this.#members ??= this.#late());
-  }
-  get self(): Members["self"] {
-    return this.#get().self;
-  }
-  get size(): number {
-    return this.#get().size;
-  }
-  get left(): boolean {
-    return this.#get().left;
-  }
-  liveIds(): string[] {
-    return this.#get().liveIds();
-  }
-  stateOf(id: string): ReturnType<Members["stateOf"]> {
-    return this.#get().stateOf(id);
-  }
-  roleOf(id: string): ReturnType<Members["roleOf"]> {
-    return this.#get().roleOf(id);
-  }
-  addressOf(id: string): string | undefined {
-    return this.#get().addressOf(id);
-  }
-  everyone(): ReturnType<Members["everyone"]> {
-    return this.#get().everyone();
   }
 }
