@@ -29,13 +29,13 @@ export interface KernelConfig {
    * never probes the dead again, so without it two sides of a healed partition stay apart.
    */
   readonly reconnectTicks: number;
-  /** Raft, the /v1/kv state machine, voter management and regeneration (src/node/consensus.ts). */
+  /** Raft, the /v1/kv state machine, voter management and regeneration (src/node/collective/consensus.ts). */
   readonly consensus: ConsensusConfig;
   /** Gossip topics (src/core/collective/gossip.ts). */
   readonly gossip: GossipConfig;
-  /** Mesh routing (src/node/mesh-service.ts): neighbours, and the core's timers. */
+  /** Mesh routing (src/node/collective/mesh.ts): neighbours, and the core's timers. */
   readonly mesh: MeshServiceConfig;
-  /** The Brain (src/node/brain-service.ts): deadlines, peers, local data, training. */
+  /** The Brain (src/node/brain/service.ts): deadlines, peers, local data, training. */
   readonly brain: BrainConfig;
 }
 

@@ -1,6 +1,6 @@
 // `pk sim --scenario raft-lin`: linearizability of the consensus key-value store (/v1/kv: Raft in
 // src/core/collective/raft, the state machine in src/core/collective/kv.ts, the node side in
-// src/node/consensus.ts) under faults, checked by src/sim/checkers/linearizability.ts.
+// src/node/collective/consensus.ts) under faults, checked by src/sim/checkers/linearizability.ts.
 //
 // One seed gives one run, bit for bit (the same traceHash and the same history on every replay):
 //

@@ -133,7 +133,7 @@ export const MESSAGE_SCHEMAS = {
   /** The shared folder (src/core/collective/sfs.ts, docs/protocols/sfs.md), on the stream channel. */
   ...SFS_MESSAGE_SCHEMAS,
   /**
-   * The Brain's RPC (src/node/brain-service.ts, docs/protocols/brain.md), on the stream channel:
+   * The Brain's RPC (src/node/brain/service.ts, docs/protocols/brain.md), on the stream channel:
    * `c` the caller's call id, `r` true in an answer, `b` one brain-wire message.
    */
   brain: Type.Object({ t: Type.Literal("brain"), c: u32, r: Type.Boolean(), b: Type.Uint8Array({ maxByteLength: LIMITS.frameBytesMax }) }),
