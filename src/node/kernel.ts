@@ -23,7 +23,7 @@ import type { KernelConfig } from "./config.ts";
 import { EventBus } from "./events.ts";
 import type { Clock, HostVitals, Identity, Seal, SharedFolderPort, Store, StoreWrite, Transport } from "./ports.ts";
 import { SUBSYSTEMS } from "./registry.ts";
-import { readNumber, writeNumber } from "./store-values.ts";
+import { KEY_EPOCH, readNumber, writeNumber } from "./store-values.ts";
 import type { Subsystem, SubsystemSpec } from "./subsystem.ts";
 import type { Sender, Services, SubsystemContext } from "./subsystem-context.ts";
 import { LateMembers } from "./late-members.ts";
@@ -37,7 +37,6 @@ export type { PersistSection } from "./subsystem-context.ts";
 
 export const VERSION = "0.1.0";
 
-const KEY_EPOCH = "kernel/epoch";
 /** Rounds of the flush loop per turn; work left after them stays queued for the next turn. */
 const FLUSH_ROUNDS_MAX = LIMITS.node.flushRoundsMax;
 

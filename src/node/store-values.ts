@@ -1,5 +1,8 @@
 // Numbers kept in the store as 8-byte big-endian doubles (epochs, incarnations, versions).
 
+/** The boot epoch: the kernel bumps it durably at every boot (membership lists it as persisted). */
+export const KEY_EPOCH = "kernel/epoch";
+
 export function readNumber(bytes: Uint8Array | undefined): number | undefined {
   if (bytes === undefined || bytes.length !== 8) return undefined;
   const value = new DataView(bytes.buffer, bytes.byteOffset, 8).getFloat64(0);

@@ -10,7 +10,7 @@ import { isGuardedTaskWire, type MessageOf } from "../../core/wire/messages.ts";
 import type { KernelEvent } from "../events.ts";
 import type { PersistSection, SubsystemContext } from "../subsystem-context.ts";
 import type { Task } from "../tasks.ts";
-import { clearKeys, sized } from "./membership.ts";
+import { clearEntries, sized } from "./persist.ts";
 
 const PREFIX_GUARD = "heal/task/";
 /** Characters of a guarded command's last output kept for `heal`. */
@@ -110,7 +110,7 @@ export class Guard {
       name: "guarded", ...sized(entries), durable: true,
       clear: () => {
         this.heal.clear();
-        return clearKeys(this.#ctx, entries.map(([key]) => key));
+        return clearEntries(this.#ctx, entries);
       },
     }];
   }

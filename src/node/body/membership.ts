@@ -10,7 +10,8 @@ import { Swim, type SwimEvent, type SwimState } from "../../core/body/swim.ts";
 import { LIMITS } from "../../core/util/limits.ts";
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
 import { entryFromWire, entryToWire, isMemberEntryWire, type MemberEntry, type Role, type RosterMessage, type SwimMessage } from "../../core/wire/messages.ts";
-import { readNumber, writeNumber } from "../store-values.ts";
+import { KEY_EPOCH, readNumber, writeNumber } from "../store-values.ts";
+import { clearEntries, sized } from "./persist.ts";
 import type { Members, PersistSection, SubsystemContext } from "../subsystem-context.ts";
 import type { KernelConfig } from "../config.ts";
 import type { StoreWrite } from "../ports.ts";
@@ -215,7 +216,7 @@ export class Membership implements Members {
   sections(): PersistSection[] {
     const { store } = this.#ctx;
     const members = store.scan(PREFIX_MEMBER, LIMITS.membersMax);
-    const incarnation = (["kernel/epoch", KEY_INCARNATION] as const).flatMap((key) => {
+    const incarnation = ([KEY_EPOCH, KEY_INCARNATION] as const).flatMap((key) => {
       const value = store.get(key);
       return value === undefined ? [] : [[key, value] as [string, Uint8Array]];
     });
@@ -226,7 +227,7 @@ export class Membership implements Members {
         // Forgets the table on disk only: SWIM's live view stays, and is written again as it changes.
         clear: () => {
           this.#dirty.clear();
-          return clearKeys(this.#ctx, members.map(([key]) => key));
+          return clearEntries(this.#ctx, members);
         },
       },
     ];
@@ -291,13 +292,4 @@ export class Membership implements Members {
     }
     return out.filter((entry) => entry.id !== this.#ctx.id);
   }
-}
-
-export function sized(entries: ReadonlyArray<readonly [string, Uint8Array]>): { keys: number; bytes: number } {
-  return { keys: entries.length, bytes: entries.reduce((sum, [key, value]) => sum + key.length + value.length, 0) };
-}
-
-export function clearKeys(ctx: SubsystemContext, keys: readonly string[]): number {
-  if (keys.length > 0) ctx.persist(keys.map((key) => ({ key, value: undefined })), true);
-  return keys.length;
 }

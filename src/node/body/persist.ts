@@ -44,3 +44,14 @@ export class Persist {
     return keys;
   }
 }
+
+/** A section's size: keys, and bytes of keys and values. */
+export function sized(entries: ReadonlyArray<readonly [string, Uint8Array]>): { keys: number; bytes: number } {
+  return { keys: entries.length, bytes: entries.reduce((sum, [key, value]) => sum + key.length + value.length, 0) };
+}
+
+/** Deletes a section's entries from the store, durably; the number of keys removed. */
+export function clearEntries(ctx: SubsystemContext, entries: ReadonlyArray<readonly [string, Uint8Array]>): number {
+  if (entries.length > 0) ctx.persist(entries.map(([key]) => ({ key, value: undefined })), true);
+  return entries.length;
+}

@@ -8,7 +8,7 @@ import type { MessageOf } from "../../core/wire/messages.ts";
 import type { KernelEvent } from "../events.ts";
 import type { HostVitals, StoreWrite } from "../ports.ts";
 import type { PersistSection, SubsystemContext } from "../subsystem-context.ts";
-import { clearKeys, sized } from "./membership.ts";
+import { clearEntries, sized } from "./persist.ts";
 
 const KEY_VITALS = "vital/history";
 /** Vital samples persisted at most once every this many persist rounds. */
@@ -75,7 +75,7 @@ export class VitalSigner {
       name: "vitals", ...sized(entries), durable: false,
       clear: () => {
         this.vitals.clear();
-        return clearKeys(this.#ctx, entries.map(([key]) => key));
+        return clearEntries(this.#ctx, entries);
       },
     }];
   }
