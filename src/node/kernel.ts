@@ -215,23 +215,36 @@ export class Kernel extends NodeView {
     }
   }
 
-  /** Handles one inbound packet. Never throws on hostile bytes: a bad packet is a counted drop. */
-  receive(packet: Uint8Array, channel: Channel, _from: string): void {
-    if (!this.#running) return;
+  /**
+   * Handles one inbound packet. Never throws on hostile bytes: a bad packet is a counted drop.
+   * Answers whether the packet authenticated (its seal opened), whatever happened to it after:
+   * the transport treats a connection whose frames never authenticate as a stranger's.
+   */
+  receive(packet: Uint8Array, channel: Channel, _from: string): boolean {
+    if (!this.#running) return false;
     const bound = channel === "datagram" ? LIMITS.datagramBytesMax : LIMITS.frameBytesMax;
-    if (packet.length > bound) return this.#drop("oversize", `${packet.length} bytes on ${channel}`);
+    if (packet.length > bound) return this.#refuse("oversize", `${packet.length} bytes on ${channel}`);
     const decoded = decodeHeader(packet);
-    if (!decoded.ok) return this.#drop("decode", decoded.detail);
+    if (!decoded.ok) return this.#refuse("decode", decoded.detail);
     const { header } = decoded;
-    if (header.channel !== channel) return this.#drop("decode", "header channel differs from transport channel");
+    if (header.channel !== channel) return this.#refuse("decode", "header channel differs from transport channel");
     const body = this.ports.seal.open(packet, header.sender, header.epoch);
-    if (body === undefined) return this.#drop("auth", `tag failed from ${header.sender}`);
+    if (body === undefined) return this.#refuse("auth", `tag failed from ${header.sender}`);
     // Our own packets reflected back (or replayed to us) are never fresh.
-    if (header.sender === this.id) return this.#drop("replay", "own packet");
+    if (header.sender === this.id) {
+      this.#drop("replay", "own packet");
+      return true;
+    }
     const verdict = this.#replay.check(header.sender, channel, header.epoch, header.counter);
-    if (verdict !== "fresh") return this.#drop("replay", `${verdict} from ${header.sender}`);
+    if (verdict !== "fresh") {
+      this.#drop("replay", `${verdict} from ${header.sender}`);
+      return true;
+    }
     const result = decodeMessage(body);
-    if (!result.ok) return this.#drop("decode", result.detail);
+    if (!result.ok) {
+      this.#drop("decode", result.detail);
+      return true;
+    }
     const stats = this.stats[channel];
     stats.packetsIn++;
     stats.bytesIn += packet.length;
@@ -244,6 +257,13 @@ export class Kernel extends NodeView {
     } finally {
       if (--this.#depth === 0) this.#flush();
     }
+    return true;
+  }
+
+  /** A drop before the packet authenticated. */
+  #refuse(reason: DropReason, detail: string): false {
+    this.#drop(reason, detail);
+    return false;
   }
 
   protected wake(name: string): void {

@@ -17,7 +17,8 @@ export interface Transport {
   /** Fire and forget. Oversize packets are refused by the caller, never sent. */
   send(to: string, channel: Channel, packet: Uint8Array): void;
   /** Installs the one inbound handler. `from` is the remote "host:port" as the socket saw it. */
-  onPacket(handler: (packet: Uint8Array, channel: Channel, from: string) => void): void;
+  /** `handler` answers whether the packet authenticated (see Kernel.receive). */
+  onPacket(handler: (packet: Uint8Array, channel: Channel, from: string) => boolean): void;
   /** Packets the transport itself refused before the kernel saw them (framing, size). */
   onDrop(handler: (reason: "oversize" | "decode") => void): void;
   close(): Promise<void>;

@@ -33,6 +33,7 @@ async function open(t: { after: (fn: () => Promise<void>) => void }, options: { 
   transport.onPacket((packet, channel, from) => {
     received.push({ packet, channel, from });
     notify();
+    return true;
   });
   transport.onDrop((reason) => {
     drops.push(reason);

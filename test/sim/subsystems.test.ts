@@ -47,7 +47,7 @@ test("sender rules: a key holder no member knows gets the handshake and pings th
   const stranger = "00112233445566ff";
   const seal = createSimSeal(stranger);
   let counter = 0;
-  const send = (message: Message, channel: "datagram" | "stream"): void => a.receive(seal.seal(channel, 1, ++counter, encodeMessage(message)), channel, "10.9.9.9:1");
+  const send = (message: Message, channel: "datagram" | "stream"): boolean => a.receive(seal.seal(channel, 1, ++counter, encodeMessage(message)), channel, "10.9.9.9:1");
   const guarded = a.heal.list().length;
   send({ t: "heal", reply: true, tasks: [] }, "stream");
   send({ t: "gossip", m: [0, [], 0] } as unknown as Message, "datagram");
