@@ -58,3 +58,29 @@ test("raft: read index on leader and follower", () => {
   assert.deepEqual(net.node("3").readStates, [], "no read state where none was asked");
   assert.equal(net.node("1").readStates.length, 1, "the follower's read is answered to the follower, not the leader");
 });
+
+test("raft: a forwarded proposal carrying a configuration reset is refused by the leader (issue 13: one prop made the attacker the only voter)", async () => {
+  const { encodeConfChange } = await import("../../src/core/collective/raft/confchange.ts");
+  const { message } = await import("../../src/core/collective/raft/types.ts");
+  const net = Network.of(3);
+  net.campaign("1");
+  net.propose("1", "a");
+  const before = net.raft("1").status().conf;
+  // What a member sends: a `prop` whose one entry is a conf entry resetting the voters to itself.
+  // (Its change list is not empty: an empty one outside a joint configuration is refused anyway.)
+  const reset = encodeConfChange({ changes: [{ type: "add-learner", node: "3" }], transition: "auto", reset: { voters: ["3"], epoch: 99 } });
+  net.send(message({ type: "prop", from: "3", to: "1", entries: [{ term: 0, index: 0, type: "conf", data: reset }] }));
+  net.propose("1", "b");
+  for (const id of ids(3)) {
+    assert.deepEqual(net.raft(id).status().conf.voters, before.voters, `${id}: the voters did not change`);
+    assert.deepEqual(net.appliedTexts(id), ["a", "b"], id);
+  }
+  assert.equal(net.raft("1").role, "leader");
+  // Regeneration, the one legitimate source of a reset, still works (it never goes through propose).
+  net.isolate("1");
+  net.raft("2").forceNewConfiguration(encodeConfChange({ changes: [], transition: "auto", reset: { voters: ["2"], epoch: 1 } }));
+  net.drain("2");
+  net.campaign("2");
+  assert.equal(net.raft("2").role, "leader");
+  assert.deepEqual(net.raft("2").status().conf.voters, ["2"]);
+});

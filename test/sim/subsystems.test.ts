@@ -70,3 +70,42 @@ test("a message kind owned by two subsystems stops the kernel at boot", () => {
     return true;
   });
 });
+
+test("raft grants (issue 13): no member's proposal can reset the configuration; a contributor can neither propose nor vote", async () => {
+  const { encodeConfChange } = await import("../../src/core/collective/raft/confchange.ts");
+  const { raftToWire } = await import("../../src/core/collective/raft/wire.ts");
+  const { message } = await import("../../src/core/collective/raft/types.ts");
+  const cluster = new SimCluster({ nodes: 3, seed: 21, roles: ["core", "core", "contributor"] });
+  cluster.run(3_000);
+  const kernels = cluster.nodes.map((n) => n.kernel);
+  const leader = kernels.find((k) => k.consensus.status().role === "leader");
+  assert.ok(leader !== undefined, "a leader was elected");
+  const voters = leader.consensus.status().conf.voters;
+  const contributor = kernels[2]!;
+  const core = kernels.find((k) => k !== leader && k !== contributor)!;
+  // What each of them could send the leader: a forwarded prop whose entry resets the voters to itself.
+  let counter = 0;
+  const forge = (from: typeof leader, type: "prop" | "vote" | "timeout-now"): void => {
+    const reset = encodeConfChange({ changes: [{ type: "add-learner", node: from.id }], transition: "auto", reset: { voters: [from.id], epoch: 9 } });
+    const m = type === "prop"
+      ? message({ type, from: from.id, to: leader.id, entries: [{ term: 0, index: 0, type: "conf", data: reset }] })
+      : message({ type, from: from.id, to: leader.id, term: leader.consensus.status().term + 5 });
+    leader.receive(createSimSeal(from.id).seal("stream", 2 ** 50, ++counter, encodeMessage(raftToWire(m))), "stream", "sim");
+  };
+  const denied = leader.stats.dropped.denied;
+  forge(core, "prop");
+  assert.match(leader.stats.lastDrop, /^denied: raft prop with a configuration change from /);
+  forge(contributor, "prop");
+  assert.match(leader.stats.lastDrop, /^denied: raft prop from non-core /);
+  forge(contributor, "vote");
+  assert.match(leader.stats.lastDrop, /^denied: raft vote from non-core /);
+  forge(contributor, "timeout-now");
+  assert.equal(leader.stats.dropped.denied, denied + 4);
+  cluster.run(1_000);
+  assert.deepEqual(leader.consensus.status().conf.voters, voters, "the voters did not change");
+  assert.equal(leader.consensus.status().role, "leader");
+  // A contributor's own write is refused at once with a clear answer (the leader would refuse it anyway).
+  const outcome = await new Promise<{ code: string; detail?: string }>((resolve) => contributor.consensus.put("k", new Uint8Array([1]), resolve));
+  assert.equal(outcome.code, "forbidden");
+  assert.match(outcome.detail ?? "", /contributor/);
+});

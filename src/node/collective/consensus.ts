@@ -70,9 +70,11 @@ export interface ConsensusHost {
   wake(): void;
   /** Sends this node's regeneration offer to a member (see offer()). */
   sendOffer(to: string, offer: RegenOffer): void;
+  /** This node's granted role: a contributor proposes nothing (the leader would refuse it). */
+  role(): "core" | "contributor";
 }
 
-export type KvOutcomeCode = KvResultCode | "timeout" | "no-leader" | "leader-changed" | "invalid" | "busy";
+export type KvOutcomeCode = KvResultCode | "timeout" | "no-leader" | "leader-changed" | "invalid" | "busy" | "forbidden";
 
 export interface KvOutcome {
   readonly code: KvOutcomeCode;
@@ -242,6 +244,10 @@ export class Consensus {
   }
 
   #write(command: Omit<KvCommand, "origin" | "seq">, callback: KvCallback): void {
+    if (this.#host.role() !== "core") {
+      callback({ code: "forbidden", leader: this.leader, detail: "this node is a contributor: contributors cannot write consensus keys" });
+      return;
+    }
     const problem = checkKvWrite(command.key, command.value);
     if (problem !== undefined) {
       callback({ code: "invalid", leader: this.leader, detail: problem });

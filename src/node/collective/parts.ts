@@ -4,7 +4,8 @@
 import { raftFromWire, raftToWire } from "../../core/collective/raft/wire.ts";
 import type { SfsMessage } from "../../core/collective/sfs-wire.ts";
 import type { MeshMessage } from "../../core/collective/mesh-wire.ts";
-import type { MessageOf } from "../../core/wire/messages.ts";
+import type { Message as RaftMessage } from "../../core/collective/raft/types.ts";
+import type { MessageOf, Role } from "../../core/wire/messages.ts";
 import type { KernelEvent } from "../events.ts";
 import type { SubsystemContext } from "../subsystem-context.ts";
 import type { KernelConfig } from "../config.ts";
@@ -27,16 +28,25 @@ export class ConsensusPart {
       event: (type, data) => ctx.emit(type, data),
       wake: () => ctx.requestApply(),
       sendOffer: (to, offer) => ctx.send(to, "stream", { t: "raft-offer", epoch: offer.confEpoch, lt: offer.lastTerm, li: offer.lastIndex }),
+      role: () => ctx.members.self.role,
     }, config.consensus, config.join.length === 0);
     ctx.services.kv = this.consensus;
   }
 
   step(from: string, message: MessageOf<"raft" | "raft-offer">): void {
-    if (message.t === "raft-offer") return this.consensus.onOffer(from, { confEpoch: message.epoch, lastTerm: message.lt, lastIndex: message.li });
+    const members = this.#ctx.members;
+    if (message.t === "raft-offer") {
+      // Regeneration offers come from surviving voters, and voters are core nodes.
+      if (members.roleOf(from) !== "core") return this.#ctx.drop("denied", `raft-offer from non-core ${from}`);
+      return this.consensus.onOffer(from, { confEpoch: message.epoch, lastTerm: message.lt, lastIndex: message.li });
+    }
     const decoded = raftFromWire(message, from);
     if (!decoded.ok) return this.#ctx.drop("decode", decoded.detail);
-    if (decoded.message.to !== this.#ctx.id) return this.#ctx.drop("decode", `raft for ${decoded.message.to}`);
-    this.consensus.step(decoded.message);
+    const raft = decoded.message;
+    if (raft.to !== this.#ctx.id) return this.#ctx.drop("decode", `raft for ${raft.to}`);
+    const refusal = raftGrant(raft, from, (id) => members.roleOf(id));
+    if (refusal !== undefined) return this.#ctx.drop("denied", refusal);
+    this.consensus.step(raft);
     this.#ctx.requestApply();
   }
 
@@ -48,6 +58,23 @@ export class ConsensusPart {
   apply(): void {
     if (this.consensus.hasReady()) this.consensus.drain();
   }
+}
+
+/** A learner's answers to its leader, and a linearizable read's request: all a contributor (never a voter) may send. */
+const LEARNER_REPLIES: ReadonlySet<RaftMessage["type"]> = new Set(["app-resp", "heartbeat-resp", "read-index"]);
+
+/**
+ * Who may send which Raft message (issue 13): a contributor only answers as a learner; nobody
+ * forwards a configuration change (the leader's own manager proposes them, and a reset enters a
+ * log only by regeneration); a forwarded proposal's originator must be core like its sender.
+ * Undefined when the message is granted, else why not.
+ */
+export function raftGrant(m: RaftMessage, sender: string, roleOf: (id: string) => Role | undefined): string | undefined {
+  if (roleOf(sender) !== "core" && !LEARNER_REPLIES.has(m.type)) return `raft ${m.type} from non-core ${sender}`;
+  if (m.type !== "prop") return undefined;
+  if (m.entries.some((e) => e.type === "conf")) return `raft prop with a configuration change from ${sender}`;
+  if (m.from !== sender && roleOf(m.from) !== "core") return `raft prop forwarded for non-core ${m.from}`;
+  return undefined;
 }
 
 export class SharedFolderPart {

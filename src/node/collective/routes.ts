@@ -66,6 +66,8 @@ async function handleKv(kernel: NodeView, req: IncomingMessage, res: ServerRespo
       throw new HttpError(507, "KV_FULL", `the key-value store is full (${KV_LIMITS.keysMax} keys or ${KV_LIMITS.totalBytesMax} bytes)`, leader);
     case "invalid":
       throw new HttpError(400, "BAD_REQUEST", outcome.detail ?? "invalid request", leader);
+    case "forbidden":
+      throw new HttpError(403, "FORBIDDEN", outcome.detail ?? "not granted", leader);
     case "no-leader":
     case "busy":
       throw new HttpError(503, outcome.code === "no-leader" ? "NO_LEADER" : "BUSY", outcome.detail ?? "try again", { ...leader, "Retry-After": "1" });

@@ -689,6 +689,9 @@ export class Raft {
       const change = decodeConfChange(entry.data);
       let refusal: ProposeError | undefined;
       if (change === undefined) refusal = "conf-invalid";
+      // A reset enters a log only through forceNewConfiguration (regeneration, on the survivor
+      // itself); proposed, from anywhere, it would hand the configuration to whoever wrote it.
+      else if (change.reset !== undefined) refusal = "conf-invalid";
       else if (pendingConfIndex > this.log.applied) refusal = "conf-pending";
       else {
         const joint = isJoint(this.conf);
