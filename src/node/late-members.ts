@@ -31,6 +31,9 @@ export class LateMembers implements Members {
   roleOf(id: string): ReturnType<Members["roleOf"]> {
     return this.#get().roleOf(id);
   }
+  publicKeyOf(id: string): Uint8Array | undefined {
+    return this.#get().publicKeyOf(id);
+  }
   addressOf(id: string): string | undefined {
     return this.#get().addressOf(id);
   }

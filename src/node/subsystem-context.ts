@@ -35,6 +35,8 @@ export interface Members {
   readonly size: number;
   stateOf(id: string): SwimState | undefined;
   roleOf(id: string): Role | undefined;
+  /** The member's Ed25519 public key as its entry holds it (this node's too); undefined for a stranger. */
+  publicKeyOf(id: string): Uint8Array | undefined;
   addressOf(id: string): string | undefined;
   /** True once this node has left (graceful leave). */
   readonly left: boolean;

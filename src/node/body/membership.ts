@@ -117,6 +117,10 @@ export class Membership implements Members {
     return this.swim.member(id)?.entry.role;
   }
 
+  publicKeyOf(id: string): Uint8Array | undefined {
+    return id === this.self.id ? this.self.pub : this.swim.member(id)?.entry.pub;
+  }
+
   addressOf(id: string): string | undefined {
     return this.swim.addressOf(id);
   }
