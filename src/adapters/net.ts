@@ -10,10 +10,22 @@
 // in its queue; beyond that, and when the socket's own write buffer is over
 // LIMITS.connectionBufferBytesMax (a peer that stopped reading), frames are dropped and counted.
 // A failed connection is closed and the next send to that destination reconnects; a connection
-// idle for `idleMs` is closed. Inbound connections are held to LIMITS.connectionsMax, each with a
-// receive buffer bound of LIMITS.connectionBufferBytesMax, and all of them together to
-// LIMITS.connectionBuffersTotalBytesMax. Nothing here retries or acknowledges: the protocols above
-// tolerate loss.
+// idle for `idleMs` is closed. Nothing here retries or acknowledges: the protocols above tolerate
+// loss.
+//
+// Inbound connections are held to LIMITS.connectionsMax, and to LIMITS.net.connectionsPerAddressMax
+// from one remote IP address, each with a receive buffer bound of LIMITS.connectionBufferBytesMax,
+// and all of them together to LIMITS.connectionBuffersTotalBytesMax. Anyone can open a TCP
+// connection, so before authentication a connection gets almost nothing: it is unauthenticated
+// until one of its frames makes the packet handler answer true (the kernel's seal opened it); until
+// then its frames may be at most LIMITS.net.firstFrameBytesMax (a longer length prefix closes it
+// before a byte of the frame is buffered), a frame that does not authenticate closes it at once,
+// and if none has authenticated LIMITS.net.firstFrameMsMax after its accept it is closed. When a
+// cap is reached (the total, or the newcomer's address's), the oldest unauthenticated connection
+// (of that address, for the per-address cap) is closed to make room; when every one is
+// authenticated, the newcomer is refused. Each of these is counted in `stats.refused`. The
+// sending side does not arrange for a small first frame: a large first frame on a new connection
+// (a `welcome` of hundreds of members, a chunk) is refused by the peer, and lost.
 //
 // The UDP socket asks the OS for a 4 MiB receive buffer (bursts of gossip and probes from many
 // peers arrive between two turns of the event loop) and a 1 MiB send buffer; an OS that refuses
@@ -25,6 +37,7 @@
 import dgram from "node:dgram";
 import net from "node:net";
 import { lookup } from "node:dns/promises";
+import { Counter, type Registry } from "prom-client";
 import type { Transport } from "../node/ports.ts";
 import type { Channel } from "../core/wire/envelope.ts";
 import { LIMITS } from "../core/util/limits.ts";
@@ -40,7 +53,17 @@ export interface TransportOptions {
   readonly idleMs?: number;
   /** Bound on bytes buffered across all inbound connections; default LIMITS.connectionBuffersTotalBytesMax (smaller in tests). */
   readonly connectionBuffersTotalBytesMax?: number;
+  /** Inbound connections open at once; default and upper bound LIMITS.connectionsMax (smaller in tests). */
+  readonly connectionsMax?: number;
+  /** Inbound connections from one IP address; default and upper bound LIMITS.net.connectionsPerAddressMax (smaller in tests). */
+  readonly connectionsPerAddressMax?: number;
+  /** Milliseconds an inbound connection has to authenticate; default and upper bound LIMITS.net.firstFrameMsMax (smaller in tests). */
+  readonly firstFrameMs?: number;
 }
+
+/** Why an inbound connection was refused or closed before it authenticated (`stats.refused`). */
+export const CONNECTION_REFUSAL_REASONS = ["connections", "per-address", "unauthenticated", "first-frame-size", "first-frame-deadline", "evicted"] as const;
+export type ConnectionRefusal = (typeof CONNECTION_REFUSAL_REASONS)[number];
 
 export interface TransportStats {
   readonly datagramsSent: number;
@@ -55,9 +78,19 @@ export interface TransportStats {
   readonly queueDrops: number;
   /** Socket-level failures: failed datagram sends, failed or broken connections. */
   readonly socketErrors: number;
-  /** Inbound connections refused because LIMITS.connectionsMax were open. */
-  readonly connectionsRefused: number;
+  /**
+   * Inbound connections refused or closed, by reason: `connections`, refused because the cap on
+   * inbound connections was reached and all of them had authenticated; `per-address`, the same for
+   * the cap per remote address; `unauthenticated`, closed because a frame sent before any had
+   * authenticated did not (the handler answered false, or its length was zero); `first-frame-size`,
+   * closed because such a frame's length was over LIMITS.net.firstFrameBytesMax;
+   * `first-frame-deadline`, closed because none had authenticated in time; `evicted`, an
+   * unauthenticated connection closed to make room for a newcomer.
+   */
+  readonly refused: Readonly<Record<ConnectionRefusal, number>>;
   readonly inboundConnections: number;
+  /** Inbound connections none of whose frames has authenticated yet. */
+  readonly inboundUnauthenticated: number;
   readonly outboundConnections: number;
   /** Bytes of partial frames buffered across all inbound connections right now. */
   readonly inboundBufferedBytes: number;
@@ -74,6 +107,21 @@ export interface NetTransport extends Transport {
 export interface HostPort {
   readonly host: string;
   readonly port: number;
+}
+
+/** Registers the transport's counters on a /metrics registry: `pk_transport_refused_total{reason}`. */
+export function transportMetrics(transport: NetTransport, registry: Registry): void {
+  new Counter({
+    name: "pk_transport_refused_total",
+    help: "Inbound TCP connections refused, or closed before they authenticated, by reason",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const { refused } = transport.stats;
+      for (const reason of CONNECTION_REFUSAL_REASONS) this.inc({ reason }, refused[reason]);
+    },
+  });
 }
 
 /** Default idle time before an outbound connection is closed. */
@@ -151,6 +199,11 @@ export async function openTransport(options: TransportOptions): Promise<NetTrans
   if (!(Number.isSafeInteger(inboundBytesMax) && inboundBytesMax > 0)) {
     throw new Error(`openTransport: connectionBuffersTotalBytesMax must be a positive integer, got ${inboundBytesMax}`);
   }
+  const inbound: InboundBounds = {
+    connectionsMax: boundOption("connectionsMax", options.connectionsMax, LIMITS.connectionsMax),
+    perAddressMax: boundOption("connectionsPerAddressMax", options.connectionsPerAddressMax, LIMITS.net.connectionsPerAddressMax),
+    firstFrameMs: boundOption("firstFrameMs", options.firstFrameMs, LIMITS.net.firstFrameMsMax),
+  };
   let host = options.host;
   let family = net.isIP(host);
   if (family === 0) {
@@ -176,13 +229,20 @@ export async function openTransport(options: TransportOptions): Promise<NetTrans
       const server = await listenTcp(host, udpPort);
       growBuffer((size) => udp.setRecvBufferSize(size), UDP_RECEIVE_BUFFER_BYTES);
       growBuffer((size) => udp.setSendBufferSize(size), UDP_SEND_BUFFER_BYTES);
-      return new SocketTransport({ host, port: udpPort, family: family === 6 ? 6 : 4, udp, server, idleMs, inboundBytesMax, onError: options.onError });
+      return new SocketTransport({ host, port: udpPort, family: family === 6 ? 6 : 4, udp, server, idleMs, inboundBytesMax, inbound, onError: options.onError });
     } catch (error) {
       await closeUdp(udp);
       if (port === 0 && errorCode(error) === "EADDRINUSE" && attempt < BIND_ATTEMPTS_MAX) continue;
       throw new Error(`openTransport: cannot listen on TCP ${formatAddress(host, udpPort)}: ${messageOf(error)}`, { cause: error });
     }
   }
+}
+
+/** An option that may lower a bound of LIMITS, never raise it: an integer in 1..bound, default the bound. */
+function boundOption(name: string, value: number | undefined, bound: number): number {
+  if (value === undefined) return bound;
+  if (!(Number.isSafeInteger(value) && value >= 1 && value <= bound)) throw new Error(`openTransport: ${name} must be an integer in 1–${bound}, got ${value}`);
+  return value;
 }
 
 /**
@@ -262,7 +322,28 @@ interface Counters {
   badAddress: number;
   queueDrops: number;
   socketErrors: number;
-  connectionsRefused: number;
+  readonly refused: Record<ConnectionRefusal, number>;
+}
+
+/** The bounds on inbound connections (see TransportOptions). */
+interface InboundBounds {
+  readonly connectionsMax: number;
+  readonly perAddressMax: number;
+  readonly firstFrameMs: number;
+}
+
+/** One accepted inbound connection. */
+interface Inbound {
+  readonly socket: net.Socket;
+  /** The remote IP address (IPv4-mapped IPv6 as IPv4): the key of the per-address cap. */
+  readonly ip: string;
+  readonly reader: FrameReader;
+  /** Whether one of its frames has authenticated. */
+  authenticated: boolean;
+  /** Closes it unless it has authenticated by then; cleared when it does. */
+  deadline: NodeJS.Timeout | undefined;
+  /** Bytes of its reader counted in #inboundBuffered. */
+  counted: number;
 }
 
 /** One cached outbound connection. */
@@ -283,10 +364,11 @@ interface SocketTransportInit {
   readonly server: net.Server;
   readonly idleMs: number;
   readonly inboundBytesMax: number;
+  readonly inbound: InboundBounds;
   readonly onError: ((error: Error) => void) | undefined;
 }
 
-type PacketHandler = (packet: Uint8Array, channel: Channel, from: string) => void;
+type PacketHandler = (packet: Uint8Array, channel: Channel, from: string) => boolean;
 type DropHandler = (reason: "oversize" | "decode") => void;
 
 class SocketTransport implements NetTransport {
@@ -298,14 +380,20 @@ class SocketTransport implements NetTransport {
   readonly #onError: ((error: Error) => void) | undefined;
   readonly #counters: Counters = {
     datagramsSent: 0, datagramsReceived: 0, framesSent: 0, framesReceived: 0, sendRefused: 0,
-    badAddress: 0, queueDrops: 0, socketErrors: 0, connectionsRefused: 0,
+    badAddress: 0, queueDrops: 0, socketErrors: 0,
+    refused: { connections: 0, "per-address": 0, unauthenticated: 0, "first-frame-size": 0, "first-frame-deadline": 0, evicted: 0 },
   };
   // Map order is recency: a send re-inserts its peer, so the first one is least recently used.
   readonly #peers = new Map<string, Peer>();
   readonly #parsed = new Map<string, HostPort>();
   /** Sockets corked until the next tick (see #write). */
   readonly #corked = new WeakSet<net.Socket>();
-  readonly #inbound = new Set<net.Socket>();
+  readonly #inbound = new Set<Inbound>();
+  /** The inbound connections not yet authenticated; Set order is age, oldest first. */
+  readonly #unauthenticated = new Set<Inbound>();
+  /** Inbound connections open per remote IP address. */
+  readonly #perAddress = new Map<string, number>();
+  readonly #bounds: InboundBounds;
   readonly #inboundBytesMax: number;
   /** Sum over inbound connections of the bytes their frame readers hold. */
   #inboundBuffered = 0;
@@ -320,6 +408,7 @@ class SocketTransport implements NetTransport {
     this.#server = init.server;
     this.#idleMs = init.idleMs;
     this.#inboundBytesMax = init.inboundBytesMax;
+    this.#bounds = init.inbound;
     this.#onError = init.onError;
     this.#udp.on("message", (message, remote) => this.#receiveDatagram(message, remote));
     this.#udp.on("error", (error) => this.#report("udp socket", error));
@@ -330,7 +419,9 @@ class SocketTransport implements NetTransport {
   get stats(): TransportStats {
     return {
       ...this.#counters,
+      refused: { ...this.#counters.refused },
       inboundConnections: this.#inbound.size,
+      inboundUnauthenticated: this.#unauthenticated.size,
       outboundConnections: this.#peers.size,
       inboundBufferedBytes: this.#inboundBuffered,
       udpReceiveBufferBytes: this.#closing === undefined ? bufferSize(() => this.#udp.getRecvBufferSize()) : 0,
@@ -376,8 +467,10 @@ class SocketTransport implements NetTransport {
     if (this.#closing !== undefined) return this.#closing;
     for (const peer of this.#peers.values()) peer.socket.destroy();
     this.#peers.clear();
-    for (const socket of this.#inbound) socket.destroy();
-    this.#inbound.clear();
+    for (const connection of this.#inbound) {
+      this.#forget(connection);
+      connection.socket.destroy();
+    }
     const server = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#closing = Promise.all([closeUdp(this.#udp), server]).then(() => undefined);
     return this.#closing;
@@ -503,16 +596,23 @@ class SocketTransport implements NetTransport {
   #accept(socket: net.Socket): void {
     const remoteAddress = socket.remoteAddress;
     const remotePort = socket.remotePort;
-    if (this.#closing !== undefined || this.#inbound.size >= LIMITS.connectionsMax || remoteAddress === undefined || remotePort === undefined) {
-      if (this.#closing === undefined) this.#counters.connectionsRefused++;
+    if (this.#closing !== undefined || remoteAddress === undefined || remotePort === undefined) {
+      // Closing, or the connection is already gone (reset before its accept): nothing to count.
       socket.destroy();
       return;
     }
-    this.#inbound.add(socket);
+    const ip = unmapIPv4(remoteAddress);
+    // At a cap, the oldest unauthenticated connection makes room (of the newcomer's address for the
+    // per-address cap): strangers cannot hold slots members need. Only members left: refused.
+    if ((this.#perAddress.get(ip) ?? 0) >= this.#bounds.perAddressMax && !this.#evictOldest(ip)) return this.#refuse(socket, "per-address");
+    if (this.#inbound.size >= this.#bounds.connectionsMax && !this.#evictOldest(undefined)) return this.#refuse(socket, "connections");
+    const connection: Inbound = { socket, ip, reader: new FrameReader(LIMITS.net.firstFrameBytesMax), authenticated: false, deadline: undefined, counted: 0 };
+    this.#inbound.add(connection);
+    this.#unauthenticated.add(connection);
+    this.#perAddress.set(ip, (this.#perAddress.get(ip) ?? 0) + 1);
+    connection.deadline = setTimeout(() => this.#close(connection, "first-frame-deadline"), this.#bounds.firstFrameMs);
+    connection.deadline.unref();
     const from = formatAddress(remoteAddress, remotePort);
-    const reader = new FrameReader();
-    // Bytes of this connection counted in #inboundBuffered.
-    let counted = 0;
     socket.setNoDelay(true);
     socket.setTimeout(this.#idleMs * 2);
     socket.on("timeout", () => socket.destroy());
@@ -520,35 +620,83 @@ class SocketTransport implements NetTransport {
       // A peer resetting its end is ordinary; the connection is gone and 'close' follows.
       this.#counters.socketErrors++;
     });
-    socket.on("close", () => {
-      this.#inbound.delete(socket);
-      this.#inboundBuffered -= counted;
-      counted = 0;
+    socket.on("close", () => this.#forget(connection));
+    socket.on("data", (chunk: Buffer) => this.#receiveChunk(connection, chunk, from));
+  }
+
+  #receiveChunk(connection: Inbound, chunk: Buffer, from: string): void {
+    if (!this.#inbound.has(connection)) return;
+    const { reader } = connection;
+    // The chunk is held (in part) until its frames complete: refuse it if that would take all
+    // inbound connections together over their bound.
+    if (this.#inboundBuffered + chunk.length > this.#inboundBytesMax) {
+      this.#close(connection, undefined);
+      this.#drop("oversize");
+      return;
+    }
+    const verdict = reader.push(chunk, (packet) => {
+      if (this.#closing !== undefined || !this.#inbound.has(connection)) return false;
+      this.#counters.framesReceived++;
+      const authenticated = this.#packetHandler?.(packet, "stream", from) === true;
+      if (!this.#inbound.has(connection)) return false; // the handler closed the transport
+      if (connection.authenticated) return true;
+      if (!authenticated) {
+        this.#close(connection, "unauthenticated");
+        return false;
+      }
+      connection.authenticated = true;
+      this.#unauthenticated.delete(connection);
+      clearTimeout(connection.deadline);
+      connection.deadline = undefined;
+      // The next length prefix is read against the full bound (this runs before the reader reads it).
+      reader.frameBytesMax = LIMITS.frameBytesMax;
+      return true;
     });
-    socket.on("data", (chunk: Buffer) => {
-      if (socket.destroyed) return;
-      // The chunk is held (in part) until its frames complete: refuse it if that would take all
-      // inbound connections together over their bound.
-      if (this.#inboundBuffered + chunk.length > this.#inboundBytesMax) {
-        socket.destroy();
-        this.#drop("oversize");
-        return;
-      }
-      const verdict = reader.push(chunk, (packet) => {
-        if (this.#closing !== undefined || socket.destroyed) return false;
-        this.#counters.framesReceived++;
-        this.#packetHandler?.(packet, "stream", from);
-        return true;
-      });
-      if (!socket.destroyed) {
-        this.#inboundBuffered += reader.buffered - counted;
-        counted = reader.buffered;
-      }
-      if (verdict !== "ok") {
-        socket.destroy();
-        this.#drop(verdict);
-      }
-    });
+    if (!this.#inbound.has(connection)) return;
+    this.#inboundBuffered += reader.buffered - connection.counted;
+    connection.counted = reader.buffered;
+    if (verdict === "ok") return;
+    // A bad length (or too much buffered) ends the connection; before any of its frames has
+    // authenticated, that is also a refusal: a stranger's, or a member's first frame over the bound.
+    const reason = connection.authenticated ? undefined : verdict === "oversize" ? "first-frame-size" : "unauthenticated";
+    this.#close(connection, reason);
+    this.#drop(verdict);
+  }
+
+  /** Closes the oldest unauthenticated inbound connection (from `ip`, if given); false if there is none. */
+  #evictOldest(ip: string | undefined): boolean {
+    for (const connection of this.#unauthenticated) {
+      if (ip !== undefined && connection.ip !== ip) continue;
+      this.#close(connection, "evicted");
+      return true;
+    }
+    return false;
+  }
+
+  #refuse(socket: net.Socket, reason: ConnectionRefusal): void {
+    this.#counters.refused[reason]++;
+    socket.destroy();
+  }
+
+  /** Closes an inbound connection now, its slot free at once; `reason` is counted if given. */
+  #close(connection: Inbound, reason: ConnectionRefusal | undefined): void {
+    if (!this.#inbound.has(connection)) return;
+    if (reason !== undefined) this.#counters.refused[reason]++;
+    this.#forget(connection);
+    connection.socket.destroy();
+  }
+
+  /** Releases what an inbound connection holds (its slot, its address's count, its bytes, its timer); idempotent. */
+  #forget(connection: Inbound): void {
+    if (!this.#inbound.delete(connection)) return;
+    this.#unauthenticated.delete(connection);
+    clearTimeout(connection.deadline);
+    connection.deadline = undefined;
+    const left = (this.#perAddress.get(connection.ip) ?? 1) - 1;
+    if (left > 0) this.#perAddress.set(connection.ip, left);
+    else this.#perAddress.delete(connection.ip);
+    this.#inboundBuffered -= connection.counted;
+    connection.counted = 0;
   }
 
   #drop(reason: "oversize" | "decode"): void {
@@ -579,11 +727,16 @@ export type FrameVerdict = "ok" | "oversize" | "decode";
 
 /**
  * Splits a byte stream into length-prefixed frames. Holds at most one partial frame and its
- * prefix; a length of 0 or over LIMITS.frameBytesMax, or more than
- * LIMITS.connectionBufferBytesMax bytes buffered, is a verdict that ends the connection.
- * Exported for tests.
+ * prefix; a length of 0 or over `frameBytesMax`, or more than LIMITS.connectionBufferBytesMax
+ * bytes buffered, is a verdict that ends the connection. A length is checked as soon as its prefix
+ * is complete, before any byte of its frame is kept. Exported for tests.
  */
 export class FrameReader {
+  /**
+   * Longest frame accepted; read when each length prefix completes, so it may change between
+   * frames (from inside `emit`: the inbound side raises it once a connection has authenticated).
+   */
+  frameBytesMax: number;
   readonly #chunks: Buffer[] = [];
   /** Bytes of #chunks[0] already consumed. */
   #head = 0;
@@ -591,6 +744,10 @@ export class FrameReader {
   /** Length of the frame being read, or -1 while its prefix is still incomplete. */
   #frameLength = -1;
   #failed: FrameVerdict = "ok";
+
+  constructor(frameBytesMax: number = LIMITS.frameBytesMax) {
+    this.frameBytesMax = frameBytesMax;
+  }
 
   /** Bytes held: the unread part of a partial frame (and its prefix). */
   get buffered(): number {
@@ -608,7 +765,7 @@ export class FrameReader {
         if (this.#buffered < PREFIX_BYTES) return "ok";
         const length = this.#take(PREFIX_BYTES).readUInt32BE(0);
         if (length === 0) return this.#fail("decode");
-        if (length > LIMITS.frameBytesMax) return this.#fail("oversize");
+        if (length > this.frameBytesMax) return this.#fail("oversize");
         this.#frameLength = length;
       }
       if (this.#buffered < this.#frameLength) return "ok";

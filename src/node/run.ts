@@ -11,7 +11,7 @@ import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startApi, type Api } from "../adapters/http.ts";
 import { loadOrCreateIdentity } from "../adapters/identity.ts";
-import { formatAddress, openTransport, parseAddress } from "../adapters/net.ts";
+import { formatAddress, openTransport, parseAddress, transportMetrics } from "../adapters/net.ts";
 import { createSeal, makeToken, tokenFingerprint } from "../adapters/seal.ts";
 import { BEACON_PORT, startBeacon, type Beacon } from "../adapters/beacon.ts";
 import { openStore } from "../adapters/store.ts";
@@ -231,8 +231,8 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     store = openStore(join(dataDir, "state.db"));
     const openedStore = store;
     closers.push(() => openedStore.close());
-    transport = await openTransport({ host: listen.host, port: listen.port, onError: rateLimitedLog("transport") });
-    const openedTransport = transport;
+    const openedTransport = await openTransport({ host: listen.host, port: listen.port, onError: rateLimitedLog("transport") });
+    transport = openedTransport;
     closers.push(() => openedTransport.close());
     if (advertise !== undefined) transport = advertisedAs(openedTransport, advertise);
     boundAddress = openedTransport.address;
@@ -297,7 +297,12 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     const shell = createNodeShell(kernel, hostStats);
     // A guarded task's command runs in this node's shell; its output is kept for `heal list`.
     kernel.guardRunner = (command) => shell.execute(command).output;
-    api = await startApi({ node: nodeApi(kernel, shell, hostStats), host: apiAddr.host, port: apiAddr.port, token });
+    const apiNode = nodeApi(kernel, shell, hostStats);
+    const metrics: typeof apiNode.metrics = (registry) => {
+      apiNode.metrics(registry);
+      transportMetrics(openedTransport, registry);
+    };
+    api = await startApi({ node: { ...apiNode, metrics }, host: apiAddr.host, port: apiAddr.port, token });
     const openedApi = api;
     closers.push(() => openedApi.close());
   } catch (error) {

@@ -413,6 +413,19 @@ export const LIMITS = {
     coalesceBytesMax: 64 * 1024,
     /** Parsed destination addresses remembered (net.ts), cleared when full: peers are far fewer. */
     parsedAddressesMax: 4096,
+    /**
+     * Inbound TCP connections from one IP address open at once (net.ts): a member opens one to each
+     * peer, and `pk up` runs up to cli.upNodesMax (64) nodes on one host, so 63 from 127.0.0.1.
+     */
+    connectionsPerAddressMax: 64,
+    /**
+     * Largest frame an inbound connection may send before one of its frames has authenticated
+     * (net.ts): a stranger's frame is never buffered or decrypted beyond this. A member's first
+     * frame on a new connection must fit it.
+     */
+    firstFrameBytesMax: 64 * 1024,
+    /** Milliseconds an inbound connection has, from its accept, to send a frame that authenticates (net.ts). */
+    firstFrameMsMax: 5_000,
     /** Beacons larger than this are not ours (beacon.ts): ours, with a 128-character address, pack to 159 bytes. */
     beaconBytesMax: 256,
     /** Characters of the address in a beacon (beacon.ts). */
