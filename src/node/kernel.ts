@@ -21,7 +21,7 @@ import { ReplayGuard } from "../core/wire/replay.ts";
 import type { Membership } from "./body/membership.ts";
 import type { KernelConfig } from "./config.ts";
 import { EventBus } from "./events.ts";
-import type { Clock, HostVitals, Identity, Seal, SharedFolderPort, Store, StoreWrite, Transport } from "./ports.ts";
+import type { Clock, HostVitals, Identity, NodeTrust, Seal, SharedFolderPort, Store, StoreWrite, Transport } from "./ports.ts";
 import { SUBSYSTEMS } from "./registry.ts";
 import { KEY_EPOCH, readNumber, writeNumber } from "./store-values.ts";
 import type { Subsystem, SubsystemSpec } from "./subsystem.ts";
@@ -56,6 +56,8 @@ export interface KernelPorts {
   readonly defer?: (fn: () => void) => void;
   /** The /shared/ folder on disk; without it the shared folder is off. */
   readonly files?: SharedFolderPort;
+  /** The cluster's owner key and what it granted this node (docs/adr/012-trust.md). */
+  readonly trust: NodeTrust;
 }
 
 interface Owner {
@@ -306,7 +308,7 @@ export class Kernel extends NodeView {
     const ports = this.ports;
     const members = new LateMembers(() => this.#membersOrThrow());
     return {
-      id: this.id, address: ports.transport.address, store: ports.store, clock: ports.clock, identity: ports.identity,
+      id: this.id, address: ports.transport.address, store: ports.store, clock: ports.clock, identity: ports.identity, trust: ports.trust,
       tasks: this.tasks, epoch: this.#epoch, rng: ports.rng, host: ports.host, files: ports.files, defer: ports.defer,
       members, services: this.services,
       fork: () => ports.rng.fork(),

@@ -63,6 +63,17 @@ export interface Seal {
   open(packet: Uint8Array, sender: string, epoch: number): Uint8Array | undefined;
 }
 
+/**
+ * The cluster's owner public key, this node's certificate (the role the owner granted its key,
+ * src/core/body/trust.ts), and on nodes that keep it the owner key itself (it issues certificates
+ * to invited nodes).
+ */
+export interface NodeTrust {
+  readonly owner: Uint8Array;
+  readonly cert: Uint8Array;
+  readonly ownerKey?: { readonly publicKey: Uint8Array; sign(data: Uint8Array): Uint8Array };
+}
+
 /** The node's identity key and the signature checks it needs (Ed25519). */
 export interface Identity {
   readonly id: string;

@@ -8,7 +8,7 @@ import type { Rng } from "../core/util/rng.ts";
 import type { Channel } from "../core/wire/envelope.ts";
 import type { MemberEntry, Message, MessageType, Role } from "../core/wire/messages.ts";
 import type { SharedFolder } from "./collective/shared-folder.ts";
-import type { Clock, HostVitals, Identity, SharedFolderPort, Store, StoreWrite } from "./ports.ts";
+import type { Clock, HostVitals, Identity, NodeTrust, SharedFolderPort, Store, StoreWrite } from "./ports.ts";
 import type { TaskTable } from "./tasks.ts";
 
 /**
@@ -66,6 +66,8 @@ export interface SubsystemContext {
   readonly store: Store;
   readonly clock: Clock;
   readonly identity: Identity;
+  /** The cluster's owner key and what it granted this node. */
+  readonly trust: NodeTrust;
   readonly tasks: TaskTable;
   /** The boot epoch (it rises every boot). */
   readonly epoch: number;

@@ -9,12 +9,14 @@
 // ticks of the simulation and their Promise callbacks run between ticks, so a cluster with a
 // shared folder is driven by runAsync (run() would leave the callbacks until it returns).
 import { createIdentityFromSeed } from "../adapters/identity.ts";
+import { issueCert } from "../core/body/trust.ts";
+import { createSimIdentity } from "./identity.ts";
 import { createSeal } from "../adapters/seal.ts";
 import { assert } from "../core/util/assert.ts";
 import { LIMITS } from "../core/util/limits.ts";
 import { createRng, type Rng } from "../core/util/rng.ts";
 import { Kernel, KERNEL_DEFAULTS, DROP_REASONS, type DropReason, type KernelConfig } from "../node/kernel.ts";
-import type { Identity, Seal, Transport } from "../node/ports.ts";
+import type { Identity, NodeTrust, Seal, Transport } from "../node/ports.ts";
 import type { SubsystemSpec } from "../node/subsystem.ts";
 import type { Role } from "../core/wire/messages.ts";
 import type { Channel } from "../core/wire/envelope.ts";
@@ -96,6 +98,8 @@ const LOSSY: Partial<LinkFaults> = {
 export class SimCluster {
   readonly seed: number;
   readonly network: SimNetwork;
+  /** The cluster's owner key: it certified every node (core ones keep it). */
+  readonly owner: Identity;
   readonly nodes: SimNode[] = [];
   readonly #rng: Rng;
   readonly #options: ClusterOptions;
@@ -112,10 +116,15 @@ export class SimCluster {
     const linkFaults = faults === "none" ? {} : faults === "lossy" ? LOSSY : randomFaults(this.#rng.fork());
     this.network = new SimNetwork({ rng: networkRng, faults: linkFaults });
     const seedAddress = addressOf(0);
+    // The cluster's owner key, apart from the run's randomness (its draws stay as they were).
+    const ownerSeed = new Uint8Array(32);
+    const ownerRng = createRng(options.seed, 0x0be7);
+    for (let i = 0; i < 32; i += 4) new DataView(ownerSeed.buffer).setUint32(i, ownerRng.nextU32());
+    this.owner = options.seal === "real" ? createIdentityFromSeed(ownerSeed) : createSimIdentity(ownerSeed);
     for (let index = 0; index < options.nodes; index++) {
       const keySeed = new Uint8Array(32);
       for (let i = 0; i < 32; i += 4) new DataView(keySeed.buffer).setUint32(i, this.#rng.nextU32());
-      const identity = createIdentityFromSeed(keySeed);
+      const identity = options.seal === "real" ? createIdentityFromSeed(keySeed) : createSimIdentity(keySeed);
       const disk = new SimDisk();
       const address = addressOf(index);
       const node: SimNode = {
@@ -245,13 +254,19 @@ export class SimCluster {
       ? new SimClock(this.network)
       : SimClock.random(this.network, this.#rng.fork());
     const seal: Seal = options.seal === "real" ? createSeal(SIM_TOKEN, node.identity.id) : createSimSeal(node.identity.id);
+    const role = options.roles?.[node.index] ?? "core";
+    const trust: NodeTrust = {
+      owner: this.owner.publicKey,
+      cert: issueCert(this.owner, node.identity.publicKey, { role, issuedMs: 0, expiresMs: 0 }),
+      ...(role === "core" ? { ownerKey: this.owner } : {}),
+    };
     const files = options.sharedFolder === true
       ? new SimFiles(node.disk, { chunkBytes: SFS_DEFAULTS.chunkBytes, clockMs: () => clock.nowMs(), rng: this.#rng.fork() })
       : undefined;
     node.files = files;
     const kernel = new Kernel(
       {
-        transport: this.#transportOf(node), store: SimStore.recover(node.disk), clock, seal, identity: node.identity, rng: this.#rng.fork(),
+        transport: this.#transportOf(node), store: SimStore.recover(node.disk), clock, seal, identity: node.identity, trust, rng: this.#rng.fork(),
         ...(files === undefined ? {} : { files }),
       },
       {

@@ -29,6 +29,8 @@
 // (suspicion minimum 8).
 import { performance } from "node:perf_hooks";
 import { Swim, SWIM_LAN, SwimDirectory, type SwimConfig, type SwimCrypto, type SwimEvent } from "../core/body/swim.ts";
+import { aliveMessage, EntryChecker, issueCert } from "../core/body/trust.ts";
+import { simSignature, simVerify } from "./identity.ts";
 import { toHex } from "../core/util/bytes.ts";
 import { LIMITS } from "../core/util/limits.ts";
 import { createRng, type Rng } from "../core/util/rng.ts";
@@ -106,19 +108,48 @@ export interface SwimScaleRun {
 }
 
 /** Ids are the hex of the key's first 8 bytes. */
-export const simSwimCrypto: SwimCrypto = { idOf: (pub) => toHex(pub.subarray(0, 8)) };
+const idOf = (pub: Uint8Array): string => toHex(pub.subarray(0, 8));
+/** The scenario's owner key (a fixed stand-in key: the simulator's signatures, src/sim/identity.ts). */
+const OWNER = { publicKey: new Uint8Array(32).fill(0x0e), sign: (data: Uint8Array) => simSignature(OWNER.publicKey, data) };
+const checker = new EntryChecker(OWNER.publicKey, { verify: simVerify, idOf }, () => 0, LIMITS.membersMax);
 
-export function simSwimEntry(index: number): MemberEntry {
+/** Entries are checked as on a node (certificate and signature), with the simulator's signatures. */
+export const simSwimCrypto: SwimCrypto = {
+  idOf,
+  check: (entry) => checker.check(entry) === undefined,
+  signAlive: (fields) => {
+    const pub = simSwimKey(Number.parseInt(fields.id.slice(8), 16) - 1);
+    return simSignature(pub, aliveMessage(fields));
+  },
+};
+
+function simSwimKey(index: number): Uint8Array {
   const pub = new Uint8Array(32);
   const view = new DataView(pub.buffer);
   view.setUint32(0, 0x5157494d); // "SWIM"
   view.setUint32(4, index + 1);
   pub[31] = index & 0xff;
-  return {
-    id: simSwimCrypto.idOf(pub), pub, role: "core",
-    addr: `10.${(index >> 16) & 0xff}.${(index >> 8) & 0xff}.${index & 0xff}:7000`,
-    name: `n${index}`, incarnation: 0,
+  return pub;
+}
+
+export interface SimEntryOptions {
+  readonly name?: string;
+  readonly addr?: string;
+  readonly incarnation?: number;
+  readonly role?: MemberEntry["role"];
+}
+
+/** Member `index`'s entry, certified by the scenario's owner key and signed by the member. */
+export function simSwimEntry(index: number, options: SimEntryOptions = {}): MemberEntry {
+  const pub = simSwimKey(index);
+  const role = options.role ?? "core";
+  const fields = {
+    id: idOf(pub), role,
+    addr: options.addr ?? `10.${(index >> 16) & 0xff}.${(index >> 8) & 0xff}.${index & 0xff}:7000`,
+    name: options.name ?? `n${index}`, incarnation: options.incarnation ?? 0, epoch: 1,
   };
+  const cert = issueCert(OWNER, pub, { role, issuedMs: 0, expiresMs: 0 });
+  return { ...fields, pub, cert, sig: simSignature(pub, aliveMessage(fields)) };
 }
 
 interface InFlight {

@@ -8,21 +8,36 @@ import { Swim, SWIM_LAN } from "../../src/core/body/swim.ts";
 import { createRng } from "../../src/core/util/rng.ts";
 import { encodeMessage } from "../../src/core/wire/codec.ts";
 import type { MemberEntry, Message } from "../../src/core/wire/messages.ts";
+import { aliveMessage, EntryChecker, issueCert, signEntry, type AliveFields } from "../../src/core/body/trust.ts";
 import type { Identity } from "../../src/node/ports.ts";
 
 function identity(n: number): Identity {
   return createIdentityFromSeed(new Uint8Array(32).fill(n));
 }
 
-function entryOf(id: Identity, port: number, incarnation = 0): MemberEntry {
-  return { id: id.id, pub: id.publicKey, addr: `127.0.0.1:${port}`, role: "core", name: `n${port}`, incarnation };
+/** The cluster's owner key: it certifies every node of these tests. */
+const OWNER = identity(99);
+
+function certOf(id: Identity, role: "core" | "contributor" = "core"): Uint8Array {
+  return issueCert(OWNER, id.publicKey, { role, issuedMs: 0, expiresMs: 0 });
+}
+
+function entryOf(id: Identity, port: number, incarnation = 0, cert = certOf(id)): MemberEntry {
+  return signEntry(id, { id: id.id, addr: `127.0.0.1:${port}`, role: "core", name: `n${port}`, incarnation, epoch: 1 }, cert);
+}
+
+/** What the node gives SWIM and the roster: Ed25519 checks of the owner's certificates and of entries. */
+function cryptoOf(id: Identity): Identity & { check(entry: MemberEntry): boolean; signAlive(fields: AliveFields): Uint8Array } {
+  const checker = new EntryChecker(OWNER.publicKey, id, () => 0, 64);
+  return { ...id, check: (entry) => checker.check(entry) === undefined, signAlive: (fields) => id.sign(aliveMessage(fields)) };
 }
 
 /** A roster admitting into a real SWIM core, as the kernel wires them. */
-function roster(id: Identity, port: number, join: string[] = []): Roster & { swim: Swim } {
+function roster(id: Identity, port: number, join: string[] = [], cert = certOf(id)): Roster & { swim: Swim } {
   const rng = createRng(port);
-  const swim = new Swim(entryOf(id, port), rng, id, SWIM_LAN);
-  const r = new Roster(entryOf(id, port), rng, id, {
+  const crypto = cryptoOf(id);
+  const swim = new Swim(entryOf(id, port, 0, cert), rng, crypto, SWIM_LAN);
+  const r = new Roster(entryOf(id, port, 0, cert), rng, crypto, {
     admit: (entry) => swim.add(entry),
     table: () => swim.table(),
     welcomed: (from, states) => swim.step(from, { t: "swim-sync", reply: false, states }),
@@ -103,7 +118,7 @@ test("roster: the welcome carries the seed's SWIM table, and a forged entry in i
   assert.equal(welcome.states.length, 3, "seed, the other member and the joiner");
   // A third party's entry whose key does not hash to its id is dropped on merge.
   const forged = identity(4);
-  const states = [...welcome.states, [0, [forged.id, other.publicKey, "127.0.0.1:7404", "core", "x", 0]] as (typeof welcome.states)[number]];
+  const states = [...welcome.states, [0, [forged.id, other.publicKey, "127.0.0.1:7404", "core", "x", 0, 1, certOf(other), new Uint8Array(64)]] as (typeof welcome.states)[number]];
   joiner.step(seedId.id, { t: "welcome", states });
   assert.equal(joiner.swim.member(other.id)?.entry.incarnation, 4);
   assert.equal(joiner.swim.member(seedId.id)?.state, "alive");

@@ -8,33 +8,24 @@
 import { Swim, SWIM_LAN, type SwimConfig, type SwimCrypto, type SwimEvent } from "../../src/core/body/swim.ts";
 import { LIMITS } from "../../src/core/util/limits.ts";
 import { createRng, type Rng } from "../../src/core/util/rng.ts";
-import { toHex } from "../../src/core/util/bytes.ts";
+import { simSwimCrypto, simSwimEntry, type SimEntryOptions } from "../../src/sim/swim-scale.ts";
 import { decodeMessage, encodeMessage } from "../../src/core/wire/codec.ts";
 import type { Channel } from "../../src/core/wire/envelope.ts";
 import type { MemberEntry } from "../../src/core/wire/messages.ts";
 
 export const ENVELOPE_BYTES = 44;
 
-/** Ids are the hex of the key's first 8 bytes: cheap, and still derived from the key. */
-export const testCrypto: SwimCrypto = { idOf: (pub) => toHex(pub.subarray(0, 8)) };
+/**
+ * Ids are the hex of the key's first 8 bytes (cheap, still derived from the key); entries carry the
+ * scenario owner's certificate and the member's signature, checked as on a node, with the
+ * simulator's stand-in signatures (src/sim/swim-scale.ts).
+ */
+export const testCrypto: SwimCrypto = simSwimCrypto;
 
-export interface EntryOptions {
-  readonly name?: string;
-  readonly addr?: string;
-  readonly incarnation?: number;
-}
+export type EntryOptions = SimEntryOptions;
 
 export function testEntry(index: number, options: EntryOptions = {}): MemberEntry {
-  const pub = new Uint8Array(32);
-  new DataView(pub.buffer).setUint32(0, 0x5157494d); // "SWIM"
-  new DataView(pub.buffer).setUint32(4, index + 1);
-  pub[31] = index & 0xff;
-  return {
-    id: testCrypto.idOf(pub), pub, role: "core",
-    addr: options.addr ?? `10.0.${index >> 8}.${index & 0xff}:7000`,
-    name: options.name ?? `n${index}`,
-    incarnation: options.incarnation ?? 0,
-  };
+  return simSwimEntry(index, options);
 }
 
 export interface SimOptions {

@@ -83,12 +83,13 @@ test("swim: a member told it is suspected refutes with a higher incarnation", ()
   assert.equal(swim.incarnation, 1);
   assert.deepEqual(swim.ready().events, [{ type: "member-refuted", id: self.id, incarnation: 1 }]);
   assert.equal(swim.localHealth, 1, "refuting raises local health");
-  // A dead accusation at a higher incarnation is refuted above it.
+  // A dead accusation at an incarnation we never signed is taken as one about ours now: refuted
+  // with the next one, not above it (an accuser cannot push us towards the end of the space).
   swim.step(other.id, gossip([[2, self.id, 5, other.id]]));
-  assert.equal(swim.incarnation, 6);
+  assert.equal(swim.incarnation, 2);
   // Stale accusations are ignored.
-  swim.step(other.id, gossip([[1, self.id, 3, other.id]]));
-  assert.equal(swim.incarnation, 6);
+  swim.step(other.id, gossip([[1, self.id, 1, other.id]]));
+  assert.equal(swim.incarnation, 2);
   // The refutation is what the next gossip carries first.
   let sent: Message | undefined;
   for (let t = 0; t < 2 * SWIM_LAN.gossipTicks && sent === undefined; t++) {
@@ -96,7 +97,7 @@ test("swim: a member told it is suspected refutes with a higher incarnation", ()
     sent = swim.ready().messages.find((m) => m.message.t === "swim-gossip")?.message;
   }
   assert.ok(sent !== undefined && sent.t === "swim-gossip");
-  assert.deepEqual(sent.updates[0], [0, entryToWire({ ...self, incarnation: 6 })]);
+  assert.deepEqual(sent.updates[0], [0, entryToWire(testEntry(0, { incarnation: 2 }))]);
 });
 
 test("swim: an isolated member is suspected, refutes after the partition heals, and stays alive", () => {
@@ -135,6 +136,59 @@ function reference(current: { state: SwimState; incarnation: number }, update: {
 const stateArb = fc.constantFrom<SwimState>("alive", "suspect", "dead", "left");
 const newsArb = fc.record({ state: stateArb, incarnation: fc.integer({ min: 0, max: 4 }) });
 
+test("swim: an accusation at the end of the incarnation space neither crashes nor moves us more than one (issue 13)", () => {
+  const self = testEntry(0);
+  const other = testEntry(1);
+  const swim = new Swim(self, createRng(1), testCrypto, SWIM_LAN);
+  swim.add(other);
+  swim.ready();
+  // What an attacker sent: one swim-gossip accusing us at incarnation 0xffffffff.
+  swim.step(other.id, gossip([[1, self.id, 0xffff_ffff, other.id]]));
+  assert.equal(swim.incarnation, 1, "refuted with our next incarnation");
+  assert.equal(swim.stats.incarnationExhausted, 0);
+  // Our own entry from a previous life, signed by us, moves us past it; the same claim unsigned does not.
+  const previous = testEntry(0, { incarnation: 40 });
+  swim.step(other.id, gossip([[0, entryToWire(previous)]]));
+  assert.equal(swim.incarnation, 41);
+  swim.step(other.id, gossip([[0, entryToWire({ ...testEntry(0, { incarnation: 90 }), sig: previous.sig })]]));
+  assert.equal(swim.incarnation, 41, "a forged entry of ours is not believed");
+  // At the very end of the space, an accusation is counted, not refuted, and nothing throws.
+  const late = new Swim(testEntry(0, { incarnation: 0xffff_ffff }), createRng(2), testCrypto, SWIM_LAN);
+  late.add(other);
+  late.step(other.id, gossip([[2, self.id, 0xffff_ffff, other.id]]));
+  assert.equal(late.incarnation, 0xffff_ffff);
+  assert.equal(late.stats.incarnationExhausted, 1);
+});
+
+test("swim: what a member says about another is believed only with that member's signature (issue 13)", () => {
+  const self = testEntry(0);
+  const other = testEntry(1);
+  const swim = new Swim(self, createRng(1), testCrypto, SWIM_LAN);
+  swim.add(other);
+  swim.ready();
+  // A new address for member 1, at a higher incarnation, not signed by it: dropped.
+  const moved = { ...testEntry(1, { incarnation: 3, addr: "10.9.9.9:7000" }), sig: other.sig };
+  swim.step(other.id, gossip([[0, entryToWire(moved)]]));
+  assert.equal(swim.member(other.id)?.entry.addr, other.addr);
+  // A fresh key claiming core with no certificate of the owner: not admitted.
+  const stranger = testEntry(2);
+  swim.step(other.id, gossip([[0, entryToWire({ ...stranger, cert: testEntry(3).cert })]]));
+  assert.equal(swim.member(stranger.id), undefined);
+  // A contributor's certificate does not make a core member.
+  const contributor = testEntry(4, { role: "contributor" });
+  swim.step(other.id, gossip([[0, entryToWire({ ...contributor, role: "core" })]]));
+  assert.equal(swim.member(contributor.id), undefined);
+  swim.step(other.id, gossip([[0, entryToWire(contributor)]]));
+  assert.equal(swim.member(contributor.id)?.entry.role, "contributor");
+  // A suspicion above the incarnation we know is taken about the one we know.
+  swim.step(other.id, gossip([[1, other.id, 1_000, self.id]]));
+  assert.equal(swim.member(other.id)?.state, "suspect");
+  assert.equal(swim.member(other.id)?.entry.incarnation, 0);
+  // The member refutes with its next incarnation, which it signs: believed.
+  swim.step(other.id, gossip([[0, entryToWire(testEntry(1, { incarnation: 1 }))]]));
+  assert.equal(swim.member(other.id)?.state, "alive");
+});
+
 test("swim: precedence matches the rule list, in supersedes() and through a live instance", () => {
   fc.assert(fc.property(newsArb, newsArb, (current, update) => {
     assert.equal(supersedes(current, update), reference(current, update), `${JSON.stringify({ current, update })}`);
@@ -149,10 +203,12 @@ test("swim: precedence matches the rule list, in supersedes() and through a live
     let expected = { state: "alive" as SwimState, incarnation: 0 };
     for (const news of sequence) {
       const wire: SwimUpdateWire = news.state === "alive"
-        ? [0, entryToWire({ ...other, incarnation: news.incarnation })]
+        ? [0, entryToWire(testEntry(1, { incarnation: news.incarnation }))]
         : [news.state === "suspect" ? 1 : news.state === "dead" ? 2 : 3, other.id, news.incarnation, accuser.id];
       swim.step(accuser.id, gossip([wire]));
-      if (reference(expected, news)) expected = { state: news.state, incarnation: news.incarnation };
+      // What is said of an incarnation the member never signed is taken about the one we know.
+      const said = news.state !== "alive" && news.incarnation > expected.incarnation ? { ...news, incarnation: expected.incarnation } : news;
+      if (reference(expected, said)) expected = { state: said.state, incarnation: said.incarnation };
       const seen = swim.member(other.id);
       assert.deepEqual({ state: seen?.state, incarnation: seen?.entry.incarnation }, expected, `sequence ${JSON.stringify(sequence)}`);
     }
@@ -170,17 +226,17 @@ test("swim: a tombstone stops stale alive news from resurrecting a dead member, 
   swim.ready();
   swim.step(accuser.id, gossip([[2, other.id, 3, accuser.id]]));
   assert.equal(swim.member(other.id)?.state, "dead");
-  swim.step(accuser.id, gossip([[0, entryToWire({ ...other, incarnation: 3 })], [0, entryToWire({ ...other, incarnation: 1 })]]));
+  swim.step(accuser.id, gossip([[0, entryToWire(testEntry(1, { incarnation: 3 }))], [0, entryToWire(testEntry(1, { incarnation: 1 }))]]));
   assert.equal(swim.member(other.id)?.state, "dead", "stale alive resurrected a dead member");
   assert.equal(swim.ready().events.filter((e) => e.type === "member-alive").length, 0);
   // A newer life (a restart with a higher incarnation) does come back.
-  swim.step(accuser.id, gossip([[0, entryToWire({ ...other, incarnation: 4 })]]));
+  swim.step(accuser.id, gossip([[0, entryToWire(testEntry(1, { incarnation: 4 }))]]));
   assert.equal(swim.member(other.id)?.state, "alive");
   // Left is final too, and forgotten after tombstoneTicks.
   swim.step(accuser.id, gossip([[3, other.id, 4, other.id]]));
   assert.equal(swim.member(other.id)?.state, "left");
   for (let t = 0; t < 100; t++) swim.tick();
-  swim.step(accuser.id, gossip([[0, entryToWire({ ...other, incarnation: 4 })]]));
+  swim.step(accuser.id, gossip([[0, entryToWire(testEntry(1, { incarnation: 4 }))]]));
   assert.equal(swim.member(other.id)?.state, "left");
   for (let t = 0; t < 200; t++) swim.tick();
   assert.equal(swim.member(other.id), undefined, "tombstone not reaped");
@@ -382,7 +438,7 @@ test("swim: cores sharing a directory hold each identity once; a new address is 
   b.add(x);
   assert.equal(directory.size, 3, "self a, self b, x");
   // x comes back at b with a new address and name (a restart elsewhere): b keeps it, a does not see it.
-  const moved = { ...x, addr: "10.9.9.9:7001", name: "moved", incarnation: 1 };
+  const moved = testEntry(2, { addr: "10.9.9.9:7001", name: "moved", incarnation: 1 });
   b.step(x.id, gossip([[0, entryToWire(moved)]]));
   assert.deepEqual(b.member(x.id)?.entry, moved);
   assert.deepEqual(a.member(x.id)?.entry, x);

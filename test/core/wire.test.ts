@@ -9,6 +9,7 @@ import { encode as pack } from "@msgpack/msgpack";
 
 const entry: MemberEntry = {
   id: "0123456789abcdef", pub: new Uint8Array(32).fill(9), addr: "127.0.0.1:7401", role: "core", name: "n1", incarnation: 3,
+  epoch: 1_767_225_600_000, cert: new Uint8Array(82).fill(1), sig: new Uint8Array(64).fill(2),
 };
 
 test("envelope: header round trip", () => {

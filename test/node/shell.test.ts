@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { issueCert } from "../../src/core/body/trust.ts";
 import { createIdentityFromSeed } from "../../src/adapters/identity.ts";
 import { createSeal, makeToken } from "../../src/adapters/seal.ts";
 import { modeOf } from "../../src/core/body/degrade.ts";
@@ -147,8 +148,10 @@ function loopTransport(address: string): Transport {
 
 function kernel(): Kernel {
   const identity = createIdentityFromSeed(new Uint8Array(32).fill(7));
+  const owner = createIdentityFromSeed(new Uint8Array(32).fill(8));
+  const trust = { owner: owner.publicKey, cert: issueCert(owner, identity.publicKey, { role: "core", issuedMs: 0, expiresMs: 0 }), ownerKey: owner };
   const k = new Kernel(
-    { transport: loopTransport("127.0.0.1:7401"), store: memoryStore(), clock: { nowMs: () => 1_767_225_600_000 }, seal: createSeal(makeToken(), identity.id), identity, rng: createRng(1) },
+    { transport: loopTransport("127.0.0.1:7401"), store: memoryStore(), clock: { nowMs: () => 1_767_225_600_000 }, seal: createSeal(makeToken(), identity.id), identity, trust, rng: createRng(1) },
     { ...KERNEL_DEFAULTS, name: "n1", join: [] },
   );
   k.start();

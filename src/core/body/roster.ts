@@ -7,8 +7,9 @@
 //   seed   → joiner challenge { nonce }                 datagram, nonce fresh from the seeded Rng
 //   joiner → seed   proof     { entry, nonce, sig }     sig = Ed25519 over joinTranscript()
 //   seed   → joiner welcome   { states }                stream: the seed's SWIM table
-// Every packet is already sealed with the cluster key, which proves the token; the proof adds
-// possession of the identity key that the node id is derived from.
+// Every packet is already sealed with the cluster key, which proves the token; the hello's entry
+// must carry a certificate of the cluster's owner key for its role and the node's own signature
+// (src/core/body/trust.ts); the proof adds possession of the identity key the node id derives from.
 import { assert, assertNever } from "../util/assert.ts";
 import { bytesEqual } from "../util/bytes.ts";
 import { LIMITS } from "../util/limits.ts";
@@ -33,6 +34,8 @@ export interface RosterCrypto {
   sign(data: Uint8Array): Uint8Array;
   verify(publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean;
   idOf(publicKey: Uint8Array): string;
+  /** Whether an entry is believed: the owner's certificate for its role and its own signature (trust.ts). */
+  check(entry: MemberEntry): boolean;
 }
 
 export interface Outbound {
@@ -161,6 +164,11 @@ export class Roster {
       this.#out.emit({ type: "join-refused", from: sender, reason: "id does not match public key" });
       return;
     }
+    // Only a key the cluster's owner granted a role enters, and only with an entry it signed.
+    if (!this.#crypto.check(entry)) {
+      this.#out.emit({ type: "join-refused", from: sender, reason: "no valid certificate or signature" });
+      return;
+    }
     if (!this.#pending.has(entry.id) && this.#pending.size >= LIMITS.handshakesMax) {
       this.#out.emit({ type: "join-refused", from: sender, reason: "too many handshakes in progress" });
       return;
@@ -193,7 +201,7 @@ export class Roster {
       return;
     }
     this.#pending.delete(sender);
-    if (!bytesEqual(pending.entry.pub, entry.pub) || !this.#crypto.verify(entry.pub, joinTranscript(nonce, sender, this.#self.id), sig)) {
+    if (!bytesEqual(pending.entry.pub, entry.pub) || !this.#crypto.verify(entry.pub, joinTranscript(nonce, sender, this.#self.id), sig) || !this.#crypto.check(entry)) {
       this.#out.emit({ type: "join-refused", from: sender, reason: "bad signature" });
       return;
     }

@@ -32,7 +32,8 @@ import { bytesEqual } from "../util/bytes.ts";
 import type { Rng } from "../util/rng.ts";
 import { Timeout } from "../util/timeout.ts";
 import type { Channel } from "../wire/envelope.ts";
-import { entryToWire, isSwimMessage, type MemberEntry, type MemberEntryWire, type Message, type Role, type SwimUpdateWire } from "../wire/messages.ts";
+import type { AliveFields } from "./trust.ts";
+import { entryFromWire, entryToWire, isSwimMessage, type MemberEntry, type MemberEntryWire, type Message, type Role, type SwimUpdateWire } from "../wire/messages.ts";
 
 /** All durations in ticks (10 ms each at the kernel's default). */
 export interface SwimConfig {
@@ -156,8 +157,15 @@ export function supersedes(
 }
 
 /** Signature checks Swim needs: the id must be derived from the key carried in alive news. */
+/**
+ * Identity checks SWIM needs: the id a key maps to, whether a member's entry is believed (its
+ * owner-signed certificate and its own signature, src/core/body/trust.ts; a refusal is counted by
+ * the checker), and this node's signature over its own entry when its incarnation moves.
+ */
 export interface SwimCrypto {
   idOf(publicKey: Uint8Array): string;
+  check(entry: MemberEntry): boolean;
+  signAlive(fields: AliveFields): Uint8Array;
 }
 
 export interface Outbound {
@@ -203,6 +211,10 @@ export class SwimDirectory {
   readonly roles: Role[] = [];
   readonly names: string[] = [];
   readonly incarnations: number[] = [];
+  /** The boot epoch, certificate and signature of each slot's entry at `incarnations[slot]`. */
+  readonly epochs: number[] = [];
+  readonly certs: Uint8Array[] = [];
+  readonly sigs: Uint8Array[] = [];
   /** Bound of the MessagePack size of each slot's alive update (updateBytesMax). */
   readonly aliveBytes: number[] = [];
   readonly #slots = new Map<string, number>();
@@ -237,22 +249,26 @@ export class SwimDirectory {
    * start, with the `knowAll` option).
    */
   add(entry: MemberEntry): number | undefined {
-    return this.intern(entry.id, entry.pub, entry.addr, entry.role, entry.name, entry.incarnation);
+    return this.intern(entryToWire(entry));
   }
 
-  /** add() from the entry's parts; the key is copied (the decoder's bytes are views into a packet). */
-  intern(id: string, pub: Uint8Array, addr: string, role: Role, name: string, incarnation: number): number | undefined {
+  /** add() from the entry's wire form; bytes are copied (the decoder's are views into a packet). */
+  intern(entry: MemberEntryWire): number | undefined {
+    const id = entry[0];
     const known = this.#slots.get(id);
     if (known !== undefined) return known;
     if (this.#slots.size >= this.#max) return undefined;
     const slot = this.#free.length > 0 ? this.#free.pop() as number : this.ids.length;
     this.ids[slot] = id;
-    this.pubs[slot] = pub.slice();
-    this.addrs[slot] = addr;
-    this.roles[slot] = role;
-    this.names[slot] = name;
-    this.incarnations[slot] = incarnation;
-    this.aliveBytes[slot] = aliveBytesOf(addr, name);
+    this.pubs[slot] = entry[1].slice();
+    this.addrs[slot] = entry[2];
+    this.roles[slot] = entry[3];
+    this.names[slot] = entry[4];
+    this.incarnations[slot] = entry[5];
+    this.epochs[slot] = entry[6];
+    this.certs[slot] = entry[7].slice();
+    this.sigs[slot] = entry[8].slice();
+    this.aliveBytes[slot] = aliveBytesOf(entry[2], entry[4]);
     this.#refs[slot] = 0;
     this.#slots.set(id, slot);
     return slot;
@@ -273,6 +289,8 @@ export class SwimDirectory {
     this.#slots.delete(this.ids[slot] as string);
     this.ids[slot] = "";
     this.pubs[slot] = EMPTY_KEY;
+    this.certs[slot] = EMPTY_KEY;
+    this.sigs[slot] = EMPTY_KEY;
     this.addrs[slot] = "";
     this.names[slot] = "";
     this.#free.push(slot);
@@ -287,7 +305,7 @@ export interface SwimOptions {
   /**
    * Start knowing every member already in the directory as alive, at the directory's incarnation,
    * with no news to spread about them: the steady state of a cluster whose join news has drained
-   * (the scale scenario, src/sim/swim-scale.ts). The directory's entries are trusted (no idOf check).
+   * (the scale scenario, src/sim/swim-scale.ts). The directory's entries are trusted (not checked).
    */
   readonly knowAll?: boolean;
   /**
@@ -304,6 +322,7 @@ interface Identity {
   readonly addr: string;
   readonly role: Role;
   readonly name: string;
+  readonly cert: Uint8Array;
   readonly aliveBytes: number;
 }
 
@@ -384,11 +403,12 @@ const TABLE_SLOTS_MIN = 16;
 
 /**
  * Bound of an alive update's MessagePack size: 2 + the entry (array header 1, id 17, pub 34,
- * role ≤ 12, incarnation ≤ 5, so 69, plus addr and name as MessagePack strings). The other
- * updates are at most 1 + 1 + 17 + 5 + 17 = 41 (STATE_UPDATE_BYTES_MAX).
+ * role ≤ 12, incarnation ≤ 5, epoch ≤ 9, certificate 2 + 82, signature 2 + 64, so 228, plus addr
+ * and name as MessagePack strings). The other updates are at most 1 + 1 + 17 + 5 + 17 = 41
+ * (STATE_UPDATE_BYTES_MAX).
  */
 function aliveBytesOf(addr: string, name: string): number {
-  return 2 + 69 + stringBytes(addr) + stringBytes(name);
+  return 2 + 228 + stringBytes(addr) + stringBytes(name);
 }
 
 /** MessagePack size of a string: header (1, 2 or 3 bytes) and its UTF-8 bytes. */
@@ -418,6 +438,9 @@ export class Swim {
   // Per-member state by directory slot (self excluded: its slot stays UNKNOWN here).
   #state: Uint8Array;
   #incarnation: Uint32Array;
+  /** Boot epoch and signature of each member's alive entry at #incarnation (what #wire relays). */
+  #epoch: Float64Array;
+  #sig: Uint8Array[] = [];
   /** Tick of the last state change. */
   #stateTick: Float64Array;
   /** Position in #list. */
@@ -478,6 +501,8 @@ export class Swim {
   readonly #pushPullTimer: Timeout;
   #now = 0;
   readonly #out = new Outbox<Outbound, SwimEvent>();
+  /** Accusations about this node it could not refute: its incarnation is at the end of its space. */
+  readonly stats = { incarnationExhausted: 0 };
 
   constructor(self: MemberEntry, rng: Rng, crypto: SwimCrypto, config: SwimConfig, options: SwimOptions = {}) {
     assert(crypto.idOf(self.pub) === self.id, "Swim: self id must derive from the public key");
@@ -502,6 +527,7 @@ export class Swim {
     const slots = Math.max(TABLE_SLOTS_MIN, dir.slots, options.tableSlots ?? 0);
     this.#state = new Uint8Array(slots);
     this.#incarnation = new Uint32Array(slots);
+    this.#epoch = new Float64Array(slots);
     this.#stateTick = new Float64Array(slots);
     this.#listAt = new Int32Array(slots);
     this.#list = new Uint32Array(slots);
@@ -513,6 +539,8 @@ export class Swim {
         dir.retain(slot);
         this.#state[slot] = ALIVE;
         this.#incarnation[slot] = dir.incarnations[slot] as number;
+        this.#epoch[slot] = dir.epochs[slot] as number;
+        this.#sig[slot] = dir.sigs[slot] as Uint8Array;
         this.#listAt[slot] = this.#listLength;
         this.#list[this.#listLength++] = slot;
         this.#known++;
@@ -713,6 +741,9 @@ export class Swim {
       role: identity?.role ?? dir.roles[slot] as Role,
       name: identity?.name ?? dir.names[slot] as string,
       incarnation: this.#incarnation[slot] as number,
+      epoch: this.#epoch[slot] as number,
+      cert: identity?.cert ?? dir.certs[slot] as Uint8Array,
+      sig: this.#sig[slot] ?? EMPTY_KEY,
     };
     return { entry, state: CODE_STATES[this.#state[slot] as number] as SwimState, stateTick: this.#stateTick[slot] as number };
   }
@@ -748,20 +779,26 @@ export class Swim {
     const incarnation = this.#incarnation[slot] as number;
     if (code !== ALIVE) return [(code - 1) as 1 | 2 | 3, id, incarnation, this.#from.get(slot) ?? id];
     const identity = this.#identities.size > 0 ? this.#identities.get(slot) : undefined;
-    if (identity !== undefined) return [0, [id, identity.pub, identity.addr, identity.role, identity.name, incarnation]];
-    return [0, [id, dir.pubs[slot] as Uint8Array, dir.addrs[slot] as string, dir.roles[slot] as Role, dir.names[slot] as string, incarnation]];
+    const epoch = this.#epoch[slot] as number;
+    const sig = this.#sig[slot] as Uint8Array;
+    if (identity !== undefined) return [0, [id, identity.pub, identity.addr, identity.role, identity.name, incarnation, epoch, identity.cert, sig]];
+    return [0, [id, dir.pubs[slot] as Uint8Array, dir.addrs[slot] as string, dir.roles[slot] as Role, dir.names[slot] as string, incarnation, epoch, dir.certs[slot] as Uint8Array, sig]];
   }
 
   /** Records the identity alive news carried, apart from the directory's copy only where it differs. */
   #setIdentity(slot: number, entry: MemberEntryWire): void {
     const dir = this.#dir;
+    this.#epoch[slot] = entry[6];
+    this.#sig[slot] = entry[8].slice();
     const samePub = bytesEqual(entry[1], dir.pubs[slot] as Uint8Array);
-    if (samePub && entry[2] === dir.addrs[slot] && entry[3] === dir.roles[slot] && entry[4] === dir.names[slot]) {
+    const sameCert = bytesEqual(entry[7], dir.certs[slot] as Uint8Array);
+    if (samePub && sameCert && entry[2] === dir.addrs[slot] && entry[3] === dir.roles[slot] && entry[4] === dir.names[slot]) {
       if (this.#identities.size > 0) this.#identities.delete(slot);
       return;
     }
     this.#identities.set(slot, {
       pub: samePub ? dir.pubs[slot] as Uint8Array : entry[1].slice(), addr: entry[2], role: entry[3], name: entry[4],
+      cert: sameCert ? dir.certs[slot] as Uint8Array : entry[7].slice(),
       aliveBytes: aliveBytesOf(entry[2], entry[4]),
     });
   }
@@ -773,6 +810,7 @@ export class Swim {
     const slots = Math.max(slot + 1, this.#dir.slots, 2 * length);
     this.#state = grow(new Uint8Array(slots), this.#state);
     this.#incarnation = grow(new Uint32Array(slots), this.#incarnation);
+    this.#epoch = grow(new Float64Array(slots), this.#epoch);
     this.#stateTick = grow(new Float64Array(slots), this.#stateTick);
     this.#listAt = grow(new Int32Array(slots), this.#listAt);
     this.#list = grow(new Uint32Array(slots), this.#list);
@@ -782,6 +820,8 @@ export class Swim {
   #forget(slot: number): void {
     this.#state[slot] = UNKNOWN;
     this.#incarnation[slot] = 0;
+    this.#epoch[slot] = 0;
+    this.#sig[slot] = EMPTY_KEY;
     this.#stateTick[slot] = 0;
     this.#from.delete(slot);
     if (this.#identities.size > 0) this.#identities.delete(slot);
@@ -1174,7 +1214,7 @@ export class Swim {
 
   /** One update: state `code` at `incarnation` for member `id`, said by `from`; alive news carries the entry. */
   #apply(code: Code, id: string, incarnation: number, from: string, entry: MemberEntryWire | undefined): void {
-    if (id === this.#self.id) return this.#applySelf(code, incarnation);
+    if (id === this.#self.id) return this.#applySelf(code, incarnation, entry);
     const slot = this.#dir.slotOf(id);
     if (slot === undefined || slot >= this.#state.length || this.#state[slot] === UNKNOWN) {
       return this.#applyNew(code, id, incarnation, entry);
@@ -1187,9 +1227,15 @@ export class Swim {
       return;
     }
     if (entry !== undefined) {
-      // The id is the hash of the key: alive news cannot swap a member's key.
-      if (this.#crypto.idOf(entry[1]) !== id) return;
+      // Believed only with the member's own signature and the owner's certificate (and the id is
+      // the hash of the key: alive news cannot swap a member's key).
+      if (!this.#crypto.check(entryFromWire(entry))) return;
       this.#setIdentity(slot, entry);
+    } else if (incarnation > known) {
+      // Nobody can accuse an incarnation of a member we have not seen it sign: what is said about
+      // it is taken about the one we know (it refutes with a newer one, which it signs).
+      incarnation = known;
+      if (code <= current) return;
     }
     this.#incarnation[slot] = incarnation;
     this.#transition(slot, code, from);
@@ -1200,9 +1246,9 @@ export class Swim {
   #applyNew(code: Code, id: string, incarnation: number, entry: MemberEntryWire | undefined): void {
     // Only alive news introduces a member: the others carry no address or key.
     if (entry === undefined || code !== ALIVE) return;
-    if (this.#crypto.idOf(entry[1]) !== id) return;
     if (this.#known + 1 >= LIMITS.membersMax) return;
-    const slot = this.#dir.intern(id, entry[1], entry[2], entry[3], entry[4], incarnation);
+    if (!this.#crypto.check(entryFromWire(entry))) return;
+    const slot = this.#dir.intern(entry);
     if (slot === undefined) return;
     this.#dir.retain(slot);
     this.#reserve(slot);
@@ -1219,21 +1265,32 @@ export class Swim {
     this.#out.emit({ type: "member-alive", id, incarnation });
   }
 
-  /** News about this node: refute any accusation at or above our incarnation. */
-  #applySelf(code: Code, incarnation: number): void {
+  /**
+   * News about this node: refute any accusation at or above our incarnation. Our incarnation only
+   * moves on our own signature: alive news of ours above it (a previous life, before a store was
+   * lost) is believed only when it verifies, and an accusation above it is taken as one of ours
+   * now (nobody saw us sign a higher one). At the end of the incarnation space we stop refuting,
+   * counted, instead of failing (a peer's bytes reach here).
+   */
+  #applySelf(code: Code, incarnation: number, entry: MemberEntryWire | undefined): void {
     if (this.#left) return;
     const mine = this.#self.incarnation;
     const accused = code !== ALIVE && incarnation >= mine;
     // Alive news above our incarnation is from a previous life (before a restart): move past it.
-    const stale = code === ALIVE && incarnation > mine;
+    const stale = code === ALIVE && incarnation > mine && entry !== undefined && this.#crypto.check(entryFromWire(entry));
+    if (accused && incarnation > mine) incarnation = mine;
     if (!accused && !stale) {
       // An accusation older than our incarnation: whoever still holds it missed our refutation.
       // Spread our alive news again (once at a time), so the ack to a buddy probe carries it.
       if (code !== ALIVE && !this.#news.has(this.#selfSlot)) this.#addNews(this.#selfSlot);
       return;
     }
-    assert(incarnation < LIMITS.swimIncarnationMax, "Swim: incarnation space exhausted");
-    this.#self = { ...this.#self, incarnation: incarnation + 1 };
+    if (incarnation >= LIMITS.swimIncarnationMax) {
+      this.stats.incarnationExhausted++;
+      return;
+    }
+    const fields = { ...this.#self, incarnation: incarnation + 1 };
+    this.#self = { ...fields, sig: this.#crypto.signAlive(fields) };
     this.#addNews(this.#selfSlot);
     if (accused) this.#healthAdd(1);
     this.#out.emit({ type: "member-refuted", id: this.#self.id, incarnation: this.#self.incarnation });

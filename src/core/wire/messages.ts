@@ -33,24 +33,33 @@ export const MemberEntrySchema = Type.Object({
   name: NameSchema,
   /** Owned by the member; bumped when it restarts or refutes. */
   incarnation: u32,
+  /** The member's boot epoch (docs/protocols/wire.md): packets to it are sealed for this boot. */
+  epoch: safeU,
+  /** The owner-signed certificate that grants `role` to `pub` (src/core/body/trust.ts). */
+  cert: bytes(82),
+  /** The member's own Ed25519 signature over the fields above (trust.ts aliveMessage). */
+  sig: bytes(64),
 });
 export type MemberEntry = Static<typeof MemberEntrySchema>;
 export type Role = Static<typeof RoleSchema>;
 
 /**
- * On the wire an entry is the 6-tuple [id, pub, addr, role, name, incarnation]: without key names it
- * is about a third smaller than a map and packs several times faster.
+ * On the wire an entry is the 9-tuple [id, pub, addr, role, name, incarnation, epoch, cert, sig]:
+ * without key names it is about a third smaller than a map and packs several times faster.
  */
-export const MemberEntryWireSchema = Type.Tuple([NodeIdSchema, bytes(32), AddressSchema, RoleSchema, NameSchema, u32]);
+export const MemberEntryWireSchema = Type.Tuple([NodeIdSchema, bytes(32), AddressSchema, RoleSchema, NameSchema, u32, safeU, bytes(82), bytes(64)]);
 export type MemberEntryWire = Static<typeof MemberEntryWireSchema>;
 
 export function entryToWire(entry: MemberEntry): MemberEntryWire {
-  return [entry.id, entry.pub, entry.addr, entry.role, entry.name, entry.incarnation];
+  return [entry.id, entry.pub, entry.addr, entry.role, entry.name, entry.incarnation, entry.epoch, entry.cert, entry.sig];
 }
 
-/** The decoder hands out byte fields as views into the packet; the kept key gets its own copy. */
+/** The decoder hands out byte fields as views into the packet; a kept entry gets its own copies. */
 export function entryFromWire(wire: MemberEntryWire): MemberEntry {
-  return { id: wire[0], pub: wire[1].slice(), addr: wire[2], role: wire[3], name: wire[4], incarnation: wire[5] };
+  return {
+    id: wire[0], pub: wire[1].slice(), addr: wire[2], role: wire[3], name: wire[4], incarnation: wire[5],
+    epoch: wire[6], cert: wire[7].slice(), sig: wire[8].slice(),
+  };
 }
 
 

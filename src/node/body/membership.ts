@@ -7,6 +7,8 @@
 import { modeOf, type Mode } from "../../core/body/degrade.ts";
 import { Roster } from "../../core/body/roster.ts";
 import { Swim, type SwimEvent, type SwimState } from "../../core/body/swim.ts";
+import { aliveMessage, EntryChecker, signEntry, type AliveFields } from "../../core/body/trust.ts";
+import { assert } from "../../core/util/assert.ts";
 import { LIMITS } from "../../core/util/limits.ts";
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
 import { entryFromWire, entryToWire, isMemberEntryWire, type MemberEntry, type Role, type RosterMessage, type SwimMessage } from "../../core/wire/messages.ts";
@@ -44,6 +46,8 @@ export interface MemberStatus {
 }
 
 export class Membership implements Members {
+  /** Believes members' entries only with the owner's certificate and their own signature. */
+  readonly checker: EntryChecker;
   readonly roster: Roster;
   readonly swim: Swim;
   readonly #ctx: SubsystemContext;
@@ -61,15 +65,25 @@ export class Membership implements Members {
   constructor(ctx: SubsystemContext, config: KernelConfig) {
     this.#ctx = ctx;
     this.#config = config;
-    const { store, identity } = ctx;
+    const { store, identity, trust } = ctx;
     const incarnation = (readNumber(store.get(KEY_INCARNATION)) ?? -1) + 1;
     ctx.persist([{ key: KEY_INCARNATION, value: writeNumber(incarnation) }], true);
-    const self: MemberEntry = {
-      id: identity.id, pub: identity.publicKey, addr: ctx.address, role: config.role, name: config.name, incarnation,
+    this.checker = new EntryChecker(trust.owner, identity, () => ctx.clock.nowMs(), LIMITS.membersMax);
+    // The role is the one the owner granted this key, whatever the configuration asks for.
+    const granted = this.checker.checkCert(identity.publicKey, trust.cert, identity.id);
+    assert(typeof granted !== "string", `Membership: this node's certificate is not valid for the cluster's owner key (${String(granted)})`);
+    const self = signEntry(identity, {
+      id: identity.id, addr: ctx.address, role: granted.role, name: config.name, incarnation, epoch: ctx.epoch,
+    }, trust.cert);
+    const checker = this.checker;
+    const crypto = {
+      idOf: (pub: Uint8Array) => identity.idOf(pub),
+      check: (entry: MemberEntry) => checker.check(entry) === undefined,
+      signAlive: (fields: AliveFields) => identity.sign(aliveMessage(fields)),
     };
-    const swim = new Swim(self, ctx.rng, identity, config.swim);
+    const swim = new Swim(self, ctx.rng, crypto, config.swim);
     this.swim = swim;
-    this.roster = new Roster(self, ctx.rng, identity, {
+    this.roster = new Roster(self, ctx.rng, { ...identity, sign: (data) => identity.sign(data), verify: (k, d, g) => identity.verify(k, d, g), idOf: crypto.idOf, check: crypto.check }, {
       admit: (entry) => swim.add(entry),
       table: () => swim.table(),
       welcomed: (from, states) => swim.step(from, { t: "swim-sync", reply: false, states }),
