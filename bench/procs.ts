@@ -3,7 +3,7 @@
 // removed likewise, free ports, and starting a `pk node` and waiting for its ready line.
 // Not a benchmark itself: it has no run().
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -196,11 +196,17 @@ export interface PkNodeOptions {
   readonly join: string | undefined;
 }
 
-/** The command line of a `pk node`, in the argv shape `pk up` records in cluster.json. */
+/**
+ * The command line of a `pk node`, in the argv shape `pk up` records in cluster.json. As `pk up`
+ * does, it puts the token in the node's data folder (DATA/token, mode 0600, created here): a token
+ * never goes on a command line, and the node reads that file on every start.
+ */
 export function pkNodeArgv(node: PkNodeOptions): string[] {
+  mkdirSync(node.data, { recursive: true, mode: 0o700 });
+  writeFileSync(join(node.data, "token"), `${node.token}\n`, { mode: 0o600 });
   return [
     process.execPath, PK_BIN, "node", "--data", node.data, "--listen", node.listen, "--api", node.api,
-    `--token=${node.token}`, "--name", node.name, ...(node.join !== undefined ? ["--join", node.join] : []),
+    "--name", node.name, ...(node.join !== undefined ? ["--join", node.join] : []),
   ];
 }
 

@@ -222,7 +222,7 @@ class PkCluster extends System {
   constructor(dir: string, ports: ReadonlyArray<{ listen: number; api: number }>, procs: Processes) {
     super(procs);
     this.#dir = dir;
-    // On loopback the API needs no token; it is sent anyway, as a client off loopback must.
+    // The API needs the token for writes (and sends it for reads, as a client off loopback must).
     this.#headers = { Authorization: `Bearer ${this.token}`, "Content-Type": "application/octet-stream" };
     let seed: string | undefined;
     for (const [i, port] of ports.entries()) {

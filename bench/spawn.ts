@@ -17,9 +17,9 @@ interface ClusterFile {
   nodes: Array<{ id: string; listen: string; api: string; data: string }>;
 }
 
-async function shell(api: string, line: string): Promise<string> {
+async function shell(api: string, token: string, line: string): Promise<string> {
   const response = await fetch(`${api}/v1/shell`, {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ line }), signal: AbortSignal.timeout(30_000),
+    method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` }, body: JSON.stringify({ line }), signal: AbortSignal.timeout(30_000),
   });
   const body = await response.json() as { ok: boolean; output: string };
   if (!body.ok) throw new Error(`${line}: ${body.output}`);
@@ -64,7 +64,7 @@ export async function run(argv: string[]): Promise<unknown> {
     const loadStarted = performance.now();
     let next = 0;
     await Promise.all(Array.from({ length: 16 }, async () => {
-      for (let i = next++; i < rows; i = next++) await shell(n1.api, `topic pub bench k${i} value-${i}`);
+      for (let i = next++; i < rows; i = next++) await shell(n1.api, cluster.token, `topic pub bench k${i} value-${i}`);
     }));
     const files: Array<{ name: string; sha: string }> = [];
     for (let written = 0, i = 0; written < mb; i++) {
@@ -74,12 +74,13 @@ export async function run(argv: string[]): Promise<unknown> {
       files.push({ name, sha: sha(join(n1.data, "shared", name)) });
       written += size;
     }
-    await shell(n1.api, "sfs sync");
+    await shell(n1.api, cluster.token, "sfs sync");
     const loadMs = performance.now() - loadStarted;
     // Let the three settle, then start the fourth with an empty folder and only --join.
     await sleep(3_000);
     const started = performance.now();
-    child = spawn(process.execPath, [PK_BIN, "node", "--data", joiner, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:7599", "--join", n1.listen, `--token=${cluster.token}`, "--name", "n4"], { stdio: "ignore" });
+    // The token through the environment: pk node refuses it on the command line.
+    child = spawn(process.execPath, [PK_BIN, "node", "--data", joiner, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:7599", "--join", n1.listen, "--name", "n4"], { stdio: "ignore", env: { ...process.env, PK_TOKEN: cluster.token } });
     const api = "http://127.0.0.1:7599";
     const times: Record<string, number | null> = { member: null, raft: null, rows: null, files: null };
     const deadline = started + 600_000;
@@ -91,7 +92,7 @@ export async function run(argv: string[]): Promise<unknown> {
         if (times["member"] === null && [...lead.raft.voters, ...lead.raft.learners].includes(own.id)) times["member"] = elapsed;
         if (times["raft"] === null && times["member"] !== null && own.raft.appliedIndex >= lead.raft.commitIndex) times["raft"] = elapsed;
         if (times["rows"] === null) {
-          const list = await shell(api, "topic list").catch(() => "");
+          const list = await shell(api, cluster.token, "topic list").catch(() => "");
           const match = /^bench +gossip +(\d+) keys/m.exec(list);
           if (rows === 0 || (match !== null && Number(match[1]) >= rows)) times["rows"] = elapsed;
         }

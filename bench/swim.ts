@@ -309,7 +309,7 @@ class PkCluster implements Cluster {
   #connect(i: number): Promise<void> {
     const node = this.nodes[i] as PkNode;
     return new Promise<void>((resolve, reject) => {
-      const request = httpGet(`${node.api}/v1/events`, { headers: { Accept: "text/event-stream" } }, (response) => {
+      const request = httpGet(`${node.api}/v1/events`, { headers: { Accept: "text/event-stream", Authorization: `Bearer ${this.token}` } }, (response) => {
         if (response.statusCode !== 200) {
           response.resume();
           reject(new Error(`p-kernel node ${node.name}: GET /v1/events answered ${response.statusCode}`));

@@ -6,14 +6,23 @@
 // Every request is hostile until checked (DESIGN.md §2 rule 6): bodies are bounded
 // (LIMITS.httpBodyBytesMax), the server has header and request timeouts and a connection bound,
 // event streams are bounded in number and in buffered bytes, and every error — ours or the
-// client's — is a JSON `{ "error": { "code", "message" } }` with a fitting status. Off loopback the
-// API needs `Authorization: Bearer <cluster token>`; the dashboard's two static files do not (they
-// hold nothing secret, and the page asks for the token).
-import { createHash, timingSafeEqual } from "node:crypto";
+// client's — is a JSON `{ "error": { "code", "message" } }` with a fitting status.
+//
+// Trust (docs/protocols/http.md, "HTTP API trust"): a web page the user visits must get nothing.
+// Every request's Host must be a name of this API (a loopback name or the bound address with the
+// API's port, or a --public-name), and a present Origin must be http:// + one of those: this
+// refuses DNS rebinding and cross-origin requests (403, counted in pk_http_refused_total). No
+// answer ever carries CORS headers. Everything but GET /v1/status, GET /metrics (both only when
+// the API is bound to loopback) and the dashboard's static files needs a credential: the bearer
+// cluster token, or the dashboard's session cookie (POST /v1/login with the token or a one-time
+// login code from POST /v1/login-code), which a cross-site request cannot use.
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { Socket } from "node:net";
-import { collectDefaultMetrics, Registry } from "prom-client";
+import { isIP, type Socket } from "node:net";
+import { networkInterfaces } from "node:os";
+import { performance } from "node:perf_hooks";
+import { collectDefaultMetrics, Counter, Registry } from "prom-client";
 import { AssertionFailure } from "../core/util/assert.ts";
 import { LIMITS } from "../core/util/limits.ts";
 
@@ -27,6 +36,21 @@ export const SSE_KEEPALIVE_MS = 15_000;
 export const API_CONNECTIONS_MAX = LIMITS.api.connectionsMax;
 /** Milliseconds close() waits for requests in flight before cutting connections. */
 const CLOSE_GRACE_MS = 2_000;
+/** Dashboard sessions kept at once (a new login evicts the oldest). */
+export const SESSIONS_MAX = LIMITS.api.sessionsMax;
+/** One-time login codes outstanding at once (a new one evicts the oldest). */
+export const LOGIN_CODES_MAX = LIMITS.api.loginCodesMax;
+/** Lifetime of a dashboard session: 12 hours. */
+export const SESSION_TTL_MS = 12 * 3600_000;
+/** Lifetime of a one-time login code: 5 minutes. */
+export const LOGIN_CODE_TTL_MS = 5 * 60_000;
+/** The dashboard's session cookie. */
+export const SESSION_COOKIE = "pk_session";
+/** Why a request was refused, as pk_http_refused_total's `reason` label. */
+export const REFUSAL_REASONS = ["host", "origin", "credential", "login"] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
+/** Milliseconds a wildcard-bound API reuses its list of this machine's addresses. */
+const INTERFACES_TTL_MS = 5_000;
 
 /** An event of the node's bus, as the live stream sends it. */
 export interface ApiEvent {
@@ -76,8 +100,14 @@ export interface ApiOptions {
   readonly host: string;
   /** 0 asks the OS for a free port. */
   readonly port: number;
-  /** The cluster token: required as a bearer token on non-loopback binds. */
-  readonly token: string | undefined;
+  /** The cluster token: the bearer credential, and what a dashboard login may present. */
+  readonly token: string;
+  /**
+   * Names the API also answers to in Host and Origin besides its loopback names and its bound
+   * address: "name" (with the API's port) or "name:port", e.g. a DNS name of this machine or the
+   * name a reverse proxy forwards. At most LIMITS.api.publicNamesMax.
+   */
+  readonly publicNames?: readonly string[];
 }
 
 export interface Api {
@@ -85,6 +115,27 @@ export interface Api {
   readonly url: string;
   readonly port: number;
   close(): Promise<void>;
+}
+
+/**
+ * A Host header or an origin's host part as "name:port" (lowercase; IPv6 in brackets), the port
+ * `defaultPort` when absent; undefined when it is not a plain host name, IP literal and port.
+ */
+export function parseAuthority(value: string, defaultPort: number): string | undefined {
+  const match = /^(\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?)(?::([0-9]{1,5}))?$/i.exec(value);
+  if (match === null) return undefined;
+  const port = match[2] === undefined ? defaultPort : Number(match[2]);
+  if (!(port >= 1 && port <= 65535)) return undefined;
+  const name = (match[1] ?? "").toLowerCase();
+  if (name.startsWith("[") && isIP(name.slice(1, -1)) !== 6) return undefined;
+  return `${name}:${port}`;
+}
+
+/** Whether `host` (an address to bind) means every interface: 0.0.0.0, ::, [::]. */
+function isWildcard(host: string): boolean {
+  const h = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+  if (isIP(h) === 4) return h === "0.0.0.0";
+  return isIP(h) === 6 && h.split(":").every((group) => /^0*$/.test(group));
 }
 
 /** True for addresses only this machine can reach. */
@@ -129,15 +180,85 @@ function loadDashboard(): Map<string, StaticFile> {
   return files;
 }
 
-const STATIC_HEADERS = {
-  "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+/**
+ * The dashboard's headers. Its scripts are /app.js and the inline scripts of index.html, each
+ * allowed by its SHA-256 (the page's one inline script exchanges a ?login= code for the session).
+ */
+function staticHeaders(page: Buffer | undefined): Readonly<Record<string, string>> {
+  const hashes = [...(page?.toString("utf8") ?? "").matchAll(/<script(?![^>]*\ssrc=)[^>]*>([\s\S]*?)<\/script>/g)]
+    .map((match) => `'sha256-${createHash("sha256").update(match[1] ?? "", "utf8").digest("base64")}'`);
+  return {
+    "Content-Security-Policy": `default-src 'self'; script-src 'self'${hashes.map((hash) => ` ${hash}`).join("")}; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'`,
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+  };
+}
+
+/** Headers on every answer: no content sniffing, and no other origin may embed any answer. */
+const COMMON_HEADERS: Readonly<Record<string, string>> = {
   "X-Content-Type-Options": "nosniff",
-  "Referrer-Policy": "no-referrer",
-  "Cache-Control": "no-cache",
+  "Cross-Origin-Resource-Policy": "same-origin",
 };
 
 function digest(value: string): Buffer {
   return createHash("sha256").update(value).digest();
+}
+
+/**
+ * Secrets kept in memory by their SHA-256 (a session id, a login code), each with its expiry on
+ * the monotonic clock, at most `max`: adding to a full set first drops the expired, then the
+ * oldest. A secret is looked up by its digest, so the lookup's timing depends on the digest,
+ * never on how much of the secret an attacker guessed right.
+ */
+class SecretSet {
+  readonly #entries = new Map<string, number>();
+  readonly #max: number;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  add(secret: string, ttlMs: number): void {
+    const now = performance.now();
+    if (this.#entries.size >= this.#max) {
+      for (const [key, expires] of this.#entries) if (expires <= now) this.#entries.delete(key);
+    }
+    while (this.#entries.size >= this.#max) {
+      const oldest = this.#entries.keys().next().value;
+      if (oldest === undefined) break;
+      this.#entries.delete(oldest);
+    }
+    this.#entries.set(digest(secret).toString("hex"), now + ttlMs);
+  }
+
+  /** Whether `secret` is held and unexpired; `consume` removes it either way (single use). */
+  has(secret: string, consume = false): boolean {
+    const key = digest(secret).toString("hex");
+    const expires = this.#entries.get(key);
+    if (expires === undefined) return false;
+    const live = expires > performance.now();
+    if (consume || !live) this.#entries.delete(key);
+    return live;
+  }
+
+  delete(secret: string): void {
+    this.#entries.delete(digest(secret).toString("hex"));
+  }
+}
+
+/** The values of the `name` cookie in a Cookie header (several when it was sent more than once). */
+function cookieValues(header: string | undefined, name: string): string[] {
+  if (header === undefined) return [];
+  const values: string[] = [];
+  for (const part of header.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq > 0 && part.slice(0, eq).trim() === name) values.push(part.slice(eq + 1).trim());
+  }
+  return values;
 }
 
 /** JSON.stringify that renders bytes as hex and bigints as strings instead of throwing. */
@@ -151,23 +272,90 @@ function toJson(value: unknown): string {
 
 export async function startApi(options: ApiOptions): Promise<Api> {
   const { node, token } = options;
-  const needsAuth = !isLoopbackHost(options.host);
-  if (needsAuth && (token === undefined || token === "")) {
-    throw new Error(`refusing to serve the API on non-loopback address ${options.host} without a cluster token`);
+  if (typeof token !== "string" || token.trim() === "") {
+    throw new Error(`refusing to serve the API on ${options.host} without a cluster token`);
   }
-  const tokenDigest = token === undefined ? undefined : digest(token);
+  // GET /v1/status and GET /metrics are open only to this machine (a loopback bind).
+  const openOnLoopback = isLoopbackHost(options.host);
+  const publicNames = options.publicNames ?? [];
+  if (publicNames.length > LIMITS.api.publicNamesMax) throw new Error(`at most ${LIMITS.api.publicNamesMax} public names, got ${publicNames.length}`);
+  for (const name of publicNames) {
+    if (parseAuthority(name, 1) === undefined) {
+      throw new Error(`public name must be HOST or HOST:PORT (a DNS name or an IP address, IPv6 in brackets), got ${JSON.stringify(name.slice(0, 80))}`);
+    }
+  }
+  const tokenDigest = digest(token.trim());
   const dashboard = loadDashboard();
+  const dashboardHeaders = staticHeaders(dashboard.get("/")?.body);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   node.metrics(registry);
+  const refused = new Counter({
+    name: "pk_http_refused_total",
+    help: "HTTP API requests refused: a Host or Origin not of this API (403), no valid credential (401), a failed login",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+  for (const reason of REFUSAL_REASONS) refused.inc({ reason }, 0);
   const streams = new Set<ServerResponse>();
+  const sessions = new SecretSet(SESSIONS_MAX);
+  const loginCodes = new SecretSet(LOGIN_CODES_MAX);
   let closing = false;
+  // Filled once the port is known (listen below): "name:port" of every Host this API answers to.
+  const allowedHosts = new Set<string>();
+  let interfaces = { at: -Infinity, hosts: new Set<string>() };
+  let apiPort = 0;
 
-  function authorized(req: IncomingMessage): boolean {
-    if (!needsAuth || tokenDigest === undefined) return true;
-    const header = req.headers.authorization;
-    if (header === undefined || !header.startsWith("Bearer ")) return false;
+  function refuse(reason: RefusalReason, error: HttpError): HttpError {
+    refused.inc({ reason });
+    return error;
+  }
+
+  /** Whether "name:port" names this API: a fixed name, or on a wildcard bind one of this machine's addresses. */
+  function isOurHost(authority: string): boolean {
+    if (allowedHosts.has(authority)) return true;
+    if (!isWildcard(options.host)) return false;
+    const now = performance.now();
+    if (now - interfaces.at > INTERFACES_TTL_MS) {
+      const hosts = new Set<string>();
+      for (const list of Object.values(networkInterfaces())) {
+        for (const address of list ?? []) hosts.add(`${address.family === "IPv6" ? `[${address.address}]` : address.address}:${apiPort}`);
+      }
+      interfaces = { at: now, hosts };
+    }
+    return interfaces.hosts.has(authority);
+  }
+
+  /** Throws 403 unless Host names this API and a present Origin is http:// + such a name (DNS rebinding, cross-origin pages). */
+  function checkHostAndOrigin(req: IncomingMessage): void {
+    const host = req.headers.host;
+    const authority = host === undefined ? undefined : parseAuthority(host, 80);
+    if (authority === undefined || !isOurHost(authority)) {
+      throw refuse("host", new HttpError(403, "forbidden-host", `Host ${JSON.stringify((host ?? "(none)").slice(0, 100))} is not a name of this API: use http://127.0.0.1:${apiPort}/ on this machine, or a name given to pk node --public-name`));
+    }
+    const origin = req.headers.origin;
+    if (origin === undefined) return;
+    const match = /^http:\/\/([^/?#@]+)$/i.exec(origin);
+    const from = match?.[1] === undefined ? undefined : parseAuthority(match[1], 80);
+    if (from === undefined || !isOurHost(from)) {
+      throw refuse("origin", new HttpError(403, "forbidden-origin", `Origin ${JSON.stringify(origin.slice(0, 100))} is not this API: pages of other origins get nothing here`));
+    }
+  }
+
+  function bearerOk(header: string): boolean {
+    if (!header.startsWith("Bearer ")) return false;
     return timingSafeEqual(digest(header.slice(7).trim()), tokenDigest);
+  }
+
+  /** The request's credential: the bearer token, or a live session cookie; a wrong Authorization header is none. */
+  function credentialOf(req: IncomingMessage): "bearer" | "session" | undefined {
+    const header = req.headers.authorization;
+    if (header !== undefined) return bearerOk(header) ? "bearer" : undefined;
+    return cookieValues(req.headers.cookie, SESSION_COOKIE).some((id) => sessions.has(id)) ? "session" : undefined;
+  }
+
+  function unauthorized(message: string): HttpError {
+    return refuse("credential", new HttpError(401, "UNAUTHORIZED", message, { "WWW-Authenticate": "Bearer realm=\"p-kernel\"" }));
   }
 
   function sendJson(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {
@@ -324,18 +512,71 @@ export async function startApi(options: ApiOptions): Promise<Api> {
     methods(req, ["GET"]);
     const file = dashboard.get(path);
     if (file === undefined) throw new HttpError(404, "NOT_FOUND", "the dashboard files (web/) are not installed");
-    res.writeHead(200, { ...STATIC_HEADERS, "Content-Type": file.type, "Content-Length": file.body.length });
-    res.end(file.body);
+    res.writeHead(200, { ...dashboardHeaders, "Content-Type": file.type, "Content-Length": file.body.length });
+    res.end(req.method === "HEAD" ? undefined : file.body);
+  }
+
+  /** POST /v1/login, JSON {"code": one-time login code} or {"token": cluster token}: sets the session cookie. */
+  async function handleLogin(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    methods(req, ["POST"]);
+    const body = await readJsonBody(req, res);
+    const { code, token: given } = (typeof body === "object" && body !== null && !Array.isArray(body) ? body : {}) as { code?: unknown; token?: unknown };
+    const secret = code ?? given;
+    if ((code === undefined) === (given === undefined) || typeof secret !== "string" || secret.length > LIMITS.api.loginSecretCharsMax) {
+      throw new HttpError(400, "BAD_REQUEST", `body must be a JSON object {"code": "..."} (a one-time login code) or {"token": "..."} (the cluster token), a string of at most ${LIMITS.api.loginSecretCharsMax} characters`);
+    }
+    const ok = code !== undefined ? loginCodes.has(secret, true) : timingSafeEqual(digest(secret.trim()), tokenDigest);
+    if (!ok) {
+      throw refuse("login", new HttpError(401, "BAD_LOGIN", code !== undefined ? "the login code is unknown, used or expired: ask for a new one (pk up prints one; POST /v1/login-code)" : "wrong token"));
+    }
+    const id = randomBytes(32).toString("base64url");
+    sessions.add(id, SESSION_TTL_MS);
+    const maxAge = Math.floor(SESSION_TTL_MS / 1000);
+    sendJson(res, 200, { ok: true, expiresInS: maxAge }, { "Set-Cookie": `${SESSION_COOKIE}=${id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${maxAge}` });
+  }
+
+  /** POST /v1/login-code (bearer token only): a one-time login code and the dashboard URL that uses it. */
+  function handleLoginCode(req: IncomingMessage, res: ServerResponse, credential: "bearer" | "session" | undefined): void {
+    methods(req, ["POST"]);
+    if (credential !== "bearer") throw unauthorized("a login code needs Authorization: Bearer <cluster token>");
+    // The body, if any, is not read; the answer closes nothing (node:http discards it).
+    const code = randomBytes(24).toString("base64url");
+    loginCodes.add(code, LOGIN_CODE_TTL_MS);
+    sendJson(res, 200, { code, url: `http://${req.headers.host ?? `127.0.0.1:${apiPort}`}/?login=${code}`, expiresInS: LOGIN_CODE_TTL_MS / 1000 });
+  }
+
+  /** POST /v1/logout: ends the request's session, if any, and clears the cookie. */
+  function handleLogout(req: IncomingMessage, res: ServerResponse): void {
+    methods(req, ["POST"]);
+    for (const id of cookieValues(req.headers.cookie, SESSION_COOKIE)) sessions.delete(id);
+    sendJson(res, 200, { ok: true }, { "Set-Cookie": `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0` });
   }
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    for (const [name, value] of Object.entries(COMMON_HEADERS)) res.setHeader(name, value);
+    checkHostAndOrigin(req);
     const url = req.url ?? "/";
     const path = url.split("?", 1)[0] ?? "/";
     if (path === "/" || path === "/index.html" || path === "/app.js") return handleStatic(req, res, path === "/index.html" ? "/" : path);
-    if (!authorized(req)) {
-      throw new HttpError(401, "UNAUTHORIZED", "this API needs Authorization: Bearer <cluster token>", { "WWW-Authenticate": "Bearer realm=\"p-kernel\"" });
+    if (path === "/v1/login") return handleLogin(req, res);
+    const open = openOnLoopback && (path === "/v1/status" || path === "/metrics");
+    const credential = credentialOf(req);
+    if (!open && credential === undefined) {
+      throw unauthorized("this API needs Authorization: Bearer <cluster token> or a dashboard session (open the URL pk up prints, or POST /v1/login)");
+    }
+    if (!open && credential === "session") {
+      // A session cookie works only for this API's own pages: SameSite=Strict keeps it off
+      // cross-site requests, and Fetch Metadata refuses the same-site ones (another port).
+      const site = req.headers["sec-fetch-site"];
+      if (site !== undefined && site !== "same-origin" && site !== "none") {
+        throw refuse("origin", new HttpError(403, "forbidden-origin", `a ${JSON.stringify(site.slice(0, 20))} request cannot use the dashboard's session`));
+      }
     }
     switch (path) {
+      case "/v1/login-code":
+        return handleLoginCode(req, res, credential);
+      case "/v1/logout":
+        return handleLogout(req, res);
       case "/v1/status":
         methods(req, ["GET"]);
         return sendJson(res, 200, node.status());
@@ -408,6 +649,11 @@ export async function startApi(options: ApiOptions): Promise<Api> {
   const address = server.address();
   const port = typeof address === "object" && address !== null ? address.port : options.port;
   const hostInUrl = options.host.includes(":") && !options.host.startsWith("[") ? `[${options.host}]` : options.host;
+  apiPort = port;
+  for (const name of ["127.0.0.1", "localhost", "[::1]", ...(isWildcard(options.host) ? [] : [hostInUrl]), ...publicNames]) {
+    const authority = parseAuthority(name, port);
+    if (authority !== undefined) allowedHosts.add(authority);
+  }
 
   return {
     url: `http://${hostInUrl}:${port}`,

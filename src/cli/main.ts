@@ -5,8 +5,12 @@
 // (mode 0600: it holds the cluster token), each with the exact argument vector that restarts it;
 // `pk down` stops the processes listed there. `pk shell` is a readline front end to
 // POST /v1/shell.
+//
+// A token is never taken on a command line (every user of the machine can read those, in ps and
+// /proc): `--token` is refused; `pk node` reads --token-file or PK_TOKEN, `pk up` hands each node
+// the token in its data folder (DATA/token, mode 0600), and `pk shell` reads cluster.json.
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, renameSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { createSocket } from "node:dgram";
 import { homedir } from "node:os";
@@ -60,7 +64,8 @@ commands:
                                             on P+i and serves its API on P+100+i (P = 7400) when free
   down   [--dir D]                          stop the cluster started by pk up
   node   --data DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--api HOST:PORT]
-         [--join HOST:PORT]... [--token T] [--role core|contributor] [--name NAME]
+         [--join HOST:PORT]... [--token-file FILE] [--public-name HOST[:PORT]]...
+         [--role core|contributor] [--name NAME]
          [--no-regenerate] [--no-discover] [--discover-port P]
                                             run one node in the foreground; --advertise is
                                             the address peers reach it at (required when
@@ -69,9 +74,15 @@ commands:
                                             for them instead of regenerating (ADR 008);
                                             without --join a node finds its cluster (same
                                             token) by multicast beacon on the LAN unless
-                                            --no-discover
-  shell  [--api URL] [--token T] [--dir D] [-c LINE]
-                                            attach the shell to a running node
+                                            --no-discover; the token comes from --token-file,
+                                            else PK_TOKEN, else DIR/token; --public-name is a
+                                            name (besides loopback and the --api address)
+                                            browsers may reach the API by
+  shell  [--api URL] [--token-file FILE] [--dir D] [-c LINE]
+                                            attach the shell to a running node (the token:
+                                            --token-file, else PK_TOKEN, else D/cluster.json)
+  dashboard [--api URL] [--token-file FILE] [--dir D]
+                                            print the dashboard's URL with a one-time login
   sim    ...                                run the deterministic simulator
   help                                      show this text
 
@@ -108,6 +119,8 @@ export async function main(argv: string[]): Promise<number> {
         return await downCommand(rest);
       case "shell":
         return await shellCommand(rest);
+      case "dashboard":
+        return await dashboardCommand(rest);
       case "sim":
         return await simCommand(rest);
       default:
@@ -137,7 +150,38 @@ function isParseArgsError(error: unknown): boolean {
 }
 
 function parse<T extends ParseArgsConfig["options"]>(args: string[], options: T, allowPositionals = false) {
+  refuseTokenArgument(args, options);
   return parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals });
+}
+
+/** Refuses `--token T` / `--token=T`: a command line is readable by every user of the machine. */
+function refuseTokenArgument(args: string[], options: ParseArgsConfig["options"]): void {
+  const { tokens } = parseArgs({ args, options: { ...options, token: { type: "string" } }, strict: false, allowPositionals: true, tokens: true });
+  if (tokens.some((token) => token.kind === "option" && token.name === "token")) {
+    throw new UsageFailure("--token is not accepted: a command line is readable by every user of this machine (ps, /proc); " +
+      "give the token with --token-file FILE (mode 0600) or the environment variable PK_TOKEN");
+  }
+}
+
+/** The token in `path` (pk node and pk shell --token-file): one line, its surrounding space trimmed. */
+function readTokenFile(path: string): string {
+  let text: string;
+  try {
+    const stat = statSync(path);
+    if (!stat.isFile()) throw new CliFailure(`--token-file ${path} is not a regular file`);
+    if (stat.size > LIMITS.api.tokenFileBytesMax) throw new CliFailure(`--token-file ${path} is over ${LIMITS.api.tokenFileBytesMax} bytes: it should hold just the token`);
+    if ((stat.mode & 0o077) !== 0) {
+      process.stderr.write(`pk: warning: --token-file ${path} is readable by other users (mode ${(stat.mode & 0o777).toString(8)}); chmod 600 it\n`);
+    }
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    if (error instanceof CliFailure) throw error;
+    throw new CliFailure(`cannot read --token-file ${path}: ${(error as Error).message}`);
+  }
+  const token = text.trim();
+  if (token === "") throw new CliFailure(`--token-file ${path} is empty`);
+  if (/\s/.test(token)) throw new CliFailure(`--token-file ${path} holds more than the token (whitespace inside)`);
+  return token;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -150,7 +194,8 @@ async function nodeCommand(args: string[]): Promise<number> {
     advertise: { type: "string" },
     api: { type: "string" },
     join: { type: "string", multiple: true },
-    token: { type: "string" },
+    "token-file": { type: "string" },
+    "public-name": { type: "string", multiple: true },
     role: { type: "string" },
     name: { type: "string" },
     "no-regenerate": { type: "boolean" },
@@ -161,6 +206,7 @@ async function nodeCommand(args: string[]): Promise<number> {
   if (values.data === undefined) throw new UsageFailure("--data DIR is required");
   const role = values.role ?? "core";
   if (role !== "core" && role !== "contributor") throw new UsageFailure(`--role must be core or contributor, got ${JSON.stringify(role)}`);
+  const token = values["token-file"] !== undefined ? readTokenFile(values["token-file"]) : undefined;
   const node = await runNode({
     data: values.data,
     role,
@@ -172,7 +218,8 @@ async function nodeCommand(args: string[]): Promise<number> {
     ...(values.listen !== undefined ? { listen: values.listen } : {}),
     ...(values.advertise !== undefined ? { advertise: values.advertise } : {}),
     ...(values.api !== undefined ? { api: values.api } : {}),
-    ...(values.token !== undefined ? { token: values.token } : {}),
+    ...(token !== undefined ? { token } : {}),
+    ...(values["public-name"] !== undefined ? { publicNames: values["public-name"] } : {}),
     ...(values.name !== undefined ? { name: values.name } : {}),
   });
   await node.stopped;
@@ -578,6 +625,7 @@ async function upCommand(args: string[]): Promise<number> {
     if (alive.length > 0) {
       process.stdout.write(`a cluster is already running in ${dir}: ${alive.length} of ${existing.nodes.length} nodes alive (stop it with: pk down --dir ${dir})\n`);
       const first = alive[0];
+      if (first !== undefined) await printDashboard(first.api, existing.token);
       if (detach || first === undefined) return 0;
       return interactiveShell(first.api, existing.token, dir);
     }
@@ -598,10 +646,11 @@ async function upCommand(args: string[]): Promise<number> {
     const data = join(dir, name);
     const listen = `${host}:${listenPort}`;
     const first = planned[0];
+    // No token in argv (readable by every user): the node reads DATA/token, written below, and
+    // so does a node restarted by hand from this argv.
     const argv = [
-      // --token=T, not --token T: a base64url token may start with "-", which parseArgs takes for an option.
       process.execPath, bin, "node", "--data", data, "--listen", listen, "--api", `${host}:${apiPort}`,
-      `--token=${token}`, "--name", name, ...(first !== undefined ? ["--join", first.listen] : ["--no-discover"]),
+      "--name", name, ...(first !== undefined ? ["--join", first.listen] : ["--no-discover"]),
     ];
     planned.push({ name, data, listen, api: `http://${host}:${apiPort}`, argv, log: join(data, "node.log") });
   }
@@ -611,12 +660,17 @@ async function upCommand(args: string[]): Promise<number> {
   // Each node's identity is made (or read) here, so readiness below can insist on the right id: a
   // port answered by some other process or node must not pass for the node just started.
   const expectedIds: string[] = [];
+  // The nodes get the token from DATA/token alone: a PK_TOKEN in pk up's environment (another
+  // cluster's, perhaps) would take precedence over it, so it is not passed on.
+  const env = { ...process.env };
+  delete env["PK_TOKEN"];
   for (const plan of planned) {
     mkdirSync(plan.data, { recursive: true, mode: 0o700 });
     expectedIds.push(loadOrCreateIdentity(plan.data).id);
+    writeTokenFile(join(plan.data, "token"), token);
     const fd = openSync(plan.log, "a", 0o600);
     try {
-      const child = spawn(plan.argv[0] as string, plan.argv.slice(1), { detached: true, stdio: ["ignore", fd, fd] });
+      const child = spawn(plan.argv[0] as string, plan.argv.slice(1), { detached: true, stdio: ["ignore", fd, fd], env });
       const record: (typeof children)[number] = { pid: child.pid ?? 0, exited: undefined };
       child.on("error", () => {
         record.exited = { code: null, signal: "spawn failed" };
@@ -700,6 +754,8 @@ async function upCommand(args: string[]): Promise<number> {
       `logs in ${join(dir, "n*", "node.log")}; stop them with: pk down --dir ${dir}`);
   });
   process.stdout.write(`cluster formed ${Date.now() - started} ms after start: ${formedSummary}\n`);
+  const firstNode = cluster.nodes[0];
+  if (firstNode !== undefined) await printDashboard(firstNode.api, token);
   if (detach) {
     process.stdout.write(`stop it with: pk down --dir ${dir}\n`);
     return 0;
@@ -708,6 +764,40 @@ async function upCommand(args: string[]): Promise<number> {
   const code = first === undefined ? 0 : await interactiveShell(first.api, token, dir);
   process.stdout.write(`the cluster is still running; stop it with: npm run pk -- down${values.dir !== undefined ? ` --dir ${dir}` : ""}  (or: pk down --dir ${dir})\n`);
   return code;
+}
+
+/** Writes the cluster token to a node's DATA/token, mode 0600 (also when the file was there). */
+function writeTokenFile(path: string, token: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${token}\n`, { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, path);
+}
+
+/**
+ * A one-time dashboard login from the node at `api` (POST /v1/login-code): the URL that logs a
+ * browser in, as notebook servers print one; undefined with the reason when the node refused.
+ */
+async function loginUrl(api: string, token: string): Promise<{ url: string; expiresInS: number } | { error: string }> {
+  try {
+    const response = await fetch(`${api}/v1/login-code`, { method: "POST", headers: { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5_000) });
+    const body = await response.json() as { url?: unknown; expiresInS?: unknown };
+    if (!response.ok) return { error: errorMessage(body) ?? `HTTP ${response.status}` };
+    if (typeof body.url !== "string" || typeof body.expiresInS !== "number") return { error: "unexpected answer to POST /v1/login-code" };
+    return { url: body.url, expiresInS: body.expiresInS };
+  } catch (error) {
+    const cause = (error as { cause?: { message?: string } }).cause?.message;
+    return { error: cause ?? (error as Error).message };
+  }
+}
+
+async function printDashboard(api: string, token: string): Promise<void> {
+  const login = await loginUrl(api, token);
+  if ("error" in login) {
+    process.stderr.write(`pk: no dashboard login from ${api}: ${login.error}\n`);
+    return;
+  }
+  process.stdout.write(`dashboard: ${login.url}  (a one-time login, valid ${Math.round(login.expiresInS / 60)} min; a new one: pk dashboard)\n`);
 }
 
 function safePort(hostPort: string): number {
@@ -831,16 +921,13 @@ async function runLine(api: string, token: string | undefined, line: string, tim
   return { ok, output };
 }
 
-async function shellCommand(args: string[]): Promise<number> {
-  const { values } = parse(args, {
-    api: { type: "string" },
-    token: { type: "string" },
-    dir: { type: "string" },
-    c: { type: "string", short: "c" },
-  });
-  if (values.help === true) return printUsage();
+/**
+ * The node `pk shell` and `pk dashboard` talk to and their credential: --api, else a running node
+ * of D/cluster.json, else the default; the token from --token-file, else PK_TOKEN, else cluster.json.
+ */
+function target(values: { api?: string | undefined; "token-file"?: string | undefined; dir?: string | undefined }): { api: string; token: string | undefined; dir: string } {
   let api = values.api;
-  let token = values.token ?? process.env["PK_TOKEN"];
+  let token = values["token-file"] !== undefined ? readTokenFile(values["token-file"]) : process.env["PK_TOKEN"]?.trim() || undefined;
   const dir = resolve(values.dir ?? DEFAULT_DIR);
   if (api === undefined || token === undefined) {
     const cluster = readCluster(dir);
@@ -854,12 +941,42 @@ async function shellCommand(args: string[]): Promise<number> {
   }
   api = (api ?? DEFAULT_API).replace(/\/+$/, "");
   if (!/^https?:\/\/[^\s/]+$/.test(api)) throw new UsageFailure(`--api must be a base URL like ${DEFAULT_API}, got ${JSON.stringify(api.slice(0, 80))}`);
+  return { api, token, dir };
+}
+
+async function shellCommand(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    api: { type: "string" },
+    "token-file": { type: "string" },
+    dir: { type: "string" },
+    c: { type: "string", short: "c" },
+  });
+  if (values.help === true) return printUsage();
+  const { api, token, dir } = target(values);
   if (values.c !== undefined) {
     const answer = await runLine(api, token, values.c);
     (answer.ok ? process.stdout : process.stderr).write(answer.output === "" ? "" : `${answer.output}\n`);
     return answer.ok ? 0 : 1;
   }
   return interactiveShell(api, token, dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// pk dashboard
+
+async function dashboardCommand(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    api: { type: "string" },
+    "token-file": { type: "string" },
+    dir: { type: "string" },
+  });
+  if (values.help === true) return printUsage();
+  const { api, token, dir } = target(values);
+  if (token === undefined) throw new CliFailure(`no token: no cluster file in ${dir}; give it with --token-file FILE or PK_TOKEN`);
+  const login = await loginUrl(api, token);
+  if ("error" in login) throw new CliFailure(`no dashboard login from ${api}: ${login.error}`);
+  process.stdout.write(`${login.url}\n`);
+  return 0;
 }
 
 function loadHistory(path: string): string[] {

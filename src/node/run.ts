@@ -9,7 +9,7 @@ import { hostname, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import { startApi, type Api } from "../adapters/http.ts";
+import { parseAuthority, startApi, type Api } from "../adapters/http.ts";
 import { loadOrCreateIdentity } from "../adapters/identity.ts";
 import { formatAddress, openTransport, parseAddress, transportMetrics } from "../adapters/net.ts";
 import { createSeal, makeToken, tokenFingerprint } from "../adapters/seal.ts";
@@ -52,7 +52,16 @@ export interface NodeOptions {
   /** "host:port" for the HTTP API; default 127.0.0.1:0. */
   readonly api?: string;
   readonly join?: readonly string[];
+  /**
+   * The cluster token; else PK_TOKEN from `env`, else DATA/token (made on a founder's first boot).
+   * `pk node` reads it from --token-file or PK_TOKEN, never from its command line.
+   */
   readonly token?: string;
+  /**
+   * Names ("host" or "host:port") the HTTP API answers to besides its loopback names and its bound
+   * address (`pk node --public-name`): Host and Origin must be one of these (src/adapters/http.ts).
+   */
+  readonly publicNames?: readonly string[];
   readonly role?: Role;
   readonly name?: string;
   readonly tickMs?: number;
@@ -162,11 +171,11 @@ function resolveToken(options: NodeOptions, dataDir: string): string {
   const file = join(dataDir, "token");
   if (existsSync(file)) {
     const stored = readFileSync(file, "utf8").trim();
-    if (stored === "") throw new NodeStartError(`${file} is empty; delete it or pass --token`);
+    if (stored === "") throw new NodeStartError(`${file} is empty; delete it, or give the token with --token-file FILE or PK_TOKEN`);
     return stored;
   }
   if ((options.join ?? []).length > 0) {
-    throw new NodeStartError(`joining a cluster needs its token: pass --token, set PK_TOKEN, or put it in ${file}`);
+    throw new NodeStartError(`joining a cluster needs its token: pass --token-file FILE, set PK_TOKEN, or put it in ${file}`);
   }
   const token = makeToken();
   writeFileSync(file, `${token}\n`, { mode: 0o600, flag: "wx" });
@@ -188,6 +197,13 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
   }
   const name = options.name ?? defaultName();
   if (name.length > LIMITS.nameCharsMax) throw new NodeStartError(`--name is longer than ${LIMITS.nameCharsMax} characters`);
+  const publicNames = options.publicNames ?? [];
+  if (publicNames.length > LIMITS.api.publicNamesMax) throw new NodeStartError(`--public-name may be given at most ${LIMITS.api.publicNamesMax} times`);
+  for (const publicName of publicNames) {
+    if (parseAuthority(publicName, 1) === undefined) {
+      throw new NodeStartError(`--public-name must be HOST or HOST:PORT (a DNS name or an IP address, IPv6 in brackets), got ${JSON.stringify(publicName.slice(0, 80))}`);
+    }
+  }
   const tickMs = options.tickMs ?? KERNEL_DEFAULTS.tickMs;
   if (!(tickMs > 0 && tickMs <= 1000)) throw new NodeStartError(`tick interval must be in (0, 1000] ms, got ${tickMs}`);
 
@@ -302,7 +318,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
       apiNode.metrics(registry);
       transportMetrics(openedTransport, registry);
     };
-    api = await startApi({ node: { ...apiNode, metrics }, host: apiAddr.host, port: apiAddr.port, token });
+    api = await startApi({ node: { ...apiNode, metrics }, host: apiAddr.host, port: apiAddr.port, token, publicNames });
     const openedApi = api;
     closers.push(() => openedApi.close());
   } catch (error) {

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createRng } from "../../src/core/util/rng.ts";
-import { startCluster } from "./cluster-helpers.ts";
+import { bearer, startCluster } from "./cluster-helpers.ts";
 
 interface InferAnswer {
   class: number;
@@ -20,9 +20,12 @@ interface InferAnswer {
   ms: number;
 }
 
+/** The cluster token of the test's cluster (the tests of this file run one after the other). */
+let token = "";
+
 async function post(api: string, path: string, body: unknown, timeoutMs = 10_000): Promise<{ status: number; json: unknown }> {
   const response = await fetch(`${api}${path}`, {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs),
+    method: "POST", headers: { "Content-Type": "application/json", ...bearer(token) }, body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs),
   });
   return { status: response.status, json: await response.json() as unknown };
 }
@@ -63,6 +66,7 @@ const MODES = ["pipeline", "tensor", "dkva"] as const;
 
 test("brain on 3 real processes: distributed inference equals one node within 1e-5, also for a 3.3M-parameter shape; a killed node hangs nothing", { timeout: 600_000 }, async (t) => {
   const { cluster, apis } = await startCluster(t, 3);
+  token = cluster.token;
   const [a, b, c] = apis as [string, string, string];
 
   // Train the seed model on node a; it reaches the others through the shared folder.
@@ -170,7 +174,8 @@ test("brain on 3 real processes: distributed inference equals one node within 1e
 // model every node loads; each node trains its own expert and the router's probes decide who
 // answers; GA mutations travel as seeds and every node rebuilds the same weights.
 test("brain on 3 real processes: federated rounds, MoE routing by probes, GA by mutation seeds", { timeout: 300_000 }, async (t) => {
-  const { apis } = await startCluster(t, 3);
+  const { cluster, apis } = await startCluster(t, 3);
+  token = cluster.token;
   const [a, b, c] = apis as [string, string, string];
   await shell(a, "dtr train 10");
   const fl = await shell(a, "fl train 2");

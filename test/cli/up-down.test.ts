@@ -15,7 +15,7 @@ import { spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { alive, basePort, clusterDir, pk, readCluster, restartNode, shellLine, startCluster, status, waitConverged, type ClusterNode, type Status } from "./cluster-helpers.ts";
+import { alive, basePort, bearer, clusterDir, pk, readCluster, restartNode, shellLine, startCluster, status, waitConverged, type ClusterNode, type Status } from "./cluster-helpers.ts";
 
 test("pk up --detach --nodes 3: every node lists 3 alive members within 5 s (acceptance 1)", async (t) => {
   const dir = clusterDir(t);
@@ -46,6 +46,14 @@ test("pk up --detach --nodes 3: every node lists 3 alive members within 5 s (acc
   assert.equal(statSync(join(dir, "cluster.json")).mode & 0o777, 0o600);
   assert.equal(cluster.nodes.length, 3);
   assert.ok(cluster.token.length >= 32);
+  // The token is on no command line (every user can read those): each node reads DATA/token (0600).
+  assert.match(up.stdout, /^dashboard: http:\/\/127\.0\.0\.1:\d+\/\?login=[A-Za-z0-9_-]{32} /m, "a one-time dashboard login");
+  for (const node of cluster.nodes) {
+    assert.ok(!node.argv.some((arg) => arg.includes(cluster.token) || arg.startsWith("--token")), `no token in ${JSON.stringify(node.argv)}`);
+    assert.ok(node.pid !== null && !readFileSync(`/proc/${node.pid}/cmdline`, "utf8").includes(cluster.token), "no token in the process's command line");
+    assert.equal(readFileSync(join(node.data, "token"), "utf8").trim(), cluster.token);
+    assert.equal(statSync(join(node.data, "token")).mode & 0o777, 0o600);
+  }
   for (const node of cluster.nodes) {
     assert.ok(node.pid !== null && alive(node.pid));
     assert.equal(node.argv[0], process.execPath);
@@ -181,7 +189,7 @@ test("pk up --detach returns a formed cluster: 3 alive and 3 voters everywhere; 
     assert.deepEqual(raft[i]?.voters, ids, `node ${i + 1}: 3 voters`);
     assert.deepEqual(raft[i]?.learners, []);
   }
-  const config = await shellLine(cluster.nodes[0]!.api, "raft");
+  const config = await shellLine(cluster.nodes[0]!.api, "raft", cluster.token);
   assert.match(config.output, /^config +voters=\([0-9a-f ]+\)$/m, "out of the joint configuration");
 
   const first = cluster.nodes[0]!;
@@ -193,7 +201,7 @@ test("pk up --detach returns a formed cluster: 3 alive and 3 voters everywhere; 
   for (;;) {
     assert.ok(performance.now() - killedAt < 15_000, `a write through ${other.api} after the kill (last HTTP ${lastStatus})`);
     try {
-      const response = await fetch(`${other.api}/v1/kv/after-kill`, { method: "PUT", body: "yes", signal: AbortSignal.timeout(3_000) });
+      const response = await fetch(`${other.api}/v1/kv/after-kill`, { method: "PUT", body: "yes", headers: bearer(cluster.token), signal: AbortSignal.timeout(3_000) });
       await response.arrayBuffer();
       lastStatus = response.status;
       if (response.status === 200) break;
@@ -205,7 +213,7 @@ test("pk up --detach returns a formed cluster: 3 alive and 3 voters everywhere; 
   t.diagnostic(`issue 12: write acknowledged through n2 ${(performance.now() - killedAt).toFixed(0)} ms after kill -9 of n1 (pk up returned)`);
   const after = await raftStatus(other.api);
   assert.ok(after.leader !== null && after.leader !== first.id, "a survivor leads");
-  const read = await fetch(`${cluster.nodes[2]!.api}/v1/kv/after-kill`, { signal: AbortSignal.timeout(3_000) });
+  const read = await fetch(`${cluster.nodes[2]!.api}/v1/kv/after-kill`, { headers: bearer(cluster.token), signal: AbortSignal.timeout(3_000) });
   assert.equal(read.status, 200);
   assert.equal(await read.text(), "yes");
 });
@@ -240,13 +248,13 @@ test("heal and persist with real processes: kill -9 of a guarded task's owner, t
     const all = await Promise.all(apis.map(status));
     return all.every((s) => s !== undefined && s.members.every((m) => m.vital !== null && m.vital.rssBytes > 0));
   }, "vital signs of every member at every node");
-  const vital = await shellLine(apis[0] as string, "vital");
+  const vital = await shellLine(apis[0] as string, "vital", cluster.token);
   assert.ok(vital.ok);
   for (const node of cluster.nodes) assert.match(vital.output, new RegExp(`^${node.id} `, "m"));
 
   const owner = cluster.nodes[2];
   assert.ok(owner !== undefined && owner.pid !== null);
-  const defined = await shellLine(owner.api, "guard beat 0.2 ver");
+  const defined = await shellLine(owner.api, "guard beat 0.2 ver", cluster.token);
   assert.ok(defined.ok, defined.output);
   await waitFor(5_000, async () => {
     const all = await Promise.all(apis.map(status));
@@ -282,7 +290,7 @@ test("heal and persist with real processes: kill -9 of a guarded task's owner, t
     assert.deepEqual(await runners(survivors), [adopter]);
     await sleep(100);
   }
-  const ps = await shellLine(apis[cluster.nodes.findIndex((n) => n.id === adopter)] as string, "ps");
+  const ps = await shellLine(apis[cluster.nodes.findIndex((n) => n.id === adopter)] as string, "ps", cluster.token);
   assert.match(ps.output, /guard:beat +guarded +running/);
 
   // persist: restart the old owner. Its first event says what it restored from disk, before any
@@ -290,7 +298,7 @@ test("heal and persist with real processes: kill -9 of a guarded task's owner, t
   const pid = restartNode(owner);
   restarted.push(pid);
   await waitFor(10_000, async () => (await status(owner.api)) !== undefined, "the restarted node's API");
-  const first = await firstEvent(owner.api);
+  const first = await firstEvent(owner.api, cluster.token);
   assert.equal(first.type, "kernel-started");
   assert.equal(first.data["members"], 3, "members restored before any traffic");
   assert.equal(first.data["guarded"], 1, "the guarded task restored before any traffic");
@@ -302,7 +310,7 @@ test("heal and persist with real processes: kill -9 of a guarded task's owner, t
   for (const s of seen) assert.ok((s?.members.find((m) => m.id === owner.id)?.incarnation ?? -1) > before);
   await sleep(500);
   assert.deepEqual(await runners(apis), [adopter], "the adopter keeps the task after the old owner returns");
-  const persisted = await shellLine(owner.api, "persist list");
+  const persisted = await shellLine(owner.api, "persist list", cluster.token);
   assert.match(persisted.output, /^guarded +1 /m);
   assert.ok(alive(pid));
 });
@@ -334,7 +342,7 @@ test("raft with real processes: kill -9 of the leader while clients write loses 
   let failures = 0;
   const put = async (api: string, key: string, value: string): Promise<boolean> => {
     try {
-      const response = await fetch(`${api}/v1/kv/${key}`, { method: "PUT", body: value, signal: AbortSignal.timeout(3_000) });
+      const response = await fetch(`${api}/v1/kv/${key}`, { method: "PUT", body: value, headers: bearer(cluster.token), signal: AbortSignal.timeout(3_000) });
       await response.arrayBuffer();
       return response.status === 200;
     } catch {
@@ -368,7 +376,7 @@ test("raft with real processes: kill -9 of the leader while clients write loses 
   // Every acknowledged write is there: read each key from both survivors (ReadIndex reads).
   for (const node of survivors) {
     for (const [key, value] of acknowledged) {
-      const response = await fetch(`${node.api}/v1/kv/${key}`, { signal: AbortSignal.timeout(3_000) });
+      const response = await fetch(`${node.api}/v1/kv/${key}`, { headers: bearer(cluster.token), signal: AbortSignal.timeout(3_000) });
       assert.equal(response.status, 200, `${key} readable on ${node.id}`);
       // A later write to the same key whose acknowledgement was lost may have won: the value read
       // is the acknowledged one or a later one of the same client.
@@ -395,19 +403,19 @@ test("shared folder with real processes: 50 MB replicated byte-identical, a dele
   writeFileSync(shared(n1, "big.bin"), randomBytes(50 * 1024 * 1024));
   const want = digest(shared(n1, "big.bin"));
   const started = performance.now();
-  assert.match((await shellLine(apis[0]!, "sfs sync")).output, /1 changed file/);
+  assert.match((await shellLine(apis[0]!, "sfs sync", cluster.token)).output, /1 changed file/);
   await waitFor(60_000, async () => existsSync(shared(n2, "big.bin")) && existsSync(shared(n3, "big.bin")), "big.bin on every node");
   t.diagnostic(`acceptance 3: 50 MB on every node ${(performance.now() - started).toFixed(0)} ms after sfs sync on the writer`);
   for (const node of [n2, n3]) assert.equal(digest(shared(node, "big.bin")), want, `byte-identical on ${node.id}`);
 
   // A delete on any node reaches every node.
-  assert.match((await shellLine(apis[1]!, "rm /shared/big.bin")).output, /^removed/);
+  assert.match((await shellLine(apis[1]!, "rm /shared/big.bin", cluster.token)).output, /^removed/);
   await waitFor(20_000, async () => [n1, n2, n3].every((node) => !existsSync(shared(node, "big.bin"))), "the delete on every node");
 
   // kill -9 of a receiver while it fetches: nothing partial is visible, before or after its restart.
   writeFileSync(shared(n1, "big2.bin"), randomBytes(50 * 1024 * 1024));
   const want2 = digest(shared(n1, "big2.bin"));
-  await shellLine(apis[0]!, "sfs sync");
+  await shellLine(apis[0]!, "sfs sync", cluster.token);
   const temp = join(n3.data, "shared", ".sfs-tmp");
   await waitFor(30_000, async () => existsSync(temp) && readdirSync(temp).some((name) => statSync(join(temp, name)).size > 0), "n3 fetching big2.bin");
   assert.ok(n3.pid !== null);
@@ -425,9 +433,9 @@ test("shared folder with real processes: 50 MB replicated byte-identical, a dele
 });
 
 /** The first event the node published (kernel-started), read from the start of /v1/events. */
-async function firstEvent(api: string): Promise<{ type: string; data: Record<string, unknown> }> {
+async function firstEvent(api: string, token: string): Promise<{ type: string; data: Record<string, unknown> }> {
   const controller = new AbortController();
-  const response = await fetch(`${api}/v1/events`, { signal: controller.signal });
+  const response = await fetch(`${api}/v1/events`, { headers: bearer(token), signal: controller.signal });
   assert.ok(response.body !== null);
   const reader = response.body.getReader();
   let text = "";

@@ -90,7 +90,8 @@ async function members(api: string): Promise<Member[]> {
 test("a live node survives 100,000 hostile packets and counts each by reason (acceptance 3)", { timeout: 60_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "pk-fuzz-"));
   const token = makeToken();
-  const child = spawn(process.execPath, [BIN, "node", "--data", dir, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", `--token=${token}`, "--name", "target"], { stdio: ["ignore", "pipe", "pipe"] });
+  // The token through the environment: pk node refuses it on the command line.
+  const child = spawn(process.execPath, [BIN, "node", "--data", dir, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--name", "target"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PK_TOKEN: token } });
   let stderr = "";
   child.stderr.on("data", (chunk: Buffer) => { stderr += chunk.toString(); });
   const socket = createSocket("udp4");
@@ -288,7 +289,7 @@ test("a live node survives 100,000 hostile packets and counts each by reason (ac
   // Still up, same member table (itself only: nothing hostile or unknown got in).
   assert.equal(child.exitCode, null, `node still running; stderr: ${stderr}`);
   assert.deepEqual(await members(ready.api), membersBefore);
-  const shell = await fetch(`${ready.api}/v1/shell`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ line: "net" }) });
+  const shell = await fetch(`${ready.api}/v1/shell`, { method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` }, body: JSON.stringify({ line: "net" }) });
   const net = await shell.json() as { ok: boolean; output: string };
   assert.equal(net.ok, true);
   assert.match(net.output, new RegExp(`^drops +auth ${after.auth} +denied 0 +decode ${after.decode} +replay ${after.replay} +oversize ${after.oversize}$`, "m"));

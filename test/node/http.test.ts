@@ -1,5 +1,6 @@
 // The HTTP API against a real node run in process: real UDP/TCP transport, real SQLite store,
-// real sockets for every request.
+// real sockets for every request. Requests carry the cluster token unless a test says otherwise;
+// the trust rules (Host, Origin, credentials, sessions) have their own tests below.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
@@ -7,7 +8,7 @@ import { request } from "node:http";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startApi } from "../../src/adapters/http.ts";
+import { LOGIN_CODES_MAX, SESSIONS_MAX, startApi } from "../../src/adapters/http.ts";
 import { nodeApi } from "../../src/node/api.ts";
 import { LIMITS } from "../../src/core/util/limits.ts";
 import { createNodeShell } from "../../src/node/commands.ts";
@@ -39,14 +40,23 @@ interface Reply {
   body: string;
 }
 
-/** One request over a fresh connection; resolves with whatever the server answered. */
-function send(method: string, path: string, options: { body?: string | Buffer | undefined; headers?: Record<string, string | number>; base?: string } = {}): Promise<Reply> {
+/**
+ * One request over a fresh connection; resolves with whatever the server answered. It carries
+ * `Authorization: Bearer <token>` unless `auth` is false or the headers hold an Authorization.
+ */
+function send(method: string, path: string, options: { body?: string | Buffer | undefined; headers?: Record<string, string | number>; base?: string; auth?: boolean } = {}): Promise<Reply> {
   const url = new URL(path, options.base ?? api().api);
+  const given = options.headers ?? {};
+  const hasAuth = Object.keys(given).some((name) => name.toLowerCase() === "authorization");
+  const headers = options.auth === false || hasAuth ? given : { ...given, Authorization: `Bearer ${api().token}` };
   return new Promise((resolve, reject) => {
-    const req = request(url, { method, headers: options.headers ?? {}, agent: false }, (res) => {
+    const req = request(url, { method, headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (chunk: Buffer) => chunks.push(chunk));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") }));
+      res.on("end", () => {
+        assert.deepEqual(Object.keys(res.headers).filter((name) => name.startsWith("access-control-")), [], `no CORS headers, ever (${method} ${path})`);
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") });
+      });
       res.on("error", reject);
     });
     req.on("error", reject);
@@ -205,8 +215,15 @@ test("GET / serves the dashboard", async () => {
   const page = await send("GET", "/");
   assert.equal(page.status, 200);
   assert.match(String(page.headers["content-type"]), /^text\/html/);
-  assert.match(page.body, /<script type="module" src="\/app\.js">/);
-  assert.match(String(page.headers["content-security-policy"]), /default-src 'self'/);
+  // Its one inline script (the ?login= exchange) loads /app.js; the policy allows it by its hash.
+  const inline = /<script type="module">([\s\S]*?)<\/script>/.exec(page.body)?.[1];
+  assert.ok(inline !== undefined && inline.includes("import(\"/app.js\")"), "the page's script loads /app.js");
+  const hash = (await import("node:crypto")).createHash("sha256").update(inline).digest("base64");
+  const policy = String(page.headers["content-security-policy"]);
+  assert.match(policy, /default-src 'self'/);
+  assert.ok(policy.includes(`script-src 'self' 'sha256-${hash}'`), policy);
+  assert.equal(page.headers["x-content-type-options"], "nosniff");
+  assert.equal(page.headers["cross-origin-resource-policy"], "same-origin");
   const script = await send("GET", "/app.js");
   assert.equal(script.status, 200);
   assert.match(String(script.headers["content-type"]), /^text\/javascript/);
@@ -217,7 +234,7 @@ test("GET /v1/events streams the backlog, then live events; a second node joins"
   const url = new URL("/v1/events", api().api);
   const seen: Array<{ seq: number; type: string; data: Record<string, unknown> }> = [];
   const controller = new AbortController();
-  const response = await fetch(url, { signal: controller.signal });
+  const response = await fetch(url, { signal: controller.signal, headers: { Authorization: `Bearer ${api().token}` } });
   assert.equal(response.status, 200);
   assert.match(String(response.headers.get("content-type")), /^text\/event-stream/);
   assert.ok(response.body !== null);
@@ -266,7 +283,7 @@ test("gossip topics over HTTP: a stream on one node sees a write and a delete ma
   const b = extra[0];
   assert.ok(b !== undefined, "the previous test started node b");
   const controller = new AbortController();
-  const response = await fetch(new URL("/v1/topics/sensors/events", api().api), { signal: controller.signal });
+  const response = await fetch(new URL("/v1/topics/sensors/events", api().api), { signal: controller.signal, headers: { Authorization: `Bearer ${api().token}` } });
   assert.equal(response.status, 200);
   assert.ok(response.body !== null);
   const reader = response.body.getReader();
@@ -301,19 +318,202 @@ test("gossip topics over HTTP: a stream on one node sees a write and a delete ma
   assertError(await send("PUT", "/v1/topics/t/k", { body: Buffer.alloc(513, 0x61) }), 413, "PAYLOAD_TOO_LARGE");
 });
 
-test("off loopback the API needs the bearer token", async () => {
+test("off loopback every route but the dashboard's files needs the bearer token", async () => {
   const n = api();
   const shell = createNodeShell(n.kernel);
-  await assert.rejects(startApi({ node: nodeApi(n.kernel, shell), host: "0.0.0.0", port: 0, token: undefined }), /refusing to serve the API on non-loopback address 0\.0\.0\.0 without a cluster token/);
+  await assert.rejects(startApi({ node: nodeApi(n.kernel, shell), host: "0.0.0.0", port: 0, token: "" }), /refusing to serve the API on 0\.0\.0\.0 without a cluster token/);
   const open = await startApi({ node: nodeApi(n.kernel, shell), host: "0.0.0.0", port: 0, token: n.token });
   try {
     const base = `http://127.0.0.1:${open.port}`;
-    assertError(await send("GET", "/v1/status", { base }), 401, "UNAUTHORIZED");
+    assertError(await send("GET", "/v1/status", { base, auth: false }), 401, "UNAUTHORIZED");
+    assertError(await send("GET", "/metrics", { base, auth: false }), 401, "UNAUTHORIZED");
     assertError(await send("GET", "/metrics", { base, headers: { Authorization: "Bearer wrong" } }), 401, "UNAUTHORIZED");
-    assertError(await send("POST", "/v1/shell", { base, body: "{\"line\":\"ps\"}", headers: { "Content-Type": "application/json" } }), 401, "UNAUTHORIZED");
-    assert.equal((await send("GET", "/v1/status", { base, headers: { Authorization: `Bearer ${n.token}` } })).status, 200);
-    assert.equal((await send("GET", "/", { base })).status, 200, "the dashboard page itself holds no secret");
+    assertError(await send("POST", "/v1/shell", { base, auth: false, body: "{\"line\":\"ps\"}", headers: { "Content-Type": "application/json" } }), 401, "UNAUTHORIZED");
+    assert.equal((await send("GET", "/v1/status", { base })).status, 200);
+    assert.equal((await send("GET", "/", { base, auth: false })).status, 200, "the dashboard page itself holds no secret");
+    // A wildcard bind answers to this machine's addresses (with its port), not to other names.
+    assert.equal((await send("GET", "/v1/status", { base, headers: { Host: `localhost:${open.port}` } })).status, 200);
+    assertError(await send("GET", "/v1/status", { base, headers: { Host: `192.0.2.1:${open.port}` } }), 403, "forbidden-host");
   } finally {
     await open.close();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Trust: Host, Origin, credentials, sessions (docs/protocols/http.md, "HTTP API trust")
+
+function port(): number {
+  return Number(new URL(api().api).port);
+}
+
+/** The value of the pk_session cookie an answer set. */
+function sessionCookie(reply: Reply): string {
+  const header = reply.headers["set-cookie"];
+  const line = Array.isArray(header) ? header[0] : header;
+  const value = /^pk_session=([^;]*);/.exec(line ?? "")?.[1];
+  assert.ok(value !== undefined && value !== "", `a session cookie in ${JSON.stringify(header)}`);
+  return value;
+}
+
+async function loginCode(): Promise<{ code: string; url: string; expiresInS: number }> {
+  const reply = await send("POST", "/v1/login-code");
+  assert.equal(reply.status, 200, reply.body);
+  return json(reply) as { code: string; url: string; expiresInS: number };
+}
+
+function login(body: unknown): Promise<Reply> {
+  return send("POST", "/v1/login", { auth: false, body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
+}
+
+async function refusedCount(reason: string): Promise<number> {
+  const metrics = (await send("GET", "/metrics")).body;
+  const match = new RegExp(`^pk_http_refused_total\\{reason="${reason}"\\} (\\d+)$`, "m").exec(metrics);
+  assert.ok(match !== null, `pk_http_refused_total{reason="${reason}"} is exported`);
+  return Number(match[1]);
+}
+
+const shellBody = { body: JSON.stringify({ line: "status" }), headers: { "Content-Type": "application/json" } };
+
+test("trust: a Host that is not this API's gets 403 forbidden-host on every path, the dashboard's files too (DNS rebinding)", async () => {
+  const before = await refusedCount("host");
+  const hostile = [`attacker.example:${port()}`, "attacker.example", `127.0.0.1:${port() === 1 ? 2 : 1}`, `localhost.:${port()}`, `127.0.0.1.attacker.example:${port()}`, "a b", `[::1]:${port()}x`];
+  for (const host of hostile) {
+    for (const [method, path] of [["GET", "/"], ["GET", "/index.html"], ["GET", "/app.js"], ["GET", "/v1/status"], ["GET", "/metrics"], ["POST", "/v1/shell"], ["GET", "/v1/kv/x"], ["POST", "/v1/login-code"], ["GET", "/nope"]] as const) {
+      // The token does not help: a rebound page never has it, and the rule is about the name.
+      const reply = await send(method, path, { headers: { Host: host, ...(method === "POST" ? shellBody.headers : {}) }, ...(method === "POST" ? { body: shellBody.body } : {}) });
+      assertError(reply, 403, "forbidden-host");
+      assert.ok(!reply.body.includes("<html"), "no page is served");
+    }
+  }
+  assert.equal(await refusedCount("host"), before + hostile.length * 9, "each refusal is counted");
+  // The names of this API do work: loopback names with its port.
+  for (const host of [`127.0.0.1:${port()}`, `localhost:${port()}`, `LOCALHOST:${port()}`, `[::1]:${port()}`]) {
+    assert.equal((await send("GET", "/", { headers: { Host: host } })).status, 200, host);
+    assert.equal((await send("POST", "/v1/shell", { ...shellBody, headers: { ...shellBody.headers, Host: host } })).status, 200, host);
+  }
+});
+
+test("trust: a present Origin must be http:// and a name of this API, else 403 forbidden-origin (even with the token)", async () => {
+  const before = await refusedCount("origin");
+  const foreign = ["http://attacker.example", `http://attacker.example:${port()}`, "null", `https://127.0.0.1:${port()}`, "http://127.0.0.1:1", `http://127.0.0.1:${port()}/path`, `http://user@127.0.0.1:${port()}`, "", "file://"];
+  for (const origin of foreign) {
+    assertError(await send("POST", "/v1/shell", { ...shellBody, headers: { ...shellBody.headers, Origin: origin } }), 403, "forbidden-origin");
+    assertError(await send("GET", "/v1/status", { headers: { Origin: origin } }), 403, "forbidden-origin");
+  }
+  assert.equal(await refusedCount("origin"), before + 2 * foreign.length);
+  for (const origin of [`http://127.0.0.1:${port()}`, `http://localhost:${port()}`]) {
+    assert.equal((await send("POST", "/v1/shell", { ...shellBody, headers: { ...shellBody.headers, Origin: origin } })).status, 200, origin);
+  }
+  // A cross-origin preflight is refused outright and never answered with CORS headers (send checks).
+  assertError(await send("OPTIONS", "/v1/shell", { auth: false, headers: { Origin: "http://attacker.example", "Access-Control-Request-Method": "POST" } }), 403, "forbidden-origin");
+});
+
+test("trust: on loopback only GET /v1/status, /metrics and the dashboard's files are open; the rest needs a credential (401)", async () => {
+  const before = await refusedCount("credential");
+  const closed: Array<[string, string, string | undefined, string | undefined]> = [
+    ["POST", "/v1/shell", "{\"line\":\"topic pub x y z\"}", "application/json"],
+    // The bodies of simple requests (a form or a no-cors fetch) are refused for want of a credential.
+    ["POST", "/v1/shell", "{\"line\":\"topic pub x y z\"}", "text/plain"],
+    ["POST", "/v1/shell", "line=topic+pub+x+y+z", "application/x-www-form-urlencoded"],
+    ["GET", "/v1/kv/x", undefined, undefined],
+    ["PUT", "/v1/kv/x", "v", "text/plain"],
+    ["DELETE", "/v1/kv/x", undefined, undefined],
+    ["GET", "/v1/topics", undefined, undefined],
+    ["GET", "/v1/topics/sensors", undefined, undefined],
+    ["PUT", "/v1/topics/t/k", "v", "text/plain"],
+    ["GET", "/v1/events", undefined, undefined],
+    ["POST", "/v1/infer", "{}", "application/json"],
+    ["POST", "/v1/login-code", undefined, undefined],
+    ["GET", "/nope", undefined, undefined],
+  ];
+  for (const [method, path, body, type] of closed) {
+    const reply = await send(method, path, { auth: false, body, headers: type === undefined ? {} : { "Content-Type": type } });
+    assertError(reply, 401, "UNAUTHORIZED");
+    assert.match(String(reply.headers["www-authenticate"]), /^Bearer /);
+    assertError(await send(method, path, { body, headers: { Authorization: `Bearer ${api().token}x`, ...(type === undefined ? {} : { "Content-Type": type }) } }), 401, "UNAUTHORIZED");
+    assertError(await send(method, path, { auth: false, body, headers: { Cookie: "pk_session=made-up", ...(type === undefined ? {} : { "Content-Type": type }) } }), 401, "UNAUTHORIZED");
+  }
+  assert.equal(await refusedCount("credential"), before + 3 * closed.length);
+  assert.equal((await send("GET", "/v1/status", { auth: false })).status, 200);
+  assert.equal((await send("GET", "/metrics", { auth: false })).status, 200);
+  assert.equal((await send("GET", "/app.js", { auth: false })).status, 200);
+  // Nothing of the attempts above happened.
+  assertError(await send("GET", "/v1/kv/x"), 404, "NOT_FOUND");
+  const topics = json(await send("GET", "/v1/topics")) as { topics: Array<{ name: string }> };
+  assert.ok(!topics.topics.some((topic) => topic.name === "x" || topic.name === "t"), JSON.stringify(topics));
+});
+
+test("trust: a one-time login code (bearer only) gives one session cookie, HttpOnly and SameSite=Strict; it works once", async () => {
+  const { code, url, expiresInS } = await loginCode();
+  assert.match(code, /^[A-Za-z0-9_-]{32}$/);
+  assert.equal(url, `http://127.0.0.1:${port()}/?login=${code}`);
+  assert.equal(expiresInS, 300);
+  const first = await login({ code });
+  assert.equal(first.status, 200, first.body);
+  const setCookie = String(first.headers["set-cookie"]);
+  assert.match(setCookie, /^pk_session=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Strict; Path=\/; Max-Age=\d+$/);
+  assert.ok(sessionCookie(first) !== code, "the session is not the code");
+  assertError(await login({ code }), 401, "BAD_LOGIN");
+  assertError(await login({ code: "x".repeat(32) }), 401, "BAD_LOGIN");
+  assertError(await login({ token: `${api().token}x` }), 401, "BAD_LOGIN");
+  assert.equal((await login({ token: api().token })).status, 200, "the cluster token logs in too");
+  // Bad bodies: JSON only (no form or text/plain login), one string field.
+  for (const body of [{}, { code: 3 }, { code: "a", token: "b" }, { code: "c".repeat(257) }, [code], "code"]) assertError(await login(body), 400, "BAD_REQUEST");
+  assertError(await send("POST", "/v1/login", { auth: false, body: `code=${code}`, headers: { "Content-Type": "application/x-www-form-urlencoded" } }), 415, "UNSUPPORTED_MEDIA_TYPE");
+  assertError(await send("GET", "/v1/login", { auth: false }), 405, "METHOD_NOT_ALLOWED");
+  // Only the bearer token makes codes: a session cannot.
+  const cookie = sessionCookie(await login({ code: (await loginCode()).code }));
+  assertError(await send("POST", "/v1/login-code", { auth: false, headers: { Cookie: `pk_session=${cookie}` } }), 401, "UNAUTHORIZED");
+});
+
+test("trust: the session cookie is a credential for the dashboard's own requests, not for another origin's or site's", async () => {
+  const cookie = `pk_session=${sessionCookie(await login({ code: (await loginCode()).code }))}`;
+  const self = `http://127.0.0.1:${port()}`;
+  const ok = json(await send("POST", "/v1/shell", { auth: false, body: JSON.stringify({ line: "status" }), headers: { "Content-Type": "application/json", Cookie: cookie, Origin: self, "Sec-Fetch-Site": "same-origin" } }));
+  assert.equal(ok["ok"], true);
+  assert.equal((await send("GET", "/v1/topics", { auth: false, headers: { Cookie: `other=1; ${cookie}` } })).status, 200, "among other cookies, without Origin");
+  assert.equal((await send("GET", "/v1/status", { auth: false, headers: { Cookie: cookie, "Sec-Fetch-Site": "none" } })).status, 200, "a typed address");
+  // Another origin, or another site of this machine (another port), cannot use it.
+  assertError(await send("POST", "/v1/shell", { auth: false, body: JSON.stringify({ line: "topic pub x y z" }), headers: { "Content-Type": "application/json", Cookie: cookie, Origin: "http://attacker.example" } }), 403, "forbidden-origin");
+  for (const site of ["same-site", "cross-site"]) {
+    assertError(await send("POST", "/v1/shell", { auth: false, ...shellBody, headers: { ...shellBody.headers, Cookie: cookie, "Sec-Fetch-Site": site } }), 403, "forbidden-origin");
+    assertError(await send("GET", "/v1/kv/x", { auth: false, headers: { Cookie: cookie, "Sec-Fetch-Site": site } }), 403, "forbidden-origin");
+  }
+  // Logging out ends the session.
+  const out = await send("POST", "/v1/logout", { auth: false, headers: { Cookie: cookie, Origin: self } });
+  assert.equal(out.status, 200);
+  assert.match(String(out.headers["set-cookie"]), /^pk_session=; .*Max-Age=0/);
+  assertError(await send("GET", "/v1/topics", { auth: false, headers: { Cookie: cookie } }), 401, "UNAUTHORIZED");
+});
+
+test("trust: sessions and login codes are bounded; the oldest goes first", async () => {
+  const codes = [];
+  for (let i = 0; i <= LOGIN_CODES_MAX; i++) codes.push((await loginCode()).code);
+  assertError(await login({ code: codes[0] }), 401, "BAD_LOGIN");
+  const cookies = [sessionCookie(await login({ code: codes[1] }))];
+  for (let i = 0; i < SESSIONS_MAX; i++) cookies.push(sessionCookie(await login({ token: api().token })));
+  assertError(await send("GET", "/v1/topics", { auth: false, headers: { Cookie: `pk_session=${cookies[0]}` } }), 401, "UNAUTHORIZED");
+  assert.equal((await send("GET", "/v1/topics", { auth: false, headers: { Cookie: `pk_session=${cookies[1]}` } })).status, 200);
+  assert.equal((await send("GET", "/v1/topics", { auth: false, headers: { Cookie: `pk_session=${cookies.at(-1)}` } })).status, 200);
+});
+
+test("trust: --public-name adds names to Host and Origin; a bad one is refused at start", async () => {
+  const n = api();
+  const shell = createNodeShell(n.kernel);
+  await assert.rejects(startApi({ node: nodeApi(n.kernel, shell), host: "127.0.0.1", port: 0, token: n.token, publicNames: ["bad name"] }), /public name must be HOST or HOST:PORT/);
+  await assert.rejects(runNode({ data: join(dir, "c"), env: {}, publicNames: ["http://x"] }), /--public-name must be HOST or HOST:PORT/);
+  const named = await startApi({ node: nodeApi(n.kernel, shell), host: "127.0.0.1", port: 0, token: n.token, publicNames: ["pk.example.test", "proxy.example.test:8080"] });
+  try {
+    const base = `http://127.0.0.1:${named.port}`;
+    for (const host of [`pk.example.test:${named.port}`, "proxy.example.test:8080", `PK.example.test:${named.port}`]) {
+      assert.equal((await send("POST", "/v1/shell", { base, ...shellBody, headers: { ...shellBody.headers, Host: host, Origin: `http://${host}` } })).status, 200, host);
+    }
+    assertError(await send("GET", "/", { base, headers: { Host: "pk.example.test:8080" } }), 403, "forbidden-host");
+    assertError(await send("GET", "/", { base, headers: { Host: "proxy.example.test" } }), 403, "forbidden-host");
+    assertError(await send("GET", "/v1/status", { base, headers: { Origin: "http://proxy.example.test" } }), 403, "forbidden-origin");
+    const code = json(await send("POST", "/v1/login-code", { base, headers: { Host: "proxy.example.test:8080" } }));
+    assert.match(String(code["url"]), /^http:\/\/proxy\.example\.test:8080\/\?login=/, "the login URL names the host asked");
+  } finally {
+    await named.close();
   }
 });

@@ -400,6 +400,16 @@ export const LIMITS = {
     topicRowsMax: 10_000,
     /** Tokens one /v1/infer request may carry (brain/routes.ts). */
     inferTokensMax: 4096,
+    /** Dashboard sessions (pk_session cookies) a node keeps at once; a new login evicts the oldest. */
+    sessionsMax: 64,
+    /** One-time login codes (POST /v1/login-code) outstanding at once; a new one evicts the oldest. */
+    loginCodesMax: 16,
+    /** Names given with --public-name that the API accepts in Host and Origin besides its own. */
+    publicNamesMax: 16,
+    /** Bytes of a --token-file (pk node, pk shell) read at most: the token is 43 characters. */
+    tokenFileBytesMax: 4096,
+    /** Characters of the code or token a POST /v1/login body may hold (ours are 32 and 43). */
+    loginSecretCharsMax: 256,
   },
 
   // ---------------------------------------------------------------------------------------------
