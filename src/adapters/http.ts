@@ -539,7 +539,7 @@ export async function startApi(options: ApiOptions): Promise<Api> {
   function handleLoginCode(req: IncomingMessage, res: ServerResponse, credential: "bearer" | "session" | undefined): void {
     methods(req, ["POST"]);
     if (credential !== "bearer") throw unauthorized("a login code needs Authorization: Bearer <cluster token>");
-    // The body, if any, is not read; the answer closes nothing (node:http discards it).
+    // A body, if any, is ignored (node:http drains it once the answer is sent).
     const code = randomBytes(24).toString("base64url");
     loginCodes.add(code, LOGIN_CODE_TTL_MS);
     sendJson(res, 200, { code, url: `http://${req.headers.host ?? `127.0.0.1:${apiPort}`}/?login=${code}`, expiresInS: LOGIN_CODE_TTL_MS / 1000 });
