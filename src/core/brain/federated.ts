@@ -6,7 +6,8 @@
 // answers with its new parameters and its example count; the answers are aggregated by
 // fedlearn.aggregate under its policy — FedAvg when every participant is a core (owned) node, the
 // coordinate-wise trimmed mean or median (Yin et al. 2018) as soon as a contributor takes part —
-// with malformed answers rejected, never averaged in.
+// with malformed answers rejected, never averaged in, and (contributorNormRatio) a contributor's
+// update far longer than the core updates' rejected too.
 //
 // One path for every round: `FederatedRound` (sans-IO) holds a round's participants and collects
 // their answers as they come — an answer for another round, from a non-participant or a second one
@@ -86,6 +87,8 @@ export interface FederatedRoundOptions {
   readonly capN?: number;
   /** Clip every update's delta from the global model to this L2 norm first. */
   readonly maxDeltaNorm?: number;
+  /** Reject a contributor's update whose delta norm exceeds this times the core updates' median (fedlearn). */
+  readonly contributorNormRatio?: number;
 }
 
 export type AnswerRejectReason = RejectReason | "duplicate";
@@ -137,6 +140,7 @@ export function aggregateAnswers(
     ...(opts.beta !== undefined && { beta: opts.beta }),
     ...(opts.capN !== undefined && { capN: opts.capN }),
     ...(opts.maxDeltaNorm !== undefined && { maxDeltaNorm: opts.maxDeltaNorm }),
+    ...(opts.contributorNormRatio !== undefined && { contributorNormRatio: opts.contributorNormRatio }),
   });
   for (const r of result.rejected) rejected.push({ id: (unique[r.index] as ClientAnswer).id, reason: r.reason });
   rejected.sort((a, b) => byId(a.id, b.id));

@@ -13,7 +13,11 @@
 // Policy (`aggregate`): when every participant is a core (owned) node, FedAvg; as soon as one
 // contributor (non-core, untrusted) participates, the robust rule (trimmed mean, β = 0.2, or the
 // median). An update with a NaN/Infinity, the wrong length or a bad n is rejected and counted,
-// never averaged in (DESIGN.md §2 rule 6).
+// never averaged in (DESIGN.md §2 rule 6). With `contributorNormRatio` r, a contributor's update
+// whose delta from the global model is longer (L2) than r times the median of the core updates'
+// deltas is rejected too ("norm": a boosted or replaced model, Bagdasaryan et al. 2020, is dropped
+// before the robust rule even sees it); with no valid core update in the round there is nothing to
+// measure against and only the robust rule applies.
 //
 // All sums are in float64. Results are bitwise independent of the order the updates arrived in
 // (FedAvg sums in a canonical order; the robust rules sort per coordinate), so two aggregators
@@ -145,6 +149,13 @@ export function clipDelta(global: Float32Array, update: Float32Array, maxNorm: n
   return out;
 }
 
+/** The median of a non-empty list (the mean of the middle two for an even count). */
+function median(xs: readonly number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
 /** ‖update − global‖₂ in float64. */
 export function deltaNorm(global: Float32Array, update: Float32Array): number {
   let ss = 0;
@@ -156,7 +167,7 @@ export function deltaNorm(global: Float32Array, update: Float32Array): number {
 }
 
 export type AggregationRule = "fedavg" | "trimmed-mean" | "median";
-export type RejectReason = "length" | "non-finite" | "bad-n";
+export type RejectReason = "length" | "non-finite" | "bad-n" | "norm";
 
 export interface AggregateOptions {
   /** The current global model: defines the expected length, and the origin for clipping. */
@@ -171,6 +182,11 @@ export interface AggregateOptions {
   readonly capN?: number;
   /** If set, every accepted update's delta is clipped to this L2 norm first. */
   readonly maxDeltaNorm?: number;
+  /**
+   * If set (> 0), a contributor's update whose delta norm exceeds this times the median delta norm
+   * of the round's valid core updates is rejected ("norm"), before clipping.
+   */
+  readonly contributorNormRatio?: number;
 }
 
 export type AggregateResult =
@@ -213,16 +229,25 @@ export function aggregate(updates: readonly ModelUpdate[], opts: AggregateOption
   if (opts.maxDeltaNorm !== undefined && !(opts.maxDeltaNorm >= 0 && opts.maxDeltaNorm < Infinity)) {
     throw new RangeError(`aggregate: maxDeltaNorm must be finite and >= 0, got ${opts.maxDeltaNorm}`);
   }
+  const ratio = opts.contributorNormRatio;
+  if (ratio !== undefined && !(ratio > 0 && ratio < Infinity)) throw new RangeError(`aggregate: contributorNormRatio must be finite and > 0, got ${ratio}`);
   const dim = opts.global.length;
   const rejected: { index: number; reason: RejectReason }[] = [];
   const accepted: number[] = [];
   const kept: ModelUpdate[] = [];
   let allCore = true;
   let clipped = 0;
+  const problem = (u: ModelUpdate): RejectReason | null =>
+    u.params.length !== dim ? "length" : firstNonFinite(u.params) >= 0 ? "non-finite" : !Number.isFinite(u.n) || !(u.n > 0) ? "bad-n" : null;
+  let normMax = Infinity;
+  if (ratio !== undefined) {
+    const coreNorms = updates.flatMap((u, i) => (opts.core[i] === true && problem(u) === null ? [deltaNorm(opts.global, u.params)] : []));
+    if (coreNorms.length > 0) normMax = ratio * median(coreNorms);
+  }
   updates.forEach((u, index) => {
-    if (u.params.length !== dim) rejected.push({ index, reason: "length" });
-    else if (firstNonFinite(u.params) >= 0) rejected.push({ index, reason: "non-finite" });
-    else if (!Number.isFinite(u.n) || !(u.n > 0)) rejected.push({ index, reason: "bad-n" });
+    const reason = problem(u);
+    if (reason !== null) rejected.push({ index, reason });
+    else if (opts.core[index] !== true && deltaNorm(opts.global, u.params) > normMax) rejected.push({ index, reason: "norm" });
     else {
       let params = u.params;
       if (opts.maxDeltaNorm !== undefined && deltaNorm(opts.global, params) > opts.maxDeltaNorm) {

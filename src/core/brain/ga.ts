@@ -23,8 +23,13 @@
 // self-confidence (rewarding over-confident models); here the caller scores on labelled held-out
 // data. It accepted a mutant at `> best + 0.005`; here a mutant is kept only if its score is
 // strictly better than the current parameters', and otherwise the current ones are kept.
+//
+// Between nodes (issue 13): a kept mutation travels as a GaRow signed by its evolver, bound to the
+// weights it starts from (gaRowMessage); a node checks the signer (trust.ts) and then judges the
+// weights it would get on its own held-out data with judgeMutant — at least as good, or refused.
 import { createRng, type Rng } from "../util/rng.ts";
 import { LIMITS } from "../util/limits.ts";
+import { packValue, unpackValue } from "../wire/codec.ts";
 
 /** PCG32 stream every mutation draws from (ASCII "GA"). Part of the mutation format. */
 export const GA_MUTATION_STREAM = 0x4741;
@@ -203,4 +208,68 @@ export function gaStep(
     return { kept: true, mutation: best.mutation, before, after: best.score, bestMutantScore: best.score, params: best.params };
   }
   return { kept: false, before, after: before, bestMutantScore: best?.score ?? -Infinity, params };
+}
+
+/**
+ * A mutation another node proposes, judged on this node's own data before it replaces anything:
+ * accepted only if `mutant` scores at least as well as `current` (higher is better; NaN counts as
+ * −∞, and a mutant scoring −∞ is never accepted).
+ */
+export function judgeMutant(current: Float32Array, mutant: Float32Array, score: (p: Float32Array) => number): { accepted: boolean; before: number; after: number } {
+  const before = rank(score(current));
+  const after = rank(score(mutant));
+  return { accepted: after > -Infinity && after >= before, before, after };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The chain's rows (gossip topic `brain.ga`, src/node/brain/service.ts)
+
+/** Bytes of a row's Ed25519 signature. */
+const GA_SIGNATURE_BYTES = 64;
+/** Code units of a row's tag and origin (as a model file's: LIMITS.modelFile.stringMax). */
+const GA_ROW_STRING_MAX = LIMITS.modelFile.stringMax;
+const GA_ROW_DOMAIN = new TextEncoder().encode("p-kernel ga row v1\u0000");
+
+/**
+ * A kept mutation as its evolver publishes it, keyed (in the topic) by the weights tag it starts
+ * from: the mutation, the tag of the weights it gives, their held-out loss on the evolver, and the
+ * evolver's id and Ed25519 signature over gaRowMessage.
+ */
+export interface GaRow {
+  readonly seed: number;
+  readonly sigma: number;
+  readonly tag: string;
+  readonly loss: number;
+  readonly origin: string;
+  readonly signature: Uint8Array;
+}
+
+/** What a row's evolver signs: the domain, then [fromTag, seed, sigma, tag, loss, origin] packed. */
+export function gaRowMessage(fromTag: string, row: Omit<GaRow, "signature">): Uint8Array {
+  const body = packValue([fromTag, row.seed, row.sigma, row.tag, row.loss, row.origin]);
+  const out = new Uint8Array(GA_ROW_DOMAIN.length + body.length);
+  out.set(GA_ROW_DOMAIN, 0);
+  out.set(body, GA_ROW_DOMAIN.length);
+  return out;
+}
+
+export function encodeGaRow(row: GaRow): Uint8Array {
+  return packValue([row.seed, row.sigma, row.tag, row.loss, row.origin, row.signature]);
+}
+
+function rowString(x: unknown): x is string {
+  return typeof x === "string" && x.length >= 1 && x.length <= GA_ROW_STRING_MAX && x.isWellFormed();
+}
+
+/** A row from the topic (any member may have written it), or why it is malformed. Never throws. */
+export function decodeGaRow(bytes: Uint8Array): GaRow | string {
+  const v = unpackValue(bytes);
+  if (!Array.isArray(v) || v.length !== 6) return "malformed row: not [seed, sigma, tag, loss, origin, signature]";
+  const [seed, sigma, tag, loss, origin, signature] = v as unknown[];
+  if (typeof seed !== "number" || !Number.isInteger(seed) || seed < 0 || seed >= TWO_32) return "malformed row: seed is not a u32";
+  if (typeof sigma !== "number" || !(sigma > 0 && sigma < 1)) return "malformed row: sigma outside (0, 1)";
+  if (!rowString(tag) || !rowString(origin)) return "malformed row: tag or origin";
+  if (typeof loss !== "number" || !Number.isFinite(loss)) return "malformed row: loss is not finite";
+  if (!(signature instanceof Uint8Array) || signature.length !== GA_SIGNATURE_BYTES) return "malformed row: signature";
+  return { seed, sigma, tag, loss, origin, signature: signature.slice() };
 }

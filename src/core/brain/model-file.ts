@@ -18,9 +18,23 @@
 // decodeModelFile never throws and never allocates more than the input's size (plus the header's
 // parse, bounded by MODEL_FILE.headerBytesMax). encodeModelFile refuses (AssertionFailure) a header
 // or parameters that the decoder would refuse: writing one is a bug in the writer.
+//
+// Signed files (issue 13). A node runs only a model a core node published: the writer signs the file
+// with its Ed25519 identity. A signed file has the magic "PKM2" and the same layout, followed by a
+// signature block:
+//
+//   ... params | u8 signerLength (1..64) | signer: UTF-8 node id | signature: 64 bytes
+//
+// The signature is over modelSignatureMessage(SHA-256(content), signer), content being every byte
+// before the block (magic included). The signer must be the header's `origin`. The decoder only
+// splits the block off; modelTrustError judges it against the membership the node knows: the
+// signer's public key (from its member entry) must map to the signer id, the signature must verify,
+// and the signer's role must be core. Hashing and Ed25519 are the caller's (injected): the core
+// does no cryptography of its own.
 import { assert } from "../util/assert.ts";
 import { LIMITS } from "../util/limits.ts";
 import { configError, paramCount, type ModelConfig } from "./transformer.ts";
+import { signerRefusal, type MemberTrust, type SignerRefusal } from "./trust.ts";
 
 export const MODEL_FILE = {
   magic: "PKM1",
@@ -74,8 +88,18 @@ export interface ModelFileHeader {
   lineage?: ModelLineage;
 }
 
+/** The signature block of a signed (PKM2) file. */
+export interface ModelSignature {
+  /** Node id of the signer (the header's origin in a valid file). */
+  readonly signer: string;
+  /** The 64-byte Ed25519 signature (a copy). */
+  readonly signature: Uint8Array;
+  /** The signed content: the file before the block (a view into the decoder's input). */
+  readonly content: Uint8Array;
+}
+
 export type ModelFileDecodeResult =
-  | { ok: true; header: ModelFileHeader; params: Float32Array }
+  | { ok: true; header: ModelFileHeader; params: Float32Array; signature?: ModelSignature }
   | { ok: false; error: string };
 
 export interface ModelFileOptions {
@@ -93,6 +117,13 @@ const LINEAGE_KEYS = ["base", "mutations"] as const;
 const MUTATION_KEYS = ["seed", "sigma"] as const;
 
 const MAGIC = Uint8Array.of(0x50, 0x4b, 0x4d, 0x31); // "PKM1"
+const MAGIC_SIGNED = Uint8Array.of(0x50, 0x4b, 0x4d, 0x32); // "PKM2"
+/** Bytes of an Ed25519 signature. */
+export const MODEL_SIGNATURE_BYTES = 64;
+/** Bytes of a signer id in the signature block, at most (a node id has 16). */
+const SIGNER_BYTES_MAX = LIMITS.modelFile.stringMax;
+/** Domain of the signed message: a model signature can be taken for nothing else. */
+const SIGNATURE_DOMAIN = "p-kernel model file signature v1\u0000";
 const PREFIX_BYTES = 8;
 const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const utf8 = new TextEncoder();
@@ -246,6 +277,47 @@ function swapped32(raw: Uint8Array): Uint8Array {
 
 /** The model file of `header` and `params`; throws AssertionFailure on anything the decoder would refuse. */
 export function encodeModelFile(header: ModelFileHeader, params: Float32Array): Uint8Array {
+  return encodeBody(header, params, MAGIC, 0);
+}
+
+/** What a model file's signer signs: the domain, the SHA-256 of the content (32 bytes), the signer id. */
+export function modelSignatureMessage(contentSha256: Uint8Array, signer: string): Uint8Array {
+  assert(contentSha256.length === 32, `model-file: a SHA-256 has 32 bytes, got ${contentSha256.length}`);
+  const domain = utf8.encode(SIGNATURE_DOMAIN);
+  const id = utf8.encode(signer);
+  const out = new Uint8Array(domain.length + 32 + id.length);
+  out.set(domain, 0);
+  out.set(contentSha256, domain.length);
+  out.set(id, domain.length + 32);
+  return out;
+}
+
+/** The writer's side of a signature: its id (the header's origin) and its Ed25519 key. */
+export interface ModelSigner {
+  readonly id: string;
+  sign(message: Uint8Array): Uint8Array;
+}
+
+/**
+ * A signed (PKM2) model file: the body, then the signature block by `signer`, whose id must be the
+ * header's origin. Throws AssertionFailure on anything the decoder would refuse.
+ */
+export function encodeSignedModelFile(header: ModelFileHeader, params: Float32Array, signer: ModelSigner, sha256: (bytes: Uint8Array) => Uint8Array): Uint8Array {
+  assert(signer.id === header.origin, `model-file: signer ${signer.id} is not the header's origin ${header.origin}`);
+  const id = utf8.encode(signer.id);
+  assert(id.length >= 1 && id.length <= SIGNER_BYTES_MAX, `model-file: signer id of ${id.length} bytes`);
+  const block = 1 + id.length + MODEL_SIGNATURE_BYTES;
+  const out = encodeBody(header, params, MAGIC_SIGNED, block);
+  const contentEnd = out.length - block;
+  const signature = signer.sign(modelSignatureMessage(sha256(out.subarray(0, contentEnd)), signer.id));
+  assert(signature.length === MODEL_SIGNATURE_BYTES, `model-file: a signature of ${signature.length} bytes`);
+  out[contentEnd] = id.length;
+  out.set(id, contentEnd + 1);
+  out.set(signature, contentEnd + 1 + id.length);
+  return out;
+}
+
+function encodeBody(header: ModelFileHeader, params: Float32Array, magic: Uint8Array, trailer: number): Uint8Array {
   const err = modelHeaderError(header);
   assert(err === null, `model-file: ${err ?? ""}`);
   const n = paramCount(header.config);
@@ -255,10 +327,10 @@ export function encodeModelFile(header: ModelFileHeader, params: Float32Array): 
   const json = utf8.encode(JSON.stringify(canonicalHeader(header)));
   assert(json.length <= MODEL_FILE.headerBytesMax, `model-file: header of ${json.length} bytes > ${MODEL_FILE.headerBytesMax}`);
   const paramsAt = PREFIX_BYTES + json.length + padding(json.length);
-  const total = paramsAt + 4 * n;
+  const total = paramsAt + 4 * n + trailer;
   assert(total <= MODEL_FILE.bytesMax, `model-file: ${total} bytes > ${MODEL_FILE.bytesMax}`);
   const out = new Uint8Array(total);
-  out.set(MAGIC, 0);
+  out.set(magic, 0);
   new DataView(out.buffer).setUint32(4, json.length, true);
   out.set(json, PREFIX_BYTES);
   const raw = new Uint8Array(params.buffer, params.byteOffset, params.byteLength);
@@ -273,7 +345,9 @@ function decode(bytes: Uint8Array, maxBytes: number): ModelFileDecodeResult {
   const fail = (error: string): ModelFileDecodeResult => ({ ok: false, error });
   if (bytes.length > maxBytes) return fail(`oversize: ${bytes.length} bytes > ${maxBytes}`);
   if (bytes.length < PREFIX_BYTES) return fail(`truncated: ${bytes.length} bytes, the magic and header length need ${PREFIX_BYTES}`);
-  for (let i = 0; i < MAGIC.length; i++) if (bytes[i] !== MAGIC[i]) return fail("bad magic: not a PKM1 model file");
+  const signed = bytes[3] === MAGIC_SIGNED[3];
+  const magic = signed ? MAGIC_SIGNED : MAGIC;
+  for (let i = 0; i < magic.length; i++) if (bytes[i] !== magic[i]) return fail("bad magic: not a PKM1 or PKM2 model file");
   const headerBytes = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(4, true);
   if (headerBytes > MODEL_FILE.headerBytesMax) return fail(`header: ${headerBytes} bytes > ${MODEL_FILE.headerBytesMax}`);
   if (headerBytes > bytes.length - PREFIX_BYTES) return fail(`truncated: header of ${headerBytes} bytes, ${bytes.length - PREFIX_BYTES} left`);
@@ -300,17 +374,64 @@ function decode(bytes: Uint8Array, maxBytes: number): ModelFileDecodeResult {
   if (paramsAt > bytes.length) return fail(`truncated: padding needs ${paramsAt - padAt} bytes, ${bytes.length - padAt} left`);
   for (let i = padAt; i < paramsAt; i++) if (bytes[i] !== 0) return fail("padding: not zero");
   const n = paramCount(header.config);
+  const paramsEnd = paramsAt + 4 * n;
   const paramBytes = bytes.length - paramsAt;
-  if (paramBytes !== 4 * n) return fail(`params: ${paramBytes} bytes, the model needs ${n} × 4 = ${4 * n}`);
+  if (signed ? paramBytes < 4 * n : paramBytes !== 4 * n) return fail(`params: ${paramBytes} bytes, the model needs ${n} × 4 = ${4 * n}`);
+  let signature: ModelSignature | undefined;
+  if (signed) {
+    const block = signatureBlock(bytes, paramsEnd);
+    if (typeof block === "string") return fail(`signature: ${block}`);
+    signature = block;
+  }
   // slice copies into a fresh, aligned buffer whose size the input already bounds.
-  const raw = HOST_LITTLE_ENDIAN ? bytes.slice(paramsAt) : swapped32(bytes.subarray(paramsAt));
+  const raw = HOST_LITTLE_ENDIAN ? bytes.slice(paramsAt, paramsEnd) : swapped32(bytes.subarray(paramsAt, paramsEnd));
   const params = new Float32Array(raw.buffer, 0, n);
   const bad = firstNonFinite(params);
   if (bad >= 0) return fail(`params[${bad}] is ${params[bad]}: every parameter must be finite`);
-  return { ok: true, header, params };
+  return signature === undefined ? { ok: true, header, params } : { ok: true, header, params, signature };
 }
 
-/** Decodes a model file; never throws. */
+/** The signature block at `at` (it must end the file), or why not. */
+function signatureBlock(bytes: Uint8Array, at: number): ModelSignature | string {
+  if (at >= bytes.length) return "missing (a PKM2 file ends with its signature block)";
+  const idBytes = bytes[at] as number;
+  if (idBytes < 1 || idBytes > SIGNER_BYTES_MAX) return `a signer id of ${idBytes} bytes (1..${SIGNER_BYTES_MAX})`;
+  const end = at + 1 + idBytes + MODEL_SIGNATURE_BYTES;
+  if (end > bytes.length) return `truncated: the block needs ${end - at} bytes, ${bytes.length - at} left`;
+  if (end < bytes.length) return `${bytes.length - end} bytes after the block`;
+  let signer: string;
+  try {
+    signer = utf8Strict.decode(bytes.subarray(at + 1, at + 1 + idBytes));
+  } catch {
+    return "the signer id is not valid UTF-8";
+  }
+  return { signer, signature: bytes.slice(at + 1 + idBytes, end), content: bytes.subarray(0, at) };
+}
+
+/** What a node knows to judge a model file's signature: hashing, and its members (trust.ts). */
+export interface ModelTrust extends MemberTrust {
+  sha256(bytes: Uint8Array): Uint8Array;
+}
+
+export type ModelTrustRefusal = "unsigned" | "origin" | SignerRefusal;
+
+/**
+ * Whether a decoded model file may be run: signed (PKM2) by its origin, a member whose entry's
+ * public key maps to that id, with a signature that verifies, and whose role is core. Null when it
+ * may; else the refusal and a message. Never throws on a file from a peer.
+ */
+export function modelTrustError(
+  file: { readonly header: ModelFileHeader; readonly signature?: ModelSignature }, trust: ModelTrust,
+): { reason: ModelTrustRefusal; error: string } | null {
+  const sig = file.signature;
+  if (sig === undefined) return { reason: "unsigned", error: "unsigned: only a model signed by a core node is run" };
+  if (sig.signer !== file.header.origin) {
+    return { reason: "origin", error: `signed by ${JSON.stringify(sig.signer.slice(0, 40))}, not by its origin ${JSON.stringify(file.header.origin.slice(0, 40))}` };
+  }
+  return signerRefusal(trust, sig.signer, modelSignatureMessage(trust.sha256(sig.content), sig.signer), sig.signature);
+}
+
+/** Decodes a model file (PKM1, or PKM2 with its signature block split off); never throws. */
 export function decodeModelFile(bytes: Uint8Array, options?: ModelFileOptions): ModelFileDecodeResult {
   try {
     return decode(bytes, options?.maxBytes ?? MODEL_FILE.bytesMax);

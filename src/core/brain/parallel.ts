@@ -52,7 +52,18 @@
 // into its shard, including the current token's layers already done), then continues with the
 // survivors. Requests already answered by survivors in the same wave are kept. The result says
 // FULL (nobody dropped), REDUCED (some dropped, some left) or SOLO (no peer left or none given).
-// A peer that returns well-formed, plausible but wrong numbers cannot be detected (not Byzantine).
+//
+// Spot checks (issue 13). A well-formed, plausible but wrong answer passes every check above. With
+// `audit`, a fraction of the runs (a whole sequence) and of the sessions (for their whole life) that
+// have an untrusted peer (a contributor) are audited: every answer of an untrusted peer in them is
+// recomputed here — the coordinator holds the full weights — and compared element by element (a
+// difference above tolerance·max(1, |expected|) is wrong). A session is audited from its first
+// request so that the coordinator can mirror exactly the state an honest peer holds: the K/V of a
+// stage's layers or of a tensor share's heads (one shadow KvCache), a dkva peer's shard (a shadow
+// KvShard per untrusted peer, fed the rows sent to it). A wrong answer is handled as a failed call —
+// the peer is dropped, its share computed here, so the result stays right — and the peer is banned:
+// reported in ready().caught and dropped at the start of every later run and session run (a banned
+// peer is sent no more work). The node bans it on its other coordinators (`ban`).
 //
 // Driving a Coordinator (sans-IO, etcd-raft's Step/Tick/Ready/Advance): `start(request)` returns a
 // run id, `end(session)` ends a session; `step(from, call, answer)` feeds a peer's answer (null:
@@ -72,6 +83,7 @@
 // workspace: the node bounds how many it admits.
 import { assert } from "../util/assert.ts";
 import { LIMITS } from "../util/limits.ts";
+import type { Rng } from "../util/rng.ts";
 import { layerNorm, linear } from "./tensor.ts";
 import {
   attendHeads, attentionInputs, attentionOutput, embed, embedToken, ffn, forward, head, inputError, KvCache, modelWeights,
@@ -614,6 +626,27 @@ export interface CoordinatorOptions {
    * and its other calls). Default: a counter of this coordinator from 1.
    */
   readonly callId?: () => number;
+  /** Spot checks of untrusted peers' answers (see the file header); absent: none. */
+  readonly audit?: AuditOptions;
+}
+
+export interface AuditOptions {
+  /** Fraction in [0, 1] of the runs (whole sequences) and sessions with an untrusted peer that are audited. */
+  readonly fraction: number;
+  /** An answer is wrong when an element differs from the recomputed one by more than tolerance·max(1, |expected|). */
+  readonly tolerance: number;
+  /** Draws which runs and sessions are audited. */
+  readonly rng: Rng;
+  /** Peers whose answers are audited (contributors). Default: every peer. */
+  readonly untrusted?: (peer: string) => boolean;
+}
+
+/** A peer caught answering wrong: the share it answered and how far off it was (answerDiff). */
+export interface CaughtPeer {
+  readonly peer: string;
+  readonly mode: ParallelMode;
+  readonly what: string;
+  readonly diff: number;
 }
 
 /** A message for a peer. `call` identifies the answer (step); 0: no answer is awaited (end-session). */
@@ -634,6 +667,8 @@ export type RunOutcome =
 export interface CoordinatorReady {
   readonly sends: readonly CoordinatorSend[];
   readonly outcomes: readonly RunOutcome[];
+  /** Peers caught answering wrong since the last call (now banned here). */
+  readonly caught: readonly CaughtPeer[];
 }
 
 export interface CoordinatorStats {
@@ -645,6 +680,22 @@ export interface CoordinatorStats {
   failed: number;
   /** Failed at their deadline. */
   timedOut: number;
+  /** Runs and sessions audited (spot checks). */
+  audited: number;
+  /** Answers recomputed here and compared. */
+  checked: number;
+  /** Answers found wrong. */
+  caught: number;
+}
+
+/** The spot checks of one audited run or session: who is checked, and the state an honest peer holds. */
+interface Audit {
+  /** By participant index (0, this node, is never checked). */
+  readonly untrusted: readonly boolean[];
+  /** pipeline and tensor sessions: K/V of the layers and heads the untrusted peers hold. */
+  readonly shadow: KvCache | null;
+  /** dkva: the shard each untrusted peer holds, by participant index. */
+  readonly shards: readonly (KvShard | null)[];
 }
 
 interface Plan {
@@ -672,6 +723,8 @@ interface CoordSession {
   readonly cache: KvCache | null;
   /** dkva: the positions stored here. */
   shard: KvShard | null;
+  /** Spot checks for the whole session, or null. */
+  readonly audit: Audit | null;
   /** A run (or the end) of this session is in progress; the rest wait in `queue`, in order. */
   running: boolean;
   draining: boolean;
@@ -714,6 +767,7 @@ interface Ctx {
   readonly dropped: Set<number>;
   readonly dropOrder: string[];
   readonly session: CoordSession | null;
+  readonly audit: Audit | null;
   roundTrips: number;
   rounds: number;
   bytesSent: number;
@@ -724,6 +778,8 @@ const MAX_PEERS = LIMITS.brain.peersMax;
 const ID_PATTERN_MAX_BYTES = LIMITS.brain.coordinatorIdBytesMax;
 /** Runs waiting behind the one in progress, per session. */
 const SESSION_QUEUE_MAX = LIMITS.brain.sessionQueueMax;
+/** Peers a coordinator holds banned, oldest forgotten first. */
+const BANNED_MAX = LIMITS.brain.bannedPeersMax;
 
 /**
  * Runs requests over this node and its peers; see the file header. A synchronous state machine:
@@ -736,7 +792,7 @@ export class Coordinator {
   readonly tag: string;
   readonly maxSessions: number;
   readonly callDeadlineTicks: number;
-  readonly stats: CoordinatorStats = { calls: 0, answered: 0, failed: 0, timedOut: 0 };
+  readonly stats: CoordinatorStats = { calls: 0, answered: 0, failed: 0, timedOut: 0, audited: 0, checked: 0, caught: 0 };
   readonly #params: Float32Array;
   readonly #mw: ModelWeights<Float32Array>;
   readonly #id: string;
@@ -748,6 +804,9 @@ export class Coordinator {
   readonly #nextCall: () => number;
   #sends: CoordinatorSend[] = [];
   #outcomes: RunOutcome[] = [];
+  #caught: CaughtPeer[] = [];
+  readonly #audit: AuditOptions | undefined;
+  readonly #banned = new Set<string>();
   #paused: Job[] = [];
   /** Runs started and not finished. */
   #active = 0;
@@ -758,6 +817,8 @@ export class Coordinator {
   #nextRun = 0;
   #callCounter = 0;
   #temp = 0;
+  /** Scratch of the spot checks, made at the first one. */
+  #auditWs: Workspace<Float32Array> | null = null;
 
   constructor(cfg: ModelConfig, params: Float32Array, options: CoordinatorOptions = {}) {
     this.cfg = validateConfig(cfg);
@@ -774,6 +835,26 @@ export class Coordinator {
     this.#policy = options.positionPolicy ?? "round-robin";
     this.#block = options.blockSize;
     this.#nextCall = options.callId ?? (() => (this.#callCounter = (this.#callCounter % 0xffff_ffff) + 1));
+    const audit = options.audit;
+    if (audit !== undefined) {
+      assert(audit.fraction >= 0 && audit.fraction <= 1, `audit fraction must be in [0, 1], got ${audit.fraction}`);
+      assert(audit.tolerance >= 0 && audit.tolerance < Infinity, `audit tolerance must be finite and >= 0, got ${audit.tolerance}`);
+    }
+    this.#audit = audit;
+  }
+
+  /**
+   * Sends the peer no more work: it is dropped at the start of every later run and session run
+   * (those in progress finish their current run with it unless it fails). Also what a caught peer gets.
+   */
+  ban(peer: string): void {
+    if (this.#banned.has(peer)) return;
+    if (this.#banned.size >= BANNED_MAX) this.#banned.delete(this.#banned.values().next().value as string);
+    this.#banned.add(peer);
+  }
+
+  isBanned(peer: string): boolean {
+    return this.#banned.has(peer);
   }
 
   /** Sessions held now. */
@@ -912,14 +993,15 @@ export class Coordinator {
   }
 
   hasReady(): boolean {
-    return this.#sends.length > 0 || this.#outcomes.length > 0 || this.#paused.length > 0;
+    return this.#sends.length > 0 || this.#outcomes.length > 0 || this.#paused.length > 0 || this.#caught.length > 0;
   }
 
-  /** The messages to send and the runs that finished since the last call; call advance() once the sends are out. */
+  /** The messages to send, the runs that finished and the peers caught since the last call; call advance() once the sends are out. */
   ready(): CoordinatorReady {
-    const out = { sends: this.#sends, outcomes: this.#outcomes };
+    const out = { sends: this.#sends, outcomes: this.#outcomes, caught: this.#caught };
     this.#sends = [];
     this.#outcomes = [];
+    this.#caught = [];
     return out;
   }
 
@@ -1051,14 +1133,63 @@ export class Coordinator {
 
   #newSession(id: string, plan: Plan): CoordSession {
     const { seqLen, nLayers, dModel: d } = this.cfg;
+    const shard = (): KvShard => new KvShard({ nLayers, d, capacity: seqLen, initialRows: Math.min(seqLen, 16) });
+    const untrusted = this.#drawAudit(plan);
+    const audit: Audit | null = untrusted === null ? null : {
+      untrusted,
+      shadow: plan.mode === "dkva" ? null : new KvCache(this.cfg),
+      shards: untrusted.map((u) => (u && plan.mode === "dkva" ? shard() : null)),
+    };
     return {
       id, wire: wireSession(this.tag, id), plan,
       ids: new Int32Array(seqLen), values: new Float32Array(seqLen), length: 0, planned: 0,
       dropped: new Set(), dropOrder: [],
       cache: plan.mode === "dkva" ? null : new KvCache(this.cfg),
-      shard: plan.mode === "dkva" ? new KvShard({ nLayers, d, capacity: seqLen, initialRows: Math.min(seqLen, 16) }) : null,
+      shard: plan.mode === "dkva" ? shard() : null,
+      audit,
       running: false, draining: false, queue: [], ending: false, ended: false,
     };
+  }
+
+  /** Whether a new run or session of `plan` is audited: the untrusted flags by participant, or null. */
+  #drawAudit(plan: Plan): boolean[] | null {
+    const a = this.#audit;
+    if (a === undefined || a.fraction === 0 || plan.n === 1) return null;
+    const untrusted = [false, ...plan.peers.map((p) => a.untrusted?.(p) ?? true)];
+    if (!untrusted.includes(true) || !a.rng.chance(a.fraction)) return null;
+    this.stats.audited++;
+    return untrusted;
+  }
+
+  /** Whether participant i's answers are recomputed in this run. */
+  #audits(ctx: Ctx, i: number): boolean {
+    return ctx.audit !== null && ctx.audit.untrusted[i] === true && !this.#local(ctx, i);
+  }
+
+  /**
+   * Compares participant i's answer with the one recomputed here; true (and the peer caught and
+   * banned) when it is wrong.
+   */
+  #wrong(ctx: Ctx, i: number, diff: number, what: string): boolean {
+    this.stats.checked++;
+    if (diff <= this.#audit!.tolerance) return false;
+    const peer = ctx.plan.peers[i - 1]!;
+    this.stats.caught++;
+    this.#caught.push({ peer, mode: ctx.plan.mode, what, diff });
+    this.ban(peer);
+    return true;
+  }
+
+  /** Drops the banned peers still taking part; true when it dropped any. */
+  #dropBanned(ctx: Ctx): boolean {
+    if (this.#banned.size === 0) return false;
+    let any = false;
+    for (let i = 1; i < ctx.plan.n; i++) {
+      if (this.#local(ctx, i) || !this.#banned.has(ctx.plan.peers[i - 1]!)) continue;
+      this.#drop(ctx, i);
+      any = true;
+    }
+    return any;
   }
 
   #acquire(full: boolean): Workspace<Float32Array> {
@@ -1072,8 +1203,10 @@ export class Coordinator {
   }
 
   #ctx(plan: Plan, wire: string, session: CoordSession | null): Ctx {
+    const untrusted = session === null ? this.#drawAudit(plan) : null;
     return {
       plan, wire, session,
+      audit: session !== null ? session.audit : untrusted === null ? null : { untrusted, shadow: null, shards: [] },
       dropped: session?.dropped ?? new Set(), dropOrder: session?.dropOrder ?? [],
       roundTrips: 0, rounds: 0, bytesSent: 0, bytesReceived: 0,
     };
@@ -1147,6 +1280,7 @@ export class Coordinator {
       }
     }
     const ctx = this.#ctx(plan, this.tag, null);
+    this.#dropBanned(ctx);
     const T = ids.length;
     const ws = this.#acquire(T > 1);
     try {
@@ -1168,6 +1302,11 @@ export class Coordinator {
     s.ids.set(ids, P);
     s.values.set(values, P);
     const ctx = this.#ctx(s.plan, s.wire, s);
+    // A peer banned since the last run: dropped before this one, the state of its share rebuilt here.
+    if (this.#dropBanned(ctx) && P > 0) {
+      if (s.plan.mode === "dkva") this.#rebuildShard(ctx, s, P, -1);
+      else this.#replay(s, P);
+    }
     const ws = this.#acquire(T > 1 && s.plan.mode !== "dkva");
     try {
       let logits: Float32Array;
@@ -1214,13 +1353,19 @@ export class Coordinator {
       if (from === to) continue;
       if (!this.#local(ctx, i)) {
         const requestId = this.#requestId();
+        const sent = h.slice(0, T * d);
         const wave = this.#send(ctx, [{ i, msg: {
           t: "stage-req", session: ctx.wire, requestId, layers: [from, to], startPos,
-          hidden: { rows: T, cols: d, data: h.slice(0, T * d) },
+          hidden: { rows: T, cols: d, data: sent },
         } }])!;
         yield wave;
         const res = wave.answers[0];
-        const out = res?.t === "stage-res" && res.requestId === requestId ? matrixOf(res.hidden, T, d) : null;
+        let out = res?.t === "stage-res" && res.requestId === requestId ? matrixOf(res.hidden, T, d) : null;
+        if (out !== null && this.#audits(ctx, i)) {
+          const want = sent.slice();
+          runLayers(this.cfg, this.#mw, from, to, want, T, startPos, session === null ? null : ctx.audit!.shadow, acts);
+          if (this.#wrong(ctx, i, answerDiff(out, want), `stage [${from}, ${to}) at position ${startPos}`)) out = null;
+        }
         if (out !== null) {
           h.set(out);
           continue;
@@ -1267,7 +1412,7 @@ export class Coordinator {
         reqs.forEach(({ i, msg }, k) => {
           const res = wave!.answers[k];
           const out = res?.t === "tp-res" && res.requestId === msg.requestId ? matrixOf(res.partial, T, d) : null;
-          if (out === null) failed.push(i);
+          if (out === null || (this.#audits(ctx, i) && this.#wrongTp(ctx, i, msg, out, l))) failed.push(i);
           else partials.push(out);
         });
         if (failed.length > 0) {
@@ -1287,6 +1432,25 @@ export class Coordinator {
         }
       }
     }
+  }
+
+  /** Recomputes a tensor share an untrusted peer answered (#wrong). */
+  #wrongTp(ctx: Ctx, i: number, msg: TpRequest, out: Float32Array, l: number): boolean {
+    const cfg = this.cfg, w = this.#mw.layers[l]!, T = msg.input.rows, [r0, r1] = msg.range;
+    const acts = this.#scratch();
+    const want = new Float32Array(T * cfg.dModel);
+    if (msg.part === "ffn") ffn(cfg, w, msg.input.data, T, acts, want, false, r0, r1);
+    else {
+      const shadow = ctx.session === null ? null : ctx.audit!.shadow!;
+      tpAttention(cfg, w, msg.input.data, T, msg.startPos, r0, r1, shadow === null ? null : { K: shadow.k[l]!, V: shadow.v[l]! }, acts, want, false);
+    }
+    return this.#wrong(ctx, i, answerDiff(out, want), `${msg.part} [${r0}, ${r1}) of layer ${l} at position ${msg.startPos}`);
+  }
+
+  /** Activations for a recomputation (any whole-sequence workspace: its layer-0 scratch). */
+  #scratch(): LayerActs {
+    this.#auditWs ??= new Workspace(this.cfg, Float32Array, { rows: this.cfg.seqLen });
+    return this.#auditWs.acts[0]!;
   }
 
   // -- dkva ------------------------------------------------------------------------------------
@@ -1346,6 +1510,12 @@ export class Coordinator {
         reqs.push({ i, msg: owner === i ? { ...base, append: { position: t, k, v } } : base });
       }
       const wave = this.#send(ctx, reqs);
+      // An audited peer's shard is mirrored here: the row its append carried.
+      const mirror = ctx.audit?.shards[owner];
+      if (mirror != null && !this.#local(ctx, owner)) {
+        const r = mirror.append(l, t, k, v);
+        assert(r.ok, `dkva: mirror append of position ${t} at layer ${l}: ${r.ok ? "" : r.error}`);
+      }
       if (wave !== null) yield "pause"; // the shards answer while this node's own shard computes
       if (this.#local(ctx, owner)) {
         const r = s.shard!.append(l, t, k, v);
@@ -1358,7 +1528,9 @@ export class Coordinator {
       reqs.forEach(({ i, msg }, j) => {
         const res = wave!.answers[j];
         const p = res?.t === "partial-res" && res.requestId === msg.requestId ? partialOf(res, H, dh, this.#ownedUpTo(i, t, n)) : null;
-        if (p === null) failed.push(i);
+        const mirrored = ctx.audit?.shards[i];
+        if (p === null || (mirrored != null && this.#audits(ctx, i)
+          && this.#wrong(ctx, i, partialDiff(p, partialAttention(mirrored, l, q, t, H)), `partial of layer ${l} at position ${t}`))) failed.push(i);
         else partials.push(p);
       });
       if (failed.length > 0) {
@@ -1372,6 +1544,28 @@ export class Coordinator {
       ffn(cfg, w, h, 1, acts, h, true);
     }
   }
+}
+
+/**
+ * How far an answer is from the one recomputed: the largest |got − want| / max(1, |want|) over the
+ * elements (0 where both are the same value, infinities included; Infinity for a length mismatch
+ * or where only one is finite or NaN).
+ */
+export function answerDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) return Infinity;
+  let worst = 0;
+  for (let i = 0; i < got.length; i++) {
+    const a = got[i]!, b = want[i]!;
+    if (a === b) continue;
+    const diff = Math.abs(a - b) / Math.max(1, Math.abs(b));
+    if (!(diff <= worst)) worst = Number.isNaN(diff) ? Infinity : diff;
+  }
+  return worst;
+}
+
+/** answerDiff over a dkva partial's m, l and o. */
+function partialDiff(got: AttentionPartial, want: AttentionPartial): number {
+  return Math.max(answerDiff(got.m, want.m), answerDiff(got.l, want.l), answerDiff(got.o, want.o));
 }
 
 /** The data of a peer's T×d matrix if it has exactly that shape and is finite, else null. */

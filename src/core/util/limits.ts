@@ -333,6 +333,8 @@ export const LIMITS = {
     gaFollowRowsPerTickMax: 16,
     /** Federated round reports a node keeps (service.ts; `fl status` shows the last 20), oldest dropped first. */
     fedRoundsKeptMax: 100,
+    /** Peers caught answering wrong that a node (service.ts) and each Coordinator (parallel.ts) keep banned, oldest forgotten first. */
+    bannedPeersMax: 1024,
   },
 
   // ---------------------------------------------------------------------------------------------

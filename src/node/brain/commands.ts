@@ -84,7 +84,10 @@ const dtr: Command<NodeContext> = {
           ["local data", `${brain.localData.train} train, ${brain.localData.heldOut} held out, class priors ${brain.localData.classPriors.join(":")}`],
           ["inferences", MODES.map((mode) => `${mode} ${c.inferences[mode]}`).join(", ") + `, remote ${c.inferences.remote}, moe ${c.inferences.moe}; reduced ${c.reduced}, solo ${c.solo}`],
           ["rpc", `${c.callsSent} calls, ${c.callsTimedOut} timed out, ${c.callsFailed} failed; ${c.requestsServed} served, ${c.badMessages} bad`],
-          ["model files", `${c.modelLoads} loaded, ${c.modelRejected} refused${c.lastModelError === "" ? "" : ` (last: ${c.lastModelError})`}`],
+          ["model files", `${c.modelLoads} loaded, ${c.modelRejected} refused, ${c.modelUntrusted} untrusted (not signed by a core member)${c.lastModelError === "" ? "" : `; last: ${c.lastModelError}`}`],
+          ["spot checks", `${c.audited} runs audited, ${c.checked} answers recomputed, ${c.caught} wrong${brain.cheaters.length === 0 ? "" : `; banned: ${brain.cheaters.map((p) => nameOf(kernel, p)).join(", ")}`}`],
+          ["federated", `${c.fedRejected} updates rejected`],
+          ["role", brain.core ? "core: publishes models" : "contributor: does not publish models"],
         ]);
       }
       case "train": {
@@ -183,9 +186,8 @@ const fl: Command<NodeContext> = {
       }
       case "train": {
         const rounds = intArg(rest[0], 3, 1, 100, "ROUNDS");
-        const roleOf = (id: string) => kernel.memberStatuses().find((m) => m.id === id)?.role ?? "contributor";
         const lines: string[] = [];
-        await brain.federated(rounds, roleOf, (line) => lines.push(line));
+        await brain.federated(rounds, (line) => lines.push(line));
         return lines.join("\n");
       }
       default:
@@ -206,7 +208,7 @@ const ga: Command<NodeContext> = {
         return formatFields([
           ["state", `${brain.gaEnabled ? "on" : "off"}: every ${(brain.config.gaEveryTicks * kernel.config.tickMs / 1000).toFixed(0)} s of idleness on the Raft leader (${kernel.consensus.isLeader ? "this node" : "not this node"}), once a model was published`],
           ["model", `v${brain.model.header.version} ${brain.model.header.kind}, ${brain.chainLength} mutations on top of the file, tag ${brain.model.tag}`],
-          ["here", `${brain.ga.generations} generations run, ${brain.ga.kept} kept; ${brain.ga.followed} mutations followed from others, ${brain.ga.refused} refused${brain.ga.lastError === "" ? "" : ` (${brain.ga.lastError})`}`],
+          ["here", `${brain.ga.generations} generations run, ${brain.ga.kept} kept; ${brain.ga.followed} mutations followed from others, ${brain.ga.refused} refused, ${brain.ga.untrusted} untrusted, ${brain.ga.worse} heads worse here${brain.ga.lastError === "" ? "" : ` (${brain.ga.lastError})`}`],
           ["held-out loss", brain.ga.lastLoss === undefined ? "-" : brain.ga.lastLoss.toFixed(4)],
         ]);
       case "run": {

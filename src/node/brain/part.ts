@@ -23,6 +23,11 @@ export class BrainPart {
       gossipGet: (topic, key) => services.topics?.get(topic, key),
       gossipPublish: (topic, key, value) => (services.topics === undefined ? "this node has no gossip topics" : services.topics.publish(topic, key, value)),
       isLeader: () => services.kv?.isLeader ?? false,
+      roleOf: (id) => (id === ctx.id ? members.self.role : members.roleOf(id)),
+      publicKeyOf: (id) => members.publicKeyOf(id),
+      sign: (data) => ctx.identity.sign(data),
+      verify: (key, data, signature) => ctx.identity.verify(key, data, signature),
+      idOf: (key) => ctx.identity.idOf(key),
       ...(ctx.defer === undefined ? {} : { defer: ctx.defer }),
     }, ctx.fork(), config.brain);
   }
@@ -37,6 +42,7 @@ export class BrainPart {
 
   onEvent(event: KernelEvent): void {
     if (event.type === "member-dead" || event.type === "member-left") this.brain.memberGone(String(event.data.id));
+    else if (event.type === "member-alive") this.brain.memberAlive(String(event.data.id));
     else if (event.type === "sfs-file-updated" && typeof event.data.path === "string") this.brain.onFileChanged(event.data.path);
   }
 }

@@ -10,6 +10,19 @@
 // weights from the start. Peers check the weights tag in every request (parallel.ts): a node still
 // on another version answers "weights" and is dropped from that request.
 //
+// Trust (issue 13). Only a core node publishes: a contributor's `dtr train|init`, `fl train` and
+// `ga run` answer an error. A published file is signed (PKM2) by the writer's identity, and a node
+// runs a file only if modelTrustError passes — signed by its origin, a member whose entry's key maps
+// to its id, a signature that verifies, a core role; otherwise it is refused and counted
+// (`modelUntrusted`) and the model in use stays (a file signed by a member not known yet is read
+// again when that member comes alive). GA rows are signed likewise and followed only from core
+// evolvers, and only when the weights they lead to score at least as well on this node's held-out
+// data. In a federated round a contributor's update goes through the robust rule, and one whose
+// delta is far longer than the core updates' is dropped (fedlearn.ts). Distributed inference
+// audits a fraction of the runs with a contributor among the peers (parallel.ts): a peer caught
+// answering wrong is banned (sent no more work, until this node restarts), counted and announced
+// (`brain-cheater`).
+//
 // RPC. Brain messages (brain-wire.ts) travel in the kernel's `brain` message on the stream channel:
 // `c` a call id, `r` reply or request, `b` the encoded brain message. Calls have a deadline in ticks
 // (checked every tick, so late by at most one) and fail at once when SWIM declares the peer dead or
@@ -26,16 +39,18 @@
 // GA. In idle time the Raft leader (one evolver, so the chain does not fork) proposes mutants of
 // the seed-shaped model and keeps one only if it scores better (lower loss) on its held-out data.
 // Nodes exchange the mutation, not the weights (Such et al. 2017): a row of the gossip topic
-// `brain.ga`, keyed by the tag of the weights it starts from, holds [seed, sigma, tag after, loss];
-// every node applies the chain from the model file it holds (applyMutation is bit-exact across
-// nodes) and checks the resulting tag before it uses the weights. A new model file starts a new chain.
+// `brain.ga`, keyed by the tag of the weights it starts from, holds [seed, sigma, tag after, loss,
+// origin, signature] (ga.ts: GaRow); every node walks the chain from the weights it runs (applyMutation
+// is bit-exact across nodes), checks each row's signer and resulting tag, and adopts the chain's
+// head once it scores at least as well on its own held-out data as what it runs (a head that scores
+// worse is judged again only when the chain grows). A new model file starts a new chain.
 //
 // Data. Each node has its own sensor data (data.ts), drawn from a seed derived from its id with a
 // site skew (one class over-represented), so nodes train on different, non-IID data: `dtr train`
 // and local experts train on it; every report is on held-out data the training never saw.
 import { Coordinator, BrainWorker, weightsTag, type ParallelMode, type RunRequest, type RunResult } from "../../core/brain/parallel.ts";
 import { decodeBrainMessage, encodeBrainMessage, type BrainMessage } from "../../core/brain/brain-wire.ts";
-import { decodeModelFile, encodeModelFile, type ModelFileHeader } from "../../core/brain/model-file.ts";
+import { decodeModelFile, encodeSignedModelFile, modelTrustError, type ModelFileHeader, type ModelTrust } from "../../core/brain/model-file.ts";
 import { forward, initParams, inputError, KvCache, paramCount, SEED_CONFIG, SEED_CLASSES, step as decodeStep, Workspace, type ModelConfig } from "../../core/brain/transformer.ts";
 import { bestThresholdBaseline, generateSensorData, split, type SensorExample } from "../../core/brain/data.ts";
 import { evaluate, Trainer, type TrainReport } from "../../core/brain/train.ts";
@@ -43,8 +58,9 @@ import { type AggregationRule } from "../../core/brain/fedlearn.ts";
 import { FED_LOCAL_DEFAULTS, FederatedRound, localUpdate, type ClientUpdate } from "../../core/brain/federated.ts";
 import { MoeRouter } from "../../core/brain/moe.ts";
 import { drawProbes, recordProbe, sensorProbeSource, type Probe } from "../../core/brain/experts.ts";
-import { applyMutation, gaStep } from "../../core/brain/ga.ts";
-import { packValue, unpackValue } from "../../core/wire/codec.ts";
+import { applyMutation, decodeGaRow, encodeGaRow, gaRowMessage, gaStep, judgeMutant, type Mutation } from "../../core/brain/ga.ts";
+import { signerRefusal } from "../../core/brain/trust.ts";
+import { hash } from "node:crypto";
 import { LIMITS } from "../../core/util/limits.ts";
 import { createRng, type Rng } from "../../core/util/rng.ts";
 import { fnv1a, FNV_OFFSET } from "../../core/util/bytes.ts";
@@ -76,6 +92,12 @@ export interface BrainConfig {
   readonly gaIdleTicks: number;
   readonly gaPopulation: number;
   readonly gaSigma: number;
+  /** Fraction of distributed runs and sessions with a contributor among the peers whose contributor answers are recomputed here. */
+  readonly spotCheckFraction: number;
+  /** An answer is wrong when an element is off by more than this times max(1, |expected|). */
+  readonly spotCheckTolerance: number;
+  /** A contributor's federated update is dropped when its delta is longer than this times the core updates' median. */
+  readonly fedContributorNormRatio: number;
 }
 
 export const BRAIN_DEFAULTS: BrainConfig = {
@@ -91,11 +113,16 @@ export const BRAIN_DEFAULTS: BrainConfig = {
   gaIdleTicks: 500,
   gaPopulation: 4,
   gaSigma: 0.01,
+  spotCheckFraction: 0.1,
+  spotCheckTolerance: 1e-3,
+  fedContributorNormRatio: 4,
 };
 
 export const GA_TOPIC = "brain.ga";
 /** Chain rows followed per tick at most. */
 const GA_FOLLOW_PER_TICK = LIMITS.brain.gaFollowRowsPerTickMax;
+/** Peers caught answering wrong that a node keeps banned, oldest forgotten first. */
+const BANNED_MAX = LIMITS.brain.bannedPeersMax;
 
 /** The kernel's `brain` message. */
 export interface BrainEnvelope {
@@ -122,13 +149,28 @@ export interface BrainHost {
   gossipPublish(topic: string, key: string, value: Uint8Array): string | undefined;
   /** Whether this node leads Raft (the one GA evolver). */
   isLeader(): boolean;
+  /** A member's role, this node's included; undefined when unknown (treated as contributor). */
+  roleOf(id: string): string | undefined;
+  /** The public key a member's entry holds, this node's included; undefined for a stranger. */
+  publicKeyOf(id: string): Uint8Array | undefined;
+  /** Signs with this node's Ed25519 identity. */
+  sign(data: Uint8Array): Uint8Array;
+  verify(publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean;
+  /** The node id of a public key. */
+  idOf(publicKey: Uint8Array): string;
 }
 
 export interface GaStats {
   generations: number;
   kept: number;
+  /** Mutations adopted from others' chain rows. */
   followed: number;
+  /** Rows refused as malformed or not giving the weights they claim. */
   refused: number;
+  /** Rows refused for their signer: unsigned, badly signed, unknown or not core. */
+  untrusted: number;
+  /** Chain heads that scored worse here than the weights in use (not adopted). */
+  worse: number;
   lastLoss: number | undefined;
   lastError: string;
 }
@@ -172,10 +214,19 @@ export interface BrainCounters {
   requestsServed: number;
   badMessages: number;
   modelLoads: number;
+  /** Model files refused as malformed (the decoder's checks, the weights tag). */
   modelRejected: number;
+  /** Model files refused for their signature: unsigned, badly signed, or not by a core member. */
+  modelUntrusted: number;
   inferences: Record<InferMode | "remote" | "moe", number>;
   reduced: number;
   solo: number;
+  /** Runs and sessions audited, answers recomputed, answers found wrong (spot checks). */
+  audited: number;
+  checked: number;
+  caught: number;
+  /** Contributors' and others' federated updates dropped by the aggregation (non-finite, norm, ...). */
+  fedRejected: number;
   lastModelError: string;
 }
 
@@ -211,8 +262,9 @@ function argmax(v: ArrayLike<number>): number {
 export class BrainService {
   readonly config: BrainConfig;
   readonly counters: BrainCounters = {
-    callsSent: 0, callsFailed: 0, callsTimedOut: 0, requestsServed: 0, badMessages: 0, modelLoads: 0, modelRejected: 0,
-    inferences: { local: 0, pipeline: 0, tensor: 0, dkva: 0, remote: 0, moe: 0 }, reduced: 0, solo: 0, lastModelError: "",
+    callsSent: 0, callsFailed: 0, callsTimedOut: 0, requestsServed: 0, badMessages: 0, modelLoads: 0, modelRejected: 0, modelUntrusted: 0,
+    inferences: { local: 0, pipeline: 0, tensor: 0, dkva: 0, remote: 0, moe: 0 }, reduced: 0, solo: 0,
+    audited: 0, checked: 0, caught: 0, fedRejected: 0, lastModelError: "",
   };
   readonly router = new MoeRouter();
   readonly #host: BrainHost;
@@ -239,7 +291,22 @@ export class BrainService {
   #chain: Array<{ seed: number; sigma: number }> = [];
   #lastBusyTick = 0;
   gaEnabled = true;
-  readonly ga: GaStats = { generations: 0, kept: 0, followed: 0, refused: 0, lastLoss: undefined, lastError: "" };
+  readonly ga: GaStats = { generations: 0, kept: 0, followed: 0, refused: 0, untrusted: 0, worse: 0, lastLoss: undefined, lastError: "" };
+  /**
+   * The GA chain walked ahead of the weights in use: from `base` (the tag in use), the rows checked
+   * so far (their keys and digests), their mutations, the weights and tag they give; `judged` once
+   * its head scored worse here (judged again when the chain grows). One row at a time is refused
+   * for good (`badRow`).
+   */
+  #ahead: { base: string; rows: string[]; mutations: Mutation[]; params: Float32Array; tag: string; judged: boolean } | undefined;
+  #badRow: string | undefined;
+  /** Peers caught answering wrong: no more distributed work for them (until this node restarts). */
+  readonly #cheaters = new Set<string>();
+  /** The signer of the last model file refused because this node did not know it yet. */
+  #awaitingSigner: string | undefined;
+  readonly #trust: ModelTrust;
+  /** Spot-check counts of each coordinator already added to the counters. */
+  readonly #auditSeen = new WeakMap<Coordinator, { audited: number; checked: number }>();
   /** Local decode sessions (mode local), least recently used first. */
   readonly #localSessions = new Map<string, { tag: string; cache: KvCache }>();
 
@@ -247,6 +314,27 @@ export class BrainService {
     this.#host = host;
     this.#rng = rng;
     this.config = config;
+    this.#trust = {
+      sha256: (bytes) => new Uint8Array(hash("sha256", bytes, "buffer")),
+      publicKeyOf: (id) => host.publicKeyOf(id),
+      idOf: (key) => host.idOf(key),
+      verify: (key, data, signature) => host.verify(key, data, signature),
+      roleOf: (id) => host.roleOf(id),
+    };
+  }
+
+  /** Whether this node may publish (models, GA rows, federated results): only a core node does. */
+  get core(): boolean {
+    return this.#host.roleOf(this.#host.id) === "core";
+  }
+
+  /** Peers caught answering wrong, banned from distributed inference here. */
+  get cheaters(): readonly string[] {
+    return [...this.#cheaters];
+  }
+
+  #mustBeCore(what: string): void {
+    if (!this.core) throw new Error(`${what}: this node is a contributor, and only core nodes publish models`);
   }
 
   /** The model in use; until a model file is loaded, the deterministic untrained seed model. */
@@ -304,6 +392,11 @@ export class BrainService {
     return evaluate(cfg, params, this.#data.heldOut).accuracy;
   }
 
+  /** Loss of the shared model (or of `params` of its shape) on this node's held-out data: what the GA scores. */
+  heldOutLoss(params: Float32Array = this.#model.params): number | undefined {
+    return this.#evolvable() ? evaluate(this.#model.cfg, params, this.#data.heldOut).loss : undefined;
+  }
+
   // ---- Model ------------------------------------------------------------------------------------
 
   /** Reads the model file, if the node has a shared folder and the file exists. */
@@ -337,6 +430,7 @@ export class BrainService {
     if (path === MODEL_PATH) void this.load();
   }
 
+  /** Loads model file bytes if they decode and a core member signed them; else refuses and counts them. */
   #install(bytes: Uint8Array): void {
     if (bytes.length > this.config.modelBytesMax) return this.#reject(`model file larger than ${this.config.modelBytesMax} bytes`);
     const decoded = decodeModelFile(bytes, { maxBytes: this.config.modelBytesMax });
@@ -344,18 +438,25 @@ export class BrainService {
     const { header, params } = decoded;
     const tag = weightsTag(header.config, params);
     if (tag !== header.tag) return this.#reject(`weights tag ${tag} differs from the header's ${header.tag}`);
+    const untrusted = modelTrustError(decoded, this.#trust);
+    if (untrusted !== null) {
+      this.#awaitingSigner = untrusted.reason === "unknown-signer" ? decoded.signature?.signer : undefined;
+      return this.#reject(untrusted.error, untrusted.reason);
+    }
+    this.#awaitingSigner = undefined;
     if (this.#fileModel !== undefined && tag === this.#fileModel.tag) return;
     this.#model = this.#build(header, params, tag);
     this.#fileModel = this.#model;
     this.#chain = [];
     this.counters.modelLoads++;
-    this.#host.event("brain-model-loaded", { version: header.version, kind: header.kind, tag, params: params.length });
+    this.#host.event("brain-model-loaded", { version: header.version, kind: header.kind, tag, params: params.length, signer: header.origin });
   }
 
-  #reject(error: string): void {
-    this.counters.modelRejected++;
+  #reject(error: string, untrusted?: string): void {
+    if (untrusted === undefined) this.counters.modelRejected++;
+    else this.counters.modelUntrusted++;
     this.counters.lastModelError = error;
-    this.#host.event("brain-model-rejected", { error });
+    this.#host.event("brain-model-rejected", { error, ...(untrusted === undefined ? {} : { untrusted }) });
   }
 
   /** Version 0: the same untrained weights on every node, never written to a file. */
@@ -369,19 +470,25 @@ export class BrainService {
     const cfg = header.config;
     const coordinator = new Coordinator(cfg, params, {
       weightsTag: tag, id: this.#host.id, callDeadlineTicks: this.config.callDeadlineTicks, callId: () => this.#nextCallId(),
+      audit: {
+        fraction: this.config.spotCheckFraction, tolerance: this.config.spotCheckTolerance, rng: this.#rng.fork(),
+        untrusted: (peer) => this.#host.roleOf(peer) !== "core",
+      },
     });
+    for (const cheater of this.#cheaters) coordinator.ban(cheater);
     this.#coordinators.add(coordinator);
     return { header, cfg, params, tag, worker: new BrainWorker(cfg, params, { weightsTag: tag }), coordinator };
   }
 
-  /** Writes a new model version to the shared folder (replicated to every node) and loads it. */
+  /** Writes a new model version, signed here, to the shared folder (replicated to every node) and loads it. Core nodes only. */
   async publish(cfg: ModelConfig, params: Float32Array, kind: ModelFileHeader["kind"], metrics: ModelFileHeader["metrics"]): Promise<ModelFileHeader> {
+    this.#mustBeCore("publish");
     const folder = this.#host.folder();
     const header: ModelFileHeader = {
       config: cfg, version: this.#model.header.version + 1, tag: weightsTag(cfg, params), createdMs: Math.floor(this.#host.nowMs()),
       origin: this.#host.id, kind, ...(metrics === undefined ? {} : { metrics }),
     };
-    const bytes = encodeModelFile(header, params);
+    const bytes = encodeSignedModelFile(header, params, { id: this.#host.id, sign: (m) => this.#host.sign(m) }, this.#trust.sha256);
     if (folder === undefined) {
       // No shared folder (the simulator): the model stays on this node.
       this.#install(bytes);
@@ -398,6 +505,7 @@ export class BrainService {
 
   /** `dtr init SHAPE`: a freshly initialised model of any shape (for tests and benchmarks). */
   async init(cfg: ModelConfig, seed: number): Promise<ModelFileHeader> {
+    this.#mustBeCore("dtr init");
     return this.publish(cfg, initParams(cfg, createRng(seed, 2)), "init", undefined);
   }
 
@@ -410,6 +518,7 @@ export class BrainService {
    */
   async train(epochs: number, progress: (line: string) => void = () => undefined): Promise<{ report: TrainReport; baseline: number; header: ModelFileHeader }> {
     if (this.#training !== undefined) throw new Error(`a training is running (${this.#training})`);
+    this.#mustBeCore("dtr train");
     const cfg = this.#model.cfg;
     if (cfg.vocab !== SEED_CONFIG.vocab || cfg.nClasses !== 3) throw new Error("dtr train trains the seed shape on sensor data; the loaded model has another shape (dtr init seed first)");
     this.#training = "dtr train";
@@ -477,9 +586,9 @@ export class BrainService {
 
   // ---- Inference ---------------------------------------------------------------------------------
 
-  /** Peers for a distributed request: up to peersMax live members, in a stable order. */
+  /** Peers for a distributed request: up to peersMax live members not caught cheating, in a stable order. */
   peers(): string[] {
-    return this.#host.liveIds().slice(0, this.config.peersMax);
+    return this.#host.liveIds().filter((id) => !this.#cheaters.has(id)).slice(0, this.config.peersMax);
   }
 
   async infer(mode: InferMode, ids: Int32Array, values: Float32Array, options: { session?: string; peers?: readonly string[] } = {}): Promise<InferOutcome> {
@@ -567,10 +676,11 @@ export class BrainService {
     return result;
   }
 
-  /** Carries out what the coordinator has ready: sends (then advance), outcomes to their waiters. */
+  /** Carries out what the coordinator has ready: sends (then advance), outcomes to their waiters, cheaters banned. */
   #pump(coordinator: Coordinator): void {
     while (coordinator.hasReady()) {
-      const { sends, outcomes } = coordinator.ready();
+      const { sends, outcomes, caught } = coordinator.ready();
+      for (const c of caught) this.#caughtCheating(c.peer, { mode: c.mode, what: c.what, diff: c.diff });
       for (const { to, call, msg } of sends) {
         if (call !== 0) this.counters.callsSent++;
         this.#host.send(to, { t: "brain", c: call === 0 ? this.#nextCallId() : call, r: false, b: encodeBrainMessage(msg) });
@@ -584,10 +694,25 @@ export class BrainService {
       }
       coordinator.advance();
     }
+    const seen = this.#auditSeen.get(coordinator) ?? { audited: 0, checked: 0 };
+    this.counters.audited += coordinator.stats.audited - seen.audited;
+    this.counters.checked += coordinator.stats.checked - seen.checked;
+    this.#auditSeen.set(coordinator, { audited: coordinator.stats.audited, checked: coordinator.stats.checked });
     if (coordinator !== this.#loaded?.coordinator && coordinator.idle) {
       this.#coordinators.delete(coordinator);
       this.#runs.delete(coordinator);
     }
+  }
+
+  /** A peer answered wrong: banned here and on every coordinator, counted and announced. */
+  #caughtCheating(peer: string, detail: { mode: string; what: string; diff: number }): void {
+    this.counters.caught++;
+    if (!this.#cheaters.has(peer)) {
+      if (this.#cheaters.size >= BANNED_MAX) this.#cheaters.delete(this.#cheaters.values().next().value as string);
+      this.#cheaters.add(peer);
+    }
+    for (const coordinator of this.#coordinators) coordinator.ban(peer);
+    this.#host.event("brain-cheater", { id: peer, ...detail });
   }
 
   #nextCallId(): number {
@@ -658,13 +783,15 @@ export class BrainService {
   /**
    * `fl train`: rounds of federated learning coordinated here. Every live member (and this node)
    * trains the current shared model on its own data for a few epochs and sends back its weights;
-   * they are aggregated (FedAvg when every participant is a core node, trimmed mean when a
-   * contributor takes part) and published as the next model version. The round itself is the
+   * they are aggregated (FedAvg when every participant is a core node, trimmed mean or median when
+   * a contributor takes part) and published as the next model version. The round itself is the
    * core's FederatedRound (federated.ts): answers for another round are refused, malformed ones
-   * (length, non-finite, n) rejected, never averaged in.
+   * (length, non-finite, n) and contributors' far too long ones (norm) rejected, never averaged in,
+   * and counted (`fedRejected`). Core nodes only: the result is published.
    */
-  async federated(rounds: number, roleOf: (id: string) => "core" | "contributor", progress: (line: string) => void = () => undefined): Promise<FederatedRoundReport[]> {
+  async federated(rounds: number, progress: (line: string) => void = () => undefined): Promise<FederatedRoundReport[]> {
     if (this.#training !== undefined) throw new Error(`a training is running (${this.#training})`);
+    this.#mustBeCore("fl train");
     this.#training = "fl train";
     const out: FederatedRoundReport[] = [];
     try {
@@ -674,8 +801,8 @@ export class BrainService {
         const seed = this.#rng.nextU32();
         const members = this.#host.liveIds();
         const fed = new FederatedRound(cfg, params, [
-          { id: this.#host.id, core: true }, ...members.map((id) => ({ id, core: roleOf(id) === "core" })),
-        ], { round });
+          { id: this.#host.id, core: true }, ...members.map((id) => ({ id, core: this.#host.roleOf(id) === "core" })),
+        ], { round, contributorNormRatio: this.config.fedContributorNormRatio });
         const calls = members.map(async (id) => {
           try {
             const answer = await this.call(id, { t: "train-req", requestId: 0, round, epochs: this.config.federatedEpochs, seed, params }, 60 * this.config.callDeadlineTicks);
@@ -694,6 +821,7 @@ export class BrainService {
         await Promise.all(calls);
         fed.answer(this.#host.id, { round, ...this.#trainLocal(cfg, params, this.config.federatedEpochs, seed) });
         const result = fed.result();
+        this.counters.fedRejected += result.rejected.length;
         if (!result.ok || result.rule === null) throw new Error(`round ${round}: no valid update (${result.rejected.length} rejected, ${result.failed.length} failed)`);
         const accuracy = this.heldOutAccuracy(result.params, cfg) ?? 0;
         await this.publish(cfg, result.params, "federated", { heldOutAccuracy: accuracy, rounds: round, examples: result.examples });
@@ -726,13 +854,14 @@ export class BrainService {
   /**
    * Runs GA generations now: each proposes gaPopulation mutants, scores them by held-out loss
    * here, and keeps the best only if it beats the current weights; a kept mutation is published
-   * (seed and sigma, not weights) for every node to apply. Returns the generations kept.
+   * (seed and sigma, not weights, in a row signed here) for every node to judge. Returns the
+   * generations kept. Core nodes only.
    */
   evolve(generations: number): { kept: number; before: number; after: number } {
+    if (!this.core) throw new Error("ga run: this node is a contributor, and only core nodes publish GA mutations");
     if (!this.#evolvable()) throw new Error("GA evolves the seed-shaped sensor model; the loaded model has another shape");
     if (this.#training !== undefined) throw new Error(`a training is running (${this.#training})`);
-    const held = this.#data.heldOut;
-    const score = (p: Float32Array) => -evaluate(this.#model.cfg, p, held).loss;
+    const score = this.#score();
     let kept = 0;
     let first: number | undefined;
     let last = 0;
@@ -745,52 +874,100 @@ export class BrainService {
       this.ga.lastLoss = last;
       if (!result.kept || result.mutation === undefined) continue;
       const tag = weightsTag(base.cfg, result.params);
-      const error = this.#host.gossipPublish(GA_TOPIC, base.tag, packValue([result.mutation.seed, result.mutation.sigma, tag, last]));
+      const unsigned = { seed: result.mutation.seed, sigma: result.mutation.sigma, tag, loss: last, origin: this.#host.id };
+      const row = encodeGaRow({ ...unsigned, signature: this.#host.sign(gaRowMessage(base.tag, unsigned)) });
+      const error = this.#host.gossipPublish(GA_TOPIC, base.tag, row);
       if (error !== undefined) {
         this.ga.lastError = error;
         break;
       }
-      this.#adopt(result.params, result.mutation, tag);
+      this.#adopt(result.params, [result.mutation], tag);
       this.ga.kept++;
       kept++;
     }
     return { kept, before: first ?? last, after: last };
   }
 
-  /** Applies the chain rows published for the weights this node runs. */
-  #followChain(): void {
-    for (let i = 0; i < GA_FOLLOW_PER_TICK; i++) {
-      const row = this.#host.gossipGet(GA_TOPIC, this.#model.tag);
-      if (row === undefined) return;
-      const decoded = unpackValue(row);
-      if (!Array.isArray(decoded) || decoded.length !== 4) return this.#refuseRow("malformed row");
-      const [seed, sigma, tag] = decoded as unknown[];
-      if (typeof seed !== "number" || !Number.isInteger(seed) || seed < 0 || seed > 0xffff_ffff || typeof sigma !== "number" || !(sigma > 0 && sigma < 1) || typeof tag !== "string") {
-        return this.#refuseRow("malformed row");
-      }
-      const mutation = { seed, sigma };
-      const params = applyMutation(this.#model.params, mutation);
-      if (weightsTag(this.#model.cfg, params) !== tag) return this.#refuseRow(`mutation ${seed} does not give ${tag}`);
-      this.#adopt(params, mutation, tag);
-      this.ga.followed++;
-    }
+  /** Held-out score of weights of the model's shape here (higher is better: −loss). */
+  #score(): (p: Float32Array) => number {
+    const cfg = this.#model.cfg, held = this.#data.heldOut;
+    return (p) => -evaluate(cfg, p, held).loss;
   }
 
-  #refuseRow(error: string): void {
-    this.ga.refused++;
+  /**
+   * Walks the chain rows published from the weights in use (up to GA_FOLLOW_PER_TICK a call):
+   * each row must be well-formed, signed by a core member, and give the weights it names. At the
+   * chain's head, adopts the mutations walked if the head scores at least as well on this node's
+   * held-out data as the weights in use; otherwise keeps them and judges again when the chain grows.
+   */
+  #followChain(): void {
+    const model = this.#model;
+    const keyOf = (from: string): string | undefined => {
+      const bytes = this.#host.gossipGet(GA_TOPIC, from);
+      return bytes === undefined ? undefined : `${from}/${fnv1a(FNV_OFFSET, bytes) >>> 0}`;
+    };
+    // The rows walked must still be the topic's: one rewritten (another evolver at that key) restarts the walk.
+    if (this.#ahead?.base !== model.tag || !this.#ahead.rows.every((key) => keyOf(key.slice(0, key.lastIndexOf("/"))) === key)) this.#ahead = undefined;
+    for (let i = 0; i < GA_FOLLOW_PER_TICK; i++) {
+      const from = this.#ahead?.tag ?? model.tag;
+      const bytes = this.#host.gossipGet(GA_TOPIC, from);
+      if (bytes === undefined) break;
+      const rowKey = `${from}/${fnv1a(FNV_OFFSET, bytes) >>> 0}`;
+      if (rowKey === this.#badRow) return;
+      const row = decodeGaRow(bytes);
+      if (typeof row === "string") return this.#refuseRow(rowKey, row, "refused");
+      const refusal = signerRefusal(this.#trust, row.origin, gaRowMessage(from, row), row.signature);
+      // A signer not known yet may become known: that row is judged again (and counted once).
+      if (refusal !== null) return this.#refuseRow(refusal.reason === "unknown-signer" ? `${rowKey}?` : rowKey, `GA row: ${refusal.error}`, "untrusted");
+      const mutation = { seed: row.seed, sigma: row.sigma };
+      const params = applyMutation(this.#ahead?.params ?? model.params, mutation);
+      if (weightsTag(model.cfg, params) !== row.tag) return this.#refuseRow(rowKey, `mutation ${row.seed} does not give ${row.tag}`, "refused");
+      this.#ahead = {
+        base: model.tag, rows: [...(this.#ahead?.rows ?? []), rowKey], mutations: [...(this.#ahead?.mutations ?? []), mutation], params, tag: row.tag, judged: false,
+      };
+      if (this.#ahead.mutations.length > LIMITS.ga.chainMax) {
+        this.#ahead = undefined;
+        return this.#refuseRow(rowKey, `a chain of more than ${LIMITS.ga.chainMax} mutations ahead`, "refused");
+      }
+    }
+    const ahead = this.#ahead;
+    if (ahead === undefined || ahead.judged || this.#host.gossipGet(GA_TOPIC, ahead.tag) !== undefined) return;
+    if (!this.#evolvable()) {
+      ahead.judged = true;
+      return this.#refuseRow(undefined, "GA rows for a model of another shape than the sensor model's: not scored here", "refused");
+    }
+    const verdict = judgeMutant(model.params, ahead.params, this.#score());
+    if (!verdict.accepted) {
+      ahead.judged = true;
+      this.ga.worse++;
+      this.ga.lastError = `chain head ${ahead.tag}: held-out loss ${(-verdict.after).toFixed(4)} here, worse than ${(-verdict.before).toFixed(4)}`;
+      return;
+    }
+    this.#ahead = undefined;
+    this.#adopt(ahead.params, ahead.mutations, ahead.tag);
+    this.ga.followed += ahead.mutations.length;
+    this.ga.lastLoss = -verdict.after;
+  }
+
+  /** A chain row refused: counted once (not read again while it is the same row). */
+  #refuseRow(rowKey: string | undefined, error: string, kind: "refused" | "untrusted"): void {
+    if (rowKey !== undefined && rowKey === this.#badRow) return;
+    this.#badRow = rowKey;
+    this.ga[kind]++;
     this.ga.lastError = error;
   }
 
-  /** Weights one mutation on from the current ones; `tag` is theirs (the caller computed or checked it). */
-  #adopt(params: Float32Array, mutation: { seed: number; sigma: number }, tag: string): void {
+  /** Weights some mutations on from the current ones; `tag` is theirs (the caller computed or checked it). */
+  #adopt(params: Float32Array, mutations: readonly Mutation[], tag: string): void {
     const file = this.#fileModel?.header ?? this.#model.header;
-    this.#chain.push(mutation);
+    this.#chain.push(...mutations);
+    if (this.#chain.length > LIMITS.modelFile.mutationsMax) this.#chain.splice(0, this.#chain.length - LIMITS.modelFile.mutationsMax);
     const header: ModelFileHeader = {
       ...file, kind: "evolved", tag,
-      lineage: { ...(file.version >= 1 ? { base: file.version } : {}), mutations: this.#chain.slice(-10_000) },
+      lineage: { ...(file.version >= 1 ? { base: file.version } : {}), mutations: this.#chain.slice() },
     };
     this.#model = this.#build(header, params, tag);
-    this.#host.event("brain-evolved", { generation: this.#chain.length, seed: mutation.seed, tag: header.tag });
+    this.#host.event("brain-evolved", { generation: this.#chain.length, seeds: mutations.map((m) => m.seed), tag: header.tag });
   }
 
   // ---- RPC ---------------------------------------------------------------------------------------
@@ -879,7 +1056,7 @@ export class BrainService {
     // Only a model someone published evolves on its own (never the untrained default).
     const every = this.config.gaEveryTicks;
     if (every > 0 && now % every === 0 && this.gaEnabled && this.#fileModel !== undefined && this.#training === undefined
-      && now - this.#lastBusyTick >= this.config.gaIdleTicks && this.#host.isLeader() && this.#evolvable()) {
+      && now - this.#lastBusyTick >= this.config.gaIdleTicks && this.#host.isLeader() && this.core && this.#evolvable()) {
       this.evolve(1);
     }
     for (const [c, pending] of this.#pending) {
@@ -894,6 +1071,11 @@ export class BrainService {
       this.counters.callsTimedOut += coordinator.stats.timedOut - before;
       this.#pump(coordinator);
     }
+  }
+
+  /** A member came alive: the model file its signature was waiting for is read again. */
+  memberAlive(id: string): void {
+    if (id === this.#awaitingSigner) void this.load();
   }
 
   /** SWIM declared the member dead or gone: its calls fail now. */

@@ -50,5 +50,54 @@ export const BRAIN = defineSubsystem({
         this.inc({ outcome: "bad" }, c.badMessages);
       },
     });
+    new Counter({
+      name: "pk_brain_model_files_total",
+      help: "Model files read by outcome: loaded, refused (malformed), untrusted (unsigned, badly signed, or not by a core member)",
+      labelNames: ["outcome"] as const,
+      registers,
+      collect() {
+        this.reset();
+        const c = kernel.brain.counters;
+        this.inc({ outcome: "loaded" }, c.modelLoads);
+        this.inc({ outcome: "refused" }, c.modelRejected);
+        this.inc({ outcome: "untrusted" }, c.modelUntrusted);
+      },
+    });
+    new Counter({
+      name: "pk_brain_spot_checks_total",
+      help: "Spot checks of contributors' inference answers: runs audited, answers recomputed, answers found wrong (their senders banned)",
+      labelNames: ["outcome"] as const,
+      registers,
+      collect() {
+        this.reset();
+        const c = kernel.brain.counters;
+        this.inc({ outcome: "audited" }, c.audited);
+        this.inc({ outcome: "checked" }, c.checked);
+        this.inc({ outcome: "caught" }, c.caught);
+      },
+    });
+    new Counter({
+      name: "pk_brain_ga_rows_total",
+      help: "GA chain mutations by outcome: followed (adopted), refused (malformed), untrusted (signer), worse (a chain head scoring worse here)",
+      labelNames: ["outcome"] as const,
+      registers,
+      collect() {
+        this.reset();
+        const ga = kernel.brain.ga;
+        this.inc({ outcome: "followed" }, ga.followed);
+        this.inc({ outcome: "refused" }, ga.refused);
+        this.inc({ outcome: "untrusted" }, ga.untrusted);
+        this.inc({ outcome: "worse" }, ga.worse);
+      },
+    });
+    new Counter({
+      name: "pk_brain_fed_updates_rejected_total",
+      help: "Federated updates rejected by the rounds this node coordinated (non-finite, wrong length, bad n, a contributor's delta too long)",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(kernel.brain.counters.fedRejected);
+      },
+    });
   },
 });

@@ -108,7 +108,8 @@ test("model file: each check refuses its bad input with a specific error", () =>
   assert.ok(decodeModelFile(good, { maxBytes: good.length }).ok);
   assert.match(errorOf(new Uint8Array(0)), /^truncated: 0 bytes/);
   assert.match(errorOf(good.subarray(0, 7)), /^truncated: 7 bytes/);
-  assert.match(errorOf(Uint8Array.of(0x50, 0x4b, 0x4d, 0x32, ...good.subarray(4))), /^bad magic/);
+  assert.match(errorOf(Uint8Array.of(0x50, 0x4b, 0x4d, 0x33, ...good.subarray(4))), /^bad magic/);
+  assert.match(errorOf(Uint8Array.of(0x50, 0x4b, 0x4d, 0x32, ...good.subarray(4))), /^signature: missing/, "PKM2 is the signed format: its block is required");
   const lengthPatched = (n: number): Uint8Array => {
     const copy = good.slice();
     new DataView(copy.buffer).setUint32(4, n, true);
