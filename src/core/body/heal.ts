@@ -10,6 +10,15 @@
 // keeps running the task. A node that has just booted runs nothing until it has compared tables
 // with a peer or `settleTicks` have passed, so a restarted owner does not resume a task adopted in
 // its absence.
+//
+// Trust. Records are not signed, so a peer's record is bounded as a value before it is taken:
+// (1) a record naming this node as owner is one only this node writes (a definition, removal or
+// adoption names its writer), so a peer's newer one is a forgery (or this node lost its store): it
+// is refused, never run, and answered one epoch above with this node's own record of the task, or a
+// removal when it holds none, which wins over it everywhere; (2) epochs up
+// to LIMITS.guardEpochTakenMax are taken as they come, and above it only up to guardEpochStepMax
+// above the record held, so the upper half of the epoch space stays for the changes nodes make
+// themselves (define, remove, adopt: one epoch each) and a peer cannot use it up in one message.
 import { assert } from "../util/assert.ts";
 import { LIMITS } from "../util/limits.ts";
 import { Outbox, type Ready } from "../util/outbox.ts";
@@ -54,7 +63,17 @@ export interface HealOutbound {
 export type HealEvent =
   | { readonly type: "guard-defined"; readonly name: string; readonly owner: string; readonly epoch: number }
   | { readonly type: "guard-removed"; readonly name: string; readonly epoch: number }
-  | { readonly type: "guard-adopted"; readonly name: string; readonly from: string; readonly epoch: number };
+  | { readonly type: "guard-adopted"; readonly name: string; readonly from: string; readonly epoch: number }
+  /** A peer sent a record naming this node as owner that it never wrote; this node's own record (or a removal) replaced it. */
+  | { readonly type: "guard-refused"; readonly name: string; readonly from: string; readonly epoch: number; readonly command: string };
+
+/** Peer records refused (docs/protocols/heal.md, "Trust"). */
+export interface HealStats {
+  /** Records whose epoch is beyond what may be taken from a peer (LIMITS.guardEpochTakenMax, guardEpochStepMax). */
+  epochRefused: number;
+  /** Newer records naming this node as owner that it never wrote: refused and replaced. */
+  ownerRefused: number;
+}
 
 export interface HealReady extends Ready<HealOutbound, HealEvent> {
   /** Records to write to the store (durably: a guarded task must survive power loss). */
@@ -67,6 +86,14 @@ export function taskToWire(task: GuardedTask): GuardedTaskWire {
 
 export function taskFromWire(wire: GuardedTaskWire): GuardedTask {
   return { name: wire[0], command: wire[1], everyTicks: wire[2], owner: wire[3], epoch: wire[4], removed: wire[5] };
+}
+
+/**
+ * True when a peer's record at `epoch` may be taken over one held at `held` (0: none): freely up to
+ * LIMITS.guardEpochTakenMax, above it at most guardEpochStepMax above the held one (see the header).
+ */
+export function epochTakeable(epoch: number, held: number): boolean {
+  return epoch <= LIMITS.guardEpochTakenMax || epoch - held <= LIMITS.guardEpochStepMax;
 }
 
 /** True when record `a` wins over record `b` of the same task (see the header). */
@@ -87,6 +114,7 @@ export class Heal {
   #running: GuardedTask[] | undefined;
   #now = 0;
   readonly #out = new Outbox<HealOutbound, HealEvent, { changed: GuardedTask }>({ changed: [] });
+  readonly #stats: HealStats = { epochRefused: 0, ownerRefused: 0 };
 
   constructor(self: string, config: HealConfig = HEAL_DEFAULTS) {
     assert(config.syncTicks > 0 && config.settleTicks >= 0, "Heal: config out of bounds");
@@ -103,6 +131,10 @@ export class Heal {
       if (known === undefined ? this.#tasks.size < LIMITS.guardedTasksMax : taskBeats(task, known)) this.#tasks.set(task.name, task);
       this.#running = undefined;
     }
+  }
+
+  stats(): HealStats {
+    return { ...this.#stats };
   }
 
   get settled(): boolean {
@@ -151,15 +183,38 @@ export class Heal {
     return undefined;
   }
 
-  /** A peer's records; `reply` asks for ours back. */
-  step(from: string, reply: boolean, tasks: readonly GuardedTaskWire[]): void {
+  /**
+   * A peer's records; `reply` asks for ours back. `membership` is needed only to tell every live
+   * member of the answer to a refused record naming this node; without it the answer spreads by sync.
+   */
+  step(from: string, reply: boolean, tasks: readonly GuardedTaskWire[], membership?: HealMembership): void {
     this.#settled = true;
+    let answers: GuardedTask[] | undefined;
     for (const wire of tasks) {
       const task = taskFromWire(wire);
       const known = this.#tasks.get(task.name);
       if (known !== undefined ? !taskBeats(task, known) : this.#tasks.size >= LIMITS.guardedTasksMax) continue;
+      if (!epochTakeable(task.epoch, known?.epoch ?? 0)) {
+        this.#stats.epochRefused++;
+        continue;
+      }
+      if (task.owner === this.#self) {
+        // Only this node writes records that name it: a newer one from a peer was never written
+        // here. It is not run. One epoch above it, this node's own record (when it holds one) or
+        // else a removal replaces it everywhere.
+        this.#stats.ownerRefused++;
+        if (task.epoch >= LIMITS.guardEpochMax) continue;
+        const answer: GuardedTask = known?.owner === this.#self
+          ? { ...known, epoch: task.epoch + 1 }
+          : { ...task, epoch: task.epoch + 1, removed: true };
+        this.#set(answer);
+        this.#out.emit({ type: "guard-refused", name: task.name, from, epoch: task.epoch, command: task.command });
+        (answers ??= []).push(answer);
+        continue;
+      }
       this.#set(task);
     }
+    if (answers !== undefined && membership !== undefined) this.#broadcast(answers, membership);
     if (reply) this.#out.send({ to: from, reply: false, tasks: this.#table() });
   }
 

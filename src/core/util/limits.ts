@@ -84,6 +84,14 @@ export const LIMITS = {
   guardEveryTicksMax: 8_640_000,
   /** Largest guarded-task epoch (a u32 on the wire); a task whose epoch reached it is no longer changed. */
   guardEpochMax: 0xffff_ffff,
+  /**
+   * Largest guarded-task epoch heal takes from a peer as it comes (heal.ts). Above it a peer's record
+   * is taken only up to guardEpochStepMax above the record held for that name: the upper half of the
+   * u32 is room for the changes nodes make themselves, which a peer cannot use up in one message.
+   */
+  guardEpochTakenMax: 0x7fff_ffff,
+  /** How far above the held record a peer's epoch may be once past guardEpochTakenMax (heal.ts). */
+  guardEpochStepMax: 1024,
   /** Own vital-sign samples kept (and persisted): ten minutes at one per second. */
   vitalHistoryMax: 600,
   /** Confirmation probes of suspects in flight at once on one node (swim.ts confirmProbes). */

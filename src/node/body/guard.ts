@@ -58,7 +58,7 @@ export class Guard {
   }
 
   step(from: string, message: MessageOf<"heal">): void {
-    this.heal.step(from, message.reply, message.tasks);
+    this.heal.step(from, message.reply, message.tasks, this.#membership);
     this.#drain();
   }
 
