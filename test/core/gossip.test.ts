@@ -1,11 +1,12 @@
 // The gossip-topic core (src/core/collective/gossip.ts, docs/protocols/gossip.md): the LWW order,
 // convergence under any delivery order (property), HLC last-writer-wins, tombstones and their
 // collection without resurrection in the documented scenarios, byte budgets and bounded digests,
-// 20 nodes under 5% loss, subscriptions. Every network run carries its seed in its messages.
+// 20 nodes under 5% loss, subscriptions, and the bounds on what a peer may send (its own origin,
+// versions, horizons: the "attack" tests). Every network run carries its seed in its messages.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Gossip, GOSSIP_DEFAULTS, makeRow, rowBeats, rowBytesMax, type GossipConfig, type GossipRow } from "../../src/core/collective/gossip.ts";
+import { Gossip, GOSSIP_DEFAULTS, makeRow, rowBeats, rowBytesMax, selfVersionFloor, VERSION_MAX, type GossipConfig, type GossipRow } from "../../src/core/collective/gossip.ts";
 import type { GossipMessage } from "../../src/core/collective/gossip-wire.ts";
 import { compareHlc } from "../../src/core/util/hlc.ts";
 import { createRng } from "../../src/core/util/rng.ts";
@@ -337,19 +338,96 @@ test("bounds: topics, keys per topic and rows are refused beyond their limits; i
   assert.ok(g.stats().tableFull >= 1);
 });
 
-test("a node that lost its store fetches its own rows back and writes above them", () => {
+test("a node that lost its store does not take its own rows back: a peer showing it behind moves it to its own floor, and its new writes are written again above it", () => {
   const net = new GossipNet({ n: 3, seed: 53 });
   net.run(2);
   for (let i = 0; i < 5; i++) assert.ok((net.nodes[0] as Gossip).publish("t", `k${i}`, new Uint8Array([i])).ok);
   net.runUntil(() => net.converged(), 300, "spread");
-  // Node 0 restarts with an empty store (same id).
+  // Node 0 restarts with an empty store (same id): the node layer (topics.ts) gives the core its
+  // floor, since the store holds no own version.
   const reborn = new Gossip(A, createRng(99), TEST_CONFIG);
+  const floor = selfVersionFloor(net.physicalMs(0));
+  assert.ok(floor > 5 && floor <= VERSION_MAX / 2);
+  reborn.restore([], [], floor);
   net.nodes[0] = reborn;
-  net.runUntil(() => reborn.selfVersion === 5 && net.converged(), 1_000, "own rows fetched back");
-  const w = reborn.publish("t", "k0", bytes("new"));
-  assert.ok(w.ok && w.row.version === 6);
-  net.runUntil(() => net.converged(), 300, "the new write spreads");
-  assert.equal(new TextDecoder().decode((net.nodes[2] as Gossip).get("t", "k0")?.value), "new");
+  // It writes before hearing from anyone: version 1, which its peers already hold from its old life.
+  reborn.tick(net.physicalMs(0), net.peersOf(0));
+  const early = reborn.publish("t", "k0", bytes("new"));
+  assert.ok(early.ok && early.row.version === 1);
+  net.runUntil(() => reborn.stats().renumbers === 1, 300, "a peer shows it behind on itself");
+  assert.ok(reborn.selfVersion > floor, "its sequence moved to its own floor, not to a peer's value");
+  assert.deepEqual(net.events.filter((e) => e.event.type === "gossip-renumbered").map((e) => [e.node, (e.event as { rows: number }).rows]), [[0, 1]]);
+  net.runUntil(() => [1, 2].every((i) => new TextDecoder().decode((net.nodes[i] as Gossip).get("t", "k0")?.value) === "new"), 300, "the early write reaches the others");
+  assert.equal(reborn.get("t", "k1"), undefined, "its old rows are not taken back from peers");
+  assert.deepEqual([...(net.nodes[1] as Gossip).get("t", "k1")?.value ?? []], [1], "the others keep them");
+  const w = reborn.publish("t", "k2", bytes("later"));
+  assert.ok(w.ok && w.row.version === floor + 2);
+  net.runUntil(() => new TextDecoder().decode((net.nodes[2] as Gossip).get("t", "k2")?.value) === "later", 300, "later writes spread");
+  net.run(100);
+  assert.equal(reborn.stats().renumbers, 1, "once");
+});
+
+test("attack: a peer claiming more of a node's origin than it wrote moves a node without its own version only to that node's floor, once", () => {
+  const g = new Gossip(A, createRng(10), TEST_CONFIG);
+  g.restore([], [], 1_000_000);
+  g.tick(BASE_MS, [B]);
+  g.step(B, { t: "gossip", h: 0, n: 1, d: [[A, VERSION_MAX - 1]], r: [], g: [] });
+  assert.equal(g.selfVersion, 1_000_000, "its own floor, not the claimed value");
+  g.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [[A, 0, VERSION_MAX, []]], g: [] });
+  assert.equal(g.selfVersion, 1_000_000, "no further move");
+  assert.equal(g.stats().ownOrigin, 2);
+  const w = g.publish("t", "k", bytes("v"));
+  assert.ok(w.ok && w.row.version === 1_000_001);
+});
+
+test("attack: a forged delta [victim, 0, 2^53−1, []] no longer stops the victim's writes (own-origin deltas are refused and counted)", () => {
+  const victim = new Gossip(A, createRng(7), TEST_CONFIG);
+  victim.tick(BASE_MS, [B]);
+  assert.ok(victim.publish("t", "k", bytes("mine")).ok);
+  victim.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [[A, 0, Number.MAX_SAFE_INTEGER, []]], g: [] });
+  // A forged row of the victim's own origin, and a digest claiming more of it than it wrote.
+  victim.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [[A, 1, 9, [[5, "t", "k", bytes("evil"), BASE_MS + 1, 0]]]], g: [] });
+  victim.step(B, { t: "gossip", h: 0, n: 1, d: [[A, 1_000_000]], r: [], g: [] });
+  assert.equal(victim.selfVersion, 1, "no peer moves the victim's own version");
+  assert.equal(new TextDecoder().decode(victim.get("t", "k")?.value), "mine");
+  assert.equal(victim.stats().ownOrigin, 3, "each counted");
+  const w = victim.publish("t", "k2", bytes("still writing"));
+  assert.ok(w.ok, w.ok ? "" : w.error);
+  assert.equal(w.row.version, 2);
+  // The victim's answer to the digest asks for nothing of its own origin.
+  const answers = victim.ready().messages;
+  for (const out of answers) assert.ok(!out.message.d.some(([origin, version]) => origin === A && version < 2), "no request for its own rows");
+});
+
+test("attack: versions above LIMITS.gossip.versionMax are dropped and counted; the origin's real rows still arrive", () => {
+  const C = gid(2);
+  const g = new Gossip(A, createRng(8), TEST_CONFIG);
+  g.tick(BASE_MS, [B]);
+  g.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [[C, 0, Number.MAX_SAFE_INTEGER, []]], g: [] });
+  g.step(B, { t: "gossip", h: 0, n: 1, d: [[C, VERSION_MAX + 1]], r: [], g: [] });
+  g.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [], g: [[C, VERSION_MAX + 1, BASE_MS, 0]] });
+  assert.equal(g.watermark(C), 0, "the forged range did not move C's watermark");
+  assert.equal(g.stats().highVersions, 3);
+  g.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [[C, 0, 1, [[1, "t", "k", bytes("real"), BASE_MS, 0]]]], g: [] });
+  assert.equal(new TextDecoder().decode(g.get("t", "k")?.value), "real", "C's real first row is taken");
+});
+
+test("attack: a collection horizon for the victim's own origin, or stamped far ahead of every clock, does not reset its table", () => {
+  const C = gid(2);
+  const D = gid(3);
+  const g = new Gossip(A, createRng(9), TEST_CONFIG);
+  // Restored with rows: not fresh, so it honours horizons at once.
+  g.restore([makeRow("t", "c", bytes("kept"), BASE_MS - 1_000, 0, C, 1)], [[A, 4], [C, 1]]);
+  g.tick(BASE_MS, [B]);
+  g.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [], g: [[D, 5, BASE_MS + 365 * 24 * 3600 * 1000, 0]] });
+  g.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [], g: [[A, 99, BASE_MS, 0]] });
+  assert.equal(g.stats().resets, 0, "no reset");
+  assert.equal(new TextDecoder().decode(g.get("t", "c")?.value), "kept");
+  assert.equal(g.stats().skewed, 1);
+  assert.equal(g.stats().ownOrigin, 1);
+  // The horizon is not kept either: the node never tells peers about it.
+  g.step(B, { t: "gossip", h: 0, n: 1, d: [[D, 0], [A, 0]], r: [], g: [] });
+  for (const out of g.ready().messages) assert.deepEqual(out.message.g, []);
 });
 
 test("catch-up: rows that overflow a datagram travel on the stream channel with the catch-up budget", () => {

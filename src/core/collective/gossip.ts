@@ -9,7 +9,8 @@
 //
 // Rows. The table maps (topic, key) to one row: a value or a tombstone, its HLC stamp, its origin
 // (the node that wrote it) and the origin's version. Every local write (publish or delete) takes
-// the next version of this node's counter, so each origin's writes form a sequence 1, 2, 3, ...
+// the next version of this node's counter, so each origin's writes form an increasing sequence
+// (1, 2, 3, ..., or above selfVersionFloor() after a lost store; see Trust).
 // Of two rows for the same (topic, key) the one with the larger (HLC, origin, version) wins
 // (rowBeats): a total order, so merging is a join — commutative, associative, idempotent — and
 // every node that has seen the same rows keeps the same table, whatever the order of delivery.
@@ -48,6 +49,16 @@
 // ignores horizons for its first graceTicks/2 (everything it holds came from current peers). What
 // this does not cover is documented in docs/protocols/gossip.md (several nodes isolated together
 // beyond the grace period).
+//
+// Trust. A node is the only writer of its origin: it never takes a row, a range or a horizon of
+// its own origin from a peer, and never asks for one (a peer's digest claiming more of its origin
+// than it wrote is not followed), so no peer's value becomes its version. Versions above
+// LIMITS.gossip.versionMax (deltas, digest entries, horizons) and horizons stamped beyond the clock
+// offset are dropped and counted. A node that boots without its own version (a new or wiped store)
+// counts from 1, but keeps a floor of its own, selfVersionFloor(boot epoch), above every version it
+// wrote in an earlier life: the first time a peer shows it more of its origin than it wrote (so it
+// lost its store, or the peer lies), it moves its sequence to that floor — never to the peer's
+// value — and writes its rows of this life again above it, so none is lost to peers' floors.
 import { assert } from "../util/assert.ts";
 import { compareHlc, HybridClock, type Hlc } from "../util/hlc.ts";
 import { LIMITS } from "../util/limits.ts";
@@ -146,6 +157,21 @@ export const GOSSIP_DEFAULTS: GossipConfig = {
   subscriptionQueueMax: 1024,
 };
 
+/** Largest version a peer's message may carry, and this node's own writes may reach (LIMITS.gossip.versionMax). */
+export const VERSION_MAX = LIMITS.gossip.versionMax;
+
+/**
+ * The floor of a node that boots without its own version (a new or wiped store), where its sequence
+ * moves once a peer shows it lost its store (see Trust): its boot epoch in ms (which rises every
+ * boot, and is at least the wall clock) times LIMITS.gossip.bootVersionsPerMs, so it lies above
+ * every version this identity wrote before unless it wrote faster than that on average since its
+ * first boot. Capped at half of VERSION_MAX, so at least that much room stays for its writes.
+ */
+export function selfVersionFloor(bootEpochMs: number): number {
+  const floor = Math.floor(Math.max(0, bootEpochMs)) * LIMITS.gossip.bootVersionsPerMs;
+  return Math.min(floor, Math.floor(VERSION_MAX / 2));
+}
+
 /** Byte bounds of the pieces of a message (origin ids are 16 characters). */
 const ORIGIN_SAMPLE = "0000000000000000";
 const U53_MAX = Number.MAX_SAFE_INTEGER;
@@ -224,7 +250,12 @@ export interface GossipChange {
 
 export type GossipEvent =
   /** This node was behind a peer's collection horizon and dropped rows to fetch them again. */
-  | { readonly type: "gossip-reset"; readonly from: string; readonly droppedRows: number; readonly horizonWall: number };
+  | { readonly type: "gossip-reset"; readonly from: string; readonly droppedRows: number; readonly horizonWall: number }
+  /**
+   * A peer showed this node (booted without its own version) more of its origin than it wrote: it
+   * moved its sequence to its floor and wrote its `rows` of this life again above it.
+   */
+  | { readonly type: "gossip-renumbered"; readonly from: string; readonly floor: number; readonly rows: number };
 
 export interface GossipReady extends Ready<GossipOutbound, GossipEvent> {
   /** Rows that entered the table (new winners, tombstones included): to persist. */
@@ -257,6 +288,15 @@ export interface GossipStats {
   subscriptionDrops: number;
   /** Answers sent on the stream channel because the rows owed overflowed a datagram. */
   catchUps: number;
+  /**
+   * Deltas and horizons of this node's own origin from a peer, and digest entries claiming more of
+   * it than this node wrote: refused (only this node writes its origin).
+   */
+  ownOrigin: number;
+  /** Deltas, digest entries and horizons with a version above VERSION_MAX: dropped. */
+  highVersions: number;
+  /** Times this node moved its sequence to its floor (a lost store found out; at most once a boot). */
+  renumbers: number;
 }
 
 export type GossipWriteResult =
@@ -457,10 +497,13 @@ export class Gossip {
   #freshUntil: number;
   readonly #subs = new Map<string, Set<GossipSubscription>>();
   #subCount = 0;
+  /** Booted without an own version: where the sequence moves once a peer shows more of it (see Trust). */
+  #selfFloor: number | undefined;
   readonly #out = new Outbox<GossipOutbound, GossipEvent, { changed: GossipRow; forgotten: GossipRow }>({ changed: [], forgotten: [] });
   readonly #stats: GossipStats = {
     rows: 0, tombstones: 0, origins: 0, topics: 0, selfVersion: 0, invalid: 0, gaps: 0, skewed: 0, tableFull: 0,
     originsFull: 0, originsEvicted: 0, repliesRefused: 0, tombstonesCollected: 0, resets: 0, subscriptionDrops: 0, catchUps: 0,
+    ownOrigin: 0, highVersions: 0, renumbers: 0,
   };
 
   constructor(selfId: string, rng: Rng, config: GossipConfig = GOSSIP_DEFAULTS) {
@@ -505,9 +548,12 @@ export class Gossip {
 
   /**
    * Rows and watermarks from the store, before any traffic. Rows are taken as they are (shared, not
-   * copied). A node restored with rows is not fresh: it honours collection horizons at once.
+   * copied). A node restored with rows is not fresh: it honours collection horizons at once. The
+   * watermark of this node's own origin is where its next write continues (the stored own version).
+   * `selfFloor` (selfVersionFloor(boot epoch)) is given when the store holds no own version: the
+   * sequence moves there if a peer shows this node more of its origin than it wrote.
    */
-  restore(rows: readonly GossipRow[], watermarks: readonly (readonly [string, number])[] = []): void {
+  restore(rows: readonly GossipRow[], watermarks: readonly (readonly [string, number])[] = [], selfFloor?: number): void {
     const sorted = [...rows].sort((a, b) => (a.origin < b.origin ? -1 : a.origin > b.origin ? 1 : a.version - b.version));
     for (const row of sorted) {
       const st = this.#origin(row.origin);
@@ -522,6 +568,7 @@ export class Gossip {
       if (st !== undefined && version > st.wm) st.wm = version;
     }
     if (rows.length > 0) this.#freshUntil = 0;
+    if (selfFloor !== undefined && selfFloor > this.selfVersion && selfFloor <= VERSION_MAX / 2) this.#selfFloor = Math.floor(selfFloor);
     this.#out.clear("changed");
   }
 
@@ -645,7 +692,10 @@ export class Gossip {
       return;
     }
     if (message.g.length > 0) this.#onHorizons(from, message.g);
-    for (const delta of message.r) this.#applyDelta(delta);
+    for (const delta of message.r) this.#applyDelta(from, delta);
+    for (const [origin, version] of message.d) {
+      if (origin === this.#self && version > this.selfVersion && version <= VERSION_MAX) this.#ownClaim(from);
+    }
     if (message.h === 3 || message.d.length === 0) return;
     if (this.#repliesLeft <= 0) {
       this.#stats.repliesRefused++;
@@ -678,7 +728,8 @@ export class Gossip {
     }
     const self = this.#origin(this.#self);
     if (self === undefined) return { ok: false, error: "origin table full" };
-    if (self.wm >= U53_MAX) return { ok: false, error: "version space exhausted" };
+    // Only this node's own writes move its version (peers cannot), so this takes 2^53 writes.
+    if (self.wm >= VERSION_MAX) return { ok: false, error: "version space exhausted" };
     let hlc = this.#clock.now(this.#physicalMs);
     if (existing !== undefined && compareHlc(hlc, existing) <= 0) {
       // A restored row stamped ahead of our clock: move the clock past it, so the write wins.
@@ -894,6 +945,10 @@ export class Gossip {
     const requests: GossipDigestEntryWire[] = [];
     let rowsFull = false;
     for (const [origin, version] of message.d) {
+      if (version > VERSION_MAX) {
+        this.#stats.highVersions++;
+        continue;
+      }
       const st = this.#origins.get(origin);
       const wm = st?.wm ?? 0;
       const horizon = this.#horizons.get(origin);
@@ -907,9 +962,9 @@ export class Gossip {
       if (wm > version && st !== undefined) {
         if (!rowsFull && !this.#rowsAbove(b, st, version, rowsLimit)) rowsFull = true;
       } else if (wm < version) {
-        // Behind (for our own origin too: a peer holding versions of ours above our own means we
-        // lost our store; they are fetched like any origin's).
-        if (st !== undefined || this.#origin(origin) !== undefined) {
+        // Behind. Never on our own origin: only we write it, so a peer claiming more of it than we
+        // wrote is lying or remembers a store we lost (counted, and acted on, in step()).
+        if (origin !== this.#self && (st !== undefined || this.#origin(origin) !== undefined)) {
           requests.push([origin, wm]);
           this.#want(origin, version);
         }
@@ -983,8 +1038,18 @@ export class Gossip {
     return true;
   }
 
-  #applyDelta(delta: GossipDeltaWire): void {
+  #applyDelta(sender: string, delta: GossipDeltaWire): void {
     const [origin, from, upto, rows] = delta;
+    if (origin === this.#self) {
+      // Only this node writes its origin: a peer's rows or range of it are refused, whatever they say.
+      if (upto > this.selfVersion && upto <= VERSION_MAX) this.#ownClaim(sender);
+      else this.#stats.ownOrigin++;
+      return;
+    }
+    if (upto > VERSION_MAX) {
+      this.#stats.highVersions++;
+      return;
+    }
     const st = this.#origin(origin);
     if (st === undefined) return;
     if (st.wm < from) {
@@ -1016,6 +1081,32 @@ export class Gossip {
       const target = this.#wanted.get(origin);
       if (target !== undefined && st.wm >= target) this.#wanted.delete(origin);
     }
+  }
+
+  /**
+   * A peer showed more of our origin than we wrote (counted). If we booted without our own version,
+   * we lost our store: the sequence moves to our own floor (never to the peer's value: it may lie)
+   * and the rows we wrote since boot, which peers refuse below their watermark for us, are written
+   * again above it. At most once a boot.
+   */
+  #ownClaim(from: string): void {
+    this.#stats.ownOrigin++;
+    const floor = this.#selfFloor;
+    if (floor === undefined) return;
+    this.#selfFloor = undefined;
+    const st = this.#origin(this.#self);
+    if (st === undefined || floor <= st.wm) return;
+    const mine = st.rows().filter((row) => this.#table.get(row.id) === row);
+    st.wm = floor;
+    for (const row of mine) {
+      const again = makeRow(row.topic, row.key, row.value, row.wall, row.logical, this.#self, st.wm + 1);
+      // It beats the row it replaces (same stamp and origin, higher version) on a key already held.
+      this.#merge(again, st);
+      st.wm = again.version;
+    }
+    this.#markRecent(this.#self);
+    this.#stats.renumbers++;
+    this.#out.emit({ type: "gossip-renumbered", from, floor, rows: mine.length });
   }
 
   // ---- Tombstones and horizons -------------------------------------------------------------------
@@ -1053,6 +1144,21 @@ export class Gossip {
   #onHorizons(from: string, horizons: readonly GossipHorizonWire[]): void {
     let stamp: Hlc | undefined;
     for (const [origin, version, wall, logical] of horizons) {
+      if (origin === this.#self) {
+        // Not kept: a horizon of our own origin from a peer says nothing we can check.
+        if (version > this.selfVersion && version <= VERSION_MAX) this.#ownClaim(from);
+        else this.#stats.ownOrigin++;
+        continue;
+      }
+      if (version > VERSION_MAX) {
+        this.#stats.highVersions++;
+        continue;
+      }
+      if (wall > this.#physicalMs + this.#config.maxClockOffsetMs) {
+        // A stamp ahead of every clock would make this node drop every row stamped before it.
+        this.#stats.skewed++;
+        continue;
+      }
       const known = this.#horizons.get(origin);
       if (known === undefined) {
         if (this.#horizons.size < this.#config.originsMax) this.#horizons.set(origin, { version, wall, logical });
@@ -1063,7 +1169,6 @@ export class Gossip {
           known.logical = logical;
         }
       }
-      if (origin === this.#self) continue;
       if ((this.#origins.get(origin)?.wm ?? 0) >= version) continue;
       if (stamp === undefined || compareHlc({ wall, logical }, stamp) > 0) stamp = { wall, logical };
     }

@@ -172,6 +172,19 @@ export const LIMITS = {
      * well before: 65,535 stamps of headroom within one millisecond.
      */
     rowLogicalMax: 0xffff_0000,
+    /**
+     * Largest row version (an origin's write counter) taken from a peer or written by this node
+     * (gossip.ts): a delta, digest entry or horizon above it is dropped and counted. 2^40 below
+     * 2^53, so version + 1 stays exact. A node never takes a version of its own origin from a peer.
+     */
+    versionMax: 2 ** 53 - 2 ** 40,
+    /**
+     * A node that boots without its own version (a new or wiped store) keeps a floor of its boot
+     * epoch (ms) times this (gossip.ts selfVersionFloor) and moves its sequence there once a peer
+     * shows it lost its store: above every version it wrote before, unless it wrote over 1,024 rows
+     * a millisecond on average since its first boot.
+     */
+    bootVersionsPerMs: 1024,
   },
 
   /** Mesh routing messages (mesh-wire.ts: MESH_LIMITS), each sized so the largest fits one datagram. */

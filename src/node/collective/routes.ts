@@ -103,6 +103,8 @@ async function handleTopic(kernel: NodeView, req: IncomingMessage, res: ServerRe
   http.methods(req, ["PUT", "DELETE"]);
   const key = rest[0]!;
   const value = req.method === "PUT" ? await http.readRawBody(req, res, kernel.config.gossip.valueBytesMax) : undefined;
+  // One turn of the kernel: the row and the node's version are in its durable batch, written with
+  // Store.write({ durable: true }) (fsynced) before topicPublish returns. Only then the answer.
   const error = kernel.topicPublish(topic, key, value);
   if (error !== undefined) throw new HttpError(400, "BAD_REQUEST", error);
   http.sendJson(res, 200, { topic, key, version: kernel.gossip.selfVersion, deleted: value === undefined });

@@ -1,8 +1,12 @@
 // Gossip topics (Collective layer, kdds/replica): the gossip core (src/core/collective/gossip.ts)
-// joined to the store and the network. Rows are written to the store in the persist rounds (a cache
-// anti-entropy refills); this node's own version is written durably before a write of its leaves
-// the node, so a restarted node never reuses a version its peers already hold.
-import { Gossip, makeRow, type GossipConfig, type GossipRow } from "../../core/collective/gossip.ts";
+// joined to the store and the network. Peers' rows are written to the store in the persist rounds
+// (a cache anti-entropy refills). This node's own rows (a local write, or its rows written again
+// above its floor) go into the kernel's durable batch with its own version: both are fsynced at the
+// end of the kernel's turn, before they leave the node and before publish()'s caller (an HTTP PUT)
+// answers, so an acknowledged write survives a crash and a restarted node never reuses a version
+// its peers already hold. A store without an own version (new, or wiped) gives the core its floor,
+// selfVersionFloor(boot epoch): the node never takes its own origin back from peers.
+import { Gossip, makeRow, selfVersionFloor, type GossipConfig, type GossipRow } from "../../core/collective/gossip.ts";
 import type { Rng } from "../../core/util/rng.ts";
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
 import type { MessageOf } from "../../core/wire/messages.ts";
@@ -29,17 +33,22 @@ export class Topics implements TopicService {
     this.#ctx = ctx;
     this.#rowsMax = config.rowsMax;
     this.gossip = new Gossip(ctx.id, rng, config);
-    this.gossip.restore(...this.#restore());
+    const [rows, watermarks, self] = this.#restore();
+    // Without a stored own version (a new or wiped store), the core gets its floor (see the header).
+    this.gossip.restore(rows, watermarks, self === undefined ? selfVersionFloor(ctx.epoch) : undefined);
     const members = ctx.members;
     const live = (): string[] => (this.#live ??= members.liveIds());
     this.#peers = { length: 0, at: (i) => live()[i] };
   }
 
-  /** Writes a row (or deletes it when value is undefined); an error text when refused. */
+  /**
+   * Writes a row (or deletes it when value is undefined); an error text when refused. The row and
+   * this node's version join the kernel's durable batch (#drain), fsynced when the current turn
+   * ends: before kernel.topicPublish returns, and before anything queued after it is sent.
+   */
   publish(topic: string, key: string, value: Uint8Array | undefined): string | undefined {
     const result = value === undefined ? this.gossip.delete(topic, key) : this.gossip.publish(topic, key, value);
     if (!result.ok) return result.error;
-    this.#ctx.persist([{ key: KEY_SELF, value: writeNumber(this.gossip.selfVersion) }], true);
     this.#drain();
     return undefined;
   }
@@ -62,9 +71,7 @@ export class Topics implements TopicService {
 
   persist(): StoreWrite[] {
     const batch: StoreWrite[] = [];
-    for (const [id, row] of this.#dirty) {
-      batch.push({ key: PREFIX_ROW + id, value: row === undefined ? undefined : packValue([row.topic, row.key, row.value ?? null, row.wall, row.logical, row.origin, row.version]) });
-    }
+    for (const [id, row] of this.#dirty) batch.push(row === undefined ? { key: PREFIX_ROW + id, value: undefined } : rowWrite(row));
     if (this.#dirty.size > 0) batch.push({ key: KEY_WATERMARKS, value: packValue(this.gossip.watermarks()) });
     this.#dirty.clear();
     return batch;
@@ -73,13 +80,22 @@ export class Topics implements TopicService {
   #drain(): void {
     if (!this.gossip.hasReady()) return;
     const ready = this.gossip.ready();
-    for (const row of ready.changed) this.#dirty.set(row.id, row);
+    const own: StoreWrite[] = [];
+    for (const row of ready.changed) {
+      if (row.origin === this.#ctx.id) {
+        own.push(rowWrite(row));
+        this.#dirty.delete(row.id);
+      } else this.#dirty.set(row.id, row);
+    }
     for (const row of ready.forgotten) this.#dirty.set(row.id, undefined);
+    // This node's rows with its version, durably, before the messages below can carry them.
+    if (own.length > 0) this.#ctx.persist([...own, { key: KEY_SELF, value: writeNumber(this.gossip.selfVersion) }], true);
     for (const out of ready.messages) this.#ctx.send(out.to, out.channel, out.message);
     for (const event of ready.events) this.#ctx.emit(event.type, event);
   }
 
-  #restore(): [GossipRow[], Array<[string, number]>] {
+  /** Rows, watermarks and this node's own version (undefined: the store has none). */
+  #restore(): [GossipRow[], Array<[string, number]>, number | undefined] {
     const { store } = this.#ctx;
     const rows: GossipRow[] = [];
     for (const [, value] of store.scan(PREFIX_ROW, this.#rowsMax)) {
@@ -96,6 +112,10 @@ export class Topics implements TopicService {
       : [];
     const self = readNumber(store.get(KEY_SELF));
     if (self !== undefined) watermarks.push([this.#ctx.id, self]);
-    return [rows, watermarks];
+    return [rows, watermarks, self];
   }
+}
+
+function rowWrite(row: GossipRow): StoreWrite {
+  return { key: PREFIX_ROW + row.id, value: packValue([row.topic, row.key, row.value ?? null, row.wall, row.logical, row.origin, row.version]) };
 }
