@@ -13,7 +13,7 @@
 // without following symbolic links out of the folder: a parent that is a link is refused.
 import { createHash, hash } from "node:crypto";
 import { constants, type Stats } from "node:fs";
-import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle } from "node:fs/promises";
+import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat, statfs, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { isCanonicalPath, SFS_PATH } from "../core/collective/sfs-path.ts";
 import type { SfsCompletion, SfsDiskItem, SfsEffect, SfsFileInfo } from "../core/collective/sfs.ts";
@@ -498,6 +498,17 @@ export class SharedFiles {
     } finally {
       await handle.close();
     }
+  }
+
+  /**
+   * Bytes this process may still write on the disk that holds /shared/ (statfs of the temp folder,
+   * where fetched files are written: available blocks, the ones an unprivileged user may take,
+   * times the block size).
+   */
+  async freeBytes(): Promise<number> {
+    const fs = await statfs(this.tempDir, { bigint: true });
+    const free = fs.bavail * fs.bsize;
+    return free > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(free);
   }
 
   /** Closes the temp files still open (their content stays until the next boot scan). */

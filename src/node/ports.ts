@@ -100,6 +100,8 @@ export interface SharedFolderPort {
   discardStaged(temp: string): Promise<void>;
   list(path: string): Promise<Array<{ readonly name: string; readonly dir: boolean; readonly size: number; readonly mtimeMs: number }>>;
   read(path: string, maxBytes: number): Promise<Uint8Array>;
+  /** Bytes free for this process on the disk that holds /shared/ (statfs: available blocks × block size). */
+  freeBytes(): Promise<number>;
 }
 
 /** What the host measures about itself for vital signs; the simulator has none. */

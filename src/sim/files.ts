@@ -31,6 +31,8 @@ import type { SimDisk, SimFile } from "./disk.ts";
 const ROOT = "shared/";
 const TEMP = "shared/.sfs-tmp/";
 const TEMP_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+/** The simulated disk's default size for freeBytes(): 1 TiB, more than any scenario writes. */
+const SIM_DISK_CAPACITY_BYTES = 2 ** 40;
 /** Operations queued at once; beyond, a call fails at once (a bug in the caller: the sfs core bounds its effects). */
 export const SIM_FILES_QUEUE_MAX = LIMITS.sim.filesQueueMax;
 
@@ -43,6 +45,8 @@ export interface SimFilesOptions {
   readonly rng: Rng;
   /** An operation completes 1..latencyTicksMax ticks after it was asked. Default 2. */
   readonly latencyTicksMax?: number;
+  /** Size of the simulated disk, for freeBytes(): what every file on it (store included) leaves free. Default 1 TiB. */
+  readonly capacityBytes?: number;
 }
 
 export interface SimFilesStats {
@@ -79,6 +83,7 @@ export class SimFiles implements SharedFolderPort {
   readonly #clockMs: () => number;
   readonly #rng: Rng;
   readonly #latencyMax: number;
+  readonly #capacityBytes: number;
   readonly #queue: Operation[] = [];
   #head = 0;
   #now = 0;
@@ -96,6 +101,8 @@ export class SimFiles implements SharedFolderPort {
     this.#clockMs = options.clockMs;
     this.#rng = options.rng;
     this.#latencyMax = options.latencyTicksMax ?? 2;
+    this.#capacityBytes = options.capacityBytes ?? SIM_DISK_CAPACITY_BYTES;
+    assert(Number.isSafeInteger(this.#capacityBytes) && this.#capacityBytes >= 0, "SimFiles: capacityBytes must be a whole number of bytes");
     assert(Number.isInteger(this.#chunkBytes) && this.#chunkBytes >= 1, "SimFiles: chunkBytes must be a positive integer");
     assert(Number.isInteger(this.#latencyMax) && this.#latencyMax >= 1, "SimFiles: latencyTicksMax must be a positive integer");
   }
@@ -315,6 +322,15 @@ export class SimFiles implements SharedFolderPort {
       const file = this.#file(path);
       if (file.size > maxBytes) throw fsError("EFBIG", `larger than ${maxBytes} bytes`);
       return file.read();
+    });
+  }
+
+  /** The capacity less the bytes of every file on the simulated disk (the store's and temp files included). */
+  freeBytes(): Promise<number> {
+    return this.#later(() => {
+      let used = 0;
+      for (const name of this.#disk.names()) used += this.#disk.open(name).size;
+      return Math.max(0, this.#capacityBytes - used);
     });
   }
 

@@ -1,8 +1,9 @@
-// The sfs core (src/core/collective/sfs.ts) in a 3-node in-memory cluster (sfs-harness.ts).
+// The sfs core (src/core/collective/sfs.ts) in a 3-node in-memory cluster (sfs-harness.ts), and the
+// bounds on what a peer may announce (counters, its own origin, quotas, the disk reserve).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { conflictPath, isCanonicalPath, normalizeSharedPath } from "../../src/core/collective/sfs-path.ts";
-import { compareVersions, entryToWire, Sfs, vvRelation, type SfsEntry } from "../../src/core/collective/sfs.ts";
+import { compareVersions, entryToWire, Sfs, SFS_CLOCK_ADOPT_MAX, SFS_COUNTER_MAX, vvRelation, type SfsEntry } from "../../src/core/collective/sfs.ts";
 import type { SfsEntryWire } from "../../src/core/collective/sfs-wire.ts";
 import { createRng } from "../../src/core/util/rng.ts";
 import { infoOf, randomBytes, sha256, SfsCluster, TEST_CONFIG, type SimNode } from "./sfs-harness.ts";
@@ -284,7 +285,7 @@ test("sfs: bounds — manifest size, requests in flight per peer and in all, mes
   for (const [, , , bytes] of batches) assert.ok(bytes <= 2000 * 1.2, `sfs-entries of ${bytes} bytes`);
   // The manifest is full at 40 entries: more new paths are refused and counted, nothing breaks.
   // The 15 writes are staged before any commits, so all are accepted; the last 5 find the manifest
-  // full when they commit.
+  // full (counting the new paths being committed) before their commit: refused, nothing written.
   const n0 = node(cluster, 0);
   for (let k = 30; k < 45; k++) {
     const { temp, info } = n0.disk.stage(randomBytes(rng, 10), 1024);
@@ -296,6 +297,8 @@ test("sfs: bounds — manifest size, requests in flight per peer and in all, mes
     assert.equal(n.core.size, 40, `node ${n.index} holds ${n.core.size} entries`);
     for (let k = 40; k < 45; k++) assert.equal(n.core.stat(`g${k}`), undefined, `node ${n.index}: g${k} is not in the manifest`);
   }
+  for (let k = 40; k < 45; k++) assert.equal(n0.disk.files.has(`g${k}`), false, `g${k} was not written to the disk either`);
+  assert.equal(n0.events.filter((e) => e.type === "sfs-local-done" && e.error?.startsWith("the shared folder is full") === true).length, 5, "each refused write says why");
   // Once the manifest is full, a new path is refused at once.
   const { temp, info } = n0.disk.stage(randomBytes(rng, 10), 1024);
   assert.equal(n0.core.localWrite("g99", info, temp).ok, false, "a new path into a full manifest");
@@ -452,4 +455,114 @@ test("sfs: after a partition, every node's last concurrent write of a path survi
     }
   }
   assert.ok(checked >= seeds, `only ${checked} last writes checked over ${seeds} seeds`);
+});
+
+// ---- Bounds on what a peer may announce ("attack" tests; docs/protocols/sfs.md, "Bounds on peers")
+
+const MALLORY = "bad0000000000001";
+
+function dirEntry(path: string, counter: number, origin = MALLORY): SfsEntryWire {
+  return entryToWire({ path, counter, origin, deleted: false, dir: true, size: 0, mtimeMs: 1, sha256: "", chunkBytes: 1024, chunks: [], vv: [[origin, counter]] }, false);
+}
+
+function localDone(n: SimNode, op: number): { error?: string } | undefined {
+  return n.events.find((e) => e.type === "sfs-local-done" && e.op === op) as { error?: string } | undefined;
+}
+
+test("attack: an entry with counter 2^48 no longer makes write answer success while nothing reaches the manifest", () => {
+  const cluster = new SfsCluster({ n: 3, seed: 30 });
+  cluster.run(2);
+  const victim = node(cluster, 1);
+  cluster.inject(MALLORY, 1, { t: "sfs-entries", e: [dirEntry("pinned", SFS_COUNTER_MAX)], w: [] });
+  assert.equal(victim.core.stat("pinned")?.entry.counter, SFS_COUNTER_MAX, "a counter up to the bound is kept");
+  assert.ok(victim.core.clock <= SFS_CLOCK_ADOPT_MAX, "but the clock does not follow it past the adoption bound");
+  const content = randomBytes(rng, 5);
+  const op = cluster.write(1, "after.txt", content);
+  cluster.runUntil(() => localDone(victim, op) !== undefined, 50, "the write's answer");
+  assert.equal(localDone(victim, op)?.error, undefined, "the write succeeded");
+  const entry = victim.core.stat("after.txt")?.entry;
+  assert.ok(entry !== undefined && entry.origin === victim.id && entry.counter <= SFS_COUNTER_MAX, "and its version is in the manifest");
+  cluster.runUntil(() => cluster.nodes.every((n) => sameBytes(n.disk.files.get("after.txt"), content)), 500, "the write reaches every node");
+  // The pinned path itself cannot take a version above the bound: its removal fails with the
+  // reason before anything leaves the disk, rather than reporting done.
+  cluster.runUntil(() => victim.disk.dirs.has("pinned"), 100, "the folder is made");
+  const [rmOp] = cluster.remove(1, "pinned");
+  cluster.runUntil(() => localDone(victim, rmOp as number) !== undefined, 50, "the removal's answer");
+  assert.match(localDone(victim, rmOp as number)?.error ?? "", /cannot take a new version: a version there holds counter 281474976710656/);
+  assert.ok(victim.disk.dirs.has("pinned"), "nothing was removed");
+  assert.ok(victim.core.stats.localRefused >= 1);
+});
+
+test("attack: counters above SFS_COUNTER_MAX, and entries of this node's own origin above its clock, are dropped and counted", () => {
+  const core = new Sfs("a000000000000001", TEST_CONFIG);
+  core.step(MALLORY, { t: "sfs-entries", e: [dirEntry("high", SFS_COUNTER_MAX + 1)], w: [] });
+  assert.equal(core.stats.highCounters, 1);
+  assert.equal(core.stat("high"), undefined);
+  core.step(MALLORY, { t: "sfs-entries", e: [dirEntry("forged", 1_000, "a000000000000001")], w: [] });
+  assert.equal(core.stats.ownOrigin, 1, "a version of ours we never wrote");
+  assert.equal(core.stat("forged"), undefined);
+  assert.equal(core.clock, 0);
+  // Our own versions at or below our clock (a conflict copy another node derived) are taken.
+  core.step(MALLORY, { t: "sfs-entries", e: [dirEntry("other", 5)], w: [] });
+  core.step(MALLORY, { t: "sfs-entries", e: [dirEntry("mine.conflict", 3, "a000000000000001")], w: [] });
+  assert.ok(core.stat("mine.conflict") !== undefined);
+});
+
+test("attack: a peer announcing thousands of 4 GiB files gets only its quota into the manifest; the rest is refused and counted", () => {
+  const core = new Sfs("a000000000000001", TEST_CONFIG);
+  const chunkBytes = 4 * 1024 * 1024;
+  const size = 4 * 1024 * 1024 * 1024;
+  const hashes = Array.from({ length: size / chunkBytes }, () => "ab".repeat(32));
+  const huge = (k: number): SfsEntryWire => entryToWire({
+    path: `huge/${k}.bin`, counter: k + 1, origin: MALLORY, deleted: false, dir: false, size, mtimeMs: 1, sha256: "cd".repeat(32), chunkBytes, chunks: hashes, vv: [[MALLORY, k + 1]],
+  }, true);
+  for (let k = 0; k < 40; k += 10) core.step(MALLORY, { t: "sfs-entries", e: Array.from({ length: 10 }, (_, j) => huge(k + j)), w: [] });
+  const fit = Math.floor(TEST_CONFIG.originBytesMax / size);
+  assert.equal(fit, 16, "64 GiB of 4 GiB files");
+  assert.deepEqual(core.usage(MALLORY), { files: fit, bytes: fit * size });
+  assert.equal(core.stats.quotaRefused, 40 - fit);
+  assert.equal(core.list("huge/", 1000).length, fit, "only the quota waits to be fetched");
+  // Entries of no size count too: at most originFilesMax of them.
+  const dirs = Array.from({ length: TEST_CONFIG.originFilesMax + 50 }, (_, k) => dirEntry(`d${k}`, 100 + k));
+  core.step(MALLORY, { t: "sfs-entries", e: dirs, w: [] });
+  assert.equal(core.usage(MALLORY).files, TEST_CONFIG.originFilesMax);
+  assert.equal(core.stats.quotaRefused, 40 - fit + 50 + fit);
+  // Another origin is not held back by it.
+  core.step("b000000000000002", { t: "sfs-entries", e: [dirEntry("theirs", 9, "b000000000000002")], w: [] });
+  assert.ok(core.stat("theirs") !== undefined);
+});
+
+test("sfs: this node's own quota refuses a local write before it touches the disk", () => {
+  const cluster = new SfsCluster({ n: 2, seed: 31, config: { originBytesMax: 3000 } });
+  cluster.run(2);
+  const n0 = node(cluster, 0);
+  cluster.write(0, "a.bin", randomBytes(rng, 2000));
+  cluster.runUntil(() => n0.core.stat("a.bin")?.local === "synced", 50, "the first write");
+  const { temp, info } = n0.disk.stage(randomBytes(rng, 2000), 1024);
+  const result = n0.core.localWrite("b.bin", info, temp);
+  assert.equal(result.ok, false);
+  assert.match(result.ok ? "" : result.error, /quota/);
+  assert.equal(n0.disk.files.has("b.bin"), false);
+  // Replacing its own file by a smaller one is fine.
+  cluster.write(0, "a.bin", randomBytes(rng, 1000));
+  cluster.runUntil(() => n0.core.stat("a.bin")?.entry.size === 1000, 50, "the smaller version");
+});
+
+test("sfs: a fetch that would leave less than the disk reserve free waits (counted, shown) and proceeds once space is measured free", () => {
+  const cluster = new SfsCluster({ n: 2, seed: 32, config: { diskReserveBytes: 10_000 } });
+  cluster.run(2);
+  const receiver = node(cluster, 1);
+  receiver.core.diskFree(12_000);
+  const content = randomBytes(rng, 5_000);
+  cluster.write(0, "big.bin", content);
+  cluster.runUntil(() => receiver.core.stats.diskRefused > 0, 200, "the fetch put off");
+  cluster.run(50);
+  const view = receiver.core.stat("big.bin");
+  assert.equal(view?.local, "waiting");
+  assert.equal(view.diskWait, true, "shown as waiting for disk space");
+  assert.equal(receiver.disk.files.has("big.bin"), false);
+  assert.equal(receiver.core.stats.chunksIn, 0, "nothing was fetched");
+  receiver.core.diskFree(1_000_000);
+  cluster.runUntil(() => sameBytes(receiver.disk.files.get("big.bin"), content), 200, "fetched once there is room");
+  assert.equal(receiver.core.stat("big.bin")?.diskWait, false);
 });

@@ -137,3 +137,28 @@ test("sim files: a crash keeps committed files whole, loses or tears unsynced te
     assert.ok(!disk.names().some((n) => n.startsWith("shared/.sfs-tmp/")));
   }
 });
+
+test("sim files: freeBytes is the capacity less every file on the simulated disk (temp files and the store included)", async () => {
+  const disk = new SimDisk();
+  let now = 0;
+  const files = new SimFiles(disk, { chunkBytes: CHUNK, clockMs: () => 1_000, rng: createRng(3), capacityBytes: 10_000 });
+  const settle = async <T>(p: Promise<T>): Promise<T> => {
+    let out: { value: T } | undefined;
+    void p.then((value) => { out = { value }; });
+    for (let i = 0; i < 20 && out === undefined; i++) {
+      files.run(++now);
+      await Promise.resolve();
+      await Promise.resolve();
+    }
+    assert.ok(out !== undefined, "settled");
+    return out.value;
+  };
+  assert.equal(await settle(files.freeBytes()), 10_000);
+  const staged = await settle(files.stageBytes(new Uint8Array(3_000)));
+  disk.open("store/log").write(0, new Uint8Array(1_000));
+  assert.equal(await settle(files.freeBytes()), 6_000);
+  await settle(files.perform({ kind: "commit", id: 1, temp: staged.temp, path: "big.bin", size: 3_000, sha256: sha(new Uint8Array(3_000)), verify: true }));
+  assert.equal(await settle(files.freeBytes()), 6_000, "a commit renames: no more space used");
+  disk.open("store/more").write(0, new Uint8Array(20_000));
+  assert.equal(await settle(files.freeBytes()), 0, "never below zero");
+});

@@ -25,8 +25,10 @@ export interface SfsEntry {
   readonly vv: readonly VvItem[];
 }
 
-/** Largest Lamport counter taken from a peer (LIMITS.sfsWire.counterMax: why 2^48 is there). */
+/** Largest Lamport counter taken from a peer or written here (LIMITS.sfsWire.counterMax: why 2^48 is there). */
 export const SFS_COUNTER_MAX = SFS_WIRE.counterMax;
+/** Largest counter the clock takes from a peer's version (LIMITS.sfsWire.clockAdoptMax): the rest is this node's room. */
+export const SFS_CLOCK_ADOPT_MAX = SFS_WIRE.clockAdoptMax;
 
 export function cmpStr(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
@@ -128,8 +130,11 @@ export function entryToWire(entry: SfsEntry, have: boolean): SfsEntryWire {
   ];
 }
 
-/** A peer's (or the store's) entry, checked beyond its schema; a string says why it was refused. */
-export function entryFromWire(wire: SfsEntryWire): SfsEntry | "path" | "entry" {
+/**
+ * A peer's (or the store's) entry, checked beyond its schema; a string says why it was refused:
+ * "counter" for a counter above SFS_COUNTER_MAX (in the stamp or the vector).
+ */
+export function entryFromWire(wire: SfsEntryWire): SfsEntry | "path" | "entry" | "counter" {
   const [path, counter, origin, flags, size, mtimeMs, sha, chunkBytes, hashes, vvWire] = wire;
   if (!isCanonicalPath(path)) return "path";
   const deleted = (flags & FLAG_DELETED) !== 0;
@@ -147,7 +152,7 @@ export function entryFromWire(wire: SfsEntryWire): SfsEntry | "path" | "entry" {
   for (let i = 0; i < vvWire.length; i++) {
     const [o, c] = vvWire[i] as [string, number];
     if (i > 0 && !((vvWire[i - 1] as [string, number])[0] < o)) return "entry";
-    if (c > SFS_COUNTER_MAX) return "entry";
+    if (c > SFS_COUNTER_MAX) return "counter";
     if (o === origin) {
       if (c !== counter) return "entry";
       own = true;

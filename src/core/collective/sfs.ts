@@ -23,6 +23,18 @@
 // chunk is written (and the adapter re-checked the whole file). A file whose content another entry
 // still needs (a conflict copy, the target of a move) is neither removed nor overwritten until that
 // content sits complete in a temp file.
+//
+// Trust (docs/protocols/sfs.md, "Bounds on peers"). A peer's entry is bounded as a value: counters
+// above SFS_COUNTER_MAX are dropped and counted; larger ones up to it are kept, but the clock takes
+// a peer's counter only up to SFS_CLOCK_ADOPT_MAX, so this node's own versions always have room
+// below SFS_COUNTER_MAX (a new version's counter exceeds the clock and every counter of its vector,
+// so a path a peer pushed to the end refuses local changes with an error, and only that path). An
+// entry of this node's own origin above its clock was never written here: dropped and counted.
+// Each origin may have at most originFilesMax live entries and originBytesMax bytes of live files
+// in the manifest (beyond, its entries are refused and counted), and a fetch or local copy that
+// would leave less than diskReserveBytes free on the disk (as the adapter last measured it) waits.
+// A local change is checked before it touches the disk: it either reaches the manifest or fails
+// with its reason, never reports done without a version.
 import { assert } from "../util/assert.ts";
 import { fnv1a, FNV_OFFSET } from "../util/bytes.ts";
 import { LIMITS } from "../util/limits.ts";
@@ -30,15 +42,15 @@ import { Outbox, type Ready } from "../util/outbox.ts";
 import { Timeout } from "../util/timeout.ts";
 import { ancestorsOf, conflictPath, isCanonicalPath, normalizeSharedPath } from "./sfs-path.ts";
 import {
-  chunkCount, cmpStr, compareVersions, entryFromWire, entryToWire, flagsOf, isLive, isLiveDir, isLiveFile, sameVersion, SFS_COUNTER_MAX,
-  stampKey, vvBump, vvMerge, vvRelation, type SfsEntry, type VvItem,
+  chunkCount, cmpStr, compareVersions, entryFromWire, entryToWire, flagsOf, isLive, isLiveDir, isLiveFile, sameVersion, SFS_CLOCK_ADOPT_MAX,
+  SFS_COUNTER_MAX, stampKey, vvBump, vvMerge, vvRelation, type SfsEntry, type VvItem,
 } from "./sfs-version.ts";
 import {
   CHUNK_BUSY, CHUNK_DATA, CHUNK_MISS, FLAG_HAVE, SFS_WIRE,
   type SfsEntryWire, type SfsMessage, type SfsMessageOf, type SfsRecordWire,
 } from "./sfs-wire.ts";
 
-export { compareVersions, entryFromWire, entryToWire, SFS_COUNTER_MAX, vvRelation, type SfsEntry } from "./sfs-version.ts";
+export { compareVersions, entryFromWire, entryToWire, SFS_CLOCK_ADOPT_MAX, SFS_COUNTER_MAX, vvRelation, type SfsEntry } from "./sfs-version.ts";
 
 export interface SfsConfig {
   /** Chunk size of the files this node writes (peers' entries carry their own). 1 MiB: a chunk and its envelope fill a 16 MiB frame to 1/16. */
@@ -81,6 +93,12 @@ export interface SfsConfig {
   readonly localOpsMax: number;
   /** Peers tried per file besides its known holders. */
   readonly candidatesMax: number;
+  /** Live entries (files and folders) one origin may have in the manifest; beyond, its entries are refused. */
+  readonly originFilesMax: number;
+  /** Bytes of live files one origin may have in the manifest; beyond, its entries are refused. */
+  readonly originBytesMax: number;
+  /** Free disk space a fetch or local copy must leave (as the adapter last measured it); otherwise the file waits. */
+  readonly diskReserveBytes: number;
 }
 
 export const SFS_DEFAULTS: SfsConfig = {
@@ -104,6 +122,9 @@ export const SFS_DEFAULTS: SfsConfig = {
   pendingPerTick: 64,
   localOpsMax: 256,
   candidatesMax: 16,
+  originFilesMax: LIMITS.sfs.originFilesMax,
+  originBytesMax: LIMITS.sfs.originBytesMax,
+  diskReserveBytes: LIMITS.sfs.diskReserveBytes,
 };
 
 /** What the adapter measured of a file: hashes in hex, chunked by chunkBytes. */
@@ -227,6 +248,16 @@ export interface SfsStats {
   tombstonesForgotten: number;
   /** Disk scan items that cannot be shared (path not canonical). */
   unshareable: number;
+  /** Peer entries with a counter above SFS_COUNTER_MAX: dropped. */
+  highCounters: number;
+  /** Peer entries of this node's own origin above its clock (never written here): dropped. */
+  ownOrigin: number;
+  /** Peer entries refused because their origin would exceed originFilesMax or originBytesMax. */
+  quotaRefused: number;
+  /** Fetches and local copies put off because they would leave less than diskReserveBytes free. */
+  diskRefused: number;
+  /** Local changes refused before they touched the disk, or not recorded: no counter left, or this node's quota. */
+  localRefused: number;
 }
 
 /** What `sfs list` and `sfs stat` show of one path. */
@@ -237,6 +268,8 @@ export interface SfsFileView {
   readonly base: SfsEntry | undefined;
   readonly holders: readonly string[];
   readonly progress: SfsProgress | undefined;
+  /** Waiting because fetching it would leave less than diskReserveBytes free. */
+  readonly diskWait: boolean;
 }
 
 export interface SfsProgress {
@@ -291,6 +324,8 @@ interface FileState {
   suspect: boolean;
   /** #baseSeq when the base last changed (a scan taken before that says nothing about it). */
   baseSeq: number;
+  /** Its fetch was put off for lack of disk space (until the next measure or retry). */
+  diskWait: boolean;
 }
 
 const MISSING = 0;
@@ -354,7 +389,7 @@ function newStats(): SfsStats {
     messagesIn: 0, messagesOut: 0, badPaths: 0, badEntries: 0, full: 0, entriesMerged: 0, conflicts: 0, conflictsDropped: 0,
     chunksIn: 0, bytesIn: 0, chunksOut: 0, bytesOut: 0, badChunks: 0, timeouts: 0, misses: 0, busies: 0, unsolicited: 0,
     stalls: 0, commits: 0, commitFailures: 0, removes: 0, localCopies: 0, localCopyFailures: 0, tombstonesForgotten: 0,
-    unshareable: 0,
+    unshareable: 0, highCounters: 0, ownOrigin: 0, quotaRefused: 0, diskRefused: 0, localRefused: 0,
   };
 }
 
@@ -374,8 +409,9 @@ function removeFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
 function validateConfig(c: SfsConfig): void {
   const positive = [c.filesMax, c.entriesBytesMax, c.sumsBytesMax, c.wantsMax, c.pushPeersMax, c.syncTicks, c.requestTimeoutTicks,
     c.inflightPerPeer, c.requestsMax, c.transfersMax, c.copiesMax, c.servesMax, c.retryTicks, c.tombstoneMs, c.gcTicks,
-    c.pendingPerTick, c.localOpsMax, c.candidatesMax];
+    c.pendingPerTick, c.localOpsMax, c.candidatesMax, c.originFilesMax, c.originBytesMax];
   assert(positive.every((n) => Number.isInteger(n) && n > 0), "Sfs: every bound must be a positive integer");
+  assert(Number.isSafeInteger(c.diskReserveBytes) && c.diskReserveBytes >= 0, "Sfs: diskReserveBytes must be a whole number of bytes");
   assert(c.chunkBytes >= SFS_WIRE.chunkBytesMin && c.chunkBytes <= SFS_WIRE.chunkBytesMax, "Sfs: chunkBytes out of the protocol's range");
   assert(c.fileBytesMax <= Math.min(SFS_WIRE.fileBytesMax, c.chunkBytes * SFS_WIRE.chunksMax), "Sfs: fileBytesMax beyond what chunksMax chunks hold");
   assert(c.filesMax <= SFS_WIRE.filesMax && c.wantsMax <= SFS_WIRE.filesMax, "Sfs: filesMax or wantsMax beyond the protocol's list bound");
@@ -430,6 +466,10 @@ export class Sfs {
   readonly #out = new Outbox<SfsOutbound, SfsEvent, { effects: SfsEffect }>({ effects: [] });
   #dirty = new Set<string>();
   #forgotten = new Set<string>();
+  /** Live entries and bytes of live files per origin, for the quota. */
+  readonly #usage = new Map<string, { files: number; bytes: number }>();
+  /** Free bytes of the disk as the adapter last measured them (undefined: never measured). */
+  #freeBytes: number | undefined;
   readonly stats: SfsStats = newStats();
 
   constructor(self: string, config: SfsConfig = SFS_DEFAULTS) {
@@ -454,6 +494,31 @@ export class Sfs {
     return this.#files.size;
   }
 
+  /** Free disk bytes as last measured (diskFree), undefined before the first measure. */
+  get freeBytes(): number | undefined {
+    return this.#freeBytes;
+  }
+
+  /** Live entries and bytes of live files an origin has in the manifest (its quota use). */
+  usage(origin: string): { readonly files: number; readonly bytes: number } {
+    const use = this.#usage.get(origin);
+    return { files: use?.files ?? 0, bytes: use?.bytes ?? 0 };
+  }
+
+  /**
+   * The free bytes of the disk under /shared/, as the adapter measured them (statfs). Fetches and
+   * local copies that would leave less than diskReserveBytes wait; files put off for lack of space
+   * are tried again at once after each measure.
+   */
+  diskFree(bytes: number): void {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) return;
+    this.#freeBytes = bytes;
+    for (const path of this.#pending) {
+      const state = this.#files.get(path);
+      if (state?.diskWait === true) state.retryAt = 0;
+    }
+  }
+
   // -------------------------------------------------------------------------------------------
   // Boot
 
@@ -463,7 +528,7 @@ export class Sfs {
    * until reconcile() reports otherwise.
    */
   restore(records: readonly SfsRecordWire[], clock: number): void {
-    this.#observe(clock);
+    this.#observe(clock, true);
     for (const [entryWire, baseWire, mtime] of records) {
       const entry = entryFromWire(entryWire);
       const base = baseWire === 0 ? undefined : baseWire === 1 ? entry : entryFromWire(baseWire);
@@ -472,8 +537,8 @@ export class Sfs {
         this.stats.badEntries++;
         continue;
       }
-      for (const item of entry.vv) this.#observe(item[1]);
-      if (base !== undefined) for (const item of base.vv) this.#observe(item[1]);
+      for (const item of entry.vv) this.#observe(item[1], item[0] === this.#self);
+      if (base !== undefined) for (const item of base.vv) this.#observe(item[1], item[0] === this.#self);
       const state = this.#create(entry);
       this.#setBase(state, base, mtime);
       this.#settle(state);
@@ -548,11 +613,17 @@ export class Sfs {
       if (this.#busy.has(path) || this.#localQueue.has(path)) return { ok: false, error: "busy, try again" };
       const state = this.#files.get(path);
       if (state !== undefined) state.suspect = false;
-      this.#localVersion(path, { deleted: false, dir: false, info, mtimeMs: info.mtimeMs, vv: state?.base?.vv ?? [] });
-      return { ok: true, ops: [] };
+      const error = this.#localVersion(path, { deleted: false, dir: false, info, mtimeMs: info.mtimeMs, vv: state?.base?.vv ?? [] });
+      return error === undefined ? { ok: true, ops: [] } : { ok: false, error };
     }
     if (!TEMP_NAME.test(temp)) return { ok: false, error: "bad temp name" };
-    return this.#queueLocal({ op: this.#nextId++, kind: "write", path, info, temp, vv: this.#files.get(path)?.base?.vv ?? [] });
+    const vv = this.#files.get(path)?.base?.vv ?? [];
+    const refused = this.#localRoom(path, { deleted: false, dir: false, info, vv }, this.#localBusy.size + this.#localQueued, false);
+    if (refused !== undefined) {
+      this.stats[refused.stat]++;
+      return { ok: false, error: refused.error };
+    }
+    return this.#queueLocal({ op: this.#nextId++, kind: "write", path, info, temp, vv });
   }
 
   /**
@@ -753,7 +824,7 @@ export class Sfs {
     else if (transfer !== undefined && (transfer.phase !== "fetch" || transfer.inflight.size > 0 || transfer.pendingOps > 0)) local = "fetching";
     else if (isLiveFile(state.entry)) local = "waiting";
     else local = "pending";
-    return { entry: state.entry, local, base: state.base, holders: [...(state.holders ?? [])].sort(), progress };
+    return { entry: state.entry, local, base: state.base, holders: [...(state.holders ?? [])].sort(), progress, diskWait: state.diskWait && local === "waiting" };
   }
 
   /** Files being fetched or copied, with their progress. */
@@ -769,18 +840,87 @@ export class Sfs {
   // -------------------------------------------------------------------------------------------
   // Manifest
 
-  #observe(counter: number): void {
-    if (counter > this.#clock) {
-      this.#clock = counter;
+  /** The clock takes a counter it has seen: its own in full, a peer's only up to SFS_CLOCK_ADOPT_MAX. */
+  #observe(counter: number, own = false): void {
+    const taken = own ? counter : Math.min(counter, SFS_CLOCK_ADOPT_MAX);
+    if (taken > this.#clock) {
+      this.#clock = taken;
       this.#clockDirty = true;
     }
+  }
+
+  /** The counter of a new local version on top of `vv`: above the clock and every counter it knew. */
+  #nextCounter(vv: readonly VvItem[]): number {
+    let top = this.#clock;
+    for (const [, c] of vv) if (c > top) top = c;
+    return top + 1;
+  }
+
+  /** Counts a live entry into (or, sign −1, out of) its origin's quota use. */
+  #account(entry: SfsEntry, sign: 1 | -1): void {
+    if (!isLive(entry)) return;
+    const use = this.#usage.get(entry.origin) ?? { files: 0, bytes: 0 };
+    use.files += sign;
+    use.bytes += sign * (entry.dir ? 0 : entry.size);
+    if (use.files <= 0) this.#usage.delete(entry.origin);
+    else this.#usage.set(entry.origin, use);
+  }
+
+  /**
+   * Why `entry` replacing `current` would take its origin beyond its quota, or undefined. Only a
+   * change that adds files or bytes is refused (a smaller version of an origin over quota is fine).
+   */
+  #overQuota(entry: Pick<SfsEntry, "origin" | "deleted" | "dir" | "size">, current: SfsEntry | undefined): string | undefined {
+    if (entry.deleted) return undefined;
+    const use = this.#usage.get(entry.origin);
+    const same = current !== undefined && isLive(current) && current.origin === entry.origin;
+    const addFiles = same ? 0 : 1;
+    const addBytes = (entry.dir ? 0 : entry.size) - (same && !current.dir ? current.size : 0);
+    const files = (use?.files ?? 0) + addFiles;
+    const bytes = (use?.bytes ?? 0) + addBytes;
+    const { originFilesMax, originBytesMax } = this.#config;
+    if ((addFiles > 0 && files > originFilesMax) || (addBytes > 0 && bytes > originBytesMax)) {
+      return `the quota of ${entry.origin} in the shared folder is full (${originFilesMax} entries, ${originBytesMax} bytes; it has ${use?.files ?? 0} entries, ${use?.bytes ?? 0} bytes)`;
+    }
+    return undefined;
+  }
+
+  /**
+   * Why a local change on `path` (on top of `vv`) could not be recorded, with the stat it counts
+   * in, or undefined. `margin` counts the local versions that may be recorded before it (operations
+   * in flight or queued). With `manifest`, a new path also needs a free place in the manifest,
+   * counting the new paths whose local operations are in flight.
+   */
+  #localRoom(path: string, change: { deleted: boolean; dir: boolean; info: SfsFileInfo | undefined; vv: readonly VvItem[] }, margin: number, manifest: boolean): { stat: "full" | "localRefused"; error: string } | undefined {
+    const counter = this.#nextCounter(change.vv) + margin;
+    if (counter > SFS_COUNTER_MAX) {
+      const known = Math.max(0, ...change.vv.map(([, c]) => c));
+      return {
+        stat: "localRefused",
+        error: known > this.#clock
+          ? `/shared/${path} cannot take a new version: a version there holds counter ${known}, too close to the end (${SFS_COUNTER_MAX})`
+          : `no version counter left (the clock is at ${this.#clock}, the end is ${SFS_COUNTER_MAX})`,
+      };
+    }
+    const current = this.#files.get(path)?.entry;
+    const quota = this.#overQuota({ origin: this.#self, deleted: change.deleted, dir: change.dir, size: change.info?.size ?? 0 }, current);
+    if (quota !== undefined) return { stat: "localRefused", error: quota };
+    if (manifest && current === undefined) {
+      let room = this.#config.filesMax - this.#files.size;
+      for (const p of this.#localBusy) if (!this.#files.has(p)) room--;
+      if (room <= 0) {
+        for (const state of this.#files.values()) if (state.entry.deleted && !this.#pending.has(state.entry.path) && !this.#busy.has(state.entry.path)) room++;
+      }
+      if (room <= 0) return { stat: "full", error: `the shared folder is full (${this.#config.filesMax} entries)` };
+    }
+    return undefined;
   }
 
   #create(entry: SfsEntry): FileState {
     const [hashHi, hashLo] = entryHash(entry);
     const state: FileState = {
       entry, base: undefined, localMtimeMs: -1, bucket: bucketOf(entry.path), hashHi, hashLo, holders: undefined, retryAt: 0, failures: 0,
-      suspect: false, baseSeq: ++this.#baseSeq,
+      suspect: false, baseSeq: ++this.#baseSeq, diskWait: false,
     };
     this.#files.set(entry.path, state);
     this.#bucketPaths[state.bucket]?.add(entry.path);
@@ -788,6 +928,7 @@ export class Sfs {
     this.#digest[state.bucket * 2 + 1] = ((this.#digest[state.bucket * 2 + 1] as number) ^ hashLo) >>> 0;
     if (isLive(entry)) this.#countUnder(entry.path, 1);
     if (isLiveFile(entry)) addTo(this.#wanted, entry.sha256, entry.path);
+    this.#account(entry, 1);
     this.#dirty.add(entry.path);
     return state;
   }
@@ -800,6 +941,7 @@ export class Sfs {
     this.#digest[state.bucket * 2 + 1] = ((this.#digest[state.bucket * 2 + 1] as number) ^ state.hashLo) >>> 0;
     if (isLive(state.entry)) this.#countUnder(path, -1);
     if (isLiveFile(state.entry)) removeFrom(this.#wanted, state.entry.sha256, path);
+    this.#account(state.entry, -1);
     this.#bucketPaths[state.bucket]?.delete(path);
     this.#files.delete(path);
     this.#pending.delete(path);
@@ -825,6 +967,8 @@ export class Sfs {
     this.#digest[state.bucket * 2 + 1] = ((this.#digest[state.bucket * 2 + 1] as number) ^ state.hashLo ^ hashLo) >>> 0;
     state.hashHi = hashHi;
     state.hashLo = hashLo;
+    this.#account(old, -1);
+    this.#account(entry, 1);
     state.entry = entry;
     state.holders = undefined;
     state.failures = 0;
@@ -897,8 +1041,13 @@ export class Sfs {
    * derived version never derives another, which bounds the recursion.
    */
   #merge(incoming: SfsEntry, from: string | undefined, have: boolean, depth: number): boolean {
-    this.#observe(incoming.counter);
     const state = this.#files.get(incoming.path);
+    // A peer's entry that would take its origin beyond its quota is refused (as if never seen).
+    if (from !== undefined && (state === undefined || compareVersions(incoming, state.entry) > 0) && this.#overQuota(incoming, state?.entry) !== undefined) {
+      this.stats.quotaRefused++;
+      return false;
+    }
+    this.#observe(incoming.counter);
     if (state === undefined) {
       if (incoming.deleted && this.#expired(incoming)) return false;
       if (this.#files.size >= this.#config.filesMax && !this.#evictTombstone()) {
@@ -1002,8 +1151,11 @@ export class Sfs {
     }
   }
 
-  /** A new version written on this node on top of what the disk held (see localWrite). */
-  #localVersion(path: string, change: { deleted: boolean; dir: boolean; info: SfsFileInfo | undefined; mtimeMs: number; vv: readonly VvItem[] }): void {
+  /**
+   * A new version written on this node on top of what the disk held (see localWrite). Returns why
+   * it could not be recorded (counted), or undefined once it is in the manifest.
+   */
+  #localVersion(path: string, change: { deleted: boolean; dir: boolean; info: SfsFileInfo | undefined; mtimeMs: number; vv: readonly VvItem[] }): string | undefined {
     const state = this.#files.get(path);
     const { info } = change;
     if (info !== undefined && state !== undefined) {
@@ -1011,21 +1163,22 @@ export class Sfs {
       if (isLiveFile(state.base) && state.base.sha256 === info.sha256 && state.base.size === info.size) {
         state.localMtimeMs = info.mtimeMs;
         this.#dirty.add(path);
-        return;
+        return undefined;
       }
       if (isLiveFile(state.entry) && state.entry.sha256 === info.sha256 && state.entry.size === info.size) {
         this.#setBase(state, state.entry, info.mtimeMs);
         this.#settle(state);
-        return;
+        return undefined;
       }
     }
     const vv = change.vv;
-    if (this.#clock >= SFS_COUNTER_MAX) {
-      this.stats.full++;
-      return;
+    const refused = this.#localRoom(path, change, 0, false);
+    if (refused !== undefined) {
+      this.stats[refused.stat]++;
+      return refused.error;
     }
-    const counter = this.#clock + 1;
-    this.#observe(counter);
+    const counter = this.#nextCounter(vv);
+    this.#observe(counter, true);
     const entry: SfsEntry = {
       path, counter, origin: this.#self, deleted: change.deleted, dir: change.dir,
       size: info?.size ?? 0, mtimeMs: change.mtimeMs, sha256: info?.sha256 ?? "", chunkBytes: info?.chunkBytes ?? this.#config.chunkBytes,
@@ -1033,7 +1186,7 @@ export class Sfs {
     };
     if (state === undefined && this.#files.size >= this.#config.filesMax && !this.#evictTombstone()) {
       this.stats.full++;
-      return;
+      return `the shared folder is full (${this.#config.filesMax} entries)`;
     }
     // The disk holds the new version already (a commit just put it there, or the scan found it).
     const target = this.#files.get(path) ?? this.#create(entry);
@@ -1044,6 +1197,7 @@ export class Sfs {
       this.#shadowCheck(entry, 0);
     }
     this.#push(entry);
+    return undefined;
   }
 
   #checkInfo(info: SfsFileInfo): string | undefined {
@@ -1166,6 +1320,9 @@ export class Sfs {
       const entry = entryFromWire(wire);
       if (entry === "path") this.stats.badPaths++;
       else if (entry === "entry") this.stats.badEntries++;
+      else if (entry === "counter") this.stats.highCounters++;
+      // Our own versions are all at or below our clock; one above it was never written here.
+      else if (entry.origin === this.#self && entry.counter > this.#clock) this.stats.ownOrigin++;
       else this.#merge(entry, from, (wire[3] & FLAG_HAVE) !== 0, 0);
     }
     if (message.w.length === 0) return;
@@ -1306,6 +1463,13 @@ export class Sfs {
     const mode = source !== undefined ? "copy" : entry.chunks.length === 0 ? "ready" : "fetch";
     if (mode === "copy" && this.#copies >= this.#config.copiesMax) return;
     if (mode === "fetch" && this.#fetches >= this.#config.transfersMax) return;
+    if (mode !== "ready" && !this.#diskRoom(entry.size)) {
+      this.stats.diskRefused++;
+      state.diskWait = true;
+      state.retryAt = this.#now + this.#config.retryTicks;
+      return;
+    }
+    state.diskWait = false;
     const n = entry.chunks.length;
     const transfer: Transfer = {
       path, entry, temp: `t${this.#nextId++}`, phase: mode, cancelled: false, chunkState: new Uint8Array(n), written: 0, bytes: 0,
@@ -1325,6 +1489,17 @@ export class Sfs {
     } else {
       this.#tryCommit(transfer, state);
     }
+  }
+
+  /**
+   * True when `size` more bytes leave at least diskReserveBytes free: the last measure, less what
+   * the transfers in flight have still to write. Unmeasured (no diskFree yet): true.
+   */
+  #diskRoom(size: number): boolean {
+    if (this.#freeBytes === undefined) return true;
+    let owed = 0;
+    for (const transfer of this.#transfers.values()) owed += Math.max(0, transfer.entry.size - transfer.bytes);
+    return this.#freeBytes - owed - size >= this.#config.diskReserveBytes;
   }
 
   /**
@@ -1594,9 +1769,10 @@ export class Sfs {
         this.#out.add("effects", { kind: "discard", id: this.#discardId(), temp: op.local.temp as string });
         this.#out.emit({ type: "sfs-local-done", op: op.local.op, path, error });
       } else {
+        // Checked before the commit (#runLocal); should the check fail now, the write says so.
         const info = op.local.info as SfsFileInfo;
-        this.#localVersion(path, { deleted: false, dir: false, info: { ...info, mtimeMs }, mtimeMs, vv: op.local.vv });
-        this.#out.emit({ type: "sfs-local-done", op: op.local.op, path });
+        const refused = this.#localVersion(path, { deleted: false, dir: false, info: { ...info, mtimeMs }, mtimeMs, vv: op.local.vv });
+        this.#out.emit({ type: "sfs-local-done", op: op.local.op, path, ...(refused === undefined ? {} : { error: `on the disk but not shared: ${refused}` }) });
       }
       return this.#freed(path);
     }
@@ -1635,8 +1811,8 @@ export class Sfs {
         this.#out.emit({ type: "sfs-local-done", op: op.local.op, path, error });
       } else {
         const dir = state === undefined ? true : state.base !== undefined ? state.base.dir : state.entry.dir;
-        this.#localVersion(path, { deleted: true, dir, info: undefined, mtimeMs: this.#wallMs, vv: op.local.vv });
-        this.#out.emit({ type: "sfs-local-done", op: op.local.op, path });
+        const refused = this.#localVersion(path, { deleted: true, dir, info: undefined, mtimeMs: this.#wallMs, vv: op.local.vv });
+        this.#out.emit({ type: "sfs-local-done", op: op.local.op, path, ...(refused === undefined ? {} : { error: `removed here but not on the other nodes: ${refused}` }) });
         this.#busy.delete(path);
         this.#prune(path);
       }
@@ -1704,8 +1880,8 @@ export class Sfs {
       this.#localBusy.delete(path);
       if (error !== undefined) this.#out.emit({ type: "sfs-local-done", op: op.local.op, path, error });
       else {
-        this.#localVersion(path, { deleted: false, dir: true, info: undefined, mtimeMs, vv: op.local.vv });
-        this.#out.emit({ type: "sfs-local-done", op: op.local.op, path });
+        const refused = this.#localVersion(path, { deleted: false, dir: true, info: undefined, mtimeMs, vv: op.local.vv });
+        this.#out.emit({ type: "sfs-local-done", op: op.local.op, path, ...(refused === undefined ? {} : { error: `made here but not on the other nodes: ${refused}` }) });
       }
       return this.#freed(path);
     }
@@ -1755,6 +1931,14 @@ export class Sfs {
     const op = queue.shift() as LocalOp;
     if (queue.length === 0) this.#localQueue.delete(path);
     this.#localQueued--;
+    // Before the disk changes: a change that could not be recorded as a version fails here, with its reason.
+    const refused = this.#localRoom(path, { deleted: op.kind === "remove", dir: op.kind === "mkdir", info: op.info, vv: op.vv }, this.#localBusy.size, true);
+    if (refused !== undefined) {
+      this.stats[refused.stat]++;
+      if (op.temp !== undefined) this.#out.add("effects", { kind: "discard", id: this.#discardId(), temp: op.temp });
+      this.#out.emit({ type: "sfs-local-done", op: op.op, path, error: refused.error });
+      return this.#freed(path);
+    }
     const state = this.#files.get(path);
     // A transfer of a remote version of this path: a local write supersedes it (conflict rule).
     const transfer = this.#transfers.get(path);
@@ -1781,8 +1965,8 @@ export class Sfs {
         if (dir && (this.#liveUnder.get(path) ?? 0) > 0) {
           // Live entries came below meanwhile (from a peer): the folder stays as their parent and
           // only its tombstone goes out (an empty live folder below must not go with it).
-          this.#localVersion(path, { deleted: true, dir: true, info: undefined, mtimeMs: this.#wallMs, vv: op.vv });
-          this.#out.emit({ type: "sfs-local-done", op: op.op, path });
+          const refused = this.#localVersion(path, { deleted: true, dir: true, info: undefined, mtimeMs: this.#wallMs, vv: op.vv });
+          this.#out.emit({ type: "sfs-local-done", op: op.op, path, ...(refused === undefined ? {} : { error: refused }) });
           return this.#freed(path);
         }
         // Removing what the disk holds; when nothing is on the disk yet, the tombstone still goes out.

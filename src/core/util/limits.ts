@@ -230,6 +230,22 @@ export const LIMITS = {
      * end (after which nothing could be written).
      */
     counterMax: 2 ** 48,
+    /**
+     * Largest counter the Lamport clock takes from a peer's version (sfs.ts): a version up to
+     * counterMax is kept, but the clock stops here, so 2^32 of this node's own versions always fit
+     * under counterMax (where peers still take them).
+     */
+    clockAdoptMax: 2 ** 48 - 2 ** 32,
+  },
+
+  /** The shared folder's defaults per node (SFS_DEFAULTS): what one origin may announce, and the disk kept free. */
+  sfs: {
+    /** Live entries (files and folders) of one origin taken into the manifest: half of SFS_DEFAULTS.filesMax (10,000). */
+    originFilesMax: 5_000,
+    /** Bytes of one origin's live files taken into the manifest: 64 GiB. */
+    originBytesMax: 64 * 1024 * 1024 * 1024,
+    /** Free disk space a fetch or local copy must leave: 1 GiB. */
+    diskReserveBytes: 1024 * 1024 * 1024,
   },
 
   /** Paths in the shared folder (sfs-path.ts: SFS_PATH). */

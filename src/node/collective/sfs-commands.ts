@@ -136,8 +136,8 @@ const mv: Command<NodeContext> = {
 
 const sfs: Command<NodeContext> = {
   name: "sfs",
-  summary: "the shared folder's replication: files and their versions, one file's state, a rescan",
-  usage: "sfs list [PREFIX] | sfs stat PATH | sfs sync",
+  summary: "the shared folder's replication: files and their versions, one file's state, counters and refusals, a rescan",
+  usage: "sfs list [PREFIX] | sfs stat PATH | sfs status | sfs sync",
   async run(args, { kernel }) {
     const folder = folderOf(kernel);
     const [sub, arg, ...rest] = args;
@@ -149,7 +149,7 @@ const sfs: Command<NodeContext> = {
         return formatTable(["PATH", "SIZE", "VERSION", "STATE"], views.map((v) => {
           const progress = v.progress;
           const state = v.local === "fetching" && progress !== undefined && progress.chunks > 0
-            ? `fetching ${Math.floor((100 * progress.written) / progress.chunks)}%` : v.local;
+            ? `fetching ${Math.floor((100 * progress.written) / progress.chunks)}%` : v.diskWait ? "waiting (disk space)" : v.local;
           return [v.entry.dir ? `${v.entry.path}/` : v.entry.path, v.entry.dir ? "-" : String(v.entry.size), `${v.entry.counter}/${v.entry.origin}`, state];
         }));
       }
@@ -160,12 +160,29 @@ const sfs: Command<NodeContext> = {
         const e = view.entry;
         return formatFields([
           ["path", `/shared/${e.path}${e.dir ? "/" : ""}`],
-          ["state", view.local + (e.deleted ? " (deleted)" : "")],
+          ["state", view.local + (e.deleted ? " (deleted)" : "") + (view.diskWait ? " (fetching it would leave less than the disk reserve free)" : "")],
           ["size", `${e.size} bytes in ${e.chunks.length} chunks of ${e.chunkBytes}`],
           ["version", `${e.counter} by ${e.origin}; vector ${e.vv.map((item) => JSON.stringify(item)).join(" ")}`],
           ["sha256", e.sha256 || "-"],
           ["holders", view.holders.join(" ") || "-"],
           ["transfer", view.progress === undefined ? "-" : `${view.progress.phase}: ${view.progress.written}/${view.progress.chunks} chunks, ${view.progress.inflight} in flight`],
+        ]);
+      }
+      case "status": {
+        if (arg !== undefined) throw new UsageError("status takes no arguments");
+        const core = folder.core;
+        const { stats, config } = core;
+        const own = core.usage(kernel.id);
+        const free = core.freeBytes;
+        return formatFields([
+          ["entries", `${core.size} of ${config.filesMax}; ${core.pendingCount} waiting for the disk`],
+          ["transfers", String(core.transfers().length)],
+          ["disk free", (free === undefined ? "not measured yet" : `${free} bytes`) + `; reserve ${config.diskReserveBytes} bytes` + (folder.measureError === undefined ? "" : ` (last measure failed: ${folder.measureError})`)],
+          ["quota", `${config.originFilesMax} entries, ${config.originBytesMax} bytes per origin; this node uses ${own.files} entries, ${own.bytes} bytes`],
+          ["clock", String(core.clock)],
+          ["refused", `quota ${stats.quotaRefused}, disk space ${stats.diskRefused}, counters too high ${stats.highCounters}, own origin ${stats.ownOrigin}, bad entries ${stats.badEntries}, bad paths ${stats.badPaths}, manifest full ${stats.full}, local changes ${stats.localRefused}`],
+          ["transferred", `in ${stats.chunksIn} chunks (${stats.bytesIn} bytes), out ${stats.chunksOut} chunks (${stats.bytesOut} bytes), bad chunks ${stats.badChunks}`],
+          ["conflicts", `${stats.conflicts} kept, ${stats.conflictsDropped} dropped`],
         ]);
       }
       case "sync": {

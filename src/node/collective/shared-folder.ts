@@ -2,8 +2,10 @@
 // joined to the node's /shared/ folder on disk (the SharedFolderPort), the store and the network.
 // Like the kernel it is synchronous; the disk's work is asynchronous and comes back through
 // completions. Every drain of the core's ready goes: records to the store durably, then messages,
-// then effects to the disk, then events (and answers to the shell's local operations).
-import { Sfs, SFS_DEFAULTS, type SfsLocalResult, type SfsMembership } from "../../core/collective/sfs.ts";
+// then effects to the disk, then events (and answers to the shell's local operations). The disk's
+// free space is measured (the port's freeBytes, statfs) at boot and then every FREE_MEASURE_TICKS
+// while files wait for their content, so the core keeps fetches within the disk's reserve.
+import { Sfs, SFS_DEFAULTS, type SfsConfig, type SfsLocalResult, type SfsMembership } from "../../core/collective/sfs.ts";
 import { isSfsRecordWire, type SfsMessage, type SfsRecordWire } from "../../core/collective/sfs-wire.ts";
 import { LIMITS } from "../../core/util/limits.ts";
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
@@ -13,6 +15,8 @@ const PREFIX_FILE = "sfs/file/";
 const KEY_CLOCK = "sfs/clock";
 /** Records read at boot at most (the manifest bound). */
 const RECORDS_MAX = LIMITS.node.sfsRecordsMax;
+/** Ticks between two measures of the disk's free space while files wait for their content (1 s). */
+const FREE_MEASURE_TICKS = 100;
 
 export interface SharedFolderHost {
   send(to: string, message: SfsMessage): void;
@@ -29,9 +33,15 @@ export class SharedFolder {
   /** Local operations (shell writes, removes) waiting for their sfs-local-done events. */
   readonly #waiting = new Map<number, (error: string | undefined) => void>();
   #booted = false;
+  #ticks = 0;
+  /** Tick of the last measure of free space asked for; undefined while one is in flight. */
+  #measuredAt: number | undefined = -FREE_MEASURE_TICKS;
+  /** Why the last measure failed, if it did (shown by `sfs status`). */
+  measureError: string | undefined;
 
-  constructor(id: string, files: SharedFolderPort, store: Store, host: SharedFolderHost) {
-    this.core = new Sfs(id, SFS_DEFAULTS);
+  /** `config`: the shared folder's bounds, quotas and disk reserve (SFS_DEFAULTS unless given). */
+  constructor(id: string, files: SharedFolderPort, store: Store, host: SharedFolderHost, config: SfsConfig = SFS_DEFAULTS) {
+    this.core = new Sfs(id, config);
     this.files = files;
     this.#store = store;
     this.#host = host;
@@ -50,6 +60,7 @@ export class SharedFolder {
 
   /** The boot scan: files changed while the node was down are taken in (asynchronous). */
   async boot(): Promise<void> {
+    this.#measureFree();
     const { items, complete } = await this.files.scan({ cleanTemp: true });
     const { rehash } = this.core.reconcile(items, complete);
     for (const path of rehash) this.core.localWrite(path, await this.files.hashFile(path));
@@ -69,8 +80,26 @@ export class SharedFolder {
   }
 
   tick(): void {
+    this.#ticks++;
+    if (this.#measuredAt !== undefined && this.#ticks - this.#measuredAt >= FREE_MEASURE_TICKS && this.core.pendingCount > 0) this.#measureFree();
     this.core.tick(this.#host.membership, this.#host.nowMs());
     if (this.core.hasReady()) this.flush();
+  }
+
+  /** Asks the port for the disk's free space (one measure in flight at a time) and hands it to the core. */
+  #measureFree(): void {
+    if (this.#measuredAt === undefined) return;
+    this.#measuredAt = undefined;
+    void this.files.freeBytes().then((bytes) => {
+      this.measureError = undefined;
+      this.core.diskFree(bytes);
+    }, (error: unknown) => {
+      // Unmeasured, the core keeps the last measure it had.
+      this.measureError = error instanceof Error ? error.message : String(error);
+    }).finally(() => {
+      this.#measuredAt = this.#ticks;
+      this.flush();
+    });
   }
 
   step(from: string, message: SfsMessage): void {
