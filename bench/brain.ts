@@ -40,6 +40,8 @@ import { createRng } from "../src/core/util/rng.ts";
 import { encodeBrainMessage, decodeBrainMessage, type BrainMessage } from "../src/core/brain/brain-wire.ts";
 import { decodeMessage, encodeMessage } from "../src/core/wire/codec.ts";
 import { createSeal, makeToken } from "../src/adapters/seal.ts";
+import { createIdentityFromSeed } from "../src/adapters/identity.ts";
+import { decodeHeader } from "../src/core/wire/envelope.ts";
 import { PK_BIN } from "./procs.ts";
 
 const log = (line: string): void => {
@@ -489,7 +491,12 @@ async function tcpEcho(count: number, onChild: (child: ChildProcess | undefined)
  * validation → brain-wire decode, as kernel.ts and brain-service.ts do (no socket, no event loop).
  */
 function messagePathUs(d: number, count: number): { hidden: string; requestBytes: number; perRoundTripUs: Summary } {
-  const seal = createSeal(makeToken(), "0123456789abcdef");
+  // Two nodes: packets are sealed under their pair key, as between a coordinator and a stage.
+  const token = makeToken();
+  const a = createIdentityFromSeed(new Uint8Array(32).fill(1));
+  const b = createIdentityFromSeed(new Uint8Array(32).fill(2));
+  const seal = createSeal(token, a);
+  const opener = createSeal(token, b);
   const hidden = { rows: 1, cols: d, data: Float32Array.from({ length: d }, (_, i) => Math.sin(i)) };
   const req: BrainMessage = { t: "stage-req", session: "0123456789abcdef/s-1", requestId: 1, layers: [0, 2], hidden, startPos: 17 };
   const res: BrainMessage = { t: "stage-res", requestId: 1, hidden };
@@ -497,9 +504,10 @@ function messagePathUs(d: number, count: number): { hidden: string; requestBytes
   let bytes = 0;
   const hop = (msg: BrainMessage, r: boolean): void => {
     const body = encodeMessage({ t: "brain", c: 1, r, b: encodeBrainMessage(msg) });
-    const packet = seal.seal("stream", 1, ++counter, body);
+    const packet = seal.seal("stream", 1, ++counter, body, { id: b.id, pub: b.publicKey, epoch: 2 });
     bytes = packet.length;
-    const opened = seal.open(packet, "0123456789abcdef", 1);
+    const header = decodeHeader(packet);
+    const opened = header.ok ? opener.open(packet, header.header, a.publicKey) : undefined;
     if (opened === undefined) throw new Error("messagePath: seal.open failed");
     const decoded = decodeMessage(opened);
     if (!decoded.ok || decoded.message.t !== "brain") throw new Error("messagePath: envelope did not decode");

@@ -88,7 +88,7 @@ export function createIdentityFromSeed(seed: Uint8Array): Identity {
 export function identityFromPrivateKey(privateKey: KeyObject): Identity {
   assert(privateKey.type === "private" && privateKey.asymmetricKeyType === "ed25519", "identity: the key is not an Ed25519 private key");
   const publicKey = rawPublicKey(createPublicKey(privateKey));
-  return {
+  const identity: Identity = {
     id: nodeIdOf(publicKey),
     publicKey,
     sign(data: Uint8Array): Uint8Array {
@@ -97,6 +97,74 @@ export function identityFromPrivateKey(privateKey: KeyObject): Identity {
     verify: verifySignature,
     idOf: nodeIdOf,
   };
+  DH_KEYS.set(identity, privateKey);
+  return identity;
+}
+
+// ---- The same key for Diffie–Hellman (the packet seal's pair keys, src/adapters/seal.ts) -------
+//
+// A node's X25519 key is its Ed25519 key mapped to the Montgomery curve, as libsodium's
+// crypto_sign_ed25519_{sk,pk}_to_curve25519 do: the private scalar is the clamped first half of
+// SHA-512 of the seed (the scalar Ed25519 itself signs with), the public u = (1 + y) / (1 − y)
+// mod 2^255 − 19 for the Edwards y of the public key. So one key, whose hash is the node id, is
+// both what signs and what the pair keys derive from: nothing else has to be announced or bound.
+
+const DH_KEYS = new WeakMap<Identity, KeyObject>();
+const P = (1n << 255n) - 19n;
+
+/** This identity's X25519 private key (for identities made here; undefined for others). */
+export function dhPrivateKeyOf(identity: Identity): KeyObject | undefined {
+  const ed = DH_KEYS.get(identity);
+  if (ed === undefined) return undefined;
+  const jwk = ed.export({ format: "jwk" });
+  assert(typeof jwk.d === "string", "identity: the private key has no seed");
+  const scalar = hash("sha512", Buffer.from(jwk.d, "base64url"), "buffer").subarray(0, 32);
+  scalar[0] = (scalar[0] as number) & 248;
+  scalar[31] = ((scalar[31] as number) & 127) | 64;
+  return createPrivateKey({ key: { kty: "OKP", crv: "X25519", d: scalar.toString("base64url"), x: montgomeryOf(rawPublicKey(createPublicKey(ed))) }, format: "jwk" });
+}
+
+/** The X25519 public key of an Ed25519 public key (base64url), or undefined for an invalid point encoding. */
+export function montgomeryOf(edPublicKey: Uint8Array): string {
+  let y = 0n;
+  for (let i = 31; i >= 0; i--) y = (y << 8n) | BigInt(edPublicKey[i] as number);
+  y &= (1n << 255n) - 1n;
+  const u = mod((1n + y) * inverse(mod(1n - y)));
+  const out = Buffer.alloc(32);
+  let v = u;
+  for (let i = 0; i < 32; i++) {
+    out[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  return out.toString("base64url");
+}
+
+/** X25519 public KeyObject for a peer's Ed25519 public key; undefined when it is not a usable point. */
+export function dhPublicKeyOf(edPublicKey: Uint8Array): KeyObject | undefined {
+  if (edPublicKey.length !== PUBLIC_KEY_BYTES) return undefined;
+  try {
+    return createPublicKey({ key: { kty: "OKP", crv: "X25519", x: montgomeryOf(edPublicKey) }, format: "jwk" });
+  } catch {
+    return undefined;
+  }
+}
+
+function mod(a: bigint): bigint {
+  const r = a % P;
+  return r < 0n ? r + P : r;
+}
+
+/** a^(p−2) mod p (0 maps to 0: y = 1 is the identity point, whose u is 0). */
+function inverse(a: bigint): bigint {
+  let result = 1n;
+  let base = mod(a);
+  let e = P - 2n;
+  while (e > 0n) {
+    if (e & 1n) result = (result * base) % P;
+    base = (base * base) % P;
+    e >>= 1n;
+  }
+  return result;
 }
 
 /** The node id of a public key: hex of the first 8 bytes of its SHA-256. */

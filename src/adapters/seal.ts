@@ -1,47 +1,53 @@
-// The real Seal: ChaCha20-Poly1305 under per-sender keys derived from the cluster token
-// (docs/protocols/wire.md, docs/adr/004-crypto.md).
+// The real Seal: ChaCha20-Poly1305 under keys only the two ends of a packet can make
+// (docs/protocols/wire.md, docs/adr/004-crypto.md, docs/adr/012-trust.md).
 //
 //   clusterKey = HKDF-SHA256(ikm = UTF-8(token), salt = "p-kernel/v1/cluster", info = "", 32)
-//   senderKey  = HKDF-SHA256(ikm = clusterKey, salt = "", info = "p-kernel/v1/sender" ‖ sender id
-//                (8 bytes) ‖ epoch (u64 big-endian), 32)
-//   nonce      = 0x00 0x00 0x00 ‖ channel (0 datagram, 1 stream) ‖ counter (u64 big-endian)
-//   packet     = header (28 bytes, the associated data) ‖ ciphertext ‖ tag (16 bytes)
+//   pairKey    = HKDF-SHA256(ikm = X25519(own key, peer key), salt = clusterKey,
+//                info = "p-kernel/v2/pair" ‖ lower id (8 bytes) ‖ higher id (8 bytes), 32)
+//   packetKey  = HKDF-SHA256(ikm = pairKey, salt = "", info = "p-kernel/v2/packet" ‖ sender id
+//                ‖ sender epoch (u64 BE) ‖ receiver epoch (u64 BE), 32)
+//   introKey   = HKDF-SHA256(ikm = clusterKey, salt = "", info = "p-kernel/v2/intro" ‖ sender id
+//                ‖ sender epoch, 32)                      (the join handshake only)
+//   nonce      = 0x00 0x00 0x00 ‖ flags byte (channel, intro) ‖ counter (u64 big-endian)
+//   packet     = header (36 bytes, the associated data) ‖ ciphertext ‖ tag (16 bytes)
 //
-// Every node holds the cluster key, so the seal authenticates "a member of this cluster", not a
-// particular node: node identity is proven separately by the Ed25519 join handshake. The per-sender
-// key keeps (key, nonce) pairs unique across senders although they share the cluster key; the
-// epoch (strictly increasing across restarts of a sender) keeps them unique across its boots; the
-// channel byte in the nonce keeps them unique across its two channels, whose counters are
-// independent (both start at 1 each boot).
-import { createCipheriv, createDecipheriv, createHash, createSecretKey, hkdfSync, randomBytes, type KeyObject } from "node:crypto";
-import type { Seal } from "../node/ports.ts";
-import type { Channel } from "../core/wire/envelope.ts";
-import { decodeHeader, encodeHeader, HEADER_BYTES, NODE_ID_BYTES, TAG_BYTES, WIRE_VERSION } from "../core/wire/envelope.ts";
+// The X25519 keys are the nodes' Ed25519 identity keys on the Montgomery curve
+// (src/adapters/identity.ts), so a pair key needs one end's private key: no member can seal as
+// another, although all hold the cluster key. A packet names the receiver's boot epoch: packets
+// sealed for a receiver's earlier boot never open again, so replays across its restarts fail
+// whatever its replay window forgot. The cluster key alone (the token) opens only intro packets,
+// which the kernel takes for the join handshake and nothing else.
+import { createCipheriv, createDecipheriv, createHash, createSecretKey, diffieHellman, hkdfSync, randomBytes, type KeyObject } from "node:crypto";
+import type { Identity, Seal, SealPeer } from "../node/ports.ts";
+import type { Channel, Header } from "../core/wire/envelope.ts";
+import { encodeHeader, HEADER_BYTES, NODE_ID_BYTES, TAG_BYTES, WIRE_VERSION } from "../core/wire/envelope.ts";
 import { assert } from "../core/util/assert.ts";
-import { fromHex } from "../core/util/bytes.ts";
+import { bytesEqual, fromHex } from "../core/util/bytes.ts";
 import { LIMITS } from "../core/util/limits.ts";
+import { dhPrivateKeyOf, dhPublicKeyOf } from "./identity.ts";
 
 const CIPHER = "chacha20-poly1305";
 const KEY_BYTES = 32;
 const NONCE_BYTES = 12;
 const CLUSTER_SALT = Buffer.from("p-kernel/v1/cluster", "utf8");
-const SENDER_INFO = Buffer.from("p-kernel/v1/sender", "utf8");
+const PAIR_INFO = Buffer.from("p-kernel/v2/pair", "utf8");
+const PACKET_INFO = Buffer.from("p-kernel/v2/packet", "utf8");
+const INTRO_INFO = Buffer.from("p-kernel/v2/intro", "utf8");
 const FINGERPRINT_INFO = "p-kernel/v1/fingerprint";
-const NODE_ID_PATTERN = /^[0-9a-f]{16}$/;
 /** Bytes of random in a token made by makeToken(). */
 export const TOKEN_RANDOM_BYTES = 32;
 /** Longest token accepted, in characters: a guard against pasting a file by mistake. */
 export const TOKEN_CHARS_MAX = LIMITS.net.tokenCharsMax;
 
 export interface SealOptions {
-  /** Per-sender keys kept in the cache; default LIMITS.replaySendersMax (smaller in tests). */
+  /** Peers whose keys are kept; default LIMITS.replaySendersMax (smaller in tests). */
   readonly keysMax?: number;
 }
 
 export interface SealStats {
-  /** (sender, epoch) keys in the cache: only senders whose packets authenticated, and this node. */
+  /** Peers with a cached pair key (only peers whose packets authenticated, or we sealed for). */
   readonly cachedKeys: number;
-  /** HKDF derivations so far: one per cache miss, forged packets included. */
+  /** X25519 agreements and HKDF derivations so far (forged packets from members included). */
   readonly keyDerivations: number;
 }
 
@@ -50,33 +56,93 @@ export interface RealSeal extends Seal {
   readonly stats: SealStats;
 }
 
+/** What is cached per peer: the pair key, and the last packet key each way (epochs change rarely). */
+interface PeerKeys {
+  readonly pub: Uint8Array;
+  readonly pair: Buffer;
+  sealEpochs: string;
+  sealKey: KeyObject | undefined;
+  openEpochs: string;
+  openKey: KeyObject | undefined;
+}
+
 /**
- * Makes a Seal for node `selfId` (16 lowercase hex characters) in the cluster whose join token is
- * `clusterToken`. Throws on a malformed self id or an empty token: both are configuration errors.
+ * Makes a Seal for `identity` (made by src/adapters/identity.ts: its key is also its X25519 key) in
+ * the cluster whose token is `clusterToken`. Throws on an empty or oversized token: a
+ * configuration error.
  */
-export function createSeal(clusterToken: string, selfId: string, options: SealOptions = {}): RealSeal {
+export function createSeal(clusterToken: string, identity: Identity, options: SealOptions = {}): RealSeal {
   assert(clusterToken.length > 0, "createSeal: the cluster token is empty");
   assert(clusterToken.length <= TOKEN_CHARS_MAX, `createSeal: the cluster token is longer than ${TOKEN_CHARS_MAX} characters`);
-  assert(NODE_ID_PATTERN.test(selfId), `createSeal: node id must be ${NODE_ID_BYTES * 2} lowercase hex characters, got ${JSON.stringify(selfId)}`);
+  const dh = dhPrivateKeyOf(identity);
+  assert(dh !== undefined, "createSeal: the identity was not made by src/adapters/identity.ts (no X25519 key)");
+  const selfId = identity.id;
+  const selfIdBytes = fromHex(selfId) as Uint8Array;
   const clusterKey = Buffer.from(hkdfSync("sha256", Buffer.from(clusterToken, "utf8"), CLUSTER_SALT, Buffer.alloc(0), KEY_BYTES));
-  const keys = new SenderKeys(clusterKey, options.keysMax ?? LIMITS.replaySendersMax);
+  const keysMax = options.keysMax ?? LIMITS.replaySendersMax;
+  assert(Number.isSafeInteger(keysMax) && keysMax > 0, "createSeal: keysMax must be a positive integer");
+  const peers = new Map<string, PeerKeys>();
+  let derivations = 0;
+  let introSealKey: { epoch: number; key: KeyObject } | undefined;
+
+  const derive = (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array): Buffer => {
+    derivations++;
+    return Buffer.from(hkdfSync("sha256", ikm, salt, info, KEY_BYTES));
+  };
+  const introKey = (sender: Uint8Array, epoch: number): KeyObject =>
+    createSecretKey(derive(clusterKey, Buffer.alloc(0), Buffer.concat([INTRO_INFO, sender, u64(epoch)])));
+  /** The pair's keys; undefined when the peer's key is no X25519 point. Cached only when `keep`. */
+  const pairOf = (peerId: string, pub: Uint8Array, keep: boolean): PeerKeys | undefined => {
+    const cached = peers.get(peerId);
+    if (cached !== undefined && bytesEqual(cached.pub, pub)) return cached;
+    const peerBytes = fromHex(peerId);
+    const peerKey = dhPublicKeyOf(pub);
+    if (peerBytes === undefined || peerKey === undefined) return undefined;
+    let shared: Buffer;
+    try {
+      shared = diffieHellman({ privateKey: dh, publicKey: peerKey });
+    } catch {
+      return undefined; // a low-order point: no shared secret
+    }
+    const [lo, hi] = selfId < peerId ? [selfIdBytes, peerBytes] : [peerBytes, selfIdBytes];
+    const keys: PeerKeys = {
+      pub: pub.slice(), pair: derive(shared, clusterKey, Buffer.concat([PAIR_INFO, lo, hi])),
+      sealEpochs: "", sealKey: undefined, openEpochs: "", openKey: undefined,
+    };
+    if (keep) {
+      peers.delete(peerId);
+      peers.set(peerId, keys);
+      if (peers.size > keysMax) peers.delete(peers.keys().next().value as string);
+    }
+    return keys;
+  };
+  const packetKey = (pair: Buffer, sender: Uint8Array, senderEpoch: number, receiverEpoch: number): KeyObject =>
+    createSecretKey(derive(pair, Buffer.alloc(0), Buffer.concat([PACKET_INFO, sender, u64(senderEpoch), u64(receiverEpoch)])));
 
   return {
     get stats(): SealStats {
-      return keys.stats;
+      return { cachedKeys: peers.size, keyDerivations: derivations };
     },
 
-    seal(channel: Channel, epoch: number, counter: number, body: Uint8Array): Uint8Array {
+    seal(channel: Channel, epoch: number, counter: number, body: Uint8Array, to?: SealPeer): Uint8Array {
       assert(Number.isSafeInteger(epoch) && epoch >= 0, `seal: epoch ${epoch} is not an integer in [0, 2^53)`);
       assert(Number.isSafeInteger(counter) && counter >= 0, `seal: counter ${counter} is not an integer in [0, 2^53)`);
       const packet = new Uint8Array(HEADER_BYTES + body.length + TAG_BYTES);
       const header = packet.subarray(0, HEADER_BYTES);
-      encodeHeader({ version: WIRE_VERSION, channel, sender: selfId, epoch, counter }, header);
-      let key = keys.lookup(selfId, epoch);
-      if (key === undefined) {
-        key = keys.derive(selfId, epoch);
-        assert(key !== undefined, "seal: own node id did not parse");
-        keys.remember(selfId, epoch, key);
+      encodeHeader({ version: WIRE_VERSION, channel, intro: to === undefined, sender: selfId, epoch, receiverEpoch: to?.epoch ?? 0, counter }, header);
+      let key: KeyObject;
+      if (to === undefined) {
+        if (introSealKey === undefined || introSealKey.epoch !== epoch) introSealKey = { epoch, key: introKey(selfIdBytes, epoch) };
+        key = introSealKey.key;
+      } else {
+        const pair = pairOf(to.id, to.pub, true);
+        assert(pair !== undefined, `seal: ${to.id}'s key is no X25519 point`);
+        const epochs = `${epoch}/${to.epoch}`;
+        if (pair.sealKey === undefined || pair.sealEpochs !== epochs) {
+          pair.sealKey = packetKey(pair.pair, selfIdBytes, epoch, to.epoch);
+          pair.sealEpochs = epochs;
+        }
+        key = pair.sealKey;
       }
       const cipher = createCipheriv(CIPHER, key, nonceOf(header), { authTagLength: TAG_BYTES });
       cipher.setAAD(header, { plaintextLength: body.length });
@@ -89,25 +155,37 @@ export function createSeal(clusterToken: string, selfId: string, options: SealOp
       return packet;
     },
 
-    open(packet: Uint8Array, sender: string, epoch: number): Uint8Array | undefined {
+    open(packet: Uint8Array, header: Header, senderPub: Uint8Array | undefined): Uint8Array | undefined {
       // Hostile input: every failure is a value, never an exception.
       try {
-        const decoded = decodeHeader(packet);
-        if (!decoded.ok) return undefined;
-        if (decoded.header.sender !== sender || decoded.header.epoch !== epoch) return undefined;
-        // A miss derives into a temporary: only a packet that authenticates may enter the cache,
-        // so forged (sender, epoch) pairs can neither fill it nor evict real peers' keys.
-        const cached = keys.lookup(sender, epoch);
-        const key = cached ?? keys.derive(sender, epoch);
-        if (key === undefined) return undefined;
-        const header = packet.subarray(0, HEADER_BYTES);
+        if (packet.length < HEADER_BYTES + TAG_BYTES) return undefined;
+        const sender = fromHex(header.sender);
+        if (sender === undefined || sender.length !== NODE_ID_BYTES) return undefined;
+        let key: KeyObject;
+        let pair: PeerKeys | undefined;
+        const epochs = `${header.epoch}/${header.receiverEpoch}`;
+        if (header.intro) {
+          key = introKey(sender, header.epoch);
+        } else {
+          if (senderPub === undefined) return undefined;
+          // A miss derives into a temporary: only a packet that authenticates may enter the cache,
+          // so forged packets can neither fill it nor evict real peers' keys.
+          pair = pairOf(header.sender, senderPub, false);
+          if (pair === undefined) return undefined;
+          key = pair.openKey !== undefined && pair.openEpochs === epochs ? pair.openKey : packetKey(pair.pair, sender, header.epoch, header.receiverEpoch);
+        }
+        const head8 = packet.subarray(0, HEADER_BYTES);
         const ciphertext = packet.subarray(HEADER_BYTES, packet.length - TAG_BYTES);
-        const decipher = createDecipheriv(CIPHER, key, nonceOf(header), { authTagLength: TAG_BYTES });
-        decipher.setAAD(header, { plaintextLength: ciphertext.length });
+        const decipher = createDecipheriv(CIPHER, key, nonceOf(head8), { authTagLength: TAG_BYTES });
+        decipher.setAAD(head8, { plaintextLength: ciphertext.length });
         decipher.setAuthTag(packet.subarray(packet.length - TAG_BYTES));
         const head = decipher.update(ciphertext);
         const tail = decipher.final(); // throws when the tag does not verify
-        keys.remember(sender, epoch, key);
+        if (pair !== undefined) {
+          const kept = pairOf(header.sender, senderPub as Uint8Array, true) as PeerKeys;
+          kept.openKey = key;
+          kept.openEpochs = epochs;
+        }
         if (tail.length === 0) return new Uint8Array(head.buffer, head.byteOffset, head.length);
         const body = new Uint8Array(head.length + tail.length);
         body.set(head);
@@ -118,6 +196,12 @@ export function createSeal(clusterToken: string, selfId: string, options: SealOp
       }
     },
   };
+}
+
+function u64(value: number): Buffer {
+  const out = Buffer.alloc(8);
+  out.writeBigUInt64BE(BigInt(value));
+  return out;
 }
 
 /** A fresh cluster token: 32 random bytes, base64url (43 characters). */
@@ -133,66 +217,10 @@ export function tokenFingerprint(token: string): string {
   return createHash("sha256").update(FINGERPRINT_INFO).update("\0").update(token, "utf8").digest("hex").slice(0, 8);
 }
 
-/** The nonce for a header: 3 zero bytes, the channel byte (header byte 3), the counter (bytes 20–27). */
+/** The nonce for a header: 3 zero bytes, the flags byte (header byte 3), the counter (bytes 28–35). */
 function nonceOf(header: Uint8Array): Uint8Array {
   const nonce = new Uint8Array(NONCE_BYTES);
   nonce[3] = header[3] as number;
-  nonce.set(header.subarray(20, 28), 4);
+  nonce.set(header.subarray(28, 36), 4);
   return nonce;
-}
-
-/**
- * Per-(sender, epoch) keys. Deriving and caching are separate steps: open() derives a missing key
- * into a temporary and caches it only once a packet under it authenticates, so the cache holds
- * only senders that know the cluster key. Bounded: when full, the least recently used key is
- * evicted (Map iteration order is insertion order; remember() re-inserts).
- */
-class SenderKeys {
-  readonly #clusterKey: Buffer;
-  readonly #max: number;
-  readonly #cache = new Map<string, KeyObject>();
-  #derivations = 0;
-
-  constructor(clusterKey: Buffer, max: number) {
-    assert(Number.isSafeInteger(max) && max > 0, "SenderKeys: max must be a positive integer");
-    this.#clusterKey = clusterKey;
-    this.#max = max;
-  }
-
-  get stats(): SealStats {
-    return { cachedKeys: this.#cache.size, keyDerivations: this.#derivations };
-  }
-
-  /** The cached key, if any; does not change recency (an unauthenticated packet may be asking). */
-  lookup(sender: string, epoch: number): KeyObject | undefined {
-    return this.#cache.get(`${sender}/${epoch}`);
-  }
-
-  /**
-   * Derives the key without caching it; undefined when `sender` or `epoch` is malformed. A
-   * KeyObject, not bytes: createCipheriv with a KeyObject skips re-importing the key, about 4×
-   * faster per packet (3.5 µs against 17 µs measured for a 200-byte body).
-   */
-  derive(sender: string, epoch: number): KeyObject | undefined {
-    if (!NODE_ID_PATTERN.test(sender) || !Number.isSafeInteger(epoch) || epoch < 0) return undefined;
-    const id = fromHex(sender);
-    if (id === undefined) return undefined;
-    const info = Buffer.alloc(SENDER_INFO.length + NODE_ID_BYTES + 8);
-    SENDER_INFO.copy(info, 0);
-    info.set(id, SENDER_INFO.length);
-    info.writeBigUInt64BE(BigInt(epoch), SENDER_INFO.length + NODE_ID_BYTES);
-    this.#derivations++;
-    return createSecretKey(Buffer.from(hkdfSync("sha256", this.#clusterKey, Buffer.alloc(0), info, KEY_BYTES)));
-  }
-
-  /** Caches `key` as the most recently used; evicts the least recently used beyond the bound. */
-  remember(sender: string, epoch: number, key: KeyObject): void {
-    const cacheKey = `${sender}/${epoch}`;
-    this.#cache.delete(cacheKey);
-    this.#cache.set(cacheKey, key);
-    if (this.#cache.size > this.#max) {
-      const oldest = this.#cache.keys().next().value;
-      if (oldest !== undefined) this.#cache.delete(oldest);
-    }
-  }
 }

@@ -148,6 +148,15 @@ function kernelMetrics(kernel: Kernel, hostStats: () => HostStats | undefined, r
       this.inc(kernel.stats.sendFailures);
     },
   });
+  new Counter({
+    name: "pk_introductions_total",
+    help: "Intro packets carrying this node's signed entry to members that might not know it yet",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(kernel.stats.introductions);
+    },
+  });
   new Gauge({
     name: "pk_members",
     help: "Members of the cluster as this node sees them (itself included), by state",

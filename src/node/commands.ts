@@ -167,6 +167,7 @@ const net: Command<NodeContext> = {
       ["drops", DROP_REASONS.map((reason) => `${reason} ${stats.dropped[reason]}`).join("  ")],
       ["last drop", stats.lastDrop === "" ? "-" : stats.lastDrop],
       ["send failures", String(stats.sendFailures)],
+      ["introductions", String(stats.introductions)],
     ]);
     const peers = [...kernel.rtt.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
     const names = new Map(kernel.memberStatuses().map((member) => [member.id, member.name]));

@@ -16,17 +16,18 @@ import { LIMITS } from "../core/util/limits.ts";
 import type { Rng } from "../core/util/rng.ts";
 import { decodeHeader, type Channel } from "../core/wire/envelope.ts";
 import { decodeMessage, encodeMessage } from "../core/wire/codec.ts";
-import type { Message, MessageType } from "../core/wire/messages.ts";
+import { isRosterMessage, type Message, type MessageType } from "../core/wire/messages.ts";
 import { ReplayGuard } from "../core/wire/replay.ts";
 import type { Membership } from "./body/membership.ts";
 import type { KernelConfig } from "./config.ts";
 import { EventBus } from "./events.ts";
-import type { Clock, HostVitals, Identity, NodeTrust, Seal, SharedFolderPort, Store, StoreWrite, Transport } from "./ports.ts";
+import type { Clock, HostVitals, Identity, NodeTrust, Seal, SealPeer, SharedFolderPort, Store, StoreWrite, Transport } from "./ports.ts";
 import { SUBSYSTEMS } from "./registry.ts";
 import { KEY_EPOCH, readNumber, writeNumber } from "./store-values.ts";
 import type { Subsystem, SubsystemSpec } from "./subsystem.ts";
 import type { Sender, Services, SubsystemContext } from "./subsystem-context.ts";
 import { LateMembers } from "./late-members.ts";
+import { isIntroduction, PeerSeal } from "./peer-seal.ts";
 import { TaskTable, type Task } from "./tasks.ts";
 import { NodeView, type DropReason, type KernelStats } from "./view.ts";
 
@@ -74,10 +75,11 @@ export class Kernel extends NodeView {
   readonly events = new EventBus();
   readonly tasks = new TaskTable();
   readonly stats: KernelStats = {
-    dropped: { auth: 0, denied: 0, decode: 0, replay: 0, oversize: 0 },
+    dropped: { auth: 0, unknown: 0, denied: 0, decode: 0, replay: 0, oversize: 0 },
     datagram: { packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0 },
     stream: { packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0 },
     sendFailures: 0,
+    introductions: 0,
     lastDrop: "",
   };
   /** What subsystems offer each other (filled in as they are built). */
@@ -93,7 +95,8 @@ export class Kernel extends NodeView {
   // The outbox: what subsystems queued this turn, carried out in the flush order.
   #durable: StoreWrite[] = [];
   #lazy: StoreWrite[] = [];
-  #outbound: Array<{ to: string; channel: Channel; message: Message }> = [];
+  #outbound: Array<{ to: string; channel: Channel; message: Message; id: string | undefined }> = [];
+  readonly #peers = new PeerSeal((to, message) => { this.stats.introductions++; this.#seal(to, "datagram", message, undefined); });
   #emitted: Array<{ type: string; data: Readonly<Record<string, unknown>> }> = [];
   readonly #applyWanted = new Set<Subsystem>();
   #applyScheduled = false;
@@ -222,7 +225,7 @@ export class Kernel extends NodeView {
    * Answers whether the packet authenticated (its seal opened), whatever happened to it after:
    * the transport treats a connection whose frames never authenticate as a stranger's.
    */
-  receive(packet: Uint8Array, channel: Channel, _from: string): boolean {
+  receive(packet: Uint8Array, channel: Channel, from: string): boolean {
     if (!this.#running) return false;
     const bound = channel === "datagram" ? LIMITS.datagramBytesMax : LIMITS.frameBytesMax;
     if (packet.length > bound) return this.#refuse("oversize", `${packet.length} bytes on ${channel}`);
@@ -230,18 +233,20 @@ export class Kernel extends NodeView {
     if (!decoded.ok) return this.#refuse("decode", decoded.detail);
     const { header } = decoded;
     if (header.channel !== channel) return this.#refuse("decode", "header channel differs from transport channel");
-    const body = this.ports.seal.open(packet, header.sender, header.epoch);
+    if (header.sender === this.id) return this.#refuse("replay", "own packet (reflected or replayed)");
+    const members = this.#membersOrThrow();
+    let pub: Uint8Array | undefined;
+    if (!header.intro) {
+      // Sealed for an earlier boot of ours: recorded and replayed, or sent before the sender learnt.
+      if (header.receiverEpoch !== this.#epoch) return this.#refuse("replay", `sealed for boot ${header.receiverEpoch} by ${header.sender}`);
+      pub = members.publicKeyOf(header.sender);
+      if (pub === undefined) return this.#refuse("unknown", this.#peers.unknown(members, header.sender, channel, from, this.#tick));
+    }
+    const body = this.ports.seal.open(packet, header, pub);
     if (body === undefined) return this.#refuse("auth", `tag failed from ${header.sender}`);
-    // Our own packets reflected back (or replayed to us) are never fresh.
-    if (header.sender === this.id) {
-      this.#drop("replay", "own packet");
-      return true;
-    }
+    // A replay is no proof of holding a key (anyone on the path can repeat a packet).
     const verdict = this.#replay.check(header.sender, channel, header.epoch, header.counter);
-    if (verdict !== "fresh") {
-      this.#drop("replay", `${verdict} from ${header.sender}`);
-      return true;
-    }
+    if (verdict !== "fresh") return this.#refuse("replay", `${verdict} from ${header.sender}`);
     const result = decodeMessage(body);
     if (!result.ok) {
       this.#drop("decode", result.detail);
@@ -250,12 +255,13 @@ export class Kernel extends NodeView {
     const stats = this.stats[channel];
     stats.packetsIn++;
     stats.bytesIn += packet.length;
-    const task = this.#daemons.net;
-    if (task !== undefined) task.steps++;
+    if (this.#daemons.net !== undefined) this.#daemons.net.steps++;
+    if (!header.intro) this.#peers.heard(members, header.sender, header.epoch, this.#tick);
+    else if (isIntroduction(header.sender, result.message)) this.#peers.introduced(header.sender);
     // One turn, without a closure per packet (this is the hot path of the simulator).
     this.#depth++;
     try {
-      this.#dispatch(header.sender, result.message);
+      this.#dispatch(header.sender, result.message, header.intro);
     } finally {
       if (--this.#depth === 0) this.#flush();
     }
@@ -282,11 +288,13 @@ export class Kernel extends NodeView {
     }
   }
 
-  #dispatch(sender: string, message: Message): void {
+  #dispatch(sender: string, message: Message, intro: boolean): void {
     const owner = this.#owners[message.t];
     if (owner === undefined) return this.#drop("decode", `no subsystem owns ${message.t}`);
     const members = this.#membersOrThrow();
-    if (owner.sender !== "peer") {
+    // The cluster key alone (an intro packet) carries the handshake and introductions, nothing else.
+    if (intro && owner.sender !== "intro" && !isIntroduction(sender, message)) return this.#drop("denied", `${message.t} in an intro packet from ${sender}`);
+    if (owner.sender !== "peer" && owner.sender !== "intro") {
       // From a member SWIM does not know (yet, or again after a restart): dropped; its owner's
       // protocol retries once the member is known.
       const state = members.stateOf(sender);
@@ -318,7 +326,7 @@ export class Kernel extends NodeView {
       send: (to, channel, message) => {
         const addr = this.#members?.addressOf(to);
         if (addr === undefined) this.stats.sendFailures++;
-        else this.#sendOrQueue(addr, channel, message);
+        else this.#sendOrQueue(addr, channel, message, to);
       },
       sendAddr: (addr, channel, message) => this.#sendOrQueue(addr, channel, message),
       persist: (writes, durable) => {
@@ -338,10 +346,10 @@ export class Kernel extends NodeView {
    * A message goes out at once when no store write waits in the outbox (persist-before-send holds:
    * nothing queued before it is unwritten); behind a queued write it waits for the flush.
    */
-  #sendOrQueue(to: string, channel: Channel, message: Message): void {
-    if (this.#durable.length === 0 && this.#lazy.length === 0) this.#send(to, channel, message);
+  #sendOrQueue(to: string, channel: Channel, message: Message, id?: string): void {
+    if (this.#durable.length === 0 && this.#lazy.length === 0) this.#send(to, channel, message, id);
     else {
-      this.#outbound.push({ to, channel, message });
+      this.#outbound.push({ to, channel, message, id });
       this.#flushOutsideTurn();
     }
   }
@@ -382,7 +390,7 @@ export class Kernel extends NodeView {
         if (this.#outbound.length > 0) {
           const outbound = this.#outbound;
           this.#outbound = [];
-          for (const out of outbound) this.#send(out.to, out.channel, out.message);
+          for (const out of outbound) this.#send(out.to, out.channel, out.message, out.id);
         }
         if (this.#applyDue()) {
           const wanted = [...this.#applyWanted];
@@ -412,10 +420,18 @@ export class Kernel extends NodeView {
     return this.#durable.length + this.#lazy.length + this.#outbound.length + this.#emitted.length > 0 || this.#applyDue();
   }
 
-  #send(to: string, channel: Channel, message: Message): void {
+  /** Seals for the member at `to` (the handshake: an intro packet); a member not yet told of us is introduced first. */
+  #send(to: string, channel: Channel, message: Message, id?: string): void {
+    const members = this.#membersOrThrow();
+    const peer = isRosterMessage(message) ? undefined : this.#peers.route(members, to, id, this.#tick);
+    if (peer === null) return void this.stats.sendFailures++;
+    this.#seal(to, channel, message, peer);
+  }
+
+  #seal(to: string, channel: Channel, message: Message, peer: SealPeer | undefined): void {
     const body = encodeMessage(message);
     const counter = ++this.#counter[channel];
-    const packet = this.ports.seal.seal(channel, this.#epoch, counter, body);
+    const packet = this.ports.seal.seal(channel, this.#epoch, counter, body, peer);
     if (packet.length > (channel === "datagram" ? LIMITS.datagramBytesMax : LIMITS.frameBytesMax)) {
       this.stats.sendFailures++;
       return;

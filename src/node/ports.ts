@@ -3,7 +3,7 @@
 // plugs in src/sim (simulated network, disk and clocks). The kernel is the same code in both, and
 // it is synchronous: every port call returns at once, and inbound packets arrive by callback.
 import type { VitalSigns } from "../core/body/vital.ts";
-import type { Channel } from "../core/wire/envelope.ts";
+import type { Channel, Header } from "../core/wire/envelope.ts";
 import type { SfsCompletion, SfsDiskItem, SfsEffect, SfsFileInfo } from "../core/collective/sfs.ts";
 
 /**
@@ -56,11 +56,25 @@ export interface Clock {
 }
 
 /** Seals and opens envelopes with the cluster key (AEAD). */
+/** The receiver a packet is sealed for: its id, its key (the pair key derives from it), its boot epoch. */
+export interface SealPeer {
+  readonly id: string;
+  readonly pub: Uint8Array;
+  readonly epoch: number;
+}
+
 export interface Seal {
-  /** Header fields in, packet out (header || ciphertext || tag). */
-  seal(channel: Channel, epoch: number, counter: number, body: Uint8Array): Uint8Array;
-  /** The authenticated body, or undefined when the tag does not verify. */
-  open(packet: Uint8Array, sender: string, epoch: number): Uint8Array | undefined;
+  /**
+   * Header fields in, packet out (header || ciphertext || tag): sealed for `to` under the pair's
+   * key, or, with no `to`, an intro packet under the cluster key (the join handshake only).
+   */
+  seal(channel: Channel, epoch: number, counter: number, body: Uint8Array, to?: SealPeer): Uint8Array;
+  /**
+   * The authenticated body, or undefined when the tag does not verify. `header` is the packet's,
+   * decoded by the caller; `senderPub` is the key of the member it names (a packet that is not an
+   * intro does not open without it).
+   */
+  open(packet: Uint8Array, header: Header, senderPub: Uint8Array | undefined): Uint8Array | undefined;
 }
 
 /**

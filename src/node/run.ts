@@ -24,7 +24,8 @@ import type { Role } from "../core/wire/messages.ts";
 import { nodeApi } from "./api.ts";
 import { createNodeShell, type HostStats } from "./commands.ts";
 import { Kernel, KERNEL_DEFAULTS, type HostVitals } from "./kernel.ts";
-import type { Clock, Identity, Seal, Store, Transport } from "./ports.ts";
+import type { Clock, Identity, NodeTrust, Seal, Store, Transport } from "./ports.ts";
+import { loadTrust } from "../adapters/trust-files.ts";
 
 /** Ticks one wakeup of the loop may run to catch up; beyond that they are skipped and counted. */
 export const CATCH_UP_TICKS_MAX = LIMITS.node.catchUpTicksMax;
@@ -63,6 +64,8 @@ export interface NodeOptions {
    */
   readonly publicNames?: readonly string[];
   readonly role?: Role;
+  /** A file holding the cluster's owner key (PKCS#8 PEM): the node certifies itself with it. */
+  readonly ownerKey?: string;
   readonly name?: string;
   readonly tickMs?: number;
   /** Regeneration after a majority of voters died (ADR 008); default on. */
@@ -219,7 +222,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
   try {
     identity = loadOrCreateIdentity(dataDir);
     token = resolveToken(options, dataDir);
-    seal = createSeal(token, identity.id);
+    seal = createSeal(token, identity);
   } catch (error) {
     if (error instanceof NodeStartError) throw error;
     throw new NodeStartError(error instanceof Error ? error.message : String(error));
@@ -264,6 +267,15 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
       joinAddrs = await discoverJoin(opened, identity.id, store);
     }
 
+    // What the cluster's owner granted this node (docs/adr/012-trust.md): its certificate, made
+    // here when it founds the cluster or was given the owner key.
+    let trust: NodeTrust;
+    try {
+      trust = loadTrust(dataDir, identity, { found: joinAddrs.length === 0, ownerKeyFile: options.ownerKey, role: options.role });
+    } catch (error) {
+      throw new NodeStartError(error instanceof Error ? error.message : String(error));
+    }
+
     // The /shared/ folder (issue 5, sfs): its boot scan runs once the kernel has started.
     const files = await SharedFiles.open(dataDir, { chunkBytes: SFS_DEFAULTS.chunkBytes });
 
@@ -280,7 +292,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     kernel = new Kernel(
       // Raft's ready is deferred to setImmediate: every packet and request handled in one turn of
       // the event loop shares one fsync (group commit).
-      { transport, store, clock: wallClock, seal, identity, rng, host, defer: (fn) => setImmediate(fn), files },
+      { transport, store, clock: wallClock, seal, identity, trust, rng, host, defer: (fn) => setImmediate(fn), files },
       {
         ...KERNEL_DEFAULTS, tickMs, name, role: options.role ?? "core", join: joinAddrs,
         consensus: {

@@ -20,7 +20,12 @@ import type { TaskTable } from "./tasks.ts";
  * - `core`: a known member whose role is core;
  * - `leader`: the member this node holds as the Raft leader.
  */
-export type Sender = "peer" | "member" | "core" | "leader";
+/**
+ * Who may send a kind: `intro`, anyone holding the cluster key (the join handshake: it may arrive
+ * in an intro packet); `peer`, any node whose key we hold; `member`, a member SWIM holds; `core`, a
+ * member the owner granted core; `leader`, the Raft leader.
+ */
+export type Sender = "intro" | "peer" | "member" | "core" | "leader";
 
 /** The message kinds a subsystem owns, each with who may send it. */
 export type KindTable<K extends MessageType> = { readonly [P in K]: Sender };

@@ -25,8 +25,8 @@ import type { EventBus } from "./events.ts";
 import type { PersistSection } from "./subsystem-context.ts";
 import type { TaskTable } from "./tasks.ts";
 
-export type DropReason = "auth" | "denied" | "decode" | "replay" | "oversize";
-export const DROP_REASONS: readonly DropReason[] = ["auth", "denied", "decode", "replay", "oversize"];
+export type DropReason = "auth" | "unknown" | "denied" | "decode" | "replay" | "oversize";
+export const DROP_REASONS: readonly DropReason[] = ["auth", "unknown", "denied", "decode", "replay", "oversize"];
 
 export interface ChannelStats {
   packetsIn: number;
@@ -41,6 +41,8 @@ export interface KernelStats {
   readonly stream: ChannelStats;
   /** Outbound messages not sent: no address, or larger than the channel allows. */
   sendFailures: number;
+  /** Intro packets carrying this node's entry to members that might not know it (peer-seal.ts). */
+  introductions: number;
   /** Last drop, for `net`: reason and a short detail. */
   lastDrop: string;
 }

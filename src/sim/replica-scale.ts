@@ -20,7 +20,7 @@
 // once O exceeds one digest (24 entries); n = 1,000 with O = 1,000 and n = 10,000 with O = 1,000
 // are both 40× beyond it. `--origins` sets O (up to N).
 //
-// Messages: sizes are the exact MessagePack size (packedSize) plus the 44-byte envelope; every
+// Messages: sizes are the exact MessagePack size (packedSize) plus the 52-byte envelope; every
 // `verifyEvery`-th message (every one below 2,000 nodes) also goes through the real encoder and the
 // schema check, asserting the size and that it decodes, and that one is delivered decoded; the
 // others are delivered as the objects sent (cores never mutate a message).

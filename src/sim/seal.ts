@@ -1,15 +1,16 @@
-// The simulator's Seal: the real envelope layout (src/core/wire/envelope.ts: 28-byte header, then
+// The simulator's Seal: the real envelope layout (src/core/wire/envelope.ts: 36-byte header, then
 // the body, then a 16-byte tag) with a cheap, non-cryptographic tag.
 //
-// Real nodes seal with ChaCha20-Poly1305 under the cluster key (src/adapters/seal.ts). The
-// simulated network is trusted and the simulator's job is protocol behaviour, so here the body
-// travels in clear and the tag is a 128-bit checksum over the header and body, mixed with the
-// cluster key and the (sender, epoch) the opener expects. It keeps what the protocols can observe
-// of the real seal — packet sizes, and open() failing on a wrong key, sender or epoch or on any
-// changed bit — at a fraction of the cost. It is not a security boundary and must never be
-// plugged into a real node.
-import type { Seal } from "../node/ports.ts";
-import type { Channel } from "../core/wire/envelope.ts";
+// Real nodes seal with ChaCha20-Poly1305 under a key only the sender and the receiver can make
+// (src/adapters/seal.ts). The simulated network is trusted and the simulator's job is protocol
+// behaviour, so here the body travels in clear and the tag is a 128-bit checksum over the header
+// and body, mixed with the cluster key and with the pair (sender, receiver) — or with "intro" for
+// an intro packet. It keeps what the protocols can observe of the real seal — packet sizes, and
+// open() failing on a wrong key, sender, receiver or epoch, for a sender whose key is not known,
+// or on any changed bit — at a fraction of the cost. It is not a security boundary and must never
+// be plugged into a real node.
+import type { Seal, SealPeer } from "../node/ports.ts";
+import type { Channel, Header } from "../core/wire/envelope.ts";
 import { encodeHeader, HEADER_BYTES, NODE_ID_BYTES, TAG_BYTES, WIRE_VERSION } from "../core/wire/envelope.ts";
 import { assert } from "../core/util/assert.ts";
 import { LIMITS } from "../core/util/limits.ts";
@@ -22,8 +23,11 @@ export interface SimSealOptions {
 }
 
 const NODE_ID_PATTERN = /^[0-9a-f]{16}$/;
-/** Offset of the counter in the header: magic, version, channel, sender id and epoch come first. */
-const COUNTER_OFFSET = 20;
+/** Offsets in the header (envelope.ts): magic, version, flags, sender id and epoch come first. */
+const RECEIVER_EPOCH_OFFSET = 20;
+const COUNTER_OFFSET = 28;
+/** What an intro packet's tag is mixed with in place of a receiver. */
+const INTRO = "intro";
 
 export function createSimSeal(selfId: string, options: SimSealOptions = {}): Seal {
   assert(NODE_ID_PATTERN.test(selfId), `createSimSeal: node id must be ${NODE_ID_BYTES * 2} lowercase hex characters`);
@@ -34,31 +38,36 @@ export function createSimSeal(selfId: string, options: SimSealOptions = {}): Sea
   const sealPrint = new Fingerprint();
   const openPrint = new Fingerprint();
   const seeds = new SenderSeeds(key);
-  // encodeHeader lays out the header once per (channel, epoch); each seal copies that template and
-  // writes only the counter.
+  // encodeHeader lays out the header once per (channel, intro, epoch); each seal copies that
+  // template and writes only the receiver's epoch and the counter.
   let template: Uint8Array | undefined;
   let templateChannel: Channel | undefined;
   let templateEpoch = -1;
+  let templateIntro = false;
   return {
-    seal(channel: Channel, epoch: number, counter: number, body: Uint8Array): Uint8Array {
+    seal(channel: Channel, epoch: number, counter: number, body: Uint8Array, to?: SealPeer): Uint8Array {
       assert(Number.isSafeInteger(counter) && counter >= 0, "SimSeal: counter must be a safe non-negative integer");
-      if (template === undefined || channel !== templateChannel || epoch !== templateEpoch) {
+      const intro = to === undefined;
+      if (template === undefined || channel !== templateChannel || epoch !== templateEpoch || intro !== templateIntro) {
         template = new Uint8Array(HEADER_BYTES);
-        encodeHeader({ version: WIRE_VERSION, channel, sender: selfId, epoch, counter: 0 }, template);
+        encodeHeader({ version: WIRE_VERSION, channel, intro, sender: selfId, epoch, receiverEpoch: 0, counter: 0 }, template);
         templateChannel = channel;
         templateEpoch = epoch;
+        templateIntro = intro;
       }
       const packet = slab.alloc(HEADER_BYTES + body.length + TAG_BYTES);
       packet.set(template);
+      if (!intro) writeU64(packet, RECEIVER_EPOCH_OFFSET, to.epoch);
       writeU64(packet, COUNTER_OFFSET, counter);
       packet.set(body, HEADER_BYTES);
-      computeTag(sealPrint, seeds, packet, selfId, epoch);
+      computeTag(sealPrint, seeds, packet, selfId, intro ? INTRO : to.id, epoch);
       writeTag(sealPrint, packet, key);
       return packet;
     },
-    open(packet: Uint8Array, sender: string, epoch: number): Uint8Array | undefined {
+    open(packet: Uint8Array, header: Header, senderPub: Uint8Array | undefined): Uint8Array | undefined {
       if (packet.length < HEADER_BYTES + TAG_BYTES) return undefined;
-      computeTag(openPrint, seeds, packet, sender, epoch);
+      if (!header.intro && senderPub === undefined) return undefined;
+      computeTag(openPrint, seeds, packet, header.sender, header.intro ? INTRO : selfId, header.epoch);
       if (!tagMatches(openPrint, packet, key)) return undefined;
       return packet.subarray(HEADER_BYTES, packet.length - TAG_BYTES);
     },
@@ -93,9 +102,10 @@ class SenderSeeds {
 /** Senders whose tag prefix one seal remembers (cleared when full: the cache is only for speed). */
 const SENDER_SEEDS_MAX = LIMITS.sim.senderSeedsMax;
 
-/** Folds (key, sender, epoch, header || body) into `print`. */
-function computeTag(print: Fingerprint, seeds: SenderSeeds, packet: Uint8Array, sender: string, epoch: number): void {
+/** Folds (key, sender, receiver, epoch, header || body) into `print`. */
+function computeTag(print: Fingerprint, seeds: SenderSeeds, packet: Uint8Array, sender: string, receiver: string, epoch: number): void {
   seeds.start(print, sender);
+  for (let i = 0; i < receiver.length; i++) print.word(receiver.charCodeAt(i));
   print.word(epoch >>> 0);
   print.word(Math.floor(epoch / 0x1_0000_0000));
   print.bytes(packet, packet.length - TAG_BYTES);

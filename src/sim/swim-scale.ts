@@ -13,8 +13,8 @@
 //    ≤ 2, the same bound as the n = 100 unit test.
 //
 // Every message goes through the real codec (encodeMessage / decodeMessage, so TypeBox validation
-// too) and every datagram is checked against LIMITS.datagramBytesMax after the 44-byte envelope.
-// Bytes are counted as body + 44 (envelope) for datagrams and streams alike. Network: each message
+// too) and every datagram is checked against LIMITS.datagramBytesMax after the 52-byte envelope.
+// Bytes are counted as body + 52 (envelope) for datagrams and streams alike. Network: each message
 // is delivered 1..3 ticks after it is sent (uniform, from the seeded Rng), no loss. Ids are the hex
 // of the key's first 8 bytes (cheap, still derived from the key; as test/core/swim-harness.ts).
 //
@@ -32,12 +32,13 @@ import { Swim, SWIM_LAN, SwimDirectory, type SwimConfig, type SwimCrypto, type S
 import { aliveMessage, EntryChecker, issueCert } from "../core/body/trust.ts";
 import { simSignature, simVerify } from "./identity.ts";
 import { toHex } from "../core/util/bytes.ts";
+import { HEADER_BYTES, TAG_BYTES } from "../core/wire/envelope.ts";
 import { LIMITS } from "../core/util/limits.ts";
 import { createRng, type Rng } from "../core/util/rng.ts";
 import { decodeMessage, encodeMessage } from "../core/wire/codec.ts";
 import type { MemberEntry } from "../core/wire/messages.ts";
 
-const ENVELOPE_BYTES = 44;
+const ENVELOPE_BYTES = HEADER_BYTES + TAG_BYTES;
 const DELAY_MIN = 1;
 const DELAY_MAX = 3;
 /** Bounds the scenario checks (exit non-zero when one is exceeded). */

@@ -18,9 +18,11 @@ test("envelope: header round trip", () => {
     fc.stringMatching(/^[0-9a-f]{16}$/),
     fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
     fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
-    (channel, sender, epoch, counter) => {
+    fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+    fc.boolean(),
+    (channel, sender, epoch, receiver, counter, intro) => {
       const out = new Uint8Array(HEADER_BYTES + TAG_BYTES);
-      const header: Header = { version: 1, channel, sender, epoch, counter };
+      const header: Header = { version: 2, channel, intro, sender, epoch, receiverEpoch: intro ? 0 : receiver, counter };
       encodeHeader(header, out);
       const decoded = decodeHeader(out);
       assert.deepEqual(decoded, { ok: true, header });

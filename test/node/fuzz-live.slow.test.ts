@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { setImmediate as yieldToLoop, setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { createSeal, makeToken } from "../../src/adapters/seal.ts";
+import { createIdentityFromSeed } from "../../src/adapters/identity.ts";
 import { LIMITS } from "../../src/core/util/limits.ts";
 import { createRng } from "../../src/core/util/rng.ts";
 import { decodeHeader } from "../../src/core/wire/envelope.ts";
@@ -135,10 +136,13 @@ test("a live node survives 100,000 hostile packets and counts each by reason (ac
   const before = await counters(ready.api);
 
   const rng = createRng(SEED);
-  const senderId = "0123456789abcdef";
+  // A holder of the cluster token who is no member: its packets are intro packets (the cluster
+  // key only); its pings authenticate and are then denied (an intro packet carries the handshake
+  // alone), counted among the packets in.
+  const sender = createIdentityFromSeed(new Uint8Array(32).fill(0x5e));
   const epoch = Date.now();
-  const seal = createSeal(token, senderId);
-  const wrongSeal = createSeal(makeToken(), senderId);
+  const seal = createSeal(token, sender);
+  const wrongSeal = createSeal(makeToken(), sender);
   let counter = 0;
   const randomBytes = (length: number): Uint8Array => {
     const out = new Uint8Array(length);

@@ -151,7 +151,7 @@ function kernel(): Kernel {
   const owner = createIdentityFromSeed(new Uint8Array(32).fill(8));
   const trust = { owner: owner.publicKey, cert: issueCert(owner, identity.publicKey, { role: "core", issuedMs: 0, expiresMs: 0 }), ownerKey: owner };
   const k = new Kernel(
-    { transport: loopTransport("127.0.0.1:7401"), store: memoryStore(), clock: { nowMs: () => 1_767_225_600_000 }, seal: createSeal(makeToken(), identity.id), identity, trust, rng: createRng(1) },
+    { transport: loopTransport("127.0.0.1:7401"), store: memoryStore(), clock: { nowMs: () => 1_767_225_600_000 }, seal: createSeal(makeToken(), identity), identity, trust, rng: createRng(1) },
     { ...KERNEL_DEFAULTS, name: "n1", join: [] },
   );
   k.start();
@@ -191,7 +191,7 @@ test("commands: status, nodes, ps, net, ver, mem, exit", () => {
   assert.match(ps, /^1 +kernel +daemon +running +5 +50ms$/m);
 
   const net = shell.execute("net").output;
-  assert.match(net, /^drops +auth 0 +denied 0 +decode 0 +replay 0 +oversize 0$/m);
+  assert.match(net, /^drops +auth 0 +unknown 0 +denied 0 +decode 0 +replay 0 +oversize 0$/m);
   assert.match(net, /^datagram +0 +0 +0 +0$/m);
   assert.match(net, /rtt: no samples yet/);
 

@@ -8,6 +8,8 @@ import { SUBSYSTEMS } from "../../src/node/registry.ts";
 import type { SubsystemSpec } from "../../src/node/subsystem.ts";
 import { SimCluster } from "../../src/sim/cluster.ts";
 import { createSimSeal } from "../../src/sim/seal.ts";
+import { createSimIdentity } from "../../src/sim/identity.ts";
+import { issueCert, signEntry } from "../../src/core/body/trust.ts";
 import { encodeMessage } from "../../src/core/wire/codec.ts";
 import type { Message } from "../../src/core/wire/messages.ts";
 
@@ -38,28 +40,49 @@ test("sender rules: vital signs only from core members; a contributor's are deni
   assert.equal(a2.stats.dropped.denied, 0);
 });
 
-test("sender rules: a key holder no member knows gets the handshake and pings through, nothing else", () => {
+test("sender rules: a key holder no member knows gets only the handshake and an introduction through (issue 13)", () => {
   const cluster = new SimCluster({ nodes: 2, seed: 5 });
   cluster.run(600);
   const a = cluster.nodes[0]!.kernel;
+  const b = cluster.nodes[1]!.kernel;
   assert.equal(a.stats.dropped.denied, 0, "members' traffic is never denied");
-  // A stranger holding the cluster key (the sim seal) but never admitted by the handshake.
-  const stranger = "00112233445566ff";
+  assert.equal(a.stats.dropped.unknown, 0, "members are introduced before they speak");
+  // A stranger holding the cluster key (the sim seal) but no certificate: only intro packets
+  // (the cluster key) can carry anything from it, and those carry the handshake alone.
+  const strangerIdentity = createSimIdentity(new Uint8Array(32).fill(3));
+  const stranger = strangerIdentity.id;
   const seal = createSimSeal(stranger);
   let counter = 0;
-  const send = (message: Message, channel: "datagram" | "stream"): boolean => a.receive(seal.seal(channel, 1, ++counter, encodeMessage(message)), channel, "10.9.9.9:1");
+  const intro = (message: Message, channel: "datagram" | "stream"): boolean => a.receive(seal.seal(channel, 1, ++counter, encodeMessage(message)), channel, "10.9.9.9:1");
   const guarded = a.heal.list().length;
-  send({ t: "heal", reply: true, tasks: [] }, "stream");
-  send({ t: "gossip", m: [0, [], 0] } as unknown as Message, "datagram");
-  send({ t: "vital", up: 1, load: 0, rss: 0, heap: 0, lag: 0 }, "datagram");
-  assert.ok(a.stats.dropped.denied >= 2, `denied ${a.stats.dropped.denied}`);
-  assert.equal(a.stats.lastDrop, `denied: vital from non-member ${stranger}`);
+  for (const message of [
+    { t: "heal", reply: true, tasks: [] },
+    { t: "vital", up: 1, load: 0, rss: 0, heap: 0, lag: 0 },
+    { t: "ping", seq: 1, sent: 1 },
+  ] as Message[]) {
+    const before: number = a.stats.dropped.denied;
+    intro(message, message.t === "heal" ? "stream" : "datagram");
+    assert.equal(a.stats.dropped.denied, before + 1, `${message.t} in an intro packet is denied`);
+  }
+  assert.equal(a.stats.lastDrop, `denied: ping in an intro packet from ${stranger}`);
   assert.equal(a.vitals.peer(stranger), undefined);
   assert.equal(a.heal.list().length, guarded);
-  // A ping is answered for any key holder (it changes no state); it is not a denied drop.
+  // Sealed under a pair key it cannot have made: nobody holds its entry, so nothing opens it.
+  const unknown = a.stats.dropped.unknown;
+  a.receive(seal.seal("datagram", 1, ++counter, encodeMessage({ t: "ping", seq: 2, sent: 1 }), { id: a.id, pub: b.swim.member(a.id)!.entry.pub, epoch: a.epoch }), "datagram", "10.9.9.9:1");
+  assert.equal(a.stats.dropped.unknown, unknown + 1);
+  // The handshake is let through, and refused by the roster: the stranger's certificate is from
+  // an owner key that is not the cluster's (a self-made one), and a member's key is not its own.
+  const selfMade = issueCert(strangerIdentity, strangerIdentity.publicKey, { role: "core", issuedMs: 0, expiresMs: 0 });
+  const entry = signEntry(strangerIdentity, { id: stranger, addr: "10.9.9.9:1", role: "core", name: "x", incarnation: 0, epoch: 1 }, selfMade);
+  const refusals: string[] = [];
+  a.events.subscribe((event) => { if (event.type === "join-refused") refusals.push(String(event.data.reason)); });
   const denied = a.stats.dropped.denied;
-  send({ t: "ping", seq: 1, sent: 1 }, "datagram");
-  assert.equal(a.stats.dropped.denied, denied);
+  intro({ t: "hello", entry }, "datagram");
+  intro({ t: "hello", entry: { ...entry, pub: b.swim.member(a.id)!.entry.pub } }, "datagram");
+  assert.equal(a.stats.dropped.denied, denied, "the handshake is not denied");
+  assert.deepEqual(refusals, ["no valid certificate or signature", "id does not match public key"]);
+  assert.equal(a.swim.member(stranger), undefined);
 });
 
 test("a message kind owned by two subsystems stops the kernel at boot", () => {
@@ -90,7 +113,8 @@ test("raft grants (issue 13): no member's proposal can reset the configuration; 
     const m = type === "prop"
       ? message({ type, from: from.id, to: leader.id, entries: [{ term: 0, index: 0, type: "conf", data: reset }] })
       : message({ type, from: from.id, to: leader.id, term: leader.consensus.status().term + 5 });
-    leader.receive(createSimSeal(from.id).seal("stream", 2 ** 50, ++counter, encodeMessage(raftToWire(m))), "stream", "sim");
+    const to = { id: leader.id, pub: from.swim.member(leader.id)!.entry.pub, epoch: leader.epoch };
+    leader.receive(createSimSeal(from.id).seal("stream", 2 ** 50, ++counter, encodeMessage(raftToWire(m)), to), "stream", "sim");
   };
   const denied = leader.stats.dropped.denied;
   forge(core, "prop");

@@ -31,7 +31,7 @@ import { Outbox, type Ready } from "../util/outbox.ts";
 import { bytesEqual } from "../util/bytes.ts";
 import type { Rng } from "../util/rng.ts";
 import { Timeout } from "../util/timeout.ts";
-import type { Channel } from "../wire/envelope.ts";
+import { HEADER_BYTES, TAG_BYTES, type Channel } from "../wire/envelope.ts";
 import type { AliveFields } from "./trust.ts";
 import { entryFromWire, entryToWire, isSwimMessage, type MemberEntry, type MemberEntryWire, type Message, type Role, type SwimUpdateWire } from "../wire/messages.ts";
 
@@ -393,8 +393,8 @@ const LEFT = 4;
 type Code = typeof ALIVE | typeof SUSPECT | typeof DEAD | typeof LEFT;
 const CODE_STATES: readonly SwimState[] = ["alive", "alive", "suspect", "dead", "left"];
 
-/** Envelope (28 header + 16 tag) around every datagram body. */
-const ENVELOPE_BYTES = 44;
+/** Envelope (36 header + 16 tag) around every datagram body. */
+const ENVELOPE_BYTES = HEADER_BYTES + TAG_BYTES;
 /** Bound of a swim datagram body without its updates and addresses (LIMITS: the sum). */
 const FIXED_BYTES_MAX = LIMITS.swimFixedBytesMax;
 const STATE_UPDATE_BYTES_MAX = LIMITS.swimStateUpdateBytesMax;
@@ -456,6 +456,8 @@ export class Swim {
   readonly #from = new Map<number, string>();
   /** Identities that differ from the directory's copy. */
   readonly #identities = new Map<number, Identity>();
+  /** Slot by address (idAt), built on first use. */
+  #byAddr: Map<string, number> | undefined;
   /**
    * Members with news still to spread (self included): two binary heaps ordered by (sent
    * ascending, seq descending), memberlist's TransmitLimitedQueue. Alive news (variable size)
@@ -651,6 +653,51 @@ export class Swim {
     return this.#addr(slot);
   }
 
+  /**
+   * The member SWIM reaches at `addr` (the live one if several entries name it), for the node's
+   * seal: packets are sealed for a member, and SWIM sends to addresses. Built on first use and
+   * kept up to date from then on.
+   */
+  idAt(addr: string): string | undefined {
+    if (this.#byAddr === undefined) {
+      this.#byAddr = new Map();
+      for (let i = 0; i < this.#listLength; i++) this.#indexAddr(this.#list[i] as number);
+    }
+    const slot = this.#byAddr.get(addr);
+    return slot === undefined ? undefined : this.#dir.ids[slot];
+  }
+
+  /** A member's public key, without building a view; undefined when unknown. */
+  keyOf(id: string): Uint8Array | undefined {
+    const slot = this.#dir.slotOf(id);
+    if (slot === undefined || slot === this.#selfSlot || slot >= this.#state.length || this.#state[slot] === UNKNOWN) return undefined;
+    if (this.#identities.size > 0) {
+      const identity = this.#identities.get(slot);
+      if (identity !== undefined) return identity.pub;
+    }
+    return this.#dir.pubs[slot];
+  }
+
+  /** The boot epoch in a member's current entry; undefined when unknown. */
+  epochOf(id: string): number | undefined {
+    const slot = this.#dir.slotOf(id);
+    if (slot === undefined || slot === this.#selfSlot || slot >= this.#state.length || this.#state[slot] === UNKNOWN) return undefined;
+    return this.#epoch[slot];
+  }
+
+  #indexAddr(slot: number): void {
+    const index = this.#byAddr;
+    if (index === undefined) return;
+    const addr = this.#addr(slot);
+    const holder = index.get(addr);
+    // A live member wins an address over a dead one (a restarted process with a new key).
+    if (holder === undefined || holder === slot || !isLive(this.#state[holder] as number) || isLive(this.#state[slot] as number)) index.set(addr, slot);
+  }
+
+  #unindexAddr(slot: number, addr: string): void {
+    if (this.#byAddr !== undefined && this.#byAddr.get(addr) === slot) this.#byAddr.delete(addr);
+  }
+
   /** Every known member, tombstones included (fresh view objects). */
   *members(): IterableIterator<SwimMember> {
     for (let i = 0; i < this.#listLength; i++) yield this.#view(this.#list[i] as number);
@@ -788,12 +835,17 @@ export class Swim {
   /** Records the identity alive news carried, apart from the directory's copy only where it differs. */
   #setIdentity(slot: number, entry: MemberEntryWire): void {
     const dir = this.#dir;
+    if (this.#byAddr !== undefined) {
+      const before = this.#addr(slot);
+      if (before !== entry[2]) this.#unindexAddr(slot, before);
+    }
     this.#epoch[slot] = entry[6];
     this.#sig[slot] = entry[8].slice();
     const samePub = bytesEqual(entry[1], dir.pubs[slot] as Uint8Array);
     const sameCert = bytesEqual(entry[7], dir.certs[slot] as Uint8Array);
     if (samePub && sameCert && entry[2] === dir.addrs[slot] && entry[3] === dir.roles[slot] && entry[4] === dir.names[slot]) {
       if (this.#identities.size > 0) this.#identities.delete(slot);
+      this.#indexAddr(slot);
       return;
     }
     this.#identities.set(slot, {
@@ -801,6 +853,7 @@ export class Swim {
       cert: sameCert ? dir.certs[slot] as Uint8Array : entry[7].slice(),
       aliveBytes: aliveBytesOf(entry[2], entry[4]),
     });
+    this.#indexAddr(slot);
   }
 
   /** Makes room in the tables for `slot`. */
@@ -824,6 +877,7 @@ export class Swim {
     this.#sig[slot] = EMPTY_KEY;
     this.#stateTick[slot] = 0;
     this.#from.delete(slot);
+    this.#unindexAddr(slot, this.#addr(slot));
     if (this.#identities.size > 0) this.#identities.delete(slot);
     this.#newsRemove(slot);
     // Swap-remove from the member list.

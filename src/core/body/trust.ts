@@ -79,8 +79,8 @@ export type AliveFields = Pick<MemberEntry, "id" | "addr" | "role" | "name" | "i
 
 /** The bytes a member signs to vouch for its alive entry. */
 export function aliveMessage(entry: AliveFields): Uint8Array {
-  const addr = encoder.encode(entry.addr);
-  const name = encoder.encode(entry.name);
+  const addr = utf8(entry.addr);
+  const name = utf8(entry.name);
   const out = new Uint8Array(ALIVE_CONTEXT.length + 8 + 4 + 8 + 1 + 1 + addr.length + 1 + name.length);
   const view = new DataView(out.buffer);
   let at = 0;
@@ -120,8 +120,8 @@ export class EntryChecker {
   readonly #crypto: TrustCrypto;
   readonly #nowMs: () => number;
   readonly #certsMax: number;
-  /** Verified certificates by subject id: the cert's bytes (an exact match is needed to reuse). */
-  readonly #certs = new Map<string, Uint8Array>();
+  /** Verified (key, certificate) by subject id: an exact match of both is needed to reuse. */
+  readonly #certs = new Map<string, { readonly pub: Uint8Array; readonly cert: Uint8Array }>();
   readonly #revoked = new Set<string>();
   /** Refusals by reason, for /metrics. */
   readonly refused: Record<EntryRefusal, number> = { key: 0, cert: 0, role: 0, expired: 0, revoked: 0, signature: 0 };
@@ -143,10 +143,10 @@ export class EntryChecker {
     if (fields === undefined) return "cert";
     if (fields.expiresMs !== 0 && fields.expiresMs <= this.#nowMs()) return "expired";
     const known = this.#certs.get(id);
-    if (known !== undefined && bytesSame(known, cert)) return fields;
+    if (known !== undefined && bytesSame(known.cert, cert) && bytesSame(known.pub, pub)) return fields;
     if (!this.#crypto.verify(this.#owner, certMessage(this.#owner, pub, cert), cert.subarray(CERT_SIGNED_BYTES))) return "cert";
     if (this.#certs.size >= this.#certsMax) this.#certs.delete(this.#certs.keys().next().value as string);
-    this.#certs.set(id, cert.slice());
+    this.#certs.set(id, { pub: pub.slice(), cert: cert.slice() });
     return fields;
   }
 
@@ -158,7 +158,9 @@ export class EntryChecker {
   }
 
   #check(entry: MemberEntry): EntryRefusal | undefined {
-    if (this.#crypto.idOf(entry.pub) !== entry.id) return "key";
+    // A key already checked against this id (with its certificate) needs no hash again.
+    const known = this.#certs.get(entry.id);
+    if ((known === undefined || !bytesSame(known.pub, entry.pub)) && this.#crypto.idOf(entry.pub) !== entry.id) return "key";
     if (this.#revoked.has(entry.id)) return "revoked";
     const cert = this.checkCert(entry.pub, entry.cert, entry.id);
     if (typeof cert === "string") return cert;
@@ -176,6 +178,17 @@ export class EntryChecker {
   isRevoked(id: string): boolean {
     return this.#revoked.has(id);
   }
+}
+
+/** UTF-8 of a string: a plain copy for ASCII (addresses and most names), TextEncoder otherwise. */
+function utf8(text: string): Uint8Array {
+  const out = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) return encoder.encode(text);
+    out[i] = code;
+  }
+  return out;
 }
 
 function bytesSame(a: Uint8Array, b: Uint8Array): boolean {

@@ -193,7 +193,7 @@ export const LIMITS = {
      * Route entries per `mesh-update`. An entry is at most 24 bytes of MessagePack (fixarray 1, a
      * 16-character id 17, seqno and metric as uint16 3 + 3) and the rest of the message at most 36
      * (map, `t`, `iv` up to 65,535, `n` up to 2^32 − 1, `q`, the array header), so 40 entries take
-     * ≤ 996 bytes: with the 44-byte envelope (28 header + 16 tag) ≤ 1,040 of the 1,200-byte datagram
+     * ≤ 996 bytes: with the 52-byte envelope (36 header + 16 tag) ≤ 1,048 of the 1,200-byte datagram
      * (datagramBytesMax). Measured in test/core/mesh.test.ts ("bounds").
      */
     updateEntriesMax: 40,
@@ -381,6 +381,18 @@ export const LIMITS = {
   node: {
     /** Rounds of the kernel's flush loop per turn (kernel.ts): work left after them stays queued for the next turn. */
     flushRoundsMax: 8,
+    /**
+     * Ticks between two introductions (our signed entry in an intro packet, peer-seal.ts) to a
+     * member that has not yet sent us a packet under our pair key: 50 ticks (0.5 s at 10 ms), a
+     * little above a SWIM probe period, so a joiner's first probes find it introduced.
+     */
+    introTicks: 50,
+    /**
+     * Ticks after boot during which a node introduces itself, unasked, to each member before its
+     * first packet to it (peer-seal.ts): one push-pull period of the LAN profile (30 s at 10 ms),
+     * the time its alive news takes to reach everyone; later, members that do not know it ask.
+     */
+    introWindowTicks: 3000,
     /** Ticks one wakeup of the loop may run to catch up (run.ts, and the simulator's stalled nodes): one second of ticks; beyond, they are skipped and counted. */
     catchUpTicksMax: 100,
     /** Rounds of Raft's ready drained per pass (consensus.ts): persisting and applying one ready can make another. */

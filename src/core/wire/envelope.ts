@@ -2,32 +2,41 @@
 //
 //   offset size field
 //   0      2    magic "pk" (0x70 0x6b)
-//   2      1    version (1)
-//   3      1    channel: 0 datagram, 1 stream
+//   2      1    version (2)
+//   3      1    flags: bit 0 channel (0 datagram, 1 stream); bit 1 intro (sealed under the
+//               cluster key only: the join handshake); other bits 0
 //   4      8    sender node id (the first 8 bytes of SHA-256 of its Ed25519 public key)
 //   12     8    sender epoch, big-endian u64: strictly increases across restarts of the sender
-//   20     8    counter, big-endian u64: strictly increases per (sender, epoch, channel)
-//   28     n    sealed body (AEAD ciphertext of the message, then a 16-byte tag)
+//   20     8    receiver epoch, big-endian u64: the boot of the receiver the packet is sealed for
+//               (0 in an intro packet)
+//   28     8    counter, big-endian u64: strictly increases per (sender, epoch, channel)
+//   36     n    sealed body (AEAD ciphertext of the message, then a 16-byte tag)
 //
-// The 28-byte header is the AEAD's associated data, so no header bit can change unnoticed.
+// The 36-byte header is the AEAD's associated data, so no header bit can change unnoticed.
 // This file only lays the header out; sealing lives in src/adapters/seal.ts.
 import { toHex } from "../util/bytes.ts";
 
 export const MAGIC0 = 0x70;
 export const MAGIC1 = 0x6b;
-export const WIRE_VERSION = 1;
-export const HEADER_BYTES = 28;
+export const WIRE_VERSION = 2;
+export const HEADER_BYTES = 36;
 export const TAG_BYTES = 16;
 export const NODE_ID_BYTES = 8;
+const FLAG_STREAM = 1;
+const FLAG_INTRO = 2;
 
 export type Channel = "datagram" | "stream";
 
 export interface Header {
   readonly version: number;
   readonly channel: Channel;
+  /** Sealed under the cluster key only (the join handshake), not under the pair's key. */
+  readonly intro: boolean;
   /** Node id, 16 lowercase hex characters. */
   readonly sender: string;
   readonly epoch: number;
+  /** The receiver's boot epoch the packet was sealed for; 0 for an intro packet. */
+  readonly receiverEpoch: number;
   readonly counter: number;
 }
 
@@ -43,11 +52,12 @@ export function encodeHeader(header: Header, out: Uint8Array): void {
   out[0] = MAGIC0;
   out[1] = MAGIC1;
   out[2] = header.version;
-  out[3] = header.channel === "datagram" ? 0 : 1;
+  out[3] = (header.channel === "datagram" ? 0 : FLAG_STREAM) | (header.intro ? FLAG_INTRO : 0);
   const id = header.sender;
   for (let i = 0; i < NODE_ID_BYTES; i++) out[4 + i] = parseInt(id.slice(i * 2, i * 2 + 2), 16);
   writeU64(view, 12, header.epoch);
-  writeU64(view, 20, header.counter);
+  writeU64(view, 20, header.receiverEpoch);
+  writeU64(view, 28, header.counter);
 }
 
 export function decodeHeader(bytes: Uint8Array): HeaderResult {
@@ -55,19 +65,24 @@ export function decodeHeader(bytes: Uint8Array): HeaderResult {
   if (bytes[0] !== MAGIC0 || bytes[1] !== MAGIC1) return fail("bad magic");
   const version = bytes[2] as number;
   if (version !== WIRE_VERSION) return fail(`unsupported wire version ${version}`);
-  const channelByte = bytes[3];
-  if (channelByte !== 0 && channelByte !== 1) return fail(`bad channel ${channelByte}`);
+  const flags = bytes[3] as number;
+  if ((flags & ~(FLAG_STREAM | FLAG_INTRO)) !== 0) return fail(`bad flags ${flags}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
   const epoch = readU64(view, 12);
-  const counter = readU64(view, 20);
-  if (epoch === undefined || counter === undefined) return fail("epoch or counter beyond 2^53");
+  const receiverEpoch = readU64(view, 20);
+  const counter = readU64(view, 28);
+  if (epoch === undefined || receiverEpoch === undefined || counter === undefined) return fail("epoch or counter beyond 2^53");
+  const intro = (flags & FLAG_INTRO) !== 0;
+  if (intro && receiverEpoch !== 0) return fail("an intro packet names a receiver epoch");
   return {
     ok: true,
     header: {
       version,
-      channel: channelByte === 0 ? "datagram" : "stream",
+      channel: (flags & FLAG_STREAM) === 0 ? "datagram" : "stream",
+      intro,
       sender: toHex(bytes.subarray(4, 4 + NODE_ID_BYTES)),
       epoch,
+      receiverEpoch,
       counter,
     },
   };

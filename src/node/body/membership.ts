@@ -16,7 +16,7 @@ import { KEY_EPOCH, readNumber, writeNumber } from "../store-values.ts";
 import { clearEntries, sized } from "./persist.ts";
 import type { Members, PersistSection, SubsystemContext } from "../subsystem-context.ts";
 import type { KernelConfig } from "../config.ts";
-import type { StoreWrite } from "../ports.ts";
+import type { SealPeer, StoreWrite } from "../ports.ts";
 
 export const KEY_INCARNATION = "kernel/incarnation";
 const PREFIX_MEMBER = "roster/member/";
@@ -132,11 +132,22 @@ export class Membership implements Members {
   }
 
   publicKeyOf(id: string): Uint8Array | undefined {
-    return id === this.self.id ? this.self.pub : this.swim.member(id)?.entry.pub;
+    return id === this.self.id ? this.self.pub : this.swim.keyOf(id);
   }
 
   addressOf(id: string): string | undefined {
     return this.swim.addressOf(id);
+  }
+
+  /** The member at an address (SWIM sends to addresses; packets are sealed for members). */
+  idAt(addr: string): string | undefined {
+    return this.swim.idAt(addr);
+  }
+
+  /** What a packet to member `id` is sealed for: its key and the boot epoch its entry names. */
+  sealPeer(id: string): SealPeer | undefined {
+    const pub = this.swim.keyOf(id);
+    return pub === undefined ? undefined : { id, pub, epoch: this.swim.epochOf(id) as number };
   }
 
   /** Every member and this node, with roles and states (for Raft's voter management). */

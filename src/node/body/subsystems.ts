@@ -12,7 +12,7 @@ export const MEMBERSHIP = defineSubsystem({
   name: "membership",
   kinds: {
     // The handshake and SWIM's dissemination are how members become known: any key holder.
-    hello: "peer", challenge: "peer", proof: "peer", welcome: "peer",
+    hello: "intro", challenge: "intro", proof: "intro", welcome: "intro",
     "swim-ping": "peer", "swim-ping-req": "peer", "swim-ack": "peer", "swim-nack": "peer", "swim-gossip": "peer", "swim-sync": "peer",
   },
   create: (ctx, config) => new Membership(ctx, config),
