@@ -33,6 +33,7 @@ const CLUSTER_SALT = Buffer.from("p-kernel/v1/cluster", "utf8");
 const PAIR_INFO = Buffer.from("p-kernel/v2/pair", "utf8");
 const PACKET_INFO = Buffer.from("p-kernel/v2/packet", "utf8");
 const INTRO_INFO = Buffer.from("p-kernel/v2/intro", "utf8");
+const BOX_INFO = Buffer.from("p-kernel/v2/box", "utf8");
 const FINGERPRINT_INFO = "p-kernel/v1/fingerprint";
 /** Bytes of random in a token made by makeToken(). */
 export const TOKEN_RANDOM_BYTES = 32;
@@ -119,9 +120,47 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
   const packetKey = (pair: Buffer, sender: Uint8Array, senderEpoch: number, receiverEpoch: number): KeyObject =>
     createSecretKey(derive(pair, Buffer.alloc(0), Buffer.concat([PACKET_INFO, sender, u64(senderEpoch), u64(receiverEpoch)])));
 
+  /** The box key of a pair (never cached: invites are rare); undefined for a key that is no point. */
+  const boxKey = (peerPub: Uint8Array): KeyObject | undefined => {
+    const peerKey = dhPublicKeyOf(peerPub);
+    if (peerKey === undefined) return undefined;
+    try {
+      return createSecretKey(derive(diffieHellman({ privateKey: dh, publicKey: peerKey }), clusterKey, BOX_INFO));
+    } catch {
+      return undefined;
+    }
+  };
+
   return {
     get stats(): SealStats {
       return { cachedKeys: peers.size, keyDerivations: derivations };
+    },
+
+    random(bytes: number): Uint8Array {
+      return new Uint8Array(randomBytes(bytes));
+    },
+
+    box(peerPub: Uint8Array, plain: Uint8Array): Uint8Array {
+      const key = boxKey(peerPub);
+      assert(key !== undefined, "box: the peer's key is no X25519 point");
+      // One message per pair (an invite's secret), so a fixed nonce never repeats under a key
+      // with another plaintext: a resent redeem carries the same box.
+      const cipher = createCipheriv(CIPHER, key, new Uint8Array(NONCE_BYTES), { authTagLength: TAG_BYTES });
+      const out = Buffer.concat([cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
+      return new Uint8Array(out.buffer, out.byteOffset, out.length);
+    },
+
+    openBox(peerPub: Uint8Array, box: Uint8Array): Uint8Array | undefined {
+      try {
+        if (box.length < TAG_BYTES) return undefined;
+        const key = boxKey(peerPub);
+        if (key === undefined) return undefined;
+        const decipher = createDecipheriv(CIPHER, key, new Uint8Array(NONCE_BYTES), { authTagLength: TAG_BYTES });
+        decipher.setAuthTag(box.subarray(box.length - TAG_BYTES));
+        return new Uint8Array(Buffer.concat([decipher.update(box.subarray(0, box.length - TAG_BYTES)), decipher.final()]));
+      } catch {
+        return undefined;
+      }
     },
 
     seal(channel: Channel, epoch: number, counter: number, body: Uint8Array, to?: SealPeer): Uint8Array {

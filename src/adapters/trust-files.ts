@@ -79,6 +79,23 @@ export function saveGrant(dataDir: string, ownerPub: Uint8Array, cert: Uint8Arra
   writeDurably(join(dataDir, CERT_FILE), cert, 0o644);
 }
 
+/**
+ * Gives the node in `dataDir` the owner key kept in `ownerDir` (made there first if absent): what
+ * `pk up` does for its core nodes, so each certifies itself and can issue invites.
+ */
+export function provisionOwnerKey(ownerDir: string, dataDir: string): void {
+  const source = join(ownerDir, OWNER_KEY_FILE);
+  if (readOwnerKey(source) === undefined) makeOwnerKey(source);
+  const target = join(dataDir, OWNER_KEY_FILE);
+  const pem = readFileSync(source);
+  const there = readOwnerKey(target);
+  if (there !== undefined) {
+    if (!same(there.publicKey, (readOwnerKey(source) as Identity).publicKey)) throw new TrustFileError(`${target} holds another cluster's owner key`);
+    return;
+  }
+  writeDurably(target, pem, 0o600);
+}
+
 function makeOwnerKey(path: string): Signer {
   const { privateKey } = generateKeyPairSync("ed25519");
   const pem = privateKey.export({ type: "pkcs8", format: "pem" });

@@ -23,6 +23,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { ValueErrorType } from "@sinclair/typebox/errors";
 import { loadOrCreateIdentity } from "../adapters/identity.ts";
+import { provisionOwnerKey } from "../adapters/trust-files.ts";
 import { makeToken } from "../adapters/seal.ts";
 import { LIMITS } from "../core/util/limits.ts";
 import { CONSENSUS_DEFAULTS } from "../node/collective/consensus.ts";
@@ -65,7 +66,7 @@ commands:
   down   [--dir D]                          stop the cluster started by pk up
   node   --data DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--api HOST:PORT]
          [--join HOST:PORT]... [--token-file FILE] [--public-name HOST[:PORT]]...
-         [--role core|contributor] [--name NAME]
+         [--role core|contributor] [--name NAME] [--owner-key FILE] [--invite-file FILE]
          [--no-regenerate] [--no-discover] [--discover-port P]
                                             run one node in the foreground; --advertise is
                                             the address peers reach it at (required when
@@ -197,6 +198,8 @@ async function nodeCommand(args: string[]): Promise<number> {
     "token-file": { type: "string" },
     "public-name": { type: "string", multiple: true },
     role: { type: "string" },
+    "owner-key": { type: "string" },
+    "invite-file": { type: "string" },
     name: { type: "string" },
     "no-regenerate": { type: "boolean" },
     "no-discover": { type: "boolean" },
@@ -207,6 +210,7 @@ async function nodeCommand(args: string[]): Promise<number> {
   const role = values.role ?? "core";
   if (role !== "core" && role !== "contributor") throw new UsageFailure(`--role must be core or contributor, got ${JSON.stringify(role)}`);
   const token = values["token-file"] !== undefined ? readTokenFile(values["token-file"]) : undefined;
+  const invite = values["invite-file"] !== undefined ? readInviteFile(values["invite-file"]) : process.env["PK_INVITE"]?.trim() || undefined;
   const node = await runNode({
     data: values.data,
     role,
@@ -219,11 +223,25 @@ async function nodeCommand(args: string[]): Promise<number> {
     ...(values.advertise !== undefined ? { advertise: values.advertise } : {}),
     ...(values.api !== undefined ? { api: values.api } : {}),
     ...(token !== undefined ? { token } : {}),
+    ...(invite !== undefined ? { invite } : {}),
+    ...(values["owner-key"] !== undefined ? { ownerKey: values["owner-key"] } : {}),
     ...(values["public-name"] !== undefined ? { publicNames: values["public-name"] } : {}),
     ...(values.name !== undefined ? { name: values.name } : {}),
   });
   await node.stopped;
   return 0;
+}
+
+/** An invite code from a file (it carries the cluster token: never on a command line). */
+function readInviteFile(path: string): string {
+  try {
+    const stat = statSync(path);
+    if (!stat.isFile() || stat.size > LIMITS.trust.inviteCodeCharsMax) throw new CliFailure(`--invite-file ${path} is not a file holding an invite code`);
+    return readFileSync(path, "utf8").trim();
+  } catch (error) {
+    if (error instanceof CliFailure) throw error;
+    throw new CliFailure(`cannot read --invite-file ${path}: ${(error as Error).message}`);
+  }
 }
 
 function parsePort(value: string, what: string): number {
@@ -668,6 +686,8 @@ async function upCommand(args: string[]): Promise<number> {
     mkdirSync(plan.data, { recursive: true, mode: 0o700 });
     expectedIds.push(loadOrCreateIdentity(plan.data).id);
     writeTokenFile(join(plan.data, "token"), token);
+    // Every node pk up starts is core and keeps the cluster's owner key (DIR/owner.key, made once).
+    provisionOwnerKey(dir, plan.data);
     const fd = openSync(plan.log, "a", 0o600);
     try {
       const child = spawn(plan.argv[0] as string, plan.argv.slice(1), { detached: true, stdio: ["ignore", fd, fd], env });

@@ -16,7 +16,7 @@ import { LIMITS } from "../core/util/limits.ts";
 import type { Rng } from "../core/util/rng.ts";
 import { decodeHeader, type Channel } from "../core/wire/envelope.ts";
 import { decodeMessage, encodeMessage } from "../core/wire/codec.ts";
-import { isRosterMessage, type Message, type MessageType } from "../core/wire/messages.ts";
+import { isIntroMessage, type Message, type MessageType } from "../core/wire/messages.ts";
 import { ReplayGuard } from "../core/wire/replay.ts";
 import type { Membership } from "./body/membership.ts";
 import type { KernelConfig } from "./config.ts";
@@ -316,7 +316,7 @@ export class Kernel extends NodeView {
     const ports = this.ports;
     const members = new LateMembers(() => this.#membersOrThrow());
     return {
-      id: this.id, address: ports.transport.address, store: ports.store, clock: ports.clock, identity: ports.identity, trust: ports.trust,
+      id: this.id, address: ports.transport.address, store: ports.store, clock: ports.clock, identity: ports.identity, trust: ports.trust, boxes: ports.seal,
       tasks: this.tasks, epoch: this.#epoch, rng: ports.rng, host: ports.host, files: ports.files, defer: ports.defer,
       members, services: this.services,
       fork: () => ports.rng.fork(),
@@ -423,7 +423,7 @@ export class Kernel extends NodeView {
   /** Seals for the member at `to` (the handshake: an intro packet); a member not yet told of us is introduced first. */
   #send(to: string, channel: Channel, message: Message, id?: string): void {
     const members = this.#membersOrThrow();
-    const peer = isRosterMessage(message) ? undefined : this.#peers.route(members, to, id, this.#tick);
+    const peer = isIntroMessage(message) ? undefined : this.#peers.route(members, to, id, this.#tick);
     if (peer === null) return void this.stats.sendFailures++;
     this.#seal(to, channel, message, peer);
   }

@@ -75,6 +75,12 @@ export interface Seal {
    * intro does not open without it).
    */
   open(packet: Uint8Array, header: Header, senderPub: Uint8Array | undefined): Uint8Array | undefined;
+  /** `plain` in a box only the holder of `peerPub`'s private key opens (X25519 of the two keys; invites). */
+  box(peerPub: Uint8Array, plain: Uint8Array): Uint8Array;
+  /** What `peerPub` boxed for this node, or undefined. */
+  openBox(peerPub: Uint8Array, box: Uint8Array): Uint8Array | undefined;
+  /** Secret random bytes (invite secrets): the OS's on a node, the seed's in the simulator. */
+  random(bytes: number): Uint8Array;
 }
 
 /**
@@ -86,6 +92,8 @@ export interface NodeTrust {
   readonly owner: Uint8Array;
   readonly cert: Uint8Array;
   readonly ownerKey?: { readonly publicKey: Uint8Array; sign(data: Uint8Array): Uint8Array };
+  /** The cluster token, which invite codes carry (so the invited node can seal its first packets). */
+  readonly token?: string;
 }
 
 /** The node's identity key and the signature checks it needs (Ed25519). */

@@ -3,7 +3,7 @@
 // other subsystem sees members through it.
 import type { MessageType } from "../core/wire/messages.ts";
 import { BRAIN } from "./brain/subsystems.ts";
-import { GUARD, MEMBERSHIP, PERSIST, PINGER, VITALS } from "./body/subsystems.ts";
+import { GUARD, INVITES, MEMBERSHIP, PERSIST, PINGER, VITALS } from "./body/subsystems.ts";
 import { CONSENSUS, MESH, SHARED_FOLDER, TOPICS } from "./collective/subsystems.ts";
 import { SPAWN } from "./collective/spawn.ts";
 
@@ -19,6 +19,7 @@ export const SUBSYSTEMS = [
   MESH,
   SPAWN,
   BRAIN,
+  INVITES,
 ] as const;
 
 /** The message kinds no spec of S owns. */

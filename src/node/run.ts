@@ -25,7 +25,10 @@ import { nodeApi } from "./api.ts";
 import { createNodeShell, type HostStats } from "./commands.ts";
 import { Kernel, KERNEL_DEFAULTS, type HostVitals } from "./kernel.ts";
 import type { Clock, Identity, NodeTrust, Seal, Store, Transport } from "./ports.ts";
-import { loadTrust } from "../adapters/trust-files.ts";
+import { CERT_FILE, loadTrust, saveGrant } from "../adapters/trust-files.ts";
+import { decodeInvite, type InviteCode } from "./body/invites.ts";
+import { redeemInvite } from "./redeem.ts";
+import { KEY_EPOCH, readNumber, writeNumber } from "./store-values.ts";
 
 /** Ticks one wakeup of the loop may run to catch up; beyond that they are skipped and counted. */
 export const CATCH_UP_TICKS_MAX = LIMITS.node.catchUpTicksMax;
@@ -66,6 +69,8 @@ export interface NodeOptions {
   readonly role?: Role;
   /** A file holding the cluster's owner key (PKCS#8 PEM): the node certifies itself with it. */
   readonly ownerKey?: string;
+  /** An invite code (`invite` on a core node): the node redeems it for its certificate and joins its seed. */
+  readonly invite?: string;
   readonly name?: string;
   readonly tickMs?: number;
   /** Regeneration after a majority of voters died (ADR 008); default on. */
@@ -167,11 +172,16 @@ const wallClock: Clock = {
   nowMs: () => performance.timeOrigin + performance.now(),
 };
 
-function resolveToken(options: NodeOptions, dataDir: string): string {
+function resolveToken(options: NodeOptions, dataDir: string, invite: InviteCode | undefined): string {
   const env = options.env ?? process.env;
   const given = options.token ?? env["PK_TOKEN"];
   if (given !== undefined && given.trim() !== "") return given.trim();
   const file = join(dataDir, "token");
+  if (invite !== undefined && !existsSync(file)) {
+    // The code carries the token; kept like a founder's, so a restart needs no code.
+    writeFileSync(file, `${invite.token}\n`, { mode: 0o600, flag: "wx" });
+    return invite.token;
+  }
   if (existsSync(file)) {
     const stored = readFileSync(file, "utf8").trim();
     if (stored === "") throw new NodeStartError(`${file} is empty; delete it, or give the token with --token-file FILE or PK_TOKEN`);
@@ -219,9 +229,11 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
   let identity: Identity;
   let token: string;
   let seal: Seal;
+  const invite = options.invite === undefined ? undefined : decodeInvite(options.invite);
+  if (typeof invite === "string") throw new NodeStartError(`--invite-file: ${invite}`);
   try {
     identity = loadOrCreateIdentity(dataDir);
-    token = resolveToken(options, dataDir);
+    token = resolveToken(options, dataDir, invite);
     seal = createSeal(token, identity);
   } catch (error) {
     if (error instanceof NodeStartError) throw error;
@@ -257,6 +269,18 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     boundAddress = openedTransport.address;
 
     let joinAddrs = options.join ?? [];
+    if (invite !== undefined && !existsSync(join(dataDir, CERT_FILE))) {
+      // Before the kernel: the invite is redeemed for this node's certificate, then it joins the seed.
+      const epoch = Math.max((readNumber(store.get(KEY_EPOCH)) ?? 0) + 1, Date.now());
+      store.write([{ key: KEY_EPOCH, value: writeNumber(epoch) }], { durable: true });
+      try {
+        const granted = await redeemInvite({ transport, seal, identity, code: invite, epoch, timeoutMs: LIMITS.trust.redeemTimeoutMs });
+        saveGrant(dataDir, invite.owner, granted.cert);
+      } catch (error) {
+        throw new NodeStartError(error instanceof Error ? error.message : String(error));
+      }
+    }
+    if (invite !== undefined && joinAddrs.length === 0) joinAddrs = [invite.seed.addr];
     if (joinAddrs.length === 0 && options.discover === true) {
       const opened = await startBeacon({
         fingerprint: tokenFingerprint(token), id: identity.id, addr: transport.address, interface: listen.host,
@@ -271,7 +295,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     // here when it founds the cluster or was given the owner key.
     let trust: NodeTrust;
     try {
-      trust = loadTrust(dataDir, identity, { found: joinAddrs.length === 0, ownerKeyFile: options.ownerKey, role: options.role });
+      trust = { ...loadTrust(dataDir, identity, { found: joinAddrs.length === 0, ownerKeyFile: options.ownerKey, role: invite === undefined ? options.role : undefined }), token };
     } catch (error) {
       throw new NodeStartError(error instanceof Error ? error.message : String(error));
     }

@@ -8,7 +8,7 @@ import type { Rng } from "../core/util/rng.ts";
 import type { Channel } from "../core/wire/envelope.ts";
 import type { MemberEntry, Message, MessageType, Role } from "../core/wire/messages.ts";
 import type { SharedFolder } from "./collective/shared-folder.ts";
-import type { Clock, HostVitals, Identity, NodeTrust, SharedFolderPort, Store, StoreWrite } from "./ports.ts";
+import type { Clock, HostVitals, Identity, NodeTrust, Seal, SharedFolderPort, Store, StoreWrite } from "./ports.ts";
 import type { TaskTable } from "./tasks.ts";
 
 /**
@@ -73,6 +73,8 @@ export interface SubsystemContext {
   readonly identity: Identity;
   /** The cluster's owner key and what it granted this node. */
   readonly trust: NodeTrust;
+  /** Boxes between this node's key and another's (invites), and secret random bytes. */
+  readonly boxes: Pick<Seal, "box" | "openBox" | "random">;
   readonly tasks: TaskTable;
   /** The boot epoch (it rises every boot). */
   readonly epoch: number;
@@ -121,9 +123,20 @@ export interface Services {
 }
 
 /** The consensus key-value store, as other subsystems see it. */
+/** A consensus operation's answer (collective/consensus.ts KvOutcome, as far as others read it). */
+export interface KvAnswer {
+  readonly code: string;
+  readonly value?: Uint8Array | undefined;
+  readonly detail?: string | undefined;
+}
+
 export interface KvService {
   readonly isLeader: boolean;
   readonly leader: string;
+  /** Linearizable read, write and compare-and-set (expected undefined: only if absent). */
+  get(key: string, callback: (answer: KvAnswer) => void): void;
+  put(key: string, value: Uint8Array, callback: (answer: KvAnswer) => void): void;
+  cas(key: string, expected: Uint8Array | undefined, value: Uint8Array, callback: (answer: KvAnswer) => void): void;
 }
 
 export interface TopicService {

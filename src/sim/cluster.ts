@@ -253,7 +253,7 @@ export class SimCluster {
     const clock = options.clockSkew === false
       ? new SimClock(this.network)
       : SimClock.random(this.network, this.#rng.fork());
-    const seal: Seal = options.seal === "real" ? createSeal(SIM_TOKEN, node.identity) : createSimSeal(node.identity.id);
+    const seal: Seal = options.seal === "real" ? createSeal(SIM_TOKEN, node.identity) : createSimSeal(node.identity.id, { publicKey: node.identity.publicKey });
     const role = options.roles?.[node.index] ?? "core";
     const trust: NodeTrust = {
       owner: this.owner.publicKey,

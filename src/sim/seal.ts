@@ -20,6 +20,8 @@ import { Fingerprint, fmix32, LANE_A_SEED, LANE_B_SEED } from "./fingerprint.ts"
 export interface SimSealOptions {
   /** Stands in for the cluster key: seals made under different keys do not open. Default 0. */
   readonly clusterKey?: number;
+  /** This node's public key, for box/openBox (a checksum over the pair of keys stands in for X25519). */
+  readonly publicKey?: Uint8Array;
 }
 
 const NODE_ID_PATTERN = /^[0-9a-f]{16}$/;
@@ -37,6 +39,8 @@ export function createSimSeal(selfId: string, options: SimSealOptions = {}): Sea
   const slab = new ByteSlab(16 * 1024);
   const sealPrint = new Fingerprint();
   const openPrint = new Fingerprint();
+  const boxPrint = new Fingerprint();
+  let randomCounter = fmix32(Number.parseInt(selfId.slice(0, 8), 16));
   const seeds = new SenderSeeds(key);
   // encodeHeader lays out the header once per (channel, intro, epoch); each seal copies that
   // template and writes only the receiver's epoch and the counter.
@@ -63,6 +67,28 @@ export function createSimSeal(selfId: string, options: SimSealOptions = {}): Sea
       computeTag(sealPrint, seeds, packet, selfId, intro ? INTRO : to.id, epoch);
       writeTag(sealPrint, packet, key);
       return packet;
+    },
+    random(bytes: number): Uint8Array {
+      // Deterministic by construction: the simulator replays by seed (never a real secret).
+      const out = new Uint8Array(bytes);
+      for (let i = 0; i < bytes; i++) out[i] = fmix32(++randomCounter ^ key) & 0xff;
+      return out;
+    },
+    box(peerPub: Uint8Array, plain: Uint8Array): Uint8Array {
+      assert(options.publicKey !== undefined, "SimSeal: box needs the node's publicKey option");
+      const out = new Uint8Array(plain.length + TAG_BYTES);
+      out.set(plain);
+      boxTag(boxPrint, key, options.publicKey, peerPub, plain, out.subarray(plain.length));
+      return out;
+    },
+    openBox(peerPub: Uint8Array, box: Uint8Array): Uint8Array | undefined {
+      if (options.publicKey === undefined || box.length < TAG_BYTES) return undefined;
+      const plain = box.subarray(0, box.length - TAG_BYTES);
+      const tag = new Uint8Array(TAG_BYTES);
+      boxTag(boxPrint, key, options.publicKey, peerPub, plain, tag);
+      let difference = 0;
+      for (let i = 0; i < TAG_BYTES; i++) difference |= (tag[i] as number) ^ (box[plain.length + i] as number);
+      return difference === 0 ? plain.slice() : undefined;
     },
     open(packet: Uint8Array, header: Header, senderPub: Uint8Array | undefined): Uint8Array | undefined {
       if (packet.length < HEADER_BYTES + TAG_BYTES) return undefined;
@@ -101,6 +127,23 @@ class SenderSeeds {
 
 /** Senders whose tag prefix one seal remembers (cleared when full: the cache is only for speed). */
 const SENDER_SEEDS_MAX = LIMITS.sim.senderSeedsMax;
+
+/** A box's tag: the cluster key, the two keys in a fixed order (either end computes it), the plaintext. */
+function boxTag(print: Fingerprint, key: number, a: Uint8Array, b: Uint8Array, plain: Uint8Array, out: Uint8Array): void {
+  let first = a;
+  let second = b;
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    if (a[i] === b[i]) continue;
+    if ((a[i] as number) > (b[i] as number)) [first, second] = [b, a];
+    break;
+  }
+  print.reset(LANE_A_SEED ^ key, LANE_B_SEED ^ key);
+  print.bytes(first);
+  print.bytes(second);
+  print.word(plain.length);
+  print.bytes(plain);
+  for (let i = 0; i < 4; i++) writeU32(out, i * 4, tagWord(print, key, plain.length, i));
+}
 
 /** Folds (key, sender, receiver, epoch, header || body) into `print`. */
 function computeTag(print: Fingerprint, seeds: SenderSeeds, packet: Uint8Array, sender: string, receiver: string, epoch: number): void {

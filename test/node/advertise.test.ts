@@ -116,7 +116,8 @@ test("with --advertise, the node binds the wildcard and its member address is th
 
   // A peer joining through the advertised address reaches the wildcard sockets and learns that address.
   const token = readFileSync(join(dir, "a", "token"), "utf8").trim();
-  const b = await runNode({ data: join(dir, "b"), name: "beta", join: [advertised], token, env: {} });
+  // The founder made the cluster's owner key; a machine of the same owner certifies itself with it.
+  const b = await runNode({ data: join(dir, "b"), name: "beta", join: [advertised], token, env: {}, ownerKey: join(dir, "a", "owner.key") });
   nodes.push(b);
   assert.equal(b.advertise, b.listen, "without --advertise a concrete listen address is advertised");
   const deadline = Date.now() + 10_000;

@@ -4,7 +4,8 @@
 // beacon port is the test's own, so other clusters on the machine are not heard.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -22,9 +23,15 @@ const PORT = 17_000 + (process.pid % 2_000);
 
 test("two nodes with no --join find each other by beacon and form one Raft cluster", { timeout: 30_000 }, async () => {
   const env = { PK_TOKEN: "discovery-test-token" };
+  // One person's machines: they share the token and the cluster's owner key (a stranger's node
+  // would need an invite code instead: the token alone grants nothing).
+  const ownerKey = join(dir, "owner.key");
+  writeFileSync(ownerKey, generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
   const started = performance.now();
   // Started together: both listen before deciding; the lower id founds and the other joins it.
-  nodes.push(...await Promise.all(["a", "b"].map((name) => runNode({ data: join(dir, name), name, env, discover: true, discoverPort: PORT }))));
+  const results = await Promise.allSettled(["a", "b"].map((name) => runNode({ data: join(dir, name), name, env, discover: true, discoverPort: PORT, ownerKey })));
+  for (const result of results) if (result.status === "fulfilled") nodes.push(result.value);
+  for (const result of results) if (result.status === "rejected") throw result.reason;
   const [a, b] = nodes as [RunningNode, RunningNode];
   for (;;) {
     const views = [a, b].map((node) => node.kernel.memberStatuses().filter((m) => m.state === "alive").length);

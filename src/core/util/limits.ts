@@ -548,6 +548,26 @@ export const LIMITS = {
     nemesisLogLinesMax: 12,
   },
 
+  /** Trust between strangers' nodes: invites (node/body/invites.ts, node/redeem.ts). */
+  trust: {
+    /** Invite redemptions a core node checks at once (each waits for two consensus round trips); more are dropped, counted. */
+    redeemsPendingMax: 16,
+    /** Longest life of an invite: 30 days. */
+    inviteTtlMaxMs: 30 * 24 * 3_600_000,
+    /** Characters of an invite code read (a code is about 200). */
+    inviteCodeCharsMax: 4_096,
+    /** Interval between two redeem messages of an invited node waiting for its grant (redeem.ts). */
+    redeemResendMs: 500,
+    /** Bytes of a redeem's box: the 16-byte secret and its 16-byte tag, with room for a longer secret later. */
+    redeemBoxBytesMax: 64,
+    /** Characters of a grant's refusal text. */
+    grantErrorCharsMax: 200,
+    /** Refusals from the seed that end an invited node's wait (unauthenticated: one is not enough). */
+    redeemRefusalsMax: 3,
+    /** How long an invited node waits for its grant before it gives up (run.ts). */
+    redeemTimeoutMs: 30_000,
+  },
+
   /** The `pk` command line (cli/main.ts). */
   cli: {
     /** Nodes `pk up` starts at most: a local cluster, not a load test. */

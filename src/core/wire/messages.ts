@@ -99,6 +99,14 @@ export const MESSAGE_SCHEMAS = {
   proof: Type.Object({ t: Type.Literal("proof"), entry: MemberEntryWireSchema, nonce: bytes(16), sig: bytes(64) }),
   /** Seed → joiner, on the stream channel: the seed's SWIM table, itself first. */
   welcome: Type.Object({ t: Type.Literal("welcome"), states: Updates(LIMITS.membersMax) }),
+  /**
+   * A node redeeming an invite code (docs/protocols/trust.md), in an intro packet to a core node
+   * the code names: its key, where to answer, and the invite's secret in a box only that core node
+   * opens (X25519 of the two keys, Seal.box).
+   */
+  redeem: Type.Object({ t: Type.Literal("redeem"), pub: bytes(32), addr: AddressSchema, box: Type.Uint8Array({ minByteLength: 32, maxByteLength: LIMITS.trust.redeemBoxBytesMax }) }),
+  /** The core node's answer: a certificate for the redeeming key (`cert`), or why not (`error`). */
+  grant: Type.Object({ t: Type.Literal("grant"), cert: Type.Optional(bytes(82)), error: Type.Optional(Type.String({ maxLength: LIMITS.trust.grantErrorCharsMax })) }),
   /** Round-trip probe used by `net`. `sent` is the sender's clock in µs, echoed back. */
   ping: Type.Object({ t: Type.Literal("ping"), seq: u32, sent: safeU }),
   ack: Type.Object({ t: Type.Literal("ack"), seq: u32, sent: safeU }),
@@ -165,6 +173,11 @@ export type RosterMessage = MessageOf<(typeof ROSTER_TYPES)[number]>;
 const ROSTER_SET: ReadonlySet<MessageType> = new Set(ROSTER_TYPES);
 export function isRosterMessage(message: Message): message is RosterMessage {
   return ROSTER_SET.has(message.t);
+}
+
+/** What travels in intro packets (the cluster key only): the handshake, and redeeming an invite. */
+export function isIntroMessage(message: Message): boolean {
+  return ROSTER_SET.has(message.t) || message.t === "redeem" || message.t === "grant";
 }
 
 /** SWIM's messages (src/core/body/swim.ts); SWIM ignores every other kind. */

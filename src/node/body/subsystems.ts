@@ -3,6 +3,7 @@
 import { defineSubsystem } from "../subsystem.ts";
 import { degrade, guard as guardCommand, heal, persist, vital } from "./commands.ts";
 import { Guard } from "./guard.ts";
+import { invite, Invites } from "./invites.ts";
 import { Membership } from "./membership.ts";
 import { Persist } from "./persist.ts";
 import { Pinger } from "./pinger.ts";
@@ -44,4 +45,12 @@ export const PERSIST = defineSubsystem({
   kinds: {},
   create: (ctx, config) => new Persist(ctx, config.persistTicks),
   commands: [persist],
+});
+
+export const INVITES = defineSubsystem({
+  name: "invites",
+  // A redeeming node is no member yet: its redeem comes in an intro packet (the cluster key).
+  kinds: { redeem: "intro", grant: "intro" },
+  create: (ctx) => new Invites(ctx),
+  commands: [invite],
 });
