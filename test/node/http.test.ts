@@ -261,7 +261,8 @@ test("GET /v1/events streams the backlog, then live events; a second node joins"
   assert.equal(seen[0]?.data["id"], api().id);
 
   const token = (await import("node:fs")).readFileSync(join(dir, "a", "token"), "utf8").trim();
-  const b = await runNode({ data: join(dir, "b"), name: "beta", join: [api().listen], token, env: {} });
+  // A machine of the same owner: it certifies itself with the founder's owner key.
+  const b = await runNode({ data: join(dir, "b"), name: "beta", join: [api().listen], token, env: {}, ownerKey: join(dir, "a", "owner.key") });
   extra.push(b);
   await readUntil(() => seen.some((event) => event.type === "member-alive" && event.data["id"] === b.id));
   controller.abort();
