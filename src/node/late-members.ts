@@ -31,6 +31,10 @@ export class LateMembers implements Members {
   roleOf(id: string): ReturnType<Members["roleOf"]> {
     return this.#get().roleOf(id);
   }
+  revoke(id: string): void {
+    this.#get().revoke(id);
+  }
+
   publicKeyOf(id: string): Uint8Array | undefined {
     return this.#get().publicKeyOf(id);
   }

@@ -40,6 +40,8 @@ export interface Members {
   readonly size: number;
   stateOf(id: string): SwimState | undefined;
   roleOf(id: string): Role | undefined;
+  /** From now on the member's entries are refused and its packets dropped (a revoked certificate). */
+  revoke(id: string): void;
   /** The member's Ed25519 public key as its entry holds it (this node's too); undefined for a stranger. */
   publicKeyOf(id: string): Uint8Array | undefined;
   addressOf(id: string): string | undefined;
@@ -137,6 +139,8 @@ export interface KvService {
   get(key: string, callback: (answer: KvAnswer) => void): void;
   put(key: string, value: Uint8Array, callback: (answer: KvAnswer) => void): void;
   cas(key: string, expected: Uint8Array | undefined, value: Uint8Array, callback: (answer: KvAnswer) => void): void;
+  /** Keys under `prefix` in this node's replica (not linearizable: what it has applied), at most `limit`. */
+  keysLocal(prefix: string, limit: number): string[];
 }
 
 export interface TopicService {

@@ -87,7 +87,7 @@ test("pk node takes the token from --token-file or PK_TOKEN; pk shell and pk das
 
   const a = await startNode(["--data", join(dir, "a"), "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--token-file", file, "--name", "a", "--no-discover", "--public-name", "pk-a.test"], env);
   nodes.push(a.child);
-  const b = await startNode(["--data", join(dir, "b"), "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--join", a.ready.listen, "--name", "b"], { ...env, PK_TOKEN: token });
+  const b = await startNode(["--data", join(dir, "b"), "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--join", a.ready.listen, "--name", "b", "--owner-key", join(dir, "a", "owner.key")], { ...env, PK_TOKEN: token });
   nodes.push(b.child);
   // Packets are sealed with the token: the two form one cluster only if both hold it.
   await waitConverged([a.ready.api, b.ready.api], 2, 15_000);

@@ -171,7 +171,8 @@ export class EntryChecker {
 
   /** From now on the member's entries are refused (its certificate no longer counts). */
   revoke(id: string): void {
-    this.#revoked.add(id);
+    // Bounded like the member table: a revocation list longer than it names ids no one holds.
+    if (this.#revoked.size < this.#certsMax) this.#revoked.add(id);
     this.#certs.delete(id);
   }
 

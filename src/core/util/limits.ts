@@ -562,6 +562,8 @@ export const LIMITS = {
     redeemBoxBytesMax: 64,
     /** Characters of a grant's refusal text. */
     grantErrorCharsMax: 200,
+    /** Ticks between two looks at the revocations a node's consensus replica holds (invites.ts): 1 s at 10 ms. */
+    revokePollTicks: 100,
     /** Refusals from the seed that end an invited node's wait (unauthenticated: one is not enough). */
     redeemRefusalsMax: 3,
     /** How long an invited node waits for its grant before it gives up (run.ts). */

@@ -22,6 +22,9 @@ import { UsageError, type Command } from "../shell.ts";
 import type { KvAnswer, SubsystemContext } from "../subsystem-context.ts";
 
 export const INVITE_PREFIX = "trust/invite/";
+/** `trust/revoked/<node id>`: every node stops believing that member (polled every REVOKE_POLL_TICKS). */
+export const REVOKED_PREFIX = "trust/revoked/";
+const REVOKE_POLL_TICKS = LIMITS.trust.revokePollTicks;
 const CODE_PREFIX = "pk1.";
 export const INVITE_SECRET_BYTES = 16;
 /** Redemptions being checked at once (each waits for two consensus round trips). */
@@ -75,6 +78,7 @@ export class Invites {
   readonly #ctx: SubsystemContext;
   #pending = 0;
   readonly stats = { granted: 0, refused: 0, busy: 0 };
+  readonly #revoked = new Set<string>();
 
   constructor(ctx: SubsystemContext) {
     this.#ctx = ctx;
@@ -92,6 +96,31 @@ export class Invites {
     if (outcome.code !== "ok") throw new Error(`the invite was not recorded: ${outcome.code}${outcome.detail === undefined ? "" : ` (${outcome.detail})`}`);
     const code = encodeInvite({ owner: ctx.trust.owner, token: ctx.trust.token, secret, seed: { id: ctx.id, pub: ctx.identity.publicKey, addr: ctx.address } });
     return { code, expiresMs };
+  }
+
+  /** Revokes member `id` for the whole cluster (a consensus write every node applies). */
+  async revoke(id: string): Promise<void> {
+    const ctx = this.#ctx;
+    const kv = ctx.services.kv;
+    if (kv === undefined) throw new Error("no consensus store on this node");
+    if (id === ctx.id) throw new Error("a node does not revoke itself");
+    const outcome = await new Promise<KvAnswer>((resolve) => kv.put(REVOKED_PREFIX + id, packValue([Math.floor(ctx.clock.nowMs())]), resolve));
+    if (outcome.code !== "ok") throw new Error(`the revocation was not recorded: ${outcome.code}${outcome.detail === undefined ? "" : ` (${outcome.detail})`}`);
+  }
+
+  /** Applies the revocations this node's replica holds. */
+  tick(tick: number): void {
+    if (tick % REVOKE_POLL_TICKS !== 0) return;
+    const kv = this.#ctx.services.kv;
+    if (kv === undefined) return;
+    for (const key of kv.keysLocal(REVOKED_PREFIX, LIMITS.membersMax)) {
+      const id = key.slice(REVOKED_PREFIX.length);
+      if (!this.#revoked.has(id) && this.#revoked.size < LIMITS.membersMax) {
+        this.#revoked.add(id);
+        this.#ctx.members.revoke(id);
+        this.#ctx.emit("member-revoked", { id });
+      }
+    }
   }
 
   step(from: string, message: MessageOf<"redeem" | "grant">): void {
@@ -170,6 +199,19 @@ export const invite: Command<NodeContext> = {
       "on the new machine: put the code in a file and run  pk node --data DIR --invite-file FILE",
       "(it holds the cluster token: keep it off command lines, chat logs and screenshots)",
     ].join("\n");
+  },
+};
+
+export const revoke: Command<NodeContext> = {
+  name: "revoke",
+  summary: "revoke a member for the whole cluster: its entries and packets are refused from then on",
+  usage: "revoke NODE-ID",
+  async run(args, { kernel }) {
+    const [id] = args;
+    if (args.length !== 1 || id === undefined || !/^[0-9a-f]{16}$/.test(id)) throw new UsageError("revoke takes one node id (16 hex characters)");
+    if (kernel.swim.self.role !== "core") throw new UsageError("only a core node revokes");
+    await kernel.subsystem<Invites>("invites").revoke(id);
+    return `revoked ${id}: every node refuses its entries and packets within ${REVOKE_POLL_TICKS} ticks of applying this`;
   },
 };
 

@@ -132,7 +132,13 @@ export class Membership implements Members {
   }
 
   publicKeyOf(id: string): Uint8Array | undefined {
-    return id === this.self.id ? this.self.pub : this.swim.keyOf(id);
+    if (id === this.self.id) return this.self.pub;
+    // A revoked member's packets no longer open: SWIM then finds it dead, and its entries are refused.
+    return this.checker.isRevoked(id) ? undefined : this.swim.keyOf(id);
+  }
+
+  revoke(id: string): void {
+    if (id !== this.self.id) this.checker.revoke(id);
   }
 
   addressOf(id: string): string | undefined {

@@ -3,7 +3,7 @@
 import { defineSubsystem } from "../subsystem.ts";
 import { degrade, guard as guardCommand, heal, persist, vital } from "./commands.ts";
 import { Guard } from "./guard.ts";
-import { invite, Invites } from "./invites.ts";
+import { invite, Invites, revoke } from "./invites.ts";
 import { Membership } from "./membership.ts";
 import { Persist } from "./persist.ts";
 import { Pinger } from "./pinger.ts";
@@ -52,5 +52,5 @@ export const INVITES = defineSubsystem({
   // A redeeming node is no member yet: its redeem comes in an intro packet (the cluster key).
   kinds: { redeem: "intro", grant: "intro" },
   create: (ctx) => new Invites(ctx),
-  commands: [invite],
+  commands: [invite, revoke],
 });

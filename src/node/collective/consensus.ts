@@ -238,6 +238,11 @@ export class Consensus {
     this.#readQueue.push({ key, callback });
   }
 
+  /** Keys under `prefix` in this node's state (may be stale), at most `limit`. */
+  keysLocal(prefix: string, limit: number): string[] {
+    return this.kv.keys(prefix, limit).map(([key]) => key);
+  }
+
   /** A read of this node's state without confirming leadership (may be stale). */
   getLocal(key: string): KvRecord | undefined {
     return this.kv.get(key);
