@@ -5,12 +5,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { portFree } from "../src/cli/main.ts";
+import { provisionOwnerKey } from "../src/adapters/trust-files.ts";
 
 export const PK_BIN = fileURLToPath(new URL("../bin/pk.js", import.meta.url));
 export const HOST = "127.0.0.1";
@@ -199,11 +200,14 @@ export interface PkNodeOptions {
 /**
  * The command line of a `pk node`, in the argv shape `pk up` records in cluster.json. As `pk up`
  * does, it puts the token in the node's data folder (DATA/token, mode 0600, created here): a token
- * never goes on a command line, and the node reads that file on every start.
+ * never goes on a command line, and the node reads that file on every start; and the owner key.
  */
 export function pkNodeArgv(node: PkNodeOptions): string[] {
   mkdirSync(node.data, { recursive: true, mode: 0o700 });
   writeFileSync(join(node.data, "token"), `${node.token}\n`, { mode: 0o600 });
+  // As pk up does: the cluster's owner key (made once beside the nodes' folders) in each node's
+  // folder, so every node certifies itself core (docs/protocols/trust.md).
+  provisionOwnerKey(dirname(node.data), node.data);
   return [
     process.execPath, PK_BIN, "node", "--data", node.data, "--listen", node.listen, "--api", node.api,
     "--name", node.name, ...(node.join !== undefined ? ["--join", node.join] : []),

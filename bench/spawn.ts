@@ -80,7 +80,7 @@ export async function run(argv: string[]): Promise<unknown> {
     await sleep(3_000);
     const started = performance.now();
     // The token through the environment: pk node refuses it on the command line.
-    child = spawn(process.execPath, [PK_BIN, "node", "--data", joiner, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:7599", "--join", n1.listen, "--name", "n4"], { stdio: "ignore", env: { ...process.env, PK_TOKEN: cluster.token } });
+    child = spawn(process.execPath, [PK_BIN, "node", "--data", joiner, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:7599", "--join", n1.listen, "--name", "n4", "--owner-key", join(dir, "owner.key")], { stdio: "ignore", env: { ...process.env, PK_TOKEN: cluster.token } });
     const api = "http://127.0.0.1:7599";
     const times: Record<string, number | null> = { member: null, raft: null, rows: null, files: null };
     const deadline = started + 600_000;
