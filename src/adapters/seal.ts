@@ -61,9 +61,12 @@ export interface RealSeal extends Seal {
 interface PeerKeys {
   readonly pub: Uint8Array;
   readonly pair: Buffer;
-  sealEpochs: string;
+  /** The last packet key each way, with the (own, peer) epochs it is for. */
+  sealOwn: number;
+  sealPeer: number;
   sealKey: KeyObject | undefined;
-  openEpochs: string;
+  openOwn: number;
+  openPeer: number;
   openKey: KeyObject | undefined;
 }
 
@@ -108,7 +111,7 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
     const [lo, hi] = selfId < peerId ? [selfIdBytes, peerBytes] : [peerBytes, selfIdBytes];
     const keys: PeerKeys = {
       pub: pub.slice(), pair: derive(shared, clusterKey, Buffer.concat([PAIR_INFO, lo, hi])),
-      sealEpochs: "", sealKey: undefined, openEpochs: "", openKey: undefined,
+      sealOwn: -1, sealPeer: -1, sealKey: undefined, openOwn: -1, openPeer: -1, openKey: undefined,
     };
     if (keep) {
       peers.delete(peerId);
@@ -176,10 +179,10 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
       } else {
         const pair = pairOf(to.id, to.pub, true);
         assert(pair !== undefined, `seal: ${to.id}'s key is no X25519 point`);
-        const epochs = `${epoch}/${to.epoch}`;
-        if (pair.sealKey === undefined || pair.sealEpochs !== epochs) {
+        if (pair.sealKey === undefined || pair.sealOwn !== epoch || pair.sealPeer !== to.epoch) {
           pair.sealKey = packetKey(pair.pair, selfIdBytes, epoch, to.epoch);
-          pair.sealEpochs = epochs;
+          pair.sealOwn = epoch;
+          pair.sealPeer = to.epoch;
         }
         key = pair.sealKey;
       }
@@ -202,7 +205,6 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
         if (sender === undefined || sender.length !== NODE_ID_BYTES) return undefined;
         let key: KeyObject;
         let pair: PeerKeys | undefined;
-        const epochs = `${header.epoch}/${header.receiverEpoch}`;
         if (header.intro) {
           key = introKey(sender, header.epoch);
         } else {
@@ -211,7 +213,9 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
           // so forged packets can neither fill it nor evict real peers' keys.
           pair = pairOf(header.sender, senderPub, false);
           if (pair === undefined) return undefined;
-          key = pair.openKey !== undefined && pair.openEpochs === epochs ? pair.openKey : packetKey(pair.pair, sender, header.epoch, header.receiverEpoch);
+          key = pair.openKey !== undefined && pair.openOwn === header.receiverEpoch && pair.openPeer === header.epoch
+            ? pair.openKey
+            : packetKey(pair.pair, sender, header.epoch, header.receiverEpoch);
         }
         const head8 = packet.subarray(0, HEADER_BYTES);
         const ciphertext = packet.subarray(HEADER_BYTES, packet.length - TAG_BYTES);
@@ -223,7 +227,8 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
         if (pair !== undefined) {
           const kept = pairOf(header.sender, senderPub as Uint8Array, true) as PeerKeys;
           kept.openKey = key;
-          kept.openEpochs = epochs;
+          kept.openOwn = header.receiverEpoch;
+          kept.openPeer = header.epoch;
         }
         if (tail.length === 0) return new Uint8Array(head.buffer, head.byteOffset, head.length);
         const body = new Uint8Array(head.length + tail.length);

@@ -48,9 +48,9 @@ export class PeerSeal {
 
   /** An authenticated packet under the pair key arrived from `id`, sent in its boot `epoch`. */
   heard(members: Membership, id: string, epoch: number, tick: number): void {
-    bounded(this.#heard, members, id).set(id, tick);
-    const known = members.sealPeer(id)?.epoch ?? 0;
-    if (epoch > known) bounded(this.#epochs, members, id).set(id, epoch);
+    if (this.#heard.size < LIMITS.membersMax || this.#heard.has(id)) this.#heard.set(id, tick);
+    else bounded(this.#heard, members, id).set(id, tick);
+    if (epoch > (members.epochOf(id) ?? 0)) bounded(this.#epochs, members, id).set(id, epoch);
     else if (this.#epochs.size > 0) this.#epochs.delete(id);
   }
 

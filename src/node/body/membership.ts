@@ -150,6 +150,11 @@ export class Membership implements Members {
     return this.swim.idAt(addr);
   }
 
+  /** The boot epoch member `id`'s entry names; undefined when unknown. */
+  epochOf(id: string): number | undefined {
+    return this.swim.epochOf(id);
+  }
+
   /** What a packet to member `id` is sealed for: its key and the boot epoch its entry names. */
   sealPeer(id: string): SealPeer | undefined {
     const pub = this.swim.keyOf(id);
