@@ -238,7 +238,7 @@ export class Kernel extends NodeView {
     let pub: Uint8Array | undefined;
     if (!header.intro) {
       // Sealed for an earlier boot of ours: recorded and replayed, or sent before the sender learnt.
-      if (header.receiverEpoch !== this.#epoch) return this.#refuse("replay", `sealed for boot ${header.receiverEpoch} by ${header.sender}`);
+      if (header.receiverEpoch !== this.#epoch) return this.#refuse("replay", this.#peers.stale(members, header.sender, header.receiverEpoch, this.#tick));
       pub = members.publicKeyOf(header.sender);
       if (pub === undefined) return this.#refuse("unknown", this.#peers.unknown(members, header.sender, channel, from, this.#tick));
     }

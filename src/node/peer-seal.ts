@@ -84,6 +84,21 @@ export class PeerSeal {
     return `no entry for ${sender}`;
   }
 
+  /**
+   * A packet from `sender` sealed for another boot of ours (a replay, or a member that holds our
+   * old epoch: we restarted while cut off from it). A member we know is told our current entry at
+   * its address, at most once per INTRO_TICKS. Returns the drop's detail.
+   */
+  stale(members: Membership, sender: string, epoch: number, tick: number): string {
+    const addr = members.addressOf(sender);
+    const last = this.#answered.get(sender);
+    if (addr !== undefined && (last === undefined || tick - last >= INTRO_TICKS)) {
+      bounded(this.#answered, members, sender).set(sender, tick);
+      this.#sendIntro(addr, introduction(members));
+    }
+    return `sealed for boot ${epoch} by ${sender}`;
+  }
+
   /** The receiver to seal for (see target), introducing ourselves first when it may not know us. */
   route(members: Membership, addr: string, id: string | undefined, tick: number): SealPeer | null {
     const peer = this.target(members, addr, id);
@@ -95,7 +110,9 @@ export class PeerSeal {
   introduce(members: Membership, id: string, tick: number): boolean {
     if (this.#heard.has(id)) return false;
     const last = this.#introduced.get(id);
-    const owed = this.#owed.delete(id);
+    // Owed (it introduced itself to us), or a member we hold dead (we talk to it only to reconnect:
+    // it may hold us dead, or have forgotten us, or hold an old epoch of ours).
+    const owed = this.#owed.delete(id) || members.stateOf(id) === "dead";
     if (!owed && (tick >= INTRO_WINDOW_TICKS || last !== undefined)) return false;
     if (owed && last !== undefined && tick - last < INTRO_TICKS) return false;
     bounded(this.#introduced, members, id).set(id, tick);
