@@ -24,8 +24,8 @@
 // cap is reached (the total, or the newcomer's address's), the oldest unauthenticated connection
 // (of that address, for the per-address cap) is closed to make room; when every one is
 // authenticated, the newcomer is refused. Each of these is counted in `stats.refused`. The
-// sending side does not arrange for a small first frame: a large first frame on a new connection
-// (a `welcome` of hundreds of members, a chunk) is refused by the peer, and lost.
+// sending kernel puts a small frame right ahead of every stream frame over that bound (kernel.ts
+// #seal), so a connection opened for a large frame has authenticated by the time it arrives.
 //
 // The UDP socket asks the OS for a 4 MiB receive buffer (bursts of gossip and probes from many
 // peers arrive between two turns of the event loop) and a 1 MiB send buffer; an OS that refuses

@@ -14,7 +14,7 @@
 import { assert } from "../core/util/assert.ts";
 import { LIMITS } from "../core/util/limits.ts";
 import type { Rng } from "../core/util/rng.ts";
-import { decodeHeader, type Channel } from "../core/wire/envelope.ts";
+import { decodeHeader, HEADER_BYTES, TAG_BYTES, type Channel } from "../core/wire/envelope.ts";
 import { decodeMessage, encodeMessage } from "../core/wire/codec.ts";
 import { isIntroMessage, type Message, type MessageType } from "../core/wire/messages.ts";
 import { ReplayGuard } from "../core/wire/replay.ts";
@@ -27,7 +27,7 @@ import { KEY_EPOCH, readNumber, writeNumber } from "./store-values.ts";
 import type { Subsystem, SubsystemSpec } from "./subsystem.ts";
 import type { Sender, Services, SubsystemContext } from "./subsystem-context.ts";
 import { LateMembers } from "./late-members.ts";
-import { isIntroduction, PeerSeal } from "./peer-seal.ts";
+import { introduction, isIntroduction, PeerSeal } from "./peer-seal.ts";
 import { TaskTable, type Task } from "./tasks.ts";
 import { NodeView, type DropReason, type KernelStats } from "./view.ts";
 
@@ -430,15 +430,15 @@ export class Kernel extends NodeView {
 
   #seal(to: string, channel: Channel, message: Message, peer: SealPeer | undefined): void {
     const body = encodeMessage(message);
-    const counter = ++this.#counter[channel];
-    const packet = this.ports.seal.seal(channel, this.#epoch, counter, body, peer);
-    if (packet.length > (channel === "datagram" ? LIMITS.datagramBytesMax : LIMITS.frameBytesMax)) {
-      this.stats.sendFailures++;
-      return;
+    // A frame over the transport's first-frame bound goes behind a small one that authenticates the
+    // connection it may open (net.ts): a ping (its ack is an RTT sample), or in an intro our introduction.
+    if (channel === "stream" && body.length + HEADER_BYTES + TAG_BYTES > LIMITS.net.firstFrameBytesMax) {
+      this.#seal(to, channel, peer === undefined ? introduction(this.#membersOrThrow()) : { t: "ping", seq: 0, sent: Math.round(this.ports.clock.nowMs() * 1000) }, peer);
     }
-    const stats = this.stats[channel];
-    stats.packetsOut++;
-    stats.bytesOut += packet.length;
+    const packet = this.ports.seal.seal(channel, this.#epoch, ++this.#counter[channel], body, peer);
+    if (packet.length > (channel === "datagram" ? LIMITS.datagramBytesMax : LIMITS.frameBytesMax)) return void this.stats.sendFailures++;
+    this.stats[channel].packetsOut++;
+    this.stats[channel].bytesOut += packet.length;
     this.ports.transport.send(to, channel, packet);
   }
 
