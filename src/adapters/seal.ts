@@ -96,7 +96,8 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
   const introKey = (sender: Uint8Array, epoch: number): KeyObject =>
     createSecretKey(derive(clusterKey, Buffer.alloc(0), Buffer.concat([INTRO_INFO, sender, u64(epoch)])));
   /** The pair's keys; undefined when the peer's key is no X25519 point. Cached only when `keep`. */
-  const pairOf = (peerId: string, pub: Uint8Array, keep: boolean): PeerKeys | undefined => {
+  /** The pair's keys, from the cache or derived into a temporary (see remember); undefined when the peer's key is no X25519 point. */
+  const pairOf = (peerId: string, pub: Uint8Array): PeerKeys | undefined => {
     const cached = peers.get(peerId);
     if (cached !== undefined && bytesEqual(cached.pub, pub)) return cached;
     const peerBytes = fromHex(peerId);
@@ -109,15 +110,16 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
       return undefined; // a low-order point: no shared secret
     }
     const [lo, hi] = selfId < peerId ? [selfIdBytes, peerBytes] : [peerBytes, selfIdBytes];
-    const keys: PeerKeys = {
+    return {
       pub: pub.slice(), pair: derive(shared, clusterKey, Buffer.concat([PAIR_INFO, lo, hi])),
       sealOwn: -1, sealPeer: -1, sealKey: undefined, openOwn: -1, openPeer: -1, openKey: undefined,
     };
-    if (keep) {
-      peers.delete(peerId);
-      peers.set(peerId, keys);
-      if (peers.size > keysMax) peers.delete(peers.keys().next().value as string);
-    }
+  };
+  /** Caches `keys` as the most recently used peer's; evicts the least recently used beyond the bound. */
+  const remember = (peerId: string, keys: PeerKeys): PeerKeys => {
+    peers.delete(peerId);
+    peers.set(peerId, keys);
+    if (peers.size > keysMax) peers.delete(peers.keys().next().value as string);
     return keys;
   };
   const packetKey = (pair: Buffer, sender: Uint8Array, senderEpoch: number, receiverEpoch: number): KeyObject =>
@@ -177,8 +179,9 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
         if (introSealKey === undefined || introSealKey.epoch !== epoch) introSealKey = { epoch, key: introKey(selfIdBytes, epoch) };
         key = introSealKey.key;
       } else {
-        const pair = pairOf(to.id, to.pub, true);
-        assert(pair !== undefined, `seal: ${to.id}'s key is no X25519 point`);
+        const derived = pairOf(to.id, to.pub);
+        assert(derived !== undefined, `seal: ${to.id}'s key is no X25519 point`);
+        const pair = remember(to.id, derived);
         if (pair.sealKey === undefined || pair.sealOwn !== epoch || pair.sealPeer !== to.epoch) {
           pair.sealKey = packetKey(pair.pair, selfIdBytes, epoch, to.epoch);
           pair.sealOwn = epoch;
@@ -211,7 +214,7 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
           if (senderPub === undefined) return undefined;
           // A miss derives into a temporary: only a packet that authenticates may enter the cache,
           // so forged packets can neither fill it nor evict real peers' keys.
-          pair = pairOf(header.sender, senderPub, false);
+          pair = pairOf(header.sender, senderPub);
           if (pair === undefined) return undefined;
           key = pair.openKey !== undefined && pair.openOwn === header.receiverEpoch && pair.openPeer === header.epoch
             ? pair.openKey
@@ -225,10 +228,10 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
         const head = decipher.update(ciphertext);
         const tail = decipher.final(); // throws when the tag does not verify
         if (pair !== undefined) {
-          const kept = pairOf(header.sender, senderPub as Uint8Array, true) as PeerKeys;
-          kept.openKey = key;
-          kept.openOwn = header.receiverEpoch;
-          kept.openPeer = header.epoch;
+          remember(header.sender, pair);
+          pair.openKey = key;
+          pair.openOwn = header.receiverEpoch;
+          pair.openPeer = header.epoch;
         }
         if (tail.length === 0) return new Uint8Array(head.buffer, head.byteOffset, head.length);
         const body = new Uint8Array(head.length + tail.length);
