@@ -24,7 +24,7 @@ import { entryToWire, type Message, type MessageOf } from "../core/wire/messages
 import type { Membership } from "./body/membership.ts";
 import type { SealPeer } from "./ports.ts";
 
-/** Ticks between two introductions to a member that has not answered under our pair key. */
+/** Ticks between two introductions to one member (or answers to one address): the rate limit. */
 export const INTRO_TICKS = LIMITS.node.introTicks;
 /** Ticks after boot during which we introduce ourselves, unasked, to each member once. */
 export const INTRO_WINDOW_TICKS = LIMITS.node.introWindowTicks;
@@ -48,8 +48,7 @@ export class PeerSeal {
 
   /** An authenticated packet under the pair key arrived from `id`, sent in its boot `epoch`. */
   heard(members: Membership, id: string, epoch: number, tick: number): void {
-    if (this.#heard.size < LIMITS.membersMax || this.#heard.has(id)) this.#heard.set(id, tick);
-    else bounded(this.#heard, members, id).set(id, tick);
+    bounded(this.#heard, members, id).set(id, tick);
     if (epoch > (members.epochOf(id) ?? 0)) bounded(this.#epochs, members, id).set(id, epoch);
     else if (this.#epochs.size > 0) this.#epochs.delete(id);
   }
@@ -76,11 +75,7 @@ export class PeerSeal {
    * Returns the drop's detail.
    */
   unknown(members: Membership, sender: string, channel: "datagram" | "stream", from: string, tick: number): string {
-    const last = this.#answered.get(from);
-    if (channel === "datagram" && (last === undefined || tick - last >= INTRO_TICKS)) {
-      bounded(this.#answered, members, from).set(from, tick);
-      this.#sendIntro(from, introduction(members));
-    }
+    if (channel === "datagram") this.#answer(members, from, from, tick);
     return `no entry for ${sender}`;
   }
 
@@ -91,12 +86,16 @@ export class PeerSeal {
    */
   stale(members: Membership, sender: string, epoch: number, tick: number): string {
     const addr = members.addressOf(sender);
-    const last = this.#answered.get(sender);
-    if (addr !== undefined && (last === undefined || tick - last >= INTRO_TICKS)) {
-      bounded(this.#answered, members, sender).set(sender, tick);
-      this.#sendIntro(addr, introduction(members));
-    }
+    if (addr !== undefined) this.#answer(members, sender, addr, tick);
     return `sealed for boot ${epoch} by ${sender}`;
+  }
+
+  /** Our introduction to `addr`, unless one went for `key` (an address or a member) within INTRO_TICKS. */
+  #answer(members: Membership, key: string, addr: string, tick: number): void {
+    const last = this.#answered.get(key);
+    if (last !== undefined && tick - last < INTRO_TICKS) return;
+    bounded(this.#answered, members, key).set(key, tick);
+    this.#sendIntro(addr, introduction(members));
   }
 
   /** The receiver to seal for (see target), introducing ourselves first when it may not know us. */
@@ -112,9 +111,10 @@ export class PeerSeal {
     const last = this.#introduced.get(id);
     // Owed (it introduced itself to us), or a member we hold dead (we talk to it only to reconnect:
     // it may hold us dead, or have forgotten us, or hold an old epoch of ours).
-    const owed = this.#owed.delete(id) || members.stateOf(id) === "dead";
+    const owed = this.#owed.has(id) || members.stateOf(id) === "dead";
     if (!owed && (tick >= INTRO_WINDOW_TICKS || last !== undefined)) return false;
     if (owed && last !== undefined && tick - last < INTRO_TICKS) return false;
+    this.#owed.delete(id);
     bounded(this.#introduced, members, id).set(id, tick);
     return true;
   }

@@ -382,9 +382,9 @@ export const LIMITS = {
     /** Rounds of the kernel's flush loop per turn (kernel.ts): work left after them stays queued for the next turn. */
     flushRoundsMax: 8,
     /**
-     * Ticks between two introductions (our signed entry in an intro packet, peer-seal.ts) to a
-     * member that has not yet sent us a packet under our pair key: 50 ticks (0.5 s at 10 ms), a
-     * little above a SWIM probe period, so a joiner's first probes find it introduced.
+     * Ticks between two introductions (our signed entry in an intro packet, peer-seal.ts) to one
+     * member, or answers to one address: 50 ticks (0.5 s at 10 ms), the rate limit of asked-for
+     * and reconnecting introductions.
      */
     introTicks: 50,
     /**
