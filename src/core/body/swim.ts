@@ -614,9 +614,15 @@ export class Swim {
 
   /** What is known about member `id` (a fresh view object; self is not a member). */
   member(id: string): SwimMember | undefined {
-    const slot = this.#dir.slotOf(id);
-    if (slot === undefined || slot === this.#selfSlot || slot >= this.#state.length || this.#state[slot] === UNKNOWN) return undefined;
+    const slot = this.#knownSlot(id);
+    if (slot === undefined) return undefined;
     return this.#view(slot);
+  }
+
+  /** The slot of a member this core knows (self excluded), or undefined. */
+  #knownSlot(id: string): number | undefined {
+    const slot = this.#dir.slotOf(id);
+    return slot === undefined || slot === this.#selfSlot || slot >= this.#state.length || this.#state[slot] === UNKNOWN ? undefined : slot;
   }
 
   /** Ids of the live (alive or suspect) members, self excluded; no view objects. */
@@ -641,15 +647,15 @@ export class Swim {
 
   /** The member's state, without building a view; undefined when unknown. */
   stateOf(id: string): SwimState | undefined {
-    const slot = this.#dir.slotOf(id);
-    if (slot === undefined || slot === this.#selfSlot || slot >= this.#state.length || this.#state[slot] === UNKNOWN) return undefined;
+    const slot = this.#knownSlot(id);
+    if (slot === undefined) return undefined;
     return CODE_STATES[this.#state[slot] as number];
   }
 
   /** Where the member is reached, without building a view; undefined when unknown. */
   addressOf(id: string): string | undefined {
-    const slot = this.#dir.slotOf(id);
-    if (slot === undefined || slot === this.#selfSlot || slot >= this.#state.length || this.#state[slot] === UNKNOWN) return undefined;
+    const slot = this.#knownSlot(id);
+    if (slot === undefined) return undefined;
     return this.#addr(slot);
   }
 
@@ -669,8 +675,8 @@ export class Swim {
 
   /** A member's public key, without building a view; undefined when unknown. */
   keyOf(id: string): Uint8Array | undefined {
-    const slot = this.#dir.slotOf(id);
-    if (slot === undefined || slot === this.#selfSlot || slot >= this.#state.length || this.#state[slot] === UNKNOWN) return undefined;
+    const slot = this.#knownSlot(id);
+    if (slot === undefined) return undefined;
     if (this.#identities.size > 0) {
       const identity = this.#identities.get(slot);
       if (identity !== undefined) return identity.pub;
@@ -680,8 +686,8 @@ export class Swim {
 
   /** The boot epoch in a member's current entry; undefined when unknown. */
   epochOf(id: string): number | undefined {
-    const slot = this.#dir.slotOf(id);
-    if (slot === undefined || slot === this.#selfSlot || slot >= this.#state.length || this.#state[slot] === UNKNOWN) return undefined;
+    const slot = this.#knownSlot(id);
+    if (slot === undefined) return undefined;
     return this.#epoch[slot];
   }
 
