@@ -85,15 +85,11 @@ export function saveGrant(dataDir: string, ownerPub: Uint8Array, cert: Uint8Arra
  */
 export function provisionOwnerKey(ownerDir: string, dataDir: string): void {
   const source = join(ownerDir, OWNER_KEY_FILE);
-  if (readOwnerKey(source) === undefined) makeOwnerKey(source);
+  const owner = readOwnerKey(source) ?? makeOwnerKey(source);
   const target = join(dataDir, OWNER_KEY_FILE);
-  const pem = readFileSync(source);
   const there = readOwnerKey(target);
-  if (there !== undefined) {
-    if (!same(there.publicKey, (readOwnerKey(source) as Identity).publicKey)) throw new TrustFileError(`${target} holds another cluster's owner key`);
-    return;
-  }
-  writeDurably(target, pem, 0o600);
+  if (there === undefined) writeDurably(target, readFileSync(source), 0o600);
+  else if (!same(there.publicKey, owner.publicKey)) throw new TrustFileError(`${target} holds another cluster's owner key`);
 }
 
 function makeOwnerKey(path: string): Signer {
