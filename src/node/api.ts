@@ -157,6 +157,19 @@ function kernelMetrics(kernel: Kernel, hostStats: () => HostStats | undefined, r
       this.inc(kernel.stats.introductions);
     },
   });
+  new Counter({
+    name: "pk_records_refused_total",
+    help: "Relayed claims that did not verify, by reason: member entries (kind=entry) and writers' records (row, sfs, heal)",
+    labelNames: ["kind", "reason"] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [reason, count] of Object.entries(kernel.membership.checker.refused)) this.inc({ kind: "entry", reason }, count);
+      for (const [kind, reasons] of Object.entries(kernel.records.refused)) {
+        for (const [reason, count] of Object.entries(reasons)) this.inc({ kind, reason }, count);
+      }
+    },
+  });
   new Gauge({
     name: "pk_members",
     help: "Members of the cluster as this node sees them (itself included), by state",

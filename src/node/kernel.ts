@@ -11,6 +11,7 @@
 // of every turn (a packet, a tick, a call from the API) the kernel carries them out in order:
 // persist (durable writes in one fsynced batch), then send, then apply (Raft's ready), then events
 // (published on the bus, then handed to every subsystem), and again while that produced more work.
+import { RecordSigner } from "../core/body/trust.ts";
 import { assert } from "../core/util/assert.ts";
 import { LIMITS } from "../core/util/limits.ts";
 import type { Rng } from "../core/util/rng.ts";
@@ -84,6 +85,8 @@ export class Kernel extends NodeView {
   };
   /** What subsystems offer each other (filled in as they are built). */
   readonly services: Services = {};
+  /** Signs this node's records and checks other writers' (see SubsystemContext.records). */
+  readonly records: RecordSigner;
   readonly #specs: readonly SubsystemSpec[];
   readonly #replay = new ReplayGuard();
   readonly #parts = new Map<string, Subsystem>();
@@ -115,6 +118,7 @@ export class Kernel extends NodeView {
     this.ports = ports;
     this.config = config;
     this.#specs = specs;
+    this.records = new RecordSigner(ports.identity, ports.identity, { revoked: (id) => this.#members?.isRevoked(id) ?? false, keysMax: LIMITS.membersMax });
   }
 
   get id(): string {
@@ -316,7 +320,7 @@ export class Kernel extends NodeView {
     const ports = this.ports;
     const members = new LateMembers(() => this.#membersOrThrow());
     return {
-      id: this.id, address: ports.transport.address, store: ports.store, clock: ports.clock, identity: ports.identity, trust: ports.trust, boxes: ports.seal,
+      id: this.id, address: ports.transport.address, store: ports.store, clock: ports.clock, identity: ports.identity, records: this.records, trust: ports.trust, boxes: ports.seal,
       tasks: this.tasks, epoch: this.#epoch, rng: ports.rng, host: ports.host, files: ports.files, defer: ports.defer,
       members, services: this.services,
       fork: () => ports.rng.fork(),

@@ -34,6 +34,9 @@ export class LateMembers implements Members {
   revoke(id: string): void {
     this.#get().revoke(id);
   }
+  isRevoked(id: string): boolean {
+    return this.#get().isRevoked(id);
+  }
 
   publicKeyOf(id: string): Uint8Array | undefined {
     return this.#get().publicKeyOf(id);

@@ -3,6 +3,7 @@
 // (kv, topics), the store, the files port, and the kernel's outbox for sends, store writes and
 // events — never the kernel itself. Service classes import this file only, so they stay leaves.
 import type { Mode } from "../core/body/degrade.ts";
+import type { RecordSigner } from "../core/body/trust.ts";
 import type { SwimState } from "../core/body/swim.ts";
 import type { Rng } from "../core/util/rng.ts";
 import type { Channel } from "../core/wire/envelope.ts";
@@ -42,6 +43,8 @@ export interface Members {
   roleOf(id: string): Role | undefined;
   /** From now on the member's entries are refused and its packets dropped (a revoked certificate). */
   revoke(id: string): void;
+  /** True once the member's certificate was revoked: its entries, packets and records are refused. */
+  isRevoked(id: string): boolean;
   /** The member's Ed25519 public key as its entry holds it (this node's too); undefined for a stranger. */
   publicKeyOf(id: string): Uint8Array | undefined;
   addressOf(id: string): string | undefined;
@@ -73,6 +76,11 @@ export interface SubsystemContext {
   readonly store: Store;
   readonly clock: Clock;
   readonly identity: Identity;
+  /**
+   * Signs this node's records and checks other writers' (gossip rows, shared-folder versions, heal
+   * records): one per node, so its refusal counters are the node's (src/core/body/trust.ts).
+   */
+  readonly records: RecordSigner;
   /** The cluster's owner key and what it granted this node. */
   readonly trust: NodeTrust;
   /** Boxes between this node's key and another's (invites), and secret random bytes. */

@@ -181,6 +181,73 @@ export class EntryChecker {
   }
 }
 
+/** What a record's signature is for: one domain per record kind, so no signature serves two. */
+export type RecordKind = "row" | "sfs" | "heal";
+const RECORD_CONTEXTS: Record<RecordKind, Uint8Array> = {
+  row: encoder.encode("p-kernel/v1/row"),
+  sfs: encoder.encode("p-kernel/v1/sfs"),
+  heal: encoder.encode("p-kernel/v1/heal"),
+};
+
+/** Why a writer's record is not believed. */
+export type RecordRefusal = "key" | "revoked" | "signature";
+
+/**
+ * Writers' signatures on the records other nodes relay (gossip rows, shared-folder versions, heal
+ * records). A record carries its writer's public key (32 bytes) and signature (64) over
+ * "p-kernel/v1/KIND" ‖ the record's canonical bytes, so it verifies wherever it is relayed, its
+ * writer alive or long gone: the writer's id derives from the key (the first 8 bytes of its
+ * SHA-256), so no one can sign as another member. Keys already matched to an id are remembered
+ * (bounded by `keysMax`) so the hash runs once per writer, not per record.
+ */
+export class RecordSigner {
+  readonly #self: Signer;
+  readonly #crypto: TrustCrypto;
+  readonly #revoked: (id: string) => boolean;
+  readonly #keysMax: number;
+  readonly #keys = new Map<string, Uint8Array>();
+  /** Refusals by record kind and reason, for /metrics. */
+  readonly refused: Record<RecordKind, Record<RecordRefusal, number>> = {
+    row: { key: 0, revoked: 0, signature: 0 }, sfs: { key: 0, revoked: 0, signature: 0 }, heal: { key: 0, revoked: 0, signature: 0 },
+  };
+
+  constructor(self: Signer, crypto: TrustCrypto, options: { readonly revoked?: (id: string) => boolean; readonly keysMax?: number } = {}) {
+    this.#self = self;
+    this.#crypto = crypto;
+    this.#revoked = options.revoked ?? (() => false);
+    this.#keysMax = options.keysMax ?? 4096;
+  }
+
+  /** This node's public key: what its records carry. */
+  get publicKey(): Uint8Array {
+    return this.#self.publicKey;
+  }
+
+  /** This node's signature over a record's canonical bytes. */
+  sign(kind: RecordKind, body: Uint8Array): Uint8Array {
+    return this.#self.sign(concat([RECORD_CONTEXTS[kind], body]));
+  }
+
+  /** Undefined when `writer` (whose key `pub` is) signed `body`; else why not (also counted). */
+  check(kind: RecordKind, writer: string, pub: Uint8Array, body: Uint8Array, signature: Uint8Array): RecordRefusal | undefined {
+    const refusal = this.#check(kind, writer, pub, body, signature);
+    if (refusal !== undefined) this.refused[kind][refusal]++;
+    return refusal;
+  }
+
+  #check(kind: RecordKind, writer: string, pub: Uint8Array, body: Uint8Array, signature: Uint8Array): RecordRefusal | undefined {
+    if (this.#revoked(writer)) return "revoked";
+    const known = this.#keys.get(writer);
+    if (known === undefined || !bytesSame(known, pub)) {
+      if (this.#crypto.idOf(pub) !== writer) return "key";
+      if (this.#keys.size >= this.#keysMax) this.#keys.delete(this.#keys.keys().next().value as string);
+      this.#keys.set(writer, pub.slice());
+    }
+    if (signature.length !== SIGNATURE_BYTES || !this.#crypto.verify(pub, concat([RECORD_CONTEXTS[kind], body]), signature)) return "signature";
+    return undefined;
+  }
+}
+
 /** UTF-8 of a string: a plain copy for ASCII (addresses and most names), TextEncoder otherwise. */
 function utf8(text: string): Uint8Array {
   const out = new Uint8Array(text.length);

@@ -141,6 +141,10 @@ export class Membership implements Members {
     if (id !== this.self.id) this.checker.revoke(id);
   }
 
+  isRevoked(id: string): boolean {
+    return this.checker.isRevoked(id);
+  }
+
   addressOf(id: string): string | undefined {
     return this.swim.addressOf(id);
   }
