@@ -18,7 +18,7 @@ test("records: a writer's record verifies anywhere; another key, another body, a
   // Mallory signs as Alice: her key is not Alice's id.
   assert.equal(reader.check("row", alice.id, mallory.publicKey, body, mallory.sign(body)), "key");
   const changed = body.slice();
-  changed[0] ^= 1;
+  changed[0] = (changed[0] as number) ^ 1;
   assert.equal(reader.check("row", alice.id, alice.publicKey, changed, signature), "signature");
   assert.equal(reader.check("sfs", alice.id, alice.publicKey, body, signature), "signature", "a row's signature is no shared-folder version's");
   assert.equal(reader.check("row", alice.id, alice.publicKey, body, signature.subarray(0, 63)), "signature");
