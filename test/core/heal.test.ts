@@ -1,44 +1,64 @@
 // The guarded-task core (src/core/body/heal.ts, docs/protocols/heal.md): adoption of a dead owner's
-// task, and the bounds on what a peer's record may do ("attack" tests): a record naming this node
-// as owner that it never wrote is not run and is replaced, epochs past LIMITS.guardEpochTakenMax
-// are taken only a bounded step at a time, and a node's own define, remove and adopt keep room.
+// task, and what a peer's record may do ("attack" tests): every record is signed by the owner it
+// names, so a record in another node's name, or a signed one changed on the way, is dropped by
+// every node and counted; epochs past LIMITS.guardEpochTakenMax are taken only a bounded step at a
+// time; and a node's own define, remove and adopt keep room.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Heal, taskFromWire, taskToWire, type GuardedTask, type HealMembership } from "../../src/core/body/heal.ts";
+import {
+  Heal, healRecordBody, taskFromWire, taskToWire, type GuardedTask, type GuardedTaskFields, type HealMembership, type HealSigner,
+} from "../../src/core/body/heal.ts";
+import { RecordSigner } from "../../src/core/body/trust.ts";
 import { LIMITS } from "../../src/core/util/limits.ts";
 import type { GuardedTaskWire } from "../../src/core/wire/messages.ts";
+import type { Identity } from "../../src/node/ports.ts";
+import { createSimIdentity } from "../../src/sim/identity.ts";
 
-const A = "00000000000000a1";
-const B = "00000000000000b2";
-const C = "00000000000000c3";
+// Four identities (the simulator's stand-in signatures: real keys, cheap signatures), named in id
+// order: adoption goes to the lowest id.
+const IDENTITIES: Identity[] = [1, 2, 3, 4].map((n) => createSimIdentity(new Uint8Array(32).fill(n))).sort((a, b) => (a.id < b.id ? -1 : 1));
+const [ID_A, ID_B, ID_C, ID_M] = IDENTITIES as [Identity, Identity, Identity, Identity];
+const A = ID_A.id;
+const B = ID_B.id;
+const C = ID_C.id;
 const CONFIG = { syncTicks: 500, settleTicks: 0 };
+const signers = new Map<string, RecordSigner>();
+
+/** The node's signer (one per node, as on a real node: its refusal counts are the node's). */
+function signerOf(identity: Identity): RecordSigner {
+  let signer = signers.get(identity.id);
+  if (signer === undefined) signers.set(identity.id, (signer = new RecordSigner(identity, identity)));
+  return signer;
+}
 
 /** A membership view: `live` are the others this node sees alive; `gone` those it holds dead. */
 function members(live: string[], gone: string[] = []): HealMembership {
   return { liveIds: () => live, liveCount: () => live.length, isGone: (id) => gone.includes(id) };
 }
 
-function record(name: string, command: string, owner: string, epoch: number, removed = false): GuardedTaskWire {
-  return [name, command, 100, owner, epoch, removed];
+/** A record signed by `writer` (the owner's own record when writer is the owner's identity). */
+function record(name: string, command: string, owner: string, epoch: number, writer: Identity, removed = false): GuardedTaskWire {
+  const fields: GuardedTaskFields = { name, command, everyTicks: 100, owner, epoch, removed };
+  return taskToWire({ ...fields, pub: writer.publicKey, sig: new RecordSigner(writer, writer).sign("heal", healRecordBody(fields)) });
 }
 
-function settled(self: string, membership: HealMembership): Heal {
-  const heal = new Heal(self, CONFIG);
+function settled(identity: Identity, membership: HealMembership, records: HealSigner = new RecordSigner(identity, identity)): Heal {
+  const heal = new Heal(identity.id, records, CONFIG);
   heal.tick(membership);
   heal.ready();
   return heal;
 }
 
 /** Delivers every message `from` has to the nodes in `to` (by id), once. */
-function deliver(from: Heal, fromId: string, to: Map<string, Heal>, membershipOf: (id: string) => HealMembership): void {
-  for (const out of from.ready().messages) to.get(out.to)?.step(fromId, out.reply, out.tasks, membershipOf(out.to));
+function deliver(from: Heal, fromId: string, to: Map<string, Heal>): void {
+  for (const out of from.ready().messages) to.get(out.to)?.step(fromId, out.reply, out.tasks);
 }
 
-test("heal: the lowest-id survivor adopts a dead owner's task one epoch up, and the others take its record", () => {
-  const nodes = new Map([[A, settled(A, members([B, C]))], [B, settled(B, members([A, C]))], [C, settled(C, members([A, B]))]]);
+test("heal: the lowest-id survivor adopts a dead owner's task one epoch up, signed by itself, and the others take its record", () => {
+  const nodes = new Map([[A, settled(ID_A, members([B, C]))], [B, settled(ID_B, members([A, C]))], [C, settled(ID_C, members([A, B]))]]);
   const c = nodes.get(C) as Heal;
   assert.equal(c.define("beat", "ver", 100, members([A, B])), undefined);
-  deliver(c, C, nodes, (id) => members([A, B, C].filter((x) => x !== id)));
+  deliver(c, C, nodes);
   for (const id of [A, B]) assert.equal(nodes.get(id)?.get("beat")?.owner, C);
   // C dies: A (the lowest live id) adopts, B does not.
   const view = (id: string): HealMembership => members([A, B].filter((x) => x !== id), [C]);
@@ -46,16 +66,17 @@ test("heal: the lowest-id survivor adopts a dead owner's task one epoch up, and 
   const a = nodes.get(A) as Heal;
   const b = nodes.get(B) as Heal;
   assert.deepEqual(a.running().map((t) => [t.name, t.owner, t.epoch]), [["beat", A, 2]]);
+  assert.deepEqual(a.get("beat")?.pub, ID_A.publicKey, "the adoption carries the adopter's key");
   assert.deepEqual(b.running(), []);
-  deliver(a, A, nodes, view);
+  deliver(a, A, nodes);
   assert.deepEqual(b.get("beat"), { ...(a.get("beat") as GuardedTask) }, "B holds A's adoption");
-  assert.deepEqual(b.stats(), { epochRefused: 0, ownerRefused: 0 });
+  assert.deepEqual(b.stats(), { epochRefused: 0, signatureRefused: 0, ownerRefused: 0, unsignedDropped: 0 });
 });
 
 test("attack: a record naming the victim as owner with the maximum epoch is refused — the victim runs nothing and guard rm still works", () => {
   const view = members([B]);
-  const victim = settled(A, view);
-  victim.step(B, false, [record("pub", "topic pub spam x", A, LIMITS.guardEpochMax)], view);
+  const victim = settled(ID_A, view);
+  victim.step(B, false, [record("pub", "topic pub spam x", A, LIMITS.guardEpochMax, ID_B)]);
   assert.deepEqual(victim.running(), [], "the forged task does not run on the victim");
   assert.equal(victim.get("pub"), undefined);
   assert.equal(victim.stats().epochRefused, 1);
@@ -65,58 +86,129 @@ test("attack: a record naming the victim as owner with the maximum epoch is refu
   assert.equal(victim.get("pub")?.removed, true);
 });
 
-test("attack: a record naming this node as owner that it never wrote is not run, and a removal one epoch above replaces it everywhere", () => {
+test("attack: a record naming another node as owner, signed by the relaying member, is taken by no node and counted; guard rm still works", () => {
   const view = members([B, C]);
-  const victim = settled(A, view);
-  const bystander = settled(C, members([A, B]));
-  const forged = record("pub", "topic pub spam x", A, 7);
-  // The bystander takes the forgery (it cannot tell): it believes the victim runs it.
-  bystander.step(B, false, [forged]);
-  assert.equal(bystander.get("pub")?.owner, A);
-  victim.step(B, false, [forged], view);
-  assert.deepEqual(victim.running(), [], "not run");
-  assert.deepEqual(victim.get("pub"), { name: "pub", command: "topic pub spam x", everyTicks: 100, owner: A, epoch: 8, removed: true });
-  assert.equal(victim.stats().ownerRefused, 1);
+  const victimSigner = signerOf(ID_A);
+  const bystanderSigner = new RecordSigner(ID_C, ID_C);
+  const victim = settled(ID_A, view, victimSigner);
+  const bystander = settled(ID_C, members([A, B]), bystanderSigner);
+  // Mallory (B here) writes a record naming the victim, with her own key, and with the victim's key
+  // but her own signature.
+  const withOwnKey = record("pub", "topic pub spam x", A, 7, ID_B);
+  const withVictimKey: GuardedTaskWire = [...withOwnKey.slice(0, 6) as [string, string, number, string, number, boolean], ID_A.publicKey, withOwnKey[7]];
+  for (const node of [victim, bystander]) node.step(B, false, [withOwnKey, withVictimKey]);
+  for (const node of [victim, bystander]) {
+    assert.equal(node.get("pub"), undefined, "nobody holds it");
+    assert.deepEqual(node.running(), [], "nobody runs it");
+    assert.equal(node.stats().signatureRefused, 2);
+  }
+  assert.equal(victim.stats().ownerRefused, 2, "the victim counts records in its name");
+  assert.equal(bystander.stats().ownerRefused, 0);
+  assert.deepEqual(bystanderSigner.refused.heal, { key: 1, revoked: 0, signature: 1 }, "the node's signer counts by reason (/metrics)");
   const ready = victim.ready();
-  assert.deepEqual(ready.events, [{ type: "guard-refused", name: "pub", from: B, epoch: 7, command: "topic pub spam x" }]);
-  assert.deepEqual(ready.changed.map((t) => [t.name, t.epoch, t.removed]), [["pub", 8, true]], "the removal is stored");
-  assert.deepEqual(ready.messages.map((m) => m.to).sort(), [B, C], "and told to every live member");
-  const toC = ready.messages.find((m) => m.to === C);
-  assert.ok(toC !== undefined);
-  bystander.step(A, toC.reply, toC.tasks);
-  assert.equal(bystander.get("pub")?.removed, true, "the bystander drops the forgery");
-  // Sent again (a replay in a later sync), the forgery loses to the removal.
-  victim.step(B, false, [forged], view);
+  assert.deepEqual(ready.events.map((e) => e.type), ["guard-refused", "guard-refused"], "the victim's event log says so");
+  assert.deepEqual(ready.changed, [], "nothing stored");
+  assert.deepEqual(ready.messages, [], "nothing answered: the forgery landed nowhere");
+  // The name stays the victim's to use.
+  assert.equal(victim.define("pub", "ver", 100, view), undefined);
+  assert.equal(victim.remove("pub", view), undefined);
+  assert.equal(victim.get("pub")?.removed, true);
+});
+
+test("attack: a valid signature reused on a changed record (command, owner, epoch, removal) is refused; the signed one is still taken", () => {
+  const view = members([A, B]);
+  const node = settled(ID_C, view);
+  const good = record("beat", "ver", B, 3, ID_B);
+  const changed: GuardedTaskWire[] = [
+    ["beat", "rm -r /shared/x", 100, B, 4, false, good[6], good[7]],
+    ["beat", "ver", 100, A, 3, false, good[6], good[7]],
+    ["beat", "ver", 100, B, 9, false, good[6], good[7]],
+    ["beat", "ver", 100, B, 3, true, good[6], good[7]],
+    ["beat", "ver", 50, B, 3, false, good[6], good[7]],
+  ];
+  node.step(B, false, changed);
+  assert.equal(node.get("beat"), undefined);
+  assert.equal(node.stats().signatureRefused, changed.length);
+  // The rest of a message is still applied: the good record next to a forged one.
+  node.step(A, false, [changed[0] as GuardedTaskWire, good]);
+  assert.deepEqual([node.get("beat")?.owner, node.get("beat")?.command, node.get("beat")?.epoch], [B, "ver", 3]);
+  assert.equal(node.stats().signatureRefused, changed.length + 1);
+});
+
+test("attack: a forged record over a task this node owns is not run; its own definition stays", () => {
+  const view = members([B]);
+  const victim = settled(ID_A, view);
+  assert.equal(victim.define("beat", "ver", 100, view), undefined);
+  victim.ready();
+  victim.step(B, false, [record("beat", "rm -r /shared/x", A, 5, ID_B)]);
+  assert.deepEqual(victim.running().map((t) => [t.command, t.epoch, t.owner]), [["ver", 1, A]]);
   assert.equal(victim.stats().ownerRefused, 1);
 });
 
-test("attack: a forged record over a task this node owns is not run; its own definition comes back one epoch above", () => {
+test("heal: a record this node signed and then lost (its store) comes back as its own when a peer relays it", () => {
   const view = members([B]);
-  const victim = settled(A, view);
-  assert.equal(victim.define("beat", "ver", 100, view), undefined);
-  victim.ready();
-  victim.step(B, false, [record("beat", "rm -r /shared/x", A, 5)], view);
-  assert.deepEqual(victim.running().map((t) => [t.command, t.epoch, t.owner]), [["ver", 6, A]]);
-  assert.deepEqual(victim.ready().messages.map((m) => taskFromWire(m.tasks[0] as GuardedTaskWire).command), ["ver"]);
+  const before = settled(ID_A, view);
+  assert.equal(before.define("beat", "ver", 100, view), undefined);
+  const signed = taskToWire(before.get("beat") as GuardedTask);
+  const after = settled(ID_A, view);
+  after.step(B, false, [signed]);
+  assert.deepEqual(after.running().map((t) => [t.name, t.command, t.owner]), [["beat", "ver", A]]);
+  assert.equal(after.stats().signatureRefused, 0);
+});
+
+test("heal: a record is checked only when it would change what is held; a table relayed again costs no signature check", () => {
+  let checks = 0;
+  const real = new RecordSigner(ID_C, ID_C);
+  const counting: HealSigner = {
+    publicKey: real.publicKey,
+    sign: (kind, body) => real.sign(kind, body),
+    check: (kind, writer, pub, body, signature) => {
+      checks++;
+      return real.check(kind, writer, pub, body, signature);
+    },
+  };
+  const node = settled(ID_C, members([A, B]), counting);
+  const table = [record("one", "ver", A, 2, ID_A), record("two", "ver", B, 5, ID_B)];
+  node.step(A, false, table);
+  assert.equal(checks, 2);
+  node.step(B, false, table);
+  node.step(B, false, [record("one", "ver", A, 1, ID_A)]);
+  assert.equal(checks, 2, "held or older: nothing to check");
+  assert.equal(node.list().length, 2);
+});
+
+test("heal: unsigned records from the store (the previous format) — this node's own are signed again and stored, others' dropped and counted", () => {
+  const unsigned = new Uint8Array(0);
+  const node = new Heal(A, signerOf(ID_A), CONFIG);
+  node.restore([
+    { name: "mine", command: "ver", everyTicks: 100, owner: A, epoch: 4, removed: false, pub: unsigned, sig: unsigned },
+    { name: "theirs", command: "ver", everyTicks: 100, owner: B, epoch: 2, removed: false, pub: unsigned, sig: unsigned },
+    taskFromWire(record("signed", "ver", B, 3, ID_B)),
+  ]);
+  assert.deepEqual(node.list().map((t) => t.name), ["mine", "signed"]);
+  assert.equal(node.stats().unsignedDropped, 1);
+  const mine = node.get("mine") as GuardedTask;
+  assert.equal(new RecordSigner(ID_B, ID_B).check("heal", A, mine.pub, healRecordBody(mine), mine.sig), undefined, "signed again by this node");
+  assert.deepEqual(node.ready().changed.map((t) => t.name), ["mine"], "and stored again in the new format");
 });
 
 test("attack: epochs past LIMITS.guardEpochTakenMax are taken only guardEpochStepMax above the held record; adoption still works above it", () => {
   const taken = LIMITS.guardEpochTakenMax;
   const step = LIMITS.guardEpochStepMax;
   const view = members([B, C]);
-  const node = settled(A, view);
-  node.step(B, false, [record("job", "ver", B, taken)], view);
+  const node = settled(ID_A, view);
+  node.step(B, false, [record("job", "ver", B, taken, ID_B)]);
   assert.equal(node.get("job")?.epoch, taken, "up to the bound, taken as it comes");
-  node.step(B, false, [record("job", "ver", B, taken + step + 1)], view);
+  node.step(B, false, [record("job", "ver", B, taken + step + 1, ID_B)]);
   assert.equal(node.get("job")?.epoch, taken, "a jump past the step is refused");
-  node.step(B, false, [record("job", "ver", B, taken + step)], view);
+  node.step(B, false, [record("job", "ver", B, taken + step, ID_B)]);
   assert.equal(node.get("job")?.epoch, taken + step, "a bounded step is taken");
-  node.step(B, false, [record("new", "ver", B, taken + 1)], view);
+  node.step(B, false, [record("new", "ver", B, taken + 1, ID_B)]);
   assert.equal(node.get("new"), undefined, "a name not held starts at most at the bound");
   assert.equal(node.stats().epochRefused, 2);
   // B dies: A adopts at one above, and C (which held the same record) takes the adoption.
-  const other = settled(C, members([A, B]));
-  other.step(B, false, [record("job", "ver", B, taken)]);
+  const other = settled(ID_C, members([A, B]));
+  other.step(B, false, [record("job", "ver", B, taken, ID_B)]);
   other.step(B, false, [taskToWire(node.get("job") as GuardedTask)]);
   assert.equal(other.get("job")?.epoch, taken + step);
   node.tick(members([C], [B]));
@@ -125,4 +217,10 @@ test("attack: epochs past LIMITS.guardEpochTakenMax are taken only guardEpochSte
   assert.ok(adoption !== undefined);
   other.step(A, false, adoption.tasks);
   assert.equal(other.get("job")?.owner, A);
+});
+
+test("heal: a record of an unknown writer (ID_M, never a member here) verifies all the same: its key is its id", () => {
+  const node = settled(ID_A, members([B]));
+  node.step(B, false, [record("far", "ver", ID_M.id, 2, ID_M)]);
+  assert.equal(node.get("far")?.owner, ID_M.id);
 });

@@ -82,7 +82,7 @@ test("codec: messages round trip", () => {
   const messages: Message[] = [
     { t: "hello", entry },
     { t: "welcome", states: [[0, entryToWire(entry)], [1, entry.id, 3, entry.id]] },
-    { t: "heal", reply: true, tasks: [["beat", "ver", 100, entry.id, 2, false]] },
+    { t: "heal", reply: true, tasks: [["beat", "ver", 100, entry.id, 2, false, entry.pub, entry.sig]] },
     { t: "vital", up: 1, load: 250, rss: 1 << 20, heap: 1 << 19, lag: 1200 },
     { t: "ping", seq: 1, sent: 123456789 },
     { t: "challenge", nonce: new Uint8Array(16).fill(1) },
@@ -104,8 +104,16 @@ test("codec: invalid messages are refused with a reason, never thrown", () => {
     { t: "hello", entry },
     { t: "hello", entry: [...wire, "extra"] },
     { t: "swim-gossip", updates: new Array(33).fill([0, wire]) },
-    { t: "heal", reply: false, tasks: [["bad name!", "ver", 100, entry.id, 1, false]] },
-    { t: "heal", reply: false, tasks: [["beat", "ver", 0, entry.id, 1, false]] },
+    { t: "heal", reply: false, tasks: [["bad name!", "ver", 100, entry.id, 1, false, entry.pub, entry.sig]] },
+    { t: "heal", reply: false, tasks: [["beat", "ver", 0, entry.id, 1, false, entry.pub, entry.sig]] },
+    // A guarded task's key is exactly 32 bytes and its signature 64; an unsigned record is refused.
+    { t: "heal", reply: false, tasks: [["beat", "ver", 100, entry.id, 1, false]] },
+    { t: "heal", reply: false, tasks: [["beat", "ver", 100, entry.id, 1, false, new Uint8Array(31), entry.sig]] },
+    { t: "heal", reply: false, tasks: [["beat", "ver", 100, entry.id, 1, false, new Uint8Array(33), entry.sig]] },
+    { t: "heal", reply: false, tasks: [["beat", "ver", 100, entry.id, 1, false, entry.pub, new Uint8Array(63)]] },
+    { t: "heal", reply: false, tasks: [["beat", "ver", 100, entry.id, 1, false, entry.pub, new Uint8Array(65)]] },
+    { t: "heal", reply: false, tasks: [["beat", "ver", 100, entry.id, 1, false, entry.pub, entry.sig, "extra"]] },
+    { t: "heal", reply: false, tasks: [["beat", "ver", 100, entry.id, 1, false, "pub", entry.sig]] },
     { t: "vital", up: 1, load: -1, rss: 0, heap: 0, lag: 0 },
     { t: "hello", entry: [wire[0], wire[1], "no-port", ...wire.slice(3)] },
     [1, 2, 3],
@@ -129,4 +137,20 @@ test("codec: decodeMessage is total on random and mutated bytes (fuzz)", () => {
     const result = decodeMessage(mutated);
     if (result.ok) assert.ok(typeof result.message.t === "string");
   }), { numRuns: 20_000 });
+});
+
+test("codec: heal records with their writer's key and signature decode only at their exact sizes, and mutated ones never throw (fuzz)", () => {
+  const valid = encodeMessage({ t: "heal", reply: false, tasks: [["beat", "ver", 100, entry.id, 2, false, entry.pub, entry.sig], ["job", "topic pub t k v", 5, entry.id, 7, true, entry.pub, entry.sig]] });
+  fc.assert(fc.property(fc.array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }), fc.nat(valid.length), (flips, cut) => {
+    const mutated = valid.slice(0, Math.max(1, cut));
+    for (const [i, v] of flips) if (i < mutated.length) mutated[i] = v;
+    const result = decodeMessage(mutated);
+    if (result.ok && result.message.t === "heal") {
+      for (const task of result.message.tasks) assert.ok(task[6].length === 32 && task[7].length === 64, "a decoded record has a 32-byte key and a 64-byte signature");
+    }
+  }), { numRuns: 20_000 });
+  fc.assert(fc.property(fc.nat(40), fc.nat(100), (pubLength, sigLength) => {
+    const result = decodeMessage(pack({ t: "heal", reply: false, tasks: [["beat", "ver", 100, entry.id, 2, false, new Uint8Array(pubLength), new Uint8Array(sigLength)]] }));
+    assert.equal(result.ok, pubLength === 32 && sigLength === 64);
+  }), { numRuns: 2_000 });
 });

@@ -11,15 +11,19 @@
 // with a peer or `settleTicks` have passed, so a restarted owner does not resume a task adopted in
 // its absence.
 //
-// Trust. Records are not signed, so a peer's record is bounded as a value before it is taken:
-// (1) a record naming this node as owner is one only this node writes (a definition, removal or
-// adoption names its writer), so a peer's newer one is a forgery (or this node lost its store): it
-// is refused, never run, and answered one epoch above with this node's own record of the task, or a
-// removal when it holds none, which wins over it everywhere; (2) epochs up
-// to LIMITS.guardEpochTakenMax are taken as they come, and above it only up to guardEpochStepMax
-// above the record held, so the upper half of the epoch space stays for the changes nodes make
-// themselves (define, remove, adopt: one epoch each) and a peer cannot use it up in one message.
+// Trust. Every record names its writer as its owner (a definition, an adoption and a removal are
+// all written by the node they name) and carries that writer's Ed25519 public key and signature
+// over its canonical bytes (healRecordBody), so it verifies wherever it is relayed, its writer alive
+// or long gone: nobody can put a record in another node's name, nor change a signed one. A peer's
+// record is checked only when it would replace what this node holds; one that fails is dropped and
+// counted (the signer counts by reason, Heal.stats() counts `signatureRefused`), the rest of the
+// message is still taken. A record naming this node that verifies is one this node wrote (before
+// it lost its store): it is taken back. Epochs up to LIMITS.guardEpochTakenMax are taken as they
+// come, and above it only up to guardEpochStepMax above the record held, so the upper half of the
+// epoch space stays for the changes nodes make themselves (define, remove, adopt: one epoch each)
+// and no writer can use it up in one message.
 import { assert } from "../util/assert.ts";
+import { fromHex } from "../util/bytes.ts";
 import { LIMITS } from "../util/limits.ts";
 import { Outbox, type Ready } from "../util/outbox.ts";
 import { Timeout } from "../util/timeout.ts";
@@ -29,9 +33,28 @@ export interface GuardedTask {
   readonly name: string;
   readonly command: string;
   readonly everyTicks: number;
+  /** The node that runs the task, and the record's writer: its key signed it. */
   readonly owner: string;
   readonly epoch: number;
   readonly removed: boolean;
+  /** The owner's Ed25519 public key (32 bytes; its id is the key's SHA-256 prefix). */
+  readonly pub: Uint8Array;
+  /** The owner's signature over healRecordBody (64 bytes; empty only in a record of the previous format read from the store). */
+  readonly sig: Uint8Array;
+}
+
+/** The fields a record's writer signs: all of them but the key and the signature. */
+export type GuardedTaskFields = Omit<GuardedTask, "pub" | "sig">;
+
+/**
+ * Signs this node's records and checks other writers' (the node's RecordSigner, trust.ts, is one;
+ * tests may use it over the simulator's stand-in identity). check() answers undefined for a good
+ * signature, else the reason, and counts the refusal itself.
+ */
+export interface HealSigner {
+  readonly publicKey: Uint8Array;
+  sign(kind: "heal", body: Uint8Array): Uint8Array;
+  check(kind: "heal", writer: string, pub: Uint8Array, body: Uint8Array, signature: Uint8Array): string | undefined;
 }
 
 export interface HealConfig {
@@ -64,15 +87,19 @@ export type HealEvent =
   | { readonly type: "guard-defined"; readonly name: string; readonly owner: string; readonly epoch: number }
   | { readonly type: "guard-removed"; readonly name: string; readonly epoch: number }
   | { readonly type: "guard-adopted"; readonly name: string; readonly from: string; readonly epoch: number }
-  /** A peer sent a record naming this node as owner that it never wrote; this node's own record (or a removal) replaced it. */
+  /** A peer sent a record naming this node as owner that this node never signed: dropped (every node drops it). */
   | { readonly type: "guard-refused"; readonly name: string; readonly from: string; readonly epoch: number; readonly command: string };
 
 /** Peer records refused (docs/protocols/heal.md, "Trust"). */
 export interface HealStats {
   /** Records whose epoch is beyond what may be taken from a peer (LIMITS.guardEpochTakenMax, guardEpochStepMax). */
   epochRefused: number;
-  /** Newer records naming this node as owner that it never wrote: refused and replaced. */
+  /** Newer records whose owner's signature does not verify (another key, a changed field): dropped. */
+  signatureRefused: number;
+  /** Of those, the ones naming this node as owner (a record in its name it never wrote). */
   ownerRefused: number;
+  /** Unsigned records of other owners read from the store (the previous format): dropped at boot. */
+  unsignedDropped: number;
 }
 
 export interface HealReady extends Ready<HealOutbound, HealEvent> {
@@ -81,11 +108,52 @@ export interface HealReady extends Ready<HealOutbound, HealEvent> {
 }
 
 export function taskToWire(task: GuardedTask): GuardedTaskWire {
-  return [task.name, task.command, task.everyTicks, task.owner, task.epoch, task.removed];
+  return [task.name, task.command, task.everyTicks, task.owner, task.epoch, task.removed, task.pub, task.sig];
+}
+
+/** The decoder hands out byte fields as views into the packet; a kept record gets its own copies. */
+/** The record's fields as the wire holds them, without copies (to compare with the one held). */
+function taskFromWireView(wire: GuardedTaskWire): GuardedTaskFields {
+  return { name: wire[0], command: wire[1], everyTicks: wire[2], owner: wire[3], epoch: wire[4], removed: wire[5] };
 }
 
 export function taskFromWire(wire: GuardedTaskWire): GuardedTask {
-  return { name: wire[0], command: wire[1], everyTicks: wire[2], owner: wire[3], epoch: wire[4], removed: wire[5] };
+  return { name: wire[0], command: wire[1], everyTicks: wire[2], owner: wire[3], epoch: wire[4], removed: wire[5], pub: wire[6].slice(), sig: wire[7].slice() };
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * The canonical bytes of a record, which its owner signs (RecordSigner prefixes "p-kernel/v1/heal"):
+ *
+ *   name length (u8) ‖ name (ASCII) ‖ command length (u16 BE) ‖ command (UTF-8) ‖ everyTicks (u32 BE)
+ *   ‖ owner (8 bytes) ‖ epoch (u32 BE) ‖ removed (u8: 0 or 1)
+ *
+ * Every field is bounded by the wire schema (name ≤ 64 characters, command ≤ 1,024 characters, so
+ * ≤ 3,072 bytes), so the lengths fit their prefixes and the encoding is unambiguous.
+ */
+export function healRecordBody(task: GuardedTaskFields): Uint8Array {
+  const name = encoder.encode(task.name);
+  const command = encoder.encode(task.command);
+  assert(name.length <= 0xff && command.length <= 0xffff, "healRecordBody: name or command beyond its length prefix");
+  const out = new Uint8Array(1 + name.length + 2 + command.length + 4 + 8 + 4 + 1);
+  const view = new DataView(out.buffer);
+  let at = 0;
+  out[at++] = name.length;
+  out.set(name, at);
+  at += name.length;
+  view.setUint16(at, command.length);
+  at += 2;
+  out.set(command, at);
+  at += command.length;
+  view.setUint32(at, task.everyTicks);
+  at += 4;
+  out.set(fromHex(task.owner) ?? new Uint8Array(8), at);
+  at += 8;
+  view.setUint32(at, task.epoch);
+  at += 4;
+  out[at] = task.removed ? 1 : 0;
+  return out;
 }
 
 /**
@@ -97,7 +165,7 @@ export function epochTakeable(epoch: number, held: number): boolean {
 }
 
 /** True when record `a` wins over record `b` of the same task (see the header). */
-export function taskBeats(a: GuardedTask, b: GuardedTask): boolean {
+export function taskBeats(a: GuardedTaskFields, b: GuardedTaskFields): boolean {
   if (a.epoch !== b.epoch) return a.epoch > b.epoch;
   if (a.owner !== b.owner) return a.owner < b.owner;
   if (a.removed !== b.removed) return a.removed;
@@ -107,6 +175,7 @@ export function taskBeats(a: GuardedTask, b: GuardedTask): boolean {
 
 export class Heal {
   readonly #self: string;
+  readonly #records: HealSigner;
   readonly #config: HealConfig;
   readonly #tasks = new Map<string, GuardedTask>();
   readonly #sync: Timeout;
@@ -114,19 +183,36 @@ export class Heal {
   #running: GuardedTask[] | undefined;
   #now = 0;
   readonly #out = new Outbox<HealOutbound, HealEvent, { changed: GuardedTask }>({ changed: [] });
-  readonly #stats: HealStats = { epochRefused: 0, ownerRefused: 0 };
+  readonly #stats: HealStats = { epochRefused: 0, signatureRefused: 0, ownerRefused: 0, unsignedDropped: 0 };
 
-  constructor(self: string, config: HealConfig = HEAL_DEFAULTS) {
+  /** `records` signs this node's records (its key must be `self`'s) and checks peers'. */
+  constructor(self: string, records: HealSigner, config: HealConfig = HEAL_DEFAULTS) {
     assert(config.syncTicks > 0 && config.settleTicks >= 0, "Heal: config out of bounds");
     this.#self = self;
+    this.#records = records;
     this.#config = config;
     this.#sync = new Timeout("heal-sync", config.syncTicks);
     this.#sync.start();
   }
 
-  /** Records from the store, before any traffic. */
+  /**
+   * Records from the store, before any traffic (this node wrote or checked them: not checked again).
+   * An unsigned record (written by the previous format) is signed again when this node owns it (it
+   * is stored again, in the new format, at the next drain) and dropped, counted, when another node
+   * does: its owner signs it again at its own boot and it comes back by sync; one whose owner never
+   * comes back is gone.
+   */
   restore(tasks: readonly GuardedTask[]): void {
-    for (const task of tasks) {
+    for (const stored of tasks) {
+      let task = stored;
+      if (task.sig.length === 0) {
+        if (task.owner !== this.#self) {
+          this.#stats.unsignedDropped++;
+          continue;
+        }
+        task = this.#signed(task);
+        this.#out.add("changed", task);
+      }
       const known = this.#tasks.get(task.name);
       if (known === undefined ? this.#tasks.size < LIMITS.guardedTasksMax : taskBeats(task, known)) this.#tasks.set(task.name, task);
       this.#running = undefined;
@@ -164,7 +250,7 @@ export class Heal {
     }
     const epoch = (known?.epoch ?? 0) + 1;
     if (epoch > LIMITS.guardEpochMax) return "epoch space exhausted";
-    const task: GuardedTask = { name, command, everyTicks, owner: this.#self, epoch, removed: false };
+    const task = this.#signed({ name, command, everyTicks, owner: this.#self, epoch, removed: false });
     this.#set(task);
     this.#out.emit({ type: "guard-defined", name, owner: this.#self, epoch });
     this.#broadcast([task], membership);
@@ -176,7 +262,7 @@ export class Heal {
     const known = this.#tasks.get(name);
     if (known === undefined || known.removed) return `no guarded task ${JSON.stringify(name)}`;
     if (known.epoch >= LIMITS.guardEpochMax) return "epoch space exhausted";
-    const task: GuardedTask = { ...known, epoch: known.epoch + 1, removed: true, owner: this.#self };
+    const task = this.#signed({ ...known, epoch: known.epoch + 1, removed: true, owner: this.#self });
     this.#set(task);
     this.#out.emit({ type: "guard-removed", name, epoch: task.epoch });
     this.#broadcast([task], membership);
@@ -184,37 +270,30 @@ export class Heal {
   }
 
   /**
-   * A peer's records; `reply` asks for ours back. `membership` is needed only to tell every live
-   * member of the answer to a refused record naming this node; without it the answer spreads by sync.
+   * A peer's records; `reply` asks for ours back. A record is checked (its epoch, then its owner's
+   * signature) only when it would replace the one held: one held already, or older, costs nothing.
    */
-  step(from: string, reply: boolean, tasks: readonly GuardedTaskWire[], membership?: HealMembership): void {
+  step(from: string, reply: boolean, tasks: readonly GuardedTaskWire[]): void {
     this.#settled = true;
-    let answers: GuardedTask[] | undefined;
     for (const wire of tasks) {
-      const task = taskFromWire(wire);
-      const known = this.#tasks.get(task.name);
-      if (known !== undefined ? !taskBeats(task, known) : this.#tasks.size >= LIMITS.guardedTasksMax) continue;
-      if (!epochTakeable(task.epoch, known?.epoch ?? 0)) {
+      const known = this.#tasks.get(wire[0]);
+      if (known !== undefined ? !taskBeats(taskFromWireView(wire), known) : this.#tasks.size >= LIMITS.guardedTasksMax) continue;
+      if (!epochTakeable(wire[4], known?.epoch ?? 0)) {
         this.#stats.epochRefused++;
         continue;
       }
-      if (task.owner === this.#self) {
-        // Only this node writes records that name it: a newer one from a peer was never written
-        // here. It is not run. One epoch above it, this node's own record (when it holds one) or
-        // else a removal replaces it everywhere.
-        this.#stats.ownerRefused++;
-        if (task.epoch >= LIMITS.guardEpochMax) continue;
-        const answer: GuardedTask = known?.owner === this.#self
-          ? { ...known, epoch: task.epoch + 1 }
-          : { ...task, epoch: task.epoch + 1, removed: true };
-        this.#set(answer);
-        this.#out.emit({ type: "guard-refused", name: task.name, from, epoch: task.epoch, command: task.command });
-        (answers ??= []).push(answer);
+      const task = taskFromWire(wire);
+      if (this.#records.check("heal", task.owner, task.pub, healRecordBody(task), task.sig) !== undefined) {
+        // Not its owner's: a record in another node's name, or a signed one changed on the way.
+        this.#stats.signatureRefused++;
+        if (task.owner === this.#self) {
+          this.#stats.ownerRefused++;
+          this.#out.emit({ type: "guard-refused", name: task.name, from, epoch: task.epoch, command: task.command });
+        }
         continue;
       }
       this.#set(task);
     }
-    if (answers !== undefined && membership !== undefined) this.#broadcast(answers, membership);
     if (reply) this.#out.send({ to: from, reply: false, tasks: this.#table() });
   }
 
@@ -265,7 +344,7 @@ export class Heal {
         lowestKnown = true;
       }
       if (lowest !== this.#self || task.epoch >= LIMITS.guardEpochMax) continue;
-      const next: GuardedTask = { ...task, owner: this.#self, epoch: task.epoch + 1 };
+      const next = this.#signed({ ...task, owner: this.#self, epoch: task.epoch + 1 });
       this.#set(next);
       this.#out.emit({ type: "guard-adopted", name: task.name, from: task.owner, epoch: next.epoch });
       (adopted ??= []).push(next);
@@ -276,6 +355,14 @@ export class Heal {
   #broadcast(tasks: readonly GuardedTask[], membership: HealMembership): void {
     const wire = tasks.map(taskToWire);
     for (const to of membership.liveIds()) this.#out.send({ to, reply: false, tasks: wire });
+  }
+
+  /** A record of this node's, signed by it (every record it writes names it as owner). */
+  #signed(fields: GuardedTaskFields): GuardedTask {
+    assert(fields.owner === this.#self, "Heal: a record this node signs names it as owner");
+    const { name, command, everyTicks, owner, epoch, removed } = fields;
+    const task = { name, command, everyTicks, owner, epoch, removed };
+    return { ...task, pub: this.#records.publicKey, sig: this.#records.sign("heal", healRecordBody(task)) };
   }
 
   #set(task: GuardedTask): void {

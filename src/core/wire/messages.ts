@@ -77,17 +77,23 @@ export type SwimUpdateWire = Static<typeof SwimUpdateWireSchema>;
 const Updates = (maxItems: number) => Type.Array(SwimUpdateWireSchema, { maxItems });
 
 /**
- * One guarded task as the tuple [name, command, everyTicks, owner, epoch, removed]: `epoch` rises
- * with every change (define, adoption, removal); the record with the higher epoch wins, and at equal
- * epochs the lower owner id, then the smaller command (a total order, so every node converges).
+ * One guarded task as the tuple [name, command, everyTicks, owner, epoch, removed, pub, sig]:
+ * `epoch` rises with every change (define, adoption, removal); the record with the higher epoch
+ * wins, and at equal epochs the lower owner id, then the smaller command (a total order, so every
+ * node converges). The owner wrote it: `pub` is its Ed25519 key (32 bytes) and `sig` (64 bytes) its
+ * signature over the other fields (heal.ts healRecordBody, docs/protocols/heal.md).
  */
-export const GuardedTaskWireSchema = Type.Tuple([
+const GUARDED_TASK_FIELDS = [
   Type.String({ minLength: 1, maxLength: LIMITS.guardNameCharsMax, pattern: "^[A-Za-z0-9._-]+$" }),
   Type.String({ minLength: 1, maxLength: LIMITS.guardCommandCharsMax }),
   Type.Integer({ minimum: 1, maximum: LIMITS.guardEveryTicksMax }),
   NodeIdSchema, u32, Type.Boolean(),
-]);
+] as const;
+export const GuardedTaskWireSchema = Type.Tuple([...GUARDED_TASK_FIELDS, bytes(32), bytes(64)]);
 export type GuardedTaskWire = Static<typeof GuardedTaskWireSchema>;
+/** A record of the previous format, without key and signature: read from the store only (guard.ts restore). */
+export const UnsignedGuardedTaskWireSchema = Type.Tuple([...GUARDED_TASK_FIELDS]);
+export type UnsignedGuardedTaskWire = Static<typeof UnsignedGuardedTaskWireSchema>;
 
 /** The wire form of every message, keyed by its `t` tag. */
 export const MESSAGE_SCHEMAS = {
@@ -194,6 +200,7 @@ const CHECKS = Object.fromEntries(
 
 const ENTRY_WIRE_CHECK = TypeCompiler.Compile(MemberEntryWireSchema);
 const TASK_WIRE_CHECK = TypeCompiler.Compile(GuardedTaskWireSchema);
+const UNSIGNED_TASK_WIRE_CHECK = TypeCompiler.Compile(UnsignedGuardedTaskWireSchema);
 
 export type ValidateResult =
   | { readonly ok: true; readonly message: Message }
@@ -226,6 +233,11 @@ export function isMemberEntryWire(value: unknown): value is MemberEntryWire {
 /** True when a value (from the store) is a well-formed guarded-task record. */
 export function isGuardedTaskWire(value: unknown): value is GuardedTaskWire {
   return TASK_WIRE_CHECK.Check(value);
+}
+
+/** True when a value from the store is a guarded-task record of the previous, unsigned format. */
+export function isUnsignedGuardedTaskWire(value: unknown): value is UnsignedGuardedTaskWire {
+  return UNSIGNED_TASK_WIRE_CHECK.Check(value);
 }
 
 function fromWire(message: WireMessage): Message {

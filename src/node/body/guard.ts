@@ -2,11 +2,12 @@
 // running on exactly one node — its owner, or the survivor that adopted it — and this subsystem
 // runs the ones this node holds: a task per guarded command in the task table, its command run
 // every everyTicks through the runner the node installs (the shell). Records are durable before
-// they are sent.
+// they are sent. Each record is signed by its owner (the node's RecordSigner, ctx.records): heal
+// checks peers' records with it, and its refusals show in /metrics (pk_records_refused_total).
 import { Heal, taskFromWire, taskToWire, type GuardedTask, type HealConfig, type HealMembership } from "../../core/body/heal.ts";
 import { LIMITS } from "../../core/util/limits.ts";
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
-import { isGuardedTaskWire, type MessageOf } from "../../core/wire/messages.ts";
+import { isGuardedTaskWire, isUnsignedGuardedTaskWire, type MessageOf } from "../../core/wire/messages.ts";
 import type { KernelEvent } from "../events.ts";
 import type { PersistSection, SubsystemContext } from "../subsystem-context.ts";
 import type { Task } from "../tasks.ts";
@@ -45,7 +46,7 @@ export class Guard {
 
   constructor(ctx: SubsystemContext, config: HealConfig) {
     this.#ctx = ctx;
-    this.heal = new Heal(ctx.id, config);
+    this.heal = new Heal(ctx.id, ctx.records, config);
     this.heal.restore(this.#restore());
     this.#membership = {
       liveIds: () => ctx.members.liveIds(),
@@ -58,7 +59,7 @@ export class Guard {
   }
 
   step(from: string, message: MessageOf<"heal">): void {
-    this.heal.step(from, message.reply, message.tasks, this.#membership);
+    this.heal.step(from, message.reply, message.tasks);
     this.#drain();
   }
 
@@ -161,11 +162,14 @@ export class Guard {
     this.#ctx.emit("guard-stopped", { name: running.record.name, epoch: running.record.epoch, reason });
   }
 
+  /** The stored records; those of the previous format come unsigned (heal signs its own again, drops the rest). */
   #restore(): GuardedTask[] {
     const out: GuardedTask[] = [];
+    const unsigned = new Uint8Array(0);
     for (const [, value] of this.#ctx.store.scan(PREFIX_GUARD, LIMITS.guardedTasksMax * 2)) {
       const decoded = unpackValue(value);
       if (isGuardedTaskWire(decoded)) out.push(taskFromWire(decoded));
+      else if (isUnsignedGuardedTaskWire(decoded)) out.push(taskFromWire([...decoded, unsigned, unsigned]));
     }
     return out;
   }
