@@ -29,6 +29,7 @@ import { CERT_FILE, loadTrust, saveGrant } from "../adapters/trust-files.ts";
 import { decodeInvite, type InviteCode } from "./body/invites.ts";
 import { redeemInvite } from "./redeem.ts";
 import { KEY_EPOCH, readNumber, writeNumber } from "./store-values.ts";
+import type { SubsystemSpec } from "./subsystem.ts";
 
 /** Ticks one wakeup of the loop may run to catch up; beyond that they are skipped and counted. */
 export const CATCH_UP_TICKS_MAX = LIMITS.node.catchUpTicksMax;
@@ -90,6 +91,11 @@ export interface NodeOptions {
    * (in-process use, as in tests).
    */
   readonly ownProcess?: boolean;
+  /**
+   * The subsystems this node runs (default: the registry's SUBSYSTEMS). A test adds one of its own
+   * to drive the node from inside, as test/cli/attacks.test.ts's attacker does.
+   */
+  readonly subsystems?: readonly SubsystemSpec[];
   /** Environment to read PK_TOKEN from; default process.env. */
   readonly env?: Readonly<Record<string, string | undefined>>;
 }
@@ -325,6 +331,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
           ...(process.env["PK_RAFT_DISK_THREAD"] === "0" ? { diskThread: false } : {}),
         },
       },
+      options.subsystems,
     );
     kernel.start();
     beacon?.setMember(true);
