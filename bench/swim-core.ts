@@ -16,7 +16,7 @@ import { Swim, SWIM_LAN } from "../src/core/body/swim.ts";
 import { createRng } from "../src/core/util/rng.ts";
 import { decodeMessage, encodeMessage } from "../src/core/wire/codec.ts";
 import { entryToWire, type Message, type MemberEntry, type SwimUpdateWire } from "../src/core/wire/messages.ts";
-import { SwimSim, testCrypto, testEntry } from "../test/core/swim-harness.ts";
+import { claim, SwimSim, testCrypto, testEntry } from "../test/core/swim-harness.ts";
 
 interface CoreResult {
   readonly n: number;
@@ -73,7 +73,7 @@ function runCore(n: number, ticks: number, seed: number): CoreResult {
       const accuser = other();
       const id = (entries[victim] as MemberEntry).id;
       if (rng.chance(0.5)) {
-        pending.push([1, id, incarnations[victim] as number, (entries[accuser] as MemberEntry).id]);
+        pending.push(claim(1, id, incarnations[victim] as number, (entries[accuser] as MemberEntry).id));
       } else {
         const incarnation = (incarnations[victim] as number) + 1;
         incarnations[victim] = incarnation;

@@ -159,12 +159,15 @@ function kernelMetrics(kernel: Kernel, hostStats: () => HostStats | undefined, r
   });
   new Counter({
     name: "pk_records_refused_total",
-    help: "Relayed claims that did not verify, by reason: member entries (kind=entry) and writers' records (row, sfs, heal)",
+    help: "Relayed claims that did not verify, by kind and reason: member entries, SWIM's claims about members' states, writers' records (row, sfs, heal)",
     labelNames: ["kind", "reason"] as const,
     registers,
     collect() {
       this.reset();
       for (const [reason, count] of Object.entries(kernel.membership.checker.refused)) this.inc({ kind: "entry", reason }, count);
+      const swim = kernel.swim.stats;
+      this.inc({ kind: "claim", reason: "signature" }, swim.claimsRefused);
+      this.inc({ kind: "claim", reason: "leave" }, swim.leavesForged);
       for (const [kind, reasons] of Object.entries(kernel.records.refused)) {
         for (const [reason, count] of Object.entries(reasons)) this.inc({ kind, reason }, count);
       }

@@ -29,7 +29,7 @@
 // (suspicion minimum 8).
 import { performance } from "node:perf_hooks";
 import { Swim, SWIM_LAN, SwimDirectory, type SwimConfig, type SwimCrypto, type SwimEvent } from "../core/body/swim.ts";
-import { aliveMessage, EntryChecker, issueCert } from "../core/body/trust.ts";
+import { aliveMessage, claimMessage, EntryChecker, issueCert } from "../core/body/trust.ts";
 import { simSignature, simVerify } from "./identity.ts";
 import { toHex } from "../core/util/bytes.ts";
 import { HEADER_BYTES, TAG_BYTES } from "../core/wire/envelope.ts";
@@ -122,6 +122,8 @@ export const simSwimCrypto: SwimCrypto = {
     const pub = simSwimKey(Number.parseInt(fields.id.slice(8), 16) - 1);
     return simSignature(pub, aliveMessage(fields));
   },
+  signClaim: (claim) => simSignature(simSwimKey(Number.parseInt(claim.from.slice(8), 16) - 1), claimMessage(claim)),
+  checkClaim: (claim, key, sig) => simVerify(key, claimMessage(claim), sig),
 };
 
 function simSwimKey(index: number): Uint8Array {

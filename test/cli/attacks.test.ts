@@ -13,7 +13,7 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createIdentityFromSeed } from "../../src/adapters/identity.ts";
-import { issueCert, signEntry } from "../../src/core/body/trust.ts";
+import { claimMessage, issueCert, signEntry } from "../../src/core/body/trust.ts";
 import { encodeConfChange } from "../../src/core/collective/raft/confchange.ts";
 import { message as raftMessage, type Message as RaftMessage } from "../../src/core/collective/raft/types.ts";
 import { raftToWire } from "../../src/core/collective/raft/wire.ts";
@@ -88,16 +88,39 @@ test("attacks by an invited contributor on three real core nodes: none takes, ea
     assert.equal(after.raft.term, term, "no term was raised");
   });
 
-  await t.test("swim: accusations at incarnation 0xffffffff and a forged leave — no crash, no one is taken for dead or gone", async () => {
+  await t.test("swim: accusations at incarnation 0xffffffff, forged leaves and deaths — no crash, no one is taken for dead or gone", async () => {
+    const identity = a.attacker.kernel.ports.identity;
+    const signed = (code: 1 | 2 | 3, id: string, incarnation: number, from: string): [1 | 2 | 3, string, number, string, Uint8Array] =>
+      [code, id, incarnation, from, identity.sign(claimMessage({ leave: code === 3, id, incarnation, from }))];
+    const refusedBefore = await total(a, "pk_records_refused_total{kind=\"claim\",reason=\"signature\"}");
+    const forgedBefore = await total(a, "pk_records_refused_total{kind=\"claim\",reason=\"leave\"}");
     for (const v of a.victims) {
       const o = other(a, v);
+      const third = a.victims.find((n) => n.id !== v.id && n.id !== o.id) as ClusterNode;
+      const at = a.attacker.kernel.swim.member(o.id)?.entry.incarnation ?? 0;
       a.part.send(v.id, "datagram", {
         t: "swim-gossip",
-        updates: [[2, v.id, 0xffffffff, mallory], [2, o.id, 0xffffffff, mallory], [1, o.id, 0xffffffff, mallory], [3, o.id, 0xffffffff, o.id], [3, o.id, 0, o.id]],
+        updates: [
+          // The attacker's own signed accusations: of the receiver at the end of the space, of
+          // another at its incarnation and far above it (a contributor's "dead" is a suspicion).
+          signed(2, v.id, 0xffffffff, mallory), signed(2, o.id, at, mallory), signed(1, o.id, 0xffffffff, mallory),
+          // A leave in the member's name, and one by the attacker: only the member says it left.
+          signed(3, o.id, at, o.id), signed(3, o.id, at, mallory),
+          // A death in a core member's name, signed by the attacker.
+          signed(2, o.id, at, third.id),
+        ],
       });
     }
-    await sleep(2_000);
+    // Polled while the news spreads and is refuted: nobody is ever held dead or gone.
+    const deadline = Date.now() + 2_000;
+    while (Date.now() < deadline) {
+      for (const v of a.victims) {
+        for (const m of (await statusOf(v.api)).members) assert.ok(m.state === "alive" || m.state === "suspect", `${v.id} holds ${m.id} ${m.state}`);
+      }
+    }
     await stillWorks(a, "swim");
+    assert.ok(await total(a, "pk_records_refused_total{kind=\"claim\",reason=\"signature\"}") >= refusedBefore + 2 * a.victims.length, "forged claims counted");
+    assert.ok(await total(a, "pk_records_refused_total{kind=\"claim\",reason=\"leave\"}") >= forgedBefore + a.victims.length, "leaves said by another counted");
     for (const v of a.victims) {
       const s = await statusOf(v.api);
       for (const m of s.members) assert.ok(m.incarnation < 1_000, `${m.id}'s incarnation is ${m.incarnation}: accusations above what the member signed are clamped`);

@@ -4,11 +4,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createIdentityFromSeed } from "../../src/adapters/identity.ts";
 import { joinTranscript, Roster, ROSTER_DEFAULTS } from "../../src/core/body/roster.ts";
-import { Swim, SWIM_LAN } from "../../src/core/body/swim.ts";
+import { Swim, SWIM_LAN, type SwimCrypto } from "../../src/core/body/swim.ts";
 import { createRng } from "../../src/core/util/rng.ts";
 import { encodeMessage } from "../../src/core/wire/codec.ts";
 import type { MemberEntry, Message } from "../../src/core/wire/messages.ts";
-import { aliveMessage, EntryChecker, issueCert, signEntry, type AliveFields } from "../../src/core/body/trust.ts";
+import { aliveMessage, claimMessage, EntryChecker, issueCert, signEntry } from "../../src/core/body/trust.ts";
 import type { Identity } from "../../src/node/ports.ts";
 
 function identity(n: number): Identity {
@@ -27,9 +27,12 @@ function entryOf(id: Identity, port: number, incarnation = 0, cert = certOf(id))
 }
 
 /** What the node gives SWIM and the roster: Ed25519 checks of the owner's certificates and of entries. */
-function cryptoOf(id: Identity): Identity & { check(entry: MemberEntry): boolean; signAlive(fields: AliveFields): Uint8Array } {
+function cryptoOf(id: Identity): Identity & SwimCrypto {
   const checker = new EntryChecker(OWNER.publicKey, id, () => 0, 64);
-  return { ...id, check: (entry) => checker.check(entry) === undefined, signAlive: (fields) => id.sign(aliveMessage(fields)) };
+  return {
+    ...id, check: (entry) => checker.check(entry) === undefined, signAlive: (fields) => id.sign(aliveMessage(fields)),
+    signClaim: (claim) => id.sign(claimMessage(claim)), checkClaim: (claim, key, sig) => id.verify(key, claimMessage(claim), sig),
+  };
 }
 
 /** A roster admitting into a real SWIM core, as the kernel wires them. */

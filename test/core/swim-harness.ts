@@ -28,6 +28,11 @@ export function testEntry(index: number, options: EntryOptions = {}): MemberEntr
   return simSwimEntry(index, options);
 }
 
+/** A suspect (1), dead (2) or left (3) update, signed by `from` as a member does (stand-in signatures). */
+export function claim(code: 1 | 2 | 3, id: string, incarnation: number, from: string): [1 | 2 | 3, string, number, string, Uint8Array] {
+  return [code, id, incarnation, from, simSwimCrypto.signClaim({ leave: code === 3, id, incarnation, from })];
+}
+
 export interface SimOptions {
   readonly n: number;
   readonly seed: number;

@@ -9,7 +9,7 @@ import fc from "fast-check";
 import { supersedes, Swim, SwimDirectory, SWIM_LAN, SWIM_WAN, type SwimState } from "../../src/core/body/swim.ts";
 import { createRng } from "../../src/core/util/rng.ts";
 import { entryToWire, type Message, type SwimUpdateWire } from "../../src/core/wire/messages.ts";
-import { SwimSim, testCrypto, testEntry } from "./swim-harness.ts";
+import { claim, SwimSim, testCrypto, testEntry } from "./swim-harness.ts";
 
 const PERIOD = SWIM_LAN.probeTicks;
 
@@ -79,16 +79,16 @@ test("swim: a member told it is suspected refutes with a higher incarnation", ()
   const swim = new Swim(self, createRng(1), testCrypto, SWIM_LAN);
   swim.add(other);
   swim.ready();
-  swim.step(other.id, gossip([[1, self.id, 0, other.id]]));
+  swim.step(other.id, gossip([claim(1, self.id, 0, other.id)]));
   assert.equal(swim.incarnation, 1);
   assert.deepEqual(swim.ready().events, [{ type: "member-refuted", id: self.id, incarnation: 1 }]);
   assert.equal(swim.localHealth, 1, "refuting raises local health");
   // A dead accusation at an incarnation we never signed is taken as one about ours now: refuted
   // with the next one, not above it (an accuser cannot push us towards the end of the space).
-  swim.step(other.id, gossip([[2, self.id, 5, other.id]]));
+  swim.step(other.id, gossip([claim(2, self.id, 5, other.id)]));
   assert.equal(swim.incarnation, 2);
   // Stale accusations are ignored.
-  swim.step(other.id, gossip([[1, self.id, 1, other.id]]));
+  swim.step(other.id, gossip([claim(1, self.id, 1, other.id)]));
   assert.equal(swim.incarnation, 2);
   // The refutation is what the next gossip carries first.
   let sent: Message | undefined;
@@ -143,7 +143,7 @@ test("swim: an accusation at the end of the incarnation space neither crashes no
   swim.add(other);
   swim.ready();
   // What an attacker sent: one swim-gossip accusing us at incarnation 0xffffffff.
-  swim.step(other.id, gossip([[1, self.id, 0xffff_ffff, other.id]]));
+  swim.step(other.id, gossip([claim(1, self.id, 0xffff_ffff, other.id)]));
   assert.equal(swim.incarnation, 1, "refuted with our next incarnation");
   assert.equal(swim.stats.incarnationExhausted, 0);
   // Our own entry from a previous life, signed by us, moves us past it; the same claim unsigned does not.
@@ -155,7 +155,7 @@ test("swim: an accusation at the end of the incarnation space neither crashes no
   // At the very end of the space, an accusation is counted, not refuted, and nothing throws.
   const late = new Swim(testEntry(0, { incarnation: 0xffff_ffff }), createRng(2), testCrypto, SWIM_LAN);
   late.add(other);
-  late.step(other.id, gossip([[2, self.id, 0xffff_ffff, other.id]]));
+  late.step(other.id, gossip([claim(2, self.id, 0xffff_ffff, other.id)]));
   assert.equal(late.incarnation, 0xffff_ffff);
   assert.equal(late.stats.incarnationExhausted, 1);
 });
@@ -180,13 +180,67 @@ test("swim: what a member says about another is believed only with that member's
   assert.equal(swim.member(contributor.id), undefined);
   swim.step(other.id, gossip([[0, entryToWire(contributor)]]));
   assert.equal(swim.member(contributor.id)?.entry.role, "contributor");
-  // A suspicion above the incarnation we know is taken about the one we know.
-  swim.step(other.id, gossip([[1, other.id, 1_000, self.id]]));
+  // A suspicion above the incarnation we know is dropped: it may be about a life of the member we
+  // have not seen it sign, and relayed (signed for that incarnation) it would stand against every
+  // life up to it.
+  swim.step(other.id, gossip([claim(1, other.id, 1_000, self.id)]));
+  assert.equal(swim.member(other.id)?.state, "alive");
+  swim.step(other.id, gossip([claim(1, other.id, 0, self.id)]));
   assert.equal(swim.member(other.id)?.state, "suspect");
-  assert.equal(swim.member(other.id)?.entry.incarnation, 0);
   // The member refutes with its next incarnation, which it signs: believed.
   swim.step(other.id, gossip([[0, entryToWire(testEntry(1, { incarnation: 1 }))]]));
   assert.equal(swim.member(other.id)?.state, "alive");
+});
+
+test("swim: claims about a member's state need their maker's signature; only the member says it left, only a core member makes it dead (issue 13)", () => {
+  const self = testEntry(0);
+  const victim = testEntry(1);
+  const core = testEntry(2);
+  const contributor = testEntry(3, { role: "contributor" });
+  const stranger = testEntry(4);
+  const swim = new Swim(self, createRng(5), testCrypto, SWIM_LAN);
+  for (const e of [victim, core, contributor]) swim.add(e);
+  swim.ready();
+  const before = { ...swim.stats };
+  // A leave said by anyone but the member, however signed: refused (it would be final).
+  swim.step(contributor.id, gossip([claim(3, victim.id, 0, contributor.id), claim(3, victim.id, 0, victim.id).map((v, i) => (i === 3 ? contributor.id : v)) as ReturnType<typeof claim>]));
+  assert.equal(swim.member(victim.id)?.state, "alive");
+  assert.equal(swim.stats.leavesForged, before.leavesForged + 2);
+  // An accusation whose signature is not its maker's (forged in a core member's name), or by a
+  // maker this node does not know: refused and counted.
+  const forged = claim(2, victim.id, 0, contributor.id);
+  swim.step(contributor.id, gossip([[2, victim.id, 0, core.id, forged[4]], claim(2, victim.id, 0, stranger.id)]));
+  assert.equal(swim.member(victim.id)?.state, "alive");
+  assert.equal(swim.stats.claimsRefused, before.claimsRefused + 2);
+  // A signature over another incarnation does not carry over to this one.
+  const other = claim(1, victim.id, 1, core.id);
+  swim.step(contributor.id, gossip([[1, victim.id, 0, core.id, other[4]]]));
+  assert.equal(swim.member(victim.id)?.state, "alive");
+  // A contributor's signed "dead" is a suspicion the victim can refute.
+  swim.step(contributor.id, gossip([claim(2, victim.id, 0, contributor.id)]));
+  assert.equal(swim.member(victim.id)?.state, "suspect");
+  // A core member's signed "dead" is believed, and relayed with its maker's signature.
+  swim.step(contributor.id, gossip([claim(2, victim.id, 0, core.id)]));
+  assert.equal(swim.member(victim.id)?.state, "dead");
+  assert.deepEqual(swim.table().find((u) => u[1] === victim.id), claim(2, victim.id, 0, core.id));
+  // The member's own signed leave is final.
+  swim.step(contributor.id, gossip([[0, entryToWire(testEntry(1, { incarnation: 1 }))], claim(3, victim.id, 1, victim.id)]));
+  assert.equal(swim.member(victim.id)?.state, "left");
+});
+
+test("swim: accusations of this node move its incarnation only with their maker's signature", () => {
+  const self = testEntry(0);
+  const other = testEntry(1);
+  const swim = new Swim(self, createRng(6), testCrypto, SWIM_LAN);
+  swim.add(other);
+  swim.ready();
+  const forged = claim(1, self.id, 0, other.id);
+  forged[4] = forged[4].map((b, i) => (i === 0 ? b ^ 1 : b));
+  swim.step(other.id, gossip([forged]));
+  assert.equal(swim.incarnation, 0);
+  assert.equal(swim.stats.claimsRefused, 1);
+  swim.step(other.id, gossip([claim(1, self.id, 0, other.id)]));
+  assert.equal(swim.incarnation, 1);
 });
 
 test("swim: precedence matches the rule list, in supersedes() and through a live instance", () => {
@@ -202,13 +256,14 @@ test("swim: precedence matches the rule list, in supersedes() and through a live
     swim.add(other);
     let expected = { state: "alive" as SwimState, incarnation: 0 };
     for (const news of sequence) {
+      // A leave is the member's own claim; the others are the (core) accuser's.
       const wire: SwimUpdateWire = news.state === "alive"
         ? [0, entryToWire(testEntry(1, { incarnation: news.incarnation }))]
-        : [news.state === "suspect" ? 1 : news.state === "dead" ? 2 : 3, other.id, news.incarnation, accuser.id];
+        : claim(news.state === "suspect" ? 1 : news.state === "dead" ? 2 : 3, other.id, news.incarnation, news.state === "left" ? other.id : accuser.id);
       swim.step(accuser.id, gossip([wire]));
-      // What is said of an incarnation the member never signed is taken about the one we know.
-      const said = news.state !== "alive" && news.incarnation > expected.incarnation ? { ...news, incarnation: expected.incarnation } : news;
-      if (reference(expected, said)) expected = { state: said.state, incarnation: said.incarnation };
+      // What is said of an incarnation the member never signed (above the one we know) is dropped.
+      const unsigned = news.state !== "alive" && news.incarnation > expected.incarnation;
+      if (!unsigned && reference(expected, news)) expected = { state: news.state, incarnation: news.incarnation };
       const seen = swim.member(other.id);
       assert.deepEqual({ state: seen?.state, incarnation: seen?.entry.incarnation }, expected, `sequence ${JSON.stringify(sequence)}`);
     }
@@ -224,7 +279,7 @@ test("swim: a tombstone stops stale alive news from resurrecting a dead member, 
   swim.add(other);
   swim.add(accuser);
   swim.ready();
-  swim.step(accuser.id, gossip([[2, other.id, 3, accuser.id]]));
+  swim.step(accuser.id, gossip([claim(2, other.id, 3, accuser.id)]));
   assert.equal(swim.member(other.id)?.state, "dead");
   swim.step(accuser.id, gossip([[0, entryToWire(testEntry(1, { incarnation: 3 }))], [0, entryToWire(testEntry(1, { incarnation: 1 }))]]));
   assert.equal(swim.member(other.id)?.state, "dead", "stale alive resurrected a dead member");
@@ -233,7 +288,7 @@ test("swim: a tombstone stops stale alive news from resurrecting a dead member, 
   swim.step(accuser.id, gossip([[0, entryToWire(testEntry(1, { incarnation: 4 }))]]));
   assert.equal(swim.member(other.id)?.state, "alive");
   // Left is final too, and forgotten after tombstoneTicks.
-  swim.step(accuser.id, gossip([[3, other.id, 4, other.id]]));
+  swim.step(accuser.id, gossip([claim(3, other.id, 4, other.id)]));
   assert.equal(swim.member(other.id)?.state, "left");
   for (let t = 0; t < 100; t++) swim.tick();
   swim.step(accuser.id, gossip([[0, entryToWire(testEntry(1, { incarnation: 4 }))]]));
@@ -282,7 +337,7 @@ test("swim: the buddy system tells a suspect on the probe itself", () => {
   const other = testEntry(1);
   const swim = new Swim(self, createRng(4), testCrypto, SWIM_LAN);
   swim.add(other);
-  swim.step(other.id, gossip([[1, other.id, 0, self.id]]));
+  swim.step(other.id, gossip([claim(1, other.id, 0, self.id)]));
   swim.ready();
   let ping: Message | undefined;
   for (let t = 0; t < 2 * SWIM_LAN.probeTicks && ping === undefined; t++) {
@@ -290,7 +345,7 @@ test("swim: the buddy system tells a suspect on the probe itself", () => {
     ping = swim.ready().messages.find((m) => m.message.t === "swim-ping")?.message;
   }
   assert.ok(ping !== undefined && ping.t === "swim-ping");
-  assert.deepEqual(ping.updates[0], [1, other.id, 0, self.id]);
+  assert.deepEqual(ping.updates[0], claim(1, other.id, 0, self.id));
 });
 
 test("swim: news of a joiner reaches all n = 100 nodes within c·log n probe periods", () => {
@@ -408,7 +463,7 @@ test("swim: random picks at n = 200 skip forgotten members and spread over the l
   // Every other member is declared dead, then forgotten.
   const deadAddrs = new Set<string>();
   for (let i = 2; i < n; i += 2) {
-    swim.step(accuser.id, gossip([[2, testEntry(i).id, 0, accuser.id]]));
+    swim.step(accuser.id, gossip([claim(2, testEntry(i).id, 0, accuser.id)]));
     deadAddrs.add(testEntry(i).addr);
   }
   for (let t = 0; t < 300; t++) swim.tick();
@@ -463,7 +518,7 @@ test("swim: a forgotten member's directory slot is freed once no core holds it, 
   for (let i = 2; i < 40; i++) swim.add(testEntry(i));
   assert.equal(directory.size, 40);
   const slots = new Set(Array.from({ length: 38 }, (_, k) => directory.slotOf(testEntry(k + 2).id)));
-  for (let i = 2; i < 40; i++) swim.step(accuser.id, gossip([[2, testEntry(i).id, 0, accuser.id]]));
+  for (let i = 2; i < 40; i++) swim.step(accuser.id, gossip([claim(2, testEntry(i).id, 0, accuser.id)]));
   // Tombstones expire, then the slots go back at the next probe round (accuser is the only live one).
   for (let t = 0; t < 300 + 3 * config.probeTicks; t++) swim.tick();
   assert.equal([...swim.members()].length, 1);

@@ -81,7 +81,7 @@ function plain(value: unknown): string {
 test("codec: messages round trip", () => {
   const messages: Message[] = [
     { t: "hello", entry },
-    { t: "welcome", states: [[0, entryToWire(entry)], [1, entry.id, 3, entry.id]] },
+    { t: "welcome", states: [[0, entryToWire(entry)], [1, entry.id, 3, entry.id, entry.sig]] },
     { t: "heal", reply: true, tasks: [["beat", "ver", 100, entry.id, 2, false, entry.pub, entry.sig]] },
     { t: "vital", up: 1, load: 250, rss: 1 << 20, heap: 1 << 19, lag: 1200 },
     { t: "ping", seq: 1, sent: 123456789 },
@@ -127,7 +127,7 @@ test("codec: invalid messages are refused with a reason, never thrown", () => {
 });
 
 test("codec: decodeMessage is total on random and mutated bytes (fuzz)", () => {
-  const valid = encodeMessage({ t: "swim-gossip", updates: [[0, entryToWire(entry)], [2, entry.id, 1, entry.id]] });
+  const valid = encodeMessage({ t: "swim-gossip", updates: [[0, entryToWire(entry)], [2, entry.id, 1, entry.id, entry.sig]] });
   fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
     decodeMessage(bytes);
   }), { numRuns: 20_000 });

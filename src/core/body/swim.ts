@@ -32,7 +32,7 @@ import { bytesEqual } from "../util/bytes.ts";
 import type { Rng } from "../util/rng.ts";
 import { Timeout } from "../util/timeout.ts";
 import { HEADER_BYTES, TAG_BYTES, type Channel } from "../wire/envelope.ts";
-import type { AliveFields } from "./trust.ts";
+import type { AliveFields, Claim } from "./trust.ts";
 import { entryFromWire, entryToWire, isSwimMessage, type MemberEntry, type MemberEntryWire, type Message, type Role, type SwimUpdateWire } from "../wire/messages.ts";
 
 /** All durations in ticks (10 ms each at the kernel's default). */
@@ -156,16 +156,27 @@ export function supersedes(
   return RANK[update.state] > RANK[current.state];
 }
 
-/** Signature checks Swim needs: the id must be derived from the key carried in alive news. */
 /**
  * Identity checks SWIM needs: the id a key maps to, whether a member's entry is believed (its
  * owner-signed certificate and its own signature, src/core/body/trust.ts; a refusal is counted by
- * the checker), and this node's signature over its own entry when its incarnation moves.
+ * the checker), this node's signature over its own entry when its incarnation moves, and the
+ * signatures on claims about members' states (suspect, dead, left: trust.ts claimMessage).
  */
 export interface SwimCrypto {
   idOf(publicKey: Uint8Array): string;
   check(entry: MemberEntry): boolean;
   signAlive(fields: AliveFields): Uint8Array;
+  /** This node's signature over a claim it makes. */
+  signClaim(claim: Claim): Uint8Array;
+  /** Whether `sig` over the claim is its maker's, whose key SWIM holds as `key`. */
+  checkClaim(claim: Claim, key: Uint8Array, sig: Uint8Array): boolean;
+}
+
+/** A claim as SWIM keeps and relays it: who made it, about which incarnation, and the signature. */
+interface HeldClaim {
+  readonly from: string;
+  readonly incarnation: number;
+  readonly sig: Uint8Array;
 }
 
 export interface Outbound {
@@ -298,6 +309,8 @@ export class SwimDirectory {
 }
 
 const EMPTY_KEY = new Uint8Array(0);
+/** In place of a claim's signature where none is held (it verifies nowhere). */
+const EMPTY_SIG = new Uint8Array(64);
 
 export interface SwimOptions {
   /** Where member identities are kept; several cores in one process may share one. Default: a private one. */
@@ -404,7 +417,7 @@ const TABLE_SLOTS_MIN = 16;
 /**
  * Bound of an alive update's MessagePack size: 2 + the entry (array header 1, id 17, pub 34,
  * role ≤ 12, incarnation ≤ 5, epoch ≤ 9, certificate 2 + 82, signature 2 + 64, so 228, plus addr
- * and name as MessagePack strings). The other updates are at most 1 + 1 + 17 + 5 + 17 = 41
+ * and name as MessagePack strings). The other updates are at most 1 + 1 + 17 + 5 + 17 + 66 = 107
  * (STATE_UPDATE_BYTES_MAX).
  */
 function aliveBytesOf(addr: string, name: string): number {
@@ -452,8 +465,10 @@ export class Swim {
   #known = 0;
   /** Members not dead or left (the "n" of every formula, self excluded). */
   #live = 0;
-  /** Who declared a member's current suspect/dead/left state (gossiped along with it). */
-  readonly #from = new Map<number, string>();
+  /** Who declared a member's current suspect/dead/left state, signed (gossiped along with it). */
+  readonly #claims = new Map<number, HeldClaim>();
+  /** This node's signed leave, once it left. */
+  #leaveSig: Uint8Array = EMPTY_KEY;
   /** Identities that differ from the directory's copy. */
   readonly #identities = new Map<number, Identity>();
   /** Slot by address (idAt), built on first use. */
@@ -503,8 +518,12 @@ export class Swim {
   readonly #pushPullTimer: Timeout;
   #now = 0;
   readonly #out = new Outbox<Outbound, SwimEvent>();
-  /** Accusations about this node it could not refute: its incarnation is at the end of its space. */
-  readonly stats = { incarnationExhausted: 0 };
+  /**
+   * Accusations about this node it could not refute (its incarnation is at the end of its space);
+   * claims refused: no valid signature of their maker (`claimsRefused`), or a leave said by someone
+   * other than the member (`leavesForged`).
+   */
+  readonly stats = { incarnationExhausted: 0, claimsRefused: 0, leavesForged: 0 };
 
   constructor(self: MemberEntry, rng: Rng, crypto: SwimCrypto, config: SwimConfig, options: SwimOptions = {}) {
     assert(crypto.idOf(self.pub) === self.id, "Swim: self id must derive from the public key");
@@ -717,7 +736,7 @@ export class Swim {
 
   /** Adds a member admitted elsewhere (the join handshake, the store): news alive{incarnation}. */
   add(entry: MemberEntry): void {
-    this.#apply(ALIVE, entry.id, entry.incarnation, entry.id, entryToWire(entry));
+    this.#apply(ALIVE, entry.id, entry.incarnation, entry.id, entryToWire(entry), undefined);
   }
 
   /** Graceful leave: tells the others left{incarnation}, stops probing and answering probes. */
@@ -725,6 +744,7 @@ export class Swim {
     if (this.#left) return;
     this.#left = true;
     this.#selfCode = LEFT;
+    this.#leaveSig = this.#crypto.signClaim({ leave: true, id: this.#self.id, incarnation: this.#self.incarnation, from: this.#self.id });
     this.#probe = undefined;
     this.#probeTimer.stop();
     this.#pushPullTimer.stop();
@@ -740,7 +760,7 @@ export class Swim {
       case "swim-ping-req": return this.#onPingReq(message);
       case "swim-ack": return this.#onAck(message.updates, message.seq);
       case "swim-nack": return this.#onNack(message.updates, message.seq);
-      case "swim-gossip": return this.#merge(message.updates, undefined);
+      case "swim-gossip": return this.#merge(message.updates, false);
       case "swim-sync": return this.#onSync(from, message.reply, message.states);
       default:
         return assertNever(message, "Swim: unhandled message");
@@ -824,13 +844,16 @@ export class Swim {
   #wire(slot: number): SwimUpdateWire {
     if (slot === this.#selfSlot) {
       const self = this.#self;
-      return this.#selfCode === ALIVE ? [0, entryToWire(self)] : [3, self.id, self.incarnation, self.id];
+      return this.#selfCode === ALIVE ? [0, entryToWire(self)] : [3, self.id, self.incarnation, self.id, this.#leaveSig];
     }
     const dir = this.#dir;
     const id = dir.ids[slot] as string;
     const code = this.#state[slot] as number;
     const incarnation = this.#incarnation[slot] as number;
-    if (code !== ALIVE) return [(code - 1) as 1 | 2 | 3, id, incarnation, this.#from.get(slot) ?? id];
+    if (code !== ALIVE) {
+      const claim = this.#claims.get(slot);
+      return claim === undefined ? [(code - 1) as 1 | 2 | 3, id, incarnation, id, EMPTY_SIG] : [(code - 1) as 1 | 2 | 3, id, claim.incarnation, claim.from, claim.sig];
+    }
     const identity = this.#identities.size > 0 ? this.#identities.get(slot) : undefined;
     const epoch = this.#epoch[slot] as number;
     const sig = this.#sig[slot] as Uint8Array;
@@ -882,7 +905,7 @@ export class Swim {
     this.#epoch[slot] = 0;
     this.#sig[slot] = EMPTY_KEY;
     this.#stateTick[slot] = 0;
-    this.#from.delete(slot);
+    this.#claims.delete(slot);
     this.#unindexAddr(slot, this.#addr(slot));
     if (this.#identities.size > 0) this.#identities.delete(slot);
     this.#newsRemove(slot);
@@ -1001,18 +1024,18 @@ export class Swim {
     this.#healthAdd(probe.expectedNacks > 0 ? probe.expectedNacks - probe.nacks : 1);
     const slot = probe.slot;
     if (this.#dir.ids[slot] !== probe.id || !isLive(this.#state[slot] as number)) return;
-    this.#apply(SUSPECT, probe.id, this.#incarnation[slot] as number, this.#self.id, undefined);
+    this.#apply(SUSPECT, probe.id, this.#incarnation[slot] as number, this.#self.id, undefined, this.#ownClaim(slot));
   }
 
   #onPing(updates: readonly SwimUpdateWire[], seq: number, target: string, addr: string): void {
-    this.#merge(updates, undefined);
+    this.#merge(updates, false);
     // A ping meant for a previous owner of this address, or arriving after leave, goes unanswered.
     if (target !== this.#self.id || this.#left) return;
     this.#send(addr, { t: "swim-ack", seq, updates: this.#piggyback(FIXED_BYTES_MAX, -1) });
   }
 
   #onPingReq(message: Extract<Message, { t: "swim-ping-req" }>): void {
-    this.#merge(message.updates, undefined);
+    this.#merge(message.updates, false);
     if (this.#left || message.target === this.#self.id || this.#relays.size >= LIMITS.swimRelaysMax) return;
     const seq = this.#nextSeq();
     this.#relays.set(seq, { originAddr: message.addr, originSeq: message.seq, startTick: this.#now });
@@ -1022,7 +1045,7 @@ export class Swim {
   }
 
   #onAck(updates: readonly SwimUpdateWire[], seq: number): void {
-    this.#merge(updates, undefined);
+    this.#merge(updates, false);
     const probe = this.#probe?.seq === seq ? this.#probe : this.#confirms.get(seq);
     if (probe !== undefined) {
       // Only an answer before the helpers were asked is a clean round trip to the target.
@@ -1037,7 +1060,7 @@ export class Swim {
   }
 
   #onNack(updates: readonly SwimUpdateWire[], seq: number): void {
-    this.#merge(updates, undefined);
+    this.#merge(updates, false);
     const confirm = this.#confirms.get(seq);
     const probe = confirm ?? (this.#probe?.seq === seq ? this.#probe : undefined);
     if (probe === undefined || probe.acked || probe.nacks >= probe.expectedNacks) return;
@@ -1098,7 +1121,7 @@ export class Swim {
       return;
     }
     if (this.#dir.ids[slot] !== probe.id || this.#state[slot] !== SUSPECT) return;
-    this.#apply(SUSPECT, probe.id, this.#incarnation[slot] as number, this.#self.id, undefined);
+    this.#apply(SUSPECT, probe.id, this.#incarnation[slot] as number, this.#self.id, undefined, this.#ownClaim(slot));
     const suspicion = this.#suspicions.get(slot);
     if (suspicion?.lastChance === true && suspicion.index >= 0) {
       // The last probe failed: the death is due at the timeout proper, or now if that has passed.
@@ -1232,7 +1255,7 @@ export class Swim {
   }
 
   #onSync(from: string, reply: boolean, states: readonly SwimUpdateWire[]): void {
-    this.#merge(states, from);
+    this.#merge(states, true);
     const peer = this.#dir.slotOf(from);
     if (reply && peer !== undefined && peer < this.#state.length && this.#state[peer] !== UNKNOWN && !this.#left) {
       this.#send(this.#addr(peer), { t: "swim-sync", reply: false, states: this.table() }, "stream");
@@ -1255,26 +1278,70 @@ export class Swim {
   // ---- State changes -----------------------------------------------------------------------------
 
   /**
-   * Applies updates from a datagram, or from a push-pull sent by `syncFrom`. A push-pull's "dead" is
-   * taken as a suspicion by the sender (memberlist's mergeState): a whole-table copy may be old,
-   * and a suspicion gives the member time to refute.
+   * Applies updates from a datagram, or from a push-pull (`sync`). A push-pull's "dead" is taken as
+   * a suspicion (memberlist's mergeState): a whole-table copy may be old, and a suspicion gives the
+   * member time to refute. A claim carries its maker's signature, checked in #apply.
    */
-  #merge(updates: readonly SwimUpdateWire[], syncFrom: string | undefined): void {
+  #merge(updates: readonly SwimUpdateWire[], sync: boolean): void {
     for (const wire of updates) {
       if (wire[0] === 0) {
         const entry = wire[1];
-        this.#apply(ALIVE, entry[0], entry[5], entry[0], entry);
-      } else if (syncFrom !== undefined && wire[0] === 2) {
-        this.#apply(SUSPECT, wire[1], wire[2], syncFrom, undefined);
+        this.#apply(ALIVE, entry[0], entry[5], entry[0], entry, undefined);
       } else {
-        this.#apply((wire[0] + 1) as Code, wire[1], wire[2], wire[3], undefined);
+        const code = sync && wire[0] === 2 ? SUSPECT : (wire[0] + 1) as Code;
+        this.#apply(code, wire[1], wire[2], wire[3], undefined, { from: wire[3], incarnation: wire[2], sig: wire[4] }, false);
       }
     }
   }
 
-  /** One update: state `code` at `incarnation` for member `id`, said by `from`; alive news carries the entry. */
-  #apply(code: Code, id: string, incarnation: number, from: string, entry: MemberEntryWire | undefined): void {
-    if (id === this.#self.id) return this.#applySelf(code, incarnation, entry);
+  /** This node's own accusation of the member at `slot`, at the incarnation held. */
+  #ownClaim(slot: number): HeldClaim {
+    const id = this.#dir.ids[slot] as string;
+    const incarnation = this.#incarnation[slot] as number;
+    const from = this.#self.id;
+    return { from, incarnation, sig: this.#crypto.signClaim({ leave: false, id, incarnation, from }) };
+  }
+
+  /**
+   * The state a claim may put its subject in, or undefined when it is not believed (counted): only
+   * the member itself says it left; an accusation needs its maker's valid signature, and only a
+   * core member's makes the subject dead (another's is a suspicion, which the subject refutes).
+   * `code` is what the update says; the signature is checked later, only if it would change state.
+   */
+  #claimCode(code: Code, id: string, claim: HeldClaim): Code | undefined {
+    if (code === LEFT) {
+      if (claim.from !== id) {
+        this.stats.leavesForged++;
+        return undefined;
+      }
+      return LEFT;
+    }
+    if (code !== DEAD || claim.from === this.#self.id) return code;
+    const maker = this.#knownSlot(claim.from);
+    const role = maker === undefined ? undefined : (this.#identities.size > 0 ? this.#identities.get(maker)?.role : undefined) ?? this.#dir.roles[maker];
+    return role === "core" ? DEAD : SUSPECT;
+  }
+
+  /** Whether the claim carries its maker's signature (its maker known to this node). */
+  #claimSigned(code: Code, id: string, claim: HeldClaim): boolean {
+    const key = claim.from === this.#self.id ? this.#self.pub : this.keyOf(claim.from);
+    const ok = key !== undefined && claim.sig.length === EMPTY_SIG.length
+      && this.#crypto.checkClaim({ leave: code === LEFT, id, incarnation: claim.incarnation, from: claim.from }, key, claim.sig);
+    if (!ok) this.stats.claimsRefused++;
+    return ok;
+  }
+
+  /**
+   * One update: state `code` at `incarnation` for member `id`, said by `from`; alive news carries
+   * the entry, any other news the signed claim (`signed`: made by this node just now, not checked).
+   */
+  #apply(code: Code, id: string, incarnation: number, from: string, entry: MemberEntryWire | undefined, claim: HeldClaim | undefined, signed = true): void {
+    if (claim !== undefined) {
+      const believed = this.#claimCode(code, id, claim);
+      if (believed === undefined) return;
+      code = believed;
+    }
+    if (id === this.#self.id) return this.#applySelf(code, incarnation, entry, claim, signed);
     const slot = this.#dir.slotOf(id);
     if (slot === undefined || slot >= this.#state.length || this.#state[slot] === UNKNOWN) {
       return this.#applyNew(code, id, incarnation, entry);
@@ -1283,7 +1350,9 @@ export class Swim {
     const known = this.#incarnation[slot] as number;
     // supersedes(): (incarnation, rank) compared lexicographically.
     if (incarnation !== known ? incarnation < known : code <= current) {
-      if (code === SUSPECT && current === SUSPECT && incarnation === known) this.#confirm(slot, from);
+      if (code === SUSPECT && current === SUSPECT && incarnation === known && claim !== undefined && this.#newAccuser(slot, from)) {
+        if (signed || this.#claimSigned(code, id, claim)) this.#confirm(slot, claim);
+      }
       return;
     }
     if (entry !== undefined) {
@@ -1292,15 +1361,22 @@ export class Swim {
       if (!this.#crypto.check(entryFromWire(entry))) return;
       this.#setIdentity(slot, entry);
     } else if (incarnation > known) {
-      // Nobody can accuse an incarnation of a member we have not seen it sign: what is said about
-      // it is taken about the one we know (it refutes with a newer one, which it signs).
-      incarnation = known;
-      if (code <= current) return;
+      // Nobody can accuse an incarnation of a member we have not seen it sign: the claim may be
+      // about a later life we have not heard of yet, and we would relay it, signed for that
+      // incarnation, against every life up to it. It is dropped; the subject's alive news comes.
+      return;
     }
+    if (claim !== undefined && !signed && !this.#claimSigned(code, id, claim)) return;
     this.#incarnation[slot] = incarnation;
-    this.#transition(slot, code, from);
+    this.#transition(slot, code, claim);
     this.#out.emit({ type: eventOf(current, code), id, incarnation });
     if (code === SUSPECT && from !== this.#self.id) this.#confirmStart(slot);
+  }
+
+  /** Whether `from` would be a new accuser of the suspect at `slot` (a confirmation). */
+  #newAccuser(slot: number, from: string): boolean {
+    const suspicion = this.#suspicions.get(slot);
+    return suspicion !== undefined && suspicion.accusers.size <= suspicion.k && !suspicion.accusers.has(from);
   }
 
   #applyNew(code: Code, id: string, incarnation: number, entry: MemberEntryWire | undefined): void {
@@ -1332,10 +1408,11 @@ export class Swim {
    * now (nobody saw us sign a higher one). At the end of the incarnation space we stop refuting,
    * counted, instead of failing (a peer's bytes reach here).
    */
-  #applySelf(code: Code, incarnation: number, entry: MemberEntryWire | undefined): void {
+  #applySelf(code: Code, incarnation: number, entry: MemberEntryWire | undefined, claim: HeldClaim | undefined, signed: boolean): void {
     if (this.#left) return;
     const mine = this.#self.incarnation;
-    const accused = code !== ALIVE && incarnation >= mine;
+    // An accusation moves our incarnation only with its maker's signature.
+    const accused = code !== ALIVE && incarnation >= mine && (claim === undefined || signed || this.#claimSigned(code, this.#self.id, claim));
     // Alive news above our incarnation is from a previous life (before a restart): move past it.
     const stale = code === ALIVE && incarnation > mine && entry !== undefined && this.#crypto.check(entryFromWire(entry));
     if (accused && incarnation > mine) incarnation = mine;
@@ -1356,12 +1433,13 @@ export class Swim {
     this.#out.emit({ type: "member-refuted", id: this.#self.id, incarnation: this.#self.incarnation });
   }
 
-  #transition(slot: number, code: Code, from: string): void {
+  #transition(slot: number, code: Code, claim: HeldClaim | undefined): void {
     const wasLive = isLive(this.#state[slot] as number);
     this.#state[slot] = code;
     this.#stateTick[slot] = this.#now;
-    if (code !== ALIVE) this.#from.set(slot, from);
-    else if (this.#from.size > 0) this.#from.delete(slot);
+    // The signature is copied out of the packet it came in (the decoder hands out views).
+    if (code !== ALIVE && claim !== undefined) this.#claims.set(slot, { ...claim, sig: claim.sig.slice() });
+    else if (this.#claims.size > 0) this.#claims.delete(slot);
     if (this.#suspicions.size > 0) {
       const old = this.#suspicions.get(slot);
       if (old !== undefined) {
@@ -1370,7 +1448,7 @@ export class Swim {
       }
     }
     if (code === SUSPECT) {
-      const suspicion = this.#suspicionNew(slot, from);
+      const suspicion = this.#suspicionNew(slot, claim?.from ?? this.#self.id);
       this.#suspicions.set(slot, suspicion);
       heapPush(this.#suspects, suspicion, suspectBefore);
     }
@@ -1394,11 +1472,11 @@ export class Swim {
   }
 
   /** An independent confirmation shortens the timer and is passed on (memberlist re-gossips it). */
-  #confirm(slot: number, from: string): void {
+  #confirm(slot: number, claim: HeldClaim): void {
     const suspicion = this.#suspicions.get(slot);
     assert(suspicion !== undefined, "Swim: a suspect has a suspicion timer");
-    if (suspicion.accusers.size > suspicion.k || suspicion.accusers.has(from)) return;
-    suspicion.accusers.add(from);
+    if (suspicion.accusers.size > suspicion.k || suspicion.accusers.has(claim.from)) return;
+    suspicion.accusers.add(claim.from);
     // More confirmations only bring the deadline closer (during a last-chance probe, the moment
     // of the declaration; the probe keeps its own bound).
     const due = suspicion.startTick + Swim.suspicionTimeout(suspicion.minTicks, suspicion.maxTicks, suspicion.k, suspicion.accusers.size - 1);
@@ -1407,7 +1485,7 @@ export class Swim {
       suspicion.deadline = due;
       heapUp(this.#suspects, suspicion.index, suspectBefore);
     }
-    this.#from.set(slot, from);
+    this.#claims.set(slot, { ...claim, sig: claim.sig.slice() });
     this.#addNews(slot);
   }
 
@@ -1449,7 +1527,7 @@ export class Swim {
     for (const suspicion of expired) {
       const slot = suspicion.slot;
       assert(this.#suspicions.get(slot) === suspicion && this.#state[slot] === SUSPECT, "Swim: suspects are suspect");
-      this.#transition(slot, DEAD, this.#self.id);
+      this.#transition(slot, DEAD, this.#ownClaim(slot));
       this.#out.emit({ type: "member-dead", id: this.#dir.ids[slot] as string, incarnation: this.#incarnation[slot] as number });
     }
   }

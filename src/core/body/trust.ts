@@ -15,6 +15,15 @@
 //                     ‖ role (1) ‖ address length (1) ‖ address ‖ name length (1) ‖ name
 //
 // A relayed entry that does not verify is dropped and counted by whoever relays it to us.
+//
+// A claim about another member's state (SWIM's suspect, dead and left news) is signed by whoever
+// makes it, and relayed with that signature:
+//
+//   signed message  = "p-kernel/v1/claim" ‖ kind (1: 0 accuse, 1 leave) ‖ subject id (8)
+//                     ‖ incarnation (u32 BE) ‖ accuser id (8)
+//
+// Only a member itself can say it left; an accusation (suspect or dead) is evidence against the
+// subject at that incarnation, and only a core member's makes it dead (swim.ts).
 import { fromHex } from "../util/bytes.ts";
 import type { MemberEntry, Role } from "../wire/messages.ts";
 
@@ -24,6 +33,7 @@ const CERT_VERSION = 1;
 const CERT_SIGNED_BYTES = CERT_BYTES - SIGNATURE_BYTES;
 const CERT_CONTEXT = new TextEncoder().encode("p-kernel/v1/cert");
 const ALIVE_CONTEXT = new TextEncoder().encode("p-kernel/v1/alive");
+const CLAIM_CONTEXT = new TextEncoder().encode("p-kernel/v1/claim");
 const ROLES: readonly Role[] = ["core", "contributor"];
 const encoder = new TextEncoder();
 
@@ -104,6 +114,31 @@ export function aliveMessage(entry: AliveFields): Uint8Array {
 /** This node's entry at its current fields, signed by itself. */
 export function signEntry(self: Signer, fields: AliveFields, cert: Uint8Array): MemberEntry {
   return { ...fields, pub: self.publicKey, cert, sig: self.sign(aliveMessage(fields)) };
+}
+
+/** A claim about a member's state: an accusation (suspect or dead) or its own leave. */
+export interface Claim {
+  readonly leave: boolean;
+  /** The member the claim is about. */
+  readonly id: string;
+  readonly incarnation: number;
+  /** Who makes the claim (the subject itself for a leave). */
+  readonly from: string;
+}
+
+/** The bytes the maker of a claim signs. */
+export function claimMessage(claim: Claim): Uint8Array {
+  const out = new Uint8Array(CLAIM_CONTEXT.length + 1 + 8 + 4 + 8);
+  let at = 0;
+  out.set(CLAIM_CONTEXT, at);
+  at += CLAIM_CONTEXT.length;
+  out[at++] = claim.leave ? 1 : 0;
+  out.set(fromHex(claim.id) ?? new Uint8Array(8), at);
+  at += 8;
+  new DataView(out.buffer).setUint32(at, claim.incarnation);
+  at += 4;
+  out.set(fromHex(claim.from) ?? new Uint8Array(8), at);
+  return out;
 }
 
 /** Why an entry is not believed; undefined when it is. */

@@ -72,8 +72,11 @@ export const LIMITS = {
    * "seq" 4 + 5, "target" 7 + 17, "targetAddr" 11, "addr" 5, "updates" 8 + array header 3 = 77.
    */
   swimFixedBytesMax: 80,
-  /** Bytes of a suspect/dead/left update: at most 1 + 1 + 17 + 5 + 17 = 41 (the piggyback budget counts 42). */
-  swimStateUpdateBytesMax: 42,
+  /**
+   * Bytes of a suspect/dead/left update: at most 1 + 1 + 17 + 5 + 17 + 66 (the claim's signature)
+   * = 107 (the piggyback budget counts 108).
+   */
+  swimStateUpdateBytesMax: 108,
   /** Guarded tasks in the cluster (heal): the whole table travels in one frame. */
   guardedTasksMax: 256,
   /** Longest guarded-task name, in characters. */

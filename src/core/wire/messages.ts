@@ -65,12 +65,13 @@ export function entryFromWire(wire: MemberEntryWire): MemberEntry {
 
 /**
  * One SWIM membership update as a compact tuple (src/core/body/swim.ts, docs/protocols/swim.md):
- *   [0, entry]                   alive: the member's whole entry, its incarnation inside
- *   [s, id, incarnation, from]   s = 1 suspect, 2 dead, 3 left; `from` is the node that said so
+ *   [0, entry]                        alive: the member's whole entry, its incarnation inside
+ *   [s, id, incarnation, from, sig]   s = 1 suspect, 2 dead, 3 left; `from` is the node that said
+ *                                     so, `sig` its signature over the claim (trust.ts claimMessage)
  */
 export const SwimAliveWireSchema = Type.Tuple([Type.Literal(0), MemberEntryWireSchema]);
 export const SwimStateWireSchema = Type.Tuple([
-  Type.Union([Type.Literal(1), Type.Literal(2), Type.Literal(3)]), NodeIdSchema, u32, NodeIdSchema,
+  Type.Union([Type.Literal(1), Type.Literal(2), Type.Literal(3)]), NodeIdSchema, u32, NodeIdSchema, bytes(64),
 ]);
 export const SwimUpdateWireSchema = Type.Union([SwimAliveWireSchema, SwimStateWireSchema]);
 export type SwimUpdateWire = Static<typeof SwimUpdateWireSchema>;

@@ -7,7 +7,7 @@
 import { modeOf, type Mode } from "../../core/body/degrade.ts";
 import { Roster } from "../../core/body/roster.ts";
 import { Swim, type SwimEvent, type SwimState } from "../../core/body/swim.ts";
-import { aliveMessage, EntryChecker, signEntry, type AliveFields } from "../../core/body/trust.ts";
+import { aliveMessage, claimMessage, EntryChecker, signEntry, type AliveFields, type Claim } from "../../core/body/trust.ts";
 import { assert } from "../../core/util/assert.ts";
 import { LIMITS } from "../../core/util/limits.ts";
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
@@ -80,6 +80,9 @@ export class Membership implements Members {
       idOf: (pub: Uint8Array) => identity.idOf(pub),
       check: (entry: MemberEntry) => checker.check(entry) === undefined,
       signAlive: (fields: AliveFields) => identity.sign(aliveMessage(fields)),
+      signClaim: (claim: Claim) => identity.sign(claimMessage(claim)),
+      // A revoked member's claims are refused like its entries.
+      checkClaim: (claim: Claim, key: Uint8Array, sig: Uint8Array) => !checker.isRevoked(claim.from) && identity.verify(key, claimMessage(claim), sig),
     };
     const swim = new Swim(self, ctx.rng, crypto, config.swim);
     this.swim = swim;
