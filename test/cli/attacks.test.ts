@@ -61,7 +61,7 @@ test("attacks by an invited contributor on three real core nodes: none takes, ea
   });
   const before = await statusOf(v1.api);
 
-  await t.test("raft: a proposal to reset the configuration to the attacker, votes and appends at term +1000 — all denied", async () => {
+  await t.test("raft: a proposal to reset the configuration to the attacker, votes, appends and a learner's replies at term +1000 — all denied", async () => {
     const leader = before.raft.leader;
     assert.ok(leader !== null);
     const term = before.raft.term;
@@ -74,6 +74,10 @@ test("attacks by an invited contributor on three real core nodes: none takes, ea
       raftMessage({ type: "vote", to: leader, from: mallory, term: term + 1000, logTerm: term + 1000, index: 1e9 }),
       raftMessage({ type: "prevote", to: leader, from: mallory, term: term + 1000, logTerm: term + 1000, index: 1e9 }),
       raftMessage({ type: "timeout-now", to: leader, from: mallory, term }),
+      // A learner's own replies, at a term it cannot have learnt (the leader would step down).
+      raftMessage({ type: "app-resp", to: leader, from: mallory, term: term + 1000, index: 1e9 }),
+      raftMessage({ type: "heartbeat-resp", to: leader, from: mallory, term: term + 1000 }),
+      raftMessage({ type: "read-index", to: leader, from: mallory, term: term + 1000, context: new Uint8Array(8) }),
     ];
     const follower = leader === v1.id ? v2.id : v1.id;
     attacks.push(raftMessage({ type: "app", to: follower, from: mallory, term: term + 1000, entries: conf, commit: 1e6 }));

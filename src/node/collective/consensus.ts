@@ -205,6 +205,11 @@ export class Consensus {
     return this.#raft.role === "leader";
   }
 
+  /** The current Raft term. */
+  get term(): number {
+    return this.#raft.term;
+  }
+
   status(): RaftStatus {
     return { ...this.#raft.status(), applied: this.#applied };
   }

@@ -44,7 +44,7 @@ export class ConsensusPart {
     if (!decoded.ok) return this.#ctx.drop("decode", decoded.detail);
     const raft = decoded.message;
     if (raft.to !== this.#ctx.id) return this.#ctx.drop("decode", `raft for ${raft.to}`);
-    const refusal = raftGrant(raft, from, (id) => members.roleOf(id));
+    const refusal = raftGrant(raft, from, (id) => members.roleOf(id), this.consensus.term);
     if (refusal !== undefined) return this.#ctx.drop("denied", refusal);
     this.consensus.step(raft);
     this.#ctx.requestApply();
@@ -64,13 +64,18 @@ export class ConsensusPart {
 const LEARNER_REPLIES: ReadonlySet<RaftMessage["type"]> = new Set(["app-resp", "heartbeat-resp", "read-index"]);
 
 /**
- * Who may send which Raft message (issue 13): a contributor only answers as a learner; nobody
- * forwards a configuration change (the leader's own manager proposes them, and a reset enters a
- * log only by regeneration); a forwarded proposal's originator must be core like its sender.
- * Undefined when the message is granted, else why not.
+ * Who may send which Raft message (issue 13): a contributor only answers as a learner, at a term
+ * no higher than ours (a learner learns its term from the leader; a higher one would make the
+ * leader step down, an election a contributor could call at will); nobody forwards a
+ * configuration change (the leader's own manager proposes them, and a reset enters a log only by
+ * regeneration); a forwarded proposal's originator must be core like its sender. Undefined when
+ * the message is granted, else why not.
  */
-export function raftGrant(m: RaftMessage, sender: string, roleOf: (id: string) => Role | undefined): string | undefined {
-  if (roleOf(sender) !== "core" && !LEARNER_REPLIES.has(m.type)) return `raft ${m.type} from non-core ${sender}`;
+export function raftGrant(m: RaftMessage, sender: string, roleOf: (id: string) => Role | undefined, term: number): string | undefined {
+  if (roleOf(sender) !== "core") {
+    if (!LEARNER_REPLIES.has(m.type)) return `raft ${m.type} from non-core ${sender}`;
+    if (m.term > term) return `raft ${m.type} from non-core ${sender} at term ${m.term} above ours (${term})`;
+  }
   if (m.type !== "prop") return undefined;
   if (m.entries.some((e) => e.type === "conf")) return `raft prop with a configuration change from ${sender}`;
   if (m.from !== sender && roleOf(m.from) !== "core") return `raft prop forwarded for non-core ${m.from}`;
@@ -87,6 +92,7 @@ export class SharedFolderPart {
       event: (type, data) => ctx.emit(type, data),
       membership: { liveIds: () => ctx.members.liveIds() },
       nowMs: () => Math.floor(ctx.clock.nowMs()),
+      records: ctx.records,
     });
     if (this.folder !== undefined) ctx.services.folder = this.folder;
   }
