@@ -77,7 +77,6 @@ test("attacks by an invited contributor on three real core nodes: none takes, ea
       // A learner's own replies, at a term it cannot have learnt (the leader would step down).
       raftMessage({ type: "app-resp", to: leader, from: mallory, term: term + 1000, index: 1e9 }),
       raftMessage({ type: "heartbeat-resp", to: leader, from: mallory, term: term + 1000 }),
-      raftMessage({ type: "read-index", to: leader, from: mallory, term: term + 1000, context: new Uint8Array(8) }),
     ];
     const follower = leader === v1.id ? v2.id : v1.id;
     attacks.push(raftMessage({ type: "app", to: follower, from: mallory, term: term + 1000, entries: conf, commit: 1e6 }));
