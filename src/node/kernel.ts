@@ -351,6 +351,9 @@ export class Kernel extends NodeView {
    * nothing queued before it is unwritten); behind a queued write it waits for the flush.
    */
   #sendOrQueue(to: string, channel: Channel, message: Message, id?: string): void {
+    // A reply address naming this node (a peer's say-so: a ping's `addr`) would only come back as
+    // our own packet: not sent, counted.
+    if (to === this.ports.transport.address) return void this.stats.sendFailures++;
     if (this.#durable.length === 0 && this.#lazy.length === 0) this.#send(to, channel, message, id);
     else {
       this.#outbound.push({ to, channel, message, id });
