@@ -24,12 +24,18 @@
 // `verifyEvery`-th message (every one below 2,000 nodes) also goes through the real encoder and the
 // schema check, asserting the size and that it decodes, and that one is delivered decoded; the
 // others are delivered as the objects sent (cores never mutate a message).
+//
+// Signatures: rows carry their writer's key and signature as on a real node, with the simulator's
+// stand-in signatures (src/sim/identity.ts: real keys, so ids derive from them, and a cheap
+// keyed fingerprint in place of Ed25519), each node checking rows through its own RecordSigner.
 import { performance } from "node:perf_hooks";
-import { ENVELOPE_BYTES, Gossip, GOSSIP_DEFAULTS, makeRow, type GossipConfig, type GossipPeers, type GossipRow } from "../core/collective/gossip.ts";
+import { RecordSigner } from "../core/body/trust.ts";
+import { ENVELOPE_BYTES, Gossip, GOSSIP_DEFAULTS, makeRow, signRow, type GossipConfig, type GossipPeers, type GossipRow } from "../core/collective/gossip.ts";
 import { isGossipWire, packedSize, type GossipMessage } from "../core/collective/gossip-wire.ts";
 import { LIMITS } from "../core/util/limits.ts";
 import { createRng, type Rng } from "../core/util/rng.ts";
 import { packValue, unpackValue } from "../core/wire/codec.ts";
+import { createSimIdentity } from "./identity.ts";
 
 const DELAY_MIN = 1;
 const DELAY_MAX = 3;
@@ -107,12 +113,20 @@ class PeerView implements GossipPeers {
   }
 }
 
-export function simGossipId(index: number): string {
-  return (index + 1).toString(16).padStart(16, "0");
+/** Node `index` of run `seed`: a key from both, its id (the key's) and its stand-in signer. */
+export function simGossipNode(seed: number, index: number): { readonly id: string; readonly signer: RecordSigner } {
+  const bytes = new Uint8Array(32);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, 0x5ca1e5ee);
+  view.setFloat64(4, seed);
+  view.setUint32(12, index);
+  const identity = createSimIdentity(bytes);
+  return { id: identity.id, signer: new RecordSigner(identity, identity) };
 }
 
 class ScaleNet {
   readonly ids: string[] = [];
+  readonly signers: RecordSigner[] = [];
   readonly index = new Map<string, number>();
   readonly nodes: Gossip[] = [];
   readonly peers: PeerView[] = [];
@@ -138,12 +152,14 @@ class ScaleNet {
     this.#verifyEvery = verifyEvery;
     for (let d = 0; d <= DELAY_MAX; d++) this.#buckets.push([]);
     for (let i = 0; i < n; i++) {
-      const id = simGossipId(i);
+      const { id, signer } = simGossipNode(seed, i);
+      if (this.index.has(id)) throw new Error(`seed ${seed}: two nodes share the id ${id}`);
+      this.signers.push(signer);
       this.ids.push(id);
       this.index.set(id, i);
     }
     for (let i = 0; i < n; i++) {
-      this.nodes.push(new Gossip(this.ids[i] as string, createRng(seed, 1000 + i), config));
+      this.nodes.push(new Gossip(this.ids[i] as string, this.signers[i] as RecordSigner, createRng(seed, 1000 + i), config));
       this.peers.push(new PeerView(this.ids, i));
     }
     this.periodBytes = new Float64Array(n);
@@ -218,11 +234,11 @@ export function runReplicaScaleOnce(options: ReplicaScaleOptions): Record<string
   const config = options.config ?? GOSSIP_DEFAULTS;
   const period = config.periodTicks;
   const net = new ScaleNet(n, seed, loss, verifyEvery, config);
-  // Converged start: origin i owns "scale" / "node/<id>" at version 1; every node holds them all.
+  // Converged start: origin i owns "scale" / "node/<id>" at version 1, signed; every node holds them all.
   const rows: GossipRow[] = [];
   for (let i = 0; i < origins; i++) {
     const id = net.ids[i] as string;
-    rows.push(makeRow("scale", `node/${id}`, new Uint8Array(16).fill(i & 0xff), BASE_MS - 60_000, i, id, 1));
+    rows.push(signRow(net.signers[i] as RecordSigner, makeRow("scale", `node/${id}`, new Uint8Array(16).fill(i & 0xff), BASE_MS - 60_000, i, id, 1)));
   }
   for (const node of net.nodes) node.restore(rows);
   const setupSeconds = (performance.now() - started) / 1000;

@@ -2,21 +2,65 @@
 // through the real encoder and the schema check, its size is checked against the budget and the
 // datagram bound, and delivery is delayed, reordered, duplicated or lost as asked, all from a seed.
 // Nodes can be isolated (everything to and from them is lost) and added later (joiners).
+// Node i has a fixed key (seed i): its id gid(i) is the key's, and it signs its rows with the
+// simulator's stand-in signatures (src/sim/identity.ts), or with real Ed25519 (`realSignatures`).
 import assert from "node:assert/strict";
-import { ENVELOPE_BYTES, Gossip, GOSSIP_DEFAULTS, type GossipConfig, type GossipEvent, type GossipRow } from "../../src/core/collective/gossip.ts";
+import { createIdentityFromSeed } from "../../src/adapters/identity.ts";
+import { RecordSigner } from "../../src/core/body/trust.ts";
+import { ENVELOPE_BYTES, Gossip, GOSSIP_DEFAULTS, rowWire, signRow, makeRow, type GossipConfig, type GossipEvent, type GossipRow } from "../../src/core/collective/gossip.ts";
 import { isGossipWire, packedSize, type GossipMessage } from "../../src/core/collective/gossip-wire.ts";
 import { toHex } from "../../src/core/util/bytes.ts";
 import { LIMITS } from "../../src/core/util/limits.ts";
 import { createRng, type Rng } from "../../src/core/util/rng.ts";
 import { packValue, unpackValue } from "../../src/core/wire/codec.ts";
+import type { Identity } from "../../src/node/ports.ts";
+import { createSimIdentity } from "../../src/sim/identity.ts";
 
 export const BASE_MS = 1_760_000_000_000;
 
 /** Test config: short periods and a short grace period; everything else the defaults. */
 export const TEST_CONFIG: GossipConfig = { ...GOSSIP_DEFAULTS, periodTicks: 10, tombstoneGraceTicks: 2_000 };
 
+const identities = new Map<string, Identity>();
+
+/** Node i's identity (cached: making a key costs about 60 µs). */
+export function identityOf(i: number, real = false): Identity {
+  const name = `${real ? "real" : "sim"}${i}`;
+  let identity = identities.get(name);
+  if (identity === undefined) {
+    const seed = new Uint8Array(32);
+    new DataView(seed.buffer).setUint32(0, i + 1);
+    identity = real ? createIdentityFromSeed(seed) : createSimIdentity(seed);
+    identities.set(name, identity);
+  }
+  return identity;
+}
+
+/** Node i's id: the hash of its key (the same with either kind of signature). */
 export function gid(i: number): string {
-  return (i + 1).toString(16).padStart(16, "0");
+  return identityOf(i).id;
+}
+
+/** A fresh signer (its own refusal counts) for node i. */
+export function signerOf(i: number, real = false): RecordSigner {
+  const identity = identityOf(i, real);
+  return new RecordSigner(identity, identity);
+}
+
+/** A core for node i with its own signer. */
+export function core(i: number, rng: Rng, config: GossipConfig = TEST_CONFIG, real = false): Gossip {
+  return new Gossip(gid(i), signerOf(i, real), rng, config);
+}
+
+/** A row written and signed by node i (stand-in signatures). */
+export function rowBy(i: number, topic: string, key: string, value: Uint8Array | undefined, wall: number, logical: number, version: number): GossipRow {
+  return signRow(signerOf(i), makeRow(topic, key, value, wall, logical, gid(i), version));
+}
+
+/** A message at hop 3 carrying `rows` (of one origin, ascending versions) as one group from `from`. */
+export function deltaOf(rows: readonly GossipRow[], from = 0, upto?: number): GossipMessage {
+  const origin = (rows[0] as GossipRow).origin;
+  return { t: "gossip", h: 3, n: 0, d: [], r: [[origin, from, upto ?? (rows[rows.length - 1] as GossipRow).version, rows.map(rowWire)]], g: [] };
 }
 
 export interface NetOptions {
@@ -28,6 +72,8 @@ export interface NetOptions {
   readonly config?: GossipConfig;
   /** Per-node clock offset in ms. */
   readonly skewMs?: readonly number[];
+  /** Real Ed25519 signatures instead of the stand-in ones. */
+  readonly realSignatures?: boolean;
 }
 
 interface Packet {
@@ -53,6 +99,9 @@ export class GossipNet {
   readonly #config: GossipConfig;
   readonly #seed: number;
   readonly #skew: number[];
+  readonly #real: boolean;
+  /** Each node's signer (its refusal counts). */
+  readonly signers: RecordSigner[] = [];
   #inflight: Packet[] = [];
   readonly #index = new Map<string, number>();
 
@@ -64,6 +113,7 @@ export class GossipNet {
     this.#delayMax = options.delayMax ?? 3;
     this.#config = options.config ?? TEST_CONFIG;
     this.#skew = [...(options.skewMs ?? [])];
+    this.#real = options.realSignatures ?? false;
     for (let i = 0; i < options.n; i++) this.add();
   }
 
@@ -73,7 +123,9 @@ export class GossipNet {
     const id = gid(i);
     this.ids.push(id);
     this.#index.set(id, i);
-    this.nodes.push(new Gossip(id, createRng(this.#seed, 100 + i), this.#config));
+    const signer = signerOf(i, this.#real);
+    this.signers.push(signer);
+    this.nodes.push(new Gossip(id, signer, createRng(this.#seed, 100 + i), this.#config));
     while (this.#skew.length <= i) this.#skew.push(0);
     return i;
   }
@@ -137,6 +189,14 @@ export class GossipNet {
       const copies = this.#rng.chance(this.#duplicate) ? 2 : 1;
       for (let c = 0; c < copies; c++) this.#inflight.push({ at: this.now + 1 + this.#rng.int(this.#delayMax), from: i, to, bytes });
     }
+  }
+
+  /** Hands `message` to node `to` at once as sent by node `from` (through the encoder and the schema), as an attacker would. */
+  inject(from: number, to: number, message: GossipMessage): void {
+    const value = unpackValue(packValue(message));
+    assert.ok(isGossipWire(value), `seed ${this.#seed}: an injected message fails its schema`);
+    (this.nodes[to] as Gossip).step(this.ids[from] as string, value);
+    this.drain(to);
   }
 
   #deliver(p: Packet): void {

@@ -6,15 +6,17 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Gossip, GOSSIP_DEFAULTS, makeRow, rowBeats, rowBytesMax, selfVersionFloor, VERSION_MAX, type GossipConfig, type GossipRow } from "../../src/core/collective/gossip.ts";
+import { Gossip, GOSSIP_DEFAULTS, makeRow, rowBeats, rowBytesMax, rowWire, selfVersionFloor, VERSION_MAX, type GossipConfig, type GossipRow } from "../../src/core/collective/gossip.ts";
 import type { GossipMessage } from "../../src/core/collective/gossip-wire.ts";
 import { compareHlc } from "../../src/core/util/hlc.ts";
 import { createRng } from "../../src/core/util/rng.ts";
 import { packValue } from "../../src/core/wire/codec.ts";
-import { BASE_MS, bytes, describe, fingerprint, gid, GossipNet, TEST_CONFIG } from "./gossip-harness.ts";
+import { BASE_MS, bytes, core, deltaOf, describe, fingerprint, gid, GossipNet, rowBy, signerOf, TEST_CONFIG } from "./gossip-harness.ts";
 
 const A = gid(0);
 const B = gid(1);
+/** A key and a signature of the right sizes (for messages refused before any check). */
+const NOSIG = [new Uint8Array(32), new Uint8Array(64)] as const;
 
 test("rowBeats is a strict total order (antisymmetric, transitive, total on distinct rows)", () => {
   const row = fc.record({
@@ -79,7 +81,7 @@ test("merge: delivering the same deltas in any order, twice, gives the same tabl
   const deltas = net.sent.filter((s) => s.message.r.length > 0).map((s) => ({ from: net.ids[s.from] as string, message: s.message }));
   fc.assert(fc.property(fc.nat(1_000_000), (seed) => {
     const rng = createRng(seed);
-    const sink = new Gossip(gid(9), createRng(seed, 2), TEST_CONFIG);
+    const sink = core(9, createRng(seed, 2));
     sink.tick(BASE_MS, []);
     // Every node's own writes first-hand (deltas from origin sources), then all captured deltas twice, shuffled.
     const order = [...deltas, ...deltas];
@@ -116,18 +118,18 @@ test("LWW by HLC: the larger stamp wins whatever the arrival order, and causalit
   net.runUntil(() => net.converged(), 500, "convergence");
   assert.equal(new TextDecoder().decode(a.get("t", "k")?.value), "from B, after seeing A");
   // Concurrent writes without causality: the larger HLC wins even though it arrives first.
-  const c = new Gossip(gid(5), createRng(1), TEST_CONFIG);
+  const c = core(5, createRng(1));
   c.tick(BASE_MS, []);
-  const late = makeRow("t", "x", bytes("late stamp"), BASE_MS + 50, 0, A, 1);
-  const early2 = makeRow("t", "x", bytes("early stamp"), BASE_MS + 10, 0, B, 1);
-  const wire = (r: GossipRow): GossipMessage => ({ t: "gossip", h: 3, n: 0, d: [], r: [[r.origin, 0, r.version, [[r.version, r.topic, r.key, r.value ?? null, r.wall, r.logical]]]], g: [] });
-  c.step(A, wire(late));
-  c.step(B, wire(early2));
+  const late = rowBy(0, "t", "x", bytes("late stamp"), BASE_MS + 50, 0, 1);
+  const early2 = rowBy(1, "t", "x", bytes("early stamp"), BASE_MS + 10, 0, 1);
+  c.step(A, deltaOf([late]));
+  c.step(B, deltaOf([early2]));
   assert.equal(new TextDecoder().decode(c.get("t", "x")?.value), "late stamp");
   // Equal stamps: the larger origin id wins.
-  const tieA = makeRow("t", "y", bytes("A"), BASE_MS, 3, A, 2);
-  const tieB = makeRow("t", "y", bytes("B"), BASE_MS, 3, B, 2);
-  assert.ok(rowBeats(tieB, tieA) && !rowBeats(tieA, tieB));
+  const [low, high] = [A, B].sort();
+  const tieLow = makeRow("t", "y", bytes("low"), BASE_MS, 3, low as string, 2);
+  const tieHigh = makeRow("t", "y", bytes("high"), BASE_MS, 3, high as string, 2);
+  assert.ok(rowBeats(tieHigh, tieLow) && !rowBeats(tieLow, tieHigh));
 });
 
 test("HLC: a row stamped beyond maxClockOffsetMs is refused, then accepted once the clock catches up", () => {
@@ -177,7 +179,7 @@ test("tombstones: a late copy of the deleted row cannot resurrect it after colle
   assert.ok(net.nodes.every((g) => g.rows().length === 0), "tombstone collected everywhere");
   // The delta a slow network still holds: n0's row, version 1, from 0.
   const r = live.row;
-  const stale: GossipMessage = { t: "gossip", h: 1, n: 1, d: [], r: [[r.origin, 0, 1, [[1, "t", "k", r.value ?? null, r.wall, r.logical]]]], g: [] };
+  const stale: GossipMessage = { t: "gossip", h: 1, n: 1, d: [], r: [[r.origin, 0, 1, [rowWire(r)]]], g: [] };
   for (let i = 1; i < net.nodes.length; i++) (net.nodes[i] as Gossip).step(A, stale);
   net.run(200);
   assert.ok(net.nodes.every((g) => g.get("t", "k") === undefined && g.rows().length === 0), "not resurrected");
@@ -243,7 +245,7 @@ test("budget: rows of the largest size travel, every message fits its budget, a 
   assert.ok(net.sent.some((s) => s.message.r.length > 0 && s.bytes > 700), "a message carried a near-largest row");
   // A budget that cannot hold the largest row is refused at construction.
   const tight: GossipConfig = { ...GOSSIP_DEFAULTS, budgetBytes: rowBytesMax(GOSSIP_DEFAULTS) };
-  assert.throws(() => new Gossip(A, createRng(1), tight));
+  assert.throws(() => new Gossip(A, signerOf(0), createRng(1), tight));
 });
 
 test("digests are bounded: a joiner discovers 60 origins through 24-entry digests", () => {
@@ -310,7 +312,7 @@ test("subscriptions: a subscriber sees its topic's changes, local and remote; th
 });
 
 test("bounds: topics, keys per topic and rows are refused beyond their limits; invalid deltas are counted, never thrown", () => {
-  const g = new Gossip(A, createRng(3), { ...TEST_CONFIG, topicsMax: 2, keysPerTopicMax: 3, rowsMax: 5 });
+  const g = core(0, createRng(3), { ...TEST_CONFIG, topicsMax: 2, keysPerTopicMax: 3, rowsMax: 5 });
   g.tick(BASE_MS, []);
   assert.ok(g.publish("t1", "a", bytes("1")).ok && g.publish("t2", "a", bytes("1")).ok);
   assert.equal(g.publish("t3", "a", bytes("1")).ok, false, "topicsMax");
@@ -324,15 +326,15 @@ test("bounds: topics, keys per topic and rows are refused beyond their limits; i
   const bad: GossipMessage[] = [
     { t: "gossip", h: 3, n: 0, d: [[B, 1]], r: [], g: [] },
     { t: "gossip", h: 1, n: 0, d: [], r: [[B, 5, 2, []]], g: [] },
-    { t: "gossip", h: 1, n: 0, d: [], r: [[B, 0, 5, [[3, "t", "k", null, 1, 0], [2, "t", "j", null, 1, 0]]]], g: [] },
-    { t: "gossip", h: 1, n: 0, d: [], r: [[B, 0, 5, [[6, "t", "k", null, 1, 0]]]], g: [] },
-    { t: "gossip", h: 1, n: 0, d: [], r: [[B, 0, 5, [[1, "t", "k", new Uint8Array(GOSSIP_DEFAULTS.valueBytesMax + 1), 1, 0]]]], g: [] },
-    { t: "gossip", h: 1, n: 0, d: [], r: [[B, 0, 5, [[1, "t", "k", null, BASE_MS, 0xffff_fff0]]]], g: [] },
+    { t: "gossip", h: 1, n: 0, d: [], r: [[B, 0, 5, [[3, "t", "k", null, 1, 0, ...NOSIG], [2, "t", "j", null, 1, 0, ...NOSIG]]]], g: [] },
+    { t: "gossip", h: 1, n: 0, d: [], r: [[B, 0, 5, [[6, "t", "k", null, 1, 0, ...NOSIG]]]], g: [] },
+    { t: "gossip", h: 1, n: 0, d: [], r: [[B, 0, 5, [[1, "t", "k", new Uint8Array(GOSSIP_DEFAULTS.valueBytesMax + 1), 1, 0, ...NOSIG]]]], g: [] },
+    { t: "gossip", h: 1, n: 0, d: [], r: [[B, 0, 5, [[1, "t", "k", null, BASE_MS, 0xffff_fff0, ...NOSIG]]]], g: [] },
   ];
   for (const m of bad) g.step(B, m);
   assert.equal(g.stats().invalid, bad.length);
   // A full table refuses a remote new key and asks again later rather than skipping it.
-  g.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [[B, 0, 1, [[1, "t1", "z", bytes("r"), BASE_MS, 0]]]], g: [] });
+  g.step(B, deltaOf([rowBy(1, "t1", "z", bytes("r"), BASE_MS, 0, 1)]));
   assert.equal(g.get("t1", "z"), undefined);
   assert.equal(g.watermark(B), 0, "the watermark did not pass the refused row");
   assert.ok(g.stats().tableFull >= 1);
@@ -345,7 +347,7 @@ test("a node that lost its store does not take its own rows back: a peer showing
   net.runUntil(() => net.converged(), 300, "spread");
   // Node 0 restarts with an empty store (same id): the node layer (topics.ts) gives the core its
   // floor, since the store holds no own version.
-  const reborn = new Gossip(A, createRng(99), TEST_CONFIG);
+  const reborn = core(0, createRng(99));
   const floor = selfVersionFloor(net.physicalMs(0));
   assert.ok(floor > 5 && floor <= VERSION_MAX / 2);
   reborn.restore([], [], floor);
@@ -368,7 +370,7 @@ test("a node that lost its store does not take its own rows back: a peer showing
 });
 
 test("attack: a peer claiming more of a node's origin than it wrote moves a node without its own version only to that node's floor, once", () => {
-  const g = new Gossip(A, createRng(10), TEST_CONFIG);
+  const g = core(0, createRng(10));
   g.restore([], [], 1_000_000);
   g.tick(BASE_MS, [B]);
   g.step(B, { t: "gossip", h: 0, n: 1, d: [[A, VERSION_MAX - 1]], r: [], g: [] });
@@ -381,12 +383,12 @@ test("attack: a peer claiming more of a node's origin than it wrote moves a node
 });
 
 test("attack: a forged delta [victim, 0, 2^53−1, []] no longer stops the victim's writes (own-origin deltas are refused and counted)", () => {
-  const victim = new Gossip(A, createRng(7), TEST_CONFIG);
+  const victim = core(0, createRng(7));
   victim.tick(BASE_MS, [B]);
   assert.ok(victim.publish("t", "k", bytes("mine")).ok);
   victim.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [[A, 0, Number.MAX_SAFE_INTEGER, []]], g: [] });
   // A forged row of the victim's own origin, and a digest claiming more of it than it wrote.
-  victim.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [[A, 1, 9, [[5, "t", "k", bytes("evil"), BASE_MS + 1, 0]]]], g: [] });
+  victim.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [[A, 1, 9, [[5, "t", "k", bytes("evil"), BASE_MS + 1, 0, ...NOSIG]]]], g: [] });
   victim.step(B, { t: "gossip", h: 0, n: 1, d: [[A, 1_000_000]], r: [], g: [] });
   assert.equal(victim.selfVersion, 1, "no peer moves the victim's own version");
   assert.equal(new TextDecoder().decode(victim.get("t", "k")?.value), "mine");
@@ -401,23 +403,23 @@ test("attack: a forged delta [victim, 0, 2^53−1, []] no longer stops the victi
 
 test("attack: versions above LIMITS.gossip.versionMax are dropped and counted; the origin's real rows still arrive", () => {
   const C = gid(2);
-  const g = new Gossip(A, createRng(8), TEST_CONFIG);
+  const g = core(0, createRng(8));
   g.tick(BASE_MS, [B]);
   g.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [[C, 0, Number.MAX_SAFE_INTEGER, []]], g: [] });
   g.step(B, { t: "gossip", h: 0, n: 1, d: [[C, VERSION_MAX + 1]], r: [], g: [] });
   g.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [], g: [[C, VERSION_MAX + 1, BASE_MS, 0]] });
   assert.equal(g.watermark(C), 0, "the forged range did not move C's watermark");
   assert.equal(g.stats().highVersions, 3);
-  g.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [[C, 0, 1, [[1, "t", "k", bytes("real"), BASE_MS, 0]]]], g: [] });
+  g.step(B, deltaOf([rowBy(2, "t", "k", bytes("real"), BASE_MS, 0, 1)]));
   assert.equal(new TextDecoder().decode(g.get("t", "k")?.value), "real", "C's real first row is taken");
 });
 
 test("attack: a collection horizon for the victim's own origin, or stamped far ahead of every clock, does not reset its table", () => {
   const C = gid(2);
   const D = gid(3);
-  const g = new Gossip(A, createRng(9), TEST_CONFIG);
+  const g = core(0, createRng(9));
   // Restored with rows: not fresh, so it honours horizons at once.
-  g.restore([makeRow("t", "c", bytes("kept"), BASE_MS - 1_000, 0, C, 1)], [[A, 4], [C, 1]]);
+  g.restore([rowBy(2, "t", "c", bytes("kept"), BASE_MS - 1_000, 0, 1)], [[A, 4], [C, 1]]);
   g.tick(BASE_MS, [B]);
   g.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [], g: [[D, 5, BASE_MS + 365 * 24 * 3600 * 1000, 0]] });
   g.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [], g: [[A, 99, BASE_MS, 0]] });
@@ -432,51 +434,53 @@ test("attack: a collection horizon for the victim's own origin, or stamped far a
 
 test("catch-up: rows that overflow a datagram travel on the stream channel with the catch-up budget", () => {
   const config = { ...GOSSIP_DEFAULTS, catchUpBytes: 64 * 1024 };
-  const a = new Gossip("00000000000000aa", createRng(1), config);
-  const b = new Gossip("00000000000000bb", createRng(2), config);
+  const [AA, BB, DD, EE] = [gid(10), gid(11), gid(13), gid(14)];
+  const a = core(10, createRng(1), config);
+  const b = core(11, createRng(2), config);
   a.tick(1_000_000, []);
   b.tick(1_000_000, []);
   for (let i = 0; i < 3_000; i++) assert.equal(a.publish("t", `k${i}`, new TextEncoder().encode(`v${i}`)).ok, true);
   a.ready();
-  b.syncWith("00000000000000aa");
+  b.syncWith(AA);
   const syn = b.ready().messages;
   assert.equal(syn.length, 1);
   // Exchange until `a` owes `b` its rows (b learns of a's origin first, then asks for it).
   let toA = syn[0]!.message;
   let answer: ReturnType<Gossip["ready"]>["messages"] = [];
   for (let hop = 0; hop < 2 && answer.every((m) => m.channel !== "stream"); hop++) {
-    a.step("00000000000000bb", toA);
+    a.step(BB, toA);
     answer = a.ready().messages;
     assert.equal(answer.length, 1);
     if (answer[0]!.channel === "stream") break;
-    b.step("00000000000000aa", answer[0]!.message);
+    b.step(AA, answer[0]!.message);
     const next = b.ready().messages;
     assert.equal(next.length, 1);
     toA = next[0]!.message;
   }
   assert.equal(answer[0]!.channel, "stream", "the owed rows overflow a datagram");
   assert.ok(packValue(answer[0]!.message).length > 1_200 && packValue(answer[0]!.message).length <= 64 * 1024);
-  b.step("00000000000000aa", answer[0]!.message);
-  assert.ok(b.size > 1_000, `one exchange carried ${b.size} rows`);
+  b.step(AA, answer[0]!.message);
+  // Rows of ~120 bytes (100 of them the writer's key and signature): about 530 in 64 KiB.
+  assert.ok(b.size > 400, `one exchange carried ${b.size} rows`);
   assert.equal(a.stats().catchUps, 1);
   // With catch-up off (the core's default) the same owed rows are answered in one datagram.
-  const d = new Gossip("00000000000000dd", createRng(4), GOSSIP_DEFAULTS);
+  const d = core(13, createRng(4), GOSSIP_DEFAULTS);
   d.tick(1_000_000, []);
   for (let i = 0; i < 3_000; i++) d.publish("t", `k${i}`, new TextEncoder().encode(`v${i}`));
   d.ready();
-  const e = new Gossip("00000000000000ee", createRng(5), GOSSIP_DEFAULTS);
+  const e = core(14, createRng(5), GOSSIP_DEFAULTS);
   e.tick(1_000_000, []);
-  e.syncWith("00000000000000dd");
+  e.syncWith(DD);
   let toD = e.ready().messages[0]!.message;
   for (let hop = 0; hop < 2; hop++) {
-    d.step("00000000000000ee", toD);
+    d.step(EE, toD);
     const out = d.ready().messages;
     for (const m of out) {
       assert.equal(m.channel, "datagram");
       assert.ok(packValue(m.message).length <= 1_200);
     }
     if (out.length === 0) break;
-    e.step("00000000000000dd", out[0]!.message);
+    e.step(DD, out[0]!.message);
     const next = e.ready().messages;
     if (next.length === 0) break;
     toD = next[0]!.message;

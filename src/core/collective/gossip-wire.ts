@@ -15,7 +15,10 @@
 //     g  [origin, gcVersion, wall, logical][]: "I have collected origin's tombstones up to
 //        gcVersion, the newest stamped (wall, logical)", sent to a peer whose digest is below it
 //
-//   row [version, topic, key, value | null, wall, logical]   null = tombstone
+//   row [version, topic, key, value | null, wall, logical, pub, sig]   null = tombstone
+//        pub  the writer's Ed25519 public key (exactly 32 bytes; the origin is its id)
+//        sig  the writer's signature (exactly 64 bytes) over the row's canonical bytes
+//             (gossip.ts rowBody), checked end to end by whoever takes the row
 //
 // Bounds here are the schema's (what a hostile peer may make us decode); the core's config sets
 // the smaller ones it uses. packedSize() gives the exact MessagePack size of a message, so the core
@@ -37,10 +40,15 @@ export const TopicSchema = Type.String({ minLength: 1, maxLength: GOSSIP_WIRE_BO
 export const KeySchema = Type.String({ minLength: 1, maxLength: GOSSIP_WIRE_BOUNDS.keyCharsMax });
 
 export const GossipDigestEntryWireSchema = Type.Tuple([OriginSchema, u53]);
+/** A writer's Ed25519 public key and its signature: exact sizes. */
+export const ROW_PUB_BYTES = 32;
+export const ROW_SIG_BYTES = 64;
 export const GossipRowWireSchema = Type.Tuple([
   u53, TopicSchema, KeySchema,
   Type.Union([Type.Uint8Array({ maxByteLength: GOSSIP_WIRE_BOUNDS.valueBytesMax }), Type.Null()]),
   u53, u32,
+  Type.Uint8Array({ minByteLength: ROW_PUB_BYTES, maxByteLength: ROW_PUB_BYTES }),
+  Type.Uint8Array({ minByteLength: ROW_SIG_BYTES, maxByteLength: ROW_SIG_BYTES }),
 ]);
 export const GossipDeltaWireSchema = Type.Tuple([
   OriginSchema, u53, u53, Type.Array(GossipRowWireSchema, { maxItems: GOSSIP_WIRE_BOUNDS.rowsPerDeltaMax }),
@@ -118,9 +126,12 @@ export function entrySize(origin: string, version: number): number {
   return 1 + strSize(origin) + uintSize(version);
 }
 
-/** A row tuple. */
+/** The writer's key and signature in a row tuple (fixed sizes: 34 + 66 bytes). */
+export const ROW_SIGNED_BYTES = binSize(ROW_PUB_BYTES) + binSize(ROW_SIG_BYTES);
+
+/** A row tuple (with its writer's key and signature, whose sizes are fixed). */
 export function rowSize(version: number, topic: string, key: string, value: Uint8Array | null, wall: number, logical: number): number {
-  return 1 + uintSize(version) + strSize(topic) + strSize(key) + (value === null ? 1 : binSize(value.length)) + uintSize(wall) + uintSize(logical);
+  return 1 + uintSize(version) + strSize(topic) + strSize(key) + (value === null ? 1 : binSize(value.length)) + uintSize(wall) + uintSize(logical) + ROW_SIGNED_BYTES;
 }
 
 /** A delta group's tuple without its rows, counting its rows' array header at its largest (3). */

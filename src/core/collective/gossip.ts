@@ -59,7 +59,20 @@
 // wrote in an earlier life: the first time a peer shows it more of its origin than it wrote (so it
 // lost its store, or the peer lies), it moves its sequence to that floor — never to the peer's
 // value — and writes its rows of this life again above it, so none is lost to peers' floors.
+//
+// Signatures. Every row carries its writer's Ed25519 public key and signature over rowBody(row)
+// (the "row" kind of src/core/body/trust.ts RecordSigner, injected as a GossipSigner), so a row
+// verifies end to end wherever it was relayed: the origin is the key's id, and no relay can forge,
+// alter or re-date a row of another origin, nor delete one with a forged tombstone. A row is
+// checked only when it would change the table (a new key, or a winner over the row held): rows at
+// or below the watermark (duplicates, anti-entropy repeats) and rows that lose to the row held
+// cost nothing. A row that fails its check is dropped and counted (stats.forged, and the signer's
+// own refusal count); its origin's group stops there — the watermark stays below the row, so the
+// real one is fetched from other peers — and the message's other groups are still applied.
+// What signatures do not stop: a relay withholding rows, or claiming a range of a third origin
+// without rows (a watermark moved past rows it never sent); see docs/protocols/gossip.md.
 import { assert } from "../util/assert.ts";
+import { bytesEqual, fromHex } from "../util/bytes.ts";
 import { compareHlc, HybridClock, type Hlc } from "../util/hlc.ts";
 import { LIMITS } from "../util/limits.ts";
 import { Outbox, type Ready } from "../util/outbox.ts";
@@ -68,7 +81,7 @@ import { Timeout } from "../util/timeout.ts";
 import { HEADER_BYTES, TAG_BYTES, type Channel } from "../wire/envelope.ts";
 import {
   GOSSIP_WIRE_BOUNDS,
-  deltaHeaderSize, entrySize, horizonSize, MESSAGE_OVERHEAD_BYTES, rowSize, strSize, utf8Length,
+  deltaHeaderSize, entrySize, horizonSize, MESSAGE_OVERHEAD_BYTES, ROW_PUB_BYTES, ROW_SIG_BYTES, ROW_SIGNED_BYTES, rowSize, strSize, utf8Length,
   type GossipDeltaWire, type GossipDigestEntryWire, type GossipHop, type GossipHorizonWire, type GossipMessage,
   type GossipRowWire,
 } from "./gossip-wire.ts";
@@ -179,10 +192,21 @@ export const ENTRY_BYTES_MAX = entrySize(ORIGIN_SAMPLE, U53_MAX);
 const HORIZON_BYTES_MAX = horizonSize(ORIGIN_SAMPLE, U53_MAX, U53_MAX, 0xffff_ffff);
 const DELTA_HEADER_BYTES_MAX = deltaHeaderSize(ORIGIN_SAMPLE, U53_MAX, U53_MAX);
 
-/** The largest row a config admits, encoded. */
+/** The largest row a config admits, encoded (its writer's key and signature included). */
 export function rowBytesMax(config: GossipConfig): number {
   return 1 + 9 + strSize("x".repeat(64)) + (config.keyBytesMax < 32 ? 1 : config.keyBytesMax < 256 ? 2 : 3) + config.keyBytesMax +
-    (config.valueBytesMax < 256 ? 2 : config.valueBytesMax < 65536 ? 3 : 5) + config.valueBytesMax + 9 + 5;
+    (config.valueBytesMax < 256 ? 2 : config.valueBytesMax < 65536 ? 3 : 5) + config.valueBytesMax + 9 + 5 + ROW_SIGNED_BYTES;
+}
+
+/**
+ * What signs this node's rows and checks other writers' (src/core/body/trust.ts RecordSigner fits;
+ * the simulator's stand-in signatures through one too). `check` answers undefined when `writer`,
+ * whose key `pub` is (its id derives from it), signed `body`, else why not (and counts it).
+ */
+export interface GossipSigner {
+  readonly publicKey: Uint8Array;
+  sign(kind: "row", body: Uint8Array): Uint8Array;
+  check(kind: "row", writer: string, pub: Uint8Array, body: Uint8Array, signature: Uint8Array): string | undefined;
 }
 
 /** One row of the table. Rows are immutable and may be shared. */
@@ -199,14 +223,81 @@ export interface GossipRow {
   /** The node that wrote it, and its version in that node's sequence. */
   readonly origin: string;
   readonly version: number;
+  /** The writer's Ed25519 public key (32 bytes; the origin is its id): empty on an unsigned row. */
+  readonly pub: Uint8Array;
+  /** The writer's signature over rowBody(row) (64 bytes): empty on an unsigned row. */
+  readonly sig: Uint8Array;
 }
 
 export function rowId(topic: string, key: string): string {
   return `${topic}\u0000${key}`;
 }
 
-export function makeRow(topic: string, key: string, value: Uint8Array | undefined, wall: number, logical: number, origin: string, version: number): GossipRow {
-  return { id: rowId(topic, key), topic, key, value, wall, logical, origin, version };
+const UNSIGNED = new Uint8Array(0);
+
+/** A row; without `pub` and `sig` it is unsigned (signRow signs it; the table holds signed rows only). */
+export function makeRow(
+  topic: string, key: string, value: Uint8Array | undefined, wall: number, logical: number, origin: string, version: number,
+  pub: Uint8Array = UNSIGNED, sig: Uint8Array = UNSIGNED,
+): GossipRow {
+  return { id: rowId(topic, key), topic, key, value, wall, logical, origin, version, pub, sig };
+}
+
+/** True when the row carries a key and a signature of the right sizes (not that they verify). */
+export function isSigned(row: GossipRow): boolean {
+  return row.pub.length === ROW_PUB_BYTES && row.sig.length === ROW_SIG_BYTES;
+}
+
+const encoder = new TextEncoder();
+const NO_ORIGIN = new Uint8Array(8);
+
+/**
+ * The bytes a row's writer signs (the signer prefixes its domain, "p-kernel/v1/row"):
+ *
+ *   origin (8 bytes, the id's hex decoded) ‖ version (u64 BE) ‖ wall (u64 BE) ‖ logical (u32 BE)
+ *   ‖ topic length (u32 BE) ‖ topic ‖ key length (u32 BE) ‖ key (UTF-8)
+ *   ‖ 0 (tombstone) | 1 ‖ for a value: value length (u32 BE) ‖ value
+ *
+ * Every field is in it, each length-prefixed, so no two rows share their bytes.
+ */
+export function rowBody(row: Pick<GossipRow, "topic" | "key" | "value" | "wall" | "logical" | "origin" | "version">): Uint8Array {
+  const value = row.value;
+  const out = new Uint8Array(8 + 8 + 8 + 4 + 4 + 4 + 1 + (value === undefined ? 0 : 4 + value.length) + 3 * (row.topic.length + row.key.length));
+  const view = new DataView(out.buffer);
+  const origin = fromHex(row.origin);
+  out.set(origin?.length === 8 ? origin : NO_ORIGIN, 0);
+  writeU64(view, 8, row.version);
+  writeU64(view, 16, row.wall);
+  view.setUint32(24, row.logical);
+  let at = 28;
+  for (const text of [row.topic, row.key]) {
+    const { written } = encoder.encodeInto(text, out.subarray(at + 4));
+    view.setUint32(at, written);
+    at += 4 + written;
+  }
+  if (value === undefined) out[at++] = 0;
+  else {
+    out[at++] = 1;
+    view.setUint32(at, value.length);
+    out.set(value, at + 4);
+    at += 4 + value.length;
+  }
+  return out.subarray(0, at);
+}
+
+function writeU64(view: DataView, at: number, n: number): void {
+  view.setUint32(at, Math.floor(n / 0x1_0000_0000));
+  view.setUint32(at + 4, n >>> 0);
+}
+
+/** The row signed by `signer` (its writer: the row's origin must be the signer's id). */
+export function signRow(signer: GossipSigner, row: GossipRow): GossipRow {
+  return makeRow(row.topic, row.key, row.value, row.wall, row.logical, row.origin, row.version, signer.publicKey, signer.sign("row", rowBody(row)));
+}
+
+/** A row as it travels in a delta group. */
+export function rowWire(row: GossipRow): GossipRowWire {
+  return [row.version, row.topic, row.key, row.value ?? null, row.wall, row.logical, row.pub, row.sig];
 }
 
 /** True when `a` wins over `b` (same topic and key): larger HLC, then larger origin id, then version. */
@@ -297,6 +388,15 @@ export interface GossipStats {
   highVersions: number;
   /** Times this node moved its sequence to its floor (a lost store found out; at most once a boot). */
   renumbers: number;
+  /**
+   * Rows whose writer's signature did not verify (a key that is not the origin's, a revoked
+   * writer, a bad signature): dropped; the origin's group stops there and is asked again.
+   */
+  forged: number;
+  /** Rows of other origins restored without a signature (a store of an older version): dropped, with their origin's rows, to be fetched again. */
+  unsignedDropped: number;
+  /** This node's own rows restored without a signature: signed again (and written back). */
+  resigned: number;
 }
 
 export type GossipWriteResult =
@@ -380,6 +480,8 @@ export class GossipSubscription {
 class OriginState {
   readonly id: string;
   wm = 0;
+  /** The origin's public key, once one of its rows verified: shared by its rows received since. */
+  pub: Uint8Array | undefined = undefined;
   #rows: GossipRow | GossipRow[] | undefined = undefined;
   dead = 0;
 
@@ -471,6 +573,7 @@ const TOPIC_PATTERN = new RegExp(`^[A-Za-z0-9._/-]{1,${LIMITS.gossip.topicCharsM
 
 export class Gossip {
   readonly #self: string;
+  readonly #signer: GossipSigner;
   readonly #rng: Rng;
   readonly #config: GossipConfig;
   readonly #clock: HybridClock;
@@ -503,10 +606,11 @@ export class Gossip {
   readonly #stats: GossipStats = {
     rows: 0, tombstones: 0, origins: 0, topics: 0, selfVersion: 0, invalid: 0, gaps: 0, skewed: 0, tableFull: 0,
     originsFull: 0, originsEvicted: 0, repliesRefused: 0, tombstonesCollected: 0, resets: 0, subscriptionDrops: 0, catchUps: 0,
-    ownOrigin: 0, highVersions: 0, renumbers: 0,
+    ownOrigin: 0, highVersions: 0, renumbers: 0, forged: 0, unsignedDropped: 0, resigned: 0,
   };
 
-  constructor(selfId: string, rng: Rng, config: GossipConfig = GOSSIP_DEFAULTS) {
+  /** `signer` signs this node's rows and checks other writers' (its key must be this node's: checked once here). */
+  constructor(selfId: string, signer: GossipSigner, rng: Rng, config: GossipConfig = GOSSIP_DEFAULTS) {
     assert(SELF_PATTERN.test(selfId), "Gossip: the node id must be 16 lowercase hex characters");
     assert(config.periodTicks > 0 && config.tombstoneGraceTicks > 0 && config.maxClockOffsetMs > 0, "Gossip: durations must be positive");
     assert(config.digestEntriesMax >= 1 && config.priorityEntriesMax >= 1 && config.priorityEntriesMax <= config.digestEntriesMax, "Gossip: digest entry bounds");
@@ -515,12 +619,20 @@ export class Gossip {
     assert(config.keyBytesMax >= 1 && config.valueBytesMax >= 0 && config.subscriptionsMax >= 0 && config.subscriptionQueueMax >= 1, "Gossip: row bounds");
     const frame = config.channel === "datagram" ? LIMITS.datagramBytesMax : LIMITS.frameBytesMax;
     assert(config.budgetBytes + ENVELOPE_BYTES <= frame, `Gossip: budget ${config.budgetBytes} + envelope exceeds the ${config.channel} bound ${frame}`);
-    // A SYN's digest fits; an answer keeps room for its priority entries and horizons, and the
-    // largest row (with its group header) still fits the rest, so every row can always travel.
+    // A SYN's digest fits; an answer keeps room for its priority entries and horizons after its
+    // rows, except for a message's first row, which may take that room (#rowsAbove): the largest
+    // row (with its group header) fits a message alone, so every row can always travel.
     assert(MESSAGE_OVERHEAD_BYTES + config.digestEntriesMax * ENTRY_BYTES_MAX <= config.budgetBytes, "Gossip: digestEntriesMax does not fit the budget");
     this.#digestReserveBytes = config.priorityEntriesMax * ENTRY_BYTES_MAX + config.horizonsPerMessageMax * HORIZON_BYTES_MAX;
-    assert(MESSAGE_OVERHEAD_BYTES + this.#digestReserveBytes + DELTA_HEADER_BYTES_MAX + rowBytesMax(config) <= config.budgetBytes,
-      `Gossip: the largest row (${rowBytesMax(config)} bytes) does not fit the budget with the digest reserve`);
+    assert(MESSAGE_OVERHEAD_BYTES + DELTA_HEADER_BYTES_MAX + rowBytesMax(config) <= config.budgetBytes,
+      `Gossip: the largest row (${rowBytesMax(config)} bytes) does not fit the budget`);
+    assert(MESSAGE_OVERHEAD_BYTES + this.#digestReserveBytes + DELTA_HEADER_BYTES_MAX <= config.budgetBytes, "Gossip: the digest reserve does not fit the budget");
+    // The signer is this node's: a row it signs verifies under this node's id (else every peer would refuse them).
+    const probe = rowBody(makeRow("gossip", "probe", undefined, 0, 0, selfId, 1));
+    const signature = signer.sign("row", probe);
+    assert(signer.publicKey.length === ROW_PUB_BYTES && signature.length === ROW_SIG_BYTES &&
+      signer.check("row", selfId, signer.publicKey, probe, signature) === undefined, "Gossip: the signer's key is not this node's");
+    this.#signer = signer;
     assert(config.catchUpBytes === 0 || config.catchUpBytes + ENVELOPE_BYTES <= LIMITS.frameBytesMax, "Gossip: catchUpBytes exceeds a stream frame");
     this.#self = selfId;
     this.#rng = rng;
@@ -548,28 +660,52 @@ export class Gossip {
 
   /**
    * Rows and watermarks from the store, before any traffic. Rows are taken as they are (shared, not
-   * copied). A node restored with rows is not fresh: it honours collection horizons at once. The
+   * copied), and their signatures are not checked again (the store holds only rows this node wrote
+   * or checked). A node restored with rows is not fresh: it honours collection horizons at once. The
    * watermark of this node's own origin is where its next write continues (the stored own version).
    * `selfFloor` (selfVersionFloor(boot epoch)) is given when the store holds no own version: the
    * sequence moves there if a peer shows this node more of its origin than it wrote.
+   *
+   * Unsigned rows (a store an older version wrote): this node's own are signed again and come out
+   * in ready().changed (to write back); another origin's cannot be, so that origin's rows are all
+   * dropped (counted in stats.unsignedDropped; they come out in ready().forgotten, to delete from
+   * the store) and its watermark is not restored: anti-entropy fetches them again, signed.
    */
   restore(rows: readonly GossipRow[], watermarks: readonly (readonly [string, number])[] = [], selfFloor?: number): void {
+    const unsigned = new Set<string>();
+    for (const row of rows) if (row.origin !== this.#self && !isSigned(row)) unsigned.add(row.origin);
+    const dropped: GossipRow[] = [];
+    const resigned: GossipRow[] = [];
     const sorted = [...rows].sort((a, b) => (a.origin < b.origin ? -1 : a.origin > b.origin ? 1 : a.version - b.version));
-    for (const row of sorted) {
+    for (let row of sorted) {
+      if (unsigned.has(row.origin)) {
+        dropped.push(row);
+        if (!isSigned(row)) this.#stats.unsignedDropped++;
+        continue;
+      }
       const st = this.#origin(row.origin);
       if (st === undefined) continue;
       if (row.version <= st.wm) continue;
+      if (row.origin === this.#self && (!isSigned(row) || !bytesEqual(row.pub, this.#signer.publicKey))) {
+        row = signRow(this.#signer, row);
+        resigned.push(row);
+        this.#stats.resigned++;
+      }
       this.#clock.update({ wall: row.wall, logical: row.logical }, Math.max(this.#physicalMs, row.wall));
       if (!this.#merge(row, st)) continue;
       st.wm = row.version;
     }
     for (const [origin, version] of watermarks) {
+      if (unsigned.has(origin)) continue;
       const st = this.#origin(origin);
       if (st !== undefined && version > st.wm) st.wm = version;
     }
+    for (const origin of unsigned) this.#want(origin, 1);
     if (rows.length > 0) this.#freshUntil = 0;
     if (selfFloor !== undefined && selfFloor > this.selfVersion && selfFloor <= VERSION_MAX / 2) this.#selfFloor = Math.floor(selfFloor);
     this.#out.clear("changed");
+    for (const row of resigned) if (this.#table.get(row.id) === row) this.#out.add("changed", row);
+    for (const row of dropped) this.#out.add("forgotten", row);
   }
 
   /** Writes a value; the row wins over every row this node has seen for the key. Stamped with the physical time of the last tick(). */
@@ -736,7 +872,7 @@ export class Gossip {
       this.#clock.update({ wall: existing.wall, logical: existing.logical }, existing.wall);
       hlc = this.#clock.now(this.#physicalMs);
     }
-    const row = makeRow(topic, key, value, hlc.wall, hlc.logical, this.#self, self.wm + 1);
+    const row = signRow(this.#signer, makeRow(topic, key, value, hlc.wall, hlc.logical, this.#self, self.wm + 1));
     assert(existing === undefined || rowBeats(row, existing), "Gossip: a local write must win");
     const merged = this.#merge(row, self);
     assert(merged, "Gossip: room was checked");
@@ -941,6 +1077,7 @@ export class Gossip {
   #compose(message: GossipMessage, hop: GossipHop, budget: number): { b: Builder; rowsFull: boolean } {
     const canAsk = hop <= 2;
     const b = new Builder(budget);
+    // Room kept for requests and priority entries after the rows (the first row may take it: #rowsAbove).
     const rowsLimit = budget - (canAsk ? this.#digestReserveBytes : 0);
     const requests: GossipDigestEntryWire[] = [];
     let rowsFull = false;
@@ -983,13 +1120,17 @@ export class Gossip {
   }
 
   /**
-   * Appends the origin's live rows above `from`, in version order, while they fit `limit`. Returns
-   * false when the budget cut the group (or left no room for it).
+   * Appends the origin's live rows above `from`, in version order, while they fit `limit`; the
+   * message's first row may go up to the whole budget instead (a row near the largest, with its
+   * signature, does not fit beside the digest reserve: the answer's requests wait for the next
+   * exchange rather than the row forever). Returns false when the budget cut the group (or left
+   * no room for it).
    */
   #rowsAbove(b: Builder, st: OriginState, from: number, limit: number): boolean {
     const header = deltaHeaderSize(st.id, from, st.wm);
+    const first = b.r.length === 0;
     // The schema bounds groups per message and rows per group; a catch-up budget could exceed them.
-    if (b.size + header > limit || b.r.length >= GOSSIP_WIRE_BOUNDS.deltasMax) return false;
+    if (b.size + header > (first ? b.budget : limit) || b.r.length >= GOSSIP_WIRE_BOUNDS.deltasMax) return false;
     const rows = st.rows();
     let lo = 0;
     let hi = rows.length;
@@ -1005,14 +1146,14 @@ export class Gossip {
     for (let i = lo; i < rows.length; i++) {
       const row = rows[i] as GossipRow;
       if (this.#table.get(row.id) !== row) continue;
-      const value = row.value ?? null;
-      const bytes = rowSize(row.version, row.topic, row.key, value, row.wall, row.logical);
-      if (b.size + size + bytes > limit || out.length >= GOSSIP_WIRE_BOUNDS.rowsPerDeltaMax) {
+      const bytes = rowSize(row.version, row.topic, row.key, row.value ?? null, row.wall, row.logical);
+      const room = first && out.length === 0 ? b.budget : limit;
+      if (b.size + size + bytes > room || out.length >= GOSSIP_WIRE_BOUNDS.rowsPerDeltaMax) {
         cut = true;
         upto = out.length > 0 ? (out[out.length - 1] as GossipRowWire)[0] : from;
         break;
       }
-      out.push([row.version, row.topic, row.key, value, row.wall, row.logical]);
+      out.push(rowWire(row));
       size += bytes;
     }
     if (cut && out.length === 0) return false;
@@ -1028,8 +1169,10 @@ export class Gossip {
       if (from > upto) return false;
       let last = from;
       for (const row of rows) {
-        const [version, , key, value, , logical] = row;
+        const [version, , key, value, , logical, pub, sig] = row;
         if (version <= last || version > upto || logical > LIMITS.gossip.rowLogicalMax) return false;
+        // The schema's sizes, again for callers that hand over unchecked messages.
+        if (pub.length !== ROW_PUB_BYTES || sig.length !== ROW_SIG_BYTES) return false;
         last = version;
         if (value !== null && value.length > this.#config.valueBytesMax) return false;
         if (utf8Length(key) > this.#config.keyBytesMax || !key.isWellFormed()) return false;
@@ -1059,16 +1202,36 @@ export class Gossip {
     }
     const before = st.wm;
     let aborted = false;
-    for (const [version, topic, key, value, wall, logical] of rows) {
+    for (const [version, topic, key, value, wall, logical, pub, sig] of rows) {
       if (version <= st.wm) continue;
+      const row = makeRow(topic, key, value ?? undefined, wall, logical, origin, version, pub, sig);
+      const held = this.#table.get(row.id);
+      if (held !== undefined && !rowBeats(row, held)) {
+        // Changes nothing here (an older row for the key): no check, only the watermark moves.
+        st.wm = version;
+        continue;
+      }
+      if (wall - this.#physicalMs > this.#config.maxClockOffsetMs) {
+        this.#stats.skewed++;
+        aborted = true;
+        break;
+      }
+      // The writer's signature, before the row touches the clock or the table.
+      if (this.#signer.check("row", origin, pub, rowBody(row), sig) !== undefined) {
+        this.#stats.forged++;
+        aborted = true;
+        break;
+      }
       if (this.#clock.update({ wall, logical }, this.#physicalMs) === undefined) {
         this.#stats.skewed++;
         aborted = true;
         break;
       }
-      // The decoder hands out byte fields as views into the packet: a kept value gets its own copy.
-      const owned = value === null ? undefined : value.byteOffset !== 0 || value.buffer.byteLength !== value.length ? value.slice() : value;
-      if (!this.#merge(makeRow(topic, key, owned, wall, logical, origin, version), st)) {
+      // The decoder hands out byte fields as views into the packet: kept bytes get their own copy;
+      // the origin's key is shared by its rows.
+      if (st.pub === undefined || !bytesEqual(st.pub, pub)) st.pub = pub.slice();
+      const kept = makeRow(topic, key, value === null ? undefined : owned(value), wall, logical, origin, version, st.pub, owned(sig));
+      if (!this.#merge(kept, st)) {
         aborted = true;
         break;
       }
@@ -1099,7 +1262,7 @@ export class Gossip {
     const mine = st.rows().filter((row) => this.#table.get(row.id) === row);
     st.wm = floor;
     for (const row of mine) {
-      const again = makeRow(row.topic, row.key, row.value, row.wall, row.logical, this.#self, st.wm + 1);
+      const again = signRow(this.#signer, makeRow(row.topic, row.key, row.value, row.wall, row.logical, this.#self, st.wm + 1));
       // It beats the row it replaces (same stamp and origin, higher version) on a key already held.
       this.#merge(again, st);
       st.wm = again.version;
@@ -1205,4 +1368,9 @@ export class Gossip {
     this.#stats.resets++;
     this.#out.emit({ type: "gossip-reset", from, droppedRows: dropped, horizonWall: stamp.wall });
   }
+}
+
+/** Bytes the decoder handed out as a view into a packet, copied (kept as they are when whole). */
+function owned(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset !== 0 || bytes.buffer.byteLength !== bytes.length ? bytes.slice() : bytes;
 }

@@ -6,7 +6,16 @@
 // answers, so an acknowledged write survives a crash and a restarted node never reuses a version
 // its peers already hold. A store without an own version (new, or wiped) gives the core its floor,
 // selfVersionFloor(boot epoch): the node never takes its own origin back from peers.
+//
+// Rows carry their writer's key and signature (ctx.records signs this node's and checks others';
+// docs/protocols/gossip.md). In the store a row is
+//   gossip/row/<topic>\0<key> = [topic, key, value | null, wall, logical, origin, version, pub, sig]
+// A row of the older 7-field form (no pub, sig: written before rows were signed) is still read: the
+// core signs this node's own again (written back with the next drain) and drops another origin's,
+// with that origin's other rows and watermark, so anti-entropy fetches them again signed
+// (stats.unsignedDropped; a writer gone for good loses those rows).
 import { Gossip, makeRow, selfVersionFloor, type GossipConfig, type GossipRow } from "../../core/collective/gossip.ts";
+import { bytesEqual } from "../../core/util/bytes.ts";
 import type { Rng } from "../../core/util/rng.ts";
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
 import type { MessageOf } from "../../core/wire/messages.ts";
@@ -18,6 +27,7 @@ const PREFIX_ROW = "gossip/row/";
 const KEY_WATERMARKS = "gossip/watermarks";
 /** This node's own gossip version, written durably before a write of its leaves the node. */
 const KEY_SELF = "gossip/self";
+const ORIGIN_PATTERN = /^[0-9a-f]{16}$/;
 
 export class Topics implements TopicService {
   readonly gossip: Gossip;
@@ -32,7 +42,7 @@ export class Topics implements TopicService {
   constructor(ctx: SubsystemContext, rng: Rng, config: GossipConfig) {
     this.#ctx = ctx;
     this.#rowsMax = config.rowsMax;
-    this.gossip = new Gossip(ctx.id, rng, config);
+    this.gossip = new Gossip(ctx.id, ctx.records, rng, config);
     const [rows, watermarks, self] = this.#restore();
     // Without a stored own version (a new or wiped store), the core gets its floor (see the header).
     this.gossip.restore(rows, watermarks, self === undefined ? selfVersionFloor(ctx.epoch) : undefined);
@@ -98,13 +108,22 @@ export class Topics implements TopicService {
   #restore(): [GossipRow[], Array<[string, number]>, number | undefined] {
     const { store } = this.#ctx;
     const rows: GossipRow[] = [];
+    /** One copy of each writer's key, shared by its rows. */
+    const keys = new Map<string, Uint8Array>();
     for (const [, value] of store.scan(PREFIX_ROW, this.#rowsMax)) {
       const v = unpackValue(value);
-      if (!Array.isArray(v) || v.length !== 7) continue;
-      const [topic, key, data, wall, logical, origin, version] = v as unknown[];
+      // 9 fields; 7 (no key, no signature) from before rows were signed: the core re-signs or drops those.
+      if (!Array.isArray(v) || (v.length !== 9 && v.length !== 7)) continue;
+      const [topic, key, data, wall, logical, origin, version, pub, sig] = v as unknown[];
       if (typeof topic !== "string" || typeof key !== "string" || !(data === null || data instanceof Uint8Array)) continue;
-      if (typeof wall !== "number" || typeof logical !== "number" || typeof origin !== "string" || typeof version !== "number") continue;
-      rows.push(makeRow(topic, key, data === null ? undefined : data.slice(), wall, logical, origin, version));
+      if (typeof wall !== "number" || typeof logical !== "number" || typeof origin !== "string" || !ORIGIN_PATTERN.test(origin) || typeof version !== "number") continue;
+      if (!(pub instanceof Uint8Array && sig instanceof Uint8Array)) {
+        rows.push(makeRow(topic, key, data === null ? undefined : data.slice(), wall, logical, origin, version));
+        continue;
+      }
+      let shared = keys.get(origin);
+      if (shared === undefined || !bytesEqual(shared, pub)) keys.set(origin, (shared = pub.slice()));
+      rows.push(makeRow(topic, key, data === null ? undefined : data.slice(), wall, logical, origin, version, shared, sig.slice()));
     }
     const marks = unpackValue(store.get(KEY_WATERMARKS) ?? new Uint8Array(0));
     const watermarks: Array<[string, number]> = Array.isArray(marks)
@@ -117,5 +136,5 @@ export class Topics implements TopicService {
 }
 
 function rowWrite(row: GossipRow): StoreWrite {
-  return { key: PREFIX_ROW + row.id, value: packValue([row.topic, row.key, row.value ?? null, row.wall, row.logical, row.origin, row.version]) };
+  return { key: PREFIX_ROW + row.id, value: packValue([row.topic, row.key, row.value ?? null, row.wall, row.logical, row.origin, row.version, row.pub, row.sig]) };
 }
