@@ -14,7 +14,6 @@
 import { RecordSigner } from "../core/body/trust.ts";
 import { assert } from "../core/util/assert.ts";
 import { LIMITS } from "../core/util/limits.ts";
-import type { Rng } from "../core/util/rng.ts";
 import { decodeHeader, HEADER_BYTES, TAG_BYTES, type Channel } from "../core/wire/envelope.ts";
 import { decodeMessage, encodeMessage } from "../core/wire/codec.ts";
 import { isIntroMessage, type Message, type MessageType } from "../core/wire/messages.ts";
@@ -22,7 +21,7 @@ import { ReplayGuard } from "../core/wire/replay.ts";
 import type { Membership } from "./body/membership.ts";
 import type { KernelConfig } from "./config.ts";
 import { EventBus } from "./events.ts";
-import type { Clock, HostVitals, Identity, NodeTrust, Seal, SealPeer, SharedFolderPort, Store, StoreWrite, Transport } from "./ports.ts";
+import type { KernelPorts, SealPeer, StoreWrite } from "./ports.ts";
 import { SUBSYSTEMS } from "./registry.ts";
 import { KEY_EPOCH, readNumber, writeNumber } from "./store-values.ts";
 import type { Subsystem, SubsystemSpec } from "./subsystem.ts";
@@ -34,33 +33,13 @@ import { NodeView, type DropReason, type KernelStats } from "./view.ts";
 
 export { KERNEL_DEFAULTS, type KernelConfig } from "./config.ts";
 export { DROP_REASONS, type DropReason, type GuardStatus, type KernelStats, type MemberState, type MemberStatus, type ModeChange, type PeerRtt } from "./view.ts";
-export type { HostVitals } from "./ports.ts";
+export type { HostVitals, KernelPorts } from "./ports.ts";
 export type { PersistSection } from "./subsystem-context.ts";
 
 export const VERSION = "0.1.0";
 
 /** Rounds of the flush loop per turn; work left after them stays queued for the next turn. */
 const FLUSH_ROUNDS_MAX = LIMITS.node.flushRoundsMax;
-
-export interface KernelPorts {
-  readonly transport: Transport;
-  readonly store: Store;
-  readonly clock: Clock;
-  readonly seal: Seal;
-  readonly identity: Identity;
-  readonly rng: Rng;
-  readonly host?: HostVitals;
-  /**
-   * Runs `fn` once the current batch of I/O callbacks is done (setImmediate in a real node). The
-   * kernel defers apply (Raft's ready) to it, so every packet and request of one event-loop turn
-   * shares one fsync (group commit). Without it (the simulator) apply runs at the end of the turn.
-   */
-  readonly defer?: (fn: () => void) => void;
-  /** The /shared/ folder on disk; without it the shared folder is off. */
-  readonly files?: SharedFolderPort;
-  /** The cluster's owner key and what it granted this node (docs/adr/012-trust.md). */
-  readonly trust: NodeTrust;
-}
 
 interface Owner {
   readonly name: string;

@@ -2,6 +2,7 @@
 // adapters of src/adapters (UDP/TCP sockets, SQLite, node:crypto, the wall clock); the simulator
 // plugs in src/sim (simulated network, disk and clocks). The kernel is the same code in both, and
 // it is synchronous: every port call returns at once, and inbound packets arrive by callback.
+import type { Rng } from "../core/util/rng.ts";
 import type { VitalSigns } from "../core/body/vital.ts";
 import type { Channel, Header } from "../core/wire/envelope.ts";
 import type { SfsCompletion, SfsDiskItem, SfsEffect, SfsFileInfo } from "../core/collective/sfs.ts";
@@ -129,4 +130,25 @@ export interface SharedFolderPort {
 /** What the host measures about itself for vital signs; the simulator has none. */
 export interface HostVitals {
   sample(): Omit<VitalSigns, "uptimeMs">;
+}
+
+/** Everything the kernel is given from outside: a real node's adapters (run.ts) or the simulator's. */
+export interface KernelPorts {
+  readonly transport: Transport;
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly seal: Seal;
+  readonly identity: Identity;
+  readonly rng: Rng;
+  readonly host?: HostVitals;
+  /**
+   * Runs `fn` once the current batch of I/O callbacks is done (setImmediate in a real node). The
+   * kernel defers apply (Raft's ready) to it, so every packet and request of one event-loop turn
+   * shares one fsync (group commit). Without it (the simulator) apply runs at the end of the turn.
+   */
+  readonly defer?: (fn: () => void) => void;
+  /** The /shared/ folder on disk; without it the shared folder is off. */
+  readonly files?: SharedFolderPort;
+  /** The cluster's owner key and what it granted this node (docs/adr/012-trust.md). */
+  readonly trust: NodeTrust;
 }
