@@ -382,6 +382,18 @@ test("attack: a peer claiming more of a node's origin than it wrote moves a node
   assert.ok(w.ok && w.row.version === 1_000_001);
 });
 
+test("attack: only a member trusted with it (a core node) can tell a node it lost its store: a contributor's claim moves nothing", () => {
+  const C = gid(2);
+  const g = new Gossip(A, signerOf(0), createRng(11), TEST_CONFIG, { believeLoss: (id) => id === C });
+  g.restore([], [], 1_000_000);
+  g.tick(BASE_MS, [B, C]);
+  g.step(B, { t: "gossip", h: 0, n: 1, d: [[A, 500]], r: [], g: [] });
+  assert.equal(g.selfVersion, 0, "the contributor's word is counted, not followed");
+  assert.equal(g.stats().ownOrigin, 1);
+  g.step(C, { t: "gossip", h: 0, n: 1, d: [[A, 500]], r: [], g: [] });
+  assert.equal(g.selfVersion, 1_000_000, "a core node's moves it to its own floor");
+});
+
 test("attack: a forged delta [victim, 0, 2^53−1, []] no longer stops the victim's writes (own-origin deltas are refused and counted)", () => {
   const victim = core(0, createRng(7));
   victim.tick(BASE_MS, [B]);

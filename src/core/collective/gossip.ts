@@ -602,6 +602,7 @@ export class Gossip {
   #subCount = 0;
   /** Booted without an own version: where the sequence moves once a peer shows more of it (see Trust). */
   #selfFloor: number | undefined;
+  readonly #believeLoss: (from: string) => boolean;
   readonly #out = new Outbox<GossipOutbound, GossipEvent, { changed: GossipRow; forgotten: GossipRow }>({ changed: [], forgotten: [] });
   readonly #stats: GossipStats = {
     rows: 0, tombstones: 0, origins: 0, topics: 0, selfVersion: 0, invalid: 0, gaps: 0, skewed: 0, tableFull: 0,
@@ -609,8 +610,12 @@ export class Gossip {
     ownOrigin: 0, highVersions: 0, renumbers: 0, forged: 0, unsignedDropped: 0, resigned: 0,
   };
 
-  /** `signer` signs this node's rows and checks other writers' (its key must be this node's: checked once here). */
-  constructor(selfId: string, signer: GossipSigner, rng: Rng, config: GossipConfig = GOSSIP_DEFAULTS) {
+  /**
+   * `signer` signs this node's rows and checks other writers' (its key must be this node's: checked
+   * once here). `believeLoss` says whose word that this node lost its store is taken (default
+   * anyone's; a node takes only core members': a contributor cannot make it renumber its rows).
+   */
+  constructor(selfId: string, signer: GossipSigner, rng: Rng, config: GossipConfig = GOSSIP_DEFAULTS, options: { readonly believeLoss?: (from: string) => boolean } = {}) {
     assert(SELF_PATTERN.test(selfId), "Gossip: the node id must be 16 lowercase hex characters");
     assert(config.periodTicks > 0 && config.tombstoneGraceTicks > 0 && config.maxClockOffsetMs > 0, "Gossip: durations must be positive");
     assert(config.digestEntriesMax >= 1 && config.priorityEntriesMax >= 1 && config.priorityEntriesMax <= config.digestEntriesMax, "Gossip: digest entry bounds");
@@ -633,6 +638,7 @@ export class Gossip {
     assert(signer.publicKey.length === ROW_PUB_BYTES && signature.length === ROW_SIG_BYTES &&
       signer.check("row", selfId, signer.publicKey, probe, signature) === undefined, "Gossip: the signer's key is not this node's");
     this.#signer = signer;
+    this.#believeLoss = options.believeLoss ?? (() => true);
     assert(config.catchUpBytes === 0 || config.catchUpBytes + ENVELOPE_BYTES <= LIMITS.frameBytesMax, "Gossip: catchUpBytes exceeds a stream frame");
     this.#self = selfId;
     this.#rng = rng;
@@ -1255,7 +1261,7 @@ export class Gossip {
   #ownClaim(from: string): void {
     this.#stats.ownOrigin++;
     const floor = this.#selfFloor;
-    if (floor === undefined) return;
+    if (floor === undefined || !this.#believeLoss(from)) return;
     this.#selfFloor = undefined;
     const st = this.#origin(this.#self);
     if (st === undefined || floor <= st.wm) return;

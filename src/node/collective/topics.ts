@@ -42,7 +42,8 @@ export class Topics implements TopicService {
   constructor(ctx: SubsystemContext, rng: Rng, config: GossipConfig) {
     this.#ctx = ctx;
     this.#rowsMax = config.rowsMax;
-    this.gossip = new Gossip(ctx.id, ctx.records, rng, config);
+    // Only a core member's word that this node lost its store moves its sequence (renumbers its rows).
+    this.gossip = new Gossip(ctx.id, ctx.records, rng, config, { believeLoss: (id) => ctx.members.roleOf(id) === "core" });
     const [rows, watermarks, self] = this.#restore();
     // Without a stored own version (a new or wiped store), the core gets its floor (see the header).
     this.gossip.restore(rows, watermarks, self === undefined ? selfVersionFloor(ctx.epoch) : undefined);
