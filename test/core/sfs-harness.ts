@@ -2,14 +2,40 @@
 // paths to bytes, folders and temp files) that carries out the core's effects one tick after they
 // were asked for, and every message goes through MessagePack and the sfs schemas, one tick of
 // latency per hop. Links can be blocked, nodes killed (they stop ticking; messages to and from them
-// are dropped) and messages tampered with.
+// are dropped) and messages tampered with. Each node has an identity (the simulator's stand-in
+// signatures: real keys, so ids derive from them, and cheap signatures) and signs its versions and
+// checks its peers' with a RecordSigner, as a node does.
 import { createHash } from "node:crypto";
 import { Decoder, Encoder } from "@msgpack/msgpack";
+import { RecordSigner } from "../../src/core/body/trust.ts";
 import {
-  Sfs, SFS_DEFAULTS, type SfsCompletion, type SfsConfig, type SfsEffect, type SfsEvent, type SfsFileInfo,
+  Sfs, SFS_DEFAULTS, sfsVersionBody, signedVersion, type SfsCompletion, type SfsConfig, type SfsEffect, type SfsEntry, type SfsEvent, type SfsFileInfo,
+  type SfsSignedAs, type SfsVersionFields,
 } from "../../src/core/collective/sfs.ts";
 import { validateSfsMessage, type SfsMessage, type SfsRecordWire } from "../../src/core/collective/sfs-wire.ts";
 import { createRng, type Rng } from "../../src/core/util/rng.ts";
+import type { Identity } from "../../src/node/ports.ts";
+import { createSimIdentity } from "../../src/sim/identity.ts";
+
+const identities = new Map<number, Identity>();
+
+/** The identity made from seed byte `n` (stand-in signatures), the same every time. */
+export function identityOf(n: number): Identity {
+  let identity = identities.get(n);
+  if (identity === undefined) identities.set(n, (identity = createSimIdentity(new Uint8Array(32).fill(n))));
+  return identity;
+}
+
+/** Identities for an n-node cluster, in id order (node i has the i-th smallest id). */
+function clusterIdentities(n: number): Identity[] {
+  return Array.from({ length: n }, (_, i) => identityOf(i + 1)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** A version signed by `writer` (its origin when `writer` is the origin's identity); `signedAs` makes it a derived one. */
+export function signedEntry(writer: Identity, fields: SfsVersionFields, signedAs?: SfsSignedAs): SfsEntry {
+  const entry: SfsEntry = { ...fields, pub: writer.publicKey, sig: new Uint8Array(64), signedAs };
+  return { ...entry, sig: new RecordSigner(writer, writer).sign("sfs", sfsVersionBody(signedVersion(entry))) };
+}
 
 export const FRAME_BYTES_MAX = 16 * 1024 * 1024;
 const ENVELOPE_BYTES = 44;
@@ -132,6 +158,9 @@ export class FakeDisk {
 export interface SimNode {
   readonly index: number;
   readonly id: string;
+  readonly identity: Identity;
+  /** The node's signer: its refusal counts (by reason) are the node's. */
+  readonly signer: RecordSigner;
   core: Sfs;
   readonly disk: FakeDisk;
   alive: boolean;
@@ -189,10 +218,13 @@ export class SfsCluster {
     this.config = { ...TEST_CONFIG, ...options.config };
     this.rng = createRng(options.seed ?? 1);
     this.#jitter = options.jitter ?? 0;
-    for (let i = 0; i < options.n; i++) {
-      const id = (0xa000_0000_0000 + i + 1).toString(16).padStart(16, "0");
-      this.nodes.push({ index: i, id, core: new Sfs(id, this.config), disk: new FakeDisk(), alive: true, store: new Map(), storedClock: 0, events: [] });
-    }
+    clusterIdentities(options.n).forEach((identity, i) => {
+      const signer = new RecordSigner(identity, identity);
+      this.nodes.push({
+        index: i, id: identity.id, identity, signer, core: new Sfs(identity.id, this.config, signer), disk: new FakeDisk(), alive: true, store: new Map(),
+        storedClock: 0, events: [],
+      });
+    });
   }
 
   membership(i: number): { liveIds(): readonly string[] } {
@@ -221,7 +253,7 @@ export class SfsCluster {
   restart(i: number): void {
     const node = this.nodes[i] as SimNode;
     node.disk.temps.clear();
-    node.core = new Sfs(node.id, this.config);
+    node.core = new Sfs(node.id, this.config, node.signer);
     node.core.restore([...node.store.values()], node.storedClock);
     const { rehash } = node.core.reconcile(node.disk.listing(), true);
     for (const path of rehash) {

@@ -6,9 +6,19 @@ import { conflictPath, isCanonicalPath, normalizeSharedPath } from "../../src/co
 import { compareVersions, entryToWire, Sfs, SFS_CLOCK_ADOPT_MAX, SFS_COUNTER_MAX, vvRelation, type SfsEntry } from "../../src/core/collective/sfs.ts";
 import type { SfsEntryWire } from "../../src/core/collective/sfs-wire.ts";
 import { createRng } from "../../src/core/util/rng.ts";
-import { infoOf, randomBytes, sha256, SfsCluster, TEST_CONFIG, type SimNode } from "./sfs-harness.ts";
+import { RecordSigner } from "../../src/core/body/trust.ts";
+import type { Identity } from "../../src/node/ports.ts";
+import { identityOf, infoOf, randomBytes, sha256, SfsCluster, signedEntry, TEST_CONFIG, type SimNode } from "./sfs-harness.ts";
 
 const rng = createRng(42);
+/** A lone core's identity, a member writing its own (hostile) versions, and their signers. */
+const SELF = identityOf(65);
+const MALLORY_ID = identityOf(66);
+const MALLORY = MALLORY_ID.id;
+
+function signerOf(identity: Identity): RecordSigner {
+  return new RecordSigner(identity, identity);
+}
 
 function node(cluster: SfsCluster, i: number): SimNode {
   return cluster.nodes[i] as SimNode;
@@ -40,6 +50,7 @@ test("sfs versions: vector relation and total order", () => {
   assert.equal(vvRelation([["a", 1], ["b", 2]], [["a", 1], ["b", 2]]), 0);
   const e = (counter: number, origin: string, deleted = false): SfsEntry => ({
     path: "p", counter, origin, deleted, dir: false, size: 0, mtimeMs: 0, sha256: deleted ? "" : "0".repeat(64), chunkBytes: 1024, chunks: [], vv: [[origin, counter]],
+    pub: new Uint8Array(32), sig: new Uint8Array(64), signedAs: undefined,
   });
   assert.ok(compareVersions(e(2, "a"), e(1, "b")) > 0);
   assert.ok(compareVersions(e(1, "b"), e(1, "a")) > 0, "ties go to the larger origin");
@@ -250,10 +261,10 @@ test("sfs: bad paths from a peer are refused and counted", () => {
   cluster.run(2);
   const target = node(cluster, 1);
   const peer = node(cluster, 0).id;
-  const good = entryToWire({
+  const good = entryToWire(signedEntry(node(cluster, 0).identity, {
     path: "ok.txt", counter: 5, origin: peer, deleted: false, dir: false, size: 3, mtimeMs: 1, sha256: sha256(new Uint8Array(3)),
     chunkBytes: 1024, chunks: [sha256(new Uint8Array(3))], vv: [[peer, 5]],
-  }, true);
+  }), true);
   const bad = ["../../etc/passwd", "/etc/passwd", "a//b", "./a", "a/../b", ".sfs-tmp/t1", "a\u0000b", "x/", "a\\b"];
   const entries: SfsEntryWire[] = bad.map((p) => [p, ...good.slice(1)] as SfsEntryWire);
   cluster.inject(peer, 1, { t: "sfs-entries", e: entries, w: bad });
@@ -308,12 +319,10 @@ test("sfs: bounds — manifest size, requests in flight per peer and in all, mes
 });
 
 test("sfs: a peer's entries for a full manifest are dropped and counted", () => {
-  const core = new Sfs("a000000000000001", { ...TEST_CONFIG, filesMax: 5 });
-  const peer = "a000000000000002";
+  const core = new Sfs(SELF.id, { ...TEST_CONFIG, filesMax: 5 }, signerOf(SELF));
+  const peer = identityOf(67).id;
   const entries: SfsEntryWire[] = [];
-  for (let k = 0; k < 10; k++) {
-    entries.push(entryToWire({ path: `p${k}`, counter: k + 1, origin: peer, deleted: false, dir: true, size: 0, mtimeMs: 1, sha256: "", chunkBytes: 1024, chunks: [], vv: [[peer, k + 1]] }, false));
-  }
+  for (let k = 0; k < 10; k++) entries.push(dirEntry(`p${k}`, k + 1, identityOf(67)));
   core.step(peer, { t: "sfs-entries", e: entries, w: [] });
   assert.equal(core.size, 5);
   assert.equal(core.stats.full, 5);
@@ -382,7 +391,12 @@ test("sfs: random writes, removes, partitions and restarts converge, with only w
       }
       throw error;
     }
-    for (const n of cluster.nodes) assert.deepEqual([...n.disk.temps.keys()], [], `seed ${seed}: node ${n.index} left temp files`);
+    for (const n of cluster.nodes) {
+      assert.deepEqual([...n.disk.temps.keys()], [], `seed ${seed}: node ${n.index} left temp files`);
+      // Honest nodes' versions, conflict copies and shadow tombstones all verify.
+      assert.equal(n.core.stats.signatureRefused, 0, `seed ${seed}: node ${n.index} refused an honest signature`);
+      assert.deepEqual(n.signer.refused.sfs, { key: 0, revoked: 0, signature: 0 });
+    }
   }
 });
 
@@ -459,10 +473,10 @@ test("sfs: after a partition, every node's last concurrent write of a path survi
 
 // ---- Bounds on what a peer may announce ("attack" tests; docs/protocols/sfs.md, "Bounds on peers")
 
-const MALLORY = "bad0000000000001";
-
-function dirEntry(path: string, counter: number, origin = MALLORY): SfsEntryWire {
-  return entryToWire({ path, counter, origin, deleted: false, dir: true, size: 0, mtimeMs: 1, sha256: "", chunkBytes: 1024, chunks: [], vv: [[origin, counter]] }, false);
+/** A folder version signed by its origin `writer`. */
+function dirEntry(path: string, counter: number, writer: Identity = MALLORY_ID): SfsEntryWire {
+  const origin = writer.id;
+  return entryToWire(signedEntry(writer, { path, counter, origin, deleted: false, dir: true, size: 0, mtimeMs: 1, sha256: "", chunkBytes: 1024, chunks: [], vv: [[origin, counter]] }), false);
 }
 
 function localDone(n: SimNode, op: number): { error?: string } | undefined {
@@ -494,28 +508,28 @@ test("attack: an entry with counter 2^48 no longer makes write answer success wh
 });
 
 test("attack: counters above SFS_COUNTER_MAX, and entries of this node's own origin above its clock, are dropped and counted", () => {
-  const core = new Sfs("a000000000000001", TEST_CONFIG);
+  const core = new Sfs(SELF.id, TEST_CONFIG, signerOf(SELF));
   core.step(MALLORY, { t: "sfs-entries", e: [dirEntry("high", SFS_COUNTER_MAX + 1)], w: [] });
   assert.equal(core.stats.highCounters, 1);
   assert.equal(core.stat("high"), undefined);
-  core.step(MALLORY, { t: "sfs-entries", e: [dirEntry("forged", 1_000, "a000000000000001")], w: [] });
+  core.step(MALLORY, { t: "sfs-entries", e: [dirEntry("forged", 1_000, SELF)], w: [] });
   assert.equal(core.stats.ownOrigin, 1, "a version of ours we never wrote");
   assert.equal(core.stat("forged"), undefined);
   assert.equal(core.clock, 0);
   // Our own versions at or below our clock (a conflict copy another node derived) are taken.
   core.step(MALLORY, { t: "sfs-entries", e: [dirEntry("other", 5)], w: [] });
-  core.step(MALLORY, { t: "sfs-entries", e: [dirEntry("mine.conflict", 3, "a000000000000001")], w: [] });
+  core.step(MALLORY, { t: "sfs-entries", e: [dirEntry("mine.conflict", 3, SELF)], w: [] });
   assert.ok(core.stat("mine.conflict") !== undefined);
 });
 
 test("attack: a peer announcing thousands of 4 GiB files gets only its quota into the manifest; the rest is refused and counted", () => {
-  const core = new Sfs("a000000000000001", TEST_CONFIG);
+  const core = new Sfs(SELF.id, TEST_CONFIG, signerOf(SELF));
   const chunkBytes = 4 * 1024 * 1024;
   const size = 4 * 1024 * 1024 * 1024;
   const hashes = Array.from({ length: size / chunkBytes }, () => "ab".repeat(32));
-  const huge = (k: number): SfsEntryWire => entryToWire({
+  const huge = (k: number): SfsEntryWire => entryToWire(signedEntry(MALLORY_ID, {
     path: `huge/${k}.bin`, counter: k + 1, origin: MALLORY, deleted: false, dir: false, size, mtimeMs: 1, sha256: "cd".repeat(32), chunkBytes, chunks: hashes, vv: [[MALLORY, k + 1]],
-  }, true);
+  }), true);
   for (let k = 0; k < 40; k += 10) core.step(MALLORY, { t: "sfs-entries", e: Array.from({ length: 10 }, (_, j) => huge(k + j)), w: [] });
   const fit = Math.floor(TEST_CONFIG.originBytesMax / size);
   assert.equal(fit, 16, "64 GiB of 4 GiB files");
@@ -528,7 +542,7 @@ test("attack: a peer announcing thousands of 4 GiB files gets only its quota int
   assert.equal(core.usage(MALLORY).files, TEST_CONFIG.originFilesMax);
   assert.equal(core.stats.quotaRefused, 40 - fit + 50 + fit);
   // Another origin is not held back by it.
-  core.step("b000000000000002", { t: "sfs-entries", e: [dirEntry("theirs", 9, "b000000000000002")], w: [] });
+  core.step(identityOf(67).id, { t: "sfs-entries", e: [dirEntry("theirs", 9, identityOf(67))], w: [] });
   assert.ok(core.stat("theirs") !== undefined);
 });
 

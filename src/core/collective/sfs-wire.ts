@@ -4,12 +4,17 @@
 //
 // A manifest entry travels as the compact tuple
 //
-//   [path, counter, origin, flags, size, mtimeMs, sha256, chunkBytes, chunkHashes, vv]
+//   [path, counter, origin, flags, size, mtimeMs, sha256, chunkBytes, chunkHashes, vv, pub, sig, signedAs]
 //
 //   flags        bit 0 deleted (tombstone), bit 1 directory, bit 2 the sender holds the content
 //   sha256       32 bytes for a live file, empty for directories and tombstones
 //   chunkHashes  the SHA-256 of each chunk, concatenated (32 bytes each)
 //   vv           the version vector, [[origin, counter], ...] sorted by origin
+//   pub          the origin's Ed25519 public key, exactly 32 bytes
+//   sig          the origin's signature, exactly 64 bytes, over the version it signed (sfs-version.ts
+//                sfsVersionBody): the entry itself, or for a derived one what signedAs says
+//   signedAs     0, or for a version derived from the one its origin signed (a conflict copy, a
+//                shadow tombstone) [path, size, sha256, chunkHashes] of that live file
 //
 // The schema bounds every field; the core checks the rest (canonical path, chunk count against size,
 // vector shape) and drops an entry that fails, counting it.
@@ -35,19 +40,45 @@ const PathSchema = Type.String({ minLength: 1, maxLength: SFS_PATH.bytesMax });
 
 export const SfsVvWireSchema = Type.Array(Type.Tuple([NodeId, counter]), { maxItems: SFS_WIRE.vvEntriesMax });
 
-export const SfsEntryWireSchema = Type.Tuple([
+const FileSize = Type.Integer({ minimum: 0, maximum: SFS_WIRE.fileBytesMax });
+const ChunkHashes = Type.Uint8Array({ maxByteLength: SFS_WIRE.chunksMax * SHA256_BYTES });
+const VERSION_FIELDS = [
   PathSchema,
   counter,
   NodeId,
   Type.Integer({ minimum: 0, maximum: 7 }),
-  Type.Integer({ minimum: 0, maximum: SFS_WIRE.fileBytesMax }),
+  FileSize,
   safeU,
   Type.Uint8Array({ maxByteLength: SHA256_BYTES }),
   Type.Integer({ minimum: SFS_WIRE.chunkBytesMin, maximum: SFS_WIRE.chunkBytesMax }),
-  Type.Uint8Array({ maxByteLength: SFS_WIRE.chunksMax * SHA256_BYTES }),
+  ChunkHashes,
   SfsVvWireSchema,
+] as const;
+
+/** An Ed25519 public key and signature: exact sizes. */
+export const SFS_PUB_BYTES = 32;
+export const SFS_SIG_BYTES = 64;
+
+/** What the origin signed of a derived version: 0 (the entry itself) or [path, size, sha256, chunkHashes]. */
+export const SfsSignedAsWireSchema = Type.Union([
+  Type.Literal(0),
+  Type.Tuple([PathSchema, FileSize, Type.Uint8Array({ minByteLength: SHA256_BYTES, maxByteLength: SHA256_BYTES }), ChunkHashes]),
+]);
+export type SfsSignedAsWire = Static<typeof SfsSignedAsWireSchema>;
+
+export const SfsEntryWireSchema = Type.Tuple([
+  ...VERSION_FIELDS,
+  Type.Uint8Array({ minByteLength: SFS_PUB_BYTES, maxByteLength: SFS_PUB_BYTES }),
+  Type.Uint8Array({ minByteLength: SFS_SIG_BYTES, maxByteLength: SFS_SIG_BYTES }),
+  SfsSignedAsWireSchema,
 ]);
 export type SfsEntryWire = Static<typeof SfsEntryWireSchema>;
+
+/** An entry of the previous format (no key, no signature): in the store only, never on the wire. */
+export const SfsUnsignedEntryWireSchema = Type.Tuple([...VERSION_FIELDS]);
+/** What the store holds of an entry: the signed tuple, or (written by the previous format, or an unsigned base) the old one. */
+export const SfsStoredEntryWireSchema = Type.Union([SfsEntryWireSchema, SfsUnsignedEntryWireSchema]);
+export type SfsStoredEntryWire = Static<typeof SfsStoredEntryWireSchema>;
 
 export const FLAG_DELETED = 1;
 export const FLAG_DIR = 2;
@@ -104,11 +135,13 @@ export type SfsMessageOf<K extends SfsMessageType> = Extract<SfsMessage, { t: K 
  * A manifest record in the durable store: [entry, base, localMtimeMs]. `base` is the version whose
  * state the local disk reflects: 0 none, 1 the entry itself, or another entry (an older version
  * while the new one is fetched). localMtimeMs is the mtime the disk showed after the base was
- * committed (-1 when no file), for the boot scan.
+ * committed (-1 when no file), for the boot scan. Entries are signed tuples; records written by the
+ * previous format hold unsigned ones (sfs.ts restore: this node's own are signed again, others'
+ * dropped), and so may a base kept from them.
  */
 export const SfsRecordWireSchema = Type.Tuple([
-  SfsEntryWireSchema,
-  Type.Union([Type.Literal(0), Type.Literal(1), SfsEntryWireSchema]),
+  SfsStoredEntryWireSchema,
+  Type.Union([Type.Literal(0), Type.Literal(1), SfsStoredEntryWireSchema]),
   Type.Integer({ minimum: -1, maximum: Number.MAX_SAFE_INTEGER }),
 ]);
 export type SfsRecordWire = Static<typeof SfsRecordWireSchema>;

@@ -24,7 +24,14 @@
 // still needs (a conflict copy, the target of a move) is neither removed nor overwritten until that
 // content sits complete in a temp file.
 //
-// Trust (docs/protocols/sfs.md, "Bounds on peers"). A peer's entry is bounded as a value: counters
+// Trust (docs/protocols/sfs.md, "Signatures", "Bounds on peers"). Every version is signed by its
+// origin, the node whose counter it advanced (sfs-version.ts sfsVersionBody; derived versions carry
+// the signature of the version they derive from): a peer's entry that would change what this node
+// holds is believed only when its origin's signature verifies (and, for a shadow tombstone, when
+// this node holds an entry below it too), so no member can write, replace or delete a path in
+// another node's name. Refusals are counted (the signer by reason; stats.signatureRefused,
+// shadowRefused), never thrown, and the rest of the message is taken. A peer's entry is also
+// bounded as a value: counters
 // above SFS_COUNTER_MAX are dropped and counted; larger ones up to it are kept, but the clock takes
 // a peer's counter only up to SFS_CLOCK_ADOPT_MAX, so this node's own versions always have room
 // below SFS_COUNTER_MAX (a new version's counter exceeds the clock and every counter of its vector,
@@ -42,15 +49,36 @@ import { Outbox, type Ready } from "../util/outbox.ts";
 import { Timeout } from "../util/timeout.ts";
 import { ancestorsOf, conflictPath, isCanonicalPath, normalizeSharedPath } from "./sfs-path.ts";
 import {
-  chunkCount, cmpStr, compareVersions, entryFromWire, entryToWire, flagsOf, isLive, isLiveDir, isLiveFile, sameVersion, SFS_CLOCK_ADOPT_MAX,
-  SFS_COUNTER_MAX, stampKey, vvBump, vvMerge, vvRelation, type SfsEntry, type VvItem,
+  chunkCount, cmpStr, compareVersions, entryFromWire, entryToStoredWire, entryToWire, flagsOf, isLive, isLiveDir, isLiveFile, sameVersion,
+  SFS_CLOCK_ADOPT_MAX, SFS_COUNTER_MAX, sfsVersionBody, signedVersion, stampKey, vvBump, vvMerge, vvRelation, type SfsEntry, type SfsVersionFields,
+  type VvItem,
 } from "./sfs-version.ts";
 import {
   CHUNK_BUSY, CHUNK_DATA, CHUNK_MISS, FLAG_HAVE, SFS_WIRE,
   type SfsEntryWire, type SfsMessage, type SfsMessageOf, type SfsRecordWire,
 } from "./sfs-wire.ts";
 
-export { compareVersions, entryFromWire, entryToWire, SFS_CLOCK_ADOPT_MAX, SFS_COUNTER_MAX, vvRelation, type SfsEntry } from "./sfs-version.ts";
+export {
+  compareVersions, entryFromWire, entryToWire, SFS_CLOCK_ADOPT_MAX, SFS_COUNTER_MAX, sfsVersionBody, signedVersion, vvRelation, type SfsEntry,
+  type SfsSignedAs, type SfsVersionFields,
+} from "./sfs-version.ts";
+
+/**
+ * Signs this node's versions and checks other origins' (the node's RecordSigner, trust.ts, is one;
+ * tests may use it over the simulator's stand-in identity). check() answers undefined for a good
+ * signature, else the reason, and counts the refusal itself.
+ */
+export interface SfsSigner {
+  readonly publicKey: Uint8Array;
+  sign(kind: "sfs", body: Uint8Array): Uint8Array;
+  check(kind: "sfs", writer: string, pub: Uint8Array, body: Uint8Array, signature: Uint8Array): string | undefined;
+}
+
+/**
+ * No signatures: versions carry a zero key and a zero signature, and every peer's version is
+ * believed. For tests of the disk side only; a node always passes its RecordSigner.
+ */
+export const SFS_UNSIGNED: SfsSigner = { publicKey: new Uint8Array(32), sign: () => new Uint8Array(64), check: () => undefined };
 
 export interface SfsConfig {
   /** Chunk size of the files this node writes (peers' entries carry their own). 1 MiB: a chunk and its envelope fill a 16 MiB frame to 1/16. */
@@ -258,6 +286,12 @@ export interface SfsStats {
   diskRefused: number;
   /** Local changes refused before they touched the disk, or not recorded: no counter left, or this node's quota. */
   localRefused: number;
+  /** Peer entries that would change what is held whose origin's signature does not verify: dropped, never fetched. */
+  signatureRefused: number;
+  /** Peer shadow tombstones (a file turned into a tombstone for the entries below it) for a path with no live entry below here: dropped. */
+  shadowRefused: number;
+  /** Unsigned records of other origins read from the store (the previous format): dropped at boot. */
+  unsignedDropped: number;
 }
 
 /** What `sfs list` and `sfs stat` show of one path. */
@@ -289,9 +323,10 @@ const TEMP_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 const utf8 = new TextEncoder();
 const FNV_OFFSET_2 = 0x5bd1e995;
 
-/** Rough wire size of an entry, for the per-message byte budgets. */
+/** Rough wire size of an entry (with its key, signature and what a derived one's origin signed), for the per-message byte budgets. */
 function entryBytes(entry: SfsEntry): number {
-  return entry.path.length * 3 + 96 + entry.chunks.length * 32 + entry.vv.length * 28;
+  const signedAs = entry.signedAs === undefined ? 0 : entry.signedAs.path.length * 3 + 48 + entry.signedAs.chunks.length * 32;
+  return entry.path.length * 3 + 96 + entry.chunks.length * 32 + entry.vv.length * 28 + 100 + signedAs;
 }
 
 function bucketOf(path: string): number {
@@ -389,7 +424,8 @@ function newStats(): SfsStats {
     messagesIn: 0, messagesOut: 0, badPaths: 0, badEntries: 0, full: 0, entriesMerged: 0, conflicts: 0, conflictsDropped: 0,
     chunksIn: 0, bytesIn: 0, chunksOut: 0, bytesOut: 0, badChunks: 0, timeouts: 0, misses: 0, busies: 0, unsolicited: 0,
     stalls: 0, commits: 0, commitFailures: 0, removes: 0, localCopies: 0, localCopyFailures: 0, tombstonesForgotten: 0,
-    unshareable: 0, highCounters: 0, ownOrigin: 0, quotaRefused: 0, diskRefused: 0, localRefused: 0,
+    unshareable: 0, highCounters: 0, ownOrigin: 0, quotaRefused: 0, diskRefused: 0, localRefused: 0, signatureRefused: 0, shadowRefused: 0,
+    unsignedDropped: 0,
   };
 }
 
@@ -425,11 +461,21 @@ function validateConfig(c: SfsConfig): void {
 export class Sfs {
   readonly #self: string;
   readonly #config: SfsConfig;
+  readonly #records: SfsSigner;
+  /**
+   * Files on this disk whose record was another origin's unsigned version (the previous format),
+   * dropped at boot: what the disk holds there, so the boot scan does not take it for a new local
+   * version (which would conflict with its origin's, signed again at its own boot). Taken as the
+   * base when the signed version comes; a change on the disk builds on its vector.
+   */
+  readonly #unsignedDisk = new Map<string, { readonly base: SfsEntry; readonly mtimeMs: number }>();
   readonly #files = new Map<string, FileState>();
   readonly #bucketPaths: Set<string>[] = Array.from({ length: SFS_WIRE.buckets }, () => new Set<string>());
   readonly #digest = new Uint32Array(SFS_WIRE.buckets * 2);
   /** Live entries strictly below each folder path (for the file-versus-folder rule). */
   readonly #liveUnder = new Map<string, number>();
+  /** Entries of any kind (tombstones too) strictly below each folder path: where a shadow tombstone may come from. */
+  readonly #entriesUnder = new Map<string, number>();
   /** sha256 → paths whose disk holds that content (local copy sources). */
   readonly #shaHave = new Map<string, Set<string>>();
   /** stamp → paths whose disk holds that version (served to peers). */
@@ -472,10 +518,12 @@ export class Sfs {
   #freeBytes: number | undefined;
   readonly stats: SfsStats = newStats();
 
-  constructor(self: string, config: SfsConfig = SFS_DEFAULTS) {
+  /** `records` signs this node's versions (its key must be `self`'s) and checks peers'; SFS_UNSIGNED only in tests of the disk side. */
+  constructor(self: string, config: SfsConfig = SFS_DEFAULTS, records: SfsSigner = SFS_UNSIGNED) {
     validateConfig(config);
     this.#self = self;
     this.#config = config;
+    this.#records = records;
     this.#sync = new Timeout("sfs-sync", config.syncTicks);
     this.#sync.start();
     this.#gc = new Timeout("sfs-gc", config.gcTicks);
@@ -525,26 +573,53 @@ export class Sfs {
   /**
    * Records and clock from the store, before any traffic and before reconcile(). Records that fail
    * the checks are skipped and counted (badEntries). The disk is taken to be as the records say
-   * until reconcile() reports otherwise.
+   * until reconcile() reports otherwise. The store's versions were checked (or made) here before
+   * they were stored and are not checked again. Unsigned versions (the previous format): this
+   * node's own are signed again (and stored again); a record of another origin's is dropped and
+   * counted (unsignedDropped), and the file its base shows on the disk is remembered, neither shared
+   * nor taken for a new local version, until its origin's signed version comes (see #unsignedDisk).
    */
   restore(records: readonly SfsRecordWire[], clock: number): void {
     this.#observe(clock, true);
+    const resigned = new Set<string>();
     for (const [entryWire, baseWire, mtime] of records) {
-      const entry = entryFromWire(entryWire);
-      const base = baseWire === 0 ? undefined : baseWire === 1 ? entry : entryFromWire(baseWire);
-      if (typeof entry === "string" || typeof base === "string" || (base !== undefined && base.path !== entry.path)
-        || this.#files.has(entry.path) || this.#files.size >= this.#config.filesMax) {
+      const stored = entryFromWire(entryWire);
+      const storedBase = baseWire === 0 ? undefined : baseWire === 1 ? stored : entryFromWire(baseWire);
+      if (typeof stored === "string" || typeof storedBase === "string" || (storedBase !== undefined && storedBase.path !== stored.path)
+        || this.#files.has(stored.path) || this.#files.size >= this.#config.filesMax) {
         this.stats.badEntries++;
         continue;
       }
+      if (stored.sig.length === 0 && stored.origin !== this.#self) {
+        this.stats.unsignedDropped++;
+        if (isLiveFile(storedBase) && this.#unsignedDisk.size < this.#config.filesMax) this.#unsignedDisk.set(stored.path, { base: storedBase, mtimeMs: mtime });
+        continue;
+      }
+      const entry = this.#resigned(stored);
+      const base = storedBase === stored ? entry : storedBase === undefined ? undefined : this.#resigned(storedBase);
       for (const item of entry.vv) this.#observe(item[1], item[0] === this.#self);
       if (base !== undefined) for (const item of base.vv) this.#observe(item[1], item[0] === this.#self);
       const state = this.#create(entry);
       this.#setBase(state, base, mtime);
       this.#settle(state);
+      if (entry !== stored) resigned.add(entry.path);
     }
     this.#clockDirty = false;
-    this.#dirty.clear();
+    // Only the records signed again are stored again (in the new format).
+    this.#dirty = resigned;
+  }
+
+  /** This node's unsigned version (the previous format) signed now; any other version as it is. */
+  #resigned(entry: SfsEntry): SfsEntry {
+    if (entry.sig.length > 0 || entry.origin !== this.#self) return entry;
+    return this.#sign(entry);
+  }
+
+  /** A version of this node's, signed by it. */
+  #sign(fields: SfsVersionFields): SfsEntry {
+    const { path, counter, origin, deleted, dir, size, mtimeMs, sha256, chunkBytes, chunks, vv } = fields;
+    const version: SfsVersionFields = { path, counter, origin, deleted, dir, size, mtimeMs, sha256, chunkBytes, chunks, vv };
+    return { ...version, pub: this.#records.publicKey, sig: this.#records.sign("sfs", sfsVersionBody(version)), signedAs: undefined };
   }
 
   /** Take before a scan that runs while the node works (`sfs sync`) and pass to reconcile(). */
@@ -580,10 +655,12 @@ export class Sfs {
           this.#localVersion(item.path, { deleted: false, dir: true, info: undefined, mtimeMs: item.mtimeMs, vv: state?.base?.vv ?? [] });
         }
       } else if (!(isLiveFile(state?.base) && state.base.size === item.size && state.localMtimeMs === item.mtimeMs) || state?.suspect === true) {
-        rehash.push(item.path);
+        const unsigned = state === undefined ? this.#unsignedDisk.get(item.path) : undefined;
+        if (unsigned === undefined || unsigned.base.size !== item.size || unsigned.mtimeMs !== item.mtimeMs) rehash.push(item.path);
       }
     }
     if (complete) {
+      for (const path of this.#unsignedDisk.keys()) if (!seen.has(path)) this.#unsignedDisk.delete(path);
       for (const [path, state] of this.#files) {
         if (seen.has(path) || this.#busy.has(path) || state.baseSeq > mark || !isLive(state.base)) continue;
         this.#localVersion(path, { deleted: true, dir: (state.base as SfsEntry).dir, info: undefined, mtimeMs: this.#wallMs, vv: (state.base as SfsEntry).vv });
@@ -613,17 +690,22 @@ export class Sfs {
       if (this.#busy.has(path) || this.#localQueue.has(path)) return { ok: false, error: "busy, try again" };
       const state = this.#files.get(path);
       if (state !== undefined) state.suspect = false;
-      const error = this.#localVersion(path, { deleted: false, dir: false, info, mtimeMs: info.mtimeMs, vv: state?.base?.vv ?? [] });
+      const error = this.#localVersion(path, { deleted: false, dir: false, info, mtimeMs: info.mtimeMs, vv: this.#diskVv(path) });
       return error === undefined ? { ok: true, ops: [] } : { ok: false, error };
     }
     if (!TEMP_NAME.test(temp)) return { ok: false, error: "bad temp name" };
-    const vv = this.#files.get(path)?.base?.vv ?? [];
+    const vv = this.#diskVv(path);
     const refused = this.#localRoom(path, { deleted: false, dir: false, info, vv }, this.#localBusy.size + this.#localQueued, false);
     if (refused !== undefined) {
       this.stats[refused.stat]++;
       return { ok: false, error: refused.error };
     }
     return this.#queueLocal({ op: this.#nextId++, kind: "write", path, info, temp, vv });
+  }
+
+  /** The vector of what the disk holds at `path` (a write builds on it): its base's, or the dropped unsigned version's. */
+  #diskVv(path: string): readonly VvItem[] {
+    return this.#files.get(path)?.base?.vv ?? this.#unsignedDisk.get(path)?.base.vv ?? [];
   }
 
   /**
@@ -927,6 +1009,7 @@ export class Sfs {
     this.#digest[state.bucket * 2] = ((this.#digest[state.bucket * 2] as number) ^ hashHi) >>> 0;
     this.#digest[state.bucket * 2 + 1] = ((this.#digest[state.bucket * 2 + 1] as number) ^ hashLo) >>> 0;
     if (isLive(entry)) this.#countUnder(entry.path, 1);
+    this.#countUnder(entry.path, 1, this.#entriesUnder);
     if (isLiveFile(entry)) addTo(this.#wanted, entry.sha256, entry.path);
     this.#account(entry, 1);
     this.#dirty.add(entry.path);
@@ -940,6 +1023,7 @@ export class Sfs {
     this.#digest[state.bucket * 2] = ((this.#digest[state.bucket * 2] as number) ^ state.hashHi) >>> 0;
     this.#digest[state.bucket * 2 + 1] = ((this.#digest[state.bucket * 2 + 1] as number) ^ state.hashLo) >>> 0;
     if (isLive(state.entry)) this.#countUnder(path, -1);
+    this.#countUnder(path, -1, this.#entriesUnder);
     if (isLiveFile(state.entry)) removeFrom(this.#wanted, state.entry.sha256, path);
     this.#account(state.entry, -1);
     this.#bucketPaths[state.bucket]?.delete(path);
@@ -949,11 +1033,11 @@ export class Sfs {
     this.#forgotten.add(path);
   }
 
-  #countUnder(path: string, delta: number): void {
+  #countUnder(path: string, delta: number, counts = this.#liveUnder): void {
     for (const ancestor of ancestorsOf(path)) {
-      const n = (this.#liveUnder.get(ancestor) ?? 0) + delta;
-      if (n === 0) this.#liveUnder.delete(ancestor);
-      else this.#liveUnder.set(ancestor, n);
+      const n = (counts.get(ancestor) ?? 0) + delta;
+      if (n === 0) counts.delete(ancestor);
+      else counts.set(ancestor, n);
     }
   }
 
@@ -1042,10 +1126,16 @@ export class Sfs {
    */
   #merge(incoming: SfsEntry, from: string | undefined, have: boolean, depth: number): boolean {
     const state = this.#files.get(incoming.path);
-    // A peer's entry that would take its origin beyond its quota is refused (as if never seen).
-    if (from !== undefined && (state === undefined || compareVersions(incoming, state.entry) > 0) && this.#overQuota(incoming, state?.entry) !== undefined) {
-      this.stats.quotaRefused++;
-      return false;
+    const newer = state === undefined || compareVersions(incoming, state.entry) > 0;
+    if (from !== undefined && newer) {
+      // A peer's entry that would take its origin beyond its quota is refused (as if never seen).
+      if (this.#overQuota(incoming, state?.entry) !== undefined) {
+        this.stats.quotaRefused++;
+        return false;
+      }
+      if (state === undefined && incoming.deleted && this.#expired(incoming)) return false;
+      // Before anything moves (the clock included): is it its origin's?
+      if (!this.#believed(incoming)) return false;
     }
     this.#observe(incoming.counter);
     if (state === undefined) {
@@ -1055,6 +1145,14 @@ export class Sfs {
         return false;
       }
       const created = this.#create(incoming);
+      const unsigned = this.#unsignedDisk.get(incoming.path);
+      if (unsigned !== undefined) {
+        // The disk holds a file of a dropped unsigned version: it is the base (the new one itself
+        // when the content is the same: nothing to fetch).
+        this.#unsignedDisk.delete(incoming.path);
+        const same = isLiveFile(incoming) && incoming.sha256 === unsigned.base.sha256 && incoming.size === unsigned.base.size;
+        this.#setBase(created, same ? incoming : unsigned.base, unsigned.mtimeMs);
+      }
       if (from !== undefined && have) (created.holders = new Set()).add(from);
       this.stats.entriesMerged++;
       this.#settle(created);
@@ -1074,6 +1172,9 @@ export class Sfs {
     const relation = vvRelation(incoming.vv, current.vv);
     const loser = order > 0 ? current : incoming;
     const dominated = (order > 0 && relation === 1) || (order < 0 && relation === -1);
+    // An older concurrent version from a peer changes nothing here unless it is kept as a conflict
+    // copy; then it must be its origin's too.
+    if (order < 0 && !dominated && from !== undefined && depth === 0 && this.#copiable(incoming) && !this.#believed(incoming)) return false;
     if (order > 0) {
       this.#setEntry(state, incoming);
       if (from !== undefined && have && isLiveFile(incoming)) (state.holders = new Set()).add(from);
@@ -1092,25 +1193,61 @@ export class Sfs {
    * that its own origin has since overwritten needs no copy.
    */
   #keepLoser(loser: SfsEntry, depth: number): void {
-    if (!isLiveFile(loser)) return;
-    // Content that a local write or remove in flight is replacing does not count: the new local
-    // version supersedes it (its vector covers it) or this node keeps the copy before (#runLocal).
-    const holders = this.#shaHave.get(loser.sha256);
-    if (holders === undefined || [...holders].every((p) => this.#localBusy.has(p))) return;
-    const path = depth === 0 ? conflictPath(loser.path, loser.origin, loser.counter) : undefined;
+    if (!this.#keepable(loser)) return;
+    const path = depth === 0 && this.#copiable(loser) ? conflictPath(loser.path, loser.origin, loser.counter) : undefined;
     if (path === undefined) {
       this.stats.conflictsDropped++;
       return;
     }
-    if (this.#merge({ ...loser, path }, undefined, false, depth + 1)) {
+    const signedAs = { path: loser.path, size: loser.size, sha256: loser.sha256, chunks: loser.chunks };
+    if (this.#merge({ ...loser, path, signedAs }, undefined, false, depth + 1)) {
       this.stats.conflicts++;
       this.#out.emit({ type: "sfs-conflict", path: loser.path, kept: path, loser: stampKey(loser.counter, loser.origin) });
     }
   }
 
   /**
+   * True when a loser may derive a conflict copy at all: the copy carries its origin's signature of
+   * it, so a derived version (a conflict copy) or an unsigned one (a base of the previous format),
+   * which have none of their own to give, derive none.
+   */
+  #copiable(loser: SfsEntry): boolean {
+    return this.#keepable(loser) && loser.signedAs === undefined && loser.sig.length > 0;
+  }
+
+  /** True when the loser of a concurrent pair would be kept as a conflict copy here: a live file whose content this disk holds. */
+  #keepable(loser: SfsEntry): boolean {
+    if (!isLiveFile(loser)) return false;
+    // Content that a local write or remove in flight is replacing does not count: the new local
+    // version supersedes it (its vector covers it) or this node keeps the copy before (#runLocal).
+    const holders = this.#shaHave.get(loser.sha256);
+    return holders !== undefined && ![...holders].every((p) => this.#localBusy.has(p));
+  }
+
+  /**
+   * True when a peer's version is its origin's: the origin's key and signature over what it signed
+   * (signedVersion). A shadow tombstone is believed only where this node holds an entry below it
+   * (live, or the tombstone of one): the file-versus-folder rule met there. Otherwise anyone could
+   * turn any signed file into its tombstone; with it, a member can do no more than it could by
+   * announcing an entry below the file in its own name (which shadows the file everywhere).
+   * Refusals are counted (the signer also counts by reason).
+   */
+  #believed(entry: SfsEntry): boolean {
+    if (entry.signedAs !== undefined && entry.deleted && (this.#entriesUnder.get(entry.path) ?? 0) === 0) {
+      this.stats.shadowRefused++;
+      return false;
+    }
+    if (this.#records.check("sfs", entry.origin, entry.pub, sfsVersionBody(signedVersion(entry)), entry.sig) !== undefined) {
+      this.stats.signatureRefused++;
+      return false;
+    }
+    return true;
+  }
+
+  /**
    * The file-versus-folder rule: a live file with live entries below it becomes a tombstone of the
-   * same stamp, which wins over it and so keeps its content under the conflict name.
+   * same stamp, which wins over it and so keeps its content under the conflict name. The tombstone
+   * carries the file's signature and, in signedAs, the file's content it was signed over.
    */
   #shadowCheck(entry: SfsEntry, depth: number): void {
     if (!isLive(entry)) return;
@@ -1122,7 +1259,8 @@ export class Sfs {
   }
 
   #shadow(file: SfsEntry, depth: number): void {
-    this.#merge({ ...file, deleted: true, dir: false, size: 0, sha256: "", chunks: [] }, undefined, false, depth);
+    const signedAs = file.signedAs ?? { path: file.path, size: file.size, sha256: file.sha256, chunks: file.chunks };
+    this.#merge({ ...file, deleted: true, dir: false, size: 0, sha256: "", chunks: [], signedAs }, undefined, false, depth);
   }
 
   #expired(entry: SfsEntry): boolean {
@@ -1158,6 +1296,12 @@ export class Sfs {
   #localVersion(path: string, change: { deleted: boolean; dir: boolean; info: SfsFileInfo | undefined; mtimeMs: number; vv: readonly VvItem[] }): string | undefined {
     const state = this.#files.get(path);
     const { info } = change;
+    const unsigned = state === undefined ? this.#unsignedDisk.get(path) : undefined;
+    if (info !== undefined && unsigned !== undefined && unsigned.base.sha256 === info.sha256 && unsigned.base.size === info.size) {
+      // The file of another origin's unsigned version, unchanged: it waits for that origin's signed one.
+      this.#unsignedDisk.set(path, { base: unsigned.base, mtimeMs: info.mtimeMs });
+      return undefined;
+    }
     if (info !== undefined && state !== undefined) {
       // The disk shows content the manifest already has: nothing new was written.
       if (isLiveFile(state.base) && state.base.sha256 === info.sha256 && state.base.size === info.size) {
@@ -1179,11 +1323,12 @@ export class Sfs {
     }
     const counter = this.#nextCounter(vv);
     this.#observe(counter, true);
-    const entry: SfsEntry = {
+    const entry = this.#sign({
       path, counter, origin: this.#self, deleted: change.deleted, dir: change.dir,
       size: info?.size ?? 0, mtimeMs: change.mtimeMs, sha256: info?.sha256 ?? "", chunkBytes: info?.chunkBytes ?? this.#config.chunkBytes,
       chunks: info?.chunkHashes ?? [], vv: vvBump(vv, this.#self, counter),
-    };
+    });
+    this.#unsignedDisk.delete(path);
     if (state === undefined && this.#files.size >= this.#config.filesMax && !this.#evictTombstone()) {
       this.stats.full++;
       return `the shared folder is full (${this.#config.filesMax} entries)`;
@@ -1223,8 +1368,8 @@ export class Sfs {
   }
 
   #record(state: FileState): SfsRecordWire {
-    const base = state.base === undefined ? 0 : state.base === state.entry || sameVersion(state.base, state.entry) ? 1 : entryToWire(state.base, false);
-    return [entryToWire(state.entry, false), base, state.localMtimeMs];
+    const base = state.base === undefined ? 0 : state.base === state.entry || sameVersion(state.base, state.entry) ? 1 : entryToStoredWire(state.base);
+    return [entryToStoredWire(state.entry), base, state.localMtimeMs];
   }
 
   #have(state: FileState): boolean {

@@ -4,8 +4,10 @@
 // completions. Every drain of the core's ready goes: records to the store durably, then messages,
 // then effects to the disk, then events (and answers to the shell's local operations). The disk's
 // free space is measured (the port's freeBytes, statfs) at boot and then every FREE_MEASURE_TICKS
-// while files wait for their content, so the core keeps fetches within the disk's reserve.
-import { Sfs, SFS_DEFAULTS, type SfsConfig, type SfsLocalResult, type SfsMembership } from "../../core/collective/sfs.ts";
+// while files wait for their content, so the core keeps fetches within the disk's reserve. Versions
+// are signed by their origin and peers' checked with the node's RecordSigner (host.records); its
+// refusals show in /metrics (pk_records_refused_total{kind="sfs"}).
+import { Sfs, SFS_DEFAULTS, type SfsConfig, type SfsLocalResult, type SfsMembership, type SfsSigner } from "../../core/collective/sfs.ts";
 import { isSfsRecordWire, type SfsMessage, type SfsRecordWire } from "../../core/collective/sfs-wire.ts";
 import { LIMITS } from "../../core/util/limits.ts";
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
@@ -23,6 +25,8 @@ export interface SharedFolderHost {
   event(type: string, data: Record<string, unknown>): void;
   membership: SfsMembership;
   nowMs(): number;
+  /** Signs this node's versions and checks other origins' (the node's RecordSigner, ctx.records). */
+  records: SfsSigner;
 }
 
 export class SharedFolder {
@@ -41,7 +45,7 @@ export class SharedFolder {
 
   /** `config`: the shared folder's bounds, quotas and disk reserve (SFS_DEFAULTS unless given). */
   constructor(id: string, files: SharedFolderPort, store: Store, host: SharedFolderHost, config: SfsConfig = SFS_DEFAULTS) {
-    this.core = new Sfs(id, config);
+    this.core = new Sfs(id, config, host.records);
     this.files = files;
     this.#store = store;
     this.#host = host;
