@@ -384,7 +384,7 @@ test("attack: a peer claiming more of a node's origin than it wrote moves a node
 
 test("attack: only a member trusted with it (a core node) can tell a node it lost its store: a contributor's claim moves nothing", () => {
   const C = gid(2);
-  const g = new Gossip(A, signerOf(0), createRng(11), TEST_CONFIG, { believeLoss: (id) => id === C });
+  const g = new Gossip(A, signerOf(0), createRng(11), TEST_CONFIG, { trusted: (id) => id === C });
   g.restore([], [], 1_000_000);
   g.tick(BASE_MS, [B, C]);
   g.step(B, { t: "gossip", h: 0, n: 1, d: [[A, 500]], r: [], g: [] });
@@ -392,6 +392,25 @@ test("attack: only a member trusted with it (a core node) can tell a node it los
   assert.equal(g.stats().ownOrigin, 1);
   g.step(C, { t: "gossip", h: 0, n: 1, d: [[A, 500]], r: [], g: [] });
   assert.equal(g.selfVersion, 1_000_000, "a core node's moves it to its own floor");
+});
+
+test("attack: a contributor's range or horizon for another origin moves nothing; its signed rows are taken; the origin's later rows still arrive", () => {
+  const C = gid(2);
+  const g = new Gossip(A, signerOf(0), createRng(12), TEST_CONFIG, { trusted: (id) => id === C });
+  g.tick(BASE_MS, [B, C]);
+  // B (a contributor) says C wrote nothing up to 2^53−2, and that C's tombstones were collected.
+  g.step(B, { t: "gossip", h: 3, n: 0, d: [], r: [[C, 0, VERSION_MAX - 1, []]], g: [[C, VERSION_MAX - 1, BASE_MS, 0]] });
+  assert.equal(g.watermark(C), 0, "a range no signature covers is not believed from a contributor");
+  assert.equal(g.stats().untrusted, 2);
+  // B relays one of C's signed rows: taken, the watermark stays (the range comes from a trusted member).
+  g.step(B, deltaOf([rowBy(2, "t", "k2", bytes("two"), BASE_MS, 0, 2)], 0, 2));
+  assert.equal(new TextDecoder().decode(g.get("t", "k2")?.value), "two");
+  assert.equal(g.watermark(C), 0);
+  // C's own range moves it, with the rows.
+  g.step(C, deltaOf([rowBy(2, "t", "k1", bytes("one"), BASE_MS, 0, 1), rowBy(2, "t", "k3", bytes("three"), BASE_MS, 0, 3)], 0, 3));
+  assert.equal(g.watermark(C), 3);
+  assert.equal(new TextDecoder().decode(g.get("t", "k1")?.value), "one");
+  assert.equal(new TextDecoder().decode(g.get("t", "k3")?.value), "three");
 });
 
 test("attack: a forged delta [victim, 0, 2^53−1, []] no longer stops the victim's writes (own-origin deltas are refused and counted)", () => {

@@ -397,6 +397,8 @@ export interface GossipStats {
   unsignedDropped: number;
   /** This node's own rows restored without a signature: signed again (and written back). */
   resigned: number;
+  /** Ranges and horizons of other origins from a member not trusted with them (only its signed rows taken). */
+  untrusted: number;
 }
 
 export type GossipWriteResult =
@@ -506,10 +508,13 @@ class OriginState {
       this.#rows = row;
       return;
     }
-    const last = Array.isArray(rows) ? rows[rows.length - 1] : rows;
-    assert(last === undefined || last.version < row.version, "Gossip: an origin's rows are appended in version order");
-    if (Array.isArray(rows)) rows.push(row);
-    else this.#rows = [rows, row];
+    const list = Array.isArray(rows) ? rows : [rows];
+    // Almost always above the last; a row relayed by a member not trusted with its range may have
+    // come before lower versions of its origin: it goes in its place.
+    let at = list.length;
+    while (at > 0 && (list[at - 1] as GossipRow).version > row.version) at--;
+    list.splice(at, 0, row);
+    this.#rows = list;
   }
 
   /** Keeps the rows `live` accepts. */
@@ -602,20 +607,22 @@ export class Gossip {
   #subCount = 0;
   /** Booted without an own version: where the sequence moves once a peer shows more of it (see Trust). */
   #selfFloor: number | undefined;
-  readonly #believeLoss: (from: string) => boolean;
+  readonly #trusted: (from: string) => boolean;
   readonly #out = new Outbox<GossipOutbound, GossipEvent, { changed: GossipRow; forgotten: GossipRow }>({ changed: [], forgotten: [] });
   readonly #stats: GossipStats = {
     rows: 0, tombstones: 0, origins: 0, topics: 0, selfVersion: 0, invalid: 0, gaps: 0, skewed: 0, tableFull: 0,
     originsFull: 0, originsEvicted: 0, repliesRefused: 0, tombstonesCollected: 0, resets: 0, subscriptionDrops: 0, catchUps: 0,
-    ownOrigin: 0, highVersions: 0, renumbers: 0, forged: 0, unsignedDropped: 0, resigned: 0,
+    ownOrigin: 0, highVersions: 0, renumbers: 0, forged: 0, unsignedDropped: 0, resigned: 0, untrusted: 0,
   };
 
   /**
    * `signer` signs this node's rows and checks other writers' (its key must be this node's: checked
-   * once here). `believeLoss` says whose word that this node lost its store is taken (default
-   * anyone's; a node takes only core members': a contributor cannot make it renumber its rows).
+   * once here). `trusted` says whose word is taken for what no signature covers (default anyone's;
+   * a node takes only core members'): that another origin has nothing more in a range (a watermark
+   * moved past rows not shown), that tombstones were collected (horizons), and that this node lost
+   * its store. From anyone else, signed rows are taken and nothing more (see Trust).
    */
-  constructor(selfId: string, signer: GossipSigner, rng: Rng, config: GossipConfig = GOSSIP_DEFAULTS, options: { readonly believeLoss?: (from: string) => boolean } = {}) {
+  constructor(selfId: string, signer: GossipSigner, rng: Rng, config: GossipConfig = GOSSIP_DEFAULTS, options: { readonly trusted?: (from: string) => boolean } = {}) {
     assert(SELF_PATTERN.test(selfId), "Gossip: the node id must be 16 lowercase hex characters");
     assert(config.periodTicks > 0 && config.tombstoneGraceTicks > 0 && config.maxClockOffsetMs > 0, "Gossip: durations must be positive");
     assert(config.digestEntriesMax >= 1 && config.priorityEntriesMax >= 1 && config.priorityEntriesMax <= config.digestEntriesMax, "Gossip: digest entry bounds");
@@ -638,7 +645,7 @@ export class Gossip {
     assert(signer.publicKey.length === ROW_PUB_BYTES && signature.length === ROW_SIG_BYTES &&
       signer.check("row", selfId, signer.publicKey, probe, signature) === undefined, "Gossip: the signer's key is not this node's");
     this.#signer = signer;
-    this.#believeLoss = options.believeLoss ?? (() => true);
+    this.#trusted = options.trusted ?? (() => true);
     assert(config.catchUpBytes === 0 || config.catchUpBytes + ENVELOPE_BYTES <= LIMITS.frameBytesMax, "Gossip: catchUpBytes exceeds a stream frame");
     this.#self = selfId;
     this.#rng = rng;
@@ -1151,6 +1158,8 @@ export class Gossip {
     let cut = false;
     for (let i = lo; i < rows.length; i++) {
       const row = rows[i] as GossipRow;
+      // Rows above the watermark (relayed by a member not trusted with the range) are not ours to vouch for.
+      if (row.version > st.wm) break;
       if (this.#table.get(row.id) !== row) continue;
       const bytes = rowSize(row.version, row.topic, row.key, row.value ?? null, row.wall, row.logical);
       const room = first && out.length === 0 ? b.budget : limit;
@@ -1207,6 +1216,11 @@ export class Gossip {
       return;
     }
     const before = st.wm;
+    // A range says the origin wrote nothing else in it that still matters: no signature covers
+    // that. From the origin itself or a trusted member, the watermark follows the range; from
+    // anyone else only the signed rows are taken (the range comes again from a trusted member).
+    const vouched = sender === origin || this.#trusted(sender);
+    if (!vouched && upto > st.wm) this.#stats.untrusted++;
     let aborted = false;
     for (const [version, topic, key, value, wall, logical, pub, sig] of rows) {
       if (version <= st.wm) continue;
@@ -1214,7 +1228,7 @@ export class Gossip {
       const held = this.#table.get(row.id);
       if (held !== undefined && !rowBeats(row, held)) {
         // Changes nothing here (an older row for the key): no check, only the watermark moves.
-        st.wm = version;
+        if (vouched) st.wm = version;
         continue;
       }
       if (wall - this.#physicalMs > this.#config.maxClockOffsetMs) {
@@ -1241,9 +1255,9 @@ export class Gossip {
         aborted = true;
         break;
       }
-      st.wm = version;
+      if (vouched) st.wm = version;
     }
-    if (!aborted && upto > st.wm) st.wm = upto;
+    if (!aborted && vouched && upto > st.wm) st.wm = upto;
     if (aborted) this.#want(origin, upto);
     if (st.wm !== before) {
       this.#markRecent(origin);
@@ -1261,7 +1275,7 @@ export class Gossip {
   #ownClaim(from: string): void {
     this.#stats.ownOrigin++;
     const floor = this.#selfFloor;
-    if (floor === undefined || !this.#believeLoss(from)) return;
+    if (floor === undefined || !this.#trusted(from)) return;
     this.#selfFloor = undefined;
     const st = this.#origin(this.#self);
     if (st === undefined || floor <= st.wm) return;
@@ -1311,6 +1325,11 @@ export class Gossip {
 
   /** A peer says it collected tombstones we have not seen: adopt its horizons, reset if behind. */
   #onHorizons(from: string, horizons: readonly GossipHorizonWire[]): void {
+    if (!this.#trusted(from)) {
+      // A horizon resets what this node holds: taken only from a member trusted with it.
+      this.#stats.untrusted++;
+      return;
+    }
     let stamp: Hlc | undefined;
     for (const [origin, version, wall, logical] of horizons) {
       if (origin === this.#self) {

@@ -42,8 +42,9 @@ export class Topics implements TopicService {
   constructor(ctx: SubsystemContext, rng: Rng, config: GossipConfig) {
     this.#ctx = ctx;
     this.#rowsMax = config.rowsMax;
-    // Only a core member's word that this node lost its store moves its sequence (renumbers its rows).
-    this.gossip = new Gossip(ctx.id, ctx.records, rng, config, { believeLoss: (id) => ctx.members.roleOf(id) === "core" });
+    // What no signature covers (a range's gaps, horizons, that this node lost its store) is taken
+    // only from core members: a contributor relays signed rows and nothing more.
+    this.gossip = new Gossip(ctx.id, ctx.records, rng, config, { trusted: (id) => ctx.members.roleOf(id) === "core" });
     const [rows, watermarks, self] = this.#restore();
     // Without a stored own version (a new or wiped store), the core gets its floor (see the header).
     this.gossip.restore(rows, watermarks, self === undefined ? selfVersionFloor(ctx.epoch) : undefined);
