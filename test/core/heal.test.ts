@@ -70,7 +70,7 @@ test("heal: the lowest-id survivor adopts a dead owner's task one epoch up, sign
   assert.deepEqual(b.running(), []);
   deliver(a, A, nodes);
   assert.deepEqual(b.get("beat"), { ...(a.get("beat") as GuardedTask) }, "B holds A's adoption");
-  assert.deepEqual(b.stats(), { epochRefused: 0, signatureRefused: 0, ownerRefused: 0, unsignedDropped: 0 });
+  assert.deepEqual(b.stats(), { epochRefused: 0, signatureRefused: 0, ownerRefused: 0, unsignedDropped: 0, roleRefused: 0 });
 });
 
 test("attack: a record naming the victim as owner with the maximum epoch is refused — the victim runs nothing and guard rm still works", () => {
@@ -223,4 +223,30 @@ test("heal: a record of an unknown writer (ID_M, never a member here) verifies a
   const node = settled(ID_A, members([B]));
   node.step(B, false, [record("far", "ver", ID_M.id, 2, ID_M)]);
   assert.equal(node.get("far")?.owner, ID_M.id);
+});
+
+test("attack: a contributor's guarded tasks are taken by no node that knows its role, it defines and adopts none, and a core survivor adopts instead", () => {
+  // A is a contributor (the lowest id); B and C are core.
+  const roles = new Map([[A, "contributor" as const], [B, "core" as const], [C, "core" as const]]);
+  const view = (self: string, gone: string[] = []): HealMembership => ({
+    ...members([A, B, C].filter((x) => x !== self && !gone.includes(x)), gone), roleOf: (id) => roles.get(id),
+  });
+  const contributor = settled(ID_A, view(A));
+  assert.match(contributor.define("job", "kv put x 1", 100, view(A)) ?? "", /contributor/);
+  assert.equal(contributor.get("job"), undefined);
+  // Its own signed record, relayed to a core node that knows its role: dropped and counted.
+  const b = settled(ID_B, view(B));
+  b.step(A, false, [record("job", "invite --role core", A, 2, ID_A)], view(B));
+  assert.equal(b.get("job"), undefined);
+  assert.equal(b.stats().roleRefused, 1);
+  // C defines a task and dies: the contributor, the lowest live id, adopts nothing; B does.
+  const c = settled(ID_C, view(C));
+  assert.equal(c.define("beat", "ver", 100, view(C)), undefined);
+  const definition = c.ready().messages[0]?.tasks ?? [];
+  for (const node of [contributor, b]) node.step(C, false, definition, view(node === b ? B : A));
+  contributor.tick(view(A, [C]));
+  b.tick(view(B, [C]));
+  assert.deepEqual(contributor.running(), []);
+  assert.equal(contributor.get("beat")?.owner, C, "the contributor adopted nothing");
+  assert.deepEqual(b.running().map((t) => [t.name, t.owner]), [["beat", B]], "the lowest-id core survivor adopts");
 });

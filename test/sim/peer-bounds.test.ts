@@ -85,3 +85,16 @@ test("attack: a forged delta of the victim's own gossip origin up to 2^53−1 do
   assert.equal(bystander.gossip.stats().highVersions, 1);
   assert.ok(runUntil(cluster, 1_000, () => bystander.gossip.get("t", "after") !== undefined) >= 0, "the victim's new row reaches the bystander");
 });
+
+test("attack: a contributor defines no guarded task, and its own signed records are taken by no core node (they would run on a core survivor)", () => {
+  const cluster = new SimCluster({ nodes: 3, seed: 84, faults: "none", roles: ["core", "core", "contributor"] });
+  cluster.run(1500);
+  const contributor = cluster.nodes[2]!.kernel;
+  assert.match(contributor.guard("job", "ver", 100) ?? "", /contributor/);
+  const fields = { name: "job", command: "invite --role core", everyTicks: 100, owner: contributor.id, epoch: 1, removed: false };
+  const own = taskToWire({ ...fields, pub: contributor.records.publicKey, sig: contributor.records.sign("heal", healRecordBody(fields)) });
+  for (const node of cluster.nodes.slice(0, 2)) node.kernel.subsystem<Guard>("guard").step(contributor.id, { t: "heal", reply: false, tasks: [own] });
+  cluster.run(300);
+  for (const node of cluster.nodes) assert.equal(node.kernel.heal.get("job"), undefined, `node ${node.index} holds nothing`);
+  for (const node of cluster.nodes.slice(0, 2)) assert.equal(node.kernel.heal.stats().roleRefused, 1);
+});

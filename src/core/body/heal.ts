@@ -1,6 +1,6 @@
 // heal: guarded tasks, a sans-IO core. A guarded task is a shell command run every `everyTicks` by
 // exactly one node, its owner. Its definition is replicated to every node; when SWIM declares the
-// owner dead (or it left), the lowest-id live node adopts the task and starts it. Protocol:
+// owner dead (or it left), the lowest-id live core node adopts the task and starts it. Protocol:
 // docs/protocols/heal.md.
 //
 // Records form a total order per name: the higher `epoch` wins, then the lower owner id, then
@@ -18,16 +18,18 @@
 // record is checked only when it would replace what this node holds; one that fails is dropped and
 // counted (the signer counts by reason, Heal.stats() counts `signatureRefused`), the rest of the
 // message is still taken. A record naming this node that verifies is one this node wrote (before
-// it lost its store): it is taken back. Epochs up to LIMITS.guardEpochTakenMax are taken as they
-// come, and above it only up to guardEpochStepMax above the record held, so the upper half of the
-// epoch space stays for the changes nodes make themselves (define, remove, adopt: one epoch each)
-// and no writer can use it up in one message.
+// it lost its store): it is taken back. Only core members write records (a contributor's task would
+// run on a core survivor): a contributor defines, removes and adopts nothing, and a record whose
+// owner the membership knows as a contributor is dropped. Epochs up to LIMITS.guardEpochTakenMax
+// are taken as they come, and above it only up to guardEpochStepMax above the record held, so the
+// upper half of the epoch space stays for the changes nodes make themselves (define, remove,
+// adopt: one epoch each) and no writer can use it up in one message.
 import { assert } from "../util/assert.ts";
 import { fromHex } from "../util/bytes.ts";
 import { LIMITS } from "../util/limits.ts";
 import { Outbox, type Ready } from "../util/outbox.ts";
 import { Timeout } from "../util/timeout.ts";
-import type { GuardedTaskWire } from "../wire/messages.ts";
+import type { GuardedTaskWire, Role } from "../wire/messages.ts";
 
 export interface GuardedTask {
   readonly name: string;
@@ -74,6 +76,12 @@ export interface HealMembership {
   liveCount(): number;
   /** True once the member is declared dead or has left. */
   isGone(id: string): boolean;
+  /**
+   * The role the owner key granted a member (this node's own included); undefined when unknown.
+   * Only core members write guarded tasks (a contributor's would run on a core survivor once it
+   * is gone). Without it every writer is taken for core.
+   */
+  roleOf?(id: string): Role | undefined;
 }
 
 export interface HealOutbound {
@@ -100,6 +108,8 @@ export interface HealStats {
   ownerRefused: number;
   /** Unsigned records of other owners read from the store (the previous format): dropped at boot. */
   unsignedDropped: number;
+  /** Newer records whose owner this node knows as a contributor: dropped (only core members write guarded tasks). */
+  roleRefused: number;
 }
 
 export interface HealReady extends Ready<HealOutbound, HealEvent> {
@@ -173,6 +183,8 @@ export function taskBeats(a: GuardedTaskFields, b: GuardedTaskFields): boolean {
   return a.command < b.command;
 }
 
+const CONTRIBUTOR_ERROR = "this node is a contributor: only core nodes define or remove guarded tasks";
+
 export class Heal {
   readonly #self: string;
   readonly #records: HealSigner;
@@ -183,7 +195,7 @@ export class Heal {
   #running: GuardedTask[] | undefined;
   #now = 0;
   readonly #out = new Outbox<HealOutbound, HealEvent, { changed: GuardedTask }>({ changed: [] });
-  readonly #stats: HealStats = { epochRefused: 0, signatureRefused: 0, ownerRefused: 0, unsignedDropped: 0 };
+  readonly #stats: HealStats = { epochRefused: 0, signatureRefused: 0, ownerRefused: 0, unsignedDropped: 0, roleRefused: 0 };
 
   /** `records` signs this node's records (its key must be `self`'s) and checks peers'. */
   constructor(self: string, records: HealSigner, config: HealConfig = HEAL_DEFAULTS) {
@@ -244,6 +256,7 @@ export class Heal {
 
   /** Defines (or redefines) a task owned by this node. Returns an error text, or undefined. */
   define(name: string, command: string, everyTicks: number, membership: HealMembership): string | undefined {
+    if (membership.roleOf?.(this.#self) === "contributor") return CONTRIBUTOR_ERROR;
     const known = this.#tasks.get(name);
     if (known === undefined && this.#tasks.size >= LIMITS.guardedTasksMax && !this.#evictRemoved()) {
       return `at most ${LIMITS.guardedTasksMax} guarded tasks`;
@@ -259,6 +272,7 @@ export class Heal {
 
   /** Removes a task everywhere (a removal record with a higher epoch). */
   remove(name: string, membership: HealMembership): string | undefined {
+    if (membership.roleOf?.(this.#self) === "contributor") return CONTRIBUTOR_ERROR;
     const known = this.#tasks.get(name);
     if (known === undefined || known.removed) return `no guarded task ${JSON.stringify(name)}`;
     if (known.epoch >= LIMITS.guardEpochMax) return "epoch space exhausted";
@@ -270,16 +284,21 @@ export class Heal {
   }
 
   /**
-   * A peer's records; `reply` asks for ours back. A record is checked (its epoch, then its owner's
-   * signature) only when it would replace the one held: one held already, or older, costs nothing.
+   * A peer's records; `reply` asks for ours back. A record is checked (its epoch, its owner's role
+   * when `membership` knows it, then its owner's signature) only when it would replace the one
+   * held: one held already, or older, costs nothing.
    */
-  step(from: string, reply: boolean, tasks: readonly GuardedTaskWire[]): void {
+  step(from: string, reply: boolean, tasks: readonly GuardedTaskWire[], membership?: HealMembership): void {
     this.#settled = true;
     for (const wire of tasks) {
       const known = this.#tasks.get(wire[0]);
       if (known !== undefined ? !taskBeats(taskFromWireView(wire), known) : this.#tasks.size >= LIMITS.guardedTasksMax) continue;
       if (!epochTakeable(wire[4], known?.epoch ?? 0)) {
         this.#stats.epochRefused++;
+        continue;
+      }
+      if (membership?.roleOf?.(wire[3]) === "contributor") {
+        this.#stats.roleRefused++;
         continue;
       }
       const task = taskFromWire(wire);
@@ -332,7 +351,10 @@ export class Heal {
     return this.#out.hasReady();
   }
 
-  /** Tasks whose owner is gone go to the lowest-id live node; if that is this one, it adopts. */
+  /**
+   * Tasks whose owner is gone go to the lowest-id live core node (a node whose role is unknown
+   * counts as core); if that is this one, it adopts. A contributor adopts nothing.
+   */
   #adopt(membership: HealMembership): void {
     let lowest = this.#self;
     let adopted: GuardedTask[] | undefined;
@@ -340,7 +362,8 @@ export class Heal {
     for (const task of this.#tasks.values()) {
       if (task.removed || task.owner === this.#self || !membership.isGone(task.owner)) continue;
       if (!lowestKnown) {
-        for (const id of membership.liveIds()) if (id < lowest) lowest = id;
+        if (membership.roleOf?.(this.#self) === "contributor") return;
+        for (const id of membership.liveIds()) if (id < lowest && membership.roleOf?.(id) !== "contributor") lowest = id;
         lowestKnown = true;
       }
       if (lowest !== this.#self || task.epoch >= LIMITS.guardEpochMax) continue;

@@ -55,11 +55,12 @@ export class Guard {
         const state = ctx.members.stateOf(id);
         return state === "dead" || state === "left";
       },
+      roleOf: (id) => (id === ctx.id ? ctx.members.self.role : ctx.members.roleOf(id)),
     };
   }
 
   step(from: string, message: MessageOf<"heal">): void {
-    this.heal.step(from, message.reply, message.tasks);
+    this.heal.step(from, message.reply, message.tasks, this.#membership);
     this.#drain();
   }
 
