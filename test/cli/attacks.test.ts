@@ -13,14 +13,17 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createIdentityFromSeed } from "../../src/adapters/identity.ts";
+import { healRecordBody } from "../../src/core/body/heal.ts";
 import { claimMessage, issueCert, signEntry } from "../../src/core/body/trust.ts";
+import { entryToWire as sfsEntryToWire, SFS_COUNTER_MAX, sfsVersionBody, signedVersion, type SfsEntry } from "../../src/core/collective/sfs-version.ts";
+import type { SfsEntryWire } from "../../src/core/collective/sfs-wire.ts";
 import { encodeConfChange } from "../../src/core/collective/raft/confchange.ts";
 import { message as raftMessage, type Message as RaftMessage } from "../../src/core/collective/raft/types.ts";
 import { raftToWire } from "../../src/core/collective/raft/wire.ts";
 import { encodeMessage } from "../../src/core/wire/codec.ts";
 import { decodeHeader } from "../../src/core/wire/envelope.ts";
-import { entryToWire } from "../../src/core/wire/messages.ts";
-import { alive, restartNode, type ClusterNode } from "./cluster-helpers.ts";
+import { entryToWire, type GuardedTaskWire } from "../../src/core/wire/messages.ts";
+import { alive, bearer, restartNode, shellLine, type ClusterNode } from "./cluster-helpers.ts";
 import { arena, kvPut, metrics, series, statusOf, until, type Arena } from "./attacker.ts";
 
 const DENIED = "pk_packets_dropped_total{reason=\"denied\"}";
@@ -232,6 +235,80 @@ test("attacks by an invited contributor on three real core nodes: none takes, ea
     assert.equal(await post({ Host: url.host, Origin: "http://attacker.example", Authorization: `Bearer ${a.token}` }), 403);
     assert.equal(await post({ Host: url.host }), 401);
     assert.equal(await post({ Host: url.host, Authorization: `Bearer ${a.token}` }), 200, "the owner's own request still works");
+  });
+
+  await t.test("heal: records in a core node's name at the largest epoch, and one owned by the contributor — run nowhere, counted; guard rm still works", async () => {
+    assert.ok((await shellLine(v1.api, "guard canary 3600 vital", a.token)).ok);
+    await until("the canary is on every victim", async () => (await Promise.all(a.victims.map((v) => statusOf(v.api)))).every((s) => (s.guarded ?? []).some((g) => g.name === "canary")));
+    const records = a.attacker.kernel.records;
+    const signed = (task: { name: string; command: string; everyTicks: number; owner: string; epoch: number; removed: boolean }): GuardedTaskWire =>
+      [task.name, task.command, task.everyTicks, task.owner, task.epoch, task.removed, records.publicKey, records.sign("heal", healRecordBody(task))];
+    const forged = [
+      // In v1's name (the attacker's key is not v1's), run every tick, at the end of the epoch space.
+      signed({ name: "pwned", command: "topic pub pwned owned yes", everyTicks: 1, owner: v1.id, epoch: 0xffffffff, removed: false }),
+      // The canary removed in v1's name, one epoch up.
+      signed({ name: "canary", command: "vital", everyTicks: 3600 * 10, owner: v1.id, epoch: 1_000, removed: true }),
+      // The attacker's own task: signed by its owner, but a contributor defines none.
+      signed({ name: "mine", command: "topic pub pwned mine yes", everyTicks: 1, owner: mallory, epoch: 1, removed: false }),
+    ];
+    const refused = async (): Promise<number> => {
+      let sum = 0;
+      for (const reason of ["epoch", "signature", "role"]) sum += await total(a, `pk_guard_records_refused_total{reason="${reason}"}`);
+      return sum;
+    };
+    const before = await refused();
+    for (const v of a.victims) a.part.send(v.id, "stream", { t: "heal", reply: false, tasks: forged });
+    await until("every forged record is refused on every victim", async () => (await refused()) >= before + forged.length * a.victims.length);
+    await sleep(1_000);
+    for (const v of a.victims) {
+      const s = await statusOf(v.api);
+      assert.deepEqual((s.guarded ?? []).map((g) => g.name), ["canary"], `${v.id} holds only the canary`);
+      const rows = await (await fetch(`${v.api}/v1/topics/pwned`, { headers: bearer(a.token) })).json() as { rows: unknown[] };
+      assert.equal(rows.rows.length, 0, "no forged task ran anywhere");
+    }
+    assert.ok((await shellLine(v2.api, "guard rm canary", a.token)).ok);
+    await until("the removal reaches every victim", async () => (await Promise.all(a.victims.map((v) => statusOf(v.api)))).every((s) => (s.guarded ?? []).length === 0));
+  });
+
+  await t.test("gossip: a delta claiming a core node's own origin up to 2^53−1, and a range hiding another's rows — its writes still go everywhere", async () => {
+    const [v3] = a.victims.filter((v) => v.id !== v1.id && v.id !== v2.id) as [ClusterNode];
+    a.part.send(v1.id, "datagram", { t: "gossip", h: 3, n: 0, d: [], r: [[v1.id, 0, Number.MAX_SAFE_INTEGER, []]], g: [] });
+    a.part.send(v1.id, "datagram", { t: "gossip", h: 3, n: 0, d: [], r: [[v2.id, 0, Number.MAX_SAFE_INTEGER - 1, []]], g: [[v2.id, Number.MAX_SAFE_INTEGER - 1, Date.now(), 0]] });
+    await sleep(500);
+    assert.ok((await shellLine(v1.api, "topic pub after own yes", a.token)).ok, "the victim still writes its topics");
+    assert.ok((await shellLine(v2.api, "topic pub after other yes", a.token)).ok);
+    for (const v of [v1, v2, v3]) {
+      await until(`both rows reach ${v.id}`, async () => {
+        const body = await (await fetch(`${v.api}/v1/topics/after`, { headers: bearer(a.token) })).json() as { rows: Array<{ key: string; origin: string }> };
+        return body.rows.some((r) => r.key === "own" && r.origin === v1.id) && body.rows.some((r) => r.key === "other" && r.origin === v2.id);
+      });
+    }
+  });
+
+  await t.test("sfs: a folder at counter 2^48 does not make writes report success while nothing reaches the manifest; 40 files of 4 GiB get only the quota", async () => {
+    const records = a.attacker.kernel.records;
+    const entry = (fields: Omit<SfsEntry, "pub" | "sig" | "signedAs">): SfsEntryWire => {
+      const unsigned: SfsEntry = { ...fields, pub: records.publicKey, sig: new Uint8Array(64), signedAs: undefined };
+      return sfsEntryToWire({ ...unsigned, sig: records.sign("sfs", sfsVersionBody(signedVersion(unsigned))) }, fields.dir === false);
+    };
+    a.part.send(v1.id, "stream", { t: "sfs-entries", e: [entry({ path: "pinned", counter: SFS_COUNTER_MAX, origin: mallory, deleted: false, dir: true, size: 0, mtimeMs: 1, sha256: "", chunkBytes: 1024, chunks: [], vv: [[mallory, SFS_COUNTER_MAX]] })], w: [] });
+    await sleep(500);
+    const wrote = await shellLine(v1.api, "write /shared/after-pinned.txt still-written", a.token);
+    assert.ok(wrote.ok, wrote.output);
+    for (const v of a.victims) {
+      await until(`the write reaches ${v.id}`, async () => (await shellLine(v.api, "cat /shared/after-pinned.txt", a.token)).output.includes("still-written"));
+    }
+    const chunkBytes = 4 * 1024 * 1024;
+    const size = 4 * 1024 * 1024 * 1024;
+    const hashes = Array.from({ length: size / chunkBytes }, () => "ab".repeat(32));
+    for (let k = 0; k < 40; k += 10) {
+      const e = Array.from({ length: 10 }, (_, j) => entry({ path: `huge/${k + j}.bin`, counter: k + j + 1, origin: mallory, deleted: false, dir: false, size, mtimeMs: 1, sha256: "cd".repeat(32), chunkBytes, chunks: hashes, vv: [[mallory, k + j + 1]] }));
+      a.part.send(v1.id, "stream", { t: "sfs-entries", e, w: [] });
+    }
+    await until("v1 refused what is over the quota", async () => /refused\s+quota (2[4-9]|[3-9][0-9])/.test((await shellLine(v1.api, "sfs status", a.token)).output));
+    const listed = (await shellLine(v1.api, "sfs list huge/", a.token)).output.split("\n").filter((line) => line.startsWith("huge/"));
+    assert.ok(listed.length <= 16, `only 64 GiB of the attacker's files wait to be fetched (${listed.length} listed)`);
+    await stillWorks(a, "sfs");
   });
 
   await t.test("replay: packets the attacker sent before a victim's restart are refused after it (stale epoch), counted", async () => {

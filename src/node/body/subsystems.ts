@@ -1,5 +1,6 @@
 // The Body layer's subsystems (DESIGN.md §7): membership (roster, SWIM, degrade), vital signs,
 // guarded tasks (heal), the RTT pinger and persist.
+import { Counter } from "prom-client";
 import { defineSubsystem } from "../subsystem.ts";
 import { degrade, guard as guardCommand, heal, persist, vital } from "./commands.ts";
 import { Guard } from "./guard.ts";
@@ -32,6 +33,19 @@ export const GUARD = defineSubsystem({
   kinds: { heal: "member" },
   create: (ctx, config) => new Guard(ctx, config.heal),
   commands: [guardCommand, heal],
+  metrics(kernel, registry) {
+    new Counter({
+      name: "pk_guard_records_refused_total",
+      help: "Guarded-task records from peers refused, by reason: epoch (beyond what a peer may move), signature (not their owner's; owner: of those, in this node's name), role (owned by a contributor), unsigned (read from an older store)",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const s = kernel.subsystem<Guard>("guard").heal.stats();
+        for (const [reason, count] of [["epoch", s.epochRefused], ["signature", s.signatureRefused], ["owner", s.ownerRefused], ["role", s.roleRefused], ["unsigned", s.unsignedDropped]] as const) this.inc({ reason }, count);
+      },
+    });
+  },
 });
 
 export const PINGER = defineSubsystem({
