@@ -97,7 +97,7 @@ export class Kernel extends NodeView {
     this.ports = ports;
     this.config = config;
     this.#specs = specs;
-    this.records = new RecordSigner(ports.identity, ports.identity, { revoked: (id) => this.#members?.isRevoked(id) ?? false, keysMax: LIMITS.membersMax });
+    this.records = new RecordSigner(ports.identity, ports.identity, { revoked: (id) => this.#members?.isRevoked(id) ?? false });
   }
 
   get id(): string {

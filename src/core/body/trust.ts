@@ -25,6 +25,7 @@
 // Only a member itself can say it left; an accusation (suspect or dead) is evidence against the
 // subject at that incarnation, and only a core member's makes it dead (swim.ts).
 import { fromHex } from "../util/bytes.ts";
+import { LIMITS } from "../util/limits.ts";
 import type { MemberEntry, Role } from "../wire/messages.ts";
 
 export const CERT_BYTES = 82;
@@ -250,7 +251,7 @@ export class RecordSigner {
     this.#self = self;
     this.#crypto = crypto;
     this.#revoked = options.revoked ?? (() => false);
-    this.#keysMax = options.keysMax ?? 4096;
+    this.#keysMax = options.keysMax ?? LIMITS.membersMax;
   }
 
   /** This node's public key: what its records carry. */
