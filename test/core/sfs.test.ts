@@ -580,3 +580,18 @@ test("sfs: a fetch that would leave less than the disk reserve free waits (count
   cluster.runUntil(() => sameBytes(receiver.disk.files.get("big.bin"), content), 200, "fetched once there is room");
   assert.equal(receiver.core.stat("big.bin")?.diskWait, false);
 });
+
+test("sfs: a folder only core members write — a contributor's versions there are dropped and counted, its own local change refused; a core origin's are taken", () => {
+  const reserved = (origin: string, path: string): string | undefined => (path.startsWith("brain/") && origin !== SELF.id && origin === MALLORY ? "only core nodes write /shared/brain/" : undefined);
+  const core = new Sfs(SELF.id, TEST_CONFIG, signerOf(SELF), reserved);
+  core.step(MALLORY, { t: "sfs-entries", e: [dirEntry("brain/model.pkm", 5), dirEntry("elsewhere", 6)], w: [] });
+  assert.equal(core.stat("brain/model.pkm"), undefined, "the contributor's version there is not taken");
+  assert.ok(core.stat("elsewhere") !== undefined, "elsewhere it writes");
+  assert.equal(core.stats.reservedRefused, 1);
+  const other = identityOf(67);
+  core.step(other.id, { t: "sfs-entries", e: [dirEntry("brain/model.pkm", 7, other)], w: [] });
+  assert.ok(core.stat("brain/model.pkm") !== undefined, "a core origin's is");
+  const contributor = new Sfs(MALLORY, TEST_CONFIG, signerOf(MALLORY_ID), reserved);
+  const made = contributor.localMkdir("brain/mine");
+  assert.ok(!made.ok && /only core nodes write/.test(made.error), "refused before it touches the disk");
+});

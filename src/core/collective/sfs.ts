@@ -292,6 +292,8 @@ export interface SfsStats {
   shadowRefused: number;
   /** Unsigned records of other origins read from the store (the previous format): dropped at boot. */
   unsignedDropped: number;
+  /** Peer versions of a path their origin may not write (a folder only core members write): dropped, never fetched. */
+  reservedRefused: number;
 }
 
 /** What `sfs list` and `sfs stat` show of one path. */
@@ -425,7 +427,7 @@ function newStats(): SfsStats {
     chunksIn: 0, bytesIn: 0, chunksOut: 0, bytesOut: 0, badChunks: 0, timeouts: 0, misses: 0, busies: 0, unsolicited: 0,
     stalls: 0, commits: 0, commitFailures: 0, removes: 0, localCopies: 0, localCopyFailures: 0, tombstonesForgotten: 0,
     unshareable: 0, highCounters: 0, ownOrigin: 0, quotaRefused: 0, diskRefused: 0, localRefused: 0, signatureRefused: 0, shadowRefused: 0,
-    unsignedDropped: 0,
+    unsignedDropped: 0, reservedRefused: 0,
   };
 }
 
@@ -462,6 +464,7 @@ export class Sfs {
   readonly #self: string;
   readonly #config: SfsConfig;
   readonly #records: SfsSigner;
+  readonly #reserved: (origin: string, path: string) => string | undefined;
   /**
    * Files on this disk whose record was another origin's unsigned version (the previous format),
    * dropped at boot: what the disk holds there, so the boot scan does not take it for a new local
@@ -519,11 +522,17 @@ export class Sfs {
   readonly stats: SfsStats = newStats();
 
   /** `records` signs this node's versions (its key must be `self`'s) and checks peers'; SFS_UNSIGNED only in tests of the disk side. */
-  constructor(self: string, config: SfsConfig = SFS_DEFAULTS, records: SfsSigner = SFS_UNSIGNED) {
+  /**
+   * `records` signs this node's versions and checks other origins'. `reserved` says why `origin` may
+   * not write `path` (a folder only core members write), undefined when it may: a peer's version
+   * there is dropped, a local change refused.
+   */
+  constructor(self: string, config: SfsConfig = SFS_DEFAULTS, records: SfsSigner = SFS_UNSIGNED, reserved: (origin: string, path: string) => string | undefined = () => undefined) {
     validateConfig(config);
     this.#self = self;
     this.#config = config;
     this.#records = records;
+    this.#reserved = reserved;
     this.#sync = new Timeout("sfs-sync", config.syncTicks);
     this.#sync.start();
     this.#gc = new Timeout("sfs-gc", config.gcTicks);
@@ -682,6 +691,8 @@ export class Sfs {
     const normal = normalizeSharedPath(input);
     if (!normal.ok) return normal;
     const path = normal.path;
+    const reserved = this.#reservedHere(path);
+    if (reserved !== undefined) return reserved;
     const infoError = this.#checkInfo(info);
     if (infoError !== undefined) return { ok: false, error: infoError };
     const blocked = this.#blockedForFile(path);
@@ -703,6 +714,14 @@ export class Sfs {
     return this.#queueLocal({ op: this.#nextId++, kind: "write", path, info, temp, vv });
   }
 
+  /** A local change at `path` this node may not make (a folder only core members write), refused at once. */
+  #reservedHere(path: string): SfsLocalResult | undefined {
+    const error = this.#reserved(this.#self, path);
+    if (error === undefined) return undefined;
+    this.stats.localRefused++;
+    return { ok: false, error };
+  }
+
   /** The vector of what the disk holds at `path` (a write builds on it): its base's, or the dropped unsigned version's. */
   #diskVv(path: string): readonly VvItem[] {
     return this.#files.get(path)?.base?.vv ?? this.#unsignedDisk.get(path)?.base.vv ?? [];
@@ -716,6 +735,8 @@ export class Sfs {
     const normal = normalizeSharedPath(input);
     if (!normal.ok) return normal;
     const path = normal.path;
+    const reserved = this.#reservedHere(path);
+    if (reserved !== undefined) return reserved;
     const state = this.#files.get(path);
     const below = this.#liveUnder.get(path) ?? 0;
     if (!isLive(state?.entry) && !isLive(state?.base) && below === 0) return { ok: false, error: "no such file or folder" };
@@ -742,6 +763,8 @@ export class Sfs {
     const normal = normalizeSharedPath(input);
     if (!normal.ok) return normal;
     const path = normal.path;
+    const reserved = this.#reservedHere(path);
+    if (reserved !== undefined) return reserved;
     const state = this.#files.get(path);
     const vv = vvMerge(state?.base?.vv ?? [], state?.entry.deleted === true ? state.entry.vv : []);
     if (isLiveDir(state?.entry)) return { ok: true, ops: [] };
@@ -984,6 +1007,8 @@ export class Sfs {
           : `no version counter left (the clock is at ${this.#clock}, the end is ${SFS_COUNTER_MAX})`,
       };
     }
+    const reserved = this.#reserved(this.#self, path);
+    if (reserved !== undefined) return { stat: "localRefused", error: reserved };
     const current = this.#files.get(path)?.entry;
     const quota = this.#overQuota({ origin: this.#self, deleted: change.deleted, dir: change.dir, size: change.info?.size ?? 0 }, current);
     if (quota !== undefined) return { stat: "localRefused", error: quota };
@@ -1131,6 +1156,10 @@ export class Sfs {
       // A peer's entry that would take its origin beyond its quota is refused (as if never seen).
       if (this.#overQuota(incoming, state?.entry) !== undefined) {
         this.stats.quotaRefused++;
+        return false;
+      }
+      if (this.#reserved(incoming.origin, incoming.path) !== undefined) {
+        this.stats.reservedRefused++;
         return false;
       }
       if (state === undefined && incoming.deleted && this.#expired(incoming)) return false;

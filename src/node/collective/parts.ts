@@ -82,6 +82,14 @@ export function raftGrant(m: RaftMessage, sender: string, roleOf: (id: string) =
   return undefined;
 }
 
+/**
+ * Folders of /shared/ only core members write: the Brain's (its model file, src/node/brain/service.ts
+ * MODEL_PATH). A contributor's version there is dropped by every node before it is fetched, so it
+ * cannot replace the cluster's model file on the disks (the Brain would refuse to load it, but the
+ * good file would be gone).
+ */
+const CORE_FOLDERS = ["brain"];
+
 export class SharedFolderPart {
   readonly folder: SharedFolder | undefined;
 
@@ -93,6 +101,11 @@ export class SharedFolderPart {
       membership: { liveIds: () => ctx.members.liveIds() },
       nowMs: () => Math.floor(ctx.clock.nowMs()),
       records: ctx.records,
+      reserved: (origin, path) => {
+        if (!CORE_FOLDERS.some((folder) => path === folder || path.startsWith(`${folder}/`))) return undefined;
+        const role = origin === ctx.id ? ctx.members.self.role : ctx.members.roleOf(origin);
+        return role === "contributor" ? `/shared/${path}: only core nodes write /shared/${path.split("/")[0]}/` : undefined;
+      },
     });
     if (this.folder !== undefined) ctx.services.folder = this.folder;
   }

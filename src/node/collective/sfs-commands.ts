@@ -180,7 +180,7 @@ const sfs: Command<NodeContext> = {
           ["disk free", (free === undefined ? "not measured yet" : `${free} bytes`) + `; reserve ${config.diskReserveBytes} bytes` + (folder.measureError === undefined ? "" : ` (last measure failed: ${folder.measureError})`)],
           ["quota", `${config.originFilesMax} entries, ${config.originBytesMax} bytes per origin; this node uses ${own.files} entries, ${own.bytes} bytes`],
           ["clock", String(core.clock)],
-          ["refused", `quota ${stats.quotaRefused}, disk space ${stats.diskRefused}, counters too high ${stats.highCounters}, own origin ${stats.ownOrigin}, bad entries ${stats.badEntries}, bad paths ${stats.badPaths}, manifest full ${stats.full}, local changes ${stats.localRefused}, not their origin's signature ${stats.signatureRefused}, shadow tombstones with nothing below ${stats.shadowRefused}, unsigned at boot ${stats.unsignedDropped}`],
+          ["refused", `quota ${stats.quotaRefused}, disk space ${stats.diskRefused}, counters too high ${stats.highCounters}, own origin ${stats.ownOrigin}, bad entries ${stats.badEntries}, bad paths ${stats.badPaths}, manifest full ${stats.full}, local changes ${stats.localRefused}, not their origin's signature ${stats.signatureRefused}, shadow tombstones with nothing below ${stats.shadowRefused}, unsigned at boot ${stats.unsignedDropped}, core-only folders ${stats.reservedRefused}`],
           ["transferred", `in ${stats.chunksIn} chunks (${stats.bytesIn} bytes), out ${stats.chunksOut} chunks (${stats.bytesOut} bytes), bad chunks ${stats.badChunks}`],
           ["conflicts", `${stats.conflicts} kept, ${stats.conflictsDropped} dropped`],
         ]);

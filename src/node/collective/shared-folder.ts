@@ -27,6 +27,8 @@ export interface SharedFolderHost {
   nowMs(): number;
   /** Signs this node's versions and checks other origins' (the node's RecordSigner, ctx.records). */
   records: SfsSigner;
+  /** Why `origin` may not write `path` (a folder only core members write), else undefined. */
+  reserved?(origin: string, path: string): string | undefined;
 }
 
 export class SharedFolder {
@@ -45,7 +47,7 @@ export class SharedFolder {
 
   /** `config`: the shared folder's bounds, quotas and disk reserve (SFS_DEFAULTS unless given). */
   constructor(id: string, files: SharedFolderPort, store: Store, host: SharedFolderHost, config: SfsConfig = SFS_DEFAULTS) {
-    this.core = new Sfs(id, config, host.records);
+    this.core = new Sfs(id, config, host.records, (origin, path) => host.reserved?.(origin, path));
     this.files = files;
     this.#store = store;
     this.#host = host;
