@@ -285,7 +285,7 @@ test("attacks by an invited contributor on three real core nodes: none takes, ea
     }
   });
 
-  await t.test("sfs: a folder at counter 2^48 does not make writes report success while nothing reaches the manifest; 40 files of 4 GiB get only the quota", async () => {
+  await t.test("sfs: a folder at counter 2^48 does not make writes report success while nothing reaches the manifest; the model file cannot be replaced; 40 files of 4 GiB get only the quota", async () => {
     const records = a.attacker.kernel.records;
     const entry = (fields: Omit<SfsEntry, "pub" | "sig" | "signedAs">): SfsEntryWire => {
       const unsigned: SfsEntry = { ...fields, pub: records.publicKey, sig: new Uint8Array(64), signedAs: undefined };
@@ -305,6 +305,10 @@ test("attacks by an invited contributor on three real core nodes: none takes, ea
       const e = Array.from({ length: 10 }, (_, j) => entry({ path: `huge/${k + j}.bin`, counter: k + j + 1, origin: mallory, deleted: false, dir: false, size, mtimeMs: 1, sha256: "cd".repeat(32), chunkBytes, chunks: hashes, vv: [[mallory, k + j + 1]] }));
       a.part.send(v1.id, "stream", { t: "sfs-entries", e, w: [] });
     }
+    // The model file, in the contributor's own (signed) name: /shared/brain/ is core members' only.
+    a.part.send(v1.id, "stream", { t: "sfs-entries", e: [entry({ path: "brain/model.pkm", counter: 1_000, origin: mallory, deleted: true, dir: false, size: 0, mtimeMs: 1, sha256: "", chunkBytes: 1024, chunks: [], vv: [[mallory, 1_000]] })], w: [] });
+    await until("v1 refused the contributor's model file", async () => /core-only folders [1-9]/.test((await shellLine(v1.api, "sfs status", a.token)).output));
+    assert.equal((await shellLine(v1.api, "sfs stat /shared/brain/model.pkm", a.token)).output, "no such file in the manifest");
     await until("v1 refused what is over the quota", async () => /refused\s+quota (2[4-9]|[3-9][0-9])/.test((await shellLine(v1.api, "sfs status", a.token)).output));
     const listed = (await shellLine(v1.api, "sfs list huge/", a.token)).output.split("\n").filter((line) => line.startsWith("huge/"));
     assert.ok(listed.length <= 16, `only 64 GiB of the attacker's files wait to be fetched (${listed.length} listed)`);
