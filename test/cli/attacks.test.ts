@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createIdentityFromSeed } from "../../src/adapters/identity.ts";
 import { healRecordBody } from "../../src/core/body/heal.ts";
+import { encodeGaRow, gaRowMessage } from "../../src/core/brain/ga.ts";
 import { claimMessage, issueCert, signEntry } from "../../src/core/body/trust.ts";
 import { entryToWire as sfsEntryToWire, SFS_COUNTER_MAX, sfsVersionBody, signedVersion, type SfsEntry } from "../../src/core/collective/sfs-version.ts";
 import type { SfsEntryWire } from "../../src/core/collective/sfs-wire.ts";
@@ -23,6 +24,7 @@ import { raftToWire } from "../../src/core/collective/raft/wire.ts";
 import { encodeMessage } from "../../src/core/wire/codec.ts";
 import { decodeHeader } from "../../src/core/wire/envelope.ts";
 import { entryToWire, type GuardedTaskWire } from "../../src/core/wire/messages.ts";
+import { GA_TOPIC } from "../../src/node/brain/service.ts";
 import { alive, bearer, restartNode, shellLine, type ClusterNode } from "./cluster-helpers.ts";
 import { arena, kvPut, metrics, series, statusOf, until, type Arena } from "./attacker.ts";
 
@@ -313,6 +315,24 @@ test("attacks by an invited contributor on three real core nodes: none takes, ea
     const listed = (await shellLine(v1.api, "sfs list huge/", a.token)).output.split("\n").filter((line) => line.startsWith("huge/"));
     assert.ok(listed.length <= 16, `only 64 GiB of the attacker's files wait to be fetched (${listed.length} listed)`);
     await stillWorks(a, "sfs");
+  });
+
+  await t.test("brain: a GA mutation the contributor signed is followed nowhere; the model in use stays", async () => {
+    const init = await shellLine(v1.api, "dtr init seed 7", a.token);
+    assert.ok(init.ok, init.output);
+    const tagOf = async (v: ClusterNode): Promise<string> => /tag (\S+)/.exec((await shellLine(v.api, "dtr stat", a.token)).output)?.[1] ?? "";
+    const tag = await tagOf(v1);
+    for (const v of a.victims) await until(`${v.id} uses the core node's model`, async () => (await tagOf(v)) === tag);
+    await until("the attacker has it too", () => a.attacker.kernel.brain.model.tag === tag);
+    const identity = a.attacker.kernel.ports.identity;
+    const fields = { seed: 12345, sigma: 0.5, tag: "f".repeat(16), loss: 0, origin: mallory };
+    const row = encodeGaRow({ ...fields, signature: identity.sign(gaRowMessage(tag, fields)) });
+    const untrusted = async (): Promise<number> => total(a, "pk_brain_ga_rows_total{outcome=\"untrusted\"}");
+    const before = await untrusted();
+    // A contributor may write gossip rows of its own; the Brain follows GA rows only from core members.
+    assert.equal(a.attacker.kernel.topicPublish(GA_TOPIC, tag, row), undefined);
+    await until("every victim refuses the row for its signer", async () => (await untrusted()) >= before + a.victims.length);
+    for (const v of a.victims) assert.equal(await tagOf(v), tag, `${v.id} keeps the model in use`);
   });
 
   await t.test("replay: packets the attacker sent before a victim's restart are refused after it (stale epoch), counted", async () => {
