@@ -20,6 +20,7 @@
 // unless it is on this host (loopback). Keys live in MindKey, which prints as "[redacted]".
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { inspect } from "node:util";
+import { LIMITS } from "../core/util/limits.ts";
 import type { Provider } from "../core/self/minds.ts";
 import type { Price } from "./mind-cost.ts";
 
@@ -56,13 +57,8 @@ export class MindConfigError extends Error {
   override name = "MindConfigError";
 }
 
-/** Longest key accepted (any provider's is far shorter). */
-const KEY_CHARS_MAX = 4_096;
-/** Longest model name (what a member accepts in another's advert). */
-const MODEL_CHARS_MAX = 128;
-/** Longest mind name (the mind-ask wire's bound). */
-const NAME_CHARS_MAX = 64;
-const URL_CHARS_MAX = 2_048;
+/** Longest key accepted (any provider's is far shorter), model and mind names (what the wire and an advert take), URL. */
+const { keyCharsMax: KEY_CHARS, modelCharsMax: MODEL_CHARS, nameCharsMax: NAME_CHARS, urlCharsMax: URL_CHARS } = LIMITS.self.mind;
 
 export const FRONTIER_DEFAULTS = {
   openai: { model: "gpt-4.1-mini", embedModel: "text-embedding-3-small", baseURL: "https://api.openai.com/v1" },
@@ -80,7 +76,7 @@ export class MindKey {
   constructor(value: string, source: string) {
     const key = value.trim();
     if (key.length === 0) throw new MindConfigError(`${source}: the key is empty`);
-    if (key.length > KEY_CHARS_MAX) throw new MindConfigError(`${source}: the key is longer than ${KEY_CHARS_MAX} characters`);
+    if (key.length > KEY_CHARS) throw new MindConfigError(`${source}: the key is longer than ${KEY_CHARS} characters`);
     if (!/^[\x21-\x7e]+$/.test(key)) throw new MindConfigError(`${source}: the key holds spaces, control or non-ASCII characters`);
     this.#value = key;
   }
@@ -124,8 +120,8 @@ export function readKeyFile(path: string): MindKey {
     }
     const uid = process.getuid?.();
     if (uid !== undefined && stat.uid !== uid) throw new MindConfigError(`key file ${path}: owned by uid ${stat.uid}, not by this user (${uid})`);
-    if (stat.size > KEY_CHARS_MAX + 2) throw new MindConfigError(`key file ${path}: larger than ${KEY_CHARS_MAX} bytes`);
-    const buffer = Buffer.alloc(KEY_CHARS_MAX + 3);
+    if (stat.size > KEY_CHARS + 2) throw new MindConfigError(`key file ${path}: larger than ${KEY_CHARS} bytes`);
+    const buffer = Buffer.alloc(KEY_CHARS + 3);
     const read = readSync(fd, buffer, 0, buffer.length, 0);
     return new MindKey(buffer.subarray(0, read).toString("utf8"), `key file ${path}`);
   } finally {
@@ -138,7 +134,7 @@ export function readKeyFile(path: string): MindKey {
  * names the flag or variable for the error. An OpenAI-compatible URL with no path gets /v1.
  */
 export function mindURL(text: string, source: string, options: { addV1?: boolean; frontier?: boolean } = {}): string {
-  if (text.length > URL_CHARS_MAX) throw new MindConfigError(`${source}: the URL is longer than ${URL_CHARS_MAX} characters`);
+  if (text.length > URL_CHARS) throw new MindConfigError(`${source}: the URL is longer than ${URL_CHARS} characters`);
   let url: URL;
   try {
     url = new URL(text);
@@ -164,15 +160,15 @@ function loopback(host: string): boolean {
 function modelName(text: string, source: string): string {
   const model = text.trim();
   if (model.length === 0) throw new MindConfigError(`${source}: the model name is empty`);
-  if (model.length > MODEL_CHARS_MAX) throw new MindConfigError(`${source}: the model name is longer than ${MODEL_CHARS_MAX} characters`);
+  if (model.length > MODEL_CHARS) throw new MindConfigError(`${source}: the model name is longer than ${MODEL_CHARS} characters`);
   if (!/^[\x21-\x7e]+$/.test(model)) throw new MindConfigError(`${source}: the model name holds spaces or control characters: ${JSON.stringify(model.slice(0, 60))}`);
   return model;
 }
 
 function mindName(text: string, source: string): string {
   const name = text.trim();
-  if (name.length === 0 || name.length > NAME_CHARS_MAX || !/^[\x21-\x7e]+$/.test(name)) {
-    throw new MindConfigError(`${source}: a mind's name is 1 to ${NAME_CHARS_MAX} printable characters without spaces`);
+  if (name.length === 0 || name.length > NAME_CHARS || !/^[\x21-\x7e]+$/.test(name)) {
+    throw new MindConfigError(`${source}: a mind's name is 1 to ${NAME_CHARS} printable characters without spaces`);
   }
   return name;
 }
@@ -204,7 +200,7 @@ export function mindConfigs(flags: MindFlags, env: Readonly<Record<string, strin
     if (modelText === undefined) throw new MindConfigError(`--mind ${text}: which model? Add #MODEL to the URL or --mind-model MODEL`);
     const model = modelName(modelText, "--mind");
     out.push({
-      name: flags.mindName !== undefined ? mindName(flags.mindName, "--mind-name") : model.slice(0, NAME_CHARS_MAX),
+      name: flags.mindName !== undefined ? mindName(flags.mindName, "--mind-name") : model.slice(0, NAME_CHARS),
       provider: "openai",
       kind: "local",
       model,
@@ -238,7 +234,7 @@ export function mindConfigs(flags: MindFlags, env: Readonly<Record<string, strin
       const embedText = provider === "anthropic" ? undefined : value(`PK_${upper}_EMBED_MODEL`) ?? defaults.embedModel;
       const base = value(baseEnv);
       out.push({
-        name: model.slice(0, NAME_CHARS_MAX),
+        name: model.slice(0, NAME_CHARS),
         provider,
         kind: "frontier",
         model,

@@ -9,6 +9,7 @@ import type { Role } from "../core/wire/messages.ts";
 import { CONSENSUS_DEFAULTS, type ConsensusConfig } from "./collective/consensus.ts";
 import { MESH_SERVICE_DEFAULTS, type MeshServiceConfig } from "./collective/mesh.ts";
 import { BRAIN_DEFAULTS, type BrainConfig } from "./brain/service.ts";
+import { MEMORY_DEFAULTS, type MemoryConfig } from "./self/memory.ts";
 
 export interface KernelConfig {
   readonly name: string;
@@ -37,6 +38,8 @@ export interface KernelConfig {
   readonly mesh: MeshServiceConfig;
   /** The Brain (src/node/brain/service.ts): deadlines, peers, local data, training. */
   readonly brain: BrainConfig;
+  /** The Self layer's memory (src/node/self/memory.ts): its gossip table. */
+  readonly memory: MemoryConfig;
 }
 
 export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
@@ -54,5 +57,6 @@ export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
   gossip: { ...GOSSIP_DEFAULTS, catchUpBytes: 192 * 1024 },
   mesh: MESH_SERVICE_DEFAULTS,
   brain: BRAIN_DEFAULTS,
+  memory: MEMORY_DEFAULTS,
 };
 

@@ -6,6 +6,9 @@ import type { Rng } from "../core/util/rng.ts";
 import type { VitalSigns } from "../core/body/vital.ts";
 import type { Channel, Header } from "../core/wire/envelope.ts";
 import type { SfsCompletion, SfsDiskItem, SfsEffect, SfsFileInfo } from "../core/collective/sfs.ts";
+import type { MindInfo, MindReply, MindRequest } from "../core/self/minds.ts";
+import type { AnnPort } from "../core/self/search.ts";
+import type { Registry } from "prom-client";
 
 /**
  * Moves sealed packets between nodes. Deliberately weak: a datagram may be dropped, duplicated,
@@ -151,4 +154,24 @@ export interface KernelPorts {
   readonly files?: SharedFolderPort;
   /** The cluster's owner key and what it granted this node (docs/adr/012-trust.md). */
   readonly trust: NodeTrust;
+  /** The Self layer's outer parts: minds and the vector index (absent: no mind here, exact search). */
+  readonly self?: SelfPorts;
+}
+
+/** The Self layer's outer parts (src/adapters/minds.ts, src/adapters/vector-index.ts). */
+export interface SelfPorts {
+  /** The models this node can ask: a local model it serves (--mind), frontier models with a key here. */
+  readonly minds: readonly MindPort[];
+  /** A new approximate-nearest-neighbour index for the memory, or undefined where none loads (exact search then). */
+  ann?(): AnnPort | undefined;
+  /** Registers the minds' counters (requests, tokens, cost, retries) for /metrics. */
+  metrics?(registry: Registry): void;
+}
+
+/** One model this node can ask (src/adapters/minds.ts's MindClient). Its key, if any, stays inside. */
+export interface MindPort {
+  readonly info: MindInfo;
+  chat(request: MindRequest, options: { signal?: AbortSignal; onDelta?: (text: string) => void }): Promise<MindReply>;
+  embed?(texts: readonly string[], signal?: AbortSignal): Promise<Float32Array[]>;
+  close?(): void;
 }

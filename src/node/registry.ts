@@ -6,6 +6,7 @@ import { BRAIN } from "./brain/subsystems.ts";
 import { GUARD, INVITES, MEMBERSHIP, PERSIST, PINGER, VITALS } from "./body/subsystems.ts";
 import { CONSENSUS, MESH, SHARED_FOLDER, TOPICS } from "./collective/subsystems.ts";
 import { SPAWN } from "./collective/spawn.ts";
+import { MEMORY, MINDS } from "./self/subsystems.ts";
 
 export const SUBSYSTEMS = [
   MEMBERSHIP,
@@ -19,6 +20,8 @@ export const SUBSYSTEMS = [
   MESH,
   SPAWN,
   BRAIN,
+  MEMORY,
+  MINDS,
   INVITES,
 ] as const;
 

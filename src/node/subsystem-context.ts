@@ -9,7 +9,7 @@ import type { Rng } from "../core/util/rng.ts";
 import type { Channel } from "../core/wire/envelope.ts";
 import type { MemberEntry, Message, MessageType, Role } from "../core/wire/messages.ts";
 import type { SharedFolder } from "./collective/shared-folder.ts";
-import type { Clock, HostVitals, Identity, NodeTrust, Seal, SharedFolderPort, Store, StoreWrite } from "./ports.ts";
+import type { Clock, HostVitals, Identity, NodeTrust, Seal, SelfPorts, SharedFolderPort, Store, StoreWrite } from "./ports.ts";
 import type { TaskTable } from "./tasks.ts";
 
 /**
@@ -101,6 +101,8 @@ export interface SubsystemContext {
   readonly host: HostVitals | undefined;
   /** The /shared/ folder on disk, when the node has one. */
   readonly files: SharedFolderPort | undefined;
+  /** The Self layer's outer parts (minds, the vector index), when the process gives them. */
+  readonly self: SelfPorts | undefined;
   /** Sends one message to a member (counted as a send failure when it has no address). */
   send(to: string, channel: Channel, message: Message): void;
   /** Sends to an address (the join handshake, before the peer is a member). */

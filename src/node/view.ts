@@ -21,6 +21,8 @@ import type { ConsensusPart, MeshPart, SharedFolderPart } from "./collective/par
 import type { SharedFolder } from "./collective/shared-folder.ts";
 import type { Topics } from "./collective/topics.ts";
 import type { KernelConfig } from "./config.ts";
+import type { MemoryPart, RememberInput } from "./self/memory.ts";
+import type { MindsPart } from "./self/minds.ts";
 import type { EventBus } from "./events.ts";
 import type { PersistSection } from "./subsystem-context.ts";
 import type { TaskTable } from "./tasks.ts";
@@ -163,6 +165,23 @@ export abstract class NodeView {
   }
   get brain(): BrainService {
     return this.subsystem<BrainPart>("brain").brain;
+  }
+
+  /** The minds this node can ask (src/node/self/minds.ts). */
+  get minds(): MindsPart {
+    return this.subsystem<MindsPart>("minds");
+  }
+  /** The Self layer's memory (src/node/self/memory.ts). */
+  get memory(): MemoryPart {
+    return this.subsystem<MemoryPart>("memory");
+  }
+  /** Writes a memory of this node: durable when this returns; its id, or an error text. */
+  remember(input: RememberInput): { id: string } | { error: string } {
+    return this.within(() => this.memory.remember(input));
+  }
+  /** Redacts a memory on every node; an error text when refused. */
+  redactMemory(id: string): string | undefined {
+    return this.within(() => this.memory.redact(id));
   }
 
   /** Asks for a subsystem's apply() soon (after the current batch of I/O). */

@@ -399,6 +399,8 @@ export interface GossipStats {
   resigned: number;
   /** Ranges and horizons of other origins from a member not trusted with them (only its signed rows taken). */
   untrusted: number;
+  /** Rows the table's own rule (`admit`) refused, peers' and this node's. */
+  notAdmitted: number;
 }
 
 export type GossipWriteResult =
@@ -608,11 +610,12 @@ export class Gossip {
   /** Booted without an own version: where the sequence moves once a peer shows more of it (see Trust). */
   #selfFloor: number | undefined;
   readonly #trusted: (from: string) => boolean;
+  readonly #admit: (row: GossipRow) => boolean;
   readonly #out = new Outbox<GossipOutbound, GossipEvent, { changed: GossipRow; forgotten: GossipRow }>({ changed: [], forgotten: [] });
   readonly #stats: GossipStats = {
     rows: 0, tombstones: 0, origins: 0, topics: 0, selfVersion: 0, invalid: 0, gaps: 0, skewed: 0, tableFull: 0,
     originsFull: 0, originsEvicted: 0, repliesRefused: 0, tombstonesCollected: 0, resets: 0, subscriptionDrops: 0, catchUps: 0,
-    ownOrigin: 0, highVersions: 0, renumbers: 0, forged: 0, unsignedDropped: 0, resigned: 0, untrusted: 0,
+    ownOrigin: 0, highVersions: 0, renumbers: 0, forged: 0, unsignedDropped: 0, resigned: 0, untrusted: 0, notAdmitted: 0,
   };
 
   /**
@@ -620,9 +623,11 @@ export class Gossip {
    * once here). `trusted` says whose word is taken for what no signature covers (default anyone's;
    * a node takes only core members'): that another origin has nothing more in a range (a watermark
    * moved past rows not shown), that tombstones were collected (horizons), and that this node lost
-   * its store. From anyone else, signed rows are taken and nothing more (see Trust).
+   * its store. From anyone else, signed rows are taken and nothing more (see Trust). `admit` is a
+   * table's own rule on rows (a row it refuses is counted and skipped; default: every row), also
+   * applied to this node's own writes.
    */
-  constructor(selfId: string, signer: GossipSigner, rng: Rng, config: GossipConfig = GOSSIP_DEFAULTS, options: { readonly trusted?: (from: string) => boolean } = {}) {
+  constructor(selfId: string, signer: GossipSigner, rng: Rng, config: GossipConfig = GOSSIP_DEFAULTS, options: { readonly trusted?: (from: string) => boolean; readonly admit?: (row: GossipRow) => boolean } = {}) {
     assert(SELF_PATTERN.test(selfId), "Gossip: the node id must be 16 lowercase hex characters");
     assert(config.periodTicks > 0 && config.tombstoneGraceTicks > 0 && config.maxClockOffsetMs > 0, "Gossip: durations must be positive");
     assert(config.digestEntriesMax >= 1 && config.priorityEntriesMax >= 1 && config.priorityEntriesMax <= config.digestEntriesMax, "Gossip: digest entry bounds");
@@ -646,6 +651,7 @@ export class Gossip {
       signer.check("row", selfId, signer.publicKey, probe, signature) === undefined, "Gossip: the signer's key is not this node's");
     this.#signer = signer;
     this.#trusted = options.trusted ?? (() => true);
+    this.#admit = options.admit ?? (() => true);
     assert(config.catchUpBytes === 0 || config.catchUpBytes + ENVELOPE_BYTES <= LIMITS.frameBytesMax, "Gossip: catchUpBytes exceeds a stream frame");
     this.#self = selfId;
     this.#rng = rng;
@@ -885,7 +891,12 @@ export class Gossip {
       this.#clock.update({ wall: existing.wall, logical: existing.logical }, existing.wall);
       hlc = this.#clock.now(this.#physicalMs);
     }
-    const row = signRow(this.#signer, makeRow(topic, key, value, hlc.wall, hlc.logical, this.#self, self.wm + 1));
+    const unsigned = makeRow(topic, key, value, hlc.wall, hlc.logical, this.#self, self.wm + 1);
+    if (!this.#admit(unsigned)) {
+      this.#stats.notAdmitted++;
+      return { ok: false, error: `this table does not take that row from this node (${topic} ${key})` };
+    }
+    const row = signRow(this.#signer, unsigned);
     assert(existing === undefined || rowBeats(row, existing), "Gossip: a local write must win");
     const merged = this.#merge(row, self);
     assert(merged, "Gossip: room was checked");
@@ -1241,6 +1252,13 @@ export class Gossip {
         this.#stats.forged++;
         aborted = true;
         break;
+      }
+      if (!this.#admit(row)) {
+        // The origin's own row, refused by the table's rule wherever it comes from: skipped, not
+        // asked for again (after the signature, so a relay cannot make a real row skipped).
+        this.#stats.notAdmitted++;
+        if (vouched) st.wm = version;
+        continue;
       }
       if (this.#clock.update({ wall, logical }, this.#physicalMs) === undefined) {
         this.#stats.skewed++;

@@ -573,6 +573,54 @@ export const LIMITS = {
     redeemTimeoutMs: 30_000,
   },
 
+  /** The Self layer (issue 14): memories, asking minds, their configuration. */
+  self: {
+    /** A memory (core/self/memory-record.ts, docs/protocols/memory.md). */
+    memory: {
+      /** Text in UTF-8 bytes (a longer answer is kept cut, marked). */
+      textBytesMax: 8 * 1024,
+      /** Speaker, conversation and `by` in characters. */
+      nameCharsMax: 64,
+      /** Memories one memory supersedes (a merge). */
+      supersedesMax: 32,
+      /** The whole encoded value. */
+      valueBytesMax: 16 * 1024,
+      /** Key: a 16-hex origin, "/", and a local name. */
+      keyCharsMax: 64,
+      /** Memories `memory list` and GET /v1/memory show at most. */
+      listMax: 500,
+      /** Hits a search returns at most. */
+      searchKMax: 100,
+    },
+    /** Asking a member's mind (core/self/mind-wire.ts, docs/protocols/minds.md). */
+    mind: {
+      /** Messages in one prompt. */
+      messagesMax: 128,
+      /** Characters of one prompt message. */
+      contentCharsMax: 64 * 1024,
+      /** Characters of the prompt in all (the serving node checks it; the schema bounds each part). */
+      promptCharsMax: 256 * 1024,
+      /** Characters of one streamed piece. */
+      deltaCharsMax: 16 * 1024,
+      /** Characters of a whole answer. */
+      answerCharsMax: 256 * 1024,
+      /** A mind's name. */
+      nameCharsMax: 64,
+      /** A model's name. */
+      modelCharsMax: 128,
+      /** An error's detail. */
+      detailCharsMax: 512,
+      /** Largest max_tokens asked for. */
+      maxTokensMax: 1_000_000,
+      /** Local minds one node advertises. */
+      advertisedMax: 16,
+      /** Characters of an API key read from the environment or a key file (adapters/mind-config.ts). */
+      keyCharsMax: 4_096,
+      /** Characters of a mind's URL. */
+      urlCharsMax: 2_048,
+    },
+  },
+
   /** The `pk` command line (cli/main.ts). */
   cli: {
     /** Nodes `pk up` starts at most: a local cluster, not a load test. */

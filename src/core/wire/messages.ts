@@ -13,6 +13,7 @@ import { RaftWireSchema } from "../collective/raft/wire.ts";
 import { GossipWireSchema } from "../collective/gossip-wire.ts";
 import { SFS_MESSAGE_SCHEMAS } from "../collective/sfs-wire.ts";
 import { MESH_SCHEMAS } from "../collective/mesh-wire.ts";
+import { MIND_MESSAGE_SCHEMAS } from "../self/mind-wire.ts";
 
 const bytes = (length: number) => Type.Uint8Array({ minByteLength: length, maxByteLength: length });
 const u32 = Type.Integer({ minimum: 0, maximum: 0xffff_ffff });
@@ -154,6 +155,11 @@ export const MESSAGE_SCHEMAS = {
   "raft-offer": Type.Object({ t: Type.Literal("raft-offer"), epoch: safeU, lt: safeU, li: safeU }),
   /** Gossip topics' anti-entropy (src/core/collective/gossip.ts, docs/protocols/gossip.md), a datagram. */
   gossip: GossipWireSchema,
+  /**
+   * The Self layer's memories (src/node/self/memory.ts, docs/protocols/memory.md): a second table of
+   * the gossip kind, its anti-entropy on the stream channel (larger rows); the same fields.
+   */
+  memory: Type.Object({ ...GossipWireSchema.properties, t: Type.Literal("memory") }),
   /** The shared folder (src/core/collective/sfs.ts, docs/protocols/sfs.md), on the stream channel. */
   ...SFS_MESSAGE_SCHEMAS,
   /**
@@ -163,6 +169,8 @@ export const MESSAGE_SCHEMAS = {
   brain: Type.Object({ t: Type.Literal("brain"), c: u32, r: Type.Boolean(), b: Type.Uint8Array({ maxByteLength: LIMITS.frameBytesMax }) }),
   /** Mesh routing (src/core/collective/mesh.ts, docs/protocols/mesh.md): updates, seqno requests, routed data; datagrams. */
   ...MESH_SCHEMAS,
+  /** Asking a member's mind (src/core/self/mind-wire.ts, docs/protocols/minds.md), on the stream channel. */
+  ...MIND_MESSAGE_SCHEMAS,
 } as const;
 
 type WireSchemas = typeof MESSAGE_SCHEMAS;

@@ -12,7 +12,9 @@ export const TOPICS = defineSubsystem({
   name: "topics",
   kinds: { gossip: "member" },
   create: (ctx, config) => {
-    const topics = new Topics(ctx, ctx.fork(), config.gossip);
+    // Topics under "self." (the minds each node advertises) hold one row per node, under its own
+    // id: no member writes another's.
+    const topics = new Topics(ctx, ctx.fork(), config.gossip, { admit: (row) => !row.topic.startsWith("self.") || row.key === row.origin });
     ctx.services.topics = topics;
     return topics;
   },

@@ -23,28 +23,53 @@ import type { StoreWrite } from "../ports.ts";
 import { readNumber, writeNumber } from "../store-values.ts";
 import type { SubsystemContext, TopicService } from "../subsystem-context.ts";
 
-const PREFIX_ROW = "gossip/row/";
-const KEY_WATERMARKS = "gossip/watermarks";
-/** This node's own gossip version, written durably before a write of its leaves the node. */
-const KEY_SELF = "gossip/self";
 const ORIGIN_PATTERN = /^[0-9a-f]{16}$/;
+
+/**
+ * A second table of the same kind (the Self layer's memories) runs under its own message kind and
+ * store prefix: `kind` is the `t` its messages travel as (the wire schema is the same), `prefix`
+ * its store keys' (`PREFIX/row/…`, `PREFIX/watermarks`, `PREFIX/self`), and `onRows` hears every
+ * row changed or forgotten here, after it is written (an index kept beside the table).
+ */
+export interface TableOptions {
+  readonly kind?: "gossip" | "memory";
+  readonly prefix?: string;
+  onRows?(changed: readonly GossipRow[], forgotten: readonly GossipRow[]): void;
+  /** The table's own rule on rows (see Gossip's constructor); default: every row. */
+  readonly admit?: (row: GossipRow) => boolean;
+}
 
 export class Topics implements TopicService {
   readonly gossip: Gossip;
   readonly #ctx: SubsystemContext;
   readonly #rowsMax: number;
+  readonly #kind: "gossip" | "memory";
+  readonly #prefixRow: string;
+  readonly #keyWatermarks: string;
+  /** This node's own version, written durably before a write of its leaves the node. */
+  readonly #keySelf: string;
+  readonly #onRows: TableOptions["onRows"];
   /** Rows changed (or forgotten) since the last persist, by row id. */
   readonly #dirty = new Map<string, GossipRow | undefined>();
   /** SWIM's live ids, built at most once per tick and only when a peer is picked. */
   #live: string[] | undefined;
   readonly #peers: { length: number; at(index: number): string | undefined };
 
-  constructor(ctx: SubsystemContext, rng: Rng, config: GossipConfig) {
+  constructor(ctx: SubsystemContext, rng: Rng, config: GossipConfig, options: TableOptions = {}) {
     this.#ctx = ctx;
     this.#rowsMax = config.rowsMax;
+    this.#kind = options.kind ?? "gossip";
+    const prefix = options.prefix ?? "gossip";
+    this.#prefixRow = `${prefix}/row/`;
+    this.#keyWatermarks = `${prefix}/watermarks`;
+    this.#keySelf = `${prefix}/self`;
+    this.#onRows = options.onRows;
     // What no signature covers (a range's gaps, horizons, that this node lost its store) is taken
     // only from core members: a contributor relays signed rows and nothing more.
-    this.gossip = new Gossip(ctx.id, ctx.records, rng, config, { trusted: (id) => ctx.members.roleOf(id) === "core" });
+    this.gossip = new Gossip(ctx.id, ctx.records, rng, config, {
+      trusted: (id) => ctx.members.roleOf(id) === "core",
+      ...(options.admit === undefined ? {} : { admit: options.admit }),
+    });
     const [rows, watermarks, self] = this.#restore();
     // Without a stored own version (a new or wiped store), the core gets its floor (see the header).
     this.gossip.restore(rows, watermarks, self === undefined ? selfVersionFloor(ctx.epoch) : undefined);
@@ -65,12 +90,18 @@ export class Topics implements TopicService {
     return undefined;
   }
 
+  /** Starts an exchange with a member at once (a new row reaches it in a round trip). */
+  syncWith(id: string): void {
+    this.gossip.syncWith(id);
+    this.#drain();
+  }
+
   get(topic: string, key: string): Uint8Array | undefined {
     return this.gossip.get(topic, key)?.value;
   }
 
-  step(from: string, message: MessageOf<"gossip">): void {
-    this.gossip.step(from, message);
+  step(from: string, message: MessageOf<"gossip" | "memory">): void {
+    this.gossip.step(from, message.t === "gossip" ? message : { ...message, t: "gossip" });
     this.#drain();
   }
 
@@ -83,8 +114,8 @@ export class Topics implements TopicService {
 
   persist(): StoreWrite[] {
     const batch: StoreWrite[] = [];
-    for (const [id, row] of this.#dirty) batch.push(row === undefined ? { key: PREFIX_ROW + id, value: undefined } : rowWrite(row));
-    if (this.#dirty.size > 0) batch.push({ key: KEY_WATERMARKS, value: packValue(this.gossip.watermarks()) });
+    for (const [id, row] of this.#dirty) batch.push(row === undefined ? { key: this.#prefixRow + id, value: undefined } : this.#rowWrite(row));
+    if (this.#dirty.size > 0) batch.push({ key: this.#keyWatermarks, value: packValue(this.gossip.watermarks()) });
     this.#dirty.clear();
     return batch;
   }
@@ -95,15 +126,17 @@ export class Topics implements TopicService {
     const own: StoreWrite[] = [];
     for (const row of ready.changed) {
       if (row.origin === this.#ctx.id) {
-        own.push(rowWrite(row));
+        own.push(this.#rowWrite(row));
         this.#dirty.delete(row.id);
       } else this.#dirty.set(row.id, row);
     }
     for (const row of ready.forgotten) this.#dirty.set(row.id, undefined);
     // This node's rows with its version, durably, before the messages below can carry them.
-    if (own.length > 0) this.#ctx.persist([...own, { key: KEY_SELF, value: writeNumber(this.gossip.selfVersion) }], true);
-    for (const out of ready.messages) this.#ctx.send(out.to, out.channel, out.message);
-    for (const event of ready.events) this.#ctx.emit(event.type, event);
+    if (own.length > 0) this.#ctx.persist([...own, { key: this.#keySelf, value: writeNumber(this.gossip.selfVersion) }], true);
+    if (this.#onRows !== undefined && (ready.changed.length > 0 || ready.forgotten.length > 0)) this.#onRows(ready.changed, ready.forgotten);
+    const kind = this.#kind;
+    for (const out of ready.messages) this.#ctx.send(out.to, out.channel, kind === "gossip" ? out.message : { ...out.message, t: kind });
+    for (const event of ready.events) this.#ctx.emit(kind === "gossip" ? event.type : event.type.replace("gossip", kind), event);
   }
 
   /** Rows, watermarks and this node's own version (undefined: the store has none). */
@@ -112,7 +145,7 @@ export class Topics implements TopicService {
     const rows: GossipRow[] = [];
     /** One copy of each writer's key, shared by its rows. */
     const keys = new Map<string, Uint8Array>();
-    for (const [, value] of store.scan(PREFIX_ROW, this.#rowsMax)) {
+    for (const [, value] of store.scan(this.#prefixRow, this.#rowsMax)) {
       const v = unpackValue(value);
       // 9 fields; 7 (no key, no signature) from before rows were signed: the core re-signs or drops those.
       if (!Array.isArray(v) || (v.length !== 9 && v.length !== 7)) continue;
@@ -127,16 +160,16 @@ export class Topics implements TopicService {
       if (shared === undefined || !bytesEqual(shared, pub)) keys.set(origin, (shared = pub.slice()));
       rows.push(makeRow(topic, key, data === null ? undefined : data.slice(), wall, logical, origin, version, shared, sig.slice()));
     }
-    const marks = unpackValue(store.get(KEY_WATERMARKS) ?? new Uint8Array(0));
+    const marks = unpackValue(store.get(this.#keyWatermarks) ?? new Uint8Array(0));
     const watermarks: Array<[string, number]> = Array.isArray(marks)
       ? (marks as unknown[]).filter((m): m is [string, number] => Array.isArray(m) && m.length === 2 && typeof m[0] === "string" && typeof m[1] === "number")
       : [];
-    const self = readNumber(store.get(KEY_SELF));
+    const self = readNumber(store.get(this.#keySelf));
     if (self !== undefined) watermarks.push([this.#ctx.id, self]);
     return [rows, watermarks, self];
   }
-}
 
-function rowWrite(row: GossipRow): StoreWrite {
-  return { key: PREFIX_ROW + row.id, value: packValue([row.topic, row.key, row.value ?? null, row.wall, row.logical, row.origin, row.version, row.pub, row.sig]) };
+  #rowWrite(row: GossipRow): StoreWrite {
+    return { key: this.#prefixRow + row.id, value: packValue([row.topic, row.key, row.value ?? null, row.wall, row.logical, row.origin, row.version, row.pub, row.sig]) };
+  }
 }
