@@ -62,7 +62,8 @@ export interface ApiNode {
   /** The body of GET /v1/status. */
   status(): unknown;
   /** Runs one shell line. */
-  shell(line: string): Promise<{ readonly output: string; readonly ok: boolean }>;
+  /** Runs one shell line; with `stream`, output the command streams goes to `stream.out` as it comes. */
+  shell(line: string, stream?: { readonly out: (chunk: string) => void; readonly signal: AbortSignal }): Promise<{ readonly output: string; readonly ok: boolean }>;
   readonly events: {
     since(after: number): Iterable<ApiEvent>;
     subscribe(fn: (event: ApiEvent) => void): () => void;
@@ -400,8 +401,16 @@ export async function startApi(options: ApiOptions): Promise<Api> {
     }
     const line = (body as { line?: unknown }).line;
     if (typeof line !== "string") throw new HttpError(400, "BAD_REQUEST", "body needs a string field \"line\"");
-    const result = await node.shell(line);
-    sendJson(res, 200, { output: result.output, ok: result.ok });
+    if ((body as { stream?: unknown }).stream !== true) {
+      const result = await node.shell(line);
+      return sendJson(res, 200, { output: result.output, ok: result.ok });
+    }
+    // Streamed: one JSON object per line, {"out": …} as the command says it, then {"ok", "output"}.
+    const abort = new AbortController();
+    res.on("close", () => abort.abort());
+    res.writeHead(200, { "Content-Type": "application/x-ndjson; charset=utf-8", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff" });
+    const result = await node.shell(line, { out: (chunk) => void (res.writableEnded || res.write(`${toJson({ out: chunk })}\n`)), signal: abort.signal });
+    if (!res.writableEnded) res.end(`${toJson({ ok: result.ok, output: result.output })}\n`);
   }
 
   async function readRawBody(req: IncomingMessage, res: ServerResponse, max: number): Promise<Uint8Array> {

@@ -68,6 +68,7 @@ commands:
          [--join HOST:PORT]... [--token-file FILE] [--public-name HOST[:PORT]]...
          [--role core|contributor] [--name NAME] [--owner-key FILE] [--invite-file FILE]
          [--no-regenerate] [--no-discover] [--discover-port P]
+         [--mind URL#MODEL]... [--mind-embed-model M] [--mind-key-file F] [--mind-name N]
                                             run one node in the foreground; --advertise is
                                             the address peers reach it at (required when
                                             --listen is 0.0.0.0 or [::]); --no-regenerate
@@ -78,7 +79,13 @@ commands:
                                             --no-discover; the token comes from --token-file,
                                             else PK_TOKEN, else DIR/token; --public-name is a
                                             name (besides loopback and the --api address)
-                                            browsers may reach the API by
+                                            browsers may reach the API by;
+                                            --mind is a local model server this
+                                            node serves to the swarm (Ollama,
+                                            llama.cpp, vLLM: its OpenAI-compatible
+                                            URL); provider keys in the environment
+                                            (OPENAI_API_KEY, ANTHROPIC_API_KEY,
+                                            GEMINI_API_KEY) add frontier minds
   shell  [--api URL] [--token-file FILE] [--dir D] [-c LINE]
                                             attach the shell to a running node (the token:
                                             --token-file, else PK_TOKEN, else D/cluster.json)
@@ -204,6 +211,11 @@ async function nodeCommand(args: string[]): Promise<number> {
     "no-regenerate": { type: "boolean" },
     "no-discover": { type: "boolean" },
     "discover-port": { type: "string" },
+    mind: { type: "string", multiple: true },
+    "mind-model": { type: "string" },
+    "mind-embed-model": { type: "string" },
+    "mind-key-file": { type: "string" },
+    "mind-name": { type: "string" },
   });
   if (values.help === true) return printUsage();
   if (values.data === undefined) throw new UsageFailure("--data DIR is required");
@@ -227,6 +239,7 @@ async function nodeCommand(args: string[]): Promise<number> {
     ...(values["owner-key"] !== undefined ? { ownerKey: values["owner-key"] } : {}),
     ...(values["public-name"] !== undefined ? { publicNames: values["public-name"] } : {}),
     ...(values.name !== undefined ? { name: values.name } : {}),
+    minds: { mind: values.mind, mindModel: values["mind-model"], mindEmbedModel: values["mind-embed-model"], mindKeyFile: values["mind-key-file"], mindName: values["mind-name"] },
   });
   await node.stopped;
   return 0;
@@ -916,29 +929,69 @@ interface ShellAnswer {
   readonly output: string;
 }
 
-async function runLine(api: string, token: string | undefined, line: string, timeoutMs = SHELL_REQUEST_TIMEOUT_MS): Promise<ShellAnswer> {
+/**
+ * Runs one line on the node. With `out`, the answer is streamed (one JSON object per line) and what
+ * the command says as it goes (chat) is handed to `out` at once; the node then has as long as the
+ * stream keeps moving (an idle bound, not a total one).
+ */
+async function runLine(api: string, token: string | undefined, line: string, timeoutMs = SHELL_REQUEST_TIMEOUT_MS, out?: (chunk: string) => void): Promise<ShellAnswer> {
   let response: Response;
+  const abort = new AbortController();
+  let idle = setTimeout(() => abort.abort(new Error(`no answer in ${timeoutMs / 1000} s`)), timeoutMs);
+  const moved = (): void => {
+    clearTimeout(idle);
+    idle = setTimeout(() => abort.abort(new Error(`the answer stalled for ${timeoutMs / 1000} s`)), timeoutMs);
+  };
   try {
-    response = await fetch(`${api}/v1/shell`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", ...(token === undefined ? {} : { Authorization: `Bearer ${token}` }) },
-      body: JSON.stringify({ line }),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-  } catch (error) {
-    const cause = (error as { cause?: { message?: string } }).cause?.message;
-    return { ok: false, output: `node unreachable at ${api}: ${cause ?? (error as Error).message}` };
+    try {
+      response = await fetch(`${api}/v1/shell`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", ...(token === undefined ? {} : { Authorization: `Bearer ${token}` }) },
+        body: JSON.stringify(out === undefined ? { line } : { line, stream: true }),
+        signal: abort.signal,
+      });
+    } catch (error) {
+      const cause = (error as { cause?: { message?: string } }).cause?.message;
+      return { ok: false, output: `node unreachable at ${api}: ${cause ?? (error as Error).message}` };
+    }
+    let body: unknown;
+    try {
+      if (out !== undefined && response.ok && (response.headers.get("content-type") ?? "").startsWith("application/x-ndjson") && response.body !== null) {
+        body = await readStreamedAnswer(response.body, out, moved);
+      } else body = await response.json();
+    } catch (error) {
+      return { ok: false, output: abort.signal.aborted ? `node ${api}: ${(abort.signal.reason as Error).message}` : `node answered HTTP ${response.status} without JSON (${(error as Error).message})` };
+    }
+    if (!response.ok) return { ok: false, output: errorMessage(body) ?? `HTTP ${response.status}` };
+    const { ok, output } = body as { ok?: unknown; output?: unknown };
+    if (typeof ok !== "boolean" || typeof output !== "string") return { ok: false, output: "node answered an unexpected body" };
+    return { ok, output };
+  } finally {
+    clearTimeout(idle);
   }
-  let body: unknown;
-  try {
-    body = await response.json();
-  } catch {
-    return { ok: false, output: `node answered HTTP ${response.status} without JSON` };
+}
+
+/** Reads a streamed shell answer: {"out"} lines to `out`, the last line's object returned. */
+async function readStreamedAnswer(stream: ReadableStream<Uint8Array>, out: (chunk: string) => void, moved: () => void): Promise<unknown> {
+  const decoder = new TextDecoder();
+  let buffered = "";
+  let last: unknown;
+  for await (const piece of stream) {
+    moved();
+    buffered += decoder.decode(piece, { stream: true });
+    let newline: number;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      if (line.trim() === "") continue;
+      const object = JSON.parse(line) as { out?: unknown };
+      if (typeof object.out === "string") out(object.out);
+      else last = object;
+    }
+    if (buffered.length > LIMITS.httpBodyBytesMax) throw new Error("a streamed line is too long");
   }
-  if (!response.ok) return { ok: false, output: errorMessage(body) ?? `HTTP ${response.status}` };
-  const { ok, output } = body as { ok?: unknown; output?: unknown };
-  if (typeof ok !== "boolean" || typeof output !== "string") return { ok: false, output: "node answered an unexpected body" };
-  return { ok, output };
+  if (last === undefined) throw new Error("the stream ended without the answer");
+  return last;
 }
 
 /**
@@ -974,7 +1027,7 @@ async function shellCommand(args: string[]): Promise<number> {
   if (values.help === true) return printUsage();
   const { api, token, dir } = target(values);
   if (values.c !== undefined) {
-    const answer = await runLine(api, token, values.c);
+    const answer = await runLine(api, token, values.c, SHELL_REQUEST_TIMEOUT_MS, (chunk) => process.stdout.write(chunk));
     (answer.ok ? process.stdout : process.stderr).write(answer.output === "" ? "" : `${answer.output}\n`);
     return answer.ok ? 0 : 1;
   }
@@ -1072,7 +1125,7 @@ async function interactiveShell(api: string, token: string | undefined, _dir: st
     const line = raw.trim();
     if (line === "exit" || line === "quit") break;
     if (line !== "") {
-      const answer = await runLine(api, token, line);
+      const answer = await runLine(api, token, line, SHELL_REQUEST_TIMEOUT_MS, (chunk) => process.stdout.write(chunk));
       if (!answer.ok) failures++;
       if (answer.output !== "") process.stdout.write(`${answer.output}\n`);
     }

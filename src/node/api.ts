@@ -11,7 +11,7 @@ export function nodeApi(kernel: Kernel, shell: Shell<NodeContext>, hostStats: ()
   const routes: ApiRoute[] = kernel.specs.flatMap((spec) => spec.routes?.(kernel) ?? []);
   return {
     status: () => statusOf(kernel),
-    shell: (line) => shell.executeAsync(line),
+    shell: (line, stream) => shell.executeAsync(line, stream),
     events: kernel.events,
     routes,
     metrics(registry) {

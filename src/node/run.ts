@@ -16,6 +16,7 @@ import { createSeal, makeToken, tokenFingerprint } from "../adapters/seal.ts";
 import { BEACON_PORT, startBeacon, type Beacon } from "../adapters/beacon.ts";
 import { openStore } from "../adapters/store.ts";
 import { SharedFiles } from "../adapters/sfs-files.ts";
+import { MindConfigError, MindCounters, mindConfigs, mindMetrics, openMind, type MindFlags } from "../adapters/minds.ts";
 import { SFS_DEFAULTS } from "../core/collective/sfs.ts";
 import { AssertionFailure } from "../core/util/assert.ts";
 import { LIMITS } from "../core/util/limits.ts";
@@ -24,7 +25,7 @@ import type { Role } from "../core/wire/messages.ts";
 import { nodeApi } from "./api.ts";
 import { createNodeShell, type HostStats } from "./commands.ts";
 import { Kernel, KERNEL_DEFAULTS, type HostVitals } from "./kernel.ts";
-import type { Clock, Identity, NodeTrust, Seal, Store, Transport } from "./ports.ts";
+import type { Clock, Identity, NodeTrust, Seal, SelfPorts, Store, Transport } from "./ports.ts";
 import { CERT_FILE, loadTrust, saveGrant } from "../adapters/trust-files.ts";
 import { decodeInvite, type InviteCode } from "./body/invites.ts";
 import { redeemInvite } from "./redeem.ts";
@@ -96,7 +97,12 @@ export interface NodeOptions {
    * to drive the node from inside, as test/cli/attacks.test.ts's attacker does.
    */
   readonly subsystems?: readonly SubsystemSpec[];
-  /** Environment to read PK_TOKEN from; default process.env. */
+  /**
+   * The models this node can ask (src/adapters/mind-config.ts): --mind URL#MODEL for a local model
+   * it serves to the swarm; frontier minds come from provider keys in `env` (PK_MIND_FRONTIER=off: none).
+   */
+  readonly minds?: MindFlags;
+  /** Environment to read PK_TOKEN and provider keys from; default process.env. */
   readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
@@ -309,6 +315,17 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     // The /shared/ folder (issue 5, sfs): its boot scan runs once the kernel has started.
     const files = await SharedFiles.open(dataDir, { chunkBytes: SFS_DEFAULTS.chunkBytes });
 
+    // The minds (issue 14): clients built here, where the environment is read; keys stay inside them.
+    let self: SelfPorts;
+    try {
+      const counters = new MindCounters();
+      const minds = mindConfigs(options.minds ?? {}, options.env ?? process.env, identity.id).map((config) => openMind(config, { counters }));
+      self = { minds, metrics: (registry) => mindMetrics(counters, registry) };
+    } catch (error) {
+      if (error instanceof MindConfigError) throw new NodeStartError(error.message);
+      throw error;
+    }
+
     const seed = randomBytes(16);
     const rng = createRng(seed.readBigUInt64BE(0), seed.readBigUInt64BE(8));
     const host: HostVitals = {
@@ -322,7 +339,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     kernel = new Kernel(
       // Raft's ready is deferred to setImmediate: every packet and request handled in one turn of
       // the event loop shares one fsync (group commit).
-      { transport, store, clock: wallClock, seal, identity, trust, rng, host, defer: (fn) => setImmediate(fn), files },
+      { transport, store, clock: wallClock, seal, identity, trust, rng, host, defer: (fn) => setImmediate(fn), files, self },
       {
         ...KERNEL_DEFAULTS, tickMs, name, role: options.role ?? "core", join: joinAddrs,
         consensus: {

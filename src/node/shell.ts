@@ -20,8 +20,16 @@ export interface Command<C> {
   run(args: readonly string[], ctx: CommandContext<C>): string | Promise<string>;
 }
 
-/** What a command receives: the shell's context and the shell itself (for `help`). */
-export type CommandContext<C> = C & { readonly shell: Shell<C> };
+/** Where a command may stream output as it goes (`chat`), and the caller's cancellation. */
+export interface ShellStream {
+  /** Output so far; the command's answer then holds only what is left to say. */
+  readonly out: (chunk: string) => void;
+  /** Aborted when the caller goes away. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** What a command receives: the shell's context, the shell itself (for `help`), and a stream when the caller takes one. */
+export type CommandContext<C> = C & { readonly shell: Shell<C>; readonly stream?: ShellStream | undefined };
 
 export interface ShellResult {
   readonly ok: boolean;
@@ -129,8 +137,8 @@ export class Shell<C> {
   }
 
   /** Runs one line, waiting for commands that answer later. Same error rules as execute(). */
-  async executeAsync(line: string): Promise<ShellResult> {
-    const result = this.#run(line);
+  async executeAsync(line: string, stream?: ShellStream): Promise<ShellResult> {
+    const result = this.#run(line, stream);
     if (!(result instanceof Promise)) return result;
     return result.then((output) => ({ ok: true, output }), (error: unknown) => this.#failure(line, error));
   }
@@ -152,7 +160,7 @@ export class Shell<C> {
     return { ok: false, output: `${name}: failed: ${message}` };
   }
 
-  #run(line: string): ShellResult | Promise<string> {
+  #run(line: string, stream?: ShellStream): ShellResult | Promise<string> {
     if (line.length > LIMITS.shellLineCharsMax) {
       return { ok: false, output: `line too long: ${line.length} characters, at most ${LIMITS.shellLineCharsMax}` };
     }
@@ -165,7 +173,7 @@ export class Shell<C> {
       return { ok: false, output: `unknown command ${JSON.stringify(name.slice(0, 40))}\n${this.#generalUsage()}` };
     }
     try {
-      const output = command.run(args, { ...this.#context, shell: this });
+      const output = command.run(args, { ...this.#context, shell: this, stream });
       return typeof output === "string" ? { ok: true, output } : output;
     } catch (error) {
       if (error instanceof AssertionFailure) throw error;

@@ -124,9 +124,12 @@ export class MemoryPart {
   }
 
   /** Hybrid (BM25 and vector) search over current memories, best first. */
-  search(query: string, k: number, options: { speaker?: string | undefined; mode?: "hybrid" | "bm25" | "vector" } = {}): MemoryHit[] {
-    const speaker = options.speaker;
-    const filter = speaker === undefined ? undefined : (id: string) => this.#memories.get(id)?.speaker === speaker;
+  search(query: string, k: number, options: { speaker?: string | undefined; mode?: "hybrid" | "bm25" | "vector"; kinds?: readonly MemoryKind[] } = {}): MemoryHit[] {
+    const { speaker, kinds } = options;
+    const filter = speaker === undefined && kinds === undefined ? undefined : (id: string) => {
+      const memory = this.#memories.get(id);
+      return memory !== undefined && (speaker === undefined || memory.speaker === speaker) && (kinds === undefined || kinds.includes(memory.kind));
+    };
     const hits = this.#index.search(query, k, { mode: options.mode ?? "hybrid", ...(filter === undefined ? {} : { filter }) });
     const out: MemoryHit[] = [];
     for (const hit of hits) {

@@ -5,6 +5,9 @@ import { memory, remember } from "./memory-commands.ts";
 import { MemoryPart } from "./memory.ts";
 import { memoryRoutes } from "./memory-routes.ts";
 import { mind } from "./minds-commands.ts";
+import { chat } from "./chat-commands.ts";
+import { chatRoutes } from "./chat-routes.ts";
+import { chatOf } from "./chat.ts";
 import { MINDS_DEFAULTS, MindsPart } from "./minds.ts";
 
 export const MEMORY = defineSubsystem({
@@ -49,6 +52,45 @@ export const MINDS = defineSubsystem({
         this.inc({ outcome: "served" }, c.served);
         this.inc({ outcome: "refused" }, c.serveRefused);
         this.inc({ outcome: "bad" }, c.badMessages);
+      },
+    });
+  },
+});
+
+export const CHAT = defineSubsystem({
+  name: "chat",
+  // No messages of its own: a turn uses the memory and the minds (chat.ts).
+  kinds: {},
+  create: () => ({}),
+  commands: [chat],
+  routes: chatRoutes,
+  metrics(kernel, registry) {
+    const registers = [registry];
+    new Counter({
+      name: "pk_chat_turns_total",
+      help: "Chat turns answered by a mind, from memory alone (no mind answered), cut (the mind failed mid-answer), cancelled, or refused busy",
+      labelNames: ["outcome"] as const,
+      registers,
+      collect() {
+        this.reset();
+        const c = chatOf(kernel).counters;
+        this.inc({ outcome: "mind" }, c.fromMind);
+        this.inc({ outcome: "memory" }, c.fromMemory);
+        this.inc({ outcome: "cut" }, c.cut);
+        this.inc({ outcome: "cancelled" }, c.cancelled);
+        this.inc({ outcome: "busy" }, c.busy);
+      },
+    });
+    new Counter({
+      name: "pk_chat_seconds_total",
+      help: "Time chat turns spent in the mind, and chat's own time beyond it (recall, prompt, remembering the turn)",
+      labelNames: ["part"] as const,
+      registers,
+      collect() {
+        this.reset();
+        const c = chatOf(kernel).counters;
+        this.inc({ part: "mind" }, c.mindMsSum / 1000);
+        this.inc({ part: "overhead" }, c.overheadMsSum / 1000);
       },
     });
   },
