@@ -72,6 +72,8 @@ export interface ApiNode {
   readonly routes: readonly ApiRoute[];
   /** Registers the node's collectors on the /metrics registry. */
   metrics(registry: Registry): void;
+  /** Hears every authenticated request but monitoring (/metrics, /v1/status, /v1/events): the node's foreground load. */
+  onRequest?(): void;
 }
 
 /**
@@ -581,6 +583,8 @@ export async function startApi(options: ApiOptions): Promise<Api> {
         throw refuse("origin", new HttpError(403, "forbidden-origin", `a ${JSON.stringify(site.slice(0, 20))} request cannot use the dashboard's session`));
       }
     }
+    // Foreground work, which the DMN waits out (monitoring is not).
+    if (path !== "/metrics" && path !== "/v1/status" && path !== "/v1/events") node.onRequest?.();
     switch (path) {
       case "/v1/login-code":
         return handleLoginCode(req, res, credential);

@@ -14,6 +14,7 @@ export function nodeApi(kernel: Kernel, shell: Shell<NodeContext>, hostStats: ()
     shell: (line, stream) => shell.executeAsync(line, stream),
     events: kernel.events,
     routes,
+    onRequest: () => void kernel.stats.requests++,
     metrics(registry) {
       kernelMetrics(kernel, hostStats, registry);
       for (const spec of kernel.specs) spec.metrics?.(kernel, registry);

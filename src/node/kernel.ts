@@ -59,6 +59,7 @@ export class Kernel extends NodeView {
     datagram: { packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0 },
     stream: { packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0 },
     sendFailures: 0,
+    requests: 0,
     introductions: 0,
     lastDrop: "",
   };
@@ -300,7 +301,7 @@ export class Kernel extends NodeView {
     const members = new LateMembers(() => this.#membersOrThrow());
     return {
       id: this.id, address: ports.transport.address, store: ports.store, clock: ports.clock, identity: ports.identity, records: this.records, trust: ports.trust, boxes: ports.seal,
-      tasks: this.tasks, epoch: this.#epoch, rng: ports.rng, host: ports.host, files: ports.files, defer: ports.defer, self: ports.self,
+      tasks: this.tasks, epoch: this.#epoch, rng: ports.rng, host: ports.host, files: ports.files, defer: ports.defer, self: ports.self, activity: () => this.stats.requests,
       members, services: this.services,
       fork: () => ports.rng.fork(),
       tick: () => this.#tick,

@@ -133,6 +133,8 @@ export interface SharedFolderPort {
 /** What the host measures about itself for vital signs; the simulator has none. */
 export interface HostVitals {
   sample(): Omit<VitalSigns, "uptimeMs">;
+  /** Cores the process may use (load is read per core). */
+  readonly cores?: number;
 }
 
 /** Everything the kernel is given from outside: a real node's adapters (run.ts) or the simulator's. */

@@ -6,7 +6,7 @@ import { BRAIN } from "./brain/subsystems.ts";
 import { GUARD, INVITES, MEMBERSHIP, PERSIST, PINGER, VITALS } from "./body/subsystems.ts";
 import { CONSENSUS, MESH, SHARED_FOLDER, TOPICS } from "./collective/subsystems.ts";
 import { SPAWN } from "./collective/spawn.ts";
-import { CHAT, MEMORY, MINDS } from "./self/subsystems.ts";
+import { CHAT, DMN, MEMORY, MINDS } from "./self/subsystems.ts";
 
 export const SUBSYSTEMS = [
   MEMBERSHIP,
@@ -23,6 +23,7 @@ export const SUBSYSTEMS = [
   MEMORY,
   MINDS,
   CHAT,
+  DMN,
   INVITES,
 ] as const;
 

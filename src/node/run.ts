@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
-import { hostname, loadavg } from "node:os";
+import { availableParallelism, hostname, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -16,6 +16,8 @@ import { createSeal, makeToken, tokenFingerprint } from "../adapters/seal.ts";
 import { BEACON_PORT, startBeacon, type Beacon } from "../adapters/beacon.ts";
 import { openStore } from "../adapters/store.ts";
 import { SharedFiles } from "../adapters/sfs-files.ts";
+import { openVectorIndex, type VectorIndex } from "../adapters/vector-index.ts";
+import { EMBED_DIMS } from "../core/self/embed.ts";
 import { MindConfigError, MindCounters, mindConfigs, mindMetrics, openMind, type MindFlags } from "../adapters/minds.ts";
 import { SFS_DEFAULTS } from "../core/collective/sfs.ts";
 import { AssertionFailure } from "../core/util/assert.ts";
@@ -320,7 +322,13 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     try {
       const counters = new MindCounters();
       const minds = mindConfigs(options.minds ?? {}, options.env ?? process.env, identity.id).map((config) => openMind(config, { counters }));
-      self = { minds, metrics: (registry) => mindMetrics(counters, registry) };
+      // The memory's HNSW index (usearch); where its binary does not load, search stays exact.
+      const ann = (): VectorIndex | undefined => {
+        const opened = openVectorIndex(EMBED_DIMS);
+        if (!opened.ok) process.stderr.write(`memory: vector index unavailable, exact search only (${opened.error})\n`);
+        return opened.ok ? opened.index : undefined;
+      };
+      self = { minds, ann, metrics: (registry) => mindMetrics(counters, registry) };
     } catch (error) {
       if (error instanceof MindConfigError) throw new NodeStartError(error.message);
       throw error;
@@ -329,6 +337,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     const seed = randomBytes(16);
     const rng = createRng(seed.readBigUInt64BE(0), seed.readBigUInt64BE(8));
     const host: HostVitals = {
+      cores: availableParallelism(),
       sample: () => ({
         load1: loadavg()[0] ?? 0,
         rssBytes: process.memoryUsage.rss(),

@@ -11,6 +11,9 @@ import type { MemberEntry, Message, MessageType, Role } from "../core/wire/messa
 import type { SharedFolder } from "./collective/shared-folder.ts";
 import type { Clock, HostVitals, Identity, NodeTrust, Seal, SelfPorts, SharedFolderPort, Store, StoreWrite } from "./ports.ts";
 import type { TaskTable } from "./tasks.ts";
+import type { BrainService } from "./brain/service.ts";
+import type { Memory, MemoryHit, MemoryKind, RememberInput } from "../core/self/memory-record.ts";
+import type { MindAsk, MindInfo, MindReply } from "../core/self/minds.ts";
 
 /**
  * Who may send a message kind; the kernel drops (and counts as "denied") a message from anyone else
@@ -103,6 +106,8 @@ export interface SubsystemContext {
   readonly files: SharedFolderPort | undefined;
   /** The Self layer's outer parts (minds, the vector index), when the process gives them. */
   readonly self: SelfPorts | undefined;
+  /** Foreground requests handled so far (the API's; monitoring aside): the DMN's measure of load. */
+  activity(): number;
   /** Sends one message to a member (counted as a send failure when it has no address). */
   send(to: string, channel: Channel, message: Message): void;
   /** Sends to an address (the join handshake, before the peer is a member). */
@@ -132,6 +137,30 @@ export interface Services {
   topics?: TopicService;
   /** The replicated /shared/ folder. */
   folder?: SharedFolder;
+  /** The Brain (src/node/brain/service.ts): the model, inference, training, the GA. */
+  brain?: BrainService;
+  /** The Self layer's memory (src/node/self/memory.ts). */
+  memory?: MemoryService;
+  /** The minds this node can ask (src/node/self/minds.ts). */
+  minds?: MindsService;
+}
+
+/** The memory as other subsystems see it (the DMN). */
+export interface MemoryService {
+  readonly size: number;
+  search(query: string, k: number, options?: { speaker?: string | undefined; mode?: "hybrid" | "bm25" | "vector"; kinds?: readonly MemoryKind[] }): MemoryHit[];
+  list(options: { limit: number; speaker?: string | undefined; conv?: string | undefined; all?: boolean }): Memory[];
+  get(id: string): Memory | undefined;
+  isCurrent(memory: Memory): boolean;
+  /** Durable when the turn that called it ends (at once outside a turn). */
+  remember(input: RememberInput): { id: string } | { error: string };
+}
+
+/** The minds as other subsystems see them (chat, the DMN). */
+export interface MindsService {
+  /** Asks the router's best mind; throws when none answered (NoMindError in minds.ts). */
+  ask(ask: MindAsk): Promise<MindReply>;
+  list(): ReadonlyArray<{ readonly info: MindInfo; readonly here: boolean }>;
 }
 
 /** The consensus key-value store, as other subsystems see it. */

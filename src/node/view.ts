@@ -23,6 +23,7 @@ import type { Topics } from "./collective/topics.ts";
 import type { KernelConfig } from "./config.ts";
 import type { MemoryPart, RememberInput } from "./self/memory.ts";
 import type { MindsPart } from "./self/minds.ts";
+import type { DmnPart } from "./self/dmn.ts";
 import type { EventBus } from "./events.ts";
 import type { PersistSection } from "./subsystem-context.ts";
 import type { TaskTable } from "./tasks.ts";
@@ -43,6 +44,8 @@ export interface KernelStats {
   readonly stream: ChannelStats;
   /** Outbound messages not sent: no address, or larger than the channel allows. */
   sendFailures: number;
+  /** Foreground requests the API handled (authenticated, monitoring aside): what the DMN waits out. */
+  requests: number;
   /** Intro packets carrying this node's entry to members that might not know it (peer-seal.ts). */
   introductions: number;
   /** Last drop, for `net`: reason and a short detail. */
@@ -167,6 +170,10 @@ export abstract class NodeView {
     return this.subsystem<BrainPart>("brain").brain;
   }
 
+  /** The Default Mode Network (src/node/self/dmn.ts). */
+  get dmn(): DmnPart {
+    return this.subsystem<DmnPart>("dmn");
+  }
   /** The minds this node can ask (src/node/self/minds.ts). */
   get minds(): MindsPart {
     return this.subsystem<MindsPart>("minds");

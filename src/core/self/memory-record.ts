@@ -34,6 +34,31 @@ export interface MemoryRecord {
   readonly by: string | undefined;
 }
 
+/** A memory as the node holds it. */
+export interface Memory extends MemoryRecord {
+  readonly id: string;
+  /** The node that wrote the memory (its key's origin). */
+  readonly origin: string;
+  /** Ids of memories that supersede this one (it is hidden from recall, kept). */
+  readonly supersededBy: readonly string[];
+}
+
+export interface RememberInput {
+  readonly text: string;
+  readonly speaker: string;
+  readonly kind?: Exclude<MemoryKind, "redacted">;
+  readonly conv?: string | undefined;
+  readonly supersedes?: readonly string[];
+  readonly by?: string | undefined;
+}
+
+export interface MemoryHit {
+  readonly memory: Memory;
+  readonly score: number;
+  readonly bm25: number | undefined;
+  readonly vector: number | undefined;
+}
+
 const KEY_PATTERN = /^([0-9a-f]{16})\/([0-9a-z.]{1,40})$/;
 const NAME_PATTERN = /^[\p{L}\p{N} ._@:/-]{1,64}$/u;
 const utf8 = new TextEncoder();

@@ -302,3 +302,13 @@ function validInfo(info: MindInfo, charsMax: number): boolean {
     && (info.kind === "local" || info.kind === "frontier")
     && typeof info.embeds === "boolean";
 }
+
+/** What a caller wants of a mind. */
+export interface MindAsk {
+  readonly request: MindRequest;
+  /** A mind by name, or a kind; default: the router's choice for the cluster's mode. */
+  readonly mind?: string | undefined;
+  readonly prefer?: "local" | "frontier" | undefined;
+  readonly onDelta?: (text: string) => void;
+  readonly signal?: AbortSignal | undefined;
+}

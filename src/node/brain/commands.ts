@@ -206,7 +206,7 @@ const ga: Command<NodeContext> = {
     switch (sub) {
       case undefined:
         return formatFields([
-          ["state", `${brain.gaEnabled ? "on" : "off"}: every ${(brain.config.gaEveryTicks * kernel.config.tickMs / 1000).toFixed(0)} s of idleness on the Raft leader (${kernel.consensus.isLeader ? "this node" : "not this node"}), once a model was published`],
+          ["state", `${brain.gaEnabled ? "on" : "off"}: ${brain.config.gaEveryTicks > 0 ? `every ${(brain.config.gaEveryTicks * kernel.config.tickMs / 1000).toFixed(0)} s of idleness` : "a generation when the DMN finds the node idle (dmn)"} on the Raft leader (${kernel.consensus.isLeader ? "this node" : "not this node"}), once a model was published${brain.gaIdleBlocker() === undefined ? "" : `; not now: ${brain.gaIdleBlocker()}`}`],
           ["model", `v${brain.model.header.version} ${brain.model.header.kind}, ${brain.chainLength} mutations on top of the file, tag ${brain.model.tag}`],
           ["here", `${brain.ga.generations} generations run, ${brain.ga.kept} kept; ${brain.ga.followed} mutations followed from others, ${brain.ga.refused} refused, ${brain.ga.untrusted} untrusted, ${brain.ga.worse} heads worse here${brain.ga.lastError === "" ? "" : ` (${brain.ga.lastError})`}`],
           ["held-out loss", brain.ga.lastLoss === undefined ? "-" : brain.ga.lastLoss.toFixed(4)],

@@ -30,6 +30,7 @@ export class BrainPart {
       idOf: (key) => ctx.identity.idOf(key),
       ...(ctx.defer === undefined ? {} : { defer: ctx.defer }),
     }, ctx.fork(), config.brain);
+    services.brain = this.brain;
   }
 
   step(from: string, message: MessageOf<"brain">): void {

@@ -109,7 +109,8 @@ export const BRAIN_DEFAULTS: BrainConfig = {
   federatedEpochs: 2,
   probesPerClass: 20,
   modelBytesMax: 256 * 1024 * 1024,
-  gaEveryTicks: 1_000,
+  // The idle GA is the DMN's now (src/node/self/dmn.ts): the Brain no longer starts it on its own.
+  gaEveryTicks: 0,
   gaIdleTicks: 500,
   gaPopulation: 4,
   gaSigma: 0.01,
@@ -844,6 +845,32 @@ export class BrainService {
 
   get chainLength(): number {
     return this.#chain.length;
+  }
+
+  /** Why the idle GA (run by the DMN) would not run a generation here now, or undefined when it may. */
+  gaIdleBlocker(): string | undefined {
+    if (!this.gaEnabled) return "the GA is off (ga off)";
+    if (!this.core) return "this node is a contributor";
+    if (!this.#host.isLeader()) return "not the Raft leader (the one evolver)";
+    if (this.#fileModel === undefined) return "no model published yet";
+    if (this.#training !== undefined) return `a training is running (${this.#training})`;
+    if (!this.#evolvable()) return "the model is not seed-shaped";
+    return undefined;
+  }
+
+  /**
+   * Why the DMN would not train the seed model here now, or undefined when it may: only while the
+   * cluster has never published a model (no model file in the shared folder, booted), on the Raft
+   * leader, a core node, with no training running.
+   */
+  seedTrainBlocker(): string | undefined {
+    const folder = this.#host.folder();
+    if (folder === undefined || !folder.booted) return "the shared folder is not ready";
+    if (this.#fileModel !== undefined || folder.core.stat(MODEL_PATH) !== undefined) return "the cluster has a model";
+    if (!this.core) return "this node is a contributor";
+    if (!this.#host.isLeader()) return "not the Raft leader";
+    if (this.#training !== undefined) return `a training is running (${this.#training})`;
+    return undefined;
   }
 
   #evolvable(): boolean {

@@ -21,9 +21,11 @@ export interface ChatConfig {
   readonly inFlight: number;
   /** Memories quoted in an answer from memory alone. */
   readonly quoteK: number;
+  /** …and only those scoring at least this (search always returns k hits, related or not). */
+  readonly quoteScoreMin: number;
 }
 
-export const CHAT_DEFAULTS: ChatConfig = { recallK: 6, historyTurns: 8, recallScoreMin: 0.05, inFlight: 32, quoteK: 3 };
+export const CHAT_DEFAULTS: ChatConfig = { recallK: 6, historyTurns: 8, recallScoreMin: 0.05, inFlight: 32, quoteK: 3, quoteScoreMin: 0.2 };
 
 export interface ChatTurn {
   readonly text: string;
@@ -212,7 +214,7 @@ export class Chat {
 
   /** The answer from memory alone: the closest memories, quoted, and why no mind answered. */
   #fromMemory(hits: readonly MemoryHit[], why: string): string {
-    const quoted = hits.filter((h) => h.memory.speaker !== ANSWERER).slice(0, this.#config.quoteK);
+    const quoted = hits.filter((h) => h.memory.speaker !== ANSWERER && h.score >= this.#config.quoteScoreMin).slice(0, this.#config.quoteK);
     const head = `No mind is reachable (${why}), so this answer comes from memory alone.`;
     if (quoted.length === 0) return `${head} I remember nothing that matches.`;
     const lines = quoted.map((h, i) => `${i + 1}. ${h.memory.speaker} said on ${stamp(h.memory.atMs)}: "${oneLine(h.memory.text)}"`);

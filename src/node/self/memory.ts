@@ -7,15 +7,17 @@
 import { GOSSIP_DEFAULTS, type GossipConfig, type GossipRow } from "../../core/collective/gossip.ts";
 import {
   MEMORY_LIMITS, MEMORY_TOPIC, admitMemory, boundText, checkName, decodeMemory, encodeMemory, memoryOrigin, redaction,
-  type MemoryKind, type MemoryRecord,
+  type Memory, type MemoryHit, type MemoryKind, type MemoryRecord, type RememberInput,
 } from "../../core/self/memory-record.ts";
+
+export type { Memory, MemoryHit, RememberInput } from "../../core/self/memory-record.ts";
 import { LIMITS } from "../../core/util/limits.ts";
 import type { Rng } from "../../core/util/rng.ts";
 import type { MessageOf } from "../../core/wire/messages.ts";
 import { MemoryIndex, type AnnPort } from "../../core/self/search.ts";
 import { Topics } from "../collective/topics.ts";
 import type { StoreWrite } from "../ports.ts";
-import type { PersistSection, SubsystemContext } from "../subsystem-context.ts";
+import type { MemoryService, PersistSection, SubsystemContext } from "../subsystem-context.ts";
 
 export interface MemoryConfig {
   /** The memory table's gossip (a stream-channel deployment: rows up to 16 KiB). */
@@ -41,26 +43,8 @@ export const MEMORY_DEFAULTS: MemoryConfig = {
     valueBytesMax: MEMORY_LIMITS.valueBytesMax,
   },
   pushFanout: 4,
-  annPerTick: 32,
+  annPerTick: 8,
 };
-
-/** A memory as the node holds it. */
-export interface Memory extends MemoryRecord {
-  readonly id: string;
-  /** The node that wrote the memory (its key's origin). */
-  readonly origin: string;
-  /** Ids of memories that supersede this one (it is hidden from recall, kept). */
-  readonly supersededBy: readonly string[];
-}
-
-export interface RememberInput {
-  readonly text: string;
-  readonly speaker: string;
-  readonly kind?: Exclude<MemoryKind, "redacted">;
-  readonly conv?: string | undefined;
-  readonly supersedes?: readonly string[];
-  readonly by?: string | undefined;
-}
 
 export interface MemoryStats {
   readonly memories: number;
@@ -75,20 +59,13 @@ export interface MemoryStats {
   readonly rowsMax: number;
 }
 
-export interface MemoryHit {
-  readonly memory: Memory;
-  readonly score: number;
-  readonly bm25: number | undefined;
-  readonly vector: number | undefined;
-}
-
 /** Listeners of the memory: the search index, chat's waiters. */
 export interface MemoryListener {
   added(memory: Memory): void;
   removed(id: string): void;
 }
 
-export class MemoryPart {
+export class MemoryPart implements MemoryService {
   readonly topics: Topics;
   readonly #ctx: SubsystemContext;
   readonly #config: MemoryConfig;

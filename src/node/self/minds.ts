@@ -6,12 +6,14 @@
 // money and stays with its node. The router (src/core/self/minds.ts) orders the candidates by the
 // cluster's mode, the request's preference and what it measured.
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
-import { MindRouter, type ChatMessage, type MindInfo, type MindOutcome, type MindReply, type MindRequest, type MindStats, type Provider } from "../../core/self/minds.ts";
+import { MindRouter, type ChatMessage, type MindAsk, type MindInfo, type MindOutcome, type MindReply, type MindRequest, type MindStats, type Provider } from "../../core/self/minds.ts";
+
+export type { MindAsk } from "../../core/self/minds.ts";
 import { MIND_ERROR_KINDS, MIND_WIRE_LIMITS, fromWireTemperature, wireTemperature, type MindErrorKind } from "../../core/self/mind-wire.ts";
 import type { Registry } from "prom-client";
 import type { MessageOf } from "../../core/wire/messages.ts";
 import type { MindPort } from "../ports.ts";
-import type { SubsystemContext } from "../subsystem-context.ts";
+import type { MindsService, SubsystemContext } from "../subsystem-context.ts";
 
 export const MINDS_TOPIC = "self.minds";
 
@@ -41,16 +43,6 @@ export interface MindView {
   /** Served by this node (a client here), or by a member (asked over the network). */
   readonly here: boolean;
   readonly stats: MindStats | undefined;
-}
-
-/** What a caller wants of a mind. */
-export interface MindAsk {
-  readonly request: MindRequest;
-  /** A mind by name, or a kind; default: the router's choice for the cluster's mode. */
-  readonly mind?: string | undefined;
-  readonly prefer?: "local" | "frontier" | undefined;
-  readonly onDelta?: (text: string) => void;
-  readonly signal?: AbortSignal | undefined;
 }
 
 /** Why no mind answered, for chat's "from memory alone" answer. */
@@ -94,7 +86,7 @@ interface Served {
 
 const PROVIDERS: ReadonlySet<string> = new Set<Provider>(["openai", "anthropic", "gemini"]);
 
-export class MindsPart {
+export class MindsPart implements MindsService {
   readonly router = new MindRouter();
   readonly counters = { served: 0, serveRefused: 0, callsSent: 0, callsTimedOut: 0, badMessages: 0 };
   readonly #ctx: SubsystemContext;

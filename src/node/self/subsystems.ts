@@ -8,13 +8,19 @@ import { mind } from "./minds-commands.ts";
 import { chat } from "./chat-commands.ts";
 import { chatRoutes } from "./chat-routes.ts";
 import { chatOf } from "./chat.ts";
+import { dmn } from "./dmn-commands.ts";
+import { DMN_PART_DEFAULTS, DmnPart } from "./dmn.ts";
 import { MINDS_DEFAULTS, MindsPart } from "./minds.ts";
 
 export const MEMORY = defineSubsystem({
   name: "memory",
   // Rows are signed by their writers and checked against the table's rule: any member relays them.
   kinds: { memory: "member" },
-  create: (ctx, config) => new MemoryPart(ctx, config.memory),
+  create: (ctx, config) => {
+    const part = new MemoryPart(ctx, config.memory, ctx.self?.ann?.());
+    ctx.services.memory = part;
+    return part;
+  },
   commands: [remember, memory],
   routes: memoryRoutes,
   metrics(kernel, registry) {
@@ -35,7 +41,11 @@ export const MINDS = defineSubsystem({
   name: "minds",
   // Asked and answered by members; the serving node bounds what it takes (MindsConfig).
   kinds: { "mind-ask": "member", "mind-say": "member", "mind-done": "member", "mind-stop": "member" },
-  create: (ctx) => new MindsPart(ctx, MINDS_DEFAULTS, ctx.self?.minds ?? []),
+  create: (ctx) => {
+    const part = new MindsPart(ctx, MINDS_DEFAULTS, ctx.self?.minds ?? []);
+    ctx.services.minds = part;
+    return part;
+  },
   commands: [mind],
   metrics(kernel, registry) {
     kernel.minds.metrics(registry);
@@ -91,6 +101,38 @@ export const CHAT = defineSubsystem({
         const c = chatOf(kernel).counters;
         this.inc({ part: "mind" }, c.mindMsSum / 1000);
         this.inc({ part: "overhead" }, c.overheadMsSum / 1000);
+      },
+    });
+  },
+});
+
+export const DMN = defineSubsystem({
+  name: "dmn",
+  kinds: {},
+  create: (ctx, config) => new DmnPart(ctx, { ...DMN_PART_DEFAULTS, tickMs: config.tickMs }),
+  commands: [dmn],
+  metrics(kernel, registry) {
+    const registers = [registry];
+    new Counter({
+      name: "pk_dmn_jobs_total",
+      help: "Idle work the Default Mode Network did, by job (consolidate, review, ga, train) and outcome (done, preempted by foreground work, failed)",
+      labelNames: ["job", "outcome"] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [job, s] of Object.entries(kernel.dmn.clock.jobs)) {
+          this.inc({ job, outcome: "done" }, s.runs);
+          this.inc({ job, outcome: "preempted" }, s.preempted);
+          this.inc({ job, outcome: "failed" }, s.failed);
+        }
+      },
+    });
+    new Gauge({
+      name: "pk_dmn_idle",
+      help: "1 while the node counts as idle (the DMN may work), 0 while busy or off",
+      registers,
+      collect() {
+        this.set(kernel.dmn.clock.idle(kernel.tickCount) ? 1 : 0);
       },
     });
   },

@@ -1,0 +1,258 @@
+// The Default Mode Network (issue 14): when the node has been idle for a while (its own request
+// rate, load and event-loop delay: DmnClock in src/core/self/dmn.ts), it works on itself in
+// bounded slices that yield to the event loop and stop as soon as foreground work comes back:
+// - consolidate (the Raft leader: one consolidator): near-duplicate memories merged into one that
+//   supersedes them (kept, hidden from recall), and per-speaker summaries when a mind is reachable;
+// - review (every node): its inference statistics since the last review, published in the gossip
+//   topic `self.report` (one row per node, its own) and as an event;
+// - ga (the Raft leader: one evolver): one GA generation of the published model (the Brain's
+//   idle GA, moved here);
+// - train (the Raft leader, once): training the seed model while the cluster has never published
+//   one, so a fresh cluster stops answering `infer` with untrained weights.
+// A real node only: the simulator has no event loop to yield to (ctx.defer), so its DMN stays off.
+import { DMN_DEFAULTS, DMN_JOBS, DmnClock, type DmnConfig, type DmnJob } from "../../core/self/dmn.ts";
+import type { Memory, MemoryKind } from "../../core/self/memory-record.ts";
+import type { SubsystemContext } from "../subsystem-context.ts";
+
+export const REPORT_TOPIC = "self.report";
+
+export interface DmnPartConfig extends DmnConfig {
+  /** Memories compared per slice while consolidating. */
+  readonly consolidateSlice: number;
+  /** Memories looked at in one consolidation (newest first). */
+  readonly consolidateScan: number;
+  /** Cosine at or above which two memories of one speaker and kind are the same memory. */
+  readonly duplicateCosine: number;
+  /** New memories of a speaker since its last summary before another is asked for. */
+  readonly summaryEvery: number;
+  /** Memories put in one summary prompt. */
+  readonly summaryInput: number;
+  /** Epochs of the seed model's training. */
+  readonly trainEpochs: number;
+}
+
+export const DMN_PART_DEFAULTS: DmnPartConfig = {
+  ...DMN_DEFAULTS,
+  consolidateSlice: 16,
+  consolidateScan: 4_096,
+  duplicateCosine: 0.97,
+  summaryEvery: 8,
+  summaryInput: 40,
+  trainEpochs: 30,
+};
+
+/** Thrown at a slice boundary when foreground work came back. */
+class Preempted extends Error {}
+
+const CONSOLIDATED: readonly MemoryKind[] = ["user", "note"];
+const SAMPLE_TICKS = 50;
+
+export class DmnPart {
+  readonly clock: DmnClock;
+  readonly #ctx: SubsystemContext;
+  readonly #config: DmnPartConfig;
+  /** Where the consolidation resumes (a memory id) after a preemption. */
+  #cursor: string | undefined;
+  /** Per speaker: current memories when its last summary was made, and that summary's id. */
+  readonly #summaries = new Map<string, { count: number; id: string }>();
+  #lastReview: Record<string, number> | undefined;
+  #sample: { loadPerCore: number | undefined; loopDelayP99Ms: number | undefined } = { loadPerCore: undefined, loopDelayP99Ms: undefined };
+
+  constructor(ctx: SubsystemContext, config: DmnPartConfig = DMN_PART_DEFAULTS, cores = ctx.host?.cores ?? 1) {
+    this.#ctx = ctx;
+    this.#config = config;
+    this.clock = new DmnClock(config);
+    this.#cores = Math.max(1, cores);
+    // No event loop to yield to: off (the simulator).
+    if (ctx.defer === undefined) this.clock.enabled = false;
+  }
+
+  readonly #cores: number;
+
+  get available(): boolean {
+    return this.#ctx.defer !== undefined;
+  }
+
+  tick(tick: number): void {
+    if (tick % SAMPLE_TICKS === 0 && this.#ctx.host !== undefined) {
+      const s = this.#ctx.host.sample();
+      this.#sample = { loadPerCore: s.load1 / this.#cores, loopDelayP99Ms: s.loopDelayP99Ms };
+    }
+    this.clock.observe(tick, { requests: this.#ctx.activity(), ...this.#sample });
+    if (!this.available || this.clock.running !== undefined) return;
+    const job = this.clock.next(tick, (j) => this.#blocker(j) === undefined);
+    if (job !== undefined) void this.#run(job, false);
+  }
+
+  /** `dmn run JOB`: runs it now, idle or not (not preempted); its summary, or why not. */
+  async runNow(job: DmnJob): Promise<string> {
+    if (!this.available) throw new Error("the DMN runs on a real node only");
+    const blocker = this.#blocker(job);
+    if (blocker !== undefined) throw new Error(`${job} cannot run here now: ${blocker}`);
+    if (!this.clock.force(this.#ctx.tick(), job)) throw new Error(`${this.clock.running ?? "a job"} is running; try again shortly`);
+    return this.#run(job, true);
+  }
+
+  /** Why a job cannot run on this node now, or undefined. */
+  #blocker(job: DmnJob): string | undefined {
+    const { memory, minds, brain } = this.#ctx.services;
+    const leader = this.#ctx.services.kv?.isLeader === true && this.#ctx.members.self.role === "core";
+    switch (job) {
+      case "consolidate":
+        if (memory === undefined) return "no memory";
+        if (!leader) return "not the Raft leader (the one consolidator)";
+        if (memory.size < 2 && (minds === undefined || minds.list().length === 0)) return "nothing to consolidate";
+        return undefined;
+      case "review":
+        return brain === undefined ? "no Brain" : undefined;
+      case "ga":
+        return brain === undefined ? "no Brain" : brain.gaIdleBlocker();
+      case "train":
+        return brain === undefined ? "no Brain" : brain.seedTrainBlocker();
+    }
+  }
+
+  async #run(job: DmnJob, forced: boolean): Promise<string> {
+    const preemptible = !forced;
+    try {
+      const summary = await this.#jobs[job](preemptible);
+      this.clock.finished(this.#ctx.tick(), "done", summary);
+      this.#ctx.emit("dmn-done", { job, summary });
+      return summary;
+    } catch (error) {
+      if (error instanceof Preempted) {
+        this.clock.finished(this.#ctx.tick(), "preempted", "foreground work came back; resumes when idle");
+        return "preempted";
+      }
+      const message = error instanceof Error ? error.message : String(error);
+      this.clock.finished(this.#ctx.tick(), "failed", message.slice(0, 200));
+      if (forced) throw error;
+      return message;
+    }
+  }
+
+  /** A slice boundary: lets the event loop run, then stops the job if the node is no longer idle. */
+  async #slice(preemptible: boolean): Promise<void> {
+    const defer = this.#ctx.defer!;
+    await new Promise<void>((resolve) => defer(resolve));
+    if (preemptible && !this.clock.idle(this.#ctx.tick())) throw new Preempted();
+  }
+
+  readonly #jobs: Record<DmnJob, (preemptible: boolean) => Promise<string>> = {
+    consolidate: (p) => this.#consolidate(p),
+    review: () => Promise.resolve(this.#review()),
+    ga: () => Promise.resolve(this.#ga()),
+    train: () => this.#train(),
+  };
+
+  async #consolidate(preemptible: boolean): Promise<string> {
+    const memory = this.#ctx.services.memory!;
+    const all = memory.list({ limit: this.#config.consolidateScan }).filter((m) => CONSOLIDATED.includes(m.kind));
+    let start = this.#cursor === undefined ? 0 : Math.max(0, all.findIndex((m) => m.id === this.#cursor));
+    let merged = 0;
+    let compared = 0;
+    const gone = new Set<string>();
+    for (; start < all.length; start++) {
+      const m = all[start]!;
+      this.#cursor = m.id;
+      if (compared > 0 && compared % this.#config.consolidateSlice === 0) await this.#slice(preemptible);
+      compared++;
+      if (gone.has(m.id) || !isCurrentHere(memory.get(m.id))) continue;
+      const twin = memory.search(m.text, 3, { mode: "vector", speaker: m.speaker, kinds: [m.kind] })
+        .find((h) => h.memory.id !== m.id && !gone.has(h.memory.id) && (h.vector ?? 0) >= this.#config.duplicateCosine);
+      if (twin === undefined) continue;
+      // The newer words stand for both; the two stay, superseded.
+      const [older, newer] = twin.memory.atMs <= m.atMs ? [twin.memory, m] : [m, twin.memory];
+      const result = memory.remember({ text: newer.text, speaker: newer.speaker, kind: newer.kind === "note" ? "note" : "user", conv: newer.conv, supersedes: [older.id, newer.id], by: "dmn" });
+      if ("error" in result) continue;
+      gone.add(older.id).add(newer.id);
+      merged++;
+    }
+    this.#cursor = undefined;
+    const summaries = await this.#summarise(preemptible);
+    return `${compared} memories compared, ${merged} near-duplicate pairs merged${summaries}`;
+  }
+
+  /** Per-speaker summaries, when a mind answers: each speaker with enough new memories since the last. */
+  async #summarise(preemptible: boolean): Promise<string> {
+    const { memory, minds } = this.#ctx.services;
+    if (memory === undefined || minds === undefined || minds.list().length === 0) return "; no mind for summaries";
+    const bySpeaker = new Map<string, Memory[]>();
+    for (const m of memory.list({ limit: this.#config.consolidateScan })) {
+      if (!CONSOLIDATED.includes(m.kind)) continue;
+      const list = bySpeaker.get(m.speaker) ?? [];
+      list.push(m);
+      bySpeaker.set(m.speaker, list);
+    }
+    let made = 0;
+    for (const [speaker, list] of bySpeaker) {
+      const last = this.#summaries.get(speaker);
+      if (list.length - (last?.count ?? 0) < this.#config.summaryEvery) continue;
+      await this.#slice(preemptible);
+      const lines = list.slice(0, this.#config.summaryInput).reverse().map((m) => `- ${m.text.replace(/\s+/g, " ")}`);
+      const reply = await minds.ask({
+        request: {
+          messages: [
+            { role: "system", content: "You summarise, in at most five short bullet points, what a person has told an assistant. Keep facts, dates and names; add nothing." },
+            { role: "user", content: `What ${speaker} said, oldest first:\n${lines.join("\n")}` },
+          ],
+          maxTokens: 300,
+          temperature: 0,
+        },
+      });
+      const previous = last !== undefined && memory.get(last.id) !== undefined ? [last.id] : [];
+      const result = memory.remember({ text: `Summary of what ${speaker} said: ${reply.text}`, speaker, kind: "summary", supersedes: previous, by: reply.mind.name });
+      if ("error" in result) continue;
+      this.#summaries.set(speaker, { count: list.length, id: result.id });
+      made++;
+    }
+    return `; ${made} speaker summaries made`;
+  }
+
+  /** This node's inference statistics since the last review, published (self.report) and as an event. */
+  #review(): string {
+    const brain = this.#ctx.services.brain!;
+    const c = brain.counters;
+    const now: Record<string, number> = {
+      ...Object.fromEntries(Object.entries(c.inferences).map(([mode, n]) => [`infer.${mode}`, n])),
+      reduced: c.reduced, solo: c.solo, timeouts: c.callsTimedOut, failed: c.callsFailed, caught: c.caught,
+    };
+    const before = this.#lastReview;
+    this.#lastReview = now;
+    const delta: Record<string, number> = Object.fromEntries(Object.entries(now).map(([k, v]) => [k, v - (before?.[k] ?? 0)]).filter(([, v]) => v !== 0));
+    const inferences = Object.entries(delta).filter(([k]) => k.startsWith("infer.")).reduce((n, [, v]) => n + (v as number), 0);
+    const degraded = (delta["reduced"] ?? 0) + (delta["solo"] ?? 0);
+    const accuracy = brain.lastTrain?.heldOutAccuracy ?? undefined;
+    const verdict = inferences === 0 ? "no inferences since the last review"
+      : degraded > 0 ? `${degraded} of ${inferences} inferences fell back (REDUCED/SOLO): peers were lost`
+        : (delta["timeouts"] ?? 0) > 0 ? `${delta["timeouts"]} peer calls timed out` : `${inferences} inferences, none degraded`;
+    const report = {
+      at: Math.floor(this.#ctx.clock.nowMs()), model: brain.model.header.version, heldOut: accuracy === undefined ? null : Math.round(accuracy * 1000) / 1000,
+      untrained: brain.model.header.version === 0, delta, verdict,
+    };
+    const topics = this.#ctx.services.topics;
+    let text = JSON.stringify(report);
+    if (text.length > 480) text = JSON.stringify({ ...report, delta: {} });
+    const error = topics?.publish(REPORT_TOPIC, this.#ctx.id, new TextEncoder().encode(text));
+    this.#ctx.emit("dmn-review", report);
+    return error === undefined ? verdict : `${verdict} (not published: ${error})`;
+  }
+
+  #ga(): string {
+    const brain = this.#ctx.services.brain!;
+    const result = brain.evolve(1);
+    return result.kept > 0 ? `a generation kept: held-out loss ${result.before.toFixed(4)} → ${result.after.toFixed(4)}` : `a generation tried, none better (loss ${result.before.toFixed(4)})`;
+  }
+
+  async #train(): Promise<string> {
+    const brain = this.#ctx.services.brain!;
+    const { report, baseline, header } = await brain.train(this.#config.trainEpochs);
+    return `seed model trained (${report.epochs} epochs): held-out ${(100 * (report.heldOutAccuracy ?? 0)).toFixed(1)}% against ${(100 * baseline).toFixed(1)}% for the best single threshold; published as version ${header.version}`;
+  }
+}
+
+function isCurrentHere(memory: Memory | undefined): boolean {
+  return memory !== undefined && memory.kind !== "redacted" && memory.supersededBy.length === 0;
+}
+
+export { DMN_JOBS };
