@@ -5,7 +5,7 @@ import { dirname, join } from "node:path";
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Modules here that are not benchmarks: this runner, and the helpers benchmarks import. */
-const NOT_BENCHMARKS = new Set(["run.ts", "procs.ts"]);
+const NOT_BENCHMARKS = new Set(["run.ts", "procs.ts", "self-cluster.ts"]);
 const names = readdirSync(here).filter((f) => f.endsWith(".ts") && !NOT_BENCHMARKS.has(f)).map((f) => f.slice(0, -3)).sort();
 const [name, ...args] = process.argv.slice(2);
 if (name === undefined || !names.includes(name)) {

@@ -10,6 +10,7 @@ import { CONSENSUS_DEFAULTS, type ConsensusConfig } from "./collective/consensus
 import { MESH_SERVICE_DEFAULTS, type MeshServiceConfig } from "./collective/mesh.ts";
 import { BRAIN_DEFAULTS, type BrainConfig } from "./brain/service.ts";
 import { MEMORY_DEFAULTS, type MemoryConfig } from "./self/memory.ts";
+import { DMN_PART_DEFAULTS, type DmnPartConfig } from "./self/dmn.ts";
 
 export interface KernelConfig {
   readonly name: string;
@@ -40,6 +41,8 @@ export interface KernelConfig {
   readonly brain: BrainConfig;
   /** The Self layer's memory (src/node/self/memory.ts): its gossip table. */
   readonly memory: MemoryConfig;
+  /** The Default Mode Network (src/node/self/dmn.ts): when the node is idle, how often each job runs. */
+  readonly dmn: DmnPartConfig;
 }
 
 export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
@@ -58,5 +61,6 @@ export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
   mesh: MESH_SERVICE_DEFAULTS,
   brain: BRAIN_DEFAULTS,
   memory: MEMORY_DEFAULTS,
+  dmn: DMN_PART_DEFAULTS,
 };
 

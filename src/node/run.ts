@@ -33,6 +33,7 @@ import { decodeInvite, type InviteCode } from "./body/invites.ts";
 import { redeemInvite } from "./redeem.ts";
 import { KEY_EPOCH, readNumber, writeNumber } from "./store-values.ts";
 import type { SubsystemSpec } from "./subsystem.ts";
+import type { DmnPartConfig } from "./self/dmn.ts";
 
 /** Ticks one wakeup of the loop may run to catch up; beyond that they are skipped and counted. */
 export const CATCH_UP_TICKS_MAX = LIMITS.node.catchUpTicksMax;
@@ -351,6 +352,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
       { transport, store, clock: wallClock, seal, identity, trust, rng, host, defer: (fn) => setImmediate(fn), files, self },
       {
         ...KERNEL_DEFAULTS, tickMs, name, role: options.role ?? "core", join: joinAddrs,
+        dmn: dmnConfig(options.env ?? process.env, tickMs),
         consensus: {
           ...KERNEL_DEFAULTS.consensus,
           regenerate: options.regenerate ?? KERNEL_DEFAULTS.consensus.regenerate,
@@ -499,6 +501,20 @@ function rateLimitedLog(what: string): (error: Error) => void {
 }
 
 /** Writes a fatal error and exits: 70 for a broken invariant, 1 for anything else. */
+/**
+ * The DMN's configuration: its defaults, or with PK_DMN_EVERY_MS every job due that often once the
+ * node is idle (a benchmark's or a demo's knob: bench/dmn.ts keeps the DMN working through a run).
+ */
+function dmnConfig(env: Readonly<Record<string, string | undefined>>, tickMs: number): DmnPartConfig {
+  const every = env["PK_DMN_EVERY_MS"];
+  if (every === undefined || every === "") return KERNEL_DEFAULTS.dmn;
+  const ms = Number(every);
+  if (!Number.isInteger(ms) || ms < tickMs || ms > 86_400_000) throw new NodeStartError(`PK_DMN_EVERY_MS must be a whole number of milliseconds from ${tickMs} to 86400000`);
+  const ticks = Math.ceil(ms / tickMs);
+  const all = { consolidate: ticks, review: ticks, ga: ticks, train: ticks };
+  return { ...KERNEL_DEFAULTS.dmn, everyTicks: all, idleTicksFor: { ...KERNEL_DEFAULTS.dmn.idleTicksFor, train: KERNEL_DEFAULTS.dmn.idleTicks } };
+}
+
 export function exitOnFatal(error: unknown): never {
   if (error instanceof AssertionFailure) {
     process.stderr.write(`pk node: invariant violated, exiting (the node recovers from its data directory on restart): ${error.message}\n${error.stack ?? ""}\n`);

@@ -16,8 +16,10 @@ export interface DmnConfig {
   readonly loadPerCoreMax: number;
   /** Event-loop delay p99 (ms) at or above which the node is busy. */
   readonly loopDelayMsMax: number;
-  /** Ticks between two runs of each job while idle. */
+  /** Ticks between two runs of each job while idle; the first run comes this long after boot. */
   readonly everyTicks: Readonly<Record<DmnJob, number>>;
+  /** Ticks of idleness a job needs before it starts (at least idleTicks): training the seed waits longer, since a user may be about to. */
+  readonly idleTicksFor: Readonly<Record<DmnJob, number>>;
   /** Entries kept in the history `dmn` shows. */
   readonly historyMax: number;
   /** Milliseconds per tick (to turn request counts into a rate). */
@@ -30,6 +32,7 @@ export const DMN_DEFAULTS: DmnConfig = {
   loadPerCoreMax: 0.9,
   loopDelayMsMax: 50,
   everyTicks: { consolidate: 6_000, review: 3_000, ga: 1_000, train: 6_000 },
+  idleTicksFor: { consolidate: 300, review: 300, ga: 300, train: 3_000 },
   historyMax: 32,
   tickMs: 10,
 };
@@ -76,7 +79,8 @@ export class DmnClock {
 
   constructor(config: DmnConfig = DMN_DEFAULTS) {
     this.config = config;
-    this.jobs = Object.fromEntries(DMN_JOBS.map((j) => [j, { runs: 0, preempted: 0, failed: 0, skipped: 0, lastTick: undefined, lastSummary: "" }])) as Record<DmnJob, DmnJobState>;
+    // Every job's first run is a period after boot (lastTick 0): a node that just started is not idle yet in any sense that matters.
+    this.jobs = Object.fromEntries(DMN_JOBS.map((j) => [j, { runs: 0, preempted: 0, failed: 0, skipped: 0, lastTick: 0, lastSummary: "" }])) as Record<DmnJob, DmnJobState>;
   }
 
   get enabled(): boolean {
@@ -130,10 +134,11 @@ export class DmnClock {
     if (this.#running !== undefined || !this.idle(tick)) return undefined;
     let best: DmnJob | undefined;
     let bestLate = -Infinity;
+    const idleFor = tick - this.#lastBusyTick;
     for (const job of DMN_JOBS) {
       const last = this.jobs[job].lastTick;
       const late = last === undefined ? Number.MAX_SAFE_INTEGER - DMN_JOBS.indexOf(job) : tick - last - this.config.everyTicks[job];
-      if (late < 0 || late <= bestLate || !can(job)) continue;
+      if (late < 0 || late <= bestLate || idleFor < this.config.idleTicksFor[job] || !can(job)) continue;
       best = job;
       bestLate = late;
     }

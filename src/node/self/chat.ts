@@ -122,7 +122,9 @@ export class Chat {
     const memory = kernel.memory;
     // Recall before the turn is stored, so the question does not find itself.
     // What people said (turns, notes, summaries); the minds' own answers would echo themselves.
-    const hits = memory.search(text, this.#config.recallK, { kinds: RECALLED }).filter((h) => h.score >= this.#config.recallScoreMin);
+    // Questions share the most words with a new question but answer nothing: statements first.
+    const found = memory.search(text, 2 * this.#config.recallK, { kinds: RECALLED }).filter((h) => h.score >= this.#config.recallScoreMin);
+    const hits = [...found.filter((h) => !isQuestion(h.memory.text)), ...found.filter((h) => isQuestion(h.memory.text))].slice(0, this.#config.recallK);
     const history = input.history ?? this.#history(conv);
     const asked = kernel.remember({ text, speaker, kind: "user", conv });
     if ("error" in asked) throw new ChatInputError(asked.error);
@@ -214,12 +216,21 @@ export class Chat {
 
   /** The answer from memory alone: the closest memories, quoted, and why no mind answered. */
   #fromMemory(hits: readonly MemoryHit[], why: string): string {
-    const quoted = hits.filter((h) => h.memory.speaker !== ANSWERER && h.score >= this.#config.quoteScoreMin).slice(0, this.#config.quoteK);
+    // Only statements: an earlier question is no answer.
+    const quoted = hits.filter((h) => h.memory.speaker !== ANSWERER && !isQuestion(h.memory.text) && h.score >= this.#config.quoteScoreMin).slice(0, this.#config.quoteK);
     const head = `No mind is reachable (${why}), so this answer comes from memory alone.`;
     if (quoted.length === 0) return `${head} I remember nothing that matches.`;
     const lines = quoted.map((h, i) => `${i + 1}. ${h.memory.speaker} said on ${stamp(h.memory.atMs)}: "${oneLine(h.memory.text)}"`);
     return `${head} What I remember that matches:\n${lines.join("\n")}`;
   }
+}
+
+const QUESTION_START = /^(who|whom|whose|what|when|where|which|why|how|is|are|was|were|do|does|did|can|could|will|would|should|shall|may|remind me|tell me)\b/i;
+
+/** A question rather than a statement (a turn that asks, which answers nothing). */
+export function isQuestion(text: string): boolean {
+  const t = text.trim();
+  return t.endsWith("?") || QUESTION_START.test(t);
 }
 
 function stamp(atMs: number): string {

@@ -20,7 +20,7 @@ export const dmn: Command<NodeContext> = {
         const jobs = formatTable(["JOB", "EVERY", "RUNS", "PREEMPTED", "FAILED", "LAST", "RESULT"], DMN_JOBS.map((job) => {
           const s = clock.jobs[job];
           return [job, `${(clock.config.everyTicks[job] * tickSeconds).toFixed(0)} s`, String(s.runs), String(s.preempted), String(s.failed),
-            s.lastTick === undefined ? "never" : `${((now - s.lastTick) * tickSeconds).toFixed(0)} s ago`, s.lastSummary.slice(0, 90) || "-"];
+            s.runs + s.preempted + s.failed === 0 || s.lastTick === undefined ? "not yet" : `${((now - s.lastTick) * tickSeconds).toFixed(0)} s ago`, s.lastSummary.slice(0, 90) || "-"];
         }));
         const history = clock.history().slice(-8).map((e) => `${((now - e.endTick) * tickSeconds).toFixed(0).padStart(5)} s ago  ${e.job.padEnd(11)} ${e.outcome.padEnd(9)} ${e.summary.slice(0, 100)}`);
         return `${formatFields([["state", clock.state(now)]])}\n${jobs}${history.length === 0 ? "" : `\nrecent:\n${history.join("\n")}`}`;

@@ -9,7 +9,7 @@ import { chat } from "./chat-commands.ts";
 import { chatRoutes } from "./chat-routes.ts";
 import { chatOf } from "./chat.ts";
 import { dmn } from "./dmn-commands.ts";
-import { DMN_PART_DEFAULTS, DmnPart } from "./dmn.ts";
+import { DmnPart } from "./dmn.ts";
 import { MINDS_DEFAULTS, MindsPart } from "./minds.ts";
 
 export const MEMORY = defineSubsystem({
@@ -109,7 +109,7 @@ export const CHAT = defineSubsystem({
 export const DMN = defineSubsystem({
   name: "dmn",
   kinds: {},
-  create: (ctx, config) => new DmnPart(ctx, { ...DMN_PART_DEFAULTS, tickMs: config.tickMs }),
+  create: (ctx, config) => new DmnPart(ctx, { ...config.dmn, tickMs: config.tickMs }),
   commands: [dmn],
   metrics(kernel, registry) {
     const registers = [registry];
