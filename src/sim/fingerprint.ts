@@ -7,6 +7,8 @@
 // through an Int32Array view when the bytes are 4-aligned on a little-endian machine, and
 // assembled by hand otherwise — same words, so the result never depends on alignment.
 
+import { fmix32 } from "../core/util/bytes.ts";
+
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 export const LANE_A_SEED = 0x811c9dc5;
@@ -75,13 +77,4 @@ export class Fingerprint {
   }
 }
 
-/** murmur3's 32-bit finaliser: every output bit depends on every input bit. */
-export function fmix32(value: number): number {
-  let h = value;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
+export { fmix32 };

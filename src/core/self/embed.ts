@@ -44,6 +44,7 @@
 //
 // Cost is linear in the text and bounded by inputChars and inputWords: about 15 µs for a short
 // sentence, 40 µs for 500 characters, a few ms for the largest input (bench/self.ts measures it).
+import { fmix32 } from "../util/bytes.ts";
 
 /** Dimensions of the vector (a power of two). */
 export const EMBED_DIMS = 512;
@@ -381,16 +382,7 @@ export function hash32(text: string): number {
   return fmix32(h);
 }
 
-/** murmur3's 32-bit finaliser (an unsigned result). */
-export function fmix32(x: number): number {
-  let h = x;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
+export { fmix32 };
 
 const ASCII_WORD = /^[a-z]+$/;
 const VOWEL = /[aeiouy]/;

@@ -32,3 +32,14 @@ export function fnv1a(hash: number, bytes: Uint8Array): number {
 }
 
 export const FNV_OFFSET = 0x811c9dc5;
+
+/** murmur3's 32-bit finaliser (an unsigned result): every output bit depends on every input bit. */
+export function fmix32(value: number): number {
+  let h = value;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
