@@ -235,7 +235,10 @@ export class MemoryPart implements MemoryService {
   }
 
   sections(): PersistSection[] {
-    return [{ name: "memory", keys: this.topics.gossip.size, bytes: 0, durable: true }];
+    // The rows' values (what the store holds besides keys and signatures).
+    let bytes = 0;
+    for (const row of this.topics.gossip.entries(MEMORY_TOPIC)) bytes += row.value?.length ?? 0;
+    return [{ name: "memory", keys: this.topics.gossip.size, bytes, durable: true }];
   }
 
   /** A row of the table changed here (restored, taken from a peer, or written): the held memory follows it. */
