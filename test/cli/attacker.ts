@@ -100,6 +100,12 @@ export async function arena(t: TestContext, extra: readonly SubsystemSpec[] = []
   const extraPids: number[] = [];
   const { dir, cluster, apis } = await startCluster(t, 3, extraPids);
   const token = cluster.token;
+  // The nodes' own idle work (the DMN: GA generations, training the seed model, consolidating
+  // memories) would change the model and the memory under the checks; it is not under test here.
+  for (const api of apis) {
+    const off = await shellLine(api, "dmn off", token);
+    assert.ok(off.ok, off.output);
+  }
   const invite = await shellLine(apis[0] as string, "invite --role contributor --ttl 10m", token);
   assert.ok(invite.ok, invite.output);
   const code = invite.output.split("\n")[0] as string;
@@ -113,6 +119,7 @@ export async function arena(t: TestContext, extra: readonly SubsystemSpec[] = []
     rmSync(data, { recursive: true, force: true });
   });
   assert.equal(attacker.kernel.self.role, "contributor");
+  attacker.kernel.dmn.clock.enabled = false;
   for (const api of apis) {
     await until("the victims hold the attacker alive", async () => (await statusOf(api)).members.some((m) => m.id === attacker.id && m.state === "alive"));
   }
