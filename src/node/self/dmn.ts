@@ -29,6 +29,8 @@ export interface DmnPartConfig extends DmnConfig {
   readonly summaryInput: number;
   /** Epochs of the seed model's training. */
   readonly trainEpochs: number;
+  /** Tokens a summary may take. */
+  readonly summaryTokens: number;
 }
 
 export const DMN_PART_DEFAULTS: DmnPartConfig = {
@@ -39,6 +41,7 @@ export const DMN_PART_DEFAULTS: DmnPartConfig = {
   summaryEvery: 8,
   summaryInput: 40,
   trainEpochs: 30,
+  summaryTokens: 300,
 };
 
 /** Thrown at a slice boundary when foreground work came back. */
@@ -196,7 +199,7 @@ export class DmnPart {
             { role: "system", content: "You summarise, in at most five short bullet points, what a person has told an assistant. Keep facts, dates and names; add nothing." },
             { role: "user", content: `What ${speaker} said, oldest first:\n${lines.join("\n")}` },
           ],
-          maxTokens: 300,
+          maxTokens: this.#config.summaryTokens,
           temperature: 0,
         },
       });
