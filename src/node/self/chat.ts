@@ -123,7 +123,7 @@ export class Chat {
     // Recall before the turn is stored, so the question does not find itself.
     // What people said (turns, notes, summaries); the minds' own answers would echo themselves.
     // Questions share the most words with a new question but answer nothing: statements first.
-    const found = memory.search(text, 2 * this.#config.recallK, { kinds: RECALLED }).filter((h) => h.score >= this.#config.recallScoreMin);
+    const found = (await memory.recall(text, 2 * this.#config.recallK, { kinds: RECALLED })).filter((h) => h.score >= this.#config.recallScoreMin);
     const hits = [...found.filter((h) => !isQuestion(h.memory.text)), ...found.filter((h) => isQuestion(h.memory.text))].slice(0, this.#config.recallK);
     const history = input.history ?? this.#history(conv);
     const asked = kernel.remember({ text, speaker, kind: "user", conv });

@@ -16,8 +16,22 @@ import type { Rng } from "../../core/util/rng.ts";
 import type { MessageOf } from "../../core/wire/messages.ts";
 import { MemoryIndex, type AnnPort } from "../../core/self/search.ts";
 import { Topics } from "../collective/topics.ts";
-import type { StoreWrite } from "../ports.ts";
+import type { MindPort, StoreWrite } from "../ports.ts";
 import type { MemoryService, PersistSection, SubsystemContext } from "../subsystem-context.ts";
+
+/** A search's filter: a speaker, kinds, and the mode. */
+export interface SearchFilter {
+  readonly speaker?: string | undefined;
+  readonly mode?: "hybrid" | "bm25" | "vector";
+  readonly kinds?: readonly MemoryKind[];
+}
+
+/** Memories embedded by the mind per call, how long a call may take, the wait after a failure. */
+const EMBED_BATCH = 32;
+const EMBED_TIMEOUT_MS = 30_000;
+const EMBED_RETRY_TICKS = 3_000;
+/** How long a recall waits for the mind's embedding of its query. */
+const MIND_QUERY_MS = 2_000;
 
 export interface MemoryConfig {
   /** The memory table's gossip (a stream-channel deployment: rows up to 16 KiB). */
@@ -76,6 +90,13 @@ export class MemoryPart implements MemoryService {
   readonly #rng: Rng;
   #counter = 0;
   readonly #index: MemoryIndex;
+  /** This node's own mind that embeds, if any: memories get its vectors too (here only: not replicated). */
+  readonly #embedder: MindPort | undefined;
+  readonly #embedQueue = new Set<string>();
+  #embedding = false;
+  #embedRetryTick = 0;
+  /** Memories given the mind's vectors, and batches that failed. */
+  readonly embedStats = { done: 0, failed: 0 };
 
   /** `ann` is an approximate-nearest-neighbour index for large memories (usearch on a real node; none in the simulator). */
   constructor(ctx: SubsystemContext, config: MemoryConfig = MEMORY_DEFAULTS, ann?: AnnPort) {
@@ -91,9 +112,14 @@ export class MemoryPart implements MemoryService {
       },
     });
     this.#index = new MemoryIndex(ann === undefined ? {} : { ann });
+    this.#embedder = ctx.self?.minds.find((m) => m.info.embeds && m.embed !== undefined);
     // What recall may use is indexed: neither redacted nor superseded.
     this.#listeners.push({
-      added: (memory) => (this.isCurrent(memory) ? this.#index.add(memory.id, memory.text) : this.#index.remove(memory.id)),
+      added: (memory) => {
+        if (!this.isCurrent(memory)) return this.#index.remove(memory.id);
+        this.#index.add(memory.id, memory.text);
+        if (this.#embedder !== undefined) this.#embedQueue.add(memory.id);
+      },
       removed: (id) => this.#index.remove(id),
     });
     // Restored with the table, before any sync.
@@ -101,13 +127,32 @@ export class MemoryPart implements MemoryService {
   }
 
   /** Hybrid (BM25 and vector) search over current memories, best first. */
-  search(query: string, k: number, options: { speaker?: string | undefined; mode?: "hybrid" | "bm25" | "vector"; kinds?: readonly MemoryKind[] } = {}): MemoryHit[] {
+  /**
+   * Search with the mind's embedding of the query too, when this node has a mind that embeds
+   * (fused as a third list with the memories' own mind embeddings); plain search otherwise, or when
+   * the mind does not answer within MIND_QUERY_MS.
+   */
+  async recall(query: string, k: number, options: SearchFilter = {}): Promise<MemoryHit[]> {
+    const embedder = this.#embedder;
+    if (embedder === undefined || this.embedStats.done === 0) return this.search(query, k, options);
+    try {
+      const [vector] = await embedder.embed!([query], AbortSignal.timeout(MIND_QUERY_MS));
+      if (vector !== undefined) return this.search(query, k, { ...options, extraQuery: { space: embedder.info.name, vector } });
+    } catch {
+      this.embedStats.failed++;
+    }
+    return this.search(query, k, options);
+  }
+
+  search(query: string, k: number, options: SearchFilter & { extraQuery?: { space: string; vector: Float32Array } } = {}): MemoryHit[] {
     const { speaker, kinds } = options;
     const filter = speaker === undefined && kinds === undefined ? undefined : (id: string) => {
       const memory = this.#memories.get(id);
       return memory !== undefined && (speaker === undefined || memory.speaker === speaker) && (kinds === undefined || kinds.includes(memory.kind));
     };
-    const hits = this.#index.search(query, k, { mode: options.mode ?? "hybrid", ...(filter === undefined ? {} : { filter }) });
+    const hits = this.#index.search(query, k, {
+      mode: options.mode ?? "hybrid", ...(filter === undefined ? {} : { filter }), ...(options.extraQuery === undefined ? {} : { extraQuery: options.extraQuery }),
+    });
     const out: MemoryHit[] = [];
     for (const hit of hits) {
       const memory = this.#memories.get(hit.id);
@@ -119,7 +164,10 @@ export class MemoryPart implements MemoryService {
   /** The index in one line, for `memory stat`. */
   indexStats(): string {
     const s = this.#index.stats();
-    return `${s.docs} indexed; vector search ${s.ann ? `HNSW (${s.annSize} vectors, ${s.pendingAnn} pending)` : "exact"}`;
+    const mind = this.#embedder === undefined ? "no mind embeddings (no mind here embeds)"
+      : `${this.embedStats.done} embedded by ${this.#embedder.info.name}, ${this.#embedQueue.size} waiting, ${this.embedStats.failed} failed batches`;
+    const hnsw = s.ann ? `HNSW index ${s.annSize} vectors, ${s.pendingAnn} pending` : `no HNSW index${s.annError === undefined ? "" : ` (${s.annError})`}`;
+    return `${s.docs} indexed; vector search ${s.path === "ann" ? "through HNSW" : `exact up to ${s.exactMax}`} (${hnsw}); ${mind}`;
   }
 
   /** Hears every memory added (or replaced by its redaction: removed, then added) from now on; `replay` sends the held ones first. */
@@ -225,9 +273,42 @@ export class MemoryPart implements MemoryService {
     this.topics.step(from, message);
   }
 
-  tick(): void {
+  tick(tick: number): void {
     this.topics.tick();
     this.#index.work(this.#config.annPerTick);
+    if (this.#embedQueue.size > 0 && !this.#embedding && tick >= this.#embedRetryTick) this.#embedSome(tick);
+  }
+
+  /** Asks this node's embedding mind for the next batch of memories' vectors (one batch at a time). */
+  #embedSome(tick: number): void {
+    const embedder = this.#embedder!;
+    const ids: string[] = [];
+    for (const id of this.#embedQueue) {
+      this.#embedQueue.delete(id);
+      const memory = this.#memories.get(id);
+      if (memory !== undefined && this.isCurrent(memory)) ids.push(id);
+      if (ids.length >= EMBED_BATCH) break;
+    }
+    if (ids.length === 0) return;
+    this.#embedding = true;
+    embedder.embed!(ids.map((id) => this.#memories.get(id)!.text), AbortSignal.timeout(EMBED_TIMEOUT_MS)).then(
+      (vectors) => {
+        this.#embedding = false;
+        ids.forEach((id, i) => {
+          const memory = this.#memories.get(id);
+          const vector = vectors[i];
+          if (memory === undefined || !this.isCurrent(memory) || vector === undefined) return;
+          this.#index.add(id, memory.text, this.#index.vector(id), { space: embedder.info.name, vector });
+          this.embedStats.done++;
+        });
+      },
+      () => {
+        this.#embedding = false;
+        this.embedStats.failed++;
+        for (const id of ids) this.#embedQueue.add(id);
+        this.#embedRetryTick = tick + EMBED_RETRY_TICKS;
+      },
+    );
   }
 
   persist(): StoreWrite[] {
