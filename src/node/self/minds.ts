@@ -137,10 +137,12 @@ export class MindsPart implements MindsService {
   /** This node's minds and those live members advertise. */
   list(): MindView[] {
     const views: MindView[] = [...this.#own.values()].map((c) => ({ info: c.info, here: true, stats: this.router.statsOf(c.info) }));
-    const names = new Set(views.map((v) => v.info.name));
+    // Two members may serve a model of the same name: each is a mind of its own (node and name).
+    const seen = new Set(views.map((v) => `${v.info.node}/${v.info.name}`));
     for (const info of this.#advertised()) {
-      if (names.has(info.name)) continue;
-      names.add(info.name);
+      const key = `${info.node}/${info.name}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
       views.push({ info, here: false, stats: this.router.statsOf(info) });
     }
     return views;
@@ -161,8 +163,10 @@ export class MindsPart implements MindsService {
     const wanted = ask.mind ?? this.#chosen;
     let candidates: MindInfo[];
     if (wanted !== undefined && wanted !== "auto") {
-      candidates = all.filter((m) => m.name === wanted);
-      if (candidates.length === 0) throw new NoMindError(`no mind ${JSON.stringify(wanted.slice(0, 64))} is reachable`, []);
+      // Every mind of that name (members may serve the same model), the router's order among them.
+      const named = all.filter((m) => m.name === wanted);
+      if (named.length === 0) throw new NoMindError(`no mind ${JSON.stringify(wanted.slice(0, 64))} is reachable`, []);
+      candidates = this.router.pick(named, this.#ctx.mode(), { mind: wanted }, this.#ctx.clock.nowMs());
     } else candidates = this.router.pick(all, this.#ctx.mode(), { ...(ask.prefer === undefined ? {} : { prefer: ask.prefer }) }, this.#ctx.clock.nowMs());
     if (candidates.length === 0) throw new NoMindError("no mind is configured on this node or advertised by a live member", []);
     const attempts: Array<{ mind: string; kind: string; detail: string }> = [];
