@@ -31,6 +31,10 @@ async function dmnJobs(cluster: SelfCluster): Promise<Record<string, number>> {
     for (const line of (await response.text()).split("\n")) {
       const m = /^pk_dmn_jobs_total\{job="(\w+)",outcome="(\w+)"\} (\d+)/.exec(line);
       if (m !== null) out[`${m[1]}.${m[2]}`] = (out[`${m[1]}.${m[2]}`] ?? 0) + Number(m[3]);
+      const busy = /^pk_dmn_busy_seconds_total ([\d.e+-]+)/.exec(line);
+      if (busy !== null) out["busySeconds"] = (out["busySeconds"] ?? 0) + Number(busy[1]);
+      const longest = /^pk_dmn_longest_slice_seconds ([\d.e+-]+)/.exec(line);
+      if (longest !== null) out["longestSliceMs"] = Math.max(out["longestSliceMs"] ?? 0, Math.round(Number(longest[1]) * 1e4) / 10);
     }
   }
   return out;
@@ -97,7 +101,10 @@ export async function run(args: string[]): Promise<unknown> {
         results[kind].failed += r.failed;
         if (kind === "on") {
           const after = await dmnJobs(cluster);
-          for (const [k, v] of Object.entries(after)) if (v - (before[k] ?? 0) > 0) work[k] = (work[k] ?? 0) + v - (before[k] ?? 0);
+          for (const [k, v] of Object.entries(after)) {
+            if (k === "longestSliceMs") work[k] = Math.max(work[k] ?? 0, v);
+            else if (v - (before[k] ?? 0) > 0) work[k] = Math.round(((work[k] ?? 0) + v - (before[k] ?? 0)) * 1000) / 1000;
+          }
         }
       }
     }

@@ -120,6 +120,22 @@ export const BRAIN_DEFAULTS: BrainConfig = {
 };
 
 export const GA_TOPIC = "brain.ga";
+
+/** The GA chain walked ahead of the weights in use (BrainService.#followChain). */
+interface ChainAhead {
+  base: string;
+  rows: string[];
+  mutations: Mutation[];
+  params: Float32Array;
+  tag: string;
+  judged: boolean;
+}
+/** Time a slice of sliced work (training, a DMN GA generation) runs before it yields (ms). */
+const SLICE_MS = 4;
+/** Training steps between two looks at the slice's clock. */
+const TRAIN_STEPS_PER_CHECK = 2;
+/** Held-out examples scored per slice by a sliced GA generation. */
+const GA_EVAL_CHUNK = 50;
 /** Chain rows followed per tick at most. */
 const GA_FOLLOW_PER_TICK = LIMITS.brain.gaFollowRowsPerTickMax;
 /** Peers caught answering wrong that a node keeps banned, oldest forgotten first. */
@@ -299,7 +315,9 @@ export class BrainService {
    * its head scored worse here (judged again when the chain grows). One row at a time is refused
    * for good (`badRow`).
    */
-  #ahead: { base: string; rows: string[]; mutations: Mutation[]; params: Float32Array; tag: string; judged: boolean } | undefined;
+  #ahead: ChainAhead | undefined;
+  /** A sliced judgement of the chain's head is running (a real node). */
+  #judging = false;
   #badRow: string | undefined;
   /** Peers caught answering wrong: no more distributed work for them (until this node restarts). */
   readonly #cheaters = new Set<string>();
@@ -554,7 +572,10 @@ export class BrainService {
     return new Promise((resolve, reject) => {
       const slice = (): void => {
         try {
-          trainer.runSteps(64);
+          // A few steps at a time until the slice's time is spent: the node keeps answering.
+          const start = performance.now();
+          do trainer.runSteps(TRAIN_STEPS_PER_CHECK);
+          while (!trainer.done && performance.now() - start < SLICE_MS);
           if (trainer.done) resolve(trainer.report());
           else defer(slice);
         } catch (error) {
@@ -900,19 +921,68 @@ export class BrainService {
       last = -result.after;
       this.ga.lastLoss = last;
       if (!result.kept || result.mutation === undefined) continue;
-      const tag = weightsTag(base.cfg, result.params);
-      const unsigned = { seed: result.mutation.seed, sigma: result.mutation.sigma, tag, loss: last, origin: this.#host.id };
-      const row = encodeGaRow({ ...unsigned, signature: this.#host.sign(gaRowMessage(base.tag, unsigned)) });
-      const error = this.#host.gossipPublish(GA_TOPIC, base.tag, row);
-      if (error !== undefined) {
-        this.ga.lastError = error;
-        break;
-      }
-      this.#adopt(result.params, [result.mutation], tag);
-      this.ga.kept++;
+      if (!this.#keep(base, result.params, result.mutation, last)) break;
       kept++;
     }
     return { kept, before: first ?? last, after: last };
+  }
+
+  /**
+   * One GA generation as `evolve(1)` makes it, in slices: the weights in use and each mutant are
+   * scored on the held-out data a chunk of examples at a time, `pause()` between chunks (the DMN's
+   * slice boundary: it yields to the event loop and may stop the generation). A generation whose
+   * base model changed meanwhile keeps nothing.
+   */
+  async evolveSliced(pause: () => Promise<void>): Promise<{ kept: number; before: number; after: number }> {
+    if (!this.core) throw new Error("ga: this node is a contributor, and only core nodes publish GA mutations");
+    if (!this.#evolvable()) throw new Error("GA evolves the seed-shaped sensor model; the loaded model has another shape");
+    if (this.#training !== undefined) throw new Error(`a training is running (${this.#training})`);
+    const base = this.#model;
+    const lossOf = (params: Float32Array): Promise<number> => this.#heldOutLoss(base, params, pause);
+    const before = await lossOf(base.params);
+    let best: { mutation: Mutation; params: Float32Array; loss: number } | undefined;
+    for (let i = 0; i < this.config.gaPopulation; i++) {
+      const mutation: Mutation = { seed: this.#rng.nextU32(), sigma: this.config.gaSigma };
+      const params = applyMutation(base.params, mutation);
+      const loss = await lossOf(params);
+      if (best === undefined || loss < best.loss) best = { mutation, params, loss };
+    }
+    this.ga.generations++;
+    if (this.#model !== base) return { kept: 0, before, after: before };
+    if (best === undefined || !(best.loss < before)) {
+      this.ga.lastLoss = before;
+      return { kept: 0, before, after: before };
+    }
+    this.ga.lastLoss = best.loss;
+    return { kept: this.#keep(base, best.params, best.mutation, best.loss) ? 1 : 0, before, after: best.loss };
+  }
+
+  /** Mean held-out loss of `params` (of `model`'s shape), a chunk of examples per slice; NaN counts as +∞. */
+  async #heldOutLoss(model: LoadedModel, params: Float32Array, pause: () => Promise<void>): Promise<number> {
+    const held = this.#data.heldOut;
+    let sum = 0;
+    for (let at = 0; at < held.length; at += GA_EVAL_CHUNK) {
+      const part = held.slice(at, at + GA_EVAL_CHUNK);
+      sum += evaluate(model.cfg, params, part).loss * part.length;
+      await pause();
+    }
+    const loss = sum / held.length;
+    return Number.isNaN(loss) ? Infinity : loss;
+  }
+
+  /** Publishes a kept mutation (a row signed here) and adopts it; false if the row was refused. */
+  #keep(base: LoadedModel, params: Float32Array, mutation: Mutation, loss: number): boolean {
+    const tag = weightsTag(base.cfg, params);
+    const unsigned = { seed: mutation.seed, sigma: mutation.sigma, tag, loss, origin: this.#host.id };
+    const row = encodeGaRow({ ...unsigned, signature: this.#host.sign(gaRowMessage(base.tag, unsigned)) });
+    const error = this.#host.gossipPublish(GA_TOPIC, base.tag, row);
+    if (error !== undefined) {
+      this.ga.lastError = error;
+      return false;
+    }
+    this.#adopt(params, [mutation], tag);
+    this.ga.kept++;
+    return true;
   }
 
   /** Held-out score of weights of the model's shape here (higher is better: −loss). */
@@ -963,7 +1033,29 @@ export class BrainService {
       ahead.judged = true;
       return this.#refuseRow(undefined, "GA rows for a model of another shape than the sensor model's: not scored here", "refused");
     }
-    const verdict = judgeMutant(model.params, ahead.params, this.#score());
+    const defer = this.#host.defer;
+    if (defer !== undefined) {
+      // On a real node the judgement runs in slices (two held-out evaluations would hold the
+      // event loop for tens of milliseconds on every node each time the chain grows).
+      if (this.#judging) return;
+      this.#judging = true;
+      const pause = (): Promise<void> => new Promise((resolve) => defer(resolve));
+      void Promise.all([this.#heldOutLoss(model, model.params, pause), this.#heldOutLoss(model, ahead.params, pause)]).then(([before, after]) => {
+        this.#judging = false;
+        // Judged against weights that are no longer in use, or a chain that moved: judged again later.
+        if (this.#model !== model || this.#ahead !== ahead) return;
+        this.#verdict(ahead, { accepted: Number.isFinite(after) && after <= before, before: -before, after: -after });
+      }, (error: unknown) => {
+        this.#judging = false;
+        this.ga.lastError = `judging chain head ${ahead.tag}: ${error instanceof Error ? error.message : String(error)}`;
+      });
+      return;
+    }
+    this.#verdict(ahead, judgeMutant(model.params, ahead.params, this.#score()));
+  }
+
+  /** Adopts the chain head the verdict accepts, or marks it judged and worse. */
+  #verdict(ahead: ChainAhead, verdict: { accepted: boolean; before: number; after: number }): void {
     if (!verdict.accepted) {
       ahead.judged = true;
       this.ga.worse++;

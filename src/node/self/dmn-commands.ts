@@ -23,7 +23,9 @@ export const dmn: Command<NodeContext> = {
             s.runs + s.preempted + s.failed === 0 || s.lastTick === undefined ? "not yet" : `${((now - s.lastTick) * tickSeconds).toFixed(0)} s ago`, s.lastSummary.slice(0, 90) || "-"];
         }));
         const history = clock.history().slice(-8).map((e) => `${((now - e.endTick) * tickSeconds).toFixed(0).padStart(5)} s ago  ${e.job.padEnd(11)} ${e.outcome.padEnd(9)} ${e.summary.slice(0, 100)}`);
-        return `${formatFields([["state", clock.state(now)]])}\n${jobs}${history.length === 0 ? "" : `\nrecent:\n${history.join("\n")}`}`;
+        const w = part.work;
+        const work = `${(w.busyMs / 1000).toFixed(1)} s on the event loop in ${w.slices} slices (longest ${w.longestSliceMs.toFixed(1)} ms)`;
+        return `${formatFields([["state", clock.state(now)], ["work", work]])}\n${jobs}${history.length === 0 ? "" : `\nrecent:\n${history.join("\n")}`}`;
       }
       case "on":
       case "off":

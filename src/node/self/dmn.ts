@@ -17,8 +17,8 @@ import type { SubsystemContext } from "../subsystem-context.ts";
 export const REPORT_TOPIC = "self.report";
 
 export interface DmnPartConfig extends DmnConfig {
-  /** Memories compared per slice while consolidating. */
-  readonly consolidateSlice: number;
+  /** Time a slice of idle work runs before it yields to the event loop (ms). */
+  readonly sliceMs: number;
   /** Memories looked at in one consolidation (newest first). */
   readonly consolidateScan: number;
   /** Cosine at or above which two memories of one speaker and kind are the same memory. */
@@ -35,7 +35,7 @@ export interface DmnPartConfig extends DmnConfig {
 
 export const DMN_PART_DEFAULTS: DmnPartConfig = {
   ...DMN_DEFAULTS,
-  consolidateSlice: 16,
+  sliceMs: 4,
   consolidateScan: 4_096,
   duplicateCosine: 0.97,
   summaryEvery: 8,
@@ -48,17 +48,23 @@ export const DMN_PART_DEFAULTS: DmnPartConfig = {
 class Preempted extends Error {}
 
 const CONSOLIDATED: readonly MemoryKind[] = ["user", "note"];
+/** A review with nothing new is published again after this long (ms), so the report stays fresh. */
+const REPORT_REFRESH_MS = 600_000;
 const SAMPLE_TICKS = 50;
 
 export class DmnPart {
   readonly clock: DmnClock;
   readonly #ctx: SubsystemContext;
   readonly #config: DmnPartConfig;
-  /** Where the consolidation resumes (a memory id) after a preemption. */
-  #cursor: string | undefined;
   /** Per speaker: current memories when its last summary was made, and that summary's id. */
   readonly #summaries = new Map<string, { count: number; id: string }>();
   #lastReview: Record<string, number> | undefined;
+  #lastPublishedMs = -Infinity;
+  /** Memories the consolidation compared already (each is compared once, when new). */
+  readonly #compared = new Set<string>();
+  #sliceStart = 0;
+  /** The DMN's own time on the event loop: in all, in how many slices, the longest one (ms). */
+  readonly work = { busyMs: 0, slices: 0, longestSliceMs: 0 };
   #sample: { loadPerCore: number | undefined; loopDelayP99Ms: number | undefined } = { loadPerCore: undefined, loopDelayP99Ms: undefined };
 
   constructor(ctx: SubsystemContext, config: DmnPartConfig = DMN_PART_DEFAULTS, cores = ctx.host?.cores ?? 1) {
@@ -117,12 +123,15 @@ export class DmnPart {
 
   async #run(job: DmnJob, forced: boolean): Promise<string> {
     const preemptible = !forced;
+    this.#sliceStart = performance.now();
     try {
       const summary = await this.#jobs[job](preemptible);
+      this.#endSlice();
       this.clock.finished(this.#ctx.tick(), "done", summary);
       this.#ctx.emit("dmn-done", { job, summary });
       return summary;
     } catch (error) {
+      this.#endSlice();
       if (error instanceof Preempted) {
         this.clock.finished(this.#ctx.tick(), "preempted", "foreground work came back; resumes when idle");
         return "preempted";
@@ -136,30 +145,43 @@ export class DmnPart {
 
   /** A slice boundary: lets the event loop run, then stops the job if the node is no longer idle. */
   async #slice(preemptible: boolean): Promise<void> {
+    this.#endSlice();
     const defer = this.#ctx.defer!;
     await new Promise<void>((resolve) => defer(resolve));
+    this.#sliceStart = performance.now();
     if (preemptible && !this.clock.idle(this.#ctx.tick())) throw new Preempted();
+  }
+
+  /** Whether the current slice has used its time (the job should reach a slice boundary). */
+  #sliceSpent(): boolean {
+    return performance.now() - this.#sliceStart >= this.#config.sliceMs;
+  }
+
+  #endSlice(): void {
+    const ms = performance.now() - this.#sliceStart;
+    this.work.busyMs += ms;
+    this.work.slices++;
+    if (ms > this.work.longestSliceMs) this.work.longestSliceMs = ms;
   }
 
   readonly #jobs: Record<DmnJob, (preemptible: boolean) => Promise<string>> = {
     consolidate: (p) => this.#consolidate(p),
     review: () => Promise.resolve(this.#review()),
-    ga: () => Promise.resolve(this.#ga()),
+    ga: (p) => this.#ga(p),
     train: () => this.#train(),
   };
 
   async #consolidate(preemptible: boolean): Promise<string> {
     const memory = this.#ctx.services.memory!;
-    const all = memory.list({ limit: this.#config.consolidateScan }).filter((m) => CONSOLIDATED.includes(m.kind));
-    let start = this.#cursor === undefined ? 0 : Math.max(0, all.findIndex((m) => m.id === this.#cursor));
+    // The memories not compared yet, newest first; each is compared once, with what is held then.
+    const all = memory.list({ limit: this.#config.consolidateScan }).filter((m) => CONSOLIDATED.includes(m.kind) && !this.#compared.has(m.id));
     let merged = 0;
     let compared = 0;
     const gone = new Set<string>();
-    for (; start < all.length; start++) {
-      const m = all[start]!;
-      this.#cursor = m.id;
-      if (compared > 0 && compared % this.#config.consolidateSlice === 0) await this.#slice(preemptible);
+    for (const m of all) {
+      if (this.#sliceSpent()) await this.#slice(preemptible);
       compared++;
+      this.#compared.add(m.id);
       if (gone.has(m.id) || !isCurrentHere(memory.get(m.id))) continue;
       const twin = memory.search(m.text, 3, { mode: "vector", speaker: m.speaker, kinds: [m.kind] })
         .find((h) => h.memory.id !== m.id && !gone.has(h.memory.id) && (h.vector ?? 0) >= this.#config.duplicateCosine);
@@ -171,7 +193,6 @@ export class DmnPart {
       gone.add(older.id).add(newer.id);
       merged++;
     }
-    this.#cursor = undefined;
     const summaries = await this.#summarise(preemptible);
     return `${compared} memories compared, ${merged} near-duplicate pairs merged${summaries}`;
   }
@@ -234,6 +255,10 @@ export class DmnPart {
       untrained: brain.model.header.version === 0, delta, verdict,
     };
     const topics = this.#ctx.services.topics;
+    // Nothing new since a recent report: not published again (each publication is a durable write everywhere).
+    const nowMs = this.#ctx.clock.nowMs();
+    if (Object.keys(delta).length === 0 && nowMs - this.#lastPublishedMs < REPORT_REFRESH_MS) return `${verdict} (nothing new to publish)`;
+    this.#lastPublishedMs = nowMs;
     let text = JSON.stringify(report);
     if (text.length > 480) text = JSON.stringify({ ...report, delta: {} });
     const error = topics?.publish(REPORT_TOPIC, this.#ctx.id, new TextEncoder().encode(text));
@@ -241,15 +266,17 @@ export class DmnPart {
     return error === undefined ? verdict : `${verdict} (not published: ${error})`;
   }
 
-  #ga(): string {
+  async #ga(preemptible: boolean): Promise<string> {
     const brain = this.#ctx.services.brain!;
-    const result = brain.evolve(1);
+    const result = await brain.evolveSliced(() => this.#slice(preemptible));
     return result.kept > 0 ? `a generation kept: held-out loss ${result.before.toFixed(4)} → ${result.after.toFixed(4)}` : `a generation tried, none better (loss ${result.before.toFixed(4)})`;
   }
 
   async #train(): Promise<string> {
     const brain = this.#ctx.services.brain!;
+    // The training yields in its own slices (the Brain's, a few ms each): they are not the DMN's to count.
     const { report, baseline, header } = await brain.train(this.#config.trainEpochs);
+    this.#sliceStart = performance.now();
     return `seed model trained (${report.epochs} epochs): held-out ${(100 * (report.heldOutAccuracy ?? 0)).toFixed(1)}% against ${(100 * baseline).toFixed(1)}% for the best single threshold; published as version ${header.version}`;
   }
 }

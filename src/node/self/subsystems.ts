@@ -127,6 +127,23 @@ export const DMN = defineSubsystem({
         }
       },
     });
+    new Counter({
+      name: "pk_dmn_busy_seconds_total",
+      help: "Time the DMN's idle work held the event loop, in its slices",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(kernel.dmn.work.busyMs / 1000);
+      },
+    });
+    new Gauge({
+      name: "pk_dmn_longest_slice_seconds",
+      help: "The longest slice of DMN work so far (how long it held the event loop at once)",
+      registers,
+      collect() {
+        this.set(kernel.dmn.work.longestSliceMs / 1000);
+      },
+    });
     new Gauge({
       name: "pk_dmn_idle",
       help: "1 while the node counts as idle (the DMN may work), 0 while busy or off",
