@@ -71,4 +71,30 @@ test("self in one node: the mind's embeddings, recall with them, memory alone wh
   }
   assert.equal((await fetch(`${node.api}/v1/memory/nothing-here`, { headers: auth })).status, 404);
   assert.equal((await fetch(`${node.api}/v1/memory?k=0&q=x`, { headers: auth })).status, 400);
+
+  // The DMN, run now: a near-duplicate pair is merged into one memory that supersedes both (kept,
+  // out of recall), and ana's summary is asked of the mind once she said enough.
+  const shell = async (line: string): Promise<{ ok: boolean; output: string }> =>
+    (await fetch(`${node.api}/v1/shell`, { method: "POST", headers: auth, body: JSON.stringify({ line }) })).json() as Promise<{ ok: boolean; output: string }>;
+  for (let i = 0; i < 8; i++) assert.ok((await shell(`remember --as ana "fact number ${i}: the shed key hangs on hook ${i}"`)).ok);
+  assert.ok((await shell(`remember --as ana "the garage Raspberry Pi runs hot in summer!"`)).ok);
+  fake.reply = (r) => (r.messages[0]?.content.startsWith("You summarise") ? "- the shed keys hang on hooks 0 to 7" : "ok");
+  // The model failed a moment ago and backs off: asked by name, it answers and is back in the rotation.
+  assert.match((await shell("mind list")).output, /backing off/);
+  assert.ok((await shell("mind test local-model")).ok);
+  const consolidated = await shell("dmn run consolidate");
+  assert.ok(consolidated.ok, consolidated.output);
+  assert.match(consolidated.output, /1 near-duplicate pairs merged; 1 speaker summaries made/);
+  const pi = kernel.memory.list({ limit: 100, all: true }).filter((m) => m.text.startsWith("the garage Raspberry Pi"));
+  const merged = pi.find((m) => m.supersedes.length === 2);
+  assert.ok(merged !== undefined, "a memory supersedes the pair");
+  assert.equal(pi.filter((m) => m.supersededBy.includes(merged.id)).length, 2, "both kept, superseded");
+  assert.equal(kernel.memory.search("garage pi hot", 10).filter((h) => h.memory.text.startsWith("the garage Raspberry Pi")).length, 1, "one of them in recall");
+  assert.ok(kernel.memory.list({ limit: 100 }).some((m) => m.kind === "summary" && m.speaker === "ana" && m.text.includes("hooks 0 to 7")));
+  const status = await shell("dmn");
+  assert.match(status.output, /^consolidate +\d+ s +1 /m);
+  assert.match((await shell("dmn run review")).output, /^review: /);
+  // A fresh cluster's model is untrained: the DMN trains and publishes the seed model, once.
+  assert.match((await shell("dmn run train")).output, /^train: seed model trained \(30 epochs\): held-out [\d.]+% .* published as version 1$/);
+  assert.match((await shell("dmn run train")).output, /train cannot run here now: the cluster has a model/);
 });

@@ -12,6 +12,7 @@
 // A real node only: the simulator has no event loop to yield to (ctx.defer), so its DMN stays off.
 import { DMN_DEFAULTS, DMN_JOBS, DmnClock, type DmnConfig, type DmnJob } from "../../core/self/dmn.ts";
 import type { Memory, MemoryKind } from "../../core/self/memory-record.ts";
+import { tokens } from "../../core/self/embed.ts";
 import type { SubsystemContext } from "../subsystem-context.ts";
 
 export const REPORT_TOPIC = "self.report";
@@ -184,7 +185,7 @@ export class DmnPart {
       this.#compared.add(m.id);
       if (gone.has(m.id) || !isCurrentHere(memory.get(m.id))) continue;
       const twin = memory.search(m.text, 3, { mode: "vector", speaker: m.speaker, kinds: [m.kind] })
-        .find((h) => h.memory.id !== m.id && !gone.has(h.memory.id) && (h.vector ?? 0) >= this.#config.duplicateCosine);
+        .find((h) => h.memory.id !== m.id && !gone.has(h.memory.id) && (h.vector ?? 0) >= this.#config.duplicateCosine && sameFacts(h.memory.text, m.text));
       if (twin === undefined) continue;
       // The newer words stand for both; the two stay, superseded.
       const [older, newer] = twin.memory.atMs <= m.atMs ? [twin.memory, m] : [m, twin.memory];
@@ -279,6 +280,24 @@ export class DmnPart {
     this.#sliceStart = performance.now();
     return `seed model trained (${report.epochs} epochs): held-out ${(100 * (report.heldOutAccuracy ?? 0)).toFixed(1)}% against ${(100 * baseline).toFixed(1)}% for the best single threshold; published as version ${header.version}`;
   }
+}
+
+const NUMBER = /\d+(?:[.,:]\d+)*/g;
+
+/**
+ * Whether two similar texts say the same thing, so one may stand for both: the same numbers (a
+ * different time, day or amount is another fact however close the words) and nearly the same
+ * content words (Jaccard ≥ 0.8 over their stems).
+ */
+export function sameFacts(a: string, b: string): boolean {
+  const numbers = (t: string): string => (t.match(NUMBER) ?? []).sort().join(" ");
+  if (numbers(a) !== numbers(b)) return false;
+  const ta = new Set(tokens(a));
+  const tb = new Set(tokens(b));
+  let shared = 0;
+  for (const t of ta) if (tb.has(t)) shared++;
+  const union = ta.size + tb.size - shared;
+  return union === 0 || shared / union >= 0.8;
 }
 
 function isCurrentHere(memory: Memory | undefined): boolean {

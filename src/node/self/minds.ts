@@ -168,7 +168,10 @@ export class MindsPart implements MindsService {
       if (named.length === 0) throw new NoMindError(`no mind ${JSON.stringify(wanted.slice(0, 64))} is reachable`, []);
       candidates = this.router.pick(named, this.#ctx.mode(), { mind: wanted }, this.#ctx.clock.nowMs());
     } else candidates = this.router.pick(all, this.#ctx.mode(), { ...(ask.prefer === undefined ? {} : { prefer: ask.prefer }) }, this.#ctx.clock.nowMs());
-    if (candidates.length === 0) throw new NoMindError("no mind is configured on this node or advertised by a live member", []);
+    if (candidates.length === 0) {
+      throw new NoMindError(all.length === 0 ? "no mind is configured on this node or advertised by a live member"
+        : `every mind is backing off after failures (${all.map((m) => m.name).join(", ")}; mind list shows when each is tried again)`, []);
+    }
     const attempts: Array<{ mind: string; kind: string; detail: string }> = [];
     for (const info of candidates) {
       if (ask.signal?.aborted === true) throw new MindCallError("cancelled", "cancelled", false);
