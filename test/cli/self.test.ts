@@ -298,11 +298,12 @@ test("acceptance 1: planted provider keys, used for real, appear in no log, API 
   assert.match(streamed, /^echo: What is the gate code\?/);
   // A provider that echoes the key in its error (as OpenAI's 401 does): the error reaches chat's answer, the key must not.
   for (const wire of wires) {
-    fake.script({ kind: "status", status: 401, message: `Incorrect API key provided: ${keys[wire]}. You can find your API key at the provider.` });
+    // For the chat request (node 2 also asks the providers that embed for its memories' and queries' vectors).
+    fake.script({ kind: "status", status: 401, op: "chat", message: `Incorrect API key provided: ${keys[wire]}. You can find your API key at the provider.` });
     const report = await chat(n2.api, swarm.token, { text: `Is the ${wire} mind there?`, mind: names[wire] });
     keep(`n2 chat ${wire} 401`, JSON.stringify(report));
     assert.equal(report.source, "memory", "a refused key: the answer comes from memory");
-    fake.script({ kind: "status", status: 400, message: `bad request for key ${keys[wire]}` });
+    fake.script({ kind: "status", status: 400, op: "chat", message: `bad request for key ${keys[wire]}` });
     keep(`n2 mind test ${wire} 400`, (await shell(n2.api, `mind test ${names[wire]}`, swarm.token)).output);
   }
   keep("n2 mind test auto", (await shell(n2.api, "mind test", swarm.token)).output);

@@ -47,7 +47,10 @@ export interface Received {
 }
 
 /** What can go wrong with one request. */
-export type Fault =
+/** A fault for the next request of one kind only (`op`), the others passing it by; without `op`, the next chat or embeddings request. */
+export type Fault = FaultKind & { readonly op?: "chat" | "embed" };
+
+type FaultKind =
   /** An HTTP error in the provider's error format (429 with retry-after, 500, 503, 529, 401, 400...). */
   | { readonly kind: "status"; readonly status: number; readonly retryAfter?: string; readonly retryAfterMs?: number; readonly message?: string | ((request: Received) => string) }
   /** Reads the request and never answers. */
@@ -198,7 +201,9 @@ export class FakeProviders {
       if (sent !== key) return sendError(res, route.wire, 401, `Incorrect API key provided: ${sent ?? "(none)"}`);
     }
     if (route.op === "models") return sendModels(res, route.wire, received);
-    const fault = this.#faults.shift() ?? this.persistent;
+    const next = this.#faults[0];
+    const fault = (next !== undefined && (next.op === undefined || next.op === route.op) ? this.#faults.shift() : undefined)
+      ?? (this.persistent !== undefined && (this.persistent.op === undefined || this.persistent.op === route.op) ? this.persistent : undefined);
     await this.#wait(fault?.kind === "delay" ? fault.ms : this.latencyMs);
     if (this.#closed) return;
     if (fault?.kind === "hang") return;
