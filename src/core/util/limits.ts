@@ -621,6 +621,81 @@ export const LIMITS = {
     },
   },
 
+  /** Evolution (issue 15): a mind's reply, programs and their verification (core/evolve/, adapters/verify-ts.ts; docs/protocols/programs.md). */
+  evolve: {
+    /** A mind's reply (core/evolve/reply.ts). */
+    reply: {
+      /** The whole reply in UTF-8 bytes: the three sections and their markers. */
+      replyBytesMax: 128 * 1024,
+      /** The [ANALYSIS] section. */
+      analysisBytesMax: 16 * 1024,
+      /** The [CODE] section: the program's source with its fences; equal to the program's own bound. */
+      codeBytesMax: 64 * 1024,
+      /** The [CMD] section. */
+      cmdBytesMax: 8 * 1024,
+      /** Commands in [CMD] (one JSON object a line). */
+      commandsMax: 16,
+      /** Arguments of one `exec` command. */
+      argsMax: 16,
+      /** Characters of one argument. */
+      argCharsMax: 256,
+    },
+    /** A program and its manifest (core/evolve/manifest.ts). */
+    program: {
+      /** Characters of a program's name (lowercase letters, digits and dashes). */
+      nameCharsMax: 48,
+      /** Characters of a manifest's summary. */
+      summaryCharsMax: 200,
+      /** Each of a version's three numbers. */
+      versionPartMax: 999_999,
+      /** The manifest's JSON text in UTF-8 bytes. */
+      manifestBytesMax: 4 * 1024,
+      /** Topic patterns in one of a manifest's grants (topics.read, topics.publish). */
+      topicPatternsMax: 16,
+      /** Characters of a topic pattern: a gossip topic name, with an optional trailing `*`. */
+      topicPatternCharsMax: 65,
+      /** The program's TypeScript source in UTF-8 bytes, manifest header included. */
+      sourceBytesMax: 64 * 1024,
+      /** Gas of one run: units of the sandbox's meter (QuickJS: one interrupt poll, about 10,000 bytecode steps). */
+      gasMax: 100_000,
+      /** Heap of one run's engine. */
+      memoryBytesMax: 64 * 1024 * 1024,
+      /** Smallest heap a run may ask for (a QuickJS runtime and context alone take a few hundred KiB). */
+      memoryBytesMin: 1024 * 1024,
+      /**
+       * Stack of one run's engine. 256 KiB is the largest at which QuickJS-in-WebAssembly reports a
+       * guest `stack overflow`; above it the host's own stack runs out first and a host RangeError
+       * escapes (research/node24-deps.md, Sandbox).
+       */
+      stackBytesMax: 256 * 1024,
+      /** Smallest stack a run may ask for. */
+      stackBytesMin: 16 * 1024,
+      /** Wall-clock time of one run (the backstop behind gas: a run blocked in a capability call). */
+      wallMsMax: 10_000,
+      /** Output of one run: its log lines, its command output, what it publishes. */
+      outputBytesMax: 1024 * 1024,
+      /** Shortest period of a `task` program. */
+      periodMsMin: 100,
+      /** Longest period of a `task` program: a day. */
+      periodMsMax: 86_400_000,
+    },
+    /** The verifier (adapters/verify-ts.ts, docs/adr/016-verify.md). */
+    verify: {
+      /** Nodes of a program's syntax tree: the checker's and emitter's work grows with it (eBPF's instruction limit). */
+      astNodesMax: 20_000,
+      /**
+       * Depth of a program's syntax tree. TypeScript's checker and emitter take time quadratic in the
+       * depth of a left-deep chain (`1+1+…+1`: 10,000 terms took 2.6 s here), and its recursive
+       * parser overflows the stack a few thousand levels down; no hand-written program nests 200 deep.
+       */
+      astDepthMax: 200,
+      /** Places reported for one rule (the verdict counts all of them). */
+      findingsPerRuleMax: 20,
+      /** Characters of one finding's message (a type error can print a long type). */
+      findingCharsMax: 400,
+    },
+  },
+
   /** The `pk` command line (cli/main.ts). */
   cli: {
     /** Nodes `pk up` starts at most: a local cluster, not a load test. */
