@@ -60,14 +60,14 @@ export async function until(what: string, ok: () => boolean | Promise<boolean>, 
 }
 
 export async function statusOf(api: string): Promise<StatusBody> {
-  const response = await fetch(`${api}/v1/status`, { signal: AbortSignal.timeout(5_000) });
+  const response = await fetch(`${api}/v1/status`, { signal: AbortSignal.timeout(20_000) });
   assert.equal(response.status, 200);
   return await response.json() as StatusBody;
 }
 
 /** Every series of /metrics by its full name with labels, e.g. `pk_packets_dropped_total{reason="denied"}`. */
 export async function metrics(api: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`${api}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+  const text = await (await fetch(`${api}/metrics`, { signal: AbortSignal.timeout(20_000) })).text();
   const out = new Map<string, number>();
   for (const line of text.split("\n")) {
     if (line.startsWith("#") || line.trim() === "") continue;
@@ -86,7 +86,7 @@ export function series(all: Map<string, number>, name: string): number {
 /** PUT /v1/kv/KEY with the token: the status code (200 when the cluster can still write). */
 export async function kvPut(api: string, token: string, key: string, value: string): Promise<number> {
   const response = await fetch(`${api}/v1/kv/${encodeURIComponent(key)}`, {
-    method: "PUT", headers: { ...bearer(token), "Content-Type": "application/octet-stream" }, body: value, signal: AbortSignal.timeout(10_000),
+    method: "PUT", headers: { ...bearer(token), "Content-Type": "application/octet-stream" }, body: value, signal: AbortSignal.timeout(20_000),
   });
   await response.arrayBuffer();
   return response.status;

@@ -38,7 +38,7 @@ export function bearer(token: string): { Authorization: string } {
 /** Runs one shell line on a node through POST /v1/shell, with the cluster token. */
 export async function shellLine(api: string, line: string, token: string): Promise<{ ok: boolean; output: string }> {
   const response = await fetch(`${api}/v1/shell`, {
-    method: "POST", headers: { "Content-Type": "application/json", ...bearer(token) }, body: JSON.stringify({ line }), signal: AbortSignal.timeout(5_000),
+    method: "POST", headers: { "Content-Type": "application/json", ...bearer(token) }, body: JSON.stringify({ line }), signal: AbortSignal.timeout(20_000),
   });
   assert.equal(response.status, 200);
   return await response.json() as { ok: boolean; output: string };
