@@ -217,10 +217,10 @@ export function pkNodeArgv(node: PkNodeOptions): string[] {
 /**
  * Starts a `pk node` (creating its data folder) and returns it at once, with `ready`: its id once it
  * printed its ready line. `ready` rejects if it exits first, prints none within timeoutMs, or, with
- * `knownId` not "", comes back as another id than that.
+ * `knownId` not "", comes back as another id than that. `env` is its environment (default this process's).
  */
 export function startPkNode(
-  procs: Processes, what: string, data: string, argv: readonly string[], knownId: string, timeoutMs: number,
+  procs: Processes, what: string, data: string, argv: readonly string[], knownId: string, timeoutMs: number, env?: NodeJS.ProcessEnv,
 ): { child: Child; ready: Promise<string> } {
   mkdirSync(data, { recursive: true, mode: 0o700 });
   let ready: (id: string) => void = () => undefined;
@@ -228,6 +228,7 @@ export function startPkNode(
     ready = resolve;
   });
   const child = procs.start(argv[0] as string, argv.slice(1), {
+    ...(env === undefined ? {} : { env }),
     onLine: (line) => {
       if (!line.startsWith("{")) return;
       try {

@@ -62,24 +62,13 @@ export async function startSelfCluster(ws: Workspace, options: SelfClusterOption
     const argv = pkNodeArgv({ name, data, listen: `${HOST}:${ports[i]!.peer}`, api: `${HOST}:${ports[i]!.api}`, token, join: i === 0 ? undefined : `${HOST}:${ports[0]!.peer}` });
     argv.push("--no-discover");
     if (options.minds.includes(i) && mindUrl !== undefined) argv.push("--mind", `${mindUrl}#fake-model`);
-    const child = ws.procs.start(argv[0]!, argv.slice(1), { env });
-    const started = startPkNodeFrom(child, name);
-    await started;
+    const { child, ready } = startPkNode(ws.procs, name, data, argv, "", 30_000, env);
+    await ready;
     nodes.push({ name, api: `http://${HOST}:${ports[i]!.api}`, data, child });
   }
   const cluster = { token, nodes, mindUrl };
   await formed(cluster, 60_000);
   return cluster;
-}
-
-/** Waits for the ready line of a node started with procs.start. */
-function startPkNodeFrom(child: Child, name: string): Promise<unknown> {
-  let resolve: () => void = () => undefined;
-  const ready = new Promise<void>((r) => (resolve = r));
-  child.proc.stdout?.on("data", (chunk: Buffer) => {
-    if (chunk.toString("utf8").includes("\"ready\":true")) resolve();
-  });
-  return waitReady(child, name, ready, 30_000);
 }
 
 export async function request(cluster: SelfCluster, api: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown; ms: number }> {
@@ -136,7 +125,6 @@ export function summary(values: readonly number[]): { n: number; p50: number; p9
   return { n: sorted.length, p50: round(percentile(sorted, 50)), p90: round(percentile(sorted, 90)), p99: round(percentile(sorted, 99)), max: round(sorted.at(-1) ?? Number.NaN) };
 }
 
-export { startPkNode };
 
 /**
  * Chat's overhead beyond the mind's own time (issue 14, acceptance 4): one real node with a local

@@ -24,6 +24,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import OpenAI from "openai";
 import { FakeProviders } from "../fakes/providers.ts";
+import { metrics } from "./attacker.ts";
 import {
   Swarm, chat, chatRaw, converged, filesUnder, findIn, getText, kill9, memories, needles, openEvents, searchMemory, shell, statusOf, system, until, type MemoryView,
 } from "./self-helpers.ts";
@@ -102,8 +103,8 @@ test("acceptance 2: a fact told through node 1 reaches node 3's mind within a se
   const n1Prompt = mindServer.from("n1").at(-1)!;
   assert.ok(system(n1Prompt).includes(FACT), "node 1 recalled the fact too");
   assert.match(viaN1.choices[0]?.message.content ?? "", /I recall: .*My daughter's piano lesson is on Thursday at five/, "node 1's answer is the mind's, quoting the fact");
-  const m1 = await metricsOf(n1.api);
-  const m3 = await metricsOf(n3.api);
+  const m1 = await metrics(n1.api);
+  const m3 = await metrics(n3.api);
   assert.ok((m1.get("pk_mind_calls_total{outcome=\"sent\"}") ?? 0) >= 2, "node 1 counts its calls to a member's mind");
   assert.ok((m3.get("pk_mind_calls_total{outcome=\"served\"}") ?? 0) >= 2, "node 3 counts the calls it served");
 
@@ -132,17 +133,6 @@ test("acceptance 2: a fact told through node 1 reaches node 3's mind within a se
   const ids3 = (await sdk3.models.list()).data.map((m) => m.id);
   assert.ok(ids3.includes("pk") && ids3.includes("gemma-local"), ids3.join(", "));
 });
-
-async function metricsOf(api: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`${api}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
-  const out = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (line.startsWith("#") || line.trim() === "") continue;
-    const space = line.lastIndexOf(" ");
-    out.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return out;
-}
 
 interface Turn {
   readonly node: string;

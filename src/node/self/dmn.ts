@@ -10,7 +10,7 @@
 // - train (the Raft leader, once): training the seed model while the cluster has never published
 //   one, so a fresh cluster stops answering `infer` with untrained weights.
 // A real node only: the simulator has no event loop to yield to (ctx.defer), so its DMN stays off.
-import { DMN_DEFAULTS, DMN_JOBS, DmnClock, type DmnConfig, type DmnJob } from "../../core/self/dmn.ts";
+import { DMN_DEFAULTS, DmnClock, type DmnConfig, type DmnJob } from "../../core/self/dmn.ts";
 import type { Memory, MemoryKind } from "../../core/self/memory-record.ts";
 import { tokens } from "../../core/self/embed.ts";
 import type { SubsystemContext } from "../subsystem-context.ts";
@@ -304,4 +304,3 @@ function isCurrentHere(memory: Memory | undefined): boolean {
   return memory !== undefined && memory.kind !== "redacted" && memory.supersededBy.length === 0;
 }
 
-export { DMN_JOBS };
