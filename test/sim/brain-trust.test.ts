@@ -1,6 +1,7 @@
 // The Brain's trust rules (issue 13) in a whole-cluster simulation — two core nodes and a
 // contributor, the shared folder on, the real node code:
-//   - a contributor cannot publish a model (dtr init, dtr train, fl train, ga run answer an error);
+//   - a contributor cannot publish a model (dtr init, dtr train, fl train, ga run answer an error),
+//     nor make a core node train for it (a training request from it is refused);
 //   - a model file signed by the contributor, or unsigned, reaches every node's folder and is
 //     refused by every node (counted as untrusted), the model in use stays; one signed by a core
 //     node loads everywhere;
@@ -82,6 +83,15 @@ test("brain trust (sim): a contributor publishes nothing; a model file signed by
   await assert.rejects(settle(n2.brain.federated(1)), /contributor/);
   assert.throws(() => n2.brain.evolve(1), /contributor/);
   assert.equal(n2.brain.model.tag, first);
+  // Nor can it make a core node train (that holds the node's event loop for up to 20 epochs): a
+  // training request is served to a core coordinator only.
+  const trainReq = { t: "train-req", requestId: 0, round: 1, epochs: 20, seed: 5, params: n0.brain.model.params } as const;
+  const refused = await settle(n2.brain.call(n0.id, trainReq, 200));
+  assert.equal(refused.t, "error");
+  assert.match(refused.t === "error" ? `${refused.code}: ${refused.message}` : "", /^forbidden: only a core member/);
+  assert.equal(n0.brain.counters.trainRefused, 1);
+  assert.equal((await settle(n1.brain.call(n0.id, { ...trainReq, epochs: 1 }, 200))).t, "train-res", "a core coordinator is served");
+  assert.equal(n0.brain.counters.trainRefused, 1);
 
   // A model the contributor signs itself, written into the shared folder: every node refuses it.
   const params = initParams(ORGANISM_MODEL, createRng(99, 2));

@@ -86,7 +86,7 @@ const dtr: Command<NodeContext> = {
           ["rpc", `${c.callsSent} calls, ${c.callsTimedOut} timed out, ${c.callsFailed} failed; ${c.requestsServed} served, ${c.badMessages} bad`],
           ["model files", `${c.modelLoads} loaded, ${c.modelRejected} refused, ${c.modelUntrusted} untrusted (not signed by a core member)${c.lastModelError === "" ? "" : `; last: ${c.lastModelError}`}`],
           ["spot checks", `${c.audited} runs audited, ${c.checked} answers recomputed, ${c.caught} wrong${brain.cheaters.length === 0 ? "" : `; banned: ${brain.cheaters.map((p) => nameOf(kernel, p)).join(", ")}`}`],
-          ["federated", `${c.fedRejected} updates rejected`],
+          ["federated", `${c.fedRejected} updates rejected, ${c.trainRefused} training requests refused (sender not core)`],
           ["role", brain.core ? "core: publishes models" : "contributor: does not publish models"],
         ]);
       }

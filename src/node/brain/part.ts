@@ -16,6 +16,7 @@ export class BrainPart {
       id: ctx.id,
       send: (to, message) => ctx.send(to, "stream", message),
       liveIds: () => members.liveIds().filter((id) => members.stateOf(id) === "alive").sort(),
+      memberIds: () => members.liveIds().sort(),
       tick: () => ctx.tick(),
       nowMs: () => ctx.clock.nowMs(),
       event: (type, data) => ctx.emit(type, data),

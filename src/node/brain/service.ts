@@ -154,6 +154,8 @@ export interface BrainHost {
   send(to: string, message: BrainEnvelope): void;
   /** SWIM's live members, self excluded, in a stable order. */
   liveIds(): readonly string[];
+  /** Every member SWIM does not hold dead (suspects included), self excluded, in a stable order. */
+  memberIds(): readonly string[];
   tick(): number;
   nowMs(): number;
   event(type: string, data: Record<string, unknown>): void;
@@ -244,6 +246,8 @@ export interface BrainCounters {
   caught: number;
   /** Contributors' and others' federated updates dropped by the aggregation (non-finite, norm, ...). */
   fedRejected: number;
+  /** Training requests refused because their sender is not a core member (only the core coordinates rounds). */
+  trainRefused: number;
   lastModelError: string;
 }
 
@@ -281,7 +285,7 @@ export class BrainService {
   readonly counters: BrainCounters = {
     callsSent: 0, callsFailed: 0, callsTimedOut: 0, requestsServed: 0, badMessages: 0, modelLoads: 0, modelRejected: 0, modelUntrusted: 0,
     inferences: { local: 0, pipeline: 0, tensor: 0, dkva: 0, remote: 0, moe: 0 }, reduced: 0, solo: 0,
-    audited: 0, checked: 0, caught: 0, fedRejected: 0, lastModelError: "",
+    audited: 0, checked: 0, caught: 0, fedRejected: 0, trainRefused: 0, lastModelError: "",
   };
   readonly router = new MoeRouter();
   readonly #host: BrainHost;
@@ -821,7 +825,9 @@ export class BrainService {
         const { cfg, params } = this.#model;
         const round = this.#rounds.length + 1;
         const seed = this.#rng.nextU32();
-        const members = this.#host.liveIds();
+        // Suspects are asked too: a node slowed by its own training is often suspected for a
+        // moment (a round in CI lost a member that way); a dead one fails its call at once.
+        const members = this.#host.memberIds();
         const fed = new FederatedRound(cfg, params, [
           { id: this.#host.id, core: true }, ...members.map((id) => ({ id, core: this.#host.roleOf(id) === "core" })),
         ], { round, contributorNormRatio: this.config.fedContributorNormRatio });
@@ -1127,7 +1133,7 @@ export class BrainService {
     this.counters.requestsServed++;
     // Serving a peer's request is Brain work too: the GA waits (it would change the weights under it).
     this.#lastBusyTick = this.#host.tick();
-    const answer = this.#serve(decoded.msg);
+    const answer = this.#serve(from, decoded.msg);
     this.#host.send(from, { t: "brain", c: envelope.c, r: true, b: encodeBrainMessage(answer) });
   }
 
@@ -1146,7 +1152,7 @@ export class BrainService {
     }
   }
 
-  #serve(msg: BrainMessage): BrainMessage {
+  #serve(from: string, msg: BrainMessage): BrainMessage {
     const { cfg } = this.#model;
     switch (msg.t) {
       case "expert-req": {
@@ -1160,6 +1166,12 @@ export class BrainService {
           return { t: "error", requestId: msg.requestId, code: "shape", message: "parameters do not fit the model, or epochs outside 1..20" };
         }
         if (this.#training !== undefined) return { t: "error", requestId: msg.requestId, code: "full", message: `busy: ${this.#training}` };
+        // Training holds the event loop for up to 20 epochs: only a core coordinator may ask for it
+        // (fl train is core-only), or any contributor could stall a voter into an election.
+        if (this.#host.roleOf(from) !== "core") {
+          this.counters.trainRefused++;
+          return { t: "error", requestId: msg.requestId, code: "forbidden", message: "only a core member coordinates federated rounds" };
+        }
         const update = this.#trainLocal(cfg, msg.params, msg.epochs, msg.seed);
         return { t: "train-res", requestId: msg.requestId, round: msg.round, n: update.n, params: update.params };
       }
