@@ -185,9 +185,10 @@ export class Kernel extends NodeView {
     this.events.publish(this.#tick, "kernel-stopped", { id: this.id });
   }
 
-  /** The host's event loop was blocked for `ms` (measured by the tick loop): Lifeguard's penalty. */
+  /** The host's event loop was blocked for `ms` (measured by the tick loop): Lifeguard's penalty, Raft's pardon. */
   noteLoopDelay(ms: number): void {
-    if (this.#running) this.#membersOrThrow().noteLoopDelay(ms);
+    if (!this.#running) return;
+    for (const part of this.#parts.values()) part.noteLoopDelay?.(ms);
   }
 
   /** Advances every subsystem by one tick and carries out what they produced. */

@@ -433,8 +433,8 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
 
 /**
  * The tick loop: one interval; each wakeup runs the ticks wall time says are due, at most
- * CATCH_UP_TICKS_MAX of them (a node that was frozen does not replay minutes of ticks at once).
- * A broken invariant inside a tick is fatal.
+ * CATCH_UP_TICKS_MAX of them (a node that was frozen does not replay minutes of ticks at once),
+ * after reading what arrived while it was frozen. A broken invariant inside a tick is fatal.
  */
 function startTicking(kernel: Kernel, tickMs: number, ticker: { timer: NodeJS.Timeout | undefined; skipped: number }, delay: { reset(): void }): void {
   const startedAt = performance.now();
@@ -448,19 +448,27 @@ function startTicking(kernel: Kernel, tickMs: number, ticker: { timer: NodeJS.Ti
       done += pending - CATCH_UP_TICKS_MAX;
       pending = CATCH_UP_TICKS_MAX;
     }
-    // A wakeup this late means the event loop was blocked: SWIM stretches its timeouts (Lifeguard)
-    // before the catch-up ticks judge peers by acks that are still waiting in the socket.
-    if (pending > 1) kernel.noteLoopDelay((pending - 1) * tickMs);
-    for (let i = 0; i < pending; i++) {
-      kernel.tick();
-      done++;
-    }
+    done += pending;
     // Event-loop delay percentiles cover roughly the last minute.
     sinceReset += pending;
     if (sinceReset >= 60 * LIMITS.ticksPerSecond) {
       sinceReset = 0;
       delay.reset();
     }
+    if (pending <= 1) {
+      if (pending === 1) kernel.tick();
+      return;
+    }
+    // A wakeup this late means the event loop was blocked, and what peers sent meanwhile (acks,
+    // Raft heartbeats) waits in the sockets. SWIM stretches its timeouts (Lifeguard), and the missed
+    // ticks run after this loop iteration's poll phase has read those sockets (setImmediate): run
+    // at once, they judged peers silent whose messages were already here — with every process of a
+    // loaded machine stalled alike, followers started elections under a live leader.
+    kernel.noteLoopDelay((pending - 1) * tickMs);
+    const missed = pending;
+    setImmediate(() => {
+      for (let i = 0; i < missed; i++) kernel.tick();
+    });
   }, tickMs);
 }
 

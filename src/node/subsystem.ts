@@ -27,6 +27,11 @@ export interface Subsystem<K extends MessageType = MessageType> {
   /** One message of a kind it owns, from a sender the kind's rule admits. */
   step?(from: string, message: MessageOf<K>): void;
   tick?(tick: number): void;
+  /**
+   * The host's event loop was blocked for `ms`; the missed ticks run next, after the sockets were
+   * read. Timeouts that judge peers by silence should not count them.
+   */
+  noteLoopDelay?(ms: number): void;
   /** Carries out work asked for by ctx.requestApply() (Raft's ready). */
   apply?(): void;
   /** Periodic non-durable writes (every persistTicks; `all` at shutdown). */

@@ -181,7 +181,7 @@ export class SimCluster {
   /**
    * Freezes a node's event loop for `ticks` (a long GC pause, a blocked disk): it neither ticks nor
    * reads packets, which queue as in a socket buffer. Afterwards it runs like run.ts does: it notes
-   * the loop delay, catches up at most CATCH_UP_TICKS_MAX ticks, then reads what queued.
+   * the loop delay, reads what queued, then catches up at most CATCH_UP_TICKS_MAX ticks.
    */
   stall(index: number, ticks: number): void {
     const node = this.#node(index);
@@ -195,9 +195,9 @@ export class SimCluster {
     const stalled = node.stallTicks;
     node.stalledUntil = 0;
     node.kernel.noteLoopDelay(stalled * node.kernel.config.tickMs);
-    for (let i = 0; i < Math.min(stalled, CATCH_UP_TICKS_MAX); i++) node.kernel.tick();
     const backlog = node.backlog.splice(0);
     for (const [packet, channel, from] of backlog) node.kernel.receive(packet, channel, from);
+    for (let i = 0; i < Math.min(stalled, CATCH_UP_TICKS_MAX); i++) node.kernel.tick();
   }
 
   /** Kills a node as a power loss would: its packets stop, its unsynced writes are lost or torn. */

@@ -84,3 +84,23 @@ test("raft: a forwarded proposal carrying a configuration reset is refused by th
   assert.equal(net.raft("2").role, "leader");
   assert.deepEqual(net.raft("2").status().conf.voters, ["2"]);
 });
+
+test("raft: pardoned ticks (a frozen host catching up) start no election and no check-quorum; a leader with lease reads refuses the pardon", () => {
+  for (const readOnly of ["safe", "lease"] as const) {
+    const net = Network.of(3, { readOnly });
+    net.campaign("1");
+    const term = net.raft("1").term;
+    // Isolated, so nothing resets the clocks: only the pardon keeps them still.
+    net.isolate("1");
+    const ticks = 4 * RAFT_DEFAULTS.electionTicks;
+    for (const id of ids(3)) net.raft(id).pardon(ticks);
+    for (const id of ids(3)) net.tick(id, ticks);
+    assert.equal(net.raft("2").term, term, `${readOnly}: a pardoned follower did not campaign`);
+    assert.equal(net.raft("2").role, "follower");
+    // The leader's lease is wall time: with lease reads it steps down by check-quorum regardless.
+    assert.equal(net.raft("1").role === "leader", readOnly === "safe", `${readOnly}: ${net.raft("1").role}`);
+    // The pardon is used up: unpardoned ticks count again.
+    for (let i = 0; i < ticks; i++) for (const id of ["2", "3"]) net.tick(id);
+    assert.ok(net.raft("2").term > term || net.raft("3").term > term, `${readOnly}: the followers campaign once the pardon is spent`);
+  }
+});

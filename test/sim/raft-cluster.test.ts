@@ -149,3 +149,23 @@ test("snapshots: every node restarted after taking snapshots rebuilds the same s
   }
 });
 
+
+// A machine-wide stall (every node's event loop blocked at once, as on a loaded 2-core host): the
+// missed ticks run after what queued meanwhile was read, and do not count toward Raft's election
+// clock, so the leader stays and the term does not move. (Run first, the catch-up ticks made
+// followers campaign under a live leader whose heartbeats waited unread: terms rose in CI.)
+test("stalls: every node frozen at once, again and again, changes neither the leader nor the term", () => {
+  const c = cluster(3, 13);
+  runUntil(c, 3_000, () => confOf(c, 0).voters.length === 3 && leaderIndex(c) >= 0);
+  c.run(100);
+  const lead = leaderIndex(c);
+  const term = c.nodes[lead]!.kernel.consensus.term;
+  for (const ticks of [20, 40, 60, 100, 30, 80]) {
+    for (let i = 0; i < 3; i++) c.stall(i, ticks);
+    c.run(ticks + 150);
+    assert.equal(leaderIndex(c), lead, `the leader stayed after a ${ticks}-tick stall`);
+    assert.equal(c.nodes[lead]!.kernel.consensus.term, term, `the term stayed after a ${ticks}-tick stall`);
+  }
+  const done = write(c, 1, "after-stalls", "1");
+  runUntil(c, 500, () => done()?.code === "ok");
+});

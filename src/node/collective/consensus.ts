@@ -308,6 +308,11 @@ export class Consensus {
     }
   }
 
+  /** The next `ticks` ticks follow a frozen event loop: Raft's election clock does not count them (Raft.pardon). */
+  pardon(ticks: number): void {
+    this.#raft.pardon(ticks);
+  }
+
   hasReady(): boolean {
     return this.#raft.hasReady() || this.#readQueue.length > 0 || this.#proposals.length > 0 || this.#inflight[0]?.durable === true;
   }

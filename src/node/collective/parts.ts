@@ -16,9 +16,11 @@ import { SharedFolder } from "./shared-folder.ts";
 export class ConsensusPart {
   readonly consensus: Consensus;
   readonly #ctx: SubsystemContext;
+  readonly #tickMs: number;
 
   constructor(ctx: SubsystemContext, config: KernelConfig) {
     this.#ctx = ctx;
+    this.#tickMs = config.tickMs;
     // Raft restores its log and rebuilds the key-value state before any traffic. A node started
     // with no one to join founds a new cluster (if it has no Raft state yet).
     this.consensus = new Consensus(ctx.id, ctx.epoch, ctx.fork(), ctx.store, {
@@ -53,6 +55,10 @@ export class ConsensusPart {
   tick(): void {
     this.consensus.tick();
     this.apply();
+  }
+
+  noteLoopDelay(ms: number): void {
+    this.consensus.pardon(Math.ceil(ms / this.#tickMs));
   }
 
   apply(): void {

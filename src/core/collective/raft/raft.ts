@@ -154,6 +154,8 @@ export class Raft {
   #pendingReads: Message[] = [];
   #electionElapsed = 0;
   #heartbeatElapsed = 0;
+  /** Ticks still to run that do not count toward the election timeout or check-quorum (pardon()). */
+  #pardoned = 0;
   #randomizedElectionTimeout = 0;
   #pendingConfIndex = 0;
   #uncommittedBytes = 0;
@@ -206,8 +208,23 @@ export class Raft {
   // Driving the core
 
   tick(): void {
-    if (this.role === "leader") this.#tickHeartbeat();
-    else this.#tickElection();
+    // A pardoned tick says nothing about the peers: the election clock stands still.
+    if (this.role === "leader" && this.#config.readOnly === "lease") this.#pardoned = 0;
+    const counts = this.#pardoned === 0;
+    if (!counts) this.#pardoned--;
+    if (this.role === "leader") this.#tickHeartbeat(counts);
+    else this.#tickElection(counts);
+  }
+
+  /**
+   * The host was frozen (its event loop blocked) and is about to run `ticks` missed ticks: they do
+   * not count toward the election timeout or check-quorum, since what the peers sent meanwhile is
+   * not read yet. Liveness only (an election waits longer), except for a leader with lease reads,
+   * whose lease is wall time since it heard a quorum: there a pardon is refused.
+   */
+  pardon(ticks: number): void {
+    if (this.role === "leader" && this.#config.readOnly === "lease") return;
+    this.#pardoned = Math.max(this.#pardoned, Math.max(0, Math.floor(ticks)));
   }
 
   /** Starts an election now (a local "hup"). */
@@ -546,17 +563,17 @@ export class Raft {
     assert(ok, "Raft: the new leader's empty entry must be accepted");
   }
 
-  #tickElection(): void {
-    this.#electionElapsed++;
+  #tickElection(counts: boolean): void {
+    if (counts) this.#electionElapsed++;
     if (this.promotable && this.#electionElapsed >= this.#randomizedElectionTimeout) {
       this.#electionElapsed = 0;
       this.step(message({ type: "hup", from: this.id }));
     }
   }
 
-  #tickHeartbeat(): void {
+  #tickHeartbeat(counts: boolean): void {
     this.#heartbeatElapsed++;
-    this.#electionElapsed++;
+    if (counts) this.#electionElapsed++;
     if (this.#electionElapsed >= this.#config.electionTicks) {
       this.#electionElapsed = 0;
       if (this.#config.checkQuorum) this.step(message({ type: "check-quorum", from: this.id }));
