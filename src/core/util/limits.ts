@@ -679,6 +679,64 @@ export const LIMITS = {
       /** Longest period of a `task` program: a day. */
       periodMsMax: 86_400_000,
     },
+    /** `evolve` and its log (node/evolve/evolve.ts). */
+    log: {
+      /** Steps each node keeps in the replicated evolve log (rows of the topic evolve.log under its id). */
+      rowsPerNodeMax: 64,
+      /** Characters of one step's text. */
+      stepCharsMax: 2_000,
+      /** [CMD] lines held for `evolve approve` at once. */
+      pendingMax: 32,
+      /** Tokens a mind may answer with. */
+      replyTokensMax: 8_192,
+    },
+    /** Programs one node holds (deployed or loaded to run). */
+    programsMax: 32,
+    /** One run of a program (core/evolve/run.ts, adapters/sandbox.ts). */
+    run: {
+      /** Characters of a KV key in a program's namespace. */
+      keyCharsMax: 128,
+      /** Characters of a path in a program's folder. */
+      pathCharsMax: 128,
+      /** Bytes of one KV value. */
+      valueBytesMax: 16 * 1024,
+      /** Keys of one program's KV namespace. */
+      kvKeysMax: 1_024,
+      /** Bytes of one program's KV namespace (keys and values). */
+      kvBytesMax: 256 * 1024,
+      /** Bytes of one file in a program's folder. */
+      fileBytesMax: 64 * 1024,
+      /** Files in a program's folder. */
+      filesMax: 64,
+      /** Writes of one kind (KV, files, publishes) in one run. */
+      writesMax: 256,
+      /** Log lines kept from one run. */
+      logLinesMax: 100,
+      /** Rows of one topic handed to a run. */
+      topicRowsMax: 256,
+      /** Readings a node keeps for a prefilter's dry run (recorded data). */
+      dryReadingsMax: 400,
+      /** Bytes of a run's request to the engine (state and argument, as JSON). */
+      requestBytesMax: 2 * 1024 * 1024,
+    },
+    /** The sandbox that runs programs (adapters/sandbox*.ts, docs/adr/017-sandbox.md). */
+    sandbox: {
+      /** Characters of a guest error's message kept in a run's outcome. */
+      errorCharsMax: 500,
+      /**
+       * Characters of the report a run hands back from the guest (effects, logs, result as JSON):
+       * 256 writes of a 64 KiB file and 256 of a 16 KiB KV value fit, with room for the rest.
+       */
+      reportCharsMax: 32 * 1024 * 1024,
+      /**
+       * The WebAssembly memory of one engine's QuickJS module. QuickJS's own limit (a run's
+       * memoryBytes) misses large allocations in the WebAssembly build, so this cap is what bounds
+       * them: twice the largest memoryBytes a run may ask for.
+       */
+      wasmBytesMax: 128 * 1024 * 1024,
+      /** Runs waiting for one sandbox's worker; more are refused (kind "host"). */
+      queuedRunsMax: 1_024,
+    },
     /** The verifier (adapters/verify-ts.ts, docs/adr/016-verify.md). */
     verify: {
       /** Nodes of a program's syntax tree: the checker's and emitter's work grows with it (eBPF's instruction limit). */
