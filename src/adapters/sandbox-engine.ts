@@ -244,6 +244,11 @@ export class SandboxEngine {
       const control = c.callFunction(setup, c.undefined, track(c.newString(json)));
       if (control.error !== undefined) return startFailure(control.error);
       const controlFn = track(control.value);
+      // Evaluate "pk:program" now, whether the program imports it or not: it takes the capabilities
+      // off the global object before any program code runs (the program's import finds it loaded).
+      const init = c.evalCode('import "pk:program";', "pk-init.js", { type: "module", strict: true });
+      if (init.error !== undefined) return startFailure(init.error);
+      track(init.value);
       const call = (op: number, value?: QuickJSHandle) => c.callFunction(controlFn, c.undefined, track(c.newNumber(op)), value ?? c.undefined);
 
       const evaluated = c.evalCode(req.js, "program.js", { type: "module", strict: true });
@@ -261,6 +266,8 @@ export class SandboxEngine {
         stopped = undefined;
         gasMax = base + SANDBOX_ENGINE_DEFAULTS.reportGas;
         const logs = this.#readReport(c, call(2), track);
+        // Output over its bound came first (the program went on until the meter stopped it): that is the verdict.
+        if (logs?.error?.kind === "output") return failed("output", logs.error.message, { gas: base, ms: performance.now() - started, memoryBytes: this.#memory(rt, c), logs: keptLogs(logs), outputBytes: logs.out });
         return failed(kind, message, { gas: base, ms: performance.now() - started, memoryBytes: this.#memory(rt, c), ...(logs === undefined ? {} : { logs: keptLogs(logs), outputBytes: logs.out }) });
       }
       const text = this.#readString(c, track(reported.value));
