@@ -9,10 +9,9 @@
 //   readings a call, through the worker Sandbox one at a time, and in this thread;
 // - verify: ProgramVerifier.verifySource on the outlier program, warm, median and p99 (goal ≤ 100 ms).
 import { performance } from "node:perf_hooks";
-import variant from "@jitl/quickjs-wasmfile-release-sync";
 import { newQuickJSWASMModuleFromVariant } from "quickjs-emscripten-core";
 import { Sandbox, createInlineSandbox } from "../src/adapters/sandbox.ts";
-import { SandboxEngine } from "../src/adapters/sandbox-engine.ts";
+import { QUICKJS_VARIANT, SandboxEngine } from "../src/adapters/sandbox-engine.ts";
 import { ProgramVerifier } from "../src/adapters/verify-ts.ts";
 import { LIMITS } from "../src/core/util/limits.ts";
 import type { Grants, RunLimits } from "../src/core/evolve/manifest.ts";
@@ -69,7 +68,7 @@ export async function run(args: string[]): Promise<unknown> {
     metered.push(o.ms);
     gas = o.gas;
   }
-  const plainModule = await newQuickJSWASMModuleFromVariant(variant);
+  const plainModule = await newQuickJSWASMModuleFromVariant(QUICKJS_VARIANT);
   const plain: number[] = [];
   for (let i = 0; i < 7; i++) {
     const rt = plainModule.newRuntime();

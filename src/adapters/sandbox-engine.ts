@@ -11,8 +11,8 @@
 // thread). Anything the host side throws — QuickJS's wrapper, a WebAssembly trap, a host stack
 // overflow — is kind "host", and the module is thrown away and loaded again before the next run.
 import { performance } from "node:perf_hooks";
-import variant from "@jitl/quickjs-wasmfile-release-sync";
-import { newQuickJSWASMModuleFromVariant, newVariant, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime, type QuickJSWASMModule } from "quickjs-emscripten-core";
+import variantImport from "@jitl/quickjs-wasmfile-release-sync";
+import { newQuickJSWASMModuleFromVariant, newVariant, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime, type QuickJSSyncVariant, type QuickJSWASMModule } from "quickjs-emscripten-core";
 import { HOOK_EXPORTS, checkHookResult, utf8Length } from "../core/evolve/capabilities.ts";
 import { NO_EFFECTS, checkEffects, type LogLevel, type RunEffects, type RunFailure, type RunOutcome, type RunRequest } from "../core/evolve/run.ts";
 import { LIMITS } from "../core/util/limits.ts";
@@ -22,6 +22,13 @@ const RUN = LIMITS.evolve.run;
 const SANDBOX = LIMITS.evolve.sandbox;
 const PROGRAM = LIMITS.evolve.program;
 const WASM_PAGE_BYTES = 65_536;
+
+/** The variant: the package's ESM default at run time (its CommonJS typings wrap it once more). */
+export const QUICKJS_VARIANT = ("default" in variantImport ? variantImport.default : variantImport) as QuickJSSyncVariant;
+
+type WasmMemory = NonNullable<Parameters<typeof newVariant>[1]["wasmMemory"]>;
+/** WebAssembly.Memory (a Node global that @types/node leaves out of this project's lib). */
+const WasmMemoryCtor = (globalThis as unknown as { WebAssembly: { Memory: new (descriptor: { initial: number; maximum: number }) => WasmMemory } }).WebAssembly.Memory;
 
 /** Tunables of the engine; every one within LIMITS.evolve.program. */
 export const SANDBOX_ENGINE_DEFAULTS = {
@@ -158,8 +165,8 @@ export class SandboxEngine {
     // A WebAssembly memory of our own with a maximum: QuickJS's memory limit does not count large
     // allocations in this build (no malloc_usable_size), so without a cap one run could grow the
     // module's memory to 2 GiB; with it, such a run gets a clean guest "out of memory".
-    const wasmMemory = new WebAssembly.Memory({ initial: SANDBOX_ENGINE_DEFAULTS.wasmInitialPages, maximum: SANDBOX.wasmBytesMax / WASM_PAGE_BYTES });
-    this.#loading ??= newQuickJSWASMModuleFromVariant(newVariant(variant, { wasmMemory }));
+    const wasmMemory = new WasmMemoryCtor({ initial: SANDBOX_ENGINE_DEFAULTS.wasmInitialPages, maximum: SANDBOX.wasmBytesMax / WASM_PAGE_BYTES });
+    this.#loading ??= newQuickJSWASMModuleFromVariant(newVariant(QUICKJS_VARIANT, { wasmMemory }));
     try {
       this.#module = await this.#loading;
     } finally {
@@ -280,15 +287,17 @@ export class SandboxEngine {
     } finally {
       // Handles first, then the context, then the runtime; a failure here breaks the module too. A
       // module already broken is not touched again (freeing into it can abort).
-      if (this.#module === module) try {
-        for (let i = handles.length - 1; i >= 0; i--) {
-          const h = handles[i];
-          if (h !== undefined && h.alive) h.dispose();
+      if (this.#module === module) {
+        try {
+          for (let i = handles.length - 1; i >= 0; i--) {
+            const h = handles[i];
+            if (h !== undefined && h.alive) h.dispose();
+          }
+          ctx?.dispose();
+          rt?.dispose();
+        } catch {
+          this.#breakModule();
         }
-        ctx?.dispose();
-        rt?.dispose();
-      } catch {
-        this.#breakModule();
       }
     }
   }
@@ -316,7 +325,7 @@ export class SandboxEngine {
 
   #memory(rt: QuickJSRuntime | undefined, ctx: QuickJSContext): number {
     if (rt === undefined) return 0;
-    const usage = rt.computeMemoryUsage(ctx);
+    const usage = rt.computeMemoryUsage();
     try {
       const used = ctx.getProp(usage, "memory_used_size");
       try {
