@@ -2,6 +2,8 @@
 // adapters of src/adapters (UDP/TCP sockets, SQLite, node:crypto, the wall clock); the simulator
 // plugs in src/sim (simulated network, disk and clocks). The kernel is the same code in both, and
 // it is synchronous: every port call returns at once, and inbound packets arrive by callback.
+import type { VerifyReport } from "../core/evolve/verdict.ts";
+import type { RunOutcome, RunRequest } from "../core/evolve/run.ts";
 import type { Rng } from "../core/util/rng.ts";
 import type { VitalSigns } from "../core/body/vital.ts";
 import type { Channel, Header } from "../core/wire/envelope.ts";
@@ -158,6 +160,17 @@ export interface KernelPorts {
   readonly trust: NodeTrust;
   /** The Self layer's outer parts: minds and the vector index (absent: no mind here, exact search). */
   readonly self?: SelfPorts;
+  /** The Evolution layer's outer parts: the verifier and the sandbox; without them a node runs no programs. */
+  readonly evolve?: EvolvePorts;
+}
+
+/** The verifier and the sandbox (src/adapters/verifier.ts, src/adapters/sandbox.ts), both off the event loop. */
+export interface EvolvePorts {
+  /** Verifies a program's source (its manifest its header, or `beside`). */
+  verifySource(source: string, beside?: unknown): Promise<VerifyReport>;
+  /** One run of a verified program in a fresh engine (core/evolve/run.ts). */
+  run(request: RunRequest): Promise<RunOutcome>;
+  close(): Promise<void>;
 }
 
 /** The Self layer's outer parts (src/adapters/minds.ts, src/adapters/vector-index.ts). */

@@ -2,6 +2,7 @@
 // becomes ticks, and the HTTP API. Boot order: data directory, identity, store, cluster token,
 // transport, kernel (which restores local state before any traffic), tick loop, API; then one
 // JSON line on stdout says the node is ready (pk up reads it from the log).
+import { createEvolvePorts } from "../adapters/evolve-ports.ts";
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
@@ -337,6 +338,9 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
 
     const seed = randomBytes(16);
     const rng = createRng(seed.readBigUInt64BE(0), seed.readBigUInt64BE(8));
+    // The verifier's thread and the sandbox's worker start when a program is first verified or run.
+    const evolve = createEvolvePorts();
+    closers.push(() => evolve.close());
     const host: HostVitals = {
       cores: availableParallelism(),
       sample: () => ({
@@ -349,7 +353,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     kernel = new Kernel(
       // Raft's ready is deferred to setImmediate: every packet and request handled in one turn of
       // the event loop shares one fsync (group commit).
-      { transport, store, clock: wallClock, seal, identity, trust, rng, host, defer: (fn) => setImmediate(fn), files, self },
+      { transport, store, clock: wallClock, seal, identity, trust, rng, host, defer: (fn) => setImmediate(fn), files, self, evolve },
       {
         ...KERNEL_DEFAULTS, tickMs, name, role: options.role ?? "core", join: joinAddrs,
         dmn: dmnConfig(options.env ?? process.env, tickMs),

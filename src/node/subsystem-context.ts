@@ -9,7 +9,7 @@ import type { Rng } from "../core/util/rng.ts";
 import type { Channel } from "../core/wire/envelope.ts";
 import type { MemberEntry, Message, MessageType, Role } from "../core/wire/messages.ts";
 import type { SharedFolder } from "./collective/shared-folder.ts";
-import type { Clock, HostVitals, Identity, NodeTrust, Seal, SelfPorts, SharedFolderPort, Store, StoreWrite } from "./ports.ts";
+import type { Clock, EvolvePorts, HostVitals, Identity, NodeTrust, Seal, SelfPorts, SharedFolderPort, Store, StoreWrite } from "./ports.ts";
 import type { TaskTable } from "./tasks.ts";
 import type { BrainService } from "./brain/service.ts";
 import type { Memory, MemoryHit, MemoryKind, RememberInput } from "../core/self/memory-record.ts";
@@ -106,6 +106,8 @@ export interface SubsystemContext {
   readonly files: SharedFolderPort | undefined;
   /** The Self layer's outer parts (minds, the vector index), when the process gives them. */
   readonly self: SelfPorts | undefined;
+  /** The verifier and the sandbox, when the process gives them. */
+  readonly evolve: EvolvePorts | undefined;
   /** Foreground requests handled so far (the API's; monitoring aside): the DMN's measure of load. */
   activity(): number;
   /** Sends one message to a member (counted as a send failure when it has no address). */
@@ -143,6 +145,14 @@ export interface Services {
   memory?: MemoryService;
   /** The minds this node can ask (src/node/self/minds.ts). */
   minds?: MindsService;
+  /** Programs attached to this node's hooks (src/node/evolve/programs.ts). */
+  programs?: ProgramsService;
+}
+
+/** The programs as other subsystems see them (the Brain's sensor prefilter). */
+export interface ProgramsService {
+  prefilter(values: Float32Array): Promise<{ values: Float32Array; dropped: number }>;
+  readonly prefilterStats: { readonly calls: number; readonly readings: number; readonly dropped: number; readonly failed: number; readonly program: string | undefined };
 }
 
 /** The memory as other subsystems see it (the DMN). */
@@ -174,16 +184,26 @@ export interface KvAnswer {
 export interface KvService {
   readonly isLeader: boolean;
   readonly leader: string;
+  readonly term: number;
   /** Linearizable read, write and compare-and-set (expected undefined: only if absent). */
   get(key: string, callback: (answer: KvAnswer) => void): void;
   put(key: string, value: Uint8Array, callback: (answer: KvAnswer) => void): void;
   cas(key: string, expected: Uint8Array | undefined, value: Uint8Array, callback: (answer: KvAnswer) => void): void;
+  delete(key: string, callback: (answer: KvAnswer) => void): void;
   /** Keys under `prefix` in this node's replica (not linearizable: what it has applied), at most `limit`. */
   keysLocal(prefix: string, limit: number): string[];
+  /** A key's value in this node's replica (not linearizable). */
+  valueLocal(key: string): Uint8Array | undefined;
 }
 
 export interface TopicService {
   publish(topic: string, key: string, value: Uint8Array | undefined): string | undefined;
   get(topic: string, key: string): Uint8Array | undefined;
+  /** The topics this node holds rows of. */
+  topics(): Array<{ topic: string; keys: number }>;
+  /** A topic's live rows. */
+  entries(topic: string): Array<{ key: string; value: Uint8Array; origin: string }>;
+  /** New rows of a topic as they arrive; undefined when no subscription is left. */
+  subscribe(topic: string): { take(max: number): Array<{ topic: string; key: string; value: Uint8Array | undefined; origin: string }>; close(): void } | undefined;
 }
 

@@ -93,7 +93,6 @@ export function programPathProblem(path: string): string | undefined {
   if (typeof path !== "string" || path.length === 0) return "a path must be a non-empty string";
   if (path.length > RUN_LIMITS.pathCharsMax) return `a path is at most ${RUN_LIMITS.pathCharsMax} characters`;
   if (path.startsWith("/")) return "paths are relative to the program's folder";
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f\\]/.test(path)) return "a path has no control characters or backslashes";
   for (const part of path.split("/")) if (part === "" || part === "." || part === "..") return `a path has no empty, "." or ".." parts: ${path}`;
   return undefined;
@@ -103,7 +102,6 @@ export function programPathProblem(path: string): string | undefined {
 export function programKeyProblem(key: string): string | undefined {
   if (typeof key !== "string" || key.length === 0) return "a key must be a non-empty string";
   if (key.length > RUN_LIMITS.keyCharsMax) return `a key is at most ${RUN_LIMITS.keyCharsMax} characters`;
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(key)) return "a key has no control characters";
   return undefined;
 }

@@ -253,6 +253,11 @@ export class Consensus {
     return this.kv.get(key);
   }
 
+  /** A key's value in this node's replica (not linearizable). */
+  valueLocal(key: string): Uint8Array | undefined {
+    return this.kv.get(key)?.value;
+  }
+
   #write(command: Omit<KvCommand, "origin" | "seq">, callback: KvCallback): void {
     if (this.#host.role() !== "core") {
       callback({ code: "forbidden", leader: this.leader, detail: "this node is a contributor: contributors cannot write consensus keys" });

@@ -100,6 +100,23 @@ export class Topics implements TopicService {
     return this.gossip.get(topic, key)?.value;
   }
 
+  topics(): Array<{ topic: string; keys: number }> {
+    return this.gossip.topics();
+  }
+
+  entries(topic: string): Array<{ key: string; value: Uint8Array; origin: string }> {
+    return this.gossip.entries(topic).flatMap((r) => (r.value === undefined ? [] : [{ key: r.key, value: r.value, origin: r.origin }]));
+  }
+
+  subscribe(topic: string): { take(max: number): Array<{ topic: string; key: string; value: Uint8Array | undefined; origin: string }>; close(): void } | undefined {
+    const subscription = this.gossip.subscribe(topic);
+    if (subscription === undefined) return undefined;
+    return {
+      take: (max) => subscription.take(max).map((c) => ({ topic: c.topic, key: c.key, value: c.value, origin: c.origin })),
+      close: () => subscription.close(),
+    };
+  }
+
   step(from: string, message: MessageOf<"gossip" | "memory">): void {
     this.gossip.step(from, message.t === "gossip" ? message : { ...message, t: "gossip" });
     this.#drain();
