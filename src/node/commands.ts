@@ -1,5 +1,6 @@
 // The kernel's own shell commands: help, ver, mem, ps, status, nodes, net, exit. Every other
 // command is a subsystem's (its spec's `commands`, registry.ts). Each answers plain aligned text.
+import { programsTable } from "./evolve/commands.ts";
 import type { Mode } from "../core/body/degrade.ts";
 import { LIMITS } from "../core/util/limits.ts";
 import { WIRE_VERSION } from "../core/wire/envelope.ts";
@@ -91,7 +92,7 @@ const mem: Command<NodeContext> = {
 
 const ps: Command<NodeContext> = {
   name: "ps",
-  summary: "the task table",
+  summary: "the task table, and the programs (runs, errors, gas, memory)",
   usage: "ps",
   run(args, { kernel }) {
     noArgs(args);
@@ -100,7 +101,9 @@ const ps: Command<NodeContext> = {
       String(task.tid), task.name, task.kind, task.state, String(task.steps),
       formatDuration((kernel.tickCount - task.startedTick) * tickMs),
     ]);
-    return formatTable(["TID", "NAME", "KIND", "STATE", "STEPS", "UPTIME"], rows);
+    const tasks = formatTable(["TID", "NAME", "KIND", "STATE", "STEPS", "UPTIME"], rows);
+    const programs = kernel.programs.list();
+    return programs.length === 0 ? tasks : `${tasks}\n\n${programsTable(programs)}`;
   },
 };
 

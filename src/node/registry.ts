@@ -7,6 +7,7 @@ import { GUARD, INVITES, MEMBERSHIP, PERSIST, PINGER, VITALS } from "./body/subs
 import { CONSENSUS, MESH, SHARED_FOLDER, TOPICS } from "./collective/subsystems.ts";
 import { SPAWN } from "./collective/spawn.ts";
 import { CHAT, DMN, MEMORY, MINDS } from "./self/subsystems.ts";
+import { PROGRAMS } from "./evolve/subsystems.ts";
 
 export const SUBSYSTEMS = [
   MEMBERSHIP,
@@ -24,6 +25,7 @@ export const SUBSYSTEMS = [
   MINDS,
   CHAT,
   DMN,
+  PROGRAMS,
   INVITES,
 ] as const;
 

@@ -1,6 +1,8 @@
 // The node as its shell commands, its HTTP routes and the tests see it: the kernel's own state
 // (id, tick, stats, events, tasks) and each registered subsystem's public face, looked up by name.
 // The Kernel extends it; nothing here drives anything.
+import type { EvolvePart } from "./evolve/part.ts";
+import type { Evolver } from "./evolve/evolve.ts";
 import type { Mode } from "../core/body/degrade.ts";
 import type { Gossip } from "../core/collective/gossip.ts";
 import type { Heal } from "../core/body/heal.ts";
@@ -181,6 +183,13 @@ export abstract class NodeView {
   /** The Self layer's memory (src/node/self/memory.ts). */
   get memory(): MemoryPart {
     return this.subsystem<MemoryPart>("memory");
+  }
+  /** Programs on this node's hooks, and evolve (src/node/evolve/). */
+  get programs(): EvolvePart {
+    return this.subsystem<EvolvePart>("programs");
+  }
+  get evolver(): Evolver {
+    return this.programs.evolver;
   }
   /** Writes a memory of this node: durable when this returns; its id, or an error text. */
   remember(input: RememberInput): { id: string } | { error: string } {

@@ -63,8 +63,10 @@ export const degrade: Command<NodeContext> = {
 export const guard: Command<NodeContext> = {
   name: "guard",
   summary: "define a guarded task: a command one node runs every N seconds, adopted when its owner dies",
-  usage: "guard NAME SECONDS COMMAND...  |  guard rm NAME",
-  run(args, { kernel }) {
+  usage: "guard NAME SECONDS COMMAND...  |  guard PROGRAM (a task program, every its period)  |  guard rm NAME",
+  async run(input, { kernel }) {
+    // One argument: a task program, run by `exec` every its period wherever the guard puts it.
+    const args = input.length === 1 && input[0] !== "rm" ? await kernel.programs.guardArgs(input[0]!) : input;
     if (args[0] === "rm") {
       if (args.length !== 2) throw new UsageError("guard rm takes one task name");
       const error = kernel.unguard(args[1] as string);

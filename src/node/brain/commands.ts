@@ -13,6 +13,12 @@ export const LARGE_CONFIG: ModelConfig = Object.freeze({ vocab: 64, seqLen: 320,
 const SHAPES: Readonly<Record<string, ModelConfig>> = { seed: SEED_CONFIG, large: LARGE_CONFIG };
 const MODES: readonly InferMode[] = ["local", "pipeline", "tensor", "dkva"];
 
+/** The sensor.prefilter program's work, for dtr stat. */
+function prefilterLine(p: { readonly calls: number; readonly readings: number; readonly dropped: number; readonly failed: number; readonly program: string | undefined }): string {
+  if (p.program === undefined) return "none (a program on the sensor.prefilter hook filters readings before the Brain)";
+  return `${p.program}: ${p.calls} calls, dropped ${p.dropped}/${p.readings} readings${p.failed === 0 ? "" : `, ${p.failed} runs failed (readings passed unfiltered)`}`;
+}
+
 function pct(x: number | null | undefined): string {
   return x === null || x === undefined ? "-" : `${(100 * x).toFixed(1)}%`;
 }
@@ -56,10 +62,10 @@ const infer: Command<NodeContext> = {
       const node = resolveMember(kernel, args[0]!);
       if (node === kernel.id) throw new UsageError("that is this node: infer T H P L");
       const { ids, values } = sensorInput(args.slice(1));
-      return describe(kernel, brain, await brain.inferAt(node, ids, values));
+      return describe(kernel, brain, await brain.inferAt(node, ids, (await kernel.programs.prefilter(values)).values));
     }
     const { ids, values } = sensorInput(args);
-    return describe(kernel, brain, await brain.infer("local", ids, values));
+    return describe(kernel, brain, await brain.infer("local", ids, (await kernel.programs.prefilter(values)).values));
   },
 };
 
@@ -87,6 +93,7 @@ const dtr: Command<NodeContext> = {
           ["model files", `${c.modelLoads} loaded, ${c.modelRejected} refused, ${c.modelUntrusted} untrusted (not signed by a core member)${c.lastModelError === "" ? "" : `; last: ${c.lastModelError}`}`],
           ["spot checks", `${c.audited} runs audited, ${c.checked} answers recomputed, ${c.caught} wrong${brain.cheaters.length === 0 ? "" : `; banned: ${brain.cheaters.map((p) => nameOf(kernel, p)).join(", ")}`}`],
           ["federated", `${c.fedRejected} updates rejected, ${c.trainRefused} training requests refused (sender not core)`],
+          ["prefilter", prefilterLine(kernel.programs.prefilterStats)],
           ["role", brain.core ? "core: publishes models" : "contributor: does not publish models"],
         ]);
       }

@@ -25,9 +25,11 @@ async function handleInfer(kernel: NodeView, req: IncomingMessage, res: ServerRe
     return http.sendJson(res, 200, { ended: parsed.session });
   }
   try {
+    // Sensor readings (no ids) go through the program on the sensor.prefilter hook, if any.
+    const values = parsed.sensors ? (await kernel.programs.prefilter(parsed.values)).values : parsed.values;
     const o: InferOutcome & { expert?: string; gateClass?: number } = parsed.mode === "moe"
-      ? await brain.moeInfer(parsed.ids, parsed.values)
-      : await brain.infer(parsed.mode, parsed.ids, parsed.values, parsed.session === undefined ? {} : { session: parsed.session });
+      ? await brain.moeInfer(parsed.ids, values)
+      : await brain.infer(parsed.mode, parsed.ids, values, parsed.session === undefined ? {} : { session: parsed.session });
     http.sendJson(res, 200, {
       class: o.class, label: o.label, probs: o.probs, logits: [...o.logits], mode: o.state, peers: o.peers, dropped: o.dropped,
       modelVersion: o.modelVersion, tag: brain.model.tag, ms: o.ms, roundTrips: o.roundTrips,
@@ -45,14 +47,14 @@ type InferBodyMode = (typeof INFER_MODES)[number];
 const INFER_TOKENS_MAX = LIMITS.api.inferTokensMax;
 
 /** Checks a /v1/infer body; a message for the client when it is wrong. */
-export function parseInferBody(body: unknown): { mode: InferBodyMode; ids: Int32Array; values: Float32Array; session?: string; end: boolean } | string {
+export function parseInferBody(body: unknown): { mode: InferBodyMode; ids: Int32Array; values: Float32Array; session?: string; end: boolean; sensors: boolean } | string {
   if (typeof body !== "object" || body === null || Array.isArray(body)) return "body must be a JSON object { \"values\": [...] }";
   const b = body as Record<string, unknown>;
   const mode = b.mode ?? "local";
   if (typeof mode !== "string" || !(INFER_MODES as readonly string[]).includes(mode)) return `mode must be one of ${INFER_MODES.join(", ")}`;
   const session = b.session;
   if (session !== undefined && (typeof session !== "string" || !/^[0-9A-Za-z._-]{1,32}$/.test(session))) return "session must be 1..32 characters of [0-9A-Za-z._-]";
-  if (b.end === true) return session === undefined ? "end needs a session" : { mode: mode as InferBodyMode, ids: new Int32Array(0), values: new Float32Array(0), session, end: true };
+  if (b.end === true) return session === undefined ? "end needs a session" : { mode: mode as InferBodyMode, ids: new Int32Array(0), values: new Float32Array(0), session, end: true, sensors: false };
   const values = b.values;
   // Finite as float32 too: 1e300 is a finite double but Infinity once stored for the model.
   if (!Array.isArray(values) || values.length === 0 || values.length > INFER_TOKENS_MAX || !values.every((v) => typeof v === "number" && Number.isFinite(Math.fround(v)))) {
@@ -67,5 +69,5 @@ export function parseInferBody(body: unknown): { mode: InferBodyMode; ids: Int32
     ids = Int32Array.from(b.ids as number[]);
   }
   if (mode === "moe" && session !== undefined) return "moe takes no session";
-  return { mode: mode as InferBodyMode, ids, values: Float32Array.from(values as number[]), ...(session === undefined ? {} : { session }), end: false };
+  return { mode: mode as InferBodyMode, ids, values: Float32Array.from(values as number[]), ...(session === undefined ? {} : { session }), end: false, sensors: b.ids === undefined };
 }

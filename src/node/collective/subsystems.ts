@@ -13,8 +13,10 @@ export const TOPICS = defineSubsystem({
   kinds: { gossip: "member" },
   create: (ctx, config) => {
     // Topics under "self." (the minds each node advertises) hold one row per node, under its own
-    // id: no member writes another's.
-    const topics = new Topics(ctx, ctx.fork(), config.gossip, { admit: (row) => !row.topic.startsWith("self.") || row.key === row.origin });
+    // id, and those under "evolve." (the evolve log) rows under "ID/": no member writes another's.
+    const admit = (row: { topic: string; key: string; origin: string }): boolean => (row.topic.startsWith("self.") ? row.key === row.origin
+      : row.topic.startsWith("evolve.") ? row.key.startsWith(`${row.origin}/`) : true);
+    const topics = new Topics(ctx, ctx.fork(), config.gossip, { admit });
     ctx.services.topics = topics;
     return topics;
   },
