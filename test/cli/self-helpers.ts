@@ -161,10 +161,11 @@ export class Swarm {
   }
 
   /** The mind-server as a process: an OpenAI-compatible local model logging every request it gets. */
-  async mindServer(name: string, latencyMs: number): Promise<MindServer> {
+  async mindServer(name: string, latencyMs: number, replies?: string): Promise<MindServer> {
     const log = join(this.dir, "logs", `${name}.jsonl`);
     writeFileSync(log, "");
-    const child = spawn(process.execPath, [MIND_SERVER, "--port", "0", "--latency-ms", String(latencyMs), "--log", log], { stdio: ["ignore", "pipe", "pipe"], env: cleanEnv() });
+    const args = [MIND_SERVER, "--port", "0", "--latency-ms", String(latencyMs), "--log", log, ...(replies === undefined ? [] : ["--replies", replies])];
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env: cleanEnv() });
     this.#children.push(child);
     let text = "";
     child.stdout?.on("data", (chunk: Buffer) => { text += chunk.toString(); });

@@ -2,7 +2,7 @@
 // as its own process, answering OpenAI-compatible chat completions (JSON and SSE), embeddings and
 // the model list on 127.0.0.1.
 //
-//   node test/fakes/mind-server.ts [--port N] [--latency-ms M] [--log FILE] [--chunk-delay-ms D]
+//   node test/fakes/mind-server.ts [--port N] [--latency-ms M] [--log FILE] [--chunk-delay-ms D] [--replies DIR]
 //
 // It prints one JSON line when it listens: {"port":N,"url":"http://127.0.0.1:N/v1"}, and stops on
 // SIGTERM or SIGINT. Every request is appended to FILE as one JSON line (seq, wire, op, path,
@@ -13,7 +13,8 @@
 // question (lower-cased runs of letters and digits, a trailing 's or ’s dropped, at least 3
 // characters, not a stop word). The answer is "I recall: FACT | FACT" with the matching facts in
 // prompt order, or "I do not know." when none matches.
-import { appendFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { FakeProviders, type Received } from "./providers.ts";
 
@@ -45,6 +46,20 @@ export function recall(messages: readonly { readonly role: string; readonly cont
   return matching.length === 0 ? "I do not know." : `I recall: ${matching.join(" | ")}`;
 }
 
+/**
+ * `evolve`'s prompt (its system message starts "You are the mind of p-kernel") answered from a
+ * script: the last line of the first user message names a file DIR/NAME.txt (NAME of a-z, 0-9 and
+ * dashes) whose text is the reply, read at each request. undefined: not scripted.
+ */
+export function scripted(dir: string | undefined, messages: readonly { readonly role: string; readonly content: string }[]): string | undefined {
+  if (dir === undefined || !messages.some((m) => m.role === "system" && m.content.startsWith("You are the mind of p-kernel"))) return undefined;
+  const first = messages.find((m) => m.role === "user")?.content ?? "";
+  const name = first.trim().split("\n").at(-1)?.trim() ?? "";
+  if (!/^[a-z0-9-]{1,64}$/.test(name)) return undefined;
+  const file = join(dir, `${name}.txt`);
+  return existsSync(file) ? readFileSync(file, "utf8") : undefined;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -52,6 +67,7 @@ async function main(): Promise<void> {
       "latency-ms": { type: "string", default: "0" },
       "chunk-delay-ms": { type: "string", default: "0" },
       log: { type: "string" },
+      replies: { type: "string" },
     },
     strict: true,
   });
@@ -65,7 +81,7 @@ async function main(): Promise<void> {
     port: number("port", values.port),
     latencyMs: number("latency-ms", values["latency-ms"]),
     chunkDelayMs: number("chunk-delay-ms", values["chunk-delay-ms"]),
-    reply: (request: Received) => recall(request.messages),
+    reply: (request: Received) => scripted(values.replies, request.messages) ?? recall(request.messages),
     onRequest: log === undefined ? undefined : (request: Received) => {
       const { headers: _headers, body: _body, ...kept } = request;
       appendFileSync(log, `${JSON.stringify(kept)}\n`);
