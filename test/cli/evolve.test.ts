@@ -132,6 +132,15 @@ test("evolve on 3 real processes: the transcript, the prefilter in dtr stat, bad
   assert.match((await sh(n1.api, "evolve pending")).output, /kv put evolve\/evil 1/);
   assert.ok((await sh(n1.api, `evolve approve ${n}`)).ok);
   assert.match((await sh(n1.api, "kv get evolve/evil")).output, /1/);
+  // A fork bomb through [CMD]: sixteen spawns and guards (a reply's most) run nothing; they wait.
+  const tasksBefore = (await sh(n1.api, "heal list")).output;
+  const bomb = Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? `{"cmd":"shell","line":"spawn ${i}"}` : `{"cmd":"shell","line":"guard bomb-${i} 1 guard bomb-x 1 status"}`));
+  writeFileSync(join(replies, "fork-bomb.txt"), reply("More of me.", "", bomb));
+  const bombed = await sh(n1.api, "evolve fork-bomb");
+  before += 1;
+  assert.ok(bombed.ok, bombed.output);
+  assert.equal([...bombed.output.matchAll(/waits for approval/g)].length, 16, bombed.output);
+  assert.equal((await sh(n1.api, "heal list")).output, tasksBefore, "no guarded task was defined");
 
   // A reply written by a person, from the shared folder: dry run only.
   const person = reply("A person's program: a command that greets.", "// @pk-program {\"name\":\"hello\",\"version\":\"1.0.0\",\"hook\":\"command\",\"capabilities\":{\"log\":true}}\nimport { log } from \"pk:program\";\nexport function command(args: readonly string[]): string {\n  log.info(\"greeting\");\n  return `hello ${args.join(\" \")}`.trim();\n}", ["{\"cmd\":\"exec\",\"program\":\"hello\",\"args\":[\"world\"]}"]);
