@@ -107,11 +107,13 @@ export class PeerSeal {
 
   /** Whether to introduce ourselves to `id` before a packet under the pair key (and note it). */
   introduce(members: Membership, id: string, tick: number): boolean {
-    if (this.#heard.has(id)) return false;
+    // A member we hold dead is introduced to even when we heard it before (we talk to it only to
+    // reconnect: it may have restarted since, holding us dead, or forgotten us, or our old epoch).
+    const dead = members.stateOf(id) === "dead";
+    if (this.#heard.has(id) && !dead) return false;
     const last = this.#introduced.get(id);
-    // Owed (it introduced itself to us), or a member we hold dead (we talk to it only to reconnect:
-    // it may hold us dead, or have forgotten us, or hold an old epoch of ours).
-    const owed = this.#owed.has(id) || members.stateOf(id) === "dead";
+    // Owed (it introduced itself to us), or a member we hold dead.
+    const owed = this.#owed.has(id) || dead;
     if (!owed && (tick >= INTRO_WINDOW_TICKS || last !== undefined)) return false;
     if (owed && last !== undefined && tick - last < INTRO_TICKS) return false;
     this.#owed.delete(id);
