@@ -64,9 +64,18 @@ export const guard: Command<NodeContext> = {
   name: "guard",
   summary: "define a guarded task: a command one node runs every N seconds, adopted when its owner dies",
   usage: "guard NAME SECONDS COMMAND...  |  guard PROGRAM (a task program, every its period)  |  guard rm NAME",
-  async run(input, { kernel }) {
+  run(input, { kernel }) {
     // One argument: a task program, run by `exec` every its period wherever the guard puts it.
-    const args = input.length === 1 && input[0] !== "rm" ? await kernel.programs.guardArgs(input[0]!) : input;
+    if (input.length === 1 && input[0] !== "rm") {
+      if (!kernel.programs.exists(input[0]!)) throw new UsageError(`no program ${JSON.stringify(input[0]!.slice(0, 48))}; usage: guard NAME SECONDS COMMAND... or guard PROGRAM`);
+      return kernel.programs.guardArgs(input[0]!).then((args) => defineGuard(kernel, args));
+    }
+    return defineGuard(kernel, input);
+  },
+};
+
+/** `guard` with its arguments: a guarded task defined (or removed), or a UsageError. */
+function defineGuard(kernel: NodeContext["kernel"], args: readonly string[]): string {
     if (args[0] === "rm") {
       if (args.length !== 2) throw new UsageError("guard rm takes one task name");
       const error = kernel.unguard(args[1] as string);
@@ -89,8 +98,7 @@ export const guard: Command<NodeContext> = {
     const error = kernel.guard(name, line, everyTicks);
     if (error !== undefined) throw new UsageError(error);
     return `guarded ${name}: "${line}" every ${every}s, owned by this node`;
-  },
-};
+}
 
 export const heal: Command<NodeContext> = {
   name: "heal",

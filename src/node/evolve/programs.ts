@@ -204,6 +204,11 @@ export class ProgramsPart {
     return code === "ok" ? `${name}: stopped and removed` : `${name}: stopped here; removing it from the cluster failed (${code})`;
   }
 
+  /** Whether a program of that name is held here or deployed in the cluster. */
+  exists(name: string): boolean {
+    return this.#programs.has(name) || this.#ctx.services.kv?.valueLocal(PROGRAM_KEY_PREFIX + name) !== undefined;
+  }
+
   /** The guarded-task line for a task program: `guard NAME SECONDS exec NAME`. */
   async guardArgs(name: string): Promise<string[]> {
     const p = await this.#load(name);
