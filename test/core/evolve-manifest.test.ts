@@ -61,6 +61,19 @@ test("manifest: every hook, capability and limit as written", () => {
   decoded({ ...BASE, limits: { gas: PROGRAM_LIMITS.gasMax, memoryBytes: PROGRAM_LIMITS.memoryBytesMax, stackBytes: PROGRAM_LIMITS.stackBytesMax, wallMs: PROGRAM_LIMITS.wallMsMax, outputBytes: PROGRAM_LIMITS.outputBytesMax } });
 });
 
+test("manifest: a C program says \"language\":\"c\"; TypeScript is the default and \"ts\" leaves no trace", () => {
+  const c = decoded({ ...BASE, language: "c" });
+  assert.equal(c.language, "c");
+  assert.equal(JSON.parse(manifestJson(c)).language, "c");
+  assert.deepEqual(decoded(JSON.parse(manifestJson(c))), c);
+  const ts = decoded({ ...BASE, language: "ts" });
+  assert.equal(ts.language, undefined);
+  assert.deepEqual(ts, decoded(BASE));
+  assert.equal("language" in JSON.parse(manifestJson(ts)), false);
+  assert.match(errors({ ...BASE, language: "rust" }), /language must be one of "ts", "c" \(got "rust"\)/);
+  assert.match(errors({ ...BASE, language: 1 }), /language must be one of/);
+});
+
 test("manifest: each wrong field is refused with a message naming it", () => {
   const cases: [unknown, RegExp][] = [
     [null, /must be a JSON object/],

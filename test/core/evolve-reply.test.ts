@@ -50,6 +50,12 @@ test("reply: a good reply gives its analysis, its code without the fences, and i
   assert.deepEqual(commands, [{ cmd: "exec", program: "outliers", args: [] }, { cmd: "shell", line: "dtr stat" }]);
 });
 
+test("reply: a C program may come in a ```c fence (its manifest says \"language\":\"c\")", () => {
+  const parsed = parseReply(GOOD.replace("```ts", "```c"));
+  assert.ok(parsed.ok, parsed.ok ? "" : formatReplyError(parsed.error));
+  assert.equal(parsed.reply.code, `${PROGRAM.join("\n")}\n`);
+});
+
 test("reply: plain sections without fences, CRLF line ends, text on a marker's line, an empty [CODE] and [CMD]", () => {
   const plain = ["[ANALYSIS] All is well.", "[CODE]", ...PROGRAM, "[CMD]", "{\"cmd\":\"ps\"}"].join("\r\n");
   const parsed = parseReply(plain);

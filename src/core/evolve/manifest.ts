@@ -2,6 +2,7 @@
 // asks for and the limits of one run. It comes as the source's first comment —
 //   // @pk-program {"name":"outliers","version":"1.0.0","hook":"sensor.prefilter"}
 // or /* @pk-program {...} */ over several lines — or beside the source (a JSON value), never both.
+// A C program (docs/adr/019-c-programs.md) says so with "language":"c"; TypeScript is the default.
 // Decoding is strict: unknown fields, wrong types and values out of bounds are refused, each with a
 // message that names the field, so a mind asked again knows what to fix.
 import { LIMITS } from "../util/limits.ts";
@@ -52,6 +53,10 @@ export interface Grants {
   readonly topics: { readonly read: readonly string[]; readonly publish: readonly string[] };
 }
 
+/** The languages a program may be written in: TypeScript (the default) or C (an optional component, docs/adr/019-c-programs.md). */
+export const PROGRAM_LANGUAGES = ["ts", "c"] as const;
+export type ProgramLanguage = (typeof PROGRAM_LANGUAGES)[number];
+
 export interface Manifest {
   readonly name: string;
   readonly version: string;
@@ -61,6 +66,8 @@ export interface Manifest {
   readonly limits: RunLimits;
   /** A task's period (undefined for other hooks). */
   readonly periodMs: number | undefined;
+  /** "c" for a C program; absent for TypeScript (a manifest saying "language":"ts" decodes without it). */
+  readonly language?: "c";
 }
 
 export interface Program {
@@ -76,7 +83,7 @@ const VERSION_PART = /^(0|[1-9][0-9]{0,15})$/;
 const TOPIC_PATTERN = /^[A-Za-z0-9._/-]+$/;
 const ERRORS_MAX = LIMITS.evolve.verify.findingsPerRuleMax;
 
-const MANIFEST_KEYS = new Set(["name", "version", "hook", "summary", "capabilities", "limits", "periodMs"]);
+const MANIFEST_KEYS = new Set(["name", "version", "hook", "summary", "capabilities", "limits", "periodMs", "language"]);
 const CAPABILITY_KEYS: ReadonlySet<string> = new Set<string>(CAPABILITIES);
 const TOPICS_KEYS = new Set(["read", "publish"]);
 const LIMIT_BOUNDS: Readonly<Record<keyof RunLimits, readonly [number, number]>> = {
@@ -224,7 +231,7 @@ export function decodeManifest(value: unknown): Decoded<Manifest> {
   if (!isRecord(value)) return { ok: false, errors: [`the manifest must be a JSON object (got ${show(value)})`] };
   for (const key of Object.keys(value)) if (!MANIFEST_KEYS.has(key)) errors.push(`${show(key)}: unknown field (${[...MANIFEST_KEYS].join(", ")})`);
 
-  const { name, version, hook: hookText, summary, capabilities, limits, periodMs } = value;
+  const { name, version, hook: hookText, summary, capabilities, limits, periodMs, language } = value;
   if (typeof name !== "string" || name.length > PROGRAM_LIMITS.nameCharsMax || !NAME_PATTERN.test(name)) {
     errors.push(`name must be 1–${PROGRAM_LIMITS.nameCharsMax} lowercase letters, digits and dashes, starting with a letter (got ${show(name)})`);
   }
@@ -254,12 +261,16 @@ export function decodeManifest(value: unknown): Decoded<Manifest> {
   } else if (periodMs !== undefined) {
     errors.push("periodMs is for task programs only");
   }
+  if (language !== undefined && !(PROGRAM_LANGUAGES as readonly unknown[]).includes(language)) {
+    errors.push(`language must be one of ${PROGRAM_LANGUAGES.map((l) => JSON.stringify(l)).join(", ")} (got ${show(language)})`);
+  }
   if (errors.length > 0) return { ok: false, errors: bounded(errors) };
   return {
     ok: true,
     value: {
       name: name as string, version: version as string, hook, summary: summary as string | undefined,
       capabilities: grants, limits: runLimits, periodMs: period,
+      ...(language === "c" ? { language: "c" as const } : {}),
     },
   };
 }
@@ -369,5 +380,6 @@ export function manifestJson(manifest: Manifest): string {
     ...(manifest.summary === undefined ? {} : { summary: manifest.summary }),
     capabilities: manifest.capabilities, limits: manifest.limits,
     ...(manifest.periodMs === undefined ? {} : { periodMs: manifest.periodMs }),
+    ...(manifest.language === undefined ? {} : { language: manifest.language }),
   });
 }

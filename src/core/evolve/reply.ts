@@ -2,7 +2,8 @@
 // opened by its marker alone at the start of a line, in this order —
 //   [ANALYSIS]  what the mind sees and why it acts (text, not empty)
 //   [CODE]      a program: TypeScript with its @pk-program manifest header, plain or in one fenced
-//               block (```ts); empty when the mind proposes no program
+//               block (```ts, or ```c for a C program: its manifest says "language":"c"); empty
+//               when the mind proposes no program
 //   [CMD]       kernel commands, one JSON object a line (plain or in one ```json block); may be empty
 // Nothing may precede [ANALYSIS]; a section given twice, missing, out of order or over its byte
 // bound is refused, and so is a reply the provider cut short (finish reason length / max_tokens).
@@ -64,7 +65,7 @@ const SECTION_BYTES: Readonly<Record<Section, number>> = {
   CMD: REPLY_LIMITS.cmdBytesMax,
 };
 const FENCE_LANGUAGES: Readonly<Record<"CODE" | "CMD", ReadonlySet<string>>> = {
-  CODE: new Set(["", "ts", "typescript"]),
+  CODE: new Set(["", "ts", "typescript", "c"]),
   CMD: new Set(["", "json", "jsonl", "ndjson"]),
 };
 /** A marker as a model might decorate it, alone on its line: `**[CODE]**`, `### [CMD]:`, ` [analysis]`. */

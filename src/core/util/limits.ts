@@ -737,6 +737,19 @@ export const LIMITS = {
       /** Runs waiting for one sandbox's worker; more are refused (kind "host"). */
       queuedRunsMax: 1_024,
     },
+    /** C programs, an optional component (adapters/compile-c.ts, docs/adr/019-c-programs.md). */
+    c: {
+      /** Bytes of a C program's linked WebAssembly module. */
+      wasmBytesMax: 1024 * 1024,
+      /** Characters of the JavaScript wasm2js makes of it: a run's request (2 MiB) carries it. */
+      jsCharsMax: 1024 * 1024,
+      /** Characters of the compiler's diagnostics read for findings. */
+      diagnosticsCharsMax: 64 * 1024,
+      /** Milliseconds one compile may take (the first loads the compiler) before its thread is terminated. */
+      compileMsMax: 120_000,
+      /** Compiles waiting for the compiler's thread; more are refused. */
+      queuedCompilesMax: 16,
+    },
     /** The verifier (adapters/verify-ts.ts, docs/adr/016-verify.md). */
     verify: {
       /** Nodes of a program's syntax tree: the checker's and emitter's work grows with it (eBPF's instruction limit). */
