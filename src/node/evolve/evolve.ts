@@ -69,15 +69,20 @@ export class Evolver {
     return [...this.#pending.values()];
   }
 
-  /** This node's steps and, from the gossip topic, every other node's, oldest first. */
+  /** Every node's steps (this node's earlier boots too) from the gossip topic, oldest first. */
   log(limit: number): EvolveStep[] {
-    const others: EvolveStep[] = [];
-    for (const row of this.#ctx.services.topics?.entries(EVOLVE_LOG_TOPIC) ?? []) {
-      if (row.origin === this.#ctx.id) continue;
+    const topics = this.#ctx.services.topics;
+    if (topics === undefined) return this.#log.slice(-limit);
+    return this.#rows(topics).map((r) => r.step).sort((a, b) => a.atMs - b.atMs || a.seq - b.seq).slice(-limit);
+  }
+
+  #rows(topics: NonNullable<SubsystemContext["services"]["topics"]>): Array<{ key: string; origin: string; step: EvolveStep }> {
+    const out: Array<{ key: string; origin: string; step: EvolveStep }> = [];
+    for (const row of topics.entries(EVOLVE_LOG_TOPIC)) {
       const step = decodeStep(row.value);
-      if (step !== undefined && step.node === row.origin) others.push(step);
+      if (step !== undefined && step.node === row.origin) out.push({ key: row.key, origin: row.origin, step });
     }
-    return [...this.#log, ...others].sort((a, b) => a.atMs - b.atMs || a.seq - b.seq).slice(-limit);
+    return out;
   }
 
   state(): EvolveState {
@@ -225,9 +230,10 @@ export class Evolver {
     this.#log.push(entry);
     const topics = this.#ctx.services.topics;
     if (topics !== undefined) {
-      const key = (seq: number): string => `${this.#ctx.id}/${this.#ctx.epoch}.${seq}`;
-      topics.publish(EVOLVE_LOG_TOPIC, key(entry.seq), utf8.encode(JSON.stringify(entry)));
-      if (entry.seq > EVOLVE.rowsPerNodeMax) topics.publish(EVOLVE_LOG_TOPIC, key(entry.seq - EVOLVE.rowsPerNodeMax), undefined);
+      topics.publish(EVOLVE_LOG_TOPIC, `${this.#ctx.id}/${this.#ctx.epoch}.${entry.seq}`, utf8.encode(JSON.stringify(entry)));
+      // This node keeps its newest rowsPerNodeMax rows, across its boots: the oldest go.
+      const own = this.#rows(topics).filter((r) => r.origin === this.#ctx.id).sort((a, b) => a.step.atMs - b.step.atMs || a.step.seq - b.step.seq);
+      for (const r of own.slice(0, Math.max(0, own.length - EVOLVE.rowsPerNodeMax))) topics.publish(EVOLVE_LOG_TOPIC, r.key, undefined);
     }
     if (this.#log.length > EVOLVE.rowsPerNodeMax) this.#log.splice(0, this.#log.length - EVOLVE.rowsPerNodeMax);
   }
