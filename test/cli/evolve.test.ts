@@ -106,8 +106,18 @@ test("evolve on 3 real processes: the transcript, the prefilter in dtr stat, bad
   const ps = (await sh(n1.api, "ps")).output;
   assert.match(ps, /^outliers +1\.0\.0 +sensor\.prefilter +\d+ +0 +\d+\/200/m, ps);
 
+  // evolve dry-run: verified and run dry, not deployed, its commands not run.
+  writeFileSync(join(replies, "dry.txt"), reply("A greeting command.", "// @pk-program {\"name\":\"greet\",\"version\":\"1.0.0\",\"hook\":\"command\"}\nexport function command(args: readonly string[]): string {\n  return `hi ${args.length}`;\n}", ["{\"cmd\":\"exec\",\"program\":\"greet\"}"]));
+  const dry = await sh(n1.api, "evolve dry-run dry");
+  assert.ok(dry.ok, dry.output);
+  assert.match(dry.output, /dry run: ok/);
+  assert.match(dry.output, /dry run only: greet 1\.0\.0 is not deployed/);
+  assert.match(dry.output, /\[CMD\] exec greet: not run \(dry run\)/);
+  assert.doesNotMatch((await sh(n1.api, "programs")).output, /greet/);
+
   // Every bad reply is refused with its reason, asked again once, and nothing is deployed.
   let before = asked().length;
+  assert.equal(before, 2, "FULL: one ask for good, one for dry");
   for (const bad of BAD) {
     writeFileSync(join(replies, `bad-${bad.name}.txt`), bad.text);
     const result = await sh(n1.api, `evolve bad-${bad.name}`);
