@@ -34,6 +34,8 @@ export const C_INSTALL_HINT = `C programs need the optional C toolchain: npm ins
 export const C_DEFAULTS = {
   /** The C stack, in the program's linear memory (wasm-ld's -z stack-size). */
   stackBytes: 64 * 1024,
+  /** The compiler's thread ends after this long without work: its toolchain holds about 350 MB. */
+  idleMs: 60_000,
 } as const;
 
 /** The compiler's command line: freestanding wasm32, MVP features (what wasm2js translates), no libc, explicit exports. */
@@ -690,11 +692,18 @@ export class CCompilerThread {
   #worker: Worker | undefined;
   readonly #pending = new Map<number, Pending>();
   #next = 0;
-  /** Threads started (1, plus one after each death or termination). */
+  #idle: NodeJS.Timeout | undefined;
+  readonly #idleMs: number;
+  /** Threads started (1, plus one after each death, termination or idle end). */
   starts = 0;
+
+  constructor(options: { readonly idleMs?: number } = {}) {
+    this.#idleMs = options.idleMs ?? C_DEFAULTS.idleMs;
+  }
 
   compile(source: string, beside?: unknown): Promise<CompileResult> {
     if (this.#pending.size >= C.queuedCompilesMax) return Promise.reject(new Error(`refused: ${C.queuedCompilesMax} C programs are being compiled already`));
+    clearTimeout(this.#idle);
     const worker = this.#ensure();
     const id = ++this.#next;
     return new Promise<CompileResult>((resolve, reject) => {
@@ -710,6 +719,7 @@ export class CCompilerThread {
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.#idle);
     const worker = this.#worker;
     this.#worker = undefined;
     this.#failAll(new Error("the C compiler was closed"));
@@ -729,9 +739,19 @@ export class CCompilerThread {
       clearTimeout(pending.timer);
       if (reply.result !== undefined) pending.resolve(reply.result);
       else pending.reject(new Error(`the C compiler failed: ${reply.error ?? "no result"}`));
+      if (this.#pending.size === 0) {
+        clearTimeout(this.#idle);
+        this.#idle = setTimeout(() => {
+          if (this.#pending.size > 0 || this.#worker !== worker) return;
+          this.#worker = undefined;
+          void worker.terminate();
+        }, this.#idleMs);
+        this.#idle.unref();
+      }
     });
     const gone = (why: string): void => {
-      if (this.#worker === worker) this.#worker = undefined;
+      if (this.#worker !== worker) return; // retired by us (timed out, idle, closed): nothing of it is pending
+      this.#worker = undefined;
       this.#failAll(new Error(`the C compiler's thread ${why}`));
     };
     worker.on("error", (error) => gone(`failed: ${error.message}`));
