@@ -197,6 +197,12 @@ test("compile-c: C programs compile, are checked and run metered in the sandbox"
     const outcome = await sandbox.run(request(js, "command", { kind: "command", args: ["a", "bé", "c"] }, NONE));
     assert.equal(outcome.ok, true, JSON.stringify(outcome.error));
     assert.equal(outcome.result, "a+bé+c");
+    // memcpy and struct copies become memory.copy (bulk memory), which wasm2js translates; a negative return fails the run.
+    const copies = ok(await compiler.compile(`${header({ hook: "command" })}struct s { int x[40]; };\nstatic struct s a, b;\nint pk_command(int argc, const char *args, char *out, int cap) {\n  if (argc == 0) return -3;\n  a.x[3] = 2;\n  b = a;\n  __builtin_memcpy(out, "ok", 2);\n  out[2] = (char)('0' + b.x[3]);\n  return 3;\n}\n`));
+    assert.equal((await sandbox.run(request(copies, "command", { kind: "command", args: ["x"] }, NONE))).result, "ok2");
+    const refused = await sandbox.run(request(copies, "command", { kind: "command", args: [] }, NONE));
+    assert.equal(refused.error?.kind, "throw");
+    assert.match(refused.error?.message ?? "", /pk_command failed with code -3/);
   });
 
   await t.test("an idle compiler thread ends (its toolchain holds hundreds of MB) and the next compile starts another", async () => {
