@@ -1,7 +1,8 @@
 // `npm run bench -- evolve [--quick]`: the program sandbox and verifier (issue 15; ADR 017). Prints
 // one JSON object, each figure beside its goal:
 // - start: a new QuickJS runtime + context + prelude + a trivial run, in this thread (SandboxEngine),
-//   median and p99 over 1,000 runs (goal ≤ 1 ms);
+//   median and p99 over 1,000 runs (goal ≤ 1 ms), and its parts: a bare runtime and context, and
+//   the same with the capability prelude evaluated;
 // - worker round trip: the same trivial run through the worker Sandbox;
 // - gas overhead: one compute loop under the engine (interrupt handler as the gas meter, prelude,
 //   capabilities) against plain QuickJS (no handler, no prelude), as a ratio of times;
@@ -12,6 +13,7 @@ import { performance } from "node:perf_hooks";
 import { newQuickJSWASMModuleFromVariant } from "quickjs-emscripten-core";
 import { Sandbox, createInlineSandbox } from "../src/adapters/sandbox.ts";
 import { QUICKJS_VARIANT, SandboxEngine } from "../src/adapters/sandbox-engine.ts";
+import { preludeSource } from "../src/adapters/sandbox-prelude.ts";
 import { ProgramVerifier } from "../src/adapters/verify-ts.ts";
 import { LIMITS } from "../src/core/util/limits.ts";
 import type { Grants, RunLimits } from "../src/core/evolve/manifest.ts";
@@ -46,6 +48,29 @@ export async function run(args: string[]): Promise<unknown> {
     const o = engine.run(trivial());
     starts.push(performance.now() - t);
     if (!o.ok) throw new Error(`trivial run failed: ${JSON.stringify(o.error)}`);
+  }
+
+  // Where a start goes: a bare runtime and context (created and disposed), and the same with the
+  // capability prelude (no grants) evaluated in it — the rest is the program, the call and the report.
+  progress("start, in parts");
+  const bare = await newQuickJSWASMModuleFromVariant(QUICKJS_VARIANT);
+  const prelude = preludeSource(NONE);
+  const parts = { runtimeContext: [] as number[], withPrelude: [] as number[] };
+  for (let i = 0; i < n + 200; i++) {
+    let t = performance.now();
+    const rt = bare.newRuntime();
+    const c = rt.newContext();
+    c.dispose();
+    rt.dispose();
+    if (i >= 200) parts.runtimeContext.push(performance.now() - t);
+    t = performance.now();
+    const rt2 = bare.newRuntime();
+    const c2 = rt2.newContext();
+    const r = c2.evalCode(prelude, "prelude.js", { type: "global", strict: true });
+    (r.error ?? r.value).dispose();
+    c2.dispose();
+    rt2.dispose();
+    if (i >= 200) parts.withPrelude.push(performance.now() - t);
   }
 
   progress("worker round trip");
@@ -117,7 +142,10 @@ export async function run(args: string[]): Promise<unknown> {
     bench: "evolve",
     node: process.version,
     engine: "quickjs-emscripten 0.32 (release-sync WebAssembly)",
-    start: { runs: n, medianMs: start.median, p99Ms: start.p99, goalMs: 1, meetsGoal: start.median <= 1 },
+    start: {
+      runs: n, medianMs: start.median, p99Ms: start.p99, goalMs: 1, meetsGoal: start.median <= 1,
+      parts: { runtimeAndContextMs: quantiles(parts.runtimeContext).median, withPreludeMs: quantiles(parts.withPrelude).median, preludeChars: prelude.length },
+    },
     workerRoundTrip: { runs: n, ...Object.fromEntries(Object.entries(quantiles(trips)).map(([k, v]) => [`${k}Ms`, v])) },
     gasOverhead: { loop: "3e6 iterations", meteredMs, plainMs, ratio: Number((meteredMs / plainMs).toFixed(3)), gasUnits: gas },
     prefilter: { readingsPerCall: readings.length, workerCallsPerSecond: Math.round(workerPerSecond), inlineCallsPerSecond: Math.round(inlinePerSecond), gasPerCall: prefilterRun.gas, memoryBytes: prefilterRun.memoryBytes, log: prefilterRun.logs[0]?.message },
