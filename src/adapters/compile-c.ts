@@ -13,7 +13,7 @@
 // arrives, so the type checker never needs them and a node without them refuses a C program with a
 // message naming the install command. Compiling takes hundreds of milliseconds (seconds the first
 // time), so it runs in a worker thread (compile-c-worker.ts) like the TypeScript verifier.
-import { Worker } from "node:worker_threads";
+import { WorkerCalls, workerScript } from "./worker-calls.ts";
 import { performance } from "node:perf_hooks";
 import { HOOK_EXPORTS, utf8Length, type HookKind } from "../core/evolve/capabilities.ts";
 import { hookName, readProgram, type Manifest } from "../core/evolve/manifest.ts";
@@ -681,92 +681,28 @@ function hookWrapper(kind: HookKind, exportName: string, symbol: string): string
 // ---------------------------------------------------------------------------------------------
 // The compiler off the event loop.
 
-interface Pending {
-  resolve: (result: CompileResult) => void;
-  reject: (error: Error) => void;
-  timer: NodeJS.Timeout;
-}
-
-/** A worker thread holding one CCompiler (compile-c-worker.ts), started on first use; a compile over compileMsMax terminates it. */
+/** A worker thread holding one CCompiler (compile-c-worker.ts), started on first use; a compile over compileMsMax terminates it, and it ends after idleMs without work (worker-calls.ts). */
 export class CCompilerThread {
-  #worker: Worker | undefined;
-  readonly #pending = new Map<number, Pending>();
-  #next = 0;
-  #idle: NodeJS.Timeout | undefined;
-  readonly #idleMs: number;
-  /** Threads started (1, plus one after each death, termination or idle end). */
-  starts = 0;
+  readonly #calls: WorkerCalls<CompileResult>;
 
   constructor(options: { readonly idleMs?: number } = {}) {
-    this.#idleMs = options.idleMs ?? C_DEFAULTS.idleMs;
+    this.#calls = new WorkerCalls<CompileResult>({
+      script: workerScript(import.meta.url, "compile-c-worker"), name: "the C compiler",
+      timeoutMs: C.compileMsMax, idleMs: options.idleMs ?? C_DEFAULTS.idleMs, inFlightMax: C.queuedCompilesMax,
+    });
+  }
+
+  /** Threads started (1, plus one after each death, termination or idle end). */
+  get starts(): number {
+    return this.#calls.starts;
   }
 
   compile(source: string, beside?: unknown): Promise<CompileResult> {
-    if (this.#pending.size >= C.queuedCompilesMax) return Promise.reject(new Error(`refused: ${C.queuedCompilesMax} C programs are being compiled already`));
-    clearTimeout(this.#idle);
-    const worker = this.#ensure();
-    const id = ++this.#next;
-    return new Promise<CompileResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (this.#worker === worker) this.#worker = undefined;
-        void worker.terminate();
-        this.#failAll(new Error(`the C compiler did not finish within ${C.compileMsMax} ms; its thread was terminated`));
-      }, C.compileMsMax);
-      timer.unref();
-      this.#pending.set(id, { resolve, reject, timer });
-      worker.postMessage(beside === undefined ? { id, source } : { id, source, beside });
-    });
+    return this.#calls.call(beside === undefined ? { source } : { source, beside });
   }
 
-  async close(): Promise<void> {
-    clearTimeout(this.#idle);
-    const worker = this.#worker;
-    this.#worker = undefined;
-    this.#failAll(new Error("the C compiler was closed"));
-    if (worker !== undefined) await worker.terminate();
-  }
-
-  #ensure(): Worker {
-    if (this.#worker !== undefined) return this.#worker;
-    const script = new URL(import.meta.url.endsWith(".ts") ? "./compile-c-worker.ts" : "./compile-c-worker.js", import.meta.url);
-    const worker = new Worker(script);
-    this.starts++;
-    worker.unref();
-    worker.on("message", (reply: { id: number; result?: CompileResult; error?: string }) => {
-      const pending = this.#pending.get(reply.id);
-      if (pending === undefined) return;
-      this.#pending.delete(reply.id);
-      clearTimeout(pending.timer);
-      if (reply.result !== undefined) pending.resolve(reply.result);
-      else pending.reject(new Error(`the C compiler failed: ${reply.error ?? "no result"}`));
-      if (this.#pending.size === 0) {
-        clearTimeout(this.#idle);
-        this.#idle = setTimeout(() => {
-          if (this.#pending.size > 0 || this.#worker !== worker) return;
-          this.#worker = undefined;
-          void worker.terminate();
-        }, this.#idleMs);
-        this.#idle.unref();
-      }
-    });
-    const gone = (why: string): void => {
-      if (this.#worker !== worker) return; // retired by us (timed out, idle, closed): nothing of it is pending
-      this.#worker = undefined;
-      this.#failAll(new Error(`the C compiler's thread ${why}`));
-    };
-    worker.on("error", (error) => gone(`failed: ${error.message}`));
-    worker.on("exit", (code) => gone(`exited with code ${code}`));
-    this.#worker = worker;
-    return worker;
-  }
-
-  #failAll(error: Error): void {
-    const pending = [...this.#pending.values()];
-    this.#pending.clear();
-    for (const p of pending) {
-      clearTimeout(p.timer);
-      p.reject(error);
-    }
+  close(): Promise<void> {
+    return this.#calls.close();
   }
 }
 
