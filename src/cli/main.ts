@@ -29,6 +29,7 @@ import { LIMITS } from "../core/util/limits.ts";
 import { CONSENSUS_DEFAULTS } from "../node/collective/consensus.ts";
 import { VERSION } from "../node/kernel.ts";
 import { NodeStartError, parseHostPort, runNode } from "../node/run.ts";
+import { BUNDLE_USAGE, bundleCommand } from "./bundle.ts";
 
 /** Nodes `pk up` starts at most: a local cluster, not a load test. */
 export const UP_NODES_MAX = LIMITS.cli.upNodesMax;
@@ -92,6 +93,7 @@ commands:
   dashboard [--api URL] [--token-file FILE] [--dir D]
                                             print the dashboard's URL with a one-time login
   sim    ...                                run the deterministic simulator
+${BUNDLE_USAGE}
   help                                      show this text
 
 options: --help, --version`;
@@ -131,6 +133,8 @@ export async function main(argv: string[]): Promise<number> {
         return await dashboardCommand(rest);
       case "sim":
         return await simCommand(rest);
+      case "bundle":
+        return await bundleCommand(rest, { usage: (m) => new UsageFailure(m), failure: (m) => new CliFailure(m) });
       default:
         throw new UsageFailure(`unknown command ${JSON.stringify(command.slice(0, 40))}`);
     }

@@ -4,6 +4,7 @@
 // it is synchronous: every port call returns at once, and inbound packets arrive by callback.
 import type { VerifyReport } from "../core/evolve/verdict.ts";
 import type { RunOutcome, RunRequest } from "../core/evolve/run.ts";
+import type { Release } from "../core/evolve/bundle.ts";
 import type { Rng } from "../core/util/rng.ts";
 import type { VitalSigns } from "../core/body/vital.ts";
 import type { Channel, Header } from "../core/wire/envelope.ts";
@@ -162,6 +163,20 @@ export interface KernelPorts {
   readonly self?: SelfPorts;
   /** The Evolution layer's outer parts: the verifier and the sandbox; without them a node runs no programs. */
   readonly evolve?: EvolvePorts;
+  /** The code bundles this node holds (DATA/bundles/, src/adapters/bundle-files.ts); without it a node neither serves nor fetches bundles. */
+  readonly bundles?: BundlePort;
+}
+
+/** DATA/bundles/ (src/adapters/bundle-files.ts, docs/protocols/bundle.md): metadata is unverified until the caller verifies it. */
+export interface BundlePort {
+  readonly dir: string;
+  list(): Promise<Array<{ readonly id: string; readonly release: Release }>>;
+  readStream(id: string): Promise<Uint8Array | undefined>;
+  /** The address in DATA/bundles/current: the bundle this node runs, if it runs one. */
+  running(): Promise<string | undefined>;
+  /** Installs a verified bundle as DATA/bundles/<id>/ atomically; its path. */
+  install(id: string, release: Release, stream: Uint8Array): Promise<string>;
+  remove(id: string): Promise<void>;
 }
 
 /** The verifier and the sandbox (src/adapters/verifier.ts, src/adapters/sandbox.ts), both off the event loop. */

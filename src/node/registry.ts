@@ -8,6 +8,7 @@ import { CONSENSUS, MESH, SHARED_FOLDER, TOPICS } from "./collective/subsystems.
 import { SPAWN } from "./collective/spawn.ts";
 import { CHAT, DMN, MEMORY, MINDS } from "./self/subsystems.ts";
 import { PROGRAMS } from "./evolve/subsystems.ts";
+import { BUNDLE } from "./evolve/bundle.ts";
 
 export const SUBSYSTEMS = [
   MEMBERSHIP,
@@ -26,6 +27,7 @@ export const SUBSYSTEMS = [
   CHAT,
   DMN,
   PROGRAMS,
+  BUNDLE,
   INVITES,
 ] as const;
 

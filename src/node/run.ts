@@ -17,6 +17,7 @@ import { createSeal, makeToken, tokenFingerprint } from "../adapters/seal.ts";
 import { BEACON_PORT, startBeacon, type Beacon } from "../adapters/beacon.ts";
 import { openStore } from "../adapters/store.ts";
 import { SharedFiles } from "../adapters/sfs-files.ts";
+import { BundleFiles } from "../adapters/bundle-files.ts";
 import { openVectorIndex, type VectorIndex } from "../adapters/vector-index.ts";
 import { EMBED_DIMS } from "../core/self/embed.ts";
 import { MindConfigError, MindCounters, mindConfigs, mindMetrics, openMind, type MindFlags } from "../adapters/minds.ts";
@@ -353,7 +354,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     kernel = new Kernel(
       // Raft's ready is deferred to setImmediate: every packet and request handled in one turn of
       // the event loop shares one fsync (group commit).
-      { transport, store, clock: wallClock, seal, identity, trust, rng, host, defer: (fn) => setImmediate(fn), files, self, evolve },
+      { transport, store, clock: wallClock, seal, identity, trust, rng, host, defer: (fn) => setImmediate(fn), files, self, evolve, bundles: new BundleFiles(dataDir) },
       {
         ...KERNEL_DEFAULTS, tickMs, name, role: options.role ?? "core", join: joinAddrs,
         dmn: dmnConfig(options.env ?? process.env, tickMs),

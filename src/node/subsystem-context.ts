@@ -9,7 +9,7 @@ import type { Rng } from "../core/util/rng.ts";
 import type { Channel } from "../core/wire/envelope.ts";
 import type { MemberEntry, Message, MessageType, Role } from "../core/wire/messages.ts";
 import type { SharedFolder } from "./collective/shared-folder.ts";
-import type { Clock, EvolvePorts, HostVitals, Identity, NodeTrust, Seal, SelfPorts, SharedFolderPort, Store, StoreWrite } from "./ports.ts";
+import type { BundlePort, Clock, EvolvePorts, HostVitals, Identity, NodeTrust, Seal, SelfPorts, SharedFolderPort, Store, StoreWrite } from "./ports.ts";
 import type { TaskTable } from "./tasks.ts";
 import type { BrainService } from "./brain/service.ts";
 import type { Memory, MemoryHit, MemoryKind, RememberInput } from "../core/self/memory-record.ts";
@@ -108,6 +108,8 @@ export interface SubsystemContext {
   readonly self: SelfPorts | undefined;
   /** The verifier and the sandbox, when the process gives them. */
   readonly evolve: EvolvePorts | undefined;
+  /** The code bundles on disk (DATA/bundles/), when the process gives them. */
+  readonly bundles: BundlePort | undefined;
   /** Foreground requests handled so far (the API's; monitoring aside): the DMN's measure of load. */
   activity(): number;
   /** Sends one message to a member (counted as a send failure when it has no address). */

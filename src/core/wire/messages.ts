@@ -14,6 +14,7 @@ import { GossipWireSchema } from "../collective/gossip-wire.ts";
 import { SFS_MESSAGE_SCHEMAS } from "../collective/sfs-wire.ts";
 import { MESH_SCHEMAS } from "../collective/mesh-wire.ts";
 import { MIND_MESSAGE_SCHEMAS } from "../self/mind-wire.ts";
+import { BUNDLE_MESSAGE_SCHEMAS } from "../evolve/bundle-wire.ts";
 
 const bytes = (length: number) => Type.Uint8Array({ minByteLength: length, maxByteLength: length });
 const u32 = Type.Integer({ minimum: 0, maximum: 0xffff_ffff });
@@ -171,6 +172,8 @@ export const MESSAGE_SCHEMAS = {
   ...MESH_SCHEMAS,
   /** Asking a member's mind (src/core/self/mind-wire.ts, docs/protocols/minds.md), on the stream channel. */
   ...MIND_MESSAGE_SCHEMAS,
+  /** The code bundle (src/core/evolve/bundle-wire.ts, docs/protocols/bundle.md), on the stream channel. */
+  ...BUNDLE_MESSAGE_SCHEMAS,
 } as const;
 
 type WireSchemas = typeof MESSAGE_SCHEMAS;
