@@ -6,10 +6,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createPrivateKey, hash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { BundleFiles } from "../../src/adapters/bundle-files.ts";
 import { identityFromPrivateKey, createIdentityFromSeed } from "../../src/adapters/identity.ts";
 import { HASH_LIST_INDEX } from "../../src/core/evolve/bundle-fetch.ts";
 import {
@@ -175,4 +176,40 @@ test("bundle: a rogue contributor's modified chunks and forged, unsigned, older 
   if (process.env["PK_SHOW"] !== undefined) process.stdout.write(`${status}\n`);
   assert.match(status, /ready\s+v2 at /);
   assert.ok(rogue.served >= 3);
+});
+
+test("bundle: a node started from a bundle (DATA/bundles/current) runs its version; an older bundle is refused, a newer one is ready", { timeout: 60_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "pk-bundle-run-"));
+  const running: RunningNode[] = [];
+  t.after(async () => {
+    for (const n of running) await n.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  // First boot makes the owner key; the bundles are then put in place as the rollout would.
+  const first = await runNode({ data: join(dir, "a"), name: "a", env: {}, discover: false });
+  await first.stop();
+  const owner = identityFromPrivateKey(createPrivateKey({ key: readFileSync(join(dir, "a", "owner.key")), format: "pem" }));
+  const nowMs = Date.now();
+  const make = (v: number) => {
+    const p = packBundle(files(v));
+    assert.ok(p.ok);
+    return { made: makeRelease({ stream: p.value, version: v, nowMs, targetsTtlMs: DAY, rootTtlMs: DAY, rootVersion: 1, node: ">=22.18", name: `v${v}`, owner }, { sha256 }), stream: p.value };
+  };
+  const [v1, v2, v3] = [make(1), make(2), make(3)];
+  const store = new BundleFiles(join(dir, "a"));
+  const id2 = toHex(v2.made.targets.address);
+  await store.install(id2, v2.made.release, v2.stream);
+  writeFileSync(join(dir, "a", "bundles", "current"), `${id2}\n`);
+  const a = await runNode({ data: join(dir, "a"), name: "a", env: {}, discover: false });
+  running.push(a);
+  const part = a.kernel.subsystem<BundlePart>("bundle");
+  await until("the bundles read", () => part.running.version === 2);
+  assert.equal(part.running.id, id2);
+  assert.equal(part.ready(), undefined, "nothing newer than what runs");
+  const older = await part.add(encodeBundleFile(v1.made.release, v1.stream));
+  assert.ok("error" in older && /^older: bundle v1 is older than the running v2/.test(older.error), JSON.stringify(older));
+  const newer = await part.add(encodeBundleFile(v3.made.release, v3.stream));
+  assert.ok(!("error" in newer));
+  assert.equal(part.ready()?.version, 3);
+  await until("bundle-ready announced", () => a.kernel.events.since(0).some((e) => e.type === "bundle-ready" && e.data["version"] === 3));
 });

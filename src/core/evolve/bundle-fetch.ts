@@ -17,7 +17,7 @@ export interface BundleFetchConfig {
   readonly peersMax: number;
 }
 
-export const BUNDLE_FETCH_DEFAULTS: BundleFetchConfig = { windowPerPeer: 8, requestTimeoutTicks: 300, peerStrikesMax: 3, peersMax: 16 };
+export const BUNDLE_FETCH_DEFAULTS: BundleFetchConfig = { windowPerPeer: 16, requestTimeoutTicks: 300, peerStrikesMax: 3, peersMax: 16 };
 
 /** The chunk-hash list's index in requests and answers. */
 export const HASH_LIST_INDEX = -1;

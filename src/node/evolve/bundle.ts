@@ -38,7 +38,7 @@ export interface BundlePartConfig {
 }
 
 export const BUNDLE_PART_DEFAULTS: BundlePartConfig = {
-  advertTicks: 200, advertPeersMax: 64, verifyEveryTicks: 50, servesPerPeerPerTick: 16, autoFetch: true, fetch: BUNDLE_FETCH_DEFAULTS,
+  advertTicks: 200, advertPeersMax: 64, verifyEveryTicks: 50, servesPerPeerPerTick: 32, autoFetch: true, fetch: BUNDLE_FETCH_DEFAULTS,
 };
 
 const CRYPTO_SHA = (data: Uint8Array): Uint8Array => new Uint8Array(hash("sha256", data, "buffer"));
@@ -78,6 +78,10 @@ export class BundlePart implements Subsystem<BundleKind> {
   #newest: VerifiedRelease | undefined;
   #fetch: BundleFetch | undefined;
   #installing = false;
+  /** The fetch whose stream was handed to the installer (once per fetch). */
+  #installed: BundleFetch | undefined;
+  /** The peers a fetch may ask (startFetch's `from`); undefined: every peer that holds it. */
+  #fetchFrom: ReadonlySet<string> | undefined;
   #loaded = false;
   #lastError: string | undefined;
   #lastFetch: { id: string; version: number; bytes: number; ms: number; peers: number } | undefined;
@@ -110,11 +114,14 @@ export class BundlePart implements Subsystem<BundleKind> {
       const [running, list] = await Promise.all([port.running(), port.list()]);
       for (const { id, release } of list) {
         if (this.#held.has(id)) continue;
-        const verdict = this.#verify(release, 0);
+        const verdict = this.#verify(release, 0, 0);
         if (verdict.ok && verdict.value.id === id) this.#held.set(id, { verified: verdict.value, path: `${port.dir}/${id}` });
       }
       this.#runningId = running;
-      this.#runningVersion = running === undefined ? 0 : (this.#held.get(running)?.verified.targets.version ?? 0);
+      // The running bundle's version counts even once its metadata expired (only the signatures are checked).
+      const mine = running === undefined ? undefined : list.find((b) => b.id === running);
+      const runningVerdict = mine === undefined ? undefined : verifyRelease(mine.release, { owner: this.#ctx.trust.owner, nowMs: 0, runningVersion: 0 }, this.#crypto);
+      this.#runningVersion = runningVerdict?.ok === true && runningVerdict.value.id === running ? runningVerdict.value.targets.version : 0;
       for (const h of this.#held.values()) this.#consider(h.verified);
     } catch (error) {
       this.#lastError = `reading ${port.dir}: ${(error as Error).message}`;
@@ -122,8 +129,9 @@ export class BundlePart implements Subsystem<BundleKind> {
     this.#loaded = true;
   }
 
-  #verify(release: Release, runningVersion: number): ReturnType<typeof verifyRelease> {
-    return verifyRelease(release, { owner: this.#ctx.trust.owner, nowMs: this.#ctx.clock.nowMs(), runningVersion }, this.#crypto);
+  /** Verifies against the owner key, the running version, and the highest root version accepted so far (rollback). */
+  #verify(release: Release, runningVersion: number, rootVersion = this.#newest?.root.version ?? 0): ReturnType<typeof verifyRelease> {
+    return verifyRelease(release, { owner: this.#ctx.trust.owner, nowMs: this.#ctx.clock.nowMs(), runningVersion, rootVersion }, this.#crypto);
   }
 
   #consider(v: VerifiedRelease): void {
@@ -181,7 +189,8 @@ export class BundlePart implements Subsystem<BundleKind> {
     if (!options.force && newest.targets.version <= this.#runningVersion) return `v${newest.targets.version} is not newer than the running v${this.#runningVersion}`;
     const fetch = new BundleFetch(newest, this.#ctx.tick(), { sha256: CRYPTO_SHA }, this.#config.fetch);
     const live = new Set(this.#ctx.members.liveIds());
-    for (const [id, peer] of this.#peers) if (peer.holds === newest.id && live.has(id) && (options.from === undefined || options.from.includes(id))) fetch.addPeer(id);
+    this.#fetchFrom = options.from === undefined ? undefined : new Set(options.from);
+    for (const [id, peer] of this.#peers) if (peer.holds === newest.id && live.has(id) && (this.#fetchFrom?.has(id) ?? true)) fetch.addPeer(id);
     this.#fetch = fetch;
     this.#events.push(["bundle-fetch-started", { id: newest.id, version: newest.targets.version, peers: fetch.progress(this.#ctx.tick()).peers.length }]);
     return undefined;
@@ -208,10 +217,10 @@ export class BundlePart implements Subsystem<BundleKind> {
     const fetch = this.#fetch;
     if (fetch !== undefined && !fetch.done) {
       // Peers that said they hold it since the fetch began join it.
-      for (const [id, peer] of this.#peers) if (peer.holds === fetch.release.id) fetch.addPeer(id);
-      for (const r of fetch.tick(tick)) this.#ctx.send(r.to, "stream", { t: "bundle-get", h: fetch.release.targets.address, i: r.index });
+      for (const [id, peer] of this.#peers) if (peer.holds === fetch.release.id && (this.#fetchFrom?.has(id) ?? true)) fetch.addPeer(id);
+      this.#pump(fetch, tick);
     }
-    if (fetch !== undefined && fetch.done && !this.#installing && !this.#held.has(fetch.release.id)) this.#install(fetch, tick);
+    if (fetch !== undefined && fetch.done && this.#installed !== fetch && !this.#held.has(fetch.release.id)) this.#install(fetch, tick);
     else if (this.#config.autoFetch && (fetch === undefined || fetch.done) && !this.#installing) {
       const newest = this.#newest;
       if (newest !== undefined && newest.targets.version > this.#runningVersion && !this.#held.has(newest.id) && [...this.#peers.values()].some((p) => p.holds === newest.id)) this.startFetch();
@@ -223,11 +232,17 @@ export class BundlePart implements Subsystem<BundleKind> {
     }
   }
 
+  /** Sends what the fetch asks for now: on every tick, and on every answer (a window refills at once). */
+  #pump(fetch: BundleFetch, tick: number): void {
+    for (const r of fetch.tick(tick)) this.#ctx.send(r.to, "stream", { t: "bundle-get", h: fetch.release.targets.address, i: r.index });
+  }
+
   #install(fetch: BundleFetch, tick: number): void {
     const port = this.#ctx.bundles;
     const stream = fetch.stream();
     if (port === undefined || stream === undefined) return;
     this.#installing = true;
+    this.#installed = fetch;
     const release = fetch.release;
     const progress = fetch.progress(tick);
     port.install(release.id, release.release, stream).then((path) => {
@@ -249,6 +264,7 @@ export class BundlePart implements Subsystem<BundleKind> {
   /** Forgets a held bundle (benchmarks fetch it again). */
   async forget(id: string): Promise<void> {
     this.#held.delete(id);
+    if (this.#fetch?.release.id === id) this.#fetch = undefined;
     await this.#ctx.bundles?.remove(id);
   }
 
@@ -358,8 +374,10 @@ export class BundlePart implements Subsystem<BundleKind> {
   #chunk(from: string, m: MessageOf<"bundle-chunk">): void {
     const fetch = this.#fetch;
     if (fetch === undefined || fetch.done || !bytesEqual(m.h, fetch.release.targets.address)) return;
-    const answer = fetch.step(from, m.i, m.s, m.d, this.#ctx.tick());
+    const tick = this.#ctx.tick();
+    const answer = fetch.step(from, m.i, m.s, m.d, tick);
     if (answer.kind === "refused") this.#count(answer.reason, from, answer.detail);
+    if (answer.kind === "kept" && !fetch.done) this.#pump(fetch, tick);
   }
 
   onEvent(event: KernelEvent): void {
