@@ -6,11 +6,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createPrivateKey, hash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BundleFiles } from "../../src/adapters/bundle-files.ts";
+import { provisionOwnerKey } from "../../src/adapters/trust-files.ts";
 import { identityFromPrivateKey, createIdentityFromSeed } from "../../src/adapters/identity.ts";
 import { HASH_LIST_INDEX } from "../../src/core/evolve/bundle-fetch.ts";
 import {
@@ -185,9 +186,9 @@ test("bundle: a node started from a bundle (DATA/bundles/current) runs its versi
     for (const n of running) await n.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  // First boot makes the owner key; the bundles are then put in place as the rollout would.
-  const first = await runNode({ data: join(dir, "a"), name: "a", env: {}, discover: false });
-  await first.stop();
+  // The owner key as `pk up` provides it; the bundles put in place as the rollout would, before the node starts.
+  mkdirSync(join(dir, "a"), { mode: 0o700 });
+  provisionOwnerKey(dir, join(dir, "a"));
   const owner = identityFromPrivateKey(createPrivateKey({ key: readFileSync(join(dir, "a", "owner.key")), format: "pem" }));
   const nowMs = Date.now();
   const make = (v: number) => {

@@ -134,6 +134,13 @@ export class BundlePart implements Subsystem<BundleKind> {
     return verifyRelease(release, { owner: this.#ctx.trust.owner, nowMs: this.#ctx.clock.nowMs(), runningVersion, rootVersion }, this.#crypto);
   }
 
+  /** A bundle now held; only the newest held keeps its stream in memory (the others are read again when asked for). */
+  #hold(held: Held): void {
+    this.#held.set(held.verified.id, held);
+    const newest = this.#newestHeld();
+    for (const h of this.#held.values()) if (h !== newest) delete h.stream;
+  }
+
   #consider(v: VerifiedRelease): void {
     if (this.#newest === undefined || v.targets.version > this.#newest.targets.version) this.#newest = v;
   }
@@ -171,7 +178,7 @@ export class BundlePart implements Subsystem<BundleKind> {
     const whole = checkStream(decoded.value.stream, verdict.value.targets, this.#crypto);
     if (!whole.ok) return { error: `${whole.reason}: ${whole.detail}` };
     const path = await port.install(verdict.value.id, verdict.value.release, decoded.value.stream);
-    this.#held.set(verdict.value.id, { verified: verdict.value, path, stream: decoded.value.stream.slice() });
+    this.#hold({ verified: verdict.value, path, stream: decoded.value.stream.slice() });
     this.#consider(verdict.value);
     return { id: verdict.value.id, version: verdict.value.targets.version, path, node: verdict.value.targets.node };
   }
@@ -246,7 +253,7 @@ export class BundlePart implements Subsystem<BundleKind> {
     const release = fetch.release;
     const progress = fetch.progress(tick);
     port.install(release.id, release.release, stream).then((path) => {
-      this.#held.set(release.id, { verified: release, path, stream });
+      this.#hold({ verified: release, path, stream });
       this.#lastFetch = { id: release.id, version: release.targets.version, bytes: progress.bytes, ms: progress.ticks * this.#tickMs(), peers: progress.peers.filter((p) => p.received > 0).length };
       this.#events.push(["bundle-fetched", { id: release.id, version: release.targets.version, bytes: progress.bytes, ticks: progress.ticks, peers: this.#lastFetch.peers }]);
     }, (error: unknown) => {
