@@ -14,6 +14,7 @@ import { Counter, Gauge } from "prom-client";
 import { bytesEqual, toHex } from "../../core/util/bytes.ts";
 import { BundleFetch, BUNDLE_FETCH_DEFAULTS, HASH_LIST_INDEX, type BundleFetchConfig } from "../../core/evolve/bundle-fetch.ts";
 import { chunkLength, checkStream, decodeBundleFile, verifyRelease, type BundleCrypto, type BundleRefusal, type Release, type VerifiedRelease } from "../../core/evolve/bundle.ts";
+import type { Rng } from "../../core/util/rng.ts";
 import type { MessageOf } from "../../core/wire/messages.ts";
 import type { NodeContext } from "../context.ts";
 import type { KernelEvent } from "../events.ts";
@@ -24,9 +25,11 @@ import { defineSubsystem, type Subsystem, type SubsystemContext } from "../subsy
 type BundleKind = "bundle-have" | "bundle-get" | "bundle-chunk";
 
 export interface BundlePartConfig {
-  /** Ticks between adverts to every live member. */
+  /** Ticks between advert rounds. */
   readonly advertTicks: number;
-  /** Members advertised to per round, at most. */
+  /** Random live members advertised to per round (a member that is behind is answered at once: push-pull). */
+  readonly advertFanout: number;
+  /** Members told at once when this node comes to hold a newer bundle, at most. */
   readonly advertPeersMax: number;
   /** Ticks between verifications of one peer's adverts (a peer cannot make us verify signatures in a loop). */
   readonly verifyEveryTicks: number;
@@ -38,7 +41,7 @@ export interface BundlePartConfig {
 }
 
 export const BUNDLE_PART_DEFAULTS: BundlePartConfig = {
-  advertTicks: 200, advertPeersMax: 64, verifyEveryTicks: 50, servesPerPeerPerTick: 32, autoFetch: true, fetch: BUNDLE_FETCH_DEFAULTS,
+  advertTicks: 200, advertFanout: 3, advertPeersMax: 64, verifyEveryTicks: 50, servesPerPeerPerTick: 32, autoFetch: true, fetch: BUNDLE_FETCH_DEFAULTS,
 };
 
 const CRYPTO_SHA = (data: Uint8Array): Uint8Array => new Uint8Array(hash("sha256", data, "buffer"));
@@ -54,6 +57,7 @@ interface PeerInfo {
   claimed: number;
   holds: string | undefined;
   lastVerifyTick: number;
+  lastReplyTick: number;
 }
 
 /** What the rollout reads: a verified bundle installed and newer than the running code. */
@@ -78,6 +82,9 @@ export class BundlePart implements Subsystem<BundleKind> {
   #newest: VerifiedRelease | undefined;
   #fetch: BundleFetch | undefined;
   #installing = false;
+  /** Tell every live member at the next tick (a newer bundle is held). */
+  #announce = false;
+  readonly #rng: Rng;
   /** The fetch whose stream was handed to the installer (once per fetch). */
   #installed: BundleFetch | undefined;
   /** The peers a fetch may ask (startFetch's `from`); undefined: every peer that holds it. */
@@ -95,6 +102,7 @@ export class BundlePart implements Subsystem<BundleKind> {
   constructor(ctx: SubsystemContext, tickMs: number, config: BundlePartConfig = BUNDLE_PART_DEFAULTS) {
     this.#ctx = ctx;
     this.#tickMsValue = tickMs;
+    this.#rng = ctx.fork();
     this.#config = config;
     this.#crypto = { sha256: CRYPTO_SHA, verify: (pub, data, sig) => ctx.identity.verify(pub, data, sig) };
   }
@@ -115,7 +123,10 @@ export class BundlePart implements Subsystem<BundleKind> {
       for (const { id, release } of list) {
         if (this.#held.has(id)) continue;
         const verdict = this.#verify(release, 0, 0);
-        if (verdict.ok && verdict.value.id === id) this.#held.set(id, { verified: verdict.value, path: `${port.dir}/${id}` });
+        if (verdict.ok && verdict.value.id === id) {
+          this.#held.set(id, { verified: verdict.value, path: `${port.dir}/${id}` });
+          this.#announce = true;
+        }
       }
       this.#runningId = running;
       // The running bundle's version counts even once its metadata expired (only the signatures are checked).
@@ -137,6 +148,7 @@ export class BundlePart implements Subsystem<BundleKind> {
   /** A bundle now held; only the newest held keeps its stream in memory (the others are read again when asked for). */
   #hold(held: Held): void {
     this.#held.set(held.verified.id, held);
+    this.#announce = true;
     const newest = this.#newestHeld();
     for (const h of this.#held.values()) if (h !== newest) delete h.stream;
   }
@@ -218,7 +230,13 @@ export class BundlePart implements Subsystem<BundleKind> {
   tick(tick: number): void {
     for (const [type, data] of this.#events.splice(0)) this.#ctx.emit(type, data);
     if (!this.#loaded) return;
-    if (tick % this.#config.advertTicks === 0) this.#advert(this.#ctx.members.liveIds());
+    // A node without DATA/bundles/ (the simulator) neither advertises nor fetches.
+    if (this.#ctx.bundles === undefined) return;
+    if (this.#announce) {
+      this.#announce = false;
+      this.#advert(this.#ctx.members.liveIds().slice(0, this.#config.advertPeersMax));
+    }
+    if (tick % this.#config.advertTicks === 0) this.#advert(this.#pick(this.#ctx.members.liveIds(), this.#config.advertFanout));
     // A fetch of a bundle that arrived by other means (`bundle scan`, add) is over.
     if (this.#fetch !== undefined && !this.#fetch.done && this.#held.has(this.#fetch.release.id)) this.#fetch = undefined;
     const fetch = this.#fetch;
@@ -275,12 +293,21 @@ export class BundlePart implements Subsystem<BundleKind> {
     await this.#ctx.bundles?.remove(id);
   }
 
+  /** `n` of `ids` at random. */
+  #pick(ids: string[], n: number): string[] {
+    for (let i = 0; i < Math.min(n, ids.length); i++) {
+      const j = i + this.#rng.int(ids.length - i);
+      [ids[i], ids[j]] = [ids[j] as string, ids[i] as string];
+    }
+    return ids.slice(0, n);
+  }
+
   #advert(to: readonly string[]): void {
     const newest = this.#newestHeld();
     const message: MessageOf<"bundle-have"> = newest === undefined
       ? { t: "bundle-have", v: this.#runningVersion, n: 0 }
       : { t: "bundle-have", v: this.#runningVersion, n: newest.verified.targets.version, r: newest.verified.release.root, g: newest.verified.release.targets };
-    for (const id of to.slice(0, this.#config.advertPeersMax)) this.#ctx.send(id, "stream", message);
+    for (const id of to) this.#ctx.send(id, "stream", message);
   }
 
   #newestHeld(): Held | undefined {
@@ -301,7 +328,14 @@ export class BundlePart implements Subsystem<BundleKind> {
     let peer = this.#peers.get(from);
     if (peer === undefined) {
       if (this.#peers.size >= this.#config.fetch.peersMax * 64) return;
-      this.#peers.set(from, (peer = { running: 0, claimed: 0, holds: undefined, lastVerifyTick: -Infinity }));
+      this.#peers.set(from, (peer = { running: 0, claimed: 0, holds: undefined, lastVerifyTick: -Infinity, lastReplyTick: -Infinity }));
+    }
+    // Push-pull: a member that says it holds less than this node does hears of it at once (once per round).
+    const mine = this.#newestHeld();
+    const tick = this.#ctx.tick();
+    if (mine !== undefined && m.n < mine.verified.targets.version && tick - peer.lastReplyTick >= this.#config.advertTicks) {
+      peer.lastReplyTick = tick;
+      this.#advert([from]);
     }
     peer.running = m.v;
     peer.claimed = m.n;
@@ -320,7 +354,6 @@ export class BundlePart implements Subsystem<BundleKind> {
     // Something else: worth verifying only when it claims to be newer than what we know.
     const known = Math.max(this.#runningVersion, this.#newest?.targets.version ?? 0);
     if (m.n <= known) return;
-    const tick = this.#ctx.tick();
     if (tick - peer.lastVerifyTick < this.#config.verifyEveryTicks) return;
     peer.lastVerifyTick = tick;
     const verdict = this.#verify({ root: m.r, targets: m.g }, this.#runningVersion);
