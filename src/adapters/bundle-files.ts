@@ -14,6 +14,7 @@ import { execFile } from "node:child_process";
 import { hash } from "node:crypto";
 import { constants } from "node:fs";
 import { lstat, mkdir, mkdtemp, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -89,7 +90,7 @@ export async function gatherOwnCode(root: string = packageRoot()): Promise<{ fil
   let dist = join(root, "dist");
   let cleanup: string | undefined;
   if (await exists(join(root, "src")) && await exists(join(root, "tsconfig.build.json"))) {
-    cleanup = await mkdtemp(join(root, ".bundle-build-"));
+    cleanup = await mkdtemp(join(tmpdir(), "pk-bundle-build-"));
     const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
     try {
       await run(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json"), "--outDir", cleanup], { cwd: root, maxBuffer: BUNDLE_BUILD_DEFAULTS.outputBytesMax });
