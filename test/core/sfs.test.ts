@@ -546,6 +546,37 @@ test("attack: a peer announcing thousands of 4 GiB files gets only its quota int
   assert.ok(core.stat("theirs") !== undefined);
 });
 
+test("attack: files nobody can serve do not keep the fetch places — a file written after them still reaches every node, and they still wait", () => {
+  const cluster = new SfsCluster({ n: 3, seed: 33 });
+  cluster.run(2);
+  const { transfersMax, chunkBytes, retryTicks } = cluster.config;
+  // Within its quota, signed by its origin, "held" by it — but no node holds their content: before,
+  // each took one of the transfersMax places for good (a stall kept its place), and no file written
+  // after them was ever fetched.
+  const chunks = Array.from({ length: 4 }, () => "ab".repeat(32));
+  const junk = Array.from({ length: 4 * transfersMax }, (_, k) => entryToWire(signedEntry(MALLORY_ID, {
+    path: `junk/${k}.bin`, counter: k + 1, origin: MALLORY, deleted: false, dir: false, size: chunks.length * chunkBytes, mtimeMs: 1, sha256: "cd".repeat(32),
+    chunkBytes, chunks, vv: [[MALLORY, k + 1]],
+  }), true));
+  for (const n of cluster.nodes) cluster.inject(MALLORY, n.index, { t: "sfs-entries", e: junk, w: [] });
+  cluster.runUntil(() => cluster.nodes.every((n) => n.core.stats.stalls >= junk.length), 10 * retryTicks, "every node tried each of them and found no holder");
+  const content = randomBytes(rng, 3 * chunkBytes);
+  cluster.write(0, "after.bin", content);
+  cluster.runUntil(() => cluster.nodes.every((n) => sameBytes(n.disk.files.get("after.bin"), content)), 2 * retryTicks, "the file written after them on every node");
+  for (const n of cluster.nodes) {
+    const views = n.core.list("junk/", 1000);
+    assert.equal(views.length, junk.length, "they stay in the manifest");
+    assert.ok(views.every((v) => v.local === "waiting" || v.local === "fetching"), "and wait for a holder");
+  }
+  // They are tried again, less and less often (the wait doubles per failure up to 64 retryTicks), never dropped.
+  const receiver = node(cluster, 1);
+  const stalls = receiver.core.stats.stalls;
+  cluster.run(128 * retryTicks);
+  const more = receiver.core.stats.stalls - stalls;
+  // Waits of 1, 2, 4, … 64 retry periods: at most 8 tries each in 128 periods (a fixed wait would make over 60).
+  assert.ok(more >= junk.length && more <= 8 * junk.length, `each tried again, at most 8 times in 128 retry periods (${more} stalls for ${junk.length} files)`);
+});
+
 test("sfs: this node's own quota refuses a local write before it touches the disk", () => {
   const cluster = new SfsCluster({ n: 2, seed: 31, config: { originBytesMax: 3000 } });
   cluster.run(2);

@@ -76,3 +76,27 @@ test("attack (sim): versions in another node's name (forged content hash, forged
   await write(c, victim, "report.txt", next);
   assert.ok(await until(c, () => c.nodes.every((n) => synced(n.kernel, sha256Hex(next)))), "the victim's new version reached every node");
 });
+
+test("attack (sim): files a member announces and nobody can serve keep no node's fetch places; a file written after them reaches every node", async () => {
+  const c = new SimCluster({ nodes: 3, seed: 92, faults: "none", sharedFolder: true });
+  assert.ok(await until(c, () => c.nodes.every((n) => n.kernel.sharedFolder?.booted === true && n.kernel.swim.liveIds().length === 2)), "the cluster formed");
+  const [attacker, writer, bystander] = c.nodes.map((n) => n.kernel) as [Kernel, Kernel, Kernel];
+  const { transfersMax, chunkBytes } = writer.sharedFolder!.core.config;
+  // Its own versions, signed and within its quota, announced as held: it answers every request
+  // for their chunks with a miss. Before, each took one of a node's transfersMax places for good.
+  const chunks = Array.from({ length: 4 }, (_, i) => sha256Hex(new Uint8Array([i])));
+  const junk = Array.from({ length: 4 * transfersMax }, (_, k): SfsEntryWire => {
+    const fields: SfsVersionFields = {
+      path: `junk/${k}.bin`, counter: k + 1, origin: attacker.id, deleted: false, dir: false, size: chunks.length * chunkBytes, mtimeMs: 1,
+      sha256: sha256Hex(new Uint8Array([k])), chunkBytes, chunks, vv: [[attacker.id, k + 1]],
+    };
+    return entryToWire({ ...fields, pub: attacker.records.publicKey, sig: attacker.records.sign("sfs", sfsVersionBody(fields)), signedAs: undefined }, true);
+  });
+  for (const k of [writer, bystander]) k.subsystem<SharedFolderPart>("shared-folder").step(attacker.id, { t: "sfs-entries", e: junk, w: [] });
+  assert.ok(await until(c, () => [writer, bystander].every((k) => k.sharedFolder!.core.stats.stalls >= transfersMax)), "the victims tried them and found no holder");
+  const content = new TextEncoder().encode("written after the junk\n");
+  await write(c, writer, "after.txt", content);
+  const synced = (k: Kernel): boolean => k.sharedFolder!.core.stat("after.txt")?.local === "synced";
+  assert.ok(await until(c, () => c.nodes.every((n) => synced(n.kernel))), "the file written after them reached every node");
+  for (const k of [writer, bystander]) assert.equal(k.sharedFolder!.core.list("junk/", 1000).length, junk.length, "the junk is still in the manifest, waiting");
+});

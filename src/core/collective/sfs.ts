@@ -266,7 +266,7 @@ export interface SfsStats {
   busies: number;
   /** Chunk replies for no request in flight (late, duplicate or unsolicited). */
   unsolicited: number;
-  /** Files whose every candidate failed: waited retryTicks. */
+  /** Transfers whose every candidate failed: they waited retryTicks, or (no chunk came) gave their place up and the file backed off. */
   stalls: number;
   commits: number;
   commitFailures: number;
@@ -388,6 +388,8 @@ interface Transfer {
   /** The first `likely` of `order` are peers that should hold the version (holders, the origin). */
   likely: number;
   waitUntil: number;
+  /** A chunk arrived since the transfer started or last stalled: only then does a stall keep its place. */
+  progressed: boolean;
   readonly startedTick: number;
 }
 
@@ -1648,7 +1650,7 @@ export class Sfs {
     const transfer: Transfer = {
       path, entry, temp: `t${this.#nextId++}`, phase: mode, cancelled: false, chunkState: new Uint8Array(n), written: 0, bytes: 0,
       inflight: new Map(), pendingOps: 0, tried: new Set(), queue: Array.from({ length: n }, (_, i) => i), order: undefined, likely: 0, waitUntil: 0,
-      startedTick: this.#now,
+      progressed: false, startedTick: this.#now,
     };
     this.#transfers.set(path, transfer);
     if (mode === "copy") {
@@ -1717,8 +1719,20 @@ export class Sfs {
       }
       if (peer === undefined) {
         if (transfer.inflight.size === 0 && order.every((c) => transfer.tried.has(c))) {
-          // Every candidate failed: wait, then try them all again.
           this.stats.stalls++;
+          if (!transfer.progressed) {
+            // Nobody served a chunk of it since it started or last stalled (the content is nowhere,
+            // or no holder answers): it gives up its place among the transfersMax, or files nobody
+            // holds would keep every place and nothing else would ever be fetched. The file waits,
+            // doubling per failure, and starts over.
+            const state = this.#files.get(transfer.path);
+            if (state !== undefined) this.#backoff(state);
+            transfer.cancelled = true;
+            this.#drain(transfer);
+            return;
+          }
+          // Every candidate failed, but chunks came: it keeps its place, waits, then tries them all again.
+          transfer.progressed = false;
           transfer.tried.clear();
           transfer.order = undefined;
           transfer.waitUntil = this.#now + this.#config.retryTicks;
@@ -1790,6 +1804,7 @@ export class Sfs {
     }
     this.stats.chunksIn++;
     this.stats.bytesIn += length;
+    transfer.progressed = true;
     this.#releaseRequest(transfer, chunk.i, from, true);
     transfer.chunkState[chunk.i] = WRITING;
     transfer.pendingOps++;
