@@ -164,10 +164,16 @@ export class BundlePart implements Subsystem<BundleKind> {
     this.#lastError = `${peer}: ${reason}: ${detail}`;
   }
 
-  /** The newest held bundle newer than the running code, installed and verified: what the rollout restarts into. */
-  ready(): BundleReady | undefined {
+  /**
+   * The newest held bundle newer than the running code, installed and verified: what the rollout
+   * restarts into. `skip`: addresses it will not run again (bundles it rolled back).
+   */
+  ready(skip: ReadonlySet<string> = new Set()): BundleReady | undefined {
     let best: Held | undefined;
-    for (const h of this.#held.values()) if (h.verified.targets.version > this.#runningVersion && (best === undefined || h.verified.targets.version > best.verified.targets.version)) best = h;
+    for (const h of this.#held.values()) {
+      if (skip.has(h.verified.id) || h.verified.targets.version <= this.#runningVersion) continue;
+      if (best === undefined || h.verified.targets.version > best.verified.targets.version) best = h;
+    }
     return best === undefined ? undefined : { id: best.verified.id, version: best.verified.targets.version, path: best.path, node: best.verified.targets.node };
   }
 
