@@ -39,6 +39,14 @@ export const SANDBOX_ENGINE_DEFAULTS = {
   stackBytesCap: PROGRAM.stackBytesMax,
   /** Gas granted to read the logs back after the meter stopped a run. */
   reportGas: 50,
+  /**
+   * Wall-clock the sandbox's own start (runtime, prelude, the snapshot's JSON) may take before the
+   * program's code runs: the run's wallMs counts from there, so a loaded machine's slow start is
+   * not charged to the program.
+   */
+  startWallMs: 2_000,
+  /** Interrupt polls between two samples of the heap (its peak is what a run reports). */
+  memorySampleEvery: 1,
   /** WebAssembly pages (64 KiB) the module's memory starts with: 16 MiB. */
   wasmInitialPages: 256,
 } as const;
@@ -212,7 +220,8 @@ export class SandboxEngine {
     let gas = 0;
     let gasMax = req.limits.gas;
     let stopped: "gas" | "wall" | undefined;
-    const deadline = started + req.limits.wallMs;
+    let peak = 0;
+    let deadline = started + Math.max(req.limits.wallMs, SANDBOX_ENGINE_DEFAULTS.startWallMs);
     try {
       rt = module.newRuntime();
       rt.setMemoryLimit(req.limits.memoryBytes);
@@ -220,6 +229,14 @@ export class SandboxEngine {
       rt.setInterruptHandler(() => {
         gas++;
         if (stopped !== undefined) return true;
+        // The heap's peak: sampled every few polls (the run's end sees only what it kept).
+        if (gas % SANDBOX_ENGINE_DEFAULTS.memorySampleEvery === 0 && ctx !== undefined) {
+          try {
+            peak = Math.max(peak, this.#memory(rt, ctx));
+          } catch {
+            // Out of memory while measuring: the run's own allocation will fail and say so.
+          }
+        }
         if (gas > gasMax) stopped = "gas";
         else if (performance.now() > deadline) stopped = "wall";
         return stopped !== undefined;
@@ -231,7 +248,7 @@ export class SandboxEngine {
         handles.push(h);
         return h;
       };
-      const guestFailure = (kind: RunFailure, message: string): RunOutcome => failed(kind, message, { gas, ms: performance.now() - started, memoryBytes: this.#memory(rt, c) });
+      const guestFailure = (kind: RunFailure, message: string): RunOutcome => failed(kind, message, { gas, ms: performance.now() - started, memoryBytes: Math.max(peak, this.#memory(rt, c)) });
 
       // Before the program is evaluated no guest code exists: an error here is the engine's own and
       // safe to read. Out of memory or stack with the run's limits is the run's failure; anything
@@ -258,6 +275,8 @@ export class SandboxEngine {
       track(init.value);
       const call = (op: number, value?: QuickJSHandle) => c.callFunction(controlFn, c.undefined, track(c.newNumber(op)), value ?? c.undefined);
 
+      // From here the program's own code runs: its wall-clock bound starts now.
+      deadline = performance.now() + req.limits.wallMs;
       const evaluated = c.evalCode(req.js, "program.js", { type: "module", strict: true });
       let reported;
       if (evaluated.error !== undefined) reported = call(1, track(evaluated.error));
@@ -274,14 +293,14 @@ export class SandboxEngine {
         gasMax = base + SANDBOX_ENGINE_DEFAULTS.reportGas;
         const logs = this.#readReport(c, call(2), track);
         // Output over its bound came first (the program went on until the meter stopped it): that is the verdict.
-        if (logs?.error?.kind === "output") return failed("output", logs.error.message, { gas: base, ms: performance.now() - started, memoryBytes: this.#memory(rt, c), logs: keptLogs(logs), outputBytes: logs.out });
-        return failed(kind, message, { gas: base, ms: performance.now() - started, memoryBytes: this.#memory(rt, c), ...(logs === undefined ? {} : { logs: keptLogs(logs), outputBytes: logs.out }) });
+        if (logs?.error?.kind === "output") return failed("output", logs.error.message, { gas: base, ms: performance.now() - started, memoryBytes: Math.max(peak, this.#memory(rt, c)), logs: keptLogs(logs), outputBytes: logs.out });
+        return failed(kind, message, { gas: base, ms: performance.now() - started, memoryBytes: Math.max(peak, this.#memory(rt, c)), ...(logs === undefined ? {} : { logs: keptLogs(logs), outputBytes: logs.out }) });
       }
       const text = this.#readString(c, track(reported.value));
       if (text === undefined) return guestFailure("output", `the run's report is over ${SANDBOX.reportCharsMax} characters`);
       const report = parseReport(text);
       if (typeof report === "string") return guestFailure("contract", `${report} (did the program reshape the ES library?)`);
-      return this.#verdict(req, report, gas, performance.now() - started, this.#memory(rt, c));
+      return this.#verdict(req, report, gas, performance.now() - started, Math.max(peak, this.#memory(rt, c)));
     } catch (error) {
       return this.#hostFailure(error, started, gas);
     } finally {

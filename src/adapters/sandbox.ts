@@ -9,7 +9,7 @@
 import { Worker } from "node:worker_threads";
 import type { RunFailure, RunOutcome, RunRequest } from "../core/evolve/run.ts";
 import { LIMITS } from "../core/util/limits.ts";
-import { SandboxEngine, failed, requestBytes, type EngineOptions } from "./sandbox-engine.ts";
+import { SANDBOX_ENGINE_DEFAULTS, SandboxEngine, failed, requestBytes, type EngineOptions } from "./sandbox-engine.ts";
 
 const RUN = LIMITS.evolve.run;
 const SANDBOX = LIMITS.evolve.sandbox;
@@ -164,7 +164,8 @@ export class Sandbox implements ProgramSandbox {
     const job = this.#queue.shift();
     if (job === undefined) return;
     const id = this.#nextId++;
-    const waitMs = job.req.limits.wallMs + (this.#options.wallMarginMs ?? SANDBOX_DEFAULTS.wallMarginMs);
+    // The engine's start may take up to startWallMs before the program's own wallMs begins.
+    const waitMs = job.req.limits.wallMs + SANDBOX_ENGINE_DEFAULTS.startWallMs + (this.#options.wallMarginMs ?? SANDBOX_DEFAULTS.wallMarginMs);
     const started = performance.now();
     const timer = setTimeout(() => {
       if (this.#current?.id !== id) return;
