@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SimCluster } from "../../src/sim/cluster.ts";
 import { KERNEL_DEFAULTS } from "../../src/node/kernel.ts";
-import type { ConsensusConfig } from "../../src/node/collective/consensus.ts";
+import { CONSENSUS_DEFAULTS, type ConsensusConfig } from "../../src/node/collective/consensus.ts";
 import type { KvOutcome } from "../../src/node/collective/consensus.ts";
 
 const utf8 = new TextEncoder();
@@ -99,7 +99,10 @@ test("regeneration off: three of five voters dead leaves the survivors without a
   assert.equal(leaderIndex(c), -1, "no leader without a majority");
   const survivor = [0, 1, 2, 3, 4].find((i) => !dead.includes(i))!;
   const outcome = write(c, survivor, "k", "v");
+  // The write waits leaderWaitTicks for a leader, then fails.
   c.run(10);
+  assert.equal(outcome(), undefined, "still waiting for a leader");
+  c.run(CONSENSUS_DEFAULTS.leaderWaitTicks);
   assert.equal(outcome()?.code, "no-leader");
   assert.equal(c.nodes[survivor]!.kernel.consensus.stats.regenerations, 0);
 });

@@ -37,6 +37,13 @@ export interface ConsensusConfig {
    * working during fsyncs; off, every batch is written and fsynced on the event loop.
    */
   readonly diskThread: boolean;
+  /**
+   * A request that finds no leader waits up to this many ticks for one (an election usually takes
+   * a few hundred ms) before it fails as "no-leader": clients do not see the election. 0: fail at once.
+   */
+  readonly leaderWaitTicks: number;
+  /** At most this many requests wait for a leader; beyond, they fail at once. */
+  readonly leaderWaitMax: number;
   /** Regeneration (ADR 008): on by default; off, a cluster that lost a majority of voters waits for them. */
   readonly regenerate: boolean;
   /** A majority of voters must have been declared dead this long before the survivors regenerate. */
@@ -54,6 +61,8 @@ export const CONSENSUS_DEFAULTS: ConsensusConfig = {
   learnersMax: 16,
   promoteLagMax: 256,
   diskThread: true,
+  leaderWaitTicks: 300,
+  leaderWaitMax: 4_096,
   regenerate: true,
   regenerateAfterTicks: 3_000,
 };
@@ -155,6 +164,8 @@ export class Consensus {
   #tick = 0;
   #seq = 0;
   readonly #writes = new Map<number, PendingWrite>();
+  /** Requests that found no leader, waiting for one (#awaitLeader). */
+  #awaiting: Array<{ retry: () => void; callback: KvCallback; deadline: number }> = [];
   #readQueue: Array<{ key: string; callback: KvCallback }> = [];
   #proposals: Uint8Array[] = [];
   /** Committed entries waiting until this node's copy is durable (#applyDurable). */
@@ -229,6 +240,27 @@ export class Consensus {
     this.#write({ op: "cas", key, value, expected }, callback);
   }
 
+  /**
+   * Leader only: hands leadership to the live voter whose log is furthest along (a node about to
+   * restart for an upgrade, ADR 022), so the cluster does not wait out an election. Whom, or undefined.
+   */
+  transferLeadership(): string | undefined {
+    if (this.#raft.role !== "leader") return undefined;
+    const status = this.#raft.status();
+    let best: string | undefined;
+    let bestMatch = -1;
+    for (const id of status.conf.voters) {
+      const pr = status.progress.get(id);
+      if (id === this.id || pr === undefined || this.#host.stateOf(id) !== "alive" || pr.match <= bestMatch) continue;
+      best = id;
+      bestMatch = pr.match;
+    }
+    if (best === undefined) return undefined;
+    this.#raft.transferLeader(best);
+    this.#host.wake();
+    return best;
+  }
+
   /** A linearizable read: it waits for a ReadIndex confirmation and for the state to catch up. */
   get(key: string, callback: KvCallback): void {
     if (key.length === 0) {
@@ -236,7 +268,7 @@ export class Consensus {
       return;
     }
     if (this.#raft.lead === NONE) {
-      callback({ code: "no-leader", leader: NONE, detail: "no leader is known: the cluster is electing or has lost its quorum" });
+      this.#awaitLeader(() => this.get(key, callback), callback);
       return;
     }
     this.stats.reads++;
@@ -269,7 +301,7 @@ export class Consensus {
       return;
     }
     if (this.#raft.lead === NONE) {
-      callback({ code: "no-leader", leader: NONE, detail: "no leader is known: the cluster is electing or has lost its quorum" });
+      this.#awaitLeader(() => this.#write(command, callback), callback);
       return;
     }
     const seq = ++this.#seq;
@@ -279,6 +311,29 @@ export class Consensus {
     this.#proposalSeqs.push(seq);
     this.stats.proposals++;
     this.#writes.set(seq, { callback, deadline: this.#tick + this.config.requestTimeoutTicks });
+  }
+
+  /** Parks a request until a leader is known (tick() retries it) or leaderWaitTicks pass. */
+  #awaitLeader(retry: () => void, callback: KvCallback): void {
+    if (this.#awaiting.length >= this.config.leaderWaitMax || this.config.leaderWaitTicks <= 0) {
+      callback({ code: "no-leader", leader: NONE, detail: "no leader is known: the cluster is electing or has lost its quorum" });
+      return;
+    }
+    this.#awaiting.push({ retry, callback, deadline: this.#tick + this.config.leaderWaitTicks });
+  }
+
+  #retryAwaiting(): void {
+    if (this.#awaiting.length === 0) return;
+    if (this.#raft.lead !== NONE) {
+      const waiting = this.#awaiting;
+      this.#awaiting = [];
+      for (const w of waiting) w.retry();
+      return;
+    }
+    const expired = this.#awaiting.filter((w) => w.deadline <= this.#tick);
+    if (expired.length === 0) return;
+    this.#awaiting = this.#awaiting.filter((w) => w.deadline > this.#tick);
+    for (const w of expired) w.callback({ code: "no-leader", leader: NONE, detail: `no leader is known after ${this.config.leaderWaitTicks} ticks: the cluster is electing or has lost its quorum` });
   }
 
   #proposeQueued(): void {
@@ -306,6 +361,7 @@ export class Consensus {
   tick(): void {
     this.#tick++;
     this.#raft.tick();
+    this.#retryAwaiting();
     if (this.#tick % 10 === 0) this.#expire();
     if (this.#tick % this.config.manageTicks === 0) {
       if (this.#raft.role === "leader") this.#manageVoters();
