@@ -104,7 +104,7 @@ test("evolve on 3 real processes: the transcript, the prefilter in dtr stat, bad
   assert.ok(m !== null, stat);
   assert.ok(Number(m[1]) >= 1, "the outlier was dropped");
   const ps = (await sh(n1.api, "ps")).output;
-  assert.match(ps, /^outliers +1\.0\.0 +sensor\.prefilter +\d+ +0 +\d+\/200/m, ps);
+  assert.match(ps, /^outliers +1\.0\.0 \(canary\) +sensor\.prefilter +\d+ +0 +\d+\/200/m, ps);
 
   // evolve dry-run: verified and run dry, not deployed, its commands not run.
   writeFileSync(join(replies, "dry.txt"), reply("A greeting command.", "// @pk-program {\"name\":\"greet\",\"version\":\"1.0.0\",\"hook\":\"command\"}\nexport function command(args: readonly string[]): string {\n  return `hi ${args.length}`;\n}", ["{\"cmd\":\"exec\",\"program\":\"greet\"}"]));

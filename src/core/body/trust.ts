@@ -218,11 +218,12 @@ export class EntryChecker {
 }
 
 /** What a record's signature is for: one domain per record kind, so no signature serves two. */
-export type RecordKind = "row" | "sfs" | "heal";
+export type RecordKind = "row" | "sfs" | "heal" | "rollout";
 const RECORD_CONTEXTS: Record<RecordKind, Uint8Array> = {
   row: encoder.encode("p-kernel/v1/row"),
   sfs: encoder.encode("p-kernel/v1/sfs"),
   heal: encoder.encode("p-kernel/v1/heal"),
+  rollout: encoder.encode("p-kernel/v1/rollout"),
 };
 
 /** Why a writer's record is not believed. */
@@ -245,6 +246,7 @@ export class RecordSigner {
   /** Refusals by record kind and reason, for /metrics. */
   readonly refused: Record<RecordKind, Record<RecordRefusal, number>> = {
     row: { key: 0, revoked: 0, signature: 0 }, sfs: { key: 0, revoked: 0, signature: 0 }, heal: { key: 0, revoked: 0, signature: 0 },
+    rollout: { key: 0, revoked: 0, signature: 0 },
   };
 
   constructor(self: Signer, crypto: TrustCrypto, options: { readonly revoked?: (id: string) => boolean; readonly keysMax?: number } = {}) {

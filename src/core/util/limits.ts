@@ -692,6 +692,19 @@ export const LIMITS = {
     },
     /** Programs one node holds (deployed or loaded to run). */
     programsMax: 32,
+    /** Rollouts (core/evolve/rollout.ts, node/evolve/rollouts.ts). */
+    rollout: {
+      /** A rollout record's JSON in the consensus store. */
+      recordBytesMax: 4 * 1024,
+      /** A health row's JSON in the gossip topic evolve.health. */
+      healthBytesMax: 2 * 1024,
+      /** Nodes in one canary. */
+      canaryNodesMax: 64,
+      /** A canary's window. */
+      windowMsMax: 24 * 60 * 60 * 1000,
+      /** Characters of a decision's reason or a health row's last error. */
+      reasonCharsMax: 400,
+    },
     /** One run of a program (core/evolve/run.ts, adapters/sandbox.ts). */
     run: {
       /** Characters of a KV key in a program's namespace. */

@@ -415,6 +415,22 @@ export class BrainService {
     return evaluate(cfg, params, this.#data.heldOut).accuracy;
   }
 
+  /**
+   * The model's held-out accuracy on at most `n` of this node's held-out examples, as they are and
+   * with their readings passed through `filter` (a sensor prefilter under a rollout's watch);
+   * undefined when the model does not take sensor readings.
+   */
+  async prefilterAccuracy(n: number, filter: (values: readonly Float32Array[]) => Promise<Float32Array[]>): Promise<{ with: number; without: number } | undefined> {
+    const model = this.#model;
+    if (!this.#evolvable()) return undefined;
+    const sample = this.#data.heldOut.slice(0, n);
+    if (sample.length === 0) return undefined;
+    const filtered = await filter(sample.map((ex) => ex.values));
+    const without = evaluate(model.cfg, model.params, sample).accuracy;
+    const withIt = evaluate(model.cfg, model.params, sample.map((ex, i) => ({ ...ex, values: filtered[i] ?? ex.values }))).accuracy;
+    return { with: withIt, without };
+  }
+
   /** Loss of the shared model (or of `params` of its shape) on this node's held-out data: what the GA scores. */
   heldOutLoss(params: Float32Array = this.#model.params): number | undefined {
     return this.#evolvable() ? evaluate(this.#model.cfg, params, this.#data.heldOut).loss : undefined;

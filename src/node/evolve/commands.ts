@@ -6,6 +6,7 @@ import { LIMITS } from "../../core/util/limits.ts";
 import type { NodeContext } from "../context.ts";
 import { formatTable, UsageError, type Command, type CommandContext } from "../shell.ts";
 import type { RunOutcome } from "../../core/evolve/run.ts";
+import { judge } from "../../core/evolve/rollout.ts";
 import type { ProgramView } from "./programs.ts";
 
 const text = new TextDecoder("utf-8", { fatal: false });
@@ -18,7 +19,7 @@ function kib(bytes: number): string {
 export function programsTable(programs: readonly ProgramView[]): string {
   return formatTable(["PROGRAM", "VERSION", "HOOK", "RUNS", "ERRORS", "GAS LAST", "GAS TOTAL", "MEMORY PEAK", "LAST ERROR"], programs.map((p) => {
     const errors = Object.values(p.stats.failures).reduce((a, b) => a + (b ?? 0), 0);
-    return [p.name, p.version, `${p.hook}${p.attached ? "" : " (not attached)"}`, String(p.stats.runs), String(errors),
+    return [p.name, p.track === "canary" ? `${p.version} (canary)` : p.version, `${p.hook}${p.attached ? "" : " (not attached)"}`, String(p.stats.runs), String(errors),
       `${p.stats.gasLast}/${p.limits.gas}`, String(p.stats.gasTotal), kib(p.stats.memoryPeak), (p.stats.lastError ?? "-").slice(0, 60)];
   }));
 }
@@ -75,7 +76,7 @@ async function runLine(ctx: CommandContext<NodeContext>, line: string): Promise<
 const evolve: Command<NodeContext> = {
   name: "evolve",
   summary: "ask a mind what to change, verify its program, run it dry, deploy it here (the Evolution layer)",
-  usage: "evolve [dry-run] [--mind NAME] [--from /shared/PATH] [GOAL...] | evolve log [N] | evolve approve N | evolve pending",
+  usage: "evolve [dry-run] [--mind NAME] [--from /shared/PATH] [--window SECONDS] [--canary SHARE] [GOAL...] | evolve log [N] | evolve approve N | evolve pending",
   async run(args, ctx) {
     const { kernel } = ctx;
     const evolver = kernel.evolver;
@@ -101,12 +102,23 @@ const evolve: Command<NodeContext> = {
     let dryRun = false;
     let mind: string | undefined;
     let from: string | undefined;
+    let windowMs: number | undefined;
+    let canaryShare: number | undefined;
     const goal: string[] = [];
     for (let i = 0; i < args.length; i++) {
       const a = args[i]!;
       if (a === "dry-run" || a === "--dry-run") dryRun = true;
       else if (a === "--mind") mind = args[++i] ?? "";
       else if (a === "--from") from = args[++i] ?? "";
+      else if (a === "--window") {
+        const seconds = Number(args[++i]);
+        if (!Number.isFinite(seconds) || seconds < 1 || seconds * 1000 > LIMITS.evolve.rollout.windowMsMax) throw new UsageError(`--window takes the canary's seconds, 1 to ${LIMITS.evolve.rollout.windowMsMax / 1000}`);
+        windowMs = Math.round(seconds * 1000);
+      } else if (a === "--canary") {
+        const share = Number(args[++i]);
+        if (!Number.isFinite(share) || share < 0 || share > 1) throw new UsageError("--canary takes the share of core nodes that run the new version first, 0 to 1 (0: this node alone)");
+        canaryShare = share;
+      }
       else goal.push(a);
     }
     if (mind === "") throw new UsageError("--mind needs a NAME (mind list)");
@@ -127,7 +139,7 @@ const evolve: Command<NodeContext> = {
       if (stream !== undefined) stream.out(`${line}\n`);
       else lines.push(line);
     };
-    const options = { dryRun, ...(mind === undefined ? {} : { mind }), ...(reply === undefined ? {} : { reply }), ...(goal.length === 0 ? {} : { goal: goal.join(" ") }) };
+    const options = { dryRun, ...(windowMs === undefined ? {} : { windowMs }), ...(canaryShare === undefined ? {} : { canaryShare }), ...(mind === undefined ? {} : { mind }), ...(reply === undefined ? {} : { reply }), ...(goal.length === 0 ? {} : { goal: goal.join(" ") }) };
     const result = await evolver.evolve(options, (line) => runLine(ctx, line), out);
     lines.push(result.ok ? (result.deployed === undefined ? "evolve: done" : `evolve: ${result.deployed} deployed`) : `refused (${result.refusals.length} ${result.refusals.length === 1 ? "reply" : "replies"}), nothing deployed`);
     if (!result.ok) throw new EvolveRefused(lines.join("\n"));
@@ -135,7 +147,50 @@ const evolve: Command<NodeContext> = {
   },
 };
 
+const ago = (ms: number): string => (ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`);
+
+const rollout: Command<NodeContext> = {
+  name: "rollout",
+  summary: "program rollouts: canaries, their health against the version they replace, promote or roll back",
+  usage: "rollout list | rollout status NAME | rollout promote NAME | rollout rollback NAME",
+  async run(args, { kernel }) {
+    const part = kernel.programs;
+    const rollouts = part.rollouts;
+    const [sub, name] = args;
+    const now = rollouts.nowMs();
+    if (sub === undefined || sub === "list") {
+      const rows = rollouts.names().map((n) => rollouts.held(n)).filter((h) => h !== undefined).map(({ record: r, untrusted }) => [
+        r.name, r.version, r.from?.version ?? "(new)", untrusted === undefined ? r.phase : "refused", r.canary.map((c) => c.slice(0, 8)).join(","),
+        ago(now - r.startedMs), (untrusted ?? r.reason ?? judge(r, rollouts.health(), now, rollouts.config).reason).slice(0, 100),
+      ]);
+      const refused = [...rollouts.refused].map(([k, v]) => `${v} ${k}`).join(", ");
+      return `${rows.length === 0 ? "no rollouts (evolve, or evolve --from FILE, starts one)" : formatTable(["PROGRAM", "VERSION", "FROM", "PHASE", "CANARY", "STARTED", "REASON"], rows)}${refused === "" ? "" : `\nrefused records and health rows: ${refused}`}`;
+    }
+    if (name === undefined || args.length !== 2) throw new UsageError("takes a program's NAME (rollout list shows them)");
+    const held = rollouts.held(name);
+    if (held === undefined) throw new UsageError(`no rollout of ${JSON.stringify(name.slice(0, 48))} (rollout list)`);
+    const r = held.record;
+    if (sub === "promote" || sub === "rollback") {
+      if (!rollouts.core) throw new UsageError("only a core node decides a rollout");
+      return rollouts.decide(name, sub, `by hand on ${kernel.id}`);
+    }
+    if (sub !== "status") throw new UsageError(`unknown subcommand ${JSON.stringify(sub.slice(0, 32))}: list, status, promote, rollback`);
+    const health = rollouts.health().filter((h) => h.name === name);
+    const lines = [
+      `${r.name} ${r.version}${r.from === null ? " (a new program)" : ` replacing ${r.from.version}`}: ${held.untrusted === undefined ? r.phase : `refused: ${held.untrusted}`}`,
+      `approved by ${r.approver}, started ${ago(now - r.startedMs)} ago, window ${Math.round(r.windowMs / 1000)} s, canary ${r.canary.join(", ")}`,
+      r.phase === "canary" ? `now: ${judge(r, rollouts.health(), now, rollouts.config).reason}` : `decided by ${r.decidedBy ?? "?"} ${ago(now - (r.decidedMs ?? now))} ago: ${r.reason ?? ""}`,
+    ];
+    const table = formatTable(["NODE", "VERSION", "ROLE", "RUNS", "FAILED", "MEMORY PEAK", "PROBE", "ACCURACY", "LOOP DELAY"], health.map((h) => [
+      h.node.slice(0, 8), h.version, r.canary.includes(h.node) && h.version === r.version ? "canary" : "baseline", String(h.runs), String(h.failures), kib(h.memoryPeak),
+      h.probe === null ? "-" : `${h.probe.runs} (${h.probe.failed} failed) ${h.probe.msAvg.toFixed(1)} ms`,
+      h.accuracy === null ? "-" : `${(100 * h.accuracy.with).toFixed(1)}% (without ${(100 * h.accuracy.without).toFixed(1)}%)`, `${h.loopDelayMs.toFixed(0)} ms`,
+    ]));
+    return `${lines.join("\n")}\n\n${health.length === 0 ? "no health rows yet" : table}`;
+  },
+};
+
 /** A refused evolve fails the shell line (exit status), with the whole transcript as its output. */
 export class EvolveRefused extends Error {}
 
-export const EVOLVE_COMMANDS = [exec, kill, programs, evolve];
+export const EVOLVE_COMMANDS = [exec, kill, programs, evolve, rollout];

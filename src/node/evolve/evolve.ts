@@ -37,6 +37,9 @@ export interface EvolveOptions {
   readonly reply?: string;
   readonly mind?: string;
   readonly goal?: string;
+  /** The rollout's canary window, and the share of core nodes in the canary. */
+  readonly windowMs?: number;
+  readonly canaryShare?: number;
 }
 
 export interface EvolveResult {
@@ -169,7 +172,9 @@ export class Evolver {
     const decisions = reply.commands.map((c) => decide(c));
     let deployed: string | undefined;
     if (reply.code !== undefined) {
-      const result: DeployOutcome = await this.#programs.deploy(reply.code, { dryRun: options.dryRun === true });
+      const result: DeployOutcome = await this.#programs.deploy(reply.code, {
+        dryRun: options.dryRun === true, ...(options.windowMs === undefined ? {} : { windowMs: options.windowMs }), ...(options.canaryShare === undefined ? {} : { canaryShare: options.canaryShare }),
+      });
       if (result.report !== undefined) {
         out("verification:");
         for (const line of formatReport(result.report).split("\n")) out(`  ${line}`);
@@ -185,7 +190,7 @@ export class Evolver {
       deployed = m === undefined ? undefined : `${m.name} ${m.version}`;
       if (options.dryRun === true) out(`dry run only: ${deployed ?? "the program"} is not deployed`);
       else {
-        out(`deployed: ${deployed ?? "?"} on this node`);
+        out(`deployed: ${deployed ?? "?"} on this node, its canary: promoted everywhere once healthy for ${Math.round((options.windowMs ?? this.#programs.rollouts.config.windowMs) / 1000)} s, rolled back at the first sign it is worse (rollout status ${m?.name ?? ""})`);
         this.#step("deploy", deployed ?? "?");
       }
     }
@@ -223,6 +228,11 @@ export class Evolver {
     while (this.#pending.size > EVOLVE.pendingMax) this.#pending.delete(this.#pending.keys().next().value as number);
     this.#step("held", `#${n} ${line}: ${reason}`);
     return n;
+  }
+
+  /** Writes one step to the evolve log (the rollouts' audit trail too). */
+  record(step: string, text: string): void {
+    this.#step(step, text);
   }
 
   #step(step: string, text: string): void {

@@ -10,5 +10,6 @@ export class EvolvePart extends ProgramsPart {
   constructor(ctx: SubsystemContext) {
     super(ctx);
     this.evolver = new Evolver(ctx, this);
+    this.audit = (step, text) => this.evolver.record(step, text);
   }
 }
