@@ -174,6 +174,14 @@ test("rollout on 5 real processes under load: a good prefilter promoted everywhe
     t.diagnostic(`${bad.name} (${v}): rolled back ${rolledBackMs} ms after the deploy, every node on 1.0.0 after ${backMs} ms: ${decided.split("\n")[2] ?? ""}`);
   }
 
+  // A model update goes through the same watch: untrained weights (dtr init) lose held-out
+  // accuracy on every node, and the leader publishes the trained weights again.
+  t0 = Date.now();
+  await sh(n2, "dtr init seed 99");
+  const restored = new RegExp(`^model +v\\d+ restored( by \\S+)?, tag ${tag}`, "m");
+  await until("the trained weights are back on every node", async () => (await Promise.all(all.map((n) => sh(n, "dtr stat")))).every((s) => restored.test(s)), 60_000, 200);
+  t.diagnostic(`model: untrained weights rolled back, the trained ones on all 5 nodes after ${Date.now() - t0} ms`);
+
   await stop();
   t.diagnostic(`load: ${load.ok} ok, ${load.failed} failed, ${load.unknown} unknown outcome${load.failures.length === 0 ? "" : `: ${load.failures.join(" | ")}`}`);
   assert.equal(load.failed, 0, load.failures.join("\n"));
@@ -182,5 +190,5 @@ test("rollout on 5 real processes under load: a good prefilter promoted everywhe
   assert.deepEqual(all.map((n) => n.child.pid), pids);
   for (const n of all) assert.equal(n.child.exitCode, null, `${n.name} is still running`);
   const log = await sh(n3, "evolve log 200");
-  for (const step of [/rollout +outliers 1\.0\.0: canary on 1 node/, /promoted +outliers 1\.0\.0: promoted everywhere/, /rollback +outliers 1\.1\.0: rolled back to 1\.0\.0: errors/]) assert.match(log, step, log);
+  for (const step of [/model +model v1: held-out [\d.]+% against [\d.]+% for v0, on \d nodes: kept/, /model +model v2: held-out [\d.]+% against [\d.]+% for v1, on \d nodes: rolled back, v1's weights published again as v3/, /rollout +outliers 1\.0\.0: canary on 1 node/, /promoted +outliers 1\.0\.0: promoted everywhere/, /rollback +outliers 1\.1\.0: rolled back to 1\.0\.0: errors/]) assert.match(log, step, log);
 });

@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { decodeHealth, decodeRecord, encodeHealth, encodeRecord, judge, ROLLOUT_DEFAULTS, signedBody, type ProgramHealth, type RolloutRecord } from "../../src/core/evolve/rollout.ts";
+import { decodeHealth, decodeModelHealth, decodeRecord, encodeHealth, encodeModelHealth, encodeRecord, judge, judgeModel, ROLLOUT_DEFAULTS, signedBody, type ModelHealth, type ProgramHealth, type RolloutRecord } from "../../src/core/evolve/rollout.ts";
 
 const A = "a".repeat(16), B = "b".repeat(16), C = "c".repeat(16);
 const RECORD: RolloutRecord = {
@@ -55,6 +55,7 @@ test("the decoders never throw on any bytes", () => {
   fc.assert(fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
     assert.equal(typeof decodeRecord(bytes).ok, "boolean");
     assert.equal(typeof decodeHealth(bytes).ok, "boolean");
+    assert.equal(typeof decodeModelHealth(bytes).ok, "boolean");
   }), { numRuns: 2_000 });
   fc.assert(fc.property(fc.jsonValue(), (value) => {
     const bytes = new TextEncoder().encode(JSON.stringify(value));
@@ -119,4 +120,17 @@ test("judge: a new program is held to its own limits and to running without it",
   assert.equal(judge(fresh, [health(A, "1.0.0", { memoryPeak: 3 * 1024 * 1024 })], 1_005_000).verdict, "wait");
   assert.equal(judge(fresh, [health(A, "1.0.0", { accuracy: { with: 0.6, without: 0.8 } })], 1_005_000).verdict, "rollback");
   assert.equal(judge(fresh, [health(A, "1.0.0")], 1_010_000).verdict, "promote");
+});
+
+test("judgeModel: a new model version is kept, or rolled back when it costs held-out accuracy on average", () => {
+  const row = (node: string, accuracy: number, previousAccuracy: number | null, version = 5): ModelHealth => ({ node, version, tag: "0123456789abcdef", accuracy, previousVersion: version - 1, previousAccuracy, atMs: 1 });
+  assert.deepEqual(decodeModelHealth(encodeModelHealth(row(A, 0.8, 0.9))), { ok: true, value: row(A, 0.8, 0.9) });
+  assert.equal(decodeModelHealth(new TextEncoder().encode(JSON.stringify({ ...row(A, 0.8, 0.9), accuracy: 2 }))).ok, false);
+  assert.equal(judgeModel(5, "0123456789abcdef", [row(A, 0.5, 0.9)], 5).verdict, "wait", "1 of the 3 nodes needed");
+  const worse = judgeModel(5, "0123456789abcdef", [row(A, 0.5, 0.9), row(B, 0.6, 0.88), row(C, 0.55, 0.9)], 5);
+  assert.equal(worse.verdict, "rollback");
+  assert.match(worse.reason, /^model v5: held-out 55\.0% against 89\.3% for v4, on 3 nodes/);
+  assert.equal(judgeModel(5, "0123456789abcdef", [row(A, 0.89, 0.9), row(B, 0.9, 0.88), row(C, 0.9, 0.9)], 5).verdict, "promote");
+  // Other versions' or weights' rows, and rows without a predecessor, do not count.
+  assert.equal(judgeModel(5, "0123456789abcdef", [row(A, 0.1, 0.9, 4), row(B, 0.1, null), { ...row(C, 0.1, 0.9), tag: "ffffffffffffffff" }], 3).verdict, "wait");
 });

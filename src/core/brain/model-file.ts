@@ -44,7 +44,8 @@ export const MODEL_FILE = {
   ...LIMITS.modelFile,
 } as const;
 
-export const MODEL_KINDS = ["init", "trained", "federated", "evolved"] as const;
+/** "restored": an earlier version's weights published again, when its successor lost held-out accuracy (a model rollback). */
+export const MODEL_KINDS = ["init", "trained", "federated", "evolved", "restored"] as const;
 export type ModelKind = (typeof MODEL_KINDS)[number];
 
 export interface ModelMetrics {

@@ -314,3 +314,48 @@ export function judge(record: RolloutRecord, health: readonly ProgramHealth[], n
   const accuracy = cand.accuracy === null ? "" : `, held-out ${pct(cand.accuracy.with)} (without ${pct(cand.accuracy.without)})`;
   return { verdict: "promote", reason: `healthy for ${Math.round(elapsed / 1000)} s: ${cand.runs} runs, ${cand.failures} failed, memory ${mib(cand.memoryPeak)}${cand.probeRuns > 0 ? `, probe ${cand.probeMs.toFixed(1)} ms` : ""}${accuracy}${seen < config.minRuns ? ` (only ${seen} runs seen in ${config.patienceWindows} windows)` : ""}` };
 }
+
+/** One node's check of the current model version: its held-out accuracy there, against the version before. */
+export interface ModelHealth {
+  readonly node: string;
+  readonly version: number;
+  readonly tag: string;
+  readonly accuracy: number;
+  readonly previousVersion: number;
+  readonly previousAccuracy: number | null;
+  readonly atMs: number;
+}
+
+export function encodeModelHealth(h: ModelHealth): Uint8Array {
+  return utf8.encode(JSON.stringify(h));
+}
+
+export function decodeModelHealth(bytes: Uint8Array): Decoded<ModelHealth> {
+  const p = parse(bytes, R.healthBytesMax);
+  if (!p.ok) return p;
+  const v = p.value;
+  const bad = (field: string): Decoded<ModelHealth> => ({ ok: false, error: `model health row: bad ${field}` });
+  if (!str(v.node, NODE)) return bad("node");
+  if (!whole(v.version, 0xffff_ffff) || !whole(v.previousVersion, 0xffff_ffff)) return bad("version");
+  if (!str(v.tag, /^[0-9a-f]{16}$/)) return bad("tag");
+  if (!finite(v.accuracy, 1)) return bad("accuracy");
+  if (v.previousAccuracy !== null && !finite(v.previousAccuracy, 1)) return bad("previousAccuracy");
+  if (!whole(v.atMs, Number.MAX_SAFE_INTEGER)) return bad("atMs");
+  return { ok: true, value: { node: v.node, version: v.version, tag: v.tag, accuracy: v.accuracy, previousVersion: v.previousVersion, previousAccuracy: v.previousAccuracy as number | null, atMs: v.atMs } };
+}
+
+/**
+ * The decision on a new model version (`dtr train`, `fl train`, the GA, `dtr init`): every node
+ * measures it on its own held-out data against the version it replaced; once half the live nodes
+ * (at least one) have, it is kept, or rolled back when it costs more than accuracyDropMax on average.
+ */
+export function judgeModel(version: number, tag: string, rows: readonly ModelHealth[], liveNodes: number, config: RolloutConfig = ROLLOUT_DEFAULTS): Verdict {
+  const mine = rows.filter((r) => r.version === version && r.tag === tag && r.previousAccuracy !== null);
+  const needed = Math.max(1, Math.ceil(liveNodes / 2));
+  if (mine.length < needed) return { verdict: "wait", reason: `model v${version}: measured on ${mine.length} of the ${needed} nodes needed` };
+  const after = mine.reduce((a, r) => a + r.accuracy, 0) / mine.length;
+  const before = mine.reduce((a, r) => a + (r.previousAccuracy ?? 0), 0) / mine.length;
+  const previous = mine[0]?.previousVersion ?? 0;
+  const text = `model v${version}: held-out ${pct(after)} against ${pct(before)} for v${previous}, on ${mine.length} node${mine.length === 1 ? "" : "s"}`;
+  return before - after > config.accuracyDropMax ? { verdict: "rollback", reason: text } : { verdict: "promote", reason: text };
+}

@@ -203,6 +203,16 @@ export interface LoadedModel {
   readonly coordinator: Coordinator;
 }
 
+/** A new model version's held-out accuracy on one node, against the version it replaced there. */
+export interface ModelCheck {
+  readonly version: number;
+  readonly tag: string;
+  readonly kind: string;
+  readonly accuracy: number;
+  readonly previousVersion: number;
+  readonly previousAccuracy: number | null;
+}
+
 export type InferMode = "local" | ParallelMode;
 
 export interface InferOutcome {
@@ -308,6 +318,10 @@ export class BrainService {
   readonly #rounds: FederatedRoundReport[] = [];
   /** The model as the file holds it (the GA chain starts from it). */
   #fileModel: LoadedModel | undefined;
+  /** The model this node ran before the current file's (for a model rollback). */
+  #previousModel: LoadedModel | undefined;
+  /** The current model file's held-out accuracy here, and its predecessor's: what the rollout judges. */
+  modelCheck: ModelCheck | undefined;
   /** Mutations applied on top of the file's model. */
   #chain: Array<{ seed: number; sigma: number }> = [];
   #lastBusyTick = 0;
@@ -484,8 +498,14 @@ export class BrainService {
     }
     this.#awaitingSigner = undefined;
     if (this.#fileModel !== undefined && tag === this.#fileModel.tag) return;
+    const previous = this.#fileModel ?? this.#model;
     this.#model = this.#build(header, params, tag);
     this.#fileModel = this.#model;
+    this.#previousModel = previous;
+    // Measured once per new version, on this node's held-out data: the model rollout's evidence.
+    const accuracy = this.heldOutAccuracy(params, header.config);
+    const before = previous.cfg.vocab === header.config.vocab && previous.cfg.nClasses === header.config.nClasses ? this.heldOutAccuracy(previous.params, previous.cfg) : undefined;
+    this.modelCheck = accuracy === undefined ? undefined : { version: header.version, tag, kind: header.kind, accuracy, previousVersion: previous.header.version, previousAccuracy: before ?? null };
     this.#chain = [];
     this.counters.modelLoads++;
     this.#host.event("brain-model-loaded", { version: header.version, kind: header.kind, tag, params: params.length, signer: header.origin });
@@ -540,6 +560,18 @@ export class BrainService {
     if (error !== undefined) throw new Error(`writing /shared/${MODEL_PATH}: ${error}`);
     this.#install(bytes);
     return header;
+  }
+
+  /**
+   * A model rollback: the weights this node ran before `version` are published again (a new
+   * version, kind "restored"). Only when `version` is still the current model. Core nodes only.
+   */
+  async restore(version: number): Promise<ModelFileHeader | undefined> {
+    this.#mustBeCore("restore a model");
+    const previous = this.#previousModel;
+    if (this.#fileModel?.header.version !== version || previous === undefined) return undefined;
+    const accuracy = this.heldOutAccuracy(previous.params, previous.cfg);
+    return this.publish(previous.cfg, previous.params, "restored", accuracy === undefined ? undefined : { heldOutAccuracy: accuracy, baselineAccuracy: this.baseline().heldOutAccuracy });
   }
 
   /** `dtr init SHAPE`: a freshly initialised model of any shape (for tests and benchmarks). */

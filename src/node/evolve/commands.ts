@@ -164,7 +164,9 @@ const rollout: Command<NodeContext> = {
         ago(now - r.startedMs), (untrusted ?? r.reason ?? judge(r, rollouts.health(), now, rollouts.config).reason).slice(0, 100),
       ]);
       const refused = [...rollouts.refused].map(([k, v]) => `${v} ${k}`).join(", ");
-      return `${rows.length === 0 ? "no rollouts (evolve, or evolve --from FILE, starts one)" : formatTable(["PROGRAM", "VERSION", "FROM", "PHASE", "CANARY", "STARTED", "REASON"], rows)}${refused === "" ? "" : `\nrefused records and health rows: ${refused}`}`;
+      const model = rollouts.modelVerdict();
+      const modelLine = model === undefined ? "" : `\nmodel v${model.version}: ${model.verdict}: ${model.reason}`;
+      return `${rows.length === 0 ? "no rollouts (evolve, or evolve --from FILE, starts one)" : formatTable(["PROGRAM", "VERSION", "FROM", "PHASE", "CANARY", "STARTED", "REASON"], rows)}${modelLine}${refused === "" ? "" : `\nrefused records and health rows: ${refused}`}`;
     }
     if (name === undefined || args.length !== 2) throw new UsageError("takes a program's NAME (rollout list shows them)");
     const held = rollouts.held(name);

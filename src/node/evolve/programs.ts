@@ -308,6 +308,7 @@ export class ProgramsPart {
     if (now >= this.#healthAtMs) {
       this.#healthAtMs = now + HEALTH_EVERY_MS;
       this.#publishHealth(now);
+      this.rollouts.publishModel();
     }
     for (const p of this.#programs.values()) {
       this.#watch(p, now);

@@ -8,13 +8,15 @@
 // decision is a compare-and-set on the record, so two deciders never both win; each is written to
 // the evolve log, the audit trail.
 import { hash } from "node:crypto";
-import { decodeHealth, decodeRecord, encodeRecord, judge, signedBody, type ProgramHealth, type RolloutConfig, type RolloutRecord } from "../../core/evolve/rollout.ts";
+import { decodeHealth, decodeModelHealth, decodeRecord, encodeModelHealth, encodeRecord, judge, judgeModel, signedBody, type ModelHealth, type ProgramHealth, type RolloutConfig, type RolloutRecord } from "../../core/evolve/rollout.ts";
 import { LIMITS } from "../../core/util/limits.ts";
 import type { SubsystemContext } from "../subsystem-context.ts";
 
 export const ROLLOUT_PREFIX = "rollout/";
 export const CANDIDATE_PREFIX = "psrc/";
 export const HEALTH_TOPIC = "evolve.health";
+/** Each node's check of the current model version (key NODEID/model). */
+export const MODEL_TOPIC = "evolve.model";
 const JUDGE_EVERY_MS = 500;
 const KV_TRIES = 10;
 const KV_RETRY_MS = 500;
@@ -42,6 +44,10 @@ export class Rollouts {
   readonly config: RolloutConfig;
   readonly #audit: (step: string, text: string) => void;
   #judgeAtMs = 0;
+  #modelPublished: string | undefined;
+  #modelRestoring = false;
+  /** Model versions judged (on this node, while it led): kept or rolled back, and why. */
+  readonly #modelDecided = new Map<number, { verdict: string; reason: string }>();
   readonly #deciding = new Set<string>();
   /** Records and health rows refused, by reason: what `rollout list` shows under "refused". */
   readonly refused = new Map<string, number>();
@@ -129,6 +135,67 @@ export class Rollouts {
     return out;
   }
 
+  /** This node's check of the current model version, on the topic (when it has one and it changed). */
+  publishModel(): void {
+    const check = this.#ctx.services.brain?.modelCheck;
+    const topics = this.#ctx.services.topics;
+    if (check === undefined || topics === undefined || check.tag === this.#modelPublished) return;
+    const row: ModelHealth = { node: this.#ctx.id, version: check.version, tag: check.tag, accuracy: check.accuracy, previousVersion: check.previousVersion, previousAccuracy: check.previousAccuracy, atMs: Math.floor(this.#ctx.clock.nowMs()) };
+    if (topics.publish(MODEL_TOPIC, `${this.#ctx.id}/model`, encodeModelHealth(row)) === undefined) this.#modelPublished = check.tag;
+  }
+
+  /** Every node's newest model check. */
+  modelHealth(): ModelHealth[] {
+    const topics = this.#ctx.services.topics;
+    if (topics === undefined) return [];
+    const out: ModelHealth[] = [];
+    for (const row of topics.entries(MODEL_TOPIC)) {
+      const h = decodeModelHealth(row.value);
+      if (!h.ok || h.value.node !== row.origin || row.key !== `${row.origin}/model`) {
+        this.#refuse("model health");
+        continue;
+      }
+      out.push(h.value);
+    }
+    return out;
+  }
+
+  /** The current model version and the verdict on it so far (for `rollout list`). */
+  modelVerdict(): { version: number; verdict: string; reason: string } | undefined {
+    const check = this.#ctx.services.brain?.modelCheck;
+    if (check === undefined) return undefined;
+    const decided = this.#modelDecided.get(check.version);
+    if (decided !== undefined) return { version: check.version, verdict: decided.verdict, reason: decided.reason };
+    const v = judgeModel(check.version, check.tag, this.modelHealth(), this.#ctx.members.size, this.config);
+    return { version: check.version, verdict: v.verdict === "wait" ? "measuring" : v.verdict, reason: v.reason };
+  }
+
+  /** The leader judges a new model version once enough nodes measured it; a worse one is restored from its predecessor. */
+  #judgeModel(): void {
+    const brain = this.#ctx.services.brain;
+    const check = brain?.modelCheck;
+    if (brain === undefined || check === undefined || this.#modelDecided.has(check.version) || this.#modelRestoring) return;
+    const v = judgeModel(check.version, check.tag, this.modelHealth(), this.#ctx.members.size, this.config);
+    if (v.verdict === "wait") return;
+    // A restored version is never rolled back in turn (that would bring back the worse one).
+    if (v.verdict === "promote" || check.kind === "restored") {
+      this.#modelDecided.set(check.version, { verdict: "kept", reason: v.reason });
+      this.#audit("model", `${v.reason}: kept`);
+      return;
+    }
+    this.#modelRestoring = true;
+    brain.restore(check.version).then((header) => {
+      const line = header === undefined ? `${v.reason}: rolled back by another version already` : `${v.reason}: rolled back, v${check.previousVersion}'s weights published again as v${header.version}`;
+      this.#modelDecided.set(check.version, { verdict: "rolled-back", reason: line });
+      this.#audit("model", line);
+      this.#ctx.emit("model-rolled-back", { version: check.version, restoredAs: header?.version ?? null, reason: v.reason });
+    }, (error: unknown) => {
+      this.#audit("model", `${v.reason}: the rollback failed: ${error instanceof Error ? error.message : String(error)}`);
+    }).finally(() => {
+      this.#modelRestoring = false;
+    });
+  }
+
   /** The leader judges every canary, twice a second. */
   tick(): void {
     const ctx = this.#ctx;
@@ -136,6 +203,7 @@ export class Rollouts {
     const now = ctx.clock.nowMs();
     if (kv === undefined || !kv.isLeader || now < this.#judgeAtMs || ctx.members.self.role !== "core") return;
     this.#judgeAtMs = now + JUDGE_EVERY_MS;
+    this.#judgeModel();
     let health: ProgramHealth[] | undefined;
     for (const name of this.names()) {
       const held = this.held(name);
