@@ -84,7 +84,8 @@ export class BundlePart implements Subsystem<BundleKind> {
   #installing = false;
   /** Tell every live member at the next tick (a newer bundle is held). */
   #announce = false;
-  readonly #rng: Rng;
+  /** Forked on first use: a fork draws from the node's RNG, which would change every simulated run (no adverts there). */
+  #rng: Rng | undefined;
   /** The fetch whose stream was handed to the installer (once per fetch). */
   #installed: BundleFetch | undefined;
   /** The peers a fetch may ask (startFetch's `from`); undefined: every peer that holds it. */
@@ -102,7 +103,6 @@ export class BundlePart implements Subsystem<BundleKind> {
   constructor(ctx: SubsystemContext, tickMs: number, config: BundlePartConfig = BUNDLE_PART_DEFAULTS) {
     this.#ctx = ctx;
     this.#tickMsValue = tickMs;
-    this.#rng = ctx.fork();
     this.#config = config;
     this.#crypto = { sha256: CRYPTO_SHA, verify: (pub, data, sig) => ctx.identity.verify(pub, data, sig) };
   }
@@ -302,6 +302,7 @@ export class BundlePart implements Subsystem<BundleKind> {
   /** `n` of `ids` at random. */
   #pick(ids: string[], n: number): string[] {
     for (let i = 0; i < Math.min(n, ids.length); i++) {
+      this.#rng ??= this.#ctx.fork();
       const j = i + this.#rng.int(ids.length - i);
       [ids[i], ids[j]] = [ids[j] as string, ids[i] as string];
     }
@@ -488,7 +489,11 @@ const bundleCommand: Command<NodeContext> = {
 export const BUNDLE = defineSubsystem({
   name: "bundle",
   kinds: { "bundle-have": "member", "bundle-get": "member", "bundle-chunk": "member" },
-  create: (ctx, config) => new BundlePart(ctx, config.tickMs),
+  create: (ctx, config) => {
+    const part = new BundlePart(ctx, config.tickMs);
+    ctx.services.bundles = part;
+    return part;
+  },
   commands: [bundleCommand],
   metrics(kernel, registry) {
     new Counter({
