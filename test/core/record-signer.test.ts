@@ -21,10 +21,11 @@ test("records: a writer's record verifies anywhere; another key, another body, a
   changed[0] = (changed[0] as number) ^ 1;
   assert.equal(reader.check("row", alice.id, alice.publicKey, changed, signature), "signature");
   assert.equal(reader.check("sfs", alice.id, alice.publicKey, body, signature), "signature", "a row's signature is no shared-folder version's");
+  assert.equal(reader.check("rollout", alice.id, alice.publicKey, body, signature), "signature", "nor a rollout record's");
   assert.equal(reader.check("row", alice.id, alice.publicKey, body, signature.subarray(0, 63)), "signature");
   revoked.add(alice.id);
   assert.equal(reader.check("row", alice.id, alice.publicKey, body, signature), "revoked");
-  assert.deepEqual(reader.refused, { row: { key: 1, revoked: 1, signature: 2 }, sfs: { key: 0, revoked: 0, signature: 1 }, heal: { key: 0, revoked: 0, signature: 0 } });
+  assert.deepEqual(reader.refused, { row: { key: 1, revoked: 1, signature: 2 }, sfs: { key: 0, revoked: 0, signature: 1 }, heal: { key: 0, revoked: 0, signature: 0 }, rollout: { key: 0, revoked: 0, signature: 1 } });
 });
 
 test("records: the remembered keys are bounded; a forgotten one is only hashed again", () => {
