@@ -6,12 +6,14 @@
 //     one that throws on live traffic, one that leaks memory, one whose probe() slows down, and
 //     one that lowers the Brain's held-out accuracy; the canary returns to the good version;
 //   - no node restarts, and the load sees no failed request (answers whose outcome is unknown, a
-//     KV timeout or a leader change, are counted apart).
+//     KV timeout or a leader change, are counted apart);
+//   - a model update that loses held-out accuracy is rolled back (the old weights published again);
+//   - a canary whose node is killed is rolled back, not promoted blind.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { bearer } from "./cluster-helpers.ts";
-import { converged, shell, Swarm, until, type SwarmNode } from "./self-helpers.ts";
+import { converged, kill9, shell, Swarm, until, type SwarmNode } from "./self-helpers.ts";
 
 const OUTLIERS = readFileSync(new URL("../fixtures/programs/outliers.ts", import.meta.url), "utf8");
 /** The fixture's source, as text: between the template literal's backquotes. */
@@ -190,5 +192,16 @@ test("rollout on 5 real processes under load: a good prefilter promoted everywhe
   assert.deepEqual(all.map((n) => n.child.pid), pids);
   for (const n of all) assert.equal(n.child.exitCode, null, `${n.name} is still running`);
   const log = await sh(n3, "evolve log 200");
+  // A canary whose node dies is not promoted blind: the leader rolls it back.
+  const last = await put("orphan", reply("A version whose canary dies.", version("1.5.0")));
+  await until("the reply reaches n5's folder", async () => (await shell(n5.api, `cat ${last}`, swarm.token)).ok, 20_000, 200);
+  assert.match(await sh(n5, `evolve --from ${last} --window 300`), /deployed: outliers 1\.5\.0 on this node/);
+  await kill9(n5.child);
+  const orphan = await until("1.5.0 rolled back after its canary died", async () => {
+    const s = await sh(n1, "rollout status outliers");
+    return s.includes("outliers 1.5.0 replacing 1.0.0: rolled-back") ? s : undefined;
+  }, 60_000, 200);
+  assert.match(orphan, /the canary node is gone/, orphan);
+
   for (const step of [/model +model v1: held-out [\d.]+% against [\d.]+% for v0, on \d nodes: kept/, /model +model v2: held-out [\d.]+% against [\d.]+% for v1, on \d nodes: rolled back, v1's weights published again as v3/, /rollout +outliers 1\.0\.0: canary on 1 node/, /promoted +outliers 1\.0\.0: promoted everywhere/, /rollback +outliers 1\.1\.0: rolled back to 1\.0\.0: errors/]) assert.match(log, step, log);
 });

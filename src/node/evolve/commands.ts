@@ -154,8 +154,7 @@ const rollout: Command<NodeContext> = {
   summary: "program rollouts: canaries, their health against the version they replace, promote or roll back",
   usage: "rollout list | rollout status NAME | rollout promote NAME | rollout rollback NAME",
   async run(args, { kernel }) {
-    const part = kernel.programs;
-    const rollouts = part.rollouts;
+    const rollouts = kernel.programs.rollouts;
     const [sub, name] = args;
     const now = rollouts.nowMs();
     if (sub === undefined || sub === "list") {

@@ -212,6 +212,13 @@ export class Rollouts {
         void this.decide(name, "rollback", `refused: ${held.untrusted}`);
         continue;
       }
+      // No canary left to learn from (each dead or gone): the new version is not promoted blind.
+      // (A guarded task program is the exception: its guard moves it to a survivor on purpose.)
+      const live = held.record.canary.filter((c) => c === ctx.id || ["alive", "suspect"].includes(ctx.members.stateOf(c) ?? "dead"));
+      if (live.length === 0 && kv.valueLocal(`pguard/${name}`) === undefined) {
+        void this.decide(name, "rollback", `the canary node${held.record.canary.length === 1 ? " is" : "s are"} gone (${held.record.canary.map((c) => c.slice(0, 8)).join(", ")})`);
+        continue;
+      }
       health ??= this.health();
       const verdict = judge(held.record, health, now, this.config);
       if (verdict.verdict !== "wait") void this.decide(name, verdict.verdict, verdict.reason);
