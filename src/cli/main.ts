@@ -29,6 +29,8 @@ import { LIMITS } from "../core/util/limits.ts";
 import { CONSENSUS_DEFAULTS } from "../node/collective/consensus.ts";
 import { VERSION } from "../node/kernel.ts";
 import { NodeStartError, parseHostPort, runNode } from "../node/run.ts";
+import { connectSupervisor } from "../adapters/supervisor-link.ts";
+import { Supervisor, superviseOptions } from "./supervise.ts";
 import { BUNDLE_USAGE, bundleCommand } from "./bundle.ts";
 
 /** Nodes `pk up` starts at most: a local cluster, not a load test. */
@@ -70,6 +72,7 @@ commands:
          [--role core|contributor] [--name NAME] [--owner-key FILE] [--invite-file FILE]
          [--no-regenerate] [--no-discover] [--discover-port P]
          [--mind URL#MODEL]... [--mind-embed-model M] [--mind-key-file F] [--mind-name N]
+         [--supervise]
                                             run one node in the foreground; --advertise is
                                             the address peers reach it at (required when
                                             --listen is 0.0.0.0 or [::]); --no-regenerate
@@ -86,7 +89,12 @@ commands:
                                             llama.cpp, vLLM: its OpenAI-compatible
                                             URL); provider keys in the environment
                                             (OPENAI_API_KEY, ANTHROPIC_API_KEY,
-                                            GEMINI_API_KEY) add frontier minds
+                                            GEMINI_API_KEY) add frontier minds;
+                                            --supervise runs it under a supervisor
+                                            that restarts it into newer signed
+                                            bundles one core node at a time and
+                                            rolls back one that does not boot or
+                                            become healthy (docs/protocols/upgrade.md)
   shell  [--api URL] [--token-file FILE] [--dir D] [-c LINE]
                                             attach the shell to a running node (the token:
                                             --token-file, else PK_TOKEN, else D/cluster.json)
@@ -220,9 +228,15 @@ async function nodeCommand(args: string[]): Promise<number> {
     "mind-embed-model": { type: "string" },
     "mind-key-file": { type: "string" },
     "mind-name": { type: "string" },
+    supervise: { type: "boolean" },
   });
   if (values.help === true) return printUsage();
   if (values.data === undefined) throw new UsageFailure("--data DIR is required");
+  if (values.supervise === true) {
+    // The supervisor runs the node as its child, with the same arguments (src/cli/supervise.ts).
+    return await new Supervisor(args.filter((a) => a !== "--supervise"), resolve(values.data), superviseOptions(process.env)).run();
+  }
+  const supervisor = connectSupervisor(resolve(values.data));
   const role = values.role ?? "core";
   if (role !== "core" && role !== "contributor") throw new UsageFailure(`--role must be core or contributor, got ${JSON.stringify(role)}`);
   const token = values["token-file"] !== undefined ? readTokenFile(values["token-file"]) : undefined;
@@ -244,7 +258,9 @@ async function nodeCommand(args: string[]): Promise<number> {
     ...(values["public-name"] !== undefined ? { publicNames: values["public-name"] } : {}),
     ...(values.name !== undefined ? { name: values.name } : {}),
     minds: { mind: values.mind, mindModel: values["mind-model"], mindEmbedModel: values["mind-embed-model"], mindKeyFile: values["mind-key-file"], mindName: values["mind-name"] },
+    ...(supervisor !== undefined ? { supervisor } : {}),
   });
+  supervisor?.ready();
   await node.stopped;
   return 0;
 }

@@ -302,7 +302,7 @@ export class Kernel extends NodeView {
     const members = new LateMembers(() => this.#membersOrThrow());
     return {
       id: this.id, address: ports.transport.address, store: ports.store, clock: ports.clock, identity: ports.identity, records: this.records, trust: ports.trust, boxes: ports.seal,
-      tasks: this.tasks, epoch: this.#epoch, rng: ports.rng, host: ports.host, files: ports.files, defer: ports.defer, self: ports.self, evolve: ports.evolve, bundles: ports.bundles, activity: () => this.stats.requests,
+      tasks: this.tasks, epoch: this.#epoch, rng: ports.rng, host: ports.host, files: ports.files, defer: ports.defer, self: ports.self, evolve: ports.evolve, bundles: ports.bundles, supervisor: ports.supervisor, activity: () => this.stats.requests,
       members, services: this.services,
       fork: () => ports.rng.fork(),
       tick: () => this.#tick,

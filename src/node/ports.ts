@@ -165,6 +165,27 @@ export interface KernelPorts {
   readonly evolve?: EvolvePorts;
   /** The code bundles this node holds (DATA/bundles/, src/adapters/bundle-files.ts); without it a node neither serves nor fetches bundles. */
   readonly bundles?: BundlePort;
+  /** The supervisor this node runs under (`pk node --supervise`, src/cli/supervise.ts); absent: not supervised, no upgrades. */
+  readonly supervisor?: SupervisorPort;
+}
+
+/**
+ * The supervisor as the kernel sees it (src/adapters/supervisor-link.ts, docs/protocols/upgrade.md):
+ * what it said at this boot, and the two requests the kernel makes of it.
+ */
+export interface SupervisorPort {
+  /** This boot is the trial of a restart into `trial.id`: report healthy() or be rolled back. */
+  readonly trial: { readonly id: string; readonly version: number; readonly mode: string } | undefined;
+  /** The supervisor rolled back a restart into `id` and restarted this (older) code. */
+  readonly rolledBack: { readonly id: string; readonly reason: string } | undefined;
+  /** Bundles this node's supervisor rolled back or refused (DATA/bundles/failed), id → reason. */
+  failed(): ReadonlyMap<string, string>;
+  /** Asks for a restart into the installed bundle `id` (the supervisor installs its dependencies first). */
+  restartInto(request: { readonly id: string; readonly version: number; readonly mode: string }): void;
+  /** The new code is healthy: the supervisor keeps it. */
+  healthy(id: string): void;
+  /** Restarts the supervisor refused before stopping this node (its dependencies would not install), since the last call. */
+  refusals(): Array<{ readonly id: string; readonly reason: string }>;
 }
 
 /** DATA/bundles/ (src/adapters/bundle-files.ts, docs/protocols/bundle.md): metadata is unverified until the caller verifies it. */

@@ -9,6 +9,7 @@ import { SPAWN } from "./collective/spawn.ts";
 import { CHAT, DMN, MEMORY, MINDS } from "./self/subsystems.ts";
 import { PROGRAMS } from "./evolve/subsystems.ts";
 import { BUNDLE } from "./evolve/bundle.ts";
+import { UPGRADE } from "./evolve/upgrade.ts";
 
 export const SUBSYSTEMS = [
   MEMBERSHIP,
@@ -28,6 +29,7 @@ export const SUBSYSTEMS = [
   DMN,
   PROGRAMS,
   BUNDLE,
+  UPGRADE,
   INVITES,
 ] as const;
 

@@ -29,7 +29,7 @@ import type { Role } from "../core/wire/messages.ts";
 import { nodeApi } from "./api.ts";
 import { createNodeShell, type HostStats } from "./commands.ts";
 import { Kernel, KERNEL_DEFAULTS, type HostVitals } from "./kernel.ts";
-import type { Clock, Identity, NodeTrust, Seal, SelfPorts, Store, Transport } from "./ports.ts";
+import type { Clock, Identity, NodeTrust, Seal, SelfPorts, Store, SupervisorPort, Transport } from "./ports.ts";
 import { CERT_FILE, loadTrust, saveGrant } from "../adapters/trust-files.ts";
 import { decodeInvite, type InviteCode } from "./body/invites.ts";
 import { redeemInvite } from "./redeem.ts";
@@ -107,6 +107,8 @@ export interface NodeOptions {
    * it serves to the swarm; frontier minds come from provider keys in `env` (PK_MIND_FRONTIER=off: none).
    */
   readonly minds?: MindFlags;
+  /** The supervisor this node runs under (`pk node --supervise`, src/adapters/supervisor-link.ts): it may upgrade. */
+  readonly supervisor?: SupervisorPort;
   /** Environment to read PK_TOKEN and provider keys from; default process.env. */
   readonly env?: Readonly<Record<string, string | undefined>>;
 }
@@ -354,7 +356,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     kernel = new Kernel(
       // Raft's ready is deferred to setImmediate: every packet and request handled in one turn of
       // the event loop shares one fsync (group commit).
-      { transport, store, clock: wallClock, seal, identity, trust, rng, host, defer: (fn) => setImmediate(fn), files, self, evolve, bundles: new BundleFiles(dataDir) },
+      { transport, store, clock: wallClock, seal, identity, trust, rng, host, defer: (fn) => setImmediate(fn), files, self, evolve, bundles: new BundleFiles(dataDir), ...(options.supervisor === undefined ? {} : { supervisor: options.supervisor }) },
       {
         ...KERNEL_DEFAULTS, tickMs, name, role: options.role ?? "core", join: joinAddrs,
         dmn: dmnConfig(options.env ?? process.env, tickMs),
@@ -410,14 +412,18 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
   });
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      // Leave gracefully: SWIM's leave news goes out with the next gossip rounds while the loop
-      // still ticks, so the others mark this node left rather than suspect it. Then stop ticking
-      // and the kernel, so nothing is sent while the sockets close.
+      // The API first: new requests are refused (503 SHUTTING_DOWN: nothing done, ask another
+      // node) while those in flight finish with the loop still ticking, instead of being cut
+      // (an unknown outcome for the client). Then leave gracefully: SWIM's leave news goes out
+      // with the next gossip rounds while the loop still ticks, so the others mark this node left
+      // rather than suspect it. Then stop ticking and the kernel, so nothing is sent while the
+      // sockets close.
+      const apiClosed = api.close();
       kernel.leave();
       await sleep(LEAVE_GOSSIP_MS);
+      await apiClosed;
       clearInterval(ticker.timer);
       kernel.stop();
-      await api.close();
       await beacon?.close();
       await transport.close();
       store.close();

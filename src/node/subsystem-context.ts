@@ -9,7 +9,7 @@ import type { Rng } from "../core/util/rng.ts";
 import type { Channel } from "../core/wire/envelope.ts";
 import type { MemberEntry, Message, MessageType, Role } from "../core/wire/messages.ts";
 import type { SharedFolder } from "./collective/shared-folder.ts";
-import type { BundlePort, Clock, EvolvePorts, HostVitals, Identity, NodeTrust, Seal, SelfPorts, SharedFolderPort, Store, StoreWrite } from "./ports.ts";
+import type { BundlePort, SupervisorPort, Clock, EvolvePorts, HostVitals, Identity, NodeTrust, Seal, SelfPorts, SharedFolderPort, Store, StoreWrite } from "./ports.ts";
 import type { TaskTable } from "./tasks.ts";
 import type { BrainService } from "./brain/service.ts";
 import type { Memory, MemoryHit, MemoryKind, RememberInput } from "../core/self/memory-record.ts";
@@ -110,6 +110,8 @@ export interface SubsystemContext {
   readonly evolve: EvolvePorts | undefined;
   /** The code bundles on disk (DATA/bundles/), when the process gives them. */
   readonly bundles: BundlePort | undefined;
+  /** The supervisor this node runs under, when it runs under one (`pk node --supervise`). */
+  readonly supervisor: SupervisorPort | undefined;
   /** Foreground requests handled so far (the API's; monitoring aside): the DMN's measure of load. */
   activity(): number;
   /** Sends one message to a member (counted as a send failure when it has no address). */
@@ -149,6 +151,13 @@ export interface Services {
   minds?: MindsService;
   /** Programs attached to this node's hooks (src/node/evolve/programs.ts). */
   programs?: ProgramsService;
+  /** The code bundles (src/node/evolve/bundle.ts), as the upgrade reads them. */
+  bundles?: BundlesService;
+}
+
+/** The bundle subsystem as the upgrade sees it: the newest installed bundle newer than the running code, passing over `skip`. */
+export interface BundlesService {
+  ready(skip?: ReadonlySet<string>): { readonly id: string; readonly version: number } | undefined;
 }
 
 /** The programs as other subsystems see them (the Brain's sensor prefilter). */
@@ -192,6 +201,8 @@ export interface KvService {
   put(key: string, value: Uint8Array, callback: (answer: KvAnswer) => void): void;
   cas(key: string, expected: Uint8Array | undefined, value: Uint8Array, callback: (answer: KvAnswer) => void): void;
   delete(key: string, callback: (answer: KvAnswer) => void): void;
+  /** Leader only: hands leadership to the most caught-up live voter; whom, or undefined. */
+  transferLeadership?(): string | undefined;
   /** Keys under `prefix` in this node's replica (not linearizable: what it has applied), at most `limit`. */
   keysLocal(prefix: string, limit: number): string[];
   /** A key's value in this node's replica (not linearizable). */

@@ -763,6 +763,15 @@ export const LIMITS = {
       /** Compiles waiting for the compiler's thread; more are refused. */
       queuedCompilesMax: 16,
     },
+    /** Rolling upgrades into bundles (node/evolve/upgrade.ts, adapters/upgrade-files.ts, docs/protocols/upgrade.md). */
+    upgrade: {
+      /** Bundles a node remembers it rolled back (DATA/bundles/failed); the oldest are forgotten. */
+      failedMax: 64,
+      /** Characters of a failure's reason (in DATA/bundles/failed and upgrade/halt/<address>). */
+      reasonCharsMax: 400,
+      /** Halted bundles `upgrade status` lists. */
+      haltsShownMax: 32,
+    },
     /** The verifier (adapters/verify-ts.ts, docs/adr/016-verify.md). */
     verify: {
       /** Nodes of a program's syntax tree: the checker's and emitter's work grows with it (eBPF's instruction limit). */
