@@ -2,7 +2,7 @@
 // the IPC channel Node opens between a parent and a child started with an "ipc" stdio slot.
 //
 //   child → supervisor   {t:"ready"}                       the node is up (its ready line is out)
-//                        {t:"restart", id, version, mode}   restart me into the installed bundle id
+//                        {t:"restart", id, version, mode, node}  restart me into the installed bundle id
 //                        {t:"healthy", id}                  the new code is healthy: keep it
 //   supervisor → child   {t:"refused", id, reason}          that restart was refused before any stop
 //
@@ -66,7 +66,7 @@ export function connectSupervisor(dataDir: string, env: Readonly<Record<string, 
     trial,
     rolledBack,
     failed: () => failed,
-    restartInto: (request) => post({ t: "restart", id: request.id, version: request.version, mode: request.mode }),
+    restartInto: (request) => post({ t: "restart", id: request.id, version: request.version, mode: request.mode, node: request.node }),
     healthy: (id) => post({ t: "healthy", id }),
     refusals: () => refusals.splice(0),
     ready: () => post({ t: "ready" }),

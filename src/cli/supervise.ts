@@ -173,10 +173,10 @@ export class Supervisor {
           this.#files.confirm();
           log(`v${trial.version} ${trial.id.slice(0, 16)} is healthy, ${Date.now() - trial.atMs} ms after the restart was asked for; kept`);
         } else if (m["t"] === "restart" && !onTrial && !preparing) {
-          const id = m["id"], version = m["version"], mode = m["mode"];
+          const id = m["id"], version = m["version"], mode = m["mode"], needs = m["node"];
           if (typeof id !== "string" || !isBundleId(id) || typeof version !== "number" || typeof mode !== "string") return;
           preparing = true;
-          void this.#prepare(id).then((problem) => {
+          void this.#prepare(id, typeof needs === "string" ? needs : "").then((problem) => {
             preparing = false;
             if (problem === undefined) return finish({ kind: "restart", id, version, mode: mode.slice(0, 16) });
             log(`not restarting into ${id.slice(0, 16)}: ${problem}`);
@@ -190,8 +190,10 @@ export class Supervisor {
   }
 
   /** Makes the bundle runnable while the old code still runs: its dependencies. A problem, or undefined. */
-  async #prepare(id: string): Promise<string | undefined> {
+  async #prepare(id: string, needs: string): Promise<string | undefined> {
     if (this.#files.failed().some((f) => f.id === id)) return "it was rolled back here before";
+    const node = nodeSatisfies(process.versions.node, needs);
+    if (node !== undefined) return node;
     const dir = join(this.#files.dir, id);
     if (!existsSync(join(dir, "bin", "pk.js")) || !existsSync(join(dir, "package.json"))) return `${dir} is not an installed bundle`;
     const modules = join(dir, "node_modules");
@@ -217,6 +219,23 @@ export class Supervisor {
     await exited;
     clearTimeout(timer);
   }
+}
+
+/**
+ * Whether Node `version` (e.g. "24.1.0") meets a bundle's range: ">=MAJOR[.MINOR[.PATCH]]", the only
+ * form `pk bundle` writes; a problem, or undefined. An empty range (an older kernel did not say) passes.
+ */
+export function nodeSatisfies(version: string, range: string): string | undefined {
+  if (range === "") return undefined;
+  const want = /^>=\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?$/.exec(range.trim());
+  if (want === null) return `it needs Node ${range.slice(0, 64)}, a range this supervisor cannot read`;
+  const have = version.split(".").map((n) => Number.parseInt(n, 10));
+  for (let i = 0; i < 3; i++) {
+    const a = have[i] ?? 0, b = Number(want[i + 1] ?? 0);
+    if (a > b) return undefined;
+    if (a < b) return `it needs Node ${range}, this is ${version}`;
+  }
+  return undefined;
 }
 
 function exists(path: string): boolean {

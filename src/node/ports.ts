@@ -180,8 +180,8 @@ export interface SupervisorPort {
   readonly rolledBack: { readonly id: string; readonly reason: string } | undefined;
   /** Bundles this node's supervisor rolled back or refused (DATA/bundles/failed), id → reason. */
   failed(): ReadonlyMap<string, string>;
-  /** Asks for a restart into the installed bundle `id` (the supervisor installs its dependencies first). */
-  restartInto(request: { readonly id: string; readonly version: number; readonly mode: string }): void;
+  /** Asks for a restart into the installed bundle `id`, which needs Node `node` (the supervisor checks it and installs its dependencies first). */
+  restartInto(request: { readonly id: string; readonly version: number; readonly mode: string; readonly node: string }): void;
   /** The new code is healthy: the supervisor keeps it. */
   healthy(id: string): void;
   /** Restarts the supervisor refused before stopping this node (its dependencies would not install), since the last call. */

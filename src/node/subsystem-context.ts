@@ -157,7 +157,7 @@ export interface Services {
 
 /** The bundle subsystem as the upgrade sees it: the newest installed bundle newer than the running code, passing over `skip`. */
 export interface BundlesService {
-  ready(skip?: ReadonlySet<string>): { readonly id: string; readonly version: number } | undefined;
+  ready(skip?: ReadonlySet<string>): { readonly id: string; readonly version: number; readonly node: string } | undefined;
 }
 
 /** The programs as other subsystems see them (the Brain's sensor prefilter). */

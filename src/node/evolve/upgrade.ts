@@ -47,7 +47,7 @@ interface Lock {
 
 type Phase =
   | { readonly kind: "idle" }
-  | { readonly kind: "transferring"; readonly lock: Lock; readonly sinceTick: number; readonly mode: Mode }
+  | { readonly kind: "transferring"; readonly lock: Lock; readonly needs: string; readonly sinceTick: number; readonly mode: Mode }
   | { readonly kind: "restarting"; readonly lock: Lock }
   | { readonly kind: "confirming"; readonly id: string; readonly version: number; readonly mode: string }
   | { readonly kind: "releasing"; readonly id: string }
@@ -76,7 +76,7 @@ export class UpgradePart implements Subsystem<never> {
   readonly #supervisor: SupervisorPort | undefined;
   #phase: Phase = { kind: "idle" };
   /** The newest bundle the bundle subsystem announced as ready (newer than the running code). */
-  #ready: { id: string; version: number } | undefined;
+  #ready: { id: string; version: number; node: string } | undefined;
   /** One KV operation at a time. */
   #busy = false;
   #lastTry = -Infinity;
@@ -102,7 +102,8 @@ export class UpgradePart implements Subsystem<never> {
   onEvent(event: KernelEvent): void {
     if (event.type !== "bundle-ready") return;
     const id = event.data["id"], version = event.data["version"];
-    if (typeof id === "string" && ID.test(id) && typeof version === "number") this.#ready = { id, version };
+    const node = event.data["node"];
+    if (typeof id === "string" && ID.test(id) && typeof version === "number") this.#ready = { id, version, node: typeof node === "string" ? node : "" };
   }
 
   #log(what: string): void {
@@ -155,7 +156,7 @@ export class UpgradePart implements Subsystem<never> {
   }
 
   /** The bundle to upgrade to: the newest ready one that was neither rolled back here nor halted. */
-  #candidate(): { id: string; version: number } | undefined {
+  #candidate(): { id: string; version: number; node: string } | undefined {
     const bundles = this.#ctx.services.bundles;
     if (bundles === undefined) return this.#ready;
     const skip = new Set<string>(this.#supervisor?.failed().keys() ?? []);
@@ -181,7 +182,7 @@ export class UpgradePart implements Subsystem<never> {
     const lock: Lock = { node: this.#ctx.id, id: ready.id, version: ready.version, atMs: this.#ctx.clock.nowMs() };
     if (!this.#isCore()) {
       // A contributor holds no vote: it restarts when it likes, without the lock.
-      this.#restart(supervisor, lock, mode);
+      this.#restart(supervisor, lock, ready.node, mode);
       return;
     }
     const current = kv.valueLocal(LOCK_KEY);
@@ -199,21 +200,21 @@ export class UpgradePart implements Subsystem<never> {
       this.#log(`took the upgrade lock for v${lock.version} ${lock.id.slice(0, 16)}`);
       const to = kv.isLeader ? kv.transferLeadership?.() : undefined;
       if (to !== undefined) this.#log(`handing Raft leadership to ${to} before restarting`);
-      this.#phase = { kind: "transferring", lock, sinceTick: this.#ctx.tick(), mode };
+      this.#phase = { kind: "transferring", lock, needs: ready.node, sinceTick: this.#ctx.tick(), mode };
     });
   }
 
   #transfer(phase: Extract<Phase, { kind: "transferring" }>, tick: number, supervisor: SupervisorPort): void {
     const kv = this.#ctx.services.kv;
     if (kv?.isLeader === true && tick - phase.sinceTick < this.#config.transferWaitTicks) return;
-    this.#restart(supervisor, phase.lock, phase.mode);
+    this.#restart(supervisor, phase.lock, phase.needs, phase.mode);
   }
 
-  #restart(supervisor: SupervisorPort, lock: Lock, mode: Mode): void {
+  #restart(supervisor: SupervisorPort, lock: Lock, needs: string, mode: Mode): void {
     this.#phase = { kind: "restarting", lock };
     this.#note = `restarting into v${lock.version} ${lock.id.slice(0, 16)}`;
     this.#log(this.#note);
-    supervisor.restartInto({ id: lock.id, version: lock.version, mode });
+    supervisor.restartInto({ id: lock.id, version: lock.version, mode, node: needs });
   }
 
   /** The new code is on trial: healthy once it sees the mode it had before, a leader, and a linearizable read answers. */
