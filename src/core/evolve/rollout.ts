@@ -88,7 +88,7 @@ export const ROLLOUT_DEFAULTS: RolloutConfig = {
   memoryMarginBytes: 1024 * 1024,
   probeFactor: 3,
   probeMarginMs: 20,
-  accuracyDropMax: 0.02,
+  accuracyDropMax: 0.05,
   loopDelayFactor: 4,
   loopDelayMarginMs: 200,
   canaryShare: 0,

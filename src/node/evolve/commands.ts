@@ -159,7 +159,7 @@ const rollout: Command<NodeContext> = {
     const now = rollouts.nowMs();
     if (sub === undefined || sub === "list") {
       const rows = rollouts.names().map((n) => rollouts.held(n)).filter((h) => h !== undefined).map(({ record: r, untrusted }) => [
-        r.name, r.version, r.from?.version ?? "(new)", untrusted === undefined ? r.phase : "refused", r.canary.map((c) => c.slice(0, 8)).join(","),
+        r.name, r.version, r.from?.version ?? "(new)", untrusted === undefined ? r.phase : `${r.phase} (refused)`, r.canary.map((c) => c.slice(0, 8)).join(","),
         ago(now - r.startedMs), (untrusted ?? r.reason ?? judge(r, rollouts.health(), now, rollouts.config).reason).slice(0, 100),
       ]);
       const refused = [...rollouts.refused].map(([k, v]) => `${v} ${k}`).join(", ");
@@ -178,7 +178,7 @@ const rollout: Command<NodeContext> = {
     if (sub !== "status") throw new UsageError(`unknown subcommand ${JSON.stringify(sub.slice(0, 32))}: list, status, promote, rollback`);
     const health = rollouts.health().filter((h) => h.name === name);
     const lines = [
-      `${r.name} ${r.version}${r.from === null ? " (a new program)" : ` replacing ${r.from.version}`}: ${held.untrusted === undefined ? r.phase : `refused: ${held.untrusted}`}`,
+      `${r.name} ${r.version}${r.from === null ? " (a new program)" : ` replacing ${r.from.version}`}: ${r.phase}${held.untrusted === undefined ? "" : ` (refused: ${held.untrusted})`}`,
       `approved by ${r.approver}, started ${ago(now - r.startedMs)} ago, window ${Math.round(r.windowMs / 1000)} s, canary ${r.canary.join(", ")}`,
       r.phase === "canary" ? `now: ${judge(r, rollouts.health(), now, rollouts.config).reason}` : `decided by ${r.decidedBy ?? "?"} ${ago(now - (r.decidedMs ?? now))} ago: ${r.reason ?? ""}`,
     ];

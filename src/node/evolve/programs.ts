@@ -39,7 +39,7 @@ const HEALTH_EVERY_MS = 1_000;
 const PROBE_EVERY_MS = 1_000;
 const ACCURACY_EVERY_MS = 3_000;
 /** Held-out examples a prefilter's accuracy is measured on. */
-const ACCURACY_EXAMPLES = 64;
+const ACCURACY_EXAMPLES = 256;
 
 /** The four readings of the seed model, in the order the Brain takes them. */
 export const SENSORS = ["temperature", "humidity", "pressure", "light"] as const;
@@ -522,6 +522,7 @@ export class ProgramsPart {
       const report = await ports.verifySource(source);
       if (!read.ok || !report.ok || report.js === undefined || read.value.manifest.name !== name) {
         const why = `${name}: the cluster's copy does not verify here: ${failures(report).join("; ") || "its manifest names another program"}`;
+        if (this.#refusedHashes.size >= LIMITS.evolve.programsMax * 8) this.#refusedHashes.clear();
         this.#refusedHashes.set(hash, why);
         throw new ProgramError(why);
       }

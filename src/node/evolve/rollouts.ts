@@ -49,6 +49,8 @@ export class Rollouts {
   /** Model versions judged (on this node, while it led): kept or rolled back, and why. */
   readonly #modelDecided = new Map<number, { verdict: string; reason: string }>();
   readonly #deciding = new Set<string>();
+  /** Decoded records by the replica's value object (null: malformed). */
+  readonly #records = new WeakMap<Uint8Array, HeldRecord | null>();
   /** Records and health rows refused, by reason: what `rollout list` shows under "refused". */
   readonly refused = new Map<string, number>();
 
@@ -72,12 +74,21 @@ export class Rollouts {
   held(name: string): HeldRecord | undefined {
     const bytes = this.#ctx.services.kv?.valueLocal(ROLLOUT_PREFIX + name);
     if (bytes === undefined) return undefined;
-    const decoded = decodeRecord(bytes);
+    // The replica hands out the same bytes until the key changes: each record is decoded and its
+    // signature checked once (an untrusted one again, as the approver may become known).
+    const cached = this.#records.get(bytes);
+    if (cached === null) return undefined;
+    if (cached !== undefined && cached.untrusted === undefined && !this.#ctx.members.isRevoked(cached.record.approver)) return cached;
+    const decoded = cached === undefined ? decodeRecord(bytes) : { ok: true as const, value: cached.record };
     if (!decoded.ok || decoded.value.name !== name) {
+      this.#records.set(bytes, null);
       this.#refuse("record");
       return undefined;
     }
-    return { record: decoded.value, bytes, untrusted: this.#untrusted(decoded.value) };
+    const held: HeldRecord = { record: decoded.value, bytes, untrusted: this.#untrusted(decoded.value) };
+    if (held.untrusted !== undefined && cached === undefined) this.#refuse("record untrusted");
+    this.#records.set(bytes, held);
+    return held;
   }
 
   names(): string[] {
