@@ -45,8 +45,8 @@ export const SANDBOX_ENGINE_DEFAULTS = {
    * not charged to the program.
    */
   startWallMs: 2_000,
-  /** Interrupt polls between two samples of the heap (its peak is what a run reports). */
-  memorySampleEvery: 1,
+  /** Interrupt polls between two samples of the heap past a run's first 16 (its peak is what a run reports). */
+  memorySampleEvery: 8,
   /** WebAssembly pages (64 KiB) the module's memory starts with: 16 MiB. */
   wasmInitialPages: 256,
 } as const;
@@ -230,7 +230,9 @@ export class SandboxEngine {
         gas++;
         if (stopped !== undefined) return true;
         // The heap's peak: sampled every few polls (the run's end sees only what it kept).
-        if (gas % SANDBOX_ENGINE_DEFAULTS.memorySampleEvery === 0 && ctx !== undefined) {
+        // Every poll of a short run, every memorySampleEvery-th of a long one: a sample walks the
+        // whole heap, so sampling every poll of a run that fills it would cost its square.
+        if ((gas <= 16 || gas % SANDBOX_ENGINE_DEFAULTS.memorySampleEvery === 0) && ctx !== undefined) {
           try {
             peak = Math.max(peak, this.#memory(rt, ctx));
           } catch {
