@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { makeToken } from "../../src/adapters/seal.ts";
@@ -378,4 +379,16 @@ export function findIn(where: string, haystack: Buffer, wanted: ReadonlyArray<{ 
   const hits: string[] = [];
   for (const needle of wanted) if (haystack.includes(needle.bytes)) hits.push(`${where}: ${needle.form}`);
   return hits;
+}
+
+/** A free TCP port on loopback (a supervised node restarts on the ports it had: they are given, not 0). */
+export async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0));
+    });
+  });
 }

@@ -8,23 +8,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { BIN, pk } from "./cluster-helpers.ts";
-import { cleanEnv, converged, kill9, shell, statusOf, Swarm, until, type SwarmNode } from "./self-helpers.ts";
+import { cleanEnv, converged, kill9, shell, statusOf, Swarm, until, type SwarmNode, freePort } from "./self-helpers.ts";
 
 const VERSION = 2_000;
 
-async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0));
-    });
-  });
-}
 
 test("spawn from nothing (npx form): a fresh data folder and an invite code make a member that runs the cluster's signed code, fetched from the swarm (issue 16)", { timeout: 600_000 }, async (t) => {
   const swarm = new Swarm(t);

@@ -14,7 +14,6 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { hash, createPrivateKey } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BundleFiles } from "../../src/adapters/bundle-files.ts";
@@ -22,23 +21,12 @@ import { identityFromPrivateKey } from "../../src/adapters/identity.ts";
 import { decodeBundleFile, makeRelease, packBundle, unpackBundle } from "../../src/core/evolve/bundle.ts";
 import { toHex } from "../../src/core/util/bytes.ts";
 import { bearer, pk } from "./cluster-helpers.ts";
-import { alive, converged, kill9, shell, Swarm, until, type SwarmNode } from "./self-helpers.ts";
+import { alive, converged, kill9, shell, Swarm, until, type SwarmNode, freePort } from "./self-helpers.ts";
 
 const sha256 = (d: Uint8Array): Uint8Array => new Uint8Array(hash("sha256", d, "buffer"));
 const GOOD_VERSION = 1_000;
 const BAD_VERSION = 1_001;
 
-/** A free TCP port on loopback (a supervised node restarts on the ports it had: they are given, not 0). */
-async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0));
-    });
-  });
-}
 
 interface Load {
   ok: number;
