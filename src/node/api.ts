@@ -4,11 +4,12 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import type { ApiNode, ApiRoute } from "../adapters/http.ts";
 import type { VitalSigns } from "../core/body/vital.ts";
 import type { HostStats, NodeContext } from "./context.ts";
+import { dashboardRoutes } from "./dashboard-routes.ts";
 import { DROP_REASONS, type Kernel, type MemberState } from "./kernel.ts";
 import type { Shell } from "./shell.ts";
 
 export function nodeApi(kernel: Kernel, shell: Shell<NodeContext>, hostStats: () => HostStats | undefined = () => undefined): ApiNode {
-  const routes: ApiRoute[] = kernel.specs.flatMap((spec) => spec.routes?.(kernel) ?? []);
+  const routes: ApiRoute[] = [...kernel.specs.flatMap((spec) => spec.routes?.(kernel) ?? []), ...dashboardRoutes(kernel)];
   return {
     status: () => statusOf(kernel),
     shell: (line, stream) => shell.executeAsync(line, stream),
