@@ -7,6 +7,7 @@ import type { HostStats, NodeContext } from "./context.ts";
 import { dashboardRoutes } from "./dashboard-routes.ts";
 import { DROP_REASONS, type Kernel, type MemberState } from "./kernel.ts";
 import type { Shell } from "./shell.ts";
+import type { ContributionStatus } from "./subsystem-context.ts";
 
 export function nodeApi(kernel: Kernel, shell: Shell<NodeContext>, hostStats: () => HostStats | undefined = () => undefined): ApiNode {
   const routes: ApiRoute[] = [...kernel.specs.flatMap((spec) => spec.routes?.(kernel) ?? []), ...dashboardRoutes(kernel)];
@@ -56,6 +57,8 @@ export interface NodeStatusBody {
   readonly members: StatusMember[];
   /** Guarded tasks (heal): owner, adoption epoch, and whether this node runs each. */
   readonly guarded: Array<{ readonly name: string; readonly owner: string; readonly epoch: number; readonly runningHere: boolean }>;
+  /** Whether this node lends itself to the cluster now (ADR 027); null when it runs no contribution subsystem. */
+  readonly contribution: ContributionStatus | null;
 }
 
 /** The body of GET /v1/status. */
@@ -85,6 +88,7 @@ export function statusOf(kernel: Kernel): NodeStatusBody {
     guarded: kernel.guardStatuses().filter(({ task }) => !task.removed).map(({ task, running }) => ({
       name: task.name, owner: task.owner, epoch: task.epoch, runningHere: running !== undefined,
     })),
+    contribution: kernel.services.contribution?.status() ?? null,
   };
 }
 

@@ -11,6 +11,7 @@ import { MESH_SERVICE_DEFAULTS, type MeshServiceConfig } from "./collective/mesh
 import { BRAIN_DEFAULTS, type BrainConfig } from "./brain/service.ts";
 import { MEMORY_DEFAULTS, type MemoryConfig } from "./self/memory.ts";
 import { DMN_PART_DEFAULTS, type DmnPartConfig } from "./self/dmn.ts";
+import { NODE_CONTRIBUTION_DEFAULTS, type NodeContributionConfig } from "./body/contribution.ts";
 
 export interface KernelConfig {
   readonly name: string;
@@ -43,6 +44,8 @@ export interface KernelConfig {
   readonly memory: MemoryConfig;
   /** The Default Mode Network (src/node/self/dmn.ts): when the node is idle, how often each job runs. */
   readonly dmn: DmnPartConfig;
+  /** Whether the node lends itself now: power policy and caps (src/node/body/contribution.ts, ADR 027). */
+  readonly contribution: NodeContributionConfig;
 }
 
 export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
@@ -62,5 +65,6 @@ export const KERNEL_DEFAULTS: Omit<KernelConfig, "name" | "join"> = {
   brain: BRAIN_DEFAULTS,
   memory: MEMORY_DEFAULTS,
   dmn: DMN_PART_DEFAULTS,
+  contribution: NODE_CONTRIBUTION_DEFAULTS,
 };
 

@@ -10,11 +10,13 @@ import { CHAT, DMN, MEMORY, MINDS } from "./self/subsystems.ts";
 import { PROGRAMS } from "./evolve/subsystems.ts";
 import { BUNDLE } from "./evolve/bundle.ts";
 import { UPGRADE } from "./evolve/upgrade.ts";
+import { CONTRIBUTION } from "./body/contribution-commands.ts";
 
 export const SUBSYSTEMS = [
   MEMBERSHIP,
   GUARD,
   VITALS,
+  CONTRIBUTION,
   PINGER,
   PERSIST,
   TOPICS,

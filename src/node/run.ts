@@ -29,6 +29,7 @@ import type { Role } from "../core/wire/messages.ts";
 import { nodeApi } from "./api.ts";
 import { createNodeShell, type HostStats } from "./commands.ts";
 import { Kernel, KERNEL_DEFAULTS, type HostVitals } from "./kernel.ts";
+import type { NodeContributionConfig } from "./body/contribution.ts";
 import type { Clock, Identity, NodeTrust, Seal, SelfPorts, Store, SupervisorPort, Transport } from "./ports.ts";
 import { CERT_FILE, loadTrust, saveGrant } from "../adapters/trust-files.ts";
 import { decodeInvite, type InviteCode } from "./body/invites.ts";
@@ -111,6 +112,8 @@ export interface NodeOptions {
   readonly supervisor?: SupervisorPort;
   /** Environment to read PK_TOKEN and provider keys from; default process.env. */
   readonly env?: Readonly<Record<string, string | undefined>>;
+  /** The contribution policy and caps (`pk node --contribute, --cpu-cap, ...`; ADR 027); default KERNEL_DEFAULTS.contribution. */
+  readonly contribution?: Partial<NodeContributionConfig>;
 }
 
 export interface RunningNode {
@@ -360,6 +363,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
       {
         ...KERNEL_DEFAULTS, tickMs, name, role: options.role ?? "core", join: joinAddrs,
         dmn: dmnConfig(options.env ?? process.env, tickMs),
+        contribution: { ...KERNEL_DEFAULTS.contribution, ...options.contribution },
         consensus: {
           ...KERNEL_DEFAULTS.consensus,
           regenerate: options.regenerate ?? KERNEL_DEFAULTS.consensus.regenerate,

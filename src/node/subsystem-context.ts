@@ -12,6 +12,7 @@ import type { SharedFolder } from "./collective/shared-folder.ts";
 import type { BundlePort, SupervisorPort, Clock, EvolvePorts, HostVitals, Identity, NodeTrust, Seal, SelfPorts, SharedFolderPort, Store, StoreWrite } from "./ports.ts";
 import type { TaskTable } from "./tasks.ts";
 import type { BrainService } from "./brain/service.ts";
+import type { ContributionDecision } from "../core/body/contribution.ts";
 import type { Memory, MemoryHit, MemoryKind, RememberInput } from "../core/self/memory-record.ts";
 import type { MindAsk, MindInfo, MindReply } from "../core/self/minds.ts";
 
@@ -153,6 +154,20 @@ export interface Services {
   programs?: ProgramsService;
   /** The code bundles (src/node/evolve/bundle.ts), as the upgrade reads them. */
   bundles?: BundlesService;
+  /** Whether this node takes voluntary work now, and which members said they do not (src/node/body/contribution.ts). */
+  contribution?: ContributionService;
+}
+
+/** The body of /v1/status's `contribution` field (the dashboard shows exactly this; ADR 027). */
+export type ContributionStatus = Pick<ContributionDecision, "contributing" | "reason" | "power" | "caps">;
+
+/** The contribution (src/node/body/contribution.ts) as other subsystems see it. */
+export interface ContributionService {
+  /** Why voluntary work of `bytes` is declined now, or undefined when it is admitted (and counted). */
+  admit(bytes: number): string | undefined;
+  /** False when member `id` said (in its own row) that it takes no voluntary work. */
+  accepts(id: string): boolean;
+  status(): ContributionStatus;
 }
 
 /** The bundle subsystem as the upgrade sees it: the newest installed bundle newer than the running code, passing over `skip`. */

@@ -383,6 +383,9 @@ export class BundlePart implements Subsystem<BundleKind> {
     }
     const served = this.#served.get(from) ?? 0;
     if (served >= this.#config.servesPerPeerPerTick) return answer(2);
+    // Serving chunks is voluntary work: a node that does not contribute now (ADR 027), or is over
+    // its bandwidth cap, answers busy and the fetcher asks another holder.
+    if (this.#ctx.services.contribution?.admit(held.verified.targets.chunkBytes) !== undefined) return answer(2);
     this.#served.set(from, served + 1);
     const stream = held.stream;
     if (stream === undefined) {
