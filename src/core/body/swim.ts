@@ -15,9 +15,13 @@
 // alive{accused + 1}. Dead and left members stay as tombstones for tombstoneTicks so that stale
 // alive news with an old incarnation cannot bring them back.
 //
-// Probing: every probe period (probeTicks·LHM) the next member of a shuffled round-robin list is
-// pinged; after probeTimeoutTicks·LHM without an ack, ping-req goes to k random members who ping on
-// our behalf and answer ack or nack; no ack by the end of the period ⇒ suspect.
+// Probing: every probe period (probeTicks·LHM) the member at the head of the probe queue is
+// pinged and goes to its tail; any packet heard from a member (of any layer: heard()) sends it to
+// the tail too, so the queue's head is the member neither probed nor heard from for longest, and a
+// member that falls silent is probed by every observer within n − 1 periods (SWIM's shuffled
+// round-robin allows 2(n − 1) − 1; ADR 024). After probeTimeoutTicks·LHM without an ack, ping-req
+// goes to k random members who ping on our behalf and answer ack or nack; no ack by the end of the
+// period ⇒ suspect.
 //
 // Tables: a member's identity (id, key, address, role, name) lives once in a SwimDirectory, which
 // maps ids to small integer slots; the per-member state is kept in typed arrays indexed by slot
@@ -309,6 +313,8 @@ export class SwimDirectory {
 }
 
 const EMPTY_KEY = new Uint8Array(0);
+/** #queueNext of a slot that is not in the probe queue. */
+const NOT_QUEUED = -2;
 /** In place of a claim's signature where none is held (it verifies nowhere). */
 const EMPTY_SIG = new Uint8Array(64);
 
@@ -491,13 +497,17 @@ export class Swim {
   #tombstones: Tombstone[] = [];
   #tombstonesHead = 0;
   /**
-   * The current probe round: shuffled slots of the live members and the next position in it.
-   * Slots forgotten during the round keep their directory reference until the next shuffle, so
-   * that a slot in the round always names the member it was put there for.
+   * The probe order: the live members in a queue (a doubly linked list by slot), the one neither
+   * probed nor heard from for longest at the head. Each probe period takes the head and moves it
+   * to the tail; any message from a member moves it to the tail too (docs/adr/024-swim-speed.md).
+   * A member that goes silent only moves up, so every observer probes it within n − 1 periods.
+   * −2 in #queueNext: not queued; −1: none (end of the queue).
    */
-  #round: Uint32Array;
-  #roundLength = 0;
-  #roundIndex = 0;
+  #queueNext: Int32Array;
+  #queuePrev: Int32Array;
+  #queueHead = -1;
+  #queueTail = -1;
+  /** Slots forgotten since the last probe start; their directory references go back then. */
   #unreleased: number[] = [];
   #probe: Probe | undefined;
   /** Confirmation probes in flight, by seq (at most LIMITS.swimConfirmProbesMax). */
@@ -552,7 +562,8 @@ export class Swim {
     this.#stateTick = new Float64Array(slots);
     this.#listAt = new Int32Array(slots);
     this.#list = new Uint32Array(slots);
-    this.#round = new Uint32Array(slots);
+    this.#queueNext = new Int32Array(slots).fill(NOT_QUEUED);
+    this.#queuePrev = new Int32Array(slots).fill(NOT_QUEUED);
     if (options.knowAll === true) {
       assert(dir.size <= LIMITS.membersMax, "Swim: directory larger than LIMITS.membersMax");
       for (let slot = 0; slot < dir.slots; slot++) {
@@ -567,6 +578,15 @@ export class Swim {
         this.#known++;
         this.#live++;
       }
+      // A random probe order, so that cores that start alike do not probe in lockstep.
+      const order = this.#list.slice(0, this.#listLength);
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = rng.int(i + 1);
+        const tmp = order[i] as number;
+        order[i] = order[j] as number;
+        order[j] = tmp;
+      }
+      for (const slot of order) this.#queuePush(slot);
     }
     this.#probeTimer = new Timeout("swim-probe", config.probeTicks);
     this.#gossipTimer = new Timeout("swim-gossip", config.gossipTicks);
@@ -752,9 +772,20 @@ export class Swim {
     this.#out.emit({ type: "member-left", id: this.#self.id, incarnation: this.#self.incarnation });
   }
 
+  /**
+   * Evidence that member `id` is up: an authenticated packet from it, of any layer (the node calls
+   * this for every packet; step() for SWIM's own). It moves to the back of the probe queue, so
+   * that probes go first to the members nothing has been heard from.
+   */
+  heard(id: string): void {
+    const slot = this.#dir.slotOf(id);
+    if (slot !== undefined && slot < this.#queueNext.length) this.#queueTouch(slot);
+  }
+
   /** A message from an authenticated sender; anything but SWIM's own is ignored. */
   step(from: string, message: Message): void {
     if (!isSwimMessage(message)) return;
+    this.heard(from);
     switch (message.t) {
       case "swim-ping": return this.#onPing(message.updates, message.seq, message.target, message.addr);
       case "swim-ping-req": return this.#onPingReq(message);
@@ -896,6 +927,8 @@ export class Swim {
     this.#stateTick = grow(new Float64Array(slots), this.#stateTick);
     this.#listAt = grow(new Int32Array(slots), this.#listAt);
     this.#list = grow(new Uint32Array(slots), this.#list);
+    this.#queueNext = grow(new Int32Array(slots).fill(NOT_QUEUED), this.#queueNext);
+    this.#queuePrev = grow(new Int32Array(slots).fill(NOT_QUEUED), this.#queuePrev);
   }
 
   /** Forgets a tombstone: its slot goes back to the directory at the next probe round. */
@@ -938,64 +971,50 @@ export class Swim {
     this.#send(this.#addr(slot), { t: "swim-ping", seq, target: id, addr, updates });
   }
 
-  /** Next member of the shuffled round-robin list (−1 if none); a fresh shuffle starts each round. */
-  #probeNext(): number {
-    if (this.#live === 0) {
-      // Nothing to probe: the round holds no one, so its forgotten slots can go now.
-      if (this.#roundLength > 0 || this.#unreleased.length > 0) this.#roundClear();
-      return -1;
-    }
-    // Each iteration consumes a round position or reshuffles once; two passes cover the whole round.
-    for (let attempts = 0; attempts <= 2 * this.#roundLength + 1; attempts++) {
-      if (this.#roundIndex >= this.#roundLength) {
-        this.#reshuffle();
-        if (this.#roundLength === 0) return -1;
-      }
-      const slot = this.#round[this.#roundIndex++] as number;
-      if (isLive(this.#state[slot] as number)) return slot;
-    }
-    return -1;
-  }
-
-  /** Empties the round and hands the slots forgotten during it back to the directory. */
-  #roundClear(): void {
-    for (const slot of this.#unreleased) this.#dir.release(slot);
-    this.#unreleased = [];
-    this.#roundLength = 0;
-    this.#roundIndex = 0;
-  }
-
-  /** A new round: the live members in a uniformly random order (Fisher–Yates). */
-  #reshuffle(): void {
-    this.#roundClear();
-    if (this.#round.length < this.#listLength) this.#round = new Uint32Array(this.#list.length);
-    const round = this.#round;
-    let length = 0;
-    for (let i = 0; i < this.#listLength; i++) {
-      const slot = this.#list[i] as number;
-      if (isLive(this.#state[slot] as number)) round[length++] = slot;
-    }
-    for (let i = length - 1; i > 0; i--) {
-      const j = this.#rng.int(i + 1);
-      const tmp = round[i] as number;
-      round[i] = round[j] as number;
-      round[j] = tmp;
-    }
-    this.#roundLength = length;
-    this.#roundIndex = 0;
-  }
-
   /**
-   * SWIM §4.3: a joiner goes to a uniformly random place among the members not yet probed this
-   * round. The member it displaces moves to the end, which keeps the rest of the round uniformly
-   * ordered and costs O(1).
+   * The member to probe now: the head of the probe queue, which moves to the tail (−1 if none).
+   * The slots forgotten since the last probe go back to the directory here.
    */
-  #roundInsert(slot: number): void {
-    const at = this.#roundIndex + this.#rng.int(this.#roundLength - this.#roundIndex + 1);
-    if (this.#roundLength === this.#round.length) this.#round = grow(new Uint32Array(2 * this.#round.length), this.#round);
-    const round = this.#round;
-    round[this.#roundLength++] = round[at] as number;
-    round[at] = slot;
+  #probeNext(): number {
+    if (this.#unreleased.length > 0) {
+      for (const slot of this.#unreleased) this.#dir.release(slot);
+      this.#unreleased = [];
+    }
+    const slot = this.#queueHead;
+    if (slot < 0) return -1;
+    assert(isLive(this.#state[slot] as number), "Swim: the probe queue holds live members only");
+    this.#queueTouch(slot);
+    return slot;
+  }
+
+  /** Appends a member that became live to the probe queue. */
+  #queuePush(slot: number): void {
+    if (this.#queueNext[slot] !== NOT_QUEUED) return;
+    this.#queuePrev[slot] = this.#queueTail;
+    this.#queueNext[slot] = -1;
+    if (this.#queueTail >= 0) this.#queueNext[this.#queueTail] = slot;
+    else this.#queueHead = slot;
+    this.#queueTail = slot;
+  }
+
+  /** Takes a member that stopped being live out of the probe queue. */
+  #queueRemove(slot: number): void {
+    const next = this.#queueNext[slot] as number;
+    if (next === NOT_QUEUED) return;
+    const prev = this.#queuePrev[slot] as number;
+    if (prev >= 0) this.#queueNext[prev] = next;
+    else this.#queueHead = next;
+    if (next >= 0) this.#queuePrev[next] = prev;
+    else this.#queueTail = prev;
+    this.#queueNext[slot] = NOT_QUEUED;
+    this.#queuePrev[slot] = NOT_QUEUED;
+  }
+
+  /** A live member was probed or heard from: to the tail of the probe queue. */
+  #queueTouch(slot: number): void {
+    if (this.#queueTail === slot || this.#queueNext[slot] === NOT_QUEUED) return;
+    this.#queueRemove(slot);
+    this.#queuePush(slot);
   }
 
   #probeIndirect(probe: Probe): void {
@@ -1396,7 +1415,7 @@ export class Swim {
     this.#list[this.#listLength++] = slot;
     this.#known++;
     this.#live++;
-    this.#roundInsert(slot);
+    this.#queuePush(slot);
     this.#addNews(slot);
     this.#out.emit({ type: "member-alive", id, incarnation });
   }
@@ -1453,7 +1472,11 @@ export class Swim {
       heapPush(this.#suspects, suspicion, suspectBefore);
     }
     const live = isLive(code);
-    if (wasLive !== live) this.#live += wasLive ? -1 : 1;
+    if (wasLive !== live) {
+      this.#live += wasLive ? -1 : 1;
+      if (live) this.#queuePush(slot);
+      else this.#queueRemove(slot);
+    }
     if (!live) this.#tombstones.push({ slot, id: this.#dir.ids[slot] as string, tick: this.#now });
     this.#addNews(slot);
     assert(this.#live >= 0 && this.#live <= this.#known, "Swim: live count out of range");

@@ -195,6 +195,8 @@ export class Membership implements Members {
 
   /** Any authenticated packet from a member (called by the kernel's receive pipeline). */
   heard(id: string): void {
+    // SWIM probes first the members nothing was heard from (src/core/body/swim.ts, heard()).
+    this.swim.heard(id);
     const heard = this.#lastHeard;
     if (heard.size >= LIMITS.membersMax && !heard.has(id)) {
       // Full: forget senders SWIM no longer holds (forgotten members, strangers), then retry.
