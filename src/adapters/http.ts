@@ -18,6 +18,7 @@
 // login code from POST /v1/login-code), which a cross-site request cannot use.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { isIP, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
@@ -167,17 +168,41 @@ interface StaticFile {
   readonly type: string;
 }
 
+/** The dashboard's files: URL path → file of web/ and its type. Nothing else of web/ is served. */
+const DASHBOARD_FILES: ReadonlyArray<readonly [string, string, string]> = [
+  ["/", "index.html", "text/html; charset=utf-8"],
+  ["/app.js", "app.js", "text/javascript; charset=utf-8"],
+  ["/style.css", "style.css", "text/css; charset=utf-8"],
+  ["/favicon.svg", "favicon.svg", "image/svg+xml"],
+];
+/** The charting library (uPlot, an npm dependency), served from node_modules so the page needs no CDN. */
+const VENDOR_FILES: ReadonlyArray<readonly [string, string, string]> = [
+  ["/vendor/uplot.js", "uplot/dist/uPlot.iife.min.js", "text/javascript; charset=utf-8"],
+  ["/vendor/uplot.css", "uplot/dist/uPlot.min.css", "text/css; charset=utf-8"],
+];
+
+/** Every path the static part answers (the rest of the API's paths are routes). */
+export const STATIC_PATHS: ReadonlySet<string> = new Set([...DASHBOARD_FILES, ...VENDOR_FILES].map(([path]) => path));
+
 function loadDashboard(): Map<string, StaticFile> {
   const files = new Map<string, StaticFile>();
   // src/adapters → ../../web in a checkout; dist/src/adapters → ../../../web in a build.
   for (const base of ["../../web/", "../../../web/"]) {
     try {
       const dir = new URL(base, import.meta.url);
-      files.set("/", { body: readFileSync(new URL("index.html", dir)), type: "text/html; charset=utf-8" });
-      files.set("/app.js", { body: readFileSync(new URL("app.js", dir)), type: "text/javascript; charset=utf-8" });
-      return files;
+      for (const [path, name, type] of DASHBOARD_FILES) files.set(path, { body: readFileSync(new URL(name, dir)), type });
+      break;
     } catch {
       files.clear();
+    }
+  }
+  // Without the library the page still works, without its plots.
+  const require = createRequire(import.meta.url);
+  for (const [path, name, type] of VENDOR_FILES) {
+    try {
+      files.set(path, { body: readFileSync(require.resolve(name)), type });
+    } catch {
+      // not installed: 404
     }
   }
   return files;
@@ -522,7 +547,7 @@ export async function startApi(options: ApiOptions): Promise<Api> {
   function handleStatic(req: IncomingMessage, res: ServerResponse, path: string): void {
     methods(req, ["GET"]);
     const file = dashboard.get(path);
-    if (file === undefined) throw new HttpError(404, "NOT_FOUND", "the dashboard files (web/) are not installed");
+    if (file === undefined) throw new HttpError(404, "NOT_FOUND", path.startsWith("/vendor/") ? "the dashboard's charting library (uplot) is not installed" : "the dashboard files (web/) are not installed");
     res.writeHead(200, { ...dashboardHeaders, "Content-Type": file.type, "Content-Length": file.body.length });
     res.end(req.method === "HEAD" ? undefined : file.body);
   }
@@ -568,7 +593,7 @@ export async function startApi(options: ApiOptions): Promise<Api> {
     checkHostAndOrigin(req);
     const url = req.url ?? "/";
     const path = url.split("?", 1)[0] ?? "/";
-    if (path === "/" || path === "/index.html" || path === "/app.js") return handleStatic(req, res, path === "/index.html" ? "/" : path);
+    if (STATIC_PATHS.has(path) || path === "/index.html") return handleStatic(req, res, path === "/index.html" ? "/" : path);
     if (path === "/v1/login") return handleLogin(req, res);
     const open = openOnLoopback && (path === "/v1/status" || path === "/metrics");
     const credential = credentialOf(req);
