@@ -125,9 +125,10 @@ async function readBounded(path: string, bytes: number): Promise<string | undefi
   let handle;
   try {
     handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
-    const buffer = Buffer.alloc(bytes);
-    const { bytesRead } = await handle.read(buffer, 0, bytes, 0);
-    return buffer.subarray(0, bytesRead).toString("utf8");
+    // One byte more than the bound: a longer value is not cut into a valid-looking one, it is unknown.
+    const buffer = Buffer.alloc(bytes + 1);
+    const { bytesRead } = await handle.read(buffer, 0, bytes + 1, 0);
+    return bytesRead > bytes ? undefined : buffer.subarray(0, bytesRead).toString("utf8");
   } catch {
     return undefined;
   } finally {
