@@ -131,9 +131,12 @@ export class Workspace {
   readonly #onSignal: (signal: NodeJS.Signals) => void;
   readonly #onExit: () => void;
 
-  /** `bench` names the folder (pk-bench-BENCH-…) and prefixes the message on a signal. */
-  constructor(bench: string) {
-    this.dir = mkdtempSync(join(tmpdir(), `pk-bench-${bench}-`));
+  /**
+   * `bench` names the folder (pk-bench-BENCH-…) and prefixes the message on a signal; it is made in
+   * `root` (an existing folder: a tmpfs such as /dev/shm for a fast disk), the system's temporary folder by default.
+   */
+  constructor(bench: string, root: string = tmpdir()) {
+    this.dir = mkdtempSync(join(root, `pk-bench-${bench}-`));
     this.#onSignal = (signal) => {
       process.stderr.write(`${bench}: ${signal}, stopping every process started\n`);
       this.procs.killAllSync();
