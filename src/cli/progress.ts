@@ -12,7 +12,7 @@
 // The clock and the output are injected: the tests drive it without a terminal or a timer. It
 // chose no library: the small npm bars (progress, cli-progress) draw only on a terminal and keep
 // their own clock; plain lines for logs and JSON lines are the larger half of this.
-import { PROGRESS_LINE_DEFAULTS, PROGRESS_LINE_PREFIX } from "../core/util/progress-line.ts";
+import { parseProgressLine, PROGRESS_LINE_DEFAULTS, PROGRESS_LINE_PREFIX } from "../core/util/progress-line.ts";
 
 export type ProgressMode = "bar" | "lines" | "json" | "off";
 
@@ -26,7 +26,7 @@ export const PROGRESS_DEFAULTS = Object.freeze({
   /** Samples kept for the rate. */
   samplesMax: 64,
   /** Cells of the bar itself. */
-  barCells: 24,
+  barCells: 20,
   /** Columns assumed when the terminal does not say. */
   columns: 80,
 });
@@ -111,6 +111,13 @@ export class Progress {
     if (due || (stageChanged && this.#o.mode === "bar")) this.#draw(now, false);
   }
 
+  /** Other output is about to be written: on a terminal the bar's line is cleared, and drawn again at the next update. */
+  interrupt(): void {
+    if (this.#o.mode !== "bar" || !this.#drawn || this.#finished) return;
+    this.#o.write("\r\x1b[K");
+    this.#lastDraw = undefined;
+  }
+
   /** Ends the progress: the last state drawn, with `summary` ("done", "failed: ..."), then a newline. */
   finish(summary = "done"): void {
     if (this.#finished) return;
@@ -135,8 +142,12 @@ export class Progress {
   }
 
   #sample(now: number, done: number): void {
-    const last = this.#samples[this.#samples.length - 1];
-    if (last !== undefined && last.at === now) this.#samples[this.#samples.length - 1] = { at: now, done };
+    // The newest sample moves with every update; a new one is kept only every window/samplesMax
+    // milliseconds, so the samples span the whole window however often updates come.
+    const gap = PROGRESS_DEFAULTS.rateWindowMs / PROGRESS_DEFAULTS.samplesMax;
+    const n = this.#samples.length;
+    const previous = this.#samples[n - 2];
+    if (n >= 2 && previous !== undefined && now - previous.at < gap) this.#samples[n - 1] = { at: now, done };
     else this.#samples.push({ at: now, done });
     if (this.#samples.length > PROGRESS_DEFAULTS.samplesMax) this.#samples.splice(0, this.#samples.length - PROGRESS_DEFAULTS.samplesMax);
   }
@@ -181,11 +192,11 @@ export class Progress {
   }
 
   /** "450/1,000 ticks (45%)" or "450 ticks" when the total is unknown. */
-  #amount(): string {
+  #amount(withPercent = true): string {
     const unit = this.#o.unit;
     if (this.#total === undefined) return formatAmount(this.#done, unit, true);
     const pct = this.#total === 0 ? 100 : Math.floor((100 * Math.min(this.#done, this.#total)) / this.#total);
-    return `${formatAmount(this.#done, unit, false)}/${formatAmount(this.#total, unit, true)} (${pct}%)`;
+    return `${formatAmount(this.#done, unit, false)}/${formatAmount(this.#total, unit, true)}${withPercent ? ` (${pct}%)` : ""}`;
   }
 
   #speed(now: number, final: boolean): string | undefined {
@@ -211,13 +222,14 @@ export class Progress {
     let bar: string;
     if (this.#total !== undefined) {
       const filled = this.#total === 0 ? cells : Math.min(cells, Math.floor((cells * this.#done) / this.#total));
-      bar = `[${"#".repeat(filled)}${".".repeat(cells - filled)}]`;
+      const pct = this.#total === 0 ? 100 : Math.floor((100 * Math.min(this.#done, this.#total)) / this.#total);
+      bar = `${String(pct).padStart(3)}% [${"#".repeat(filled)}${".".repeat(cells - filled)}]`;
     } else {
       // Unknown total: a marker that moves with the work.
       const at = this.#done === 0 ? 0 : Math.floor(now / 100) % cells;
       bar = `[${".".repeat(at)}#${".".repeat(cells - at - 1)}]`;
     }
-    const parts = [`${this.#o.label} ${bar} ${this.#amount()}`];
+    const parts = [`${this.#o.label} ${bar} ${this.#amount(false)}`];
     const speed = this.#speed(now, final);
     if (speed !== undefined) parts.push(speed);
     if (final) parts.push(`${summary ?? "done"} in ${formatDuration((now - this.#started) / 1000)}`);
@@ -227,7 +239,9 @@ export class Progress {
       if (this.#stage !== undefined) parts.push(this.#stage);
     }
     const line = parts.join("  ");
-    const columns = Math.max(20, (this.#o.columns?.() ?? PROGRESS_DEFAULTS.columns) - 1);
+    // A pseudo-terminal without a size says 0 columns.
+    const reported = this.#o.columns?.();
+    const columns = (reported === undefined || reported < 20 ? PROGRESS_DEFAULTS.columns : reported) - 1;
     // A line wider than the terminal wraps, and \r then redraws only its last row.
     return line.length > columns ? `${line.slice(0, columns - 1)}…` : line;
   }
@@ -324,5 +338,54 @@ export class ProgressLineSplitter {
     const rest = this.#held;
     this.#held = "";
     if (!this.#progress(rest)) this.#text(rest);
+  }
+}
+
+/**
+ * Shows the progress a node streams (pk-progress/1 lines) while the rest of its output goes on as
+ * text: one Progress per task, finished when the task reports its end or the answer comes.
+ */
+export class StreamedProgress {
+  readonly #splitter: ProgressLineSplitter;
+  readonly #make: (task: string, unit: string, total: number | undefined) => Progress;
+  readonly #text: (chunk: string) => void;
+  #current: { task: string; progress: Progress } | undefined;
+
+  constructor(text: (chunk: string) => void, make: (task: string, unit: string, total: number | undefined) => Progress) {
+    this.#text = text;
+    this.#make = make;
+    this.#splitter = new ProgressLineSplitter((chunk) => {
+      this.#current?.progress.interrupt();
+      this.#text(chunk);
+    }, (line) => this.#line(line));
+  }
+
+  /** A chunk of the node's streamed output. */
+  push(chunk: string): void {
+    this.#splitter.push(chunk);
+  }
+
+  /** The answer came: what is held goes out, and a bar still open is finished with `outcome`. */
+  end(outcome: string): void {
+    this.#splitter.flush();
+    this.#current?.progress.finish(outcome);
+    this.#current = undefined;
+  }
+
+  #line(line: string): boolean {
+    const report = parseProgressLine(line);
+    if (report === undefined) return false;
+    if (this.#current !== undefined && this.#current.task !== report.task) {
+      this.#current.progress.finish();
+      this.#current = undefined;
+    }
+    this.#current ??= { task: report.task, progress: this.#make(report.task, report.unit, report.total ?? undefined) };
+    const progress = this.#current.progress;
+    progress.update(report.done, report.total, report.stage);
+    if (report.total !== null && report.done >= report.total) {
+      progress.finish();
+      this.#current = undefined;
+    }
+    return true;
   }
 }

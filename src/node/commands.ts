@@ -50,11 +50,16 @@ const help: Command<NodeContext> = {
     if (name !== undefined) {
       const command = shell.command(name);
       if (command === undefined) throw new UsageError(`no command ${JSON.stringify(name.slice(0, 40))}`);
-      return `${command.name} — ${command.summary}\nusage: ${command.usage}`;
+      return `${command.name} — ${command.summary}\nusage: ${command.usage}${command.json === undefined ? "" : " [--json]"}`;
     }
     const commands = shell.commands();
     const width = Math.max(...commands.map((command) => command.name.length));
-    return ["commands:", ...commands.map((command) => `  ${command.name.padEnd(width)}  ${command.summary}`), "\"help COMMAND\" shows its usage"].join("\n");
+    return ["commands:", ...commands.map((command) => `  ${command.name.padEnd(width)}  ${command.summary}${command.json === undefined ? "" : " [--json]"}`),
+      "\"help COMMAND\" shows its usage; [--json]: COMMAND ... --json answers one JSON document (pk shell --json -c LINE)"].join("\n");
+  },
+  json(args, { shell }) {
+    if (args.length > 0) throw new UsageError("help --json takes no command name");
+    return { commands: shell.commands().map((c) => ({ name: c.name, summary: c.summary, usage: c.usage, json: c.json !== undefined })) };
   },
 };
 
@@ -70,6 +75,10 @@ const ver: Command<NodeContext> = {
       ["platform", `${process.platform}/${process.arch}`],
       ["wire", `v${WIRE_VERSION}`],
     ]);
+  },
+  json(args) {
+    noArgs(args);
+    return { pkernel: VERSION, node: process.version, platform: process.platform, arch: process.arch, wire: WIRE_VERSION };
   },
 };
 
@@ -88,6 +97,11 @@ const mem: Command<NodeContext> = {
       ["array buffers", mib(usage.arrayBuffers)],
     ]);
   },
+  json(args) {
+    noArgs(args);
+    const usage = process.memoryUsage();
+    return { rssBytes: usage.rss, heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal, externalBytes: usage.external, arrayBuffersBytes: usage.arrayBuffers };
+  },
 };
 
 const ps: Command<NodeContext> = {
@@ -104,6 +118,16 @@ const ps: Command<NodeContext> = {
     const tasks = formatTable(["TID", "NAME", "KIND", "STATE", "STEPS", "UPTIME"], rows);
     const programs = kernel.programs.list();
     return programs.length === 0 ? tasks : `${tasks}\n\n${programsTable(programs)}`;
+  },
+  json(args, { kernel }) {
+    noArgs(args);
+    const tickMs = kernel.config.tickMs;
+    return {
+      tasks: kernel.tasks.list().map((task) => ({
+        tid: task.tid, name: task.name, kind: task.kind, state: task.state, steps: task.steps, uptimeMs: (kernel.tickCount - task.startedTick) * tickMs,
+      })),
+      programs: kernel.programs.list(),
+    };
   },
 };
 
@@ -132,6 +156,19 @@ const status: Command<NodeContext> = {
     }
     return formatFields(fields);
   },
+  json(args, { kernel, host }) {
+    noArgs(args);
+    const self = kernel.self;
+    const { alive, total, mode } = membership(kernel);
+    const measured = host();
+    return {
+      id: kernel.id, name: self.name, role: self.role, mode, uptimeMs: Math.round(kernel.uptimeMs),
+      members: { alive, total }, tick: kernel.tickCount, epoch: kernel.epoch,
+      loop: measured === undefined ? null : {
+        delayP50Ms: measured.loopDelayP50Ms, delayP99Ms: measured.loopDelayP99Ms, delayMaxMs: measured.loopDelayMaxMs, ticksSkipped: measured.ticksSkipped,
+      },
+    };
+  },
 };
 
 const nodes: Command<NodeContext> = {
@@ -151,6 +188,19 @@ const nodes: Command<NodeContext> = {
     const table = formatTable(["ID", "NAME", "ADDRESS", "ROLE", "STATE", "INC", "LAST HEARD"], rows);
     const rest = members.length - shown.length;
     return rest > 0 ? `${table}\n... and ${rest} more (${members.length} members)` : table;
+  },
+  json(args, { kernel }) {
+    noArgs(args);
+    const tickMs = kernel.config.tickMs;
+    const members = kernel.memberStatuses();
+    return {
+      self: kernel.id,
+      total: members.length,
+      members: members.slice(0, NODES_ROWS_MAX).map((member) => ({
+        id: member.id, name: member.name, addr: member.addr, role: member.role, state: member.state, incarnation: member.incarnation,
+        lastHeardMs: member.lastHeardTicks === undefined ? null : member.lastHeardTicks * tickMs,
+      })),
+    };
   },
 };
 
@@ -177,6 +227,16 @@ const net: Command<NodeContext> = {
     const rttRows = peers.slice(0, RTT_ROWS_MAX).map(([id, rtt]) => [id, names.get(id) || "-", `${rtt.srttMs.toFixed(3)}ms`, String(rtt.samples)]);
     const rtt = rttRows.length === 0 ? "rtt: no samples yet" : formatTable(["PEER", "NAME", "SRTT", "SAMPLES"], rttRows);
     return `${head}\n\n${channels}\n\n${rtt}`;
+  },
+  json(args, { kernel }) {
+    noArgs(args);
+    const { stats } = kernel;
+    return {
+      address: kernel.self.addr,
+      channels: Object.fromEntries((["datagram", "stream"] as const).map((channel) => [channel, { ...stats[channel] }])),
+      dropped: { ...stats.dropped }, lastDrop: stats.lastDrop, sendFailures: stats.sendFailures, introductions: stats.introductions,
+      rtt: [...kernel.rtt.entries()].slice(0, RTT_ROWS_MAX).map(([id, rtt]) => ({ id, srttMs: rtt.srttMs, samples: rtt.samples })),
+    };
   },
 };
 

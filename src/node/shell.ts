@@ -18,6 +18,11 @@ export interface Command<C> {
    * (kv, say) returns a promise: executeAsync awaits it, execute answers that it runs on.
    */
   run(args: readonly string[], ctx: CommandContext<C>): string | Promise<string>;
+  /**
+   * The command's report as data, for `COMMAND ... --json` (`pk shell --json -c`): the shell
+   * answers it as one JSON document. A command without it answers `--json` with an error.
+   */
+  json?(args: readonly string[], ctx: CommandContext<C>): unknown;
 }
 
 /** Where a command may stream output as it goes (`chat`), and the caller's cancellation. */
@@ -139,6 +144,7 @@ export class Shell<C> {
   /** Runs one line, waiting for commands that answer later. Same error rules as execute(). */
   async executeAsync(line: string, stream?: ShellStream): Promise<ShellResult> {
     const result = this.#run(line, stream);
+    if (typeof result === "string") return { ok: true, output: result };
     if (!(result instanceof Promise)) return result;
     return result.then((output) => ({ ok: true, output }), (error: unknown) => this.#failure(line, error));
   }
@@ -146,6 +152,7 @@ export class Shell<C> {
   /** Runs one line. Never throws for bad input; a broken invariant (AssertionFailure) propagates. */
   execute(line: string): ShellResult {
     const result = this.#run(line);
+    if (typeof result === "string") return { ok: true, output: result };
     if (!(result instanceof Promise)) return result;
     result.catch(() => undefined);
     return { ok: true, output: "started; its answer goes nowhere here (use pk shell or POST /v1/shell to wait for it)" };
@@ -160,7 +167,7 @@ export class Shell<C> {
     return { ok: false, output: `${name}: failed: ${message}` };
   }
 
-  #run(line: string, stream?: ShellStream): ShellResult | Promise<string> {
+  #run(line: string, stream?: ShellStream): ShellResult | Promise<string> | string {
     if (line.length > LIMITS.shellLineCharsMax) {
       return { ok: false, output: `line too long: ${line.length} characters, at most ${LIMITS.shellLineCharsMax}` };
     }
@@ -173,6 +180,11 @@ export class Shell<C> {
       return { ok: false, output: `unknown command ${JSON.stringify(name.slice(0, 40))}\n${this.#generalUsage()}` };
     }
     try {
+      if (args[args.length - 1] === "--json") {
+        if (command.json === undefined) return { ok: false, output: `${name} has no --json output` };
+        const value: unknown = command.json(args.slice(0, -1), { ...this.#context, shell: this, stream });
+        return value instanceof Promise ? value.then((v: unknown) => JSON.stringify(v)) : JSON.stringify(value);
+      }
       const output = command.run(args, { ...this.#context, shell: this, stream });
       return typeof output === "string" ? { ok: true, output } : output;
     } catch (error) {

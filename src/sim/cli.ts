@@ -12,6 +12,7 @@
 // (REDUCED, still equal; the file still reaches the others) and restarts from its disk. The same
 // seed prints the same report; --ticks and --seal do not apply.
 import { parseArgs } from "node:util";
+import { stderrProgress } from "../cli/progress.ts";
 import { SimCluster, type FaultProfile } from "./cluster.ts";
 
 const USAGE = "usage: pk sim [--scenario cluster|swim-scale|raft-lin|replica-scale|organism] [--nodes N] [--seed S] [--seeds N] [--ticks T] [--faults none|lossy|random] [--seal sim|real] [--mutation local-reads] [--loss P] [--origins N] [--json]";
@@ -22,12 +23,22 @@ export interface SimRunReport {
 }
 
 /** Runs one simulation; returns the report instead of throwing, so a failure keeps its seed. */
-export function simulate(options: { nodes: number; seed: number; ticks: number; faults: FaultProfile; seal: "sim" | "real" }): SimRunReport {
+export function simulate(
+  options: { nodes: number; seed: number; ticks: number; faults: FaultProfile; seal: "sim" | "real" },
+  progress?: (ticks: number) => void,
+): SimRunReport {
   const started = performance.now();
   let cluster: SimCluster | undefined;
   try {
     cluster = new SimCluster({ nodes: options.nodes, seed: options.seed, faults: options.faults, seal: options.seal });
-    cluster.run(options.ticks);
+    // In slices, so a long run reports its progress (the same ticks, the same result).
+    const slice = Math.max(1, Math.ceil(options.ticks / 1000));
+    for (let done = 0; done < options.ticks;) {
+      const n = Math.min(slice, options.ticks - done);
+      cluster.run(n);
+      done += n;
+      progress?.(done);
+    }
     const result = cluster.result();
     // Every packet in a simulated cluster is legitimate: a decode or auth drop is a bug.
     const bad = result.kernelDrops.auth + result.kernelDrops.decode;
@@ -104,9 +115,13 @@ export async function runSimCommand(argv: string[]): Promise<number> {
     process.stderr.write(`pk sim: ${problems[0]}\n${USAGE}\n`);
     return 2;
   }
-  const report = scenario === "swim-scale"
-    ? (await import("./swim-scale.ts")).runSwimScale({ nodes, seed })
-    : simulate({ nodes, seed, ticks, faults: faults as FaultProfile, seal: seal as "sim" | "real" });
+  let report: SimRunReport;
+  if (scenario === "swim-scale") report = (await import("./swim-scale.ts")).runSwimScale({ nodes, seed });
+  else {
+    const bar = stderrProgress("sim", "ticks", ticks, values.json);
+    report = simulate({ nodes, seed, ticks, faults: faults as FaultProfile, seal: seal as "sim" | "real" }, (done) => bar.update(done));
+    bar.finish(report.ok ? "done" : "failed");
+  }
   if (values.json) process.stdout.write(`${JSON.stringify(report.result)}\n`);
   else {
     for (const [key, value] of Object.entries(report.result)) process.stdout.write(`${key.padEnd(16)} ${JSON.stringify(value)}\n`);

@@ -94,7 +94,7 @@ test("brain on 3 real processes: distributed inference equals one node within 1e
   t.diagnostic(`seed shape, 1,000 inputs: max |Δlogit| pipeline ${worst.pipeline}, tensor ${worst.tensor}, dkva ${worst.dkva}`);
   for (const mode of MODES) assert.ok(worst[mode]! <= 1e-5, `${mode}: ${worst[mode]}`);
   // Inference at another node.
-  assert.match(await shell(b, `infer ${cluster.nodes[2]!.id} 0.5 -1 2 0.3`), /FULL with/);
+  assert.match(await shell(b, `infer ${cluster.nodes[2]!.id} 0.5 -1 2 0.3`), /^computed on \S+, the head here; cluster FULL; model v/m);
 
   // The larger shape: published by node b (13 MB through the shared folder).
   await shell(b, "dtr init large 7");

@@ -166,7 +166,7 @@ test("commands: help lists every command with its summary; help CMD shows usage"
   for (const name of ["help", "ver", "mem", "ps", "status", "nodes", "net", "exit"]) {
     assert.match(help.output, new RegExp(`^  ${name} +\\S`, "m"), `help lists ${name}`);
   }
-  assert.deepEqual(shell.execute("help nodes"), { ok: true, output: "nodes — the member table\nusage: nodes" });
+  assert.deepEqual(shell.execute("help nodes"), { ok: true, output: "nodes — the member table\nusage: nodes [--json]" });
   const missing = shell.execute("help nope");
   assert.equal(missing.ok, false);
   assert.match(missing.output, /^help: no command "nope"\nusage: help \[COMMAND\]$/);
@@ -280,13 +280,13 @@ test("commands: infer, dtr, dkva, moe, fl, ga and route on a single node", async
   for (let i = 0; i < 40 && !k.consensus.isLeader; i++) k.tick();
   assert.match((await shell.executeAsync("dtr stat")).output, /^model +v0 init, tag [0-9a-f]{16}$/m);
   assert.match((await shell.executeAsync("dtr stat")).output, /715 parameters/);
-  assert.match((await shell.executeAsync("infer 0.5 -1 2 0.3")).output, /^(normal|alert|critical) \(normal [\d.]+%, alert [\d.]+%, critical [\d.]+%\)\nSOLO; model v0/);
-  // Alone, every distributed mode is SOLO and equals local inference.
+  assert.match((await shell.executeAsync("infer 0.5 -1 2 0.3")).output, /^(normal|alert|critical) \(normal [\d.]+%, alert [\d.]+%, critical [\d.]+%\)\ncomputed on this node only \(local inference\); cluster (FULL|REDUCED|SOLO); model v0/);
+  // Alone, every distributed mode runs on this node only and equals local inference.
   const local = (await shell.executeAsync("dtr infer local 1 2 3 4")).output.split("\n")[0];
   for (const mode of ["pipeline", "tensor", "dkva"]) {
     const out = (await shell.executeAsync(`dtr infer ${mode} 1 2 3 4`)).output;
     assert.equal(out.split("\n")[0], local, mode);
-    assert.match(out, /^SOLO;/m);
+    assert.match(out, new RegExp(`^${mode}: no peer to split with, computed on this node only; cluster `, "m"));
   }
   // Without a shared folder (the simulator's kernel) a trained model stays on this node.
   const trained = (await shell.executeAsync("dtr train 3")).output;
@@ -295,7 +295,7 @@ test("commands: infer, dtr, dkva, moe, fl, ga and route on a single node", async
   assert.match((await shell.executeAsync("dtr stat")).output, /^model +v1 trained/m);
   assert.match((await shell.executeAsync("ga run 5")).output, /^5 generations, \d+ kept: held-out loss [\d.]+ → [\d.]+$/);
   assert.match((await shell.executeAsync("ga")).output, /^here +5 generations run/m);
-  assert.match((await shell.executeAsync("dkva")).output, /^peers +none \(SOLO\)$/m);
+  assert.match((await shell.executeAsync("dkva")).output, /^peers +none \(a DKVA inference runs on this node alone\)$/m);
   assert.match((await shell.executeAsync("moe")).output, /no probes yet/);
   assert.match((await shell.executeAsync("moe probe 5")).output, /^15 probes answered$/);
   assert.match((await shell.executeAsync("fl status")).output, /no rounds/);
@@ -303,4 +303,35 @@ test("commands: infer, dtr, dkva, moe, fl, ga and route on a single node", async
   for (const line of ["infer", "infer 1 2 3", "infer 1 2 3 x", "dtr infer warp 1 2 3 4", "dtr train 0", "dtr init huge", "moe probe -1", "fl train 1000", "ga run 0", "route ping", "route ping nobody", "dtr frob"]) {
     assert.equal((await shell.executeAsync(line)).ok, false, line);
   }
+});
+
+test("commands: every command that reports answers LINE --json with one JSON document; the others say they cannot", async () => {
+  const k = kernel();
+  const shell = createNodeShell(k);
+  for (let i = 0; i < 40 && !k.consensus.isLeader; i++) k.tick();
+  assert.equal((await shell.executeAsync("kv put colour blue")).ok, true);
+  const lines = ["help", "ver", "mem", "ps", "status", "nodes", "net", "raft", "kv get colour", "kv get absent", "kv list", "vital", "vital history", "degrade", "infer 0.5 -1 2 0.3", "sfs status"];
+  let parsed = 0;
+  for (const line of lines) {
+    const answer = await shell.executeAsync(`${line} --json`);
+    if (line === "sfs status" && !answer.ok) continue; // the simulator's kernel has no files port
+    assert.equal(answer.ok, true, `${line}: ${answer.output}`);
+    const value = JSON.parse(answer.output) as Record<string, unknown>;
+    assert.equal(typeof value, "object", line);
+    parsed++;
+  }
+  assert.ok(parsed >= lines.length - 1, `${parsed} documents parsed`);
+  const colour = JSON.parse((await shell.executeAsync("kv get colour --json")).output) as { key: string; found: boolean; value: string; revision: number };
+  assert.deepEqual({ ...colour, revision: typeof colour.revision }, { key: "colour", found: true, value: "blue", revision: "number" });
+  assert.equal(JSON.parse((await shell.executeAsync("kv get absent --json")).output).found, false);
+  const status = JSON.parse((await shell.executeAsync("status --json")).output) as { id: string; mode: string };
+  assert.equal(status.id, k.id);
+  const inferred = JSON.parse((await shell.executeAsync("infer 0.5 -1 2 0.3 --json")).output) as { ran: string; clusterMode: string; where: string };
+  assert.equal(inferred.ran, "local");
+  assert.equal(inferred.clusterMode, k.mode);
+  assert.match(inferred.where, /^computed on this node only/);
+  // Bad arguments with --json are the same clear error; a command without --json output says so.
+  assert.match((await shell.executeAsync("kv get --json")).output, /^kv: get takes one KEY/);
+  const none = await shell.executeAsync("exit --json");
+  assert.deepEqual(none, { ok: false, output: "exit has no --json output" });
 });

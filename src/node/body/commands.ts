@@ -41,6 +41,21 @@ export const vital: Command<NodeContext> = {
     const table = formatTable(["ID", "NAME", "STATE", "UPTIME", "LOAD", "RSS", "HEAP", "LOOP P99", "HEARD"], shown);
     return rows.length > shown.length ? `${table}\n... and ${rows.length - shown.length} more` : table;
   },
+  json(args, { kernel }) {
+    const tickMs = kernel.config.tickMs;
+    if (args[0] === "history") {
+      if (args.length > 1) throw new UsageError("history takes no arguments");
+      return { history: kernel.vitals.history().slice(-20).map((sample) => ({ agoMs: (kernel.tickCount - sample.tick) * tickMs, ...sample.signs })) };
+    }
+    if (args.length > 0) throw new UsageError(`unknown argument ${JSON.stringify(args[0]?.slice(0, 40))}`);
+    const rows = kernel.vitalTable();
+    return {
+      total: rows.length,
+      members: rows.slice(0, VITAL_ROWS_MAX).map((row) => ({
+        id: row.id, name: row.name, state: row.state, signs: row.signs ?? null, heardMsAgo: row.ageTicks === undefined ? null : row.ageTicks * tickMs,
+      })),
+    };
+  },
 };
 
 export const degrade: Command<NodeContext> = {
@@ -57,6 +72,15 @@ export const degrade: Command<NodeContext> = {
       `${formatDuration((kernel.tickCount - change.tick) * kernel.config.tickMs)} ago`, change.previous, change.mode, String(change.alive),
     ]);
     return `${head}\n\n${formatTable(["WHEN", "FROM", "TO", "ALIVE"], rows)}`;
+  },
+  json(args, { kernel }) {
+    if (args.length > 0) throw new UsageError("takes no arguments");
+    return {
+      mode: kernel.mode, alive: kernel.swim.size,
+      changes: kernel.modeHistory.slice().reverse().map((change) => ({
+        agoMs: (kernel.tickCount - change.tick) * kernel.config.tickMs, from: change.previous, to: change.mode, alive: change.alive,
+      })),
+    };
   },
 };
 

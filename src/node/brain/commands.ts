@@ -7,6 +7,7 @@ import type { NodeContext } from "../context.ts";
 import { resolveMember } from "../collective/commands.ts";
 import type { NodeView as Kernel } from "../view.ts";
 import { formatFields, formatTable, UsageError, type Command } from "../shell.ts";
+import { ProgressEmitter } from "../../core/util/progress-line.ts";
 
 /** The larger shape of the acceptance tests and the benchmark (3.3M parameters). */
 export const LARGE_CONFIG: ModelConfig = Object.freeze({ vocab: 64, seqLen: 320, dModel: 256, nHeads: 8, dFF: 1024, nLayers: 4, nClasses: 3 });
@@ -44,12 +45,60 @@ function nameOf(kernel: Kernel, id: string): string {
   return m === undefined || m.name === "" ? id : m.name;
 }
 
-function describe(kernel: Kernel, brain: BrainService, o: InferOutcome): string {
+/** How an inference ran: "local" (this node alone, by request), on one other node, or split in a parallel mode. */
+type InferHow = { readonly kind: "local" } | { readonly kind: "remote"; readonly node: string } | { readonly kind: "split"; readonly mode: string };
+
+/**
+ * Where the inference was computed, in words. The outcome's `state` is the run's (FULL: every
+ * peer answered; REDUCED: some dropped; SOLO: none took part) — not the cluster's mode, which is
+ * named separately: a local inference on a FULL cluster is "this node only", never "SOLO".
+ */
+function whereRun(kernel: Kernel, o: InferOutcome, how: InferHow): string {
+  const names = (ids: readonly string[]): string => ids.map((p) => nameOf(kernel, p)).join(", ");
+  const cluster = `cluster ${kernel.mode}`;
+  switch (how.kind) {
+    case "local":
+      return `computed on this node only (local inference); ${cluster}`;
+    case "remote":
+      return o.state === "SOLO" || o.dropped.length > 0
+        ? `${nameOf(kernel, how.node)} did not answer: computed on this node instead; ${cluster}`
+        : `computed on ${nameOf(kernel, how.node)}, the head here; ${cluster}`;
+    case "split":
+      if (o.state === "SOLO") return `${how.mode}: ${o.peers.length === 0 ? "no peer to split with" : `no peer answered (${names(o.dropped)})`}, computed on this node only; ${cluster}`;
+      if (o.state === "REDUCED") return `${how.mode}: split with ${names(o.peers)}; ${names(o.dropped)} dropped, their share computed here; ${cluster}`;
+      return `${how.mode}: split with ${names(o.peers)}, every peer answered; ${cluster}`;
+  }
+}
+
+function describe(kernel: Kernel, brain: BrainService, o: InferOutcome, how: InferHow): string {
   const model = brain.model;
   const probs = o.probs.map((p, i) => `${model.cfg.nClasses === SEED_CLASSES.length ? SEED_CLASSES[i] : i} ${(100 * p).toFixed(1)}%`).join(", ");
-  const via = o.peers.length === 0 ? "" : ` with ${o.peers.map((p) => nameOf(kernel, p)).join(", ")}`;
-  const dropped = o.dropped.length === 0 ? "" : `, dropped ${o.dropped.map((p) => nameOf(kernel, p)).join(", ")}`;
-  return `${o.label} (${probs})\n${o.state}${via}${dropped}; model v${o.modelVersion}; ${o.ms.toFixed(2)} ms`;
+  return `${o.label} (${probs})\n${whereRun(kernel, o, how)}; model v${o.modelVersion}; ${o.ms.toFixed(2)} ms`;
+}
+
+/** An inference as data (infer --json, dtr infer --json). */
+function outcomeJson(kernel: Kernel, brain: BrainService, o: InferOutcome, how: InferHow): Record<string, unknown> {
+  const classes = brain.model.cfg.nClasses === SEED_CLASSES.length ? SEED_CLASSES : undefined;
+  return {
+    label: o.label, class: o.class,
+    probabilities: Object.fromEntries(o.probs.map((p, i) => [classes?.[i] ?? String(i), p])),
+    ran: how.kind === "split" ? how.mode : how.kind, ...(how.kind === "remote" ? { node: how.node } : {}),
+    run: o.state, peers: [...o.peers], dropped: [...o.dropped], clusterMode: kernel.mode,
+    where: whereRun(kernel, o, how), modelVersion: o.modelVersion, ms: o.ms, roundTrips: o.roundTrips,
+  };
+}
+
+/** `infer [NODE] T H P L`: the outcome and how it ran. */
+async function inferCommand(kernel: Kernel, args: readonly string[]): Promise<{ o: InferOutcome; how: InferHow }> {
+  const brain = kernel.brain;
+  if (args.length === 5) {
+    const node = resolveMember(kernel, args[0]!);
+    if (node === kernel.id) throw new UsageError("that is this node: infer T H P L");
+    const { ids, values } = sensorInput(args.slice(1));
+    return { o: await brain.inferAt(node, ids, (await kernel.programs.prefilter(values)).values), how: { kind: "remote", node } };
+  }
+  const { ids, values } = sensorInput(args);
+  return { o: await brain.infer("local", ids, (await kernel.programs.prefilter(values)).values), how: { kind: "local" } };
 }
 
 const infer: Command<NodeContext> = {
@@ -57,15 +106,12 @@ const infer: Command<NodeContext> = {
   summary: "classify sensor readings with the Brain, here or on another node",
   usage: "infer [NODE] T H P L",
   async run(args, { kernel }) {
-    const brain = kernel.brain;
-    if (args.length === 5) {
-      const node = resolveMember(kernel, args[0]!);
-      if (node === kernel.id) throw new UsageError("that is this node: infer T H P L");
-      const { ids, values } = sensorInput(args.slice(1));
-      return describe(kernel, brain, await brain.inferAt(node, ids, (await kernel.programs.prefilter(values)).values));
-    }
-    const { ids, values } = sensorInput(args);
-    return describe(kernel, brain, await brain.infer("local", ids, (await kernel.programs.prefilter(values)).values));
+    const { o, how } = await inferCommand(kernel, args);
+    return describe(kernel, kernel.brain, o, how);
+  },
+  async json(args, { kernel }) {
+    const { o, how } = await inferCommand(kernel, args);
+    return outcomeJson(kernel, kernel.brain, o, how);
   },
 };
 
@@ -73,7 +119,7 @@ const dtr: Command<NodeContext> = {
   name: "dtr",
   summary: "the distributed Transformer: model and counters, training, distributed inference, a new model of a shape",
   usage: "dtr stat | dtr train [EPOCHS] | dtr infer local|pipeline|tensor|dkva T H P L | dtr init seed|large [SEED]",
-  async run(args, { kernel }) {
+  async run(args, { kernel, stream }) {
     const brain = kernel.brain;
     const [sub, ...rest] = args;
     switch (sub ?? "stat") {
@@ -100,7 +146,12 @@ const dtr: Command<NodeContext> = {
       case "train": {
         const epochs = intArg(rest[0], brain.config.trainEpochs, 1, 1000, "EPOCHS");
         const lines: string[] = [];
-        const { report, baseline, header } = await brain.train(epochs, (line) => lines.push(line));
+        // A caller that takes a stream (pk shell) sees a progress bar (docs/protocols/progress.md).
+        const bar = stream === undefined ? undefined : new ProgressEmitter(stream.out, () => performance.now());
+        const { report, baseline, header } = await brain.train(epochs, (line) => lines.push(line), (at) => {
+          bar?.report({ task: "train", done: at.step, total: at.steps, unit: "steps", stage: `epoch ${Math.min(at.epoch + 1, epochs)} of ${epochs}` });
+        });
+        bar?.finish();
         return [
           ...lines.filter((_, i) => i === 0 || i === lines.length - 1 || (i + 1) % 10 === 0),
           `held-out accuracy ${pct(report.heldOutAccuracy)} against ${pct(baseline)} for the best single-feature threshold (train ${pct(report.trainAccuracy)})`,
@@ -111,7 +162,7 @@ const dtr: Command<NodeContext> = {
         const mode = rest[0] as InferMode | undefined;
         if (mode === undefined || !MODES.includes(mode)) throw new UsageError(`MODE is one of ${MODES.join(", ")}`);
         const { ids, values } = sensorInput(rest.slice(1));
-        return describe(kernel, brain, await brain.infer(mode, ids, values));
+        return describe(kernel, brain, await brain.infer(mode, ids, values), mode === "local" ? { kind: "local" } : { kind: "split", mode });
       }
       case "init": {
         const shape = SHAPES[rest[0] ?? ""];
@@ -134,11 +185,11 @@ const dkva: Command<NodeContext> = {
     const brain = kernel.brain;
     if (args.length > 0) {
       const { ids, values } = sensorInput(args);
-      return describe(kernel, brain, await brain.infer("dkva", ids, values));
+      return describe(kernel, brain, await brain.infer("dkva", ids, values), { kind: "split", mode: "dkva" });
     }
     const m = brain.model;
     return formatFields([
-      ["peers", brain.peers().map((p) => nameOf(kernel, p)).join(", ") || "none (SOLO)"],
+      ["peers", brain.peers().map((p) => nameOf(kernel, p)).join(", ") || "none (a DKVA inference runs on this node alone)"],
       ["worker", `${m.worker.sessionCount} sessions, ${(m.worker.bytesReserved / 1048576).toFixed(1)} MiB of K/V reserved, ${m.worker.evictions} evicted`],
       ["coordinator", `${m.coordinator.sessionCount} sessions`],
       ["merge", "per head (m, l, o) from every shard, merged by log-sum-exp; positions round-robin over [this node, ...peers]"],
@@ -171,7 +222,7 @@ const moe: Command<NodeContext> = {
       case "infer": {
         const { ids, values } = sensorInput(rest);
         const o = await brain.moeInfer(ids, values);
-        return `gate: ${SEED_CLASSES[o.gateClass] ?? o.gateClass} → expert ${nameOf(kernel, o.expert)}\n${describe(kernel, brain, o)}`;
+        return `gate: ${SEED_CLASSES[o.gateClass] ?? o.gateClass} → expert ${nameOf(kernel, o.expert)}\n${describe(kernel, brain, o, o.expert === kernel.id ? { kind: "local" } : { kind: "remote", node: o.expert })}`;
       }
       default:
         throw new UsageError("moe | probe [PER_CLASS] | train [EPOCHS] | infer T H P L");

@@ -53,7 +53,7 @@ import { decodeBrainMessage, encodeBrainMessage, type BrainMessage } from "../..
 import { decodeModelFile, encodeSignedModelFile, modelTrustError, type ModelFileHeader, type ModelTrust } from "../../core/brain/model-file.ts";
 import { forward, initParams, inputError, KvCache, paramCount, SEED_CONFIG, SEED_CLASSES, step as decodeStep, Workspace, type ModelConfig } from "../../core/brain/transformer.ts";
 import { bestThresholdBaseline, generateSensorData, split, type SensorExample } from "../../core/brain/data.ts";
-import { evaluate, Trainer, type TrainReport } from "../../core/brain/train.ts";
+import { evaluate, Trainer, type TrainProgress, type TrainReport } from "../../core/brain/train.ts";
 import { type AggregationRule } from "../../core/brain/fedlearn.ts";
 import { FED_LOCAL_DEFAULTS, FederatedRound, localUpdate, type ClientUpdate } from "../../core/brain/federated.ts";
 import { MoeRouter } from "../../core/brain/moe.ts";
@@ -587,7 +587,9 @@ export class BrainService {
    * answering), reports held-out accuracy against the best single-feature threshold, and
    * publishes the result as the next model version.
    */
-  async train(epochs: number, progress: (line: string) => void = () => undefined): Promise<{ report: TrainReport; baseline: number; header: ModelFileHeader }> {
+  async train(
+    epochs: number, progress: (line: string) => void = () => undefined, steps?: (at: TrainProgress) => void,
+  ): Promise<{ report: TrainReport; baseline: number; header: ModelFileHeader }> {
     if (this.#training !== undefined) throw new Error(`a training is running (${this.#training})`);
     this.#mustBeCore("dtr train");
     const cfg = this.#model.cfg;
@@ -595,7 +597,7 @@ export class BrainService {
     this.#training = "dtr train";
     try {
       const params = this.#model.params.slice();
-      const report = await this.#runTrainer(cfg, params, this.#data.train, epochs, progress);
+      const report = await this.#runTrainer(cfg, params, this.#data.train, epochs, progress, steps);
       const baseline = this.baseline().heldOutAccuracy;
       this.#lastTrain = report;
       const header = await this.publish(cfg, params, "trained", {
@@ -608,7 +610,10 @@ export class BrainService {
     }
   }
 
-  #runTrainer(cfg: ModelConfig, params: Float32Array, train: readonly SensorExample[], epochs: number, progress: (line: string) => void): Promise<TrainReport> {
+  /** `steps` hears where the training is after every slice of steps (a progress bar's feed). */
+  #runTrainer(
+    cfg: ModelConfig, params: Float32Array, train: readonly SensorExample[], epochs: number, progress: (line: string) => void, steps?: (at: TrainProgress) => void,
+  ): Promise<TrainReport> {
     const trainer = new Trainer(cfg, params, train, {
       epochs, rng: this.#rng.fork(), heldOut: this.#data.heldOut,
       onProgress: (p) => {
@@ -619,6 +624,7 @@ export class BrainService {
     const defer = this.#host.defer;
     if (defer === undefined) {
       trainer.runSteps(Infinity);
+      steps?.(trainer.progress());
       return Promise.resolve(trainer.report());
     }
     return new Promise((resolve, reject) => {
@@ -628,6 +634,7 @@ export class BrainService {
           const start = performance.now();
           do trainer.runSteps(TRAIN_STEPS_PER_CHECK);
           while (!trainer.done && performance.now() - start < SLICE_MS);
+          steps?.(trainer.progress());
           if (trainer.done) resolve(trainer.report());
           else defer(slice);
         } catch (error) {

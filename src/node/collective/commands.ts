@@ -44,6 +44,21 @@ export const raft: Command<NodeContext> = {
     ]);
     return `${head}\n\n${formatTable(["FOLLOWER", "KIND", "STATE", "MATCH", "NEXT", "INFLIGHT", "ACTIVE", "SWIM"], rows)}`;
   },
+  json(args, { kernel }) {
+    if (args.length > 0) throw new UsageError("takes no arguments");
+    const consensus = kernel.consensus;
+    const status = consensus.status();
+    const stats = consensus.stats;
+    return {
+      id: status.id, state: status.role, term: status.term, leader: status.lead === "" ? null : status.lead,
+      commit: status.commit, applied: status.applied, log: { first: status.firstIndex, last: status.lastIndex, snapshot: consensus.raft.snapshot?.meta.index ?? 0 },
+      config: { voters: [...status.conf.voters], learners: [...status.conf.learners], votersOutgoing: [...status.conf.votersOutgoing], learnersNext: [...status.conf.learnersNext], epoch: consensus.confEpoch },
+      stats: { ...stats },
+      followers: status.role !== "leader" ? [] : [...status.progress.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([id, pr]) => ({
+        id, kind: pr.learner ? "learner" : "voter", state: pr.state, match: pr.match, next: pr.next, inflight: pr.inflight, active: pr.recentActive,
+      })),
+    };
+  },
 };
 
 function outcomeText(outcome: KvOutcome, what: string): string {
@@ -92,6 +107,19 @@ export const kv: Command<NodeContext> = {
       default:
         throw new UsageError(sub === undefined ? "needs a subcommand" : `unknown subcommand ${JSON.stringify(sub.slice(0, 40))}`);
     }
+  },
+  async json(args, { kernel }) {
+    const [sub, key, ...rest] = args;
+    if (sub === "list") {
+      if (rest.length > 0) throw new UsageError("list takes at most a PREFIX");
+      return { keys: kernel.consensus.kv.keys(key ?? "", TOPIC_ROWS_MAX).map(([name, record]) => ({ key: name, revision: record.revision, value: text.decode(record.value) })) };
+    }
+    if (sub !== "get") throw new UsageError("--json is for kv get KEY and kv list [PREFIX]");
+    if (key === undefined || rest.length > 0) throw new UsageError("get takes one KEY");
+    const o = await ask(kernel, (k, done) => k.kvGet(key, done));
+    if (o.code === "not-found") return { key, found: false, value: null, revision: null };
+    outcomeText(o, "");
+    return { key, found: true, value: o.value === undefined ? null : text.decode(o.value), revision: o.revision ?? null };
   },
 };
 
