@@ -27,6 +27,7 @@ import { cleanEnv, converged, getJson, kill9, Swarm, until } from "../cli/self-h
 /** What the functions run in the page use of the DOM (this project's TypeScript has no DOM library). */
 interface El {
   readonly textContent: string | null;
+  querySelector(selector: string): El | null;
   readonly className: string;
   readonly dataset: Record<string, string | undefined>;
   getAttribute(name: string): string | null;
@@ -160,11 +161,11 @@ test("browser: the dashboard shows 3 alive nodes, a KV write read back elsewhere
   }
   await page.fill("#chat-input", "What do you know about the greenhouse?");
   await page.click("#chat-send");
-  await page.waitForFunction(() => {
+  // The text on the page at a moment when 3 or more pieces had come and the answer had not ended.
+  const partial = await (await page.waitForFunction(() => {
     const live = (globalThis as unknown as PageGlobals).document.getElementById("chat-live");
-    return live?.dataset["state"] === "streaming" && Number(live.dataset["deltas"]) >= 3;
-  }, undefined, { timeout: 30_000, polling: 20 });
-  const partial = await page.textContent("#chat-live .text") ?? "";
+    return live?.dataset["state"] === "streaming" && Number(live.dataset["deltas"]) >= 3 ? live.querySelector(".text")?.textContent ?? "" : false;
+  }, undefined, { timeout: 30_000, polling: 20 })).jsonValue() as string;
   await shot(page, shots, "3-chat-in-progress");
   await page.waitForFunction(() => (globalThis as unknown as PageGlobals).document.getElementById("chat-live")?.dataset["state"] !== "streaming", undefined, { timeout: 60_000 });
   assert.equal(await page.getAttribute("#chat-live", "data-state"), "done", await page.textContent("#chat-live") ?? "");
@@ -191,6 +192,7 @@ test("browser: the dashboard shows 3 alive nodes, a KV write read back elsewhere
   t.diagnostic(`phone: document ${widths.scroll} px wide in a ${widths.client} px viewport`);
   assert.ok(widths.scroll <= widths.client, `no horizontal overflow on a phone: ${JSON.stringify(widths)}`);
   await shot(phone, shots, "4-phone");
+  await phone.screenshot({ path: join(shots, "4-phone-first-screen.png") });
 
   assert.deepEqual(pageErrors, [], "no script errors in the page");
   await context.close();
