@@ -1553,6 +1553,9 @@ export class Swim {
       this.#transition(slot, DEAD, this.#ownClaim(slot));
       this.#out.emit({ type: "member-dead", id: this.#dir.ids[slot] as string, incarnation: this.#incarnation[slot] as number });
     }
+    // A death this node declared goes out at once, not at the next gossip period: the members that
+    // have not declared it yet learn it now (ADR 024).
+    if (expired.length > 0) this.#gossip();
   }
 
   #tombstoneExpire(): void {
