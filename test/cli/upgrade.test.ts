@@ -189,14 +189,28 @@ test("rolling upgrade of 5 supervised nodes into a signed bundle under write loa
   }, 240_000, 500);
   t.diagnostic(`the broken bundle was halted ${((Date.now() - badAt) / 1000).toFixed(1)} s after it was added (seen on ${halted.name})`);
   // Every node comes to hold it, refuses it, and still runs the good version.
-  await until("every node holding v1001 and refusing it", async () => {
-    for (const node of all) {
-      const bundle = await sh(node, "bundle status");
-      if (!/held\s+.*v1001/.test(bundle)) return false;
-      if (!/refused: (halted|rolled back here)/.test(await sh(node, "upgrade status"))) return false;
-    }
-    return true;
-  }, 120_000, 500);
+  // What the last look found on a node that was not there yet: what to read when this times out.
+  let lagging = "";
+  try {
+    await until("every node holding v1001 and refusing it", async () => {
+      for (const node of all) {
+        const bundle = await sh(node, "bundle status");
+        if (!/held\s+.*v1001/.test(bundle)) {
+          lagging = `${node.name} does not hold v1001:\n${bundle}`;
+          return false;
+        }
+        const upgrade = await sh(node, "upgrade status");
+        if (!/refused: (halted|rolled back here)/.test(upgrade)) {
+          lagging = `${node.name} does not refuse v1001:\n${upgrade}`;
+          return false;
+        }
+      }
+      return true;
+    }, 120_000, 500);
+  } catch (error) {
+    t.diagnostic(lagging);
+    throw error;
+  }
   await sleep(5_000);
   const rolledBack: string[] = [];
   for (const node of all) {
