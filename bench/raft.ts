@@ -1,15 +1,24 @@
 // `npm run bench -- raft [--only pk|etcd] [--clients 1,16,64] [--seconds S] [--warmup S] [--failovers N]
-//                        [--heartbeat-ms H] [--election-ms E] [--timeout-ms T] [--failover-clients N] [--hedge-ms H]`:
+//                        [--heartbeat-ms H] [--election-ms E] [--timeout-ms T] [--failover-clients N] [--hedge-ms H]
+//                        [--dir ROOT] [--value-bytes B]`:
 // replicated write throughput, latency and failover of p-kernel's Raft KV against etcd, issue 4.
 //
 // Starts a 3-node p-kernel cluster (`pk node` processes) and a 3-member etcd cluster (Debian package
 // `etcd-server`) on loopback, one system after the other so that each has the machine to itself,
 // both fsyncing every commit (p-kernel: its store's durable batches, SQLite synchronous=FULL; etcd:
 // its default WAL fdatasync — no unsafe flag exists or is passed). Data lives in a fresh temporary
-// folder, removed at the end.
+// folder, removed at the end, made in --dir ROOT when given (both systems: e.g. /dev/shm, a tmpfs,
+// to see them on a fast disk) and in the system's temporary folder otherwise.
+//
+// Each level also reports what the servers spent per acknowledged write while it was measured: CPU
+// milliseconds of the three server processes together (Linux: /proc/PID/stat, every thread), and
+// fsyncs per write of each member (p-kernel: the `raft` command's disk line, its Raft log batches;
+// etcd: its etcd_disk_wal_fsync_duration_seconds_count metric). On a machine shared with other
+// work, CPU per write is the steadier figure: throughput follows what the others leave free.
 //
 // Throughput and latency: for each level of --clients (default 1, 16, 64), that many clients run in
-// this process, each a loop of sequential writes of a random key out of 1,000 with a 100-byte value,
+// this process, each a loop of sequential writes of a random key out of 1,000 with a 100-byte value
+// (--value-bytes),
 // for --warmup (1 s, not counted) and then --seconds (5 s). Client c starts on member c mod 3; a
 // 307 names the leader and the client then sticks to it; an error moves it to the next member.
 //   - p-kernel: `PUT /v1/kv/bench-NNNN`, the raw value as body → 200 once committed (a follower
@@ -35,7 +44,7 @@
 // --pre-vote, which p-kernel's Raft has (and etcd enables by default from 3.5 on); etcd always has
 // check-quorum.
 import { spawnSync } from "node:child_process";
-import { closeSync, existsSync, fdatasyncSync, mkdirSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fdatasyncSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { cpus, loadavg, release, totalmem } from "node:os";
 import { join } from "node:path";
@@ -47,8 +56,11 @@ import { describeExit, freePorts, HOST, pkNodeArgv, type Child, type Processes, 
 
 const MEMBERS = 3;
 const KEYS = 1_000;
-const VALUE_BYTES = 100;
-/** Distinct values written (each VALUE_BYTES of random printable characters), made once. */
+/** Bytes of each written value unless --value-bytes says otherwise. */
+const VALUE_BYTES_DEFAULT = 100;
+/** At most this many bytes per value (p-kernel's KV takes up to 64 KiB). */
+const VALUE_BYTES_MAX = 65_536;
+/** Distinct values written (each --value-bytes random printable characters), made once. */
 const VALUES = 64;
 const START_TIMEOUT_MS = 30_000;
 const HEALTHY_TIMEOUT_MS = 60_000;
@@ -198,15 +210,80 @@ abstract class System {
   async stop(): Promise<void> {
     await this.procs.stop(this.members.map((member) => member.child), 5_000);
   }
+
+  /** Each member's CPU time and fsyncs so far (null where they cannot be read). */
+  async counters(): Promise<MemberCounters[]> {
+    return Promise.all(this.members.map(async (member) => ({
+      cpuMs: cpuMsOf(member.child),
+      fsyncs: member.child?.exit === undefined ? await this.fsyncs(member).catch(() => null) : null,
+    })));
+  }
+
+  /** Fsyncs of the member's log so far. */
+  protected abstract fsyncs(member: Member): Promise<number | null>;
+}
+
+interface MemberCounters {
+  readonly cpuMs: number | null;
+  readonly fsyncs: number | null;
+}
+
+/** The kernel's clock ticks per second, the unit of /proc/PID/stat's CPU times (USER_HZ: 100 nearly everywhere). */
+const CLOCK_TICKS_PER_S = ((): number => {
+  if (process.platform !== "linux") return 100;
+  const result = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8", timeout: 5_000 });
+  const hz = Number(result.stdout?.trim());
+  return Number.isInteger(hz) && hz > 0 ? hz : 100;
+})();
+
+/** Milliseconds of CPU (user + system, every thread) the process has used: Linux only, else null. */
+function cpuMsOf(child: Child | undefined): number | null {
+  const pid = child?.proc.pid;
+  if (pid === undefined || child?.exit !== undefined || process.platform !== "linux") return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces), from field 3 on: utime and stime are 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? (ticks * 1000) / CLOCK_TICKS_PER_S : null;
+  } catch {
+    return null;
+  }
+}
+
+/** What the servers spent per acknowledged write between two readings of their counters. */
+function perWrite(before: readonly MemberCounters[], after: readonly MemberCounters[], writes: number): ServerCost {
+  if (writes === 0) return { cpuMsPerWrite: null, fsyncsPerWrite: before.map(() => null) };
+  let cpu = 0;
+  let cpuKnown = true;
+  const fsyncs = before.map((b, i) => {
+    const a = after[i];
+    if (b.cpuMs === null || a?.cpuMs === null || a === undefined) cpuKnown = false;
+    else cpu += a.cpuMs - b.cpuMs;
+    return b.fsyncs === null || a?.fsyncs === null || a === undefined ? null : round2((a.fsyncs - b.fsyncs) / writes);
+  });
+  return { cpuMsPerWrite: cpuKnown ? Math.round((cpu / writes) * 1000) / 1000 : null, fsyncsPerWrite: fsyncs };
+}
+
+interface ServerCost {
+  /** CPU milliseconds of all members together per acknowledged write. */
+  readonly cpuMsPerWrite: number | null;
+  /** Per member: fsyncs of its log per acknowledged write. */
+  readonly fsyncsPerWrite: ReadonlyArray<number | null>;
 }
 
 const KEY_NAMES = Array.from({ length: KEYS }, (_, k) => `bench-${String(k).padStart(4, "0")}`);
-const VALUE_TEXTS = Array.from({ length: VALUES }, () => {
+/** The values written (VALUES of them, `bytes` random printable characters each); set by run(). */
+let VALUE_TEXTS: readonly string[] = [];
+
+function makeValues(bytes: number): string[] {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  let text = "";
-  for (let i = 0; i < VALUE_BYTES; i++) text += alphabet[Math.floor(Math.random() * alphabet.length)];
-  return text;
-});
+  return Array.from({ length: VALUES }, () => {
+    let text = "";
+    for (let i = 0; i < bytes; i++) text += alphabet[Math.floor(Math.random() * alphabet.length)];
+    return text;
+  });
+}
 
 interface PkStatus {
   readonly id?: unknown;
@@ -263,6 +340,19 @@ class PkCluster extends System {
       const leader = view.raft?.leader;
       return { id: typeof view.id === "string" ? view.id : "", leader: typeof leader === "string" && leader !== "" ? leader : undefined, leading: view.raft?.state === "leader" };
     }));
+  }
+
+  /** The `raft` command's disk line: "N fsyncs for M entries". */
+  protected override async fsyncs(member: Member): Promise<number | null> {
+    const response = await fetch(`${member.origin}/v1/shell`, {
+      method: "POST",
+      headers: { Authorization: this.#headers.Authorization as string, "Content-Type": "application/json" },
+      body: JSON.stringify({ line: "raft" }),
+      signal: AbortSignal.timeout(STATUS_TIMEOUT_MS),
+    });
+    const body = (await response.json()) as { output?: unknown };
+    const match = typeof body.output === "string" ? /(\d+) fsyncs for \d+ entries/.exec(body.output) : null;
+    return match === null ? null : Number(match[1]);
   }
 
   /** The `raft` object of one member's /v1/status, printed with the settings. */
@@ -327,6 +417,13 @@ class EtcdCluster extends System {
   override put(key: number, value: number): HttpRequest {
     const body = `{"key":"${Buffer.from(KEY_NAMES[key] as string).toString("base64")}","value":"${Buffer.from(VALUE_TEXTS[value] as string).toString("base64")}"}`;
     return { method: "POST", path: "/v3/kv/put", headers: { "Content-Type": "application/json" }, body };
+  }
+
+  /** etcd's count of WAL fsyncs (its fsync-duration histogram), from /metrics. */
+  protected override async fsyncs(member: Member): Promise<number | null> {
+    const response = await fetch(`${member.origin}/metrics`, { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
+    const match = /^etcd_disk_wal_fsync_duration_seconds_count (\S+)$/m.exec(await response.text());
+    return match === null ? null : Number(match[1]);
   }
 
   async status(http: Http, member: Member): Promise<EtcdStatus> {
@@ -514,6 +611,7 @@ interface LevelResult {
   readonly errors: number;
   readonly redirects: number;
   readonly errorKinds: ErrorKinds;
+  readonly server: ServerCost;
 }
 
 /** `clients` closed-loop clients for warmupMs, then measured for measureMs. */
@@ -526,6 +624,15 @@ async function runLevel(system: System, clients: number, warmupMs: number, measu
   const from = performance.now() + warmupMs;
   const end = from + measureMs;
   const n = system.members.length;
+  // The servers' counters when the measured time starts and once every client stopped; the writes
+  // acknowledged in between are what they were spent on.
+  let countedFrom = Number.POSITIVE_INFINITY;
+  let writesSinceCounted = 0;
+  const counted = sleep(warmupMs).then(async () => {
+    const counters = await system.counters();
+    countedFrom = performance.now();
+    return counters;
+  });
   const client = async (c: number): Promise<void> => {
     let next = c % n;
     let origin = (system.members[next] as Member).origin;
@@ -535,6 +642,7 @@ async function runLevel(system: System, clients: number, warmupMs: number, measu
       const done = performance.now();
       const counted = done >= from && done <= end;
       if (attempt.ok) {
+        if (done >= countedFrom) writesSinceCounted++;
         if (counted) {
           latencies.push(done - sent);
           redirects += attempt.redirects;
@@ -557,6 +665,8 @@ async function runLevel(system: System, clients: number, warmupMs: number, measu
   } finally {
     http.close();
   }
+  const before = await counted;
+  const server = perWrite(before, await system.counters(), writesSinceCounted);
   latencies.sort((a, b) => a - b);
   return {
     opsPerSec: Math.round((latencies.length * 1000) / measureMs),
@@ -568,6 +678,7 @@ async function runLevel(system: System, clients: number, warmupMs: number, measu
     errors,
     redirects,
     errorKinds,
+    server,
   };
 }
 
@@ -780,6 +891,8 @@ export async function run(args: string[]): Promise<unknown> {
       "failover-clients": { type: "string", default: "4" },
       "hedge-ms": { type: "string", default: "50" },
       "failover-timeout": { type: "string", default: "10" },
+      dir: { type: "string" },
+      "value-bytes": { type: "string", default: String(VALUE_BYTES_DEFAULT) },
     },
     strict: true,
   });
@@ -798,6 +911,19 @@ export async function run(args: string[]): Promise<unknown> {
   const failoverClients = positiveNumber("failover-clients", values["failover-clients"], true);
   const hedgeMs = positiveNumber("hedge-ms", values["hedge-ms"], true);
   const giveUpMs = positiveNumber("failover-timeout", values["failover-timeout"], false) * 1000;
+  const valueBytes = positiveNumber("value-bytes", values["value-bytes"], true);
+  if (valueBytes > VALUE_BYTES_MAX) throw new Error(`--value-bytes must be at most ${VALUE_BYTES_MAX}, got ${valueBytes}`);
+  VALUE_TEXTS = makeValues(valueBytes);
+  const root = values.dir;
+  if (root !== undefined) {
+    let isDir = false;
+    try {
+      isDir = statSync(root).isDirectory();
+    } catch {
+      // Reported below.
+    }
+    if (!isDir) throw new Error(`--dir must name an existing folder, got ${JSON.stringify(root.slice(0, 200))}`);
+  }
 
   const log = (line: string): void => {
     process.stderr.write(`raft: ${line}\n`);
@@ -809,7 +935,7 @@ export async function run(args: string[]): Promise<unknown> {
     return { bench: "raft", error: etcd };
   }
 
-  const workspace = new Workspace("raft");
+  const workspace = new Workspace("raft", root);
   const { procs, dir } = workspace;
 
   const started = performance.now();
@@ -848,7 +974,8 @@ export async function run(args: string[]): Promise<unknown> {
           await waitHealthy(system, `before the ${clients}-client level`);
           const level = await runLevel(system, clients, warmupMs, measureMs, timeoutMs);
           result.levels.set(clients, level);
-          log(`${name} ${clients} clients: ${level.opsPerSec} writes/s, p50 ${level.p50Ms} ms, p99 ${level.p99Ms} ms, ${level.errors} errors`);
+          log(`${name} ${clients} clients: ${level.opsPerSec} writes/s, p50 ${level.p50Ms} ms, p99 ${level.p99Ms} ms, ${level.errors} errors; `
+            + `servers ${level.server.cpuMsPerWrite ?? "?"} CPU ms and ${level.server.fsyncsPerWrite.map((x) => x ?? "?").join("/")} fsyncs per write`);
         }
         if (failovers > 0) result.failover = await runFailover(system, failovers, failoverClients, hedgeMs, timeoutMs, giveUpMs, log);
       } catch (error) {
@@ -868,6 +995,7 @@ export async function run(args: string[]): Promise<unknown> {
   const levelJson = (level: LevelResult | undefined): unknown => level === undefined ? null : {
     opsPerSec: level.opsPerSec, p50Ms: level.p50Ms, p99Ms: level.p99Ms, meanMs: level.meanMs, maxMs: level.maxMs,
     ops: level.ops, errors: level.errors, redirects: level.redirects, errorKinds: level.errorKinds.toJSON(),
+    serverCpuMsPerWrite: level.server.cpuMsPerWrite, fsyncsPerWrite: level.server.fsyncsPerWrite,
   };
   const pkAt = pk?.levels.get(TARGET_CLIENTS);
   const etAt = et?.levels.get(TARGET_CLIENTS);
@@ -896,7 +1024,8 @@ export async function run(args: string[]): Promise<unknown> {
       warmupSeconds: warmupMs / 1000,
       seconds: measureMs / 1000,
       keys: KEYS,
-      valueBytes: VALUE_BYTES,
+      valueBytes,
+      dataRoot: root ?? null,
       requestTimeoutMs: timeoutMs,
       heartbeatMs,
       electionMs,
@@ -905,7 +1034,7 @@ export async function run(args: string[]): Promise<unknown> {
       hedgeMs,
       failoverTimeoutMs: giveUpMs,
       pk: pk === undefined ? null : {
-        write: "PUT /v1/kv/bench-NNNN, body = the 100-byte value (Content-Type: application/octet-stream); 307/308 Location followed",
+        write: "PUT /v1/kv/bench-NNNN, body = the value (valueBytes) (Content-Type: application/octet-stream); 307/308 Location followed",
         fsync: "store durable batches: SQLite WAL, synchronous=FULL",
         ...pk.extra,
       },
@@ -926,7 +1055,10 @@ export async function run(args: string[]): Promise<unknown> {
         clients,
         pk: levelJson(a),
         etcd: levelJson(b),
-        ratio: { throughput: ratio(a?.opsPerSec, b?.opsPerSec), p50: ratio(a?.p50Ms, b?.p50Ms), p99: ratio(a?.p99Ms, b?.p99Ms) },
+        ratio: {
+          throughput: ratio(a?.opsPerSec, b?.opsPerSec), p50: ratio(a?.p50Ms, b?.p50Ms), p99: ratio(a?.p99Ms, b?.p99Ms),
+          cpuPerWrite: ratio(a?.server.cpuMsPerWrite, b?.server.cpuMsPerWrite),
+        },
       };
     }),
     failover: {

@@ -10,7 +10,7 @@ import type { Rng } from "../../core/util/rng.ts";
 import { packValue, unpackValue } from "../../core/wire/codec.ts";
 import { decodeConfChange, describeConfState, encodeConfChange } from "../../core/collective/raft/confchange.ts";
 import { Raft, RAFT_DEFAULTS, type RaftConfig, type RaftStatus, type Ready } from "../../core/collective/raft/raft.ts";
-import { NONE, type ConfChange, type ConfState, type Entry, type HardState, type Message as RaftMessage, type Snapshot } from "../../core/collective/raft/types.ts";
+import { NONE, hardStateEqual, type ConfChange, type ConfState, type Entry, type HardState, type Message as RaftMessage, type Snapshot } from "../../core/collective/raft/types.ts";
 import { confFromWire, confToWire, ConfStateWireSchema } from "../../core/collective/raft/wire.ts";
 import { KvStore, checkKvWrite, decodeKvCommand, encodeKvCommand, type KvCommand, type KvRecord, type KvResultCode } from "../../core/collective/kv.ts";
 import type { Store, StoreWrite } from "../ports.ts";
@@ -183,6 +183,9 @@ export class Consensus {
   #storedFirst = 1;
   #storedLast = 0;
   #lastLead = NONE;
+  /** The newest hard state Raft reported, and the last one handed to the store (#persist). */
+  #hard: HardState = { term: 0, vote: NONE, commit: 0 };
+  #hardWritten: HardState = { term: 0, vote: NONE, commit: 0 };
   #confEpoch = 0;
   #deadMajoritySince = -1;
   readonly #offers = new Map<string, { offer: RegenOffer; tick: number }>();
@@ -524,8 +527,10 @@ export class Consensus {
       this.#store.write([{ key: KEY_HARD, value: writeHard(first) }, { key: logKey(1), value: writeEntry(founding) }], { durable: true });
       this.#storedLast = 1;
       this.#host.event("raft-bootstrapped", { id: this.id });
+      this.#hard = this.#hardWritten = first;
       return new Raft(config, this.#rng, { hardState: first, entries: [founding] });
     }
+    if (hard !== undefined) this.#hard = this.#hardWritten = hard;
     const confIndex = unpackValue(this.#store.get(KEY_CONF) ?? new Uint8Array(0));
     const applied = Array.isArray(confIndex) && typeof confIndex[0] === "number" ? confIndex[0] : 0;
     return new Raft(config, this.#rng, {
@@ -537,10 +542,7 @@ export class Consensus {
 
   #persist(rd: Ready, messages: readonly RaftMessage[]): void {
     const writes: StoreWrite[] = [];
-    // The commit index is written whenever it moves: a node restarted with a stale one would
-    // rebuild an older configuration from its log (see #applyConf for why that must not happen).
-    const hard = rd.hardState;
-    if (hard !== undefined) writes.push({ key: KEY_HARD, value: writeHard(hard) });
+    if (rd.hardState !== undefined) this.#hard = rd.hardState;
     if (rd.snapshot !== undefined) {
       writes.push({ key: KEY_SNAP, value: writeSnapshot(rd.snapshot) });
       for (let i = this.#storedFirst; i <= this.#storedLast; i++) writes.push({ key: logKey(i), value: undefined });
@@ -556,6 +558,17 @@ export class Consensus {
       if (first < this.#storedFirst) this.#storedFirst = first;
       this.#storedLast = last;
       this.stats.persistedEntries += rd.entries.length;
+    }
+    // The hard state goes with anything that must be durable anyway: a new term or vote (before the
+    // vote or answer that depends on it leaves), or entries and snapshots, which carry the newest
+    // commit index along. A commit index that moved alone is not worth an fsync (etcd-raft's rule:
+    // the log and the term and vote must be durable before the messages that depend on them; the
+    // commit index is recovered from the log and the quorum). A node restarted with a stale one
+    // re-applies less at boot and learns the rest from the leader; its configuration never falls
+    // back, since every applied configuration entry is recorded durably (#applyConf, KEY_CONF).
+    if ((rd.mustSync || writes.length > 0) && !hardStateEqual(this.#hard, this.#hardWritten)) {
+      writes.unshift({ key: KEY_HARD, value: writeHard(this.#hard) });
+      this.#hardWritten = this.#hard;
     }
     // One batch per ready: every proposal, vote and append gathered since the last drain shares
     // one fsync (group commit).
