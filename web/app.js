@@ -13,6 +13,8 @@ const HISTORY_POINTS = 120;
 const EVENTS_KEPT = 200;
 const LATENCY_POINTS = 300;
 const CHAT_TURNS_KEPT = 50;
+/** Members with a vital-signs card (this node first); the table lists them all. */
+const VITAL_CARDS_MAX = 32;
 const MODES = ["local", "pipeline", "tensor", "dkva", "moe"];
 const MODE_COLORS = ["#0969da", "#8250df", "#bf3989", "#1a7f37", "#9a6700"];
 const uPlotReady = typeof globalThis.uPlot === "function";
@@ -207,15 +209,17 @@ function renderStatus(status) {
     ], { "data-id": member.id, "data-state": member.state, className: `state-${member.state}` });
   });
   $("members").replaceChildren(...rows);
-  for (const member of status.members) {
+  const carded = [...status.members].sort((x, y) => (x.id === status.id ? -1 : y.id === status.id ? 1 : 0)).slice(0, VITAL_CARDS_MAX);
+  for (const member of carded) {
     let h = history.get(member.id);
     if (h === undefined) history.set(member.id, h = { t: [], rss: [], loop: [], load: [] });
     const v = member.vital;
     remember(h, now, { rss: v ? v.rssBytes : null, loop: v ? v.loopDelayP99Ms : null, load: v ? v.load1 : null });
     vitalCard(member, status);
   }
+  $("vitals-more").textContent = status.members.length > carded.length ? `… and ${status.members.length - carded.length} more members (listed above)` : "";
   for (const [id, entry] of vitalCards) {
-    if (!status.members.some((m) => m.id === id)) {
+    if (!carded.some((m) => m.id === id)) {
       entry.card.remove();
       vitalCards.delete(id);
       history.delete(id);
@@ -265,6 +269,9 @@ function more(list, body, columns) {
 
 function renderSnapshot(s) {
   const nameOf = (id) => lastStatus?.members.find((m) => m.id === id)?.name || short(id);
+  // Mode changes: ticks are the node's, so their age is (now − change) × the tick length.
+  const tickMs = s.uptimeMs > 0 && s.tick > 0 ? s.uptimeMs / s.tick : 10;
+  $("modes").textContent = (s.modeHistory ?? []).length === 0 ? "" : `mode changes: ${s.modeHistory.map((c) => `${c.previous}→${c.mode} with ${c.alive} alive, ${duration((s.tick - c.tick) * tickMs)} ago`).join(" · ")}`;
   // Raft & KV
   if (!failed(s.raft, $("kv-keys"), 3)) {
     $("kv-count").textContent = `${s.raft.kv.keys} keys, ${bytes(s.raft.kv.bytes)}`;
@@ -406,7 +413,10 @@ function connectEvents() {
     $("events-count").textContent = `${eventsSeen} seen, newest first`;
     if (/^(member-|mode-|raft-)/.test(String(event.type))) {
       clearTimeout(refreshSoon);
-      refreshSoon = setTimeout(pollStatus, 100);
+      refreshSoon = setTimeout(() => {
+        pollStatus();
+        pollSnapshot();
+      }, 100);
     }
   };
 }
