@@ -282,7 +282,7 @@ function renderSnapshot(s) {
   // Topics and files
   if (!failed(s.topics, $("topics"), 2)) {
     if (s.topics.items.length === 0) empty($("topics"), 2, "no gossip topics");
-    else $("topics").replaceChildren(...s.topics.items.map((t) => row([td(t.name, "wrap"), td(t.keys)])));
+    else $("topics").replaceChildren(...s.topics.items.map((t) => row([el("td", { className: "wrap" }, el("button", { type: "button", className: "link", "data-topic": t.name, text: t.name })), td(t.keys)])));
     more(s.topics, $("topics"), 2);
   }
   if (s.sharedFolder === null) {
@@ -608,6 +608,28 @@ $("memory").addEventListener("submit", async (event) => {
       el("li", {}, el("span", { className: "dim", text: `${h.score.toFixed(3)} ${h.memory.speaker}: ` }), h.memory.text))));
   } catch (error) {
     list.replaceChildren(el("li", { className: "error", text: error.message }));
+  }
+});
+
+// A topic's rows (GET /v1/topics/T), shown under the list when its name is clicked.
+const TOPIC_ROWS_SHOWN = 50;
+$("topics").addEventListener("click", async (event) => {
+  const topic = event.target?.dataset?.topic;
+  if (topic === undefined) return;
+  const out = $("topic-rows");
+  out.hidden = false;
+  try {
+    const result = await getJson(`/v1/topics/${encodeURIComponent(topic)}`);
+    if (result === undefined) return;
+    const rows = result.rows.slice(0, TOPIC_ROWS_SHOWN).map((r) => {
+      const value = r.value === null ? "(deleted)" : r.encoding === "base64" ? `(${Math.floor(r.value.length * 3 / 4)} bytes)` : r.value;
+      return `${r.key} = ${value.length > 200 ? `${value.slice(0, 200)}…` : value}  [${short(r.origin)}]`;
+    });
+    out.textContent = `${topic}: ${result.rows.length} rows${result.rows.length > TOPIC_ROWS_SHOWN ? ` (first ${TOPIC_ROWS_SHOWN})` : ""}\n${rows.join("\n")}`;
+    out.className = "out small";
+  } catch (error) {
+    out.textContent = error.message;
+    out.className = "out small error";
   }
 });
 

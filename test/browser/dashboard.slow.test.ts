@@ -127,6 +127,10 @@ test("browser: the dashboard shows 3 alive nodes, a KV write read back elsewhere
   assert.ok(await page.locator("#vitals .uplot").count() >= 9, "a sparkline per vital sign per node");
   await page.waitForFunction(() => /keys/.test((globalThis as unknown as PageGlobals).document.getElementById("kv-count")?.textContent ?? ""), undefined, { timeout: 15_000 });
   assert.match(await page.textContent("#brain-model") ?? "", /model\s*v\d+/);
+  // A gossip topic's rows: alpha's mind is advertised on self.minds.
+  await page.waitForSelector("#topics button[data-topic='self.minds']", { timeout: 15_000 });
+  await page.click("#topics button[data-topic='self.minds']");
+  await page.waitForFunction(() => /^self\.minds: [1-9]\d* rows/.test((globalThis as unknown as PageGlobals).document.getElementById("topic-rows")?.textContent ?? ""), undefined, { timeout: 10_000 });
   await page.waitForFunction(() => ((globalThis as unknown as PageGlobals).document.getElementById("events-count")?.textContent ?? "") !== "", undefined, { timeout: 15_000 });
   assert.match(await page.textContent("#live") ?? "", /● events/, "the event stream is open");
   await page.click("#latency-run");
