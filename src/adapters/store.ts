@@ -131,6 +131,10 @@ class SqliteStore implements Store {
     this.#db.close();
   }
 
+  diskThreadStats(): DiskThreadStats {
+    return this.#diskThread?.stats ?? { batches: 0, commits: 0 };
+  }
+
   #assertOpen(operation: string): void {
     if (this.#closed) throw new StoreError("STORE_CLOSED", `${operation}: store ${this.#path} is closed`);
   }
@@ -210,9 +214,44 @@ export function commitBatch(db: DatabaseSync, put: StatementSync, remove: Statem
 export const PUT_SQL = "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 export const DELETE_SQL = "DELETE FROM kv WHERE key = ?";
 
+/** Bounds of the disk thread's group commit (store-worker.ts). */
+export const DISK_THREAD_DEFAULTS = {
+  /** Batches already queued that join one commit, at most. */
+  mergeBatchesMax: 1_024,
+  /** Stop adding queued batches to a commit once it holds this many bytes of keys and values. */
+  mergeBytesMax: 32 * 1024 * 1024,
+} as const;
+
+/** What the event loop sends the disk thread: a batch to commit, or close. */
+export interface DiskThreadRequest {
+  readonly id?: number;
+  readonly batch?: Array<[string, Uint8Array | null]>;
+  readonly close?: boolean;
+}
+
+/** The disk thread's answer: these batches (in the order sent) are durable, or failed together. */
+export interface DiskThreadReply {
+  readonly ids: readonly number[];
+  readonly error?: string;
+}
+
+/** What a store's disk thread did so far (for tests and benchmarks); zeros before its first write. */
+export interface DiskThreadStats {
+  /** Batches handed to writeAsync. */
+  readonly batches: number;
+  /** Commits (transactions, each one fsync) that made them durable. */
+  readonly commits: number;
+}
+
+/** The disk thread's counters of a store from openStore (zeros for another Store). */
+export function diskThreadStats(store: Store): DiskThreadStats {
+  return store instanceof SqliteStore ? store.diskThreadStats() : { batches: 0, commits: 0 };
+}
+
 /**
  * The disk thread behind writeAsync: a worker with its own connection to the same database file
- * (WAL mode lets it write while this thread reads), synchronous=FULL, taking batches in order.
+ * (WAL mode lets it write while this thread reads), synchronous=FULL, taking batches in order;
+ * those that queued up during an fsync are committed together (store-worker.ts: group commit).
  * The fsync blocks that thread, not the event loop, so the node keeps handling packets and
  * requests while its log becomes durable (docs/adr/007-raft.md).
  */
@@ -220,16 +259,20 @@ class DiskThread {
   readonly #worker: Worker;
   readonly #pending = new Map<number, (error?: Error) => void>();
   #next = 0;
+  #commits = 0;
 
   constructor(path: string) {
     const script = new URL(import.meta.url.endsWith(".ts") ? "./store-worker.ts" : "./store-worker.js", import.meta.url);
     this.#worker = new Worker(script, { workerData: { path, busyTimeoutMs: BUSY_TIMEOUT_MS } });
     this.#worker.unref();
-    this.#worker.on("message", (reply: { id: number; error?: string }) => {
-      const done = this.#pending.get(reply.id);
-      if (done === undefined) return;
-      this.#pending.delete(reply.id);
-      done(reply.error === undefined ? undefined : new StoreError("STORE_WRITE_FAILED", reply.error));
+    this.#worker.on("message", (reply: DiskThreadReply) => {
+      this.#commits++;
+      for (const id of reply.ids) {
+        const done = this.#pending.get(id);
+        if (done === undefined) continue;
+        this.#pending.delete(id);
+        done(reply.error === undefined ? undefined : new StoreError("STORE_WRITE_FAILED", reply.error));
+      }
     });
     this.#worker.on("error", (error) => this.#failAll(error));
     this.#worker.on("exit", (code) => {
@@ -240,7 +283,12 @@ class DiskThread {
   write(batch: readonly StoreWrite[], done: (error?: Error) => void): void {
     const id = ++this.#next;
     this.#pending.set(id, done);
-    this.#worker.postMessage({ id, batch: batch.map(({ key, value }) => [key, value ?? null]) });
+    const request: DiskThreadRequest = { id, batch: batch.map(({ key, value }) => [key, value ?? null]) };
+    this.#worker.postMessage(request);
+  }
+
+  get stats(): DiskThreadStats {
+    return { batches: this.#next, commits: this.#commits };
   }
 
   /** Batches already handed over are finished by the thread before it closes its connection. */

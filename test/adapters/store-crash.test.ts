@@ -1,7 +1,9 @@
 // Acceptance: "kill -9 of a node in the middle of durable writes loses no write it acknowledged as
 // durable". A child process writes durable batches in a loop and acknowledges each on stdout after
 // write() returns; we SIGKILL it mid-stream, reopen the database and check every acknowledged batch
-// is there, whole. Five kills in a row on one database, each run continuing where the last stopped.
+// is there, whole. Five kills in a row on one database, each run continuing where the last stopped;
+// then the same through writeAsync, whose disk thread commits the batches queued during an fsync
+// together (group commit), with many batches in flight at the kill.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -12,6 +14,7 @@ import { openStore } from "../../src/adapters/store.ts";
 import { keyOf, valueOf } from "./fixtures/store-values.ts";
 
 const WRITER = join(import.meta.dirname, "fixtures", "store-writer.ts");
+const ASYNC_WRITER = join(import.meta.dirname, "fixtures", "store-async-writer.ts");
 const KILLS = 5;
 const ACKS_BEFORE_KILL_MIN = 200;
 const RUN_TIMEOUT_MS = 20_000;
@@ -23,9 +26,9 @@ interface Run {
 }
 
 /** Starts the writer, waits for `acksWanted` acknowledgements, SIGKILLs it, resolves once it died. */
-function runAndKill(path: string, acksWanted: number): Promise<Run> {
+function runAndKill(writer: string, path: string, acksWanted: number): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WRITER, path], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [writer, path], { stdio: ["ignore", "pipe", "pipe"] });
     let pending = "";
     let stderr = "";
     let firstAck = -1;
@@ -72,7 +75,7 @@ function runAndKill(path: string, acksWanted: number): Promise<Run> {
   });
 }
 
-test("store: kill -9 in the middle of durable writes loses no acknowledged write", { timeout: 120_000 }, async (t) => {
+async function killAndCheck(t: { after: (fn: () => void) => void; diagnostic: (message: string) => void }, writer: string): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "pk-store-crash-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, "state.db");
@@ -81,7 +84,7 @@ test("store: kill -9 in the middle of durable writes loses no acknowledged write
   let unacknowledged = 0;
 
   for (let kill = 0; kill < KILLS; kill++) {
-    const run = await runAndKill(path, ACKS_BEFORE_KILL_MIN + Math.floor(Math.random() * 150));
+    const run = await runAndKill(writer, path, ACKS_BEFORE_KILL_MIN + Math.floor(Math.random() * 150));
     assert.ok(run.acks >= ACKS_BEFORE_KILL_MIN, `run ${kill}: only ${run.acks} acks`);
     // Each run continues from the store's last batch, which is at least the last acknowledged one.
     assert.ok(run.firstAck > acknowledged, `run ${kill}: restarted at ${run.firstAck}, after ack ${acknowledged}`);
@@ -107,4 +110,12 @@ test("store: kill -9 in the middle of durable writes loses no acknowledged write
     }
   }
   t.diagnostic(`${KILLS} kills, ${acknowledged} acknowledged batches kept, ${unacknowledged} unacknowledged batches also survived`);
+}
+
+test("store: kill -9 in the middle of durable writes loses no acknowledged write", { timeout: 120_000 }, async (t) => {
+  await killAndCheck(t, WRITER);
+});
+
+test("store: kill -9 in the middle of writeAsync's group commits loses no acknowledged write and keeps a prefix", { timeout: 120_000 }, async (t) => {
+  await killAndCheck(t, ASYNC_WRITER);
 });

@@ -4,8 +4,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { openStore, StoreError } from "../../src/adapters/store.ts";
+import { diskThreadStats, openStore, StoreError } from "../../src/adapters/store.ts";
 import { LIMITS } from "../../src/core/util/limits.ts";
+import type { StoreWrite } from "../../src/node/ports.ts";
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 
@@ -116,4 +117,39 @@ test("store: data persists across close and reopen; WAL mode", (t) => {
 test("store: opening something that is not a database fails with a clear error", (t) => {
   const path = tempPath(t);
   assert.throws(() => openStore(join(path, "..", "..")), (error: unknown) => error instanceof StoreError && error.code === "STORE_OPEN_FAILED");
+});
+
+test("store: writeAsync commits the batches queued during a commit together, answers each in order, all durable", async (t) => {
+  const path = tempPath(t);
+  const store = openStore(path);
+  t.after(() => store.close());
+  const batches = 300;
+  const answered: number[] = [];
+  // All handed over in one turn: the disk thread starts with the first and finds the others queued.
+  const done = Array.from({ length: batches }, (_, n) => new Promise<void>((resolve, reject) => {
+    const writes: StoreWrite[] = [{ key: `k/${String(n).padStart(4, "0")}`, value: bytes(`v${n}`) }, { key: "last", value: bytes(String(n)) }];
+    // Every 10th batch deletes what the one before wrote: order inside a merged commit matters.
+    if (n % 10 === 9) writes.push({ key: `k/${String(n - 1).padStart(4, "0")}`, value: undefined });
+    store.writeAsync(writes, (error) => {
+      if (error !== undefined) return reject(error);
+      answered.push(n);
+      resolve();
+    });
+  }));
+  await Promise.all(done);
+  assert.deepEqual(answered, Array.from({ length: batches }, (_, n) => n), "answered in the order written");
+  const stats = diskThreadStats(store);
+  assert.equal(stats.batches, batches);
+  assert.ok(stats.commits >= 1 && stats.commits < batches, `${stats.commits} commits for ${batches} batches: queued batches were merged`);
+  t.diagnostic(`${batches} batches in ${stats.commits} commits`);
+  // Reopened from the file (another connection): every batch is there, deletes after their puts.
+  const again = openStore(path);
+  try {
+    assert.deepEqual(again.get("last"), bytes(String(batches - 1)));
+    assert.equal(again.scan("k/").length, batches - batches / 10);
+    assert.equal(again.get("k/0008"), undefined);
+    assert.deepEqual(again.get("k/0009"), bytes("v9"));
+  } finally {
+    again.close();
+  }
 });
