@@ -4,11 +4,12 @@
 // Every pollTicks (5 s) the node reads its power state (src/adapters/power.ts: sysfs, or
 // termux-battery-status on Android) and how much CPU and memory its process uses, and feeds the
 // reading to the policy (src/core/body/contribution.ts). What it does with the decision:
-// - it tells the cluster: a row of the gossip topic `body.contribution`, keyed by its own id, says
-//   whether it takes voluntary work. Other nodes route around a member whose own row says no: the
-//   Brain leaves it out of the peers of distributed inference, expert calls and federated rounds
-//   (src/node/brain/part.ts). A row counts only under its writer's own id (rows are signed by their
-//   origin): a node can withdraw only itself;
+// - it tells the cluster when it declines: a row of the gossip topic `body.contribution`, keyed by
+//   its own id, says it takes no voluntary work (and why); it is deleted when the node contributes
+//   again, so a cluster of contributing nodes carries no such rows. Other nodes route around a
+//   member whose own row says no: the Brain leaves it out of the peers of distributed inference,
+//   expert calls and federated rounds (src/node/brain/part.ts). A row counts only under its
+//   writer's own id (rows are signed by their origin): a node can withdraw only itself;
 // - it declines what still arrives: the Brain answers a peer's request with error `full` (the
 //   coordinator computes that share itself, as for any failed peer), the bundle service answers a
 //   chunk request `busy` (the fetcher asks another holder) — both through admit(), which also
@@ -117,10 +118,21 @@ export class Contribution implements ContributionService {
     if (this.#published !== decision.contributing) this.#publish(decision);
   }
 
+  /**
+   * Only a node that declines says so: a row [0, reason] while it does not contribute, deleted when
+   * it contributes again (a tombstone). Most nodes contribute and write nothing.
+   */
   #publish(decision: ContributionDecision): void {
     const topics = this.#ctx.services.topics;
     if (topics === undefined) return;
-    const error = topics.publish(CONTRIBUTION_TOPIC, this.#ctx.id, packValue([decision.contributing ? 1 : 0, decision.reason.slice(0, ROW_REASON_CHARS)]));
+    // A contributing node writes nothing, unless a row of its last run still says it declines.
+    if (decision.contributing && this.#published === undefined && topics.get(CONTRIBUTION_TOPIC, this.#ctx.id) === undefined) {
+      this.#published = true;
+      return;
+    }
+    const error = decision.contributing
+      ? topics.publish(CONTRIBUTION_TOPIC, this.#ctx.id, undefined)
+      : topics.publish(CONTRIBUTION_TOPIC, this.#ctx.id, packValue([0, decision.reason.slice(0, ROW_REASON_CHARS)]));
     if (error === undefined) this.#published = decision.contributing;
   }
 
