@@ -76,9 +76,16 @@ else
 fi
 cd "$work/main"
 say "commit: $(git log --oneline -1)"
-t0=$(now)
-npm_arm ci --no-audit --no-fund >"$work/npm-ci.log" 2>&1 || { tail -20 "$work/npm-ci.log" >&2; exit 1; }
-say "npm ci (arm64 npm under emulation): $(( $(now) - t0 )) s"
+# npm ci again only when the lockfile changed since the last install here.
+lock_sha=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ -d node_modules ] && [ "$(cat "$work/npm-ci.sha" 2>/dev/null)" = "$lock_sha" ]; then
+  say "npm ci: skipped (node_modules installed from this lockfile already)"
+else
+  t0=$(now)
+  npm_arm ci --no-audit --no-fund >"$work/npm-ci.log" 2>&1 || { tail -20 "$work/npm-ci.log" >&2; exit 1; }
+  echo "$lock_sha" >"$work/npm-ci.sha"
+  say "npm ci (arm64 npm under emulation): $(( $(now) - t0 )) s"
+fi
 nice -n 19 "$arm" -e 'const u = require("usearch"); const i = new u.Index({ metric: "cos", dimensions: 4 }); i.add(1n, new Float32Array([1, 0, 0, 0])); if (i.size() !== 1) process.exit(1)' \
   || { echo "arm64-qemu: usearch's native arm64 build did not load" >&2; exit 1; }
 say "usearch: native linux-arm64 build loads"
