@@ -106,7 +106,7 @@ class SqliteStore implements Store {
     commitBatch(this.#db, this.#put, this.#delete, batch, this.#path);
   }
 
-  writeAsync(batch: readonly StoreWrite[], done: (error?: Error) => void): void {
+  writeAsync(batch: readonly StoreWrite[], done: (error?: Error, synced?: boolean) => void): void {
     this.#assertOpen("writeAsync");
     checkBatch(batch);
     if (this.#path === ":memory:") {
@@ -257,7 +257,7 @@ export function diskThreadStats(store: Store): DiskThreadStats {
  */
 class DiskThread {
   readonly #worker: Worker;
-  readonly #pending = new Map<number, (error?: Error) => void>();
+  readonly #pending = new Map<number, (error?: Error, synced?: boolean) => void>();
   #next = 0;
   #commits = 0;
 
@@ -267,11 +267,11 @@ class DiskThread {
     this.#worker.unref();
     this.#worker.on("message", (reply: DiskThreadReply) => {
       this.#commits++;
-      for (const id of reply.ids) {
+      for (const [i, id] of reply.ids.entries()) {
         const done = this.#pending.get(id);
         if (done === undefined) continue;
         this.#pending.delete(id);
-        done(reply.error === undefined ? undefined : new StoreError("STORE_WRITE_FAILED", reply.error));
+        done(reply.error === undefined ? undefined : new StoreError("STORE_WRITE_FAILED", reply.error), i === reply.ids.length - 1);
       }
     });
     this.#worker.on("error", (error) => this.#failAll(error));
@@ -280,7 +280,7 @@ class DiskThread {
     });
   }
 
-  write(batch: readonly StoreWrite[], done: (error?: Error) => void): void {
+  write(batch: readonly StoreWrite[], done: (error?: Error, synced?: boolean) => void): void {
     const id = ++this.#next;
     this.#pending.set(id, done);
     const request: DiskThreadRequest = { id, batch: batch.map(({ key, value }) => [key, value ?? null]) };

@@ -51,9 +51,10 @@ export interface Store {
    * Writes a durable batch without blocking the caller on the fsync: `done` runs once the batch is
    * durable — in a later turn of the event loop for the real store (a disk thread), at once for the
    * simulator's. Batches become durable in the order given; a crash keeps a prefix of them. `done`
-   * gets an error if the batch failed (the caller must treat that as fatal).
+   * gets an error if the batch failed (the caller must treat that as fatal). A store that commits
+   * several batches with one fsync (group commit) passes `synced` false to all but the last of them.
    */
-  writeAsync(batch: readonly StoreWrite[], done: (error?: Error) => void): void;
+  writeAsync(batch: readonly StoreWrite[], done: (error?: Error, synced?: boolean) => void): void;
   close(): void;
 }
 

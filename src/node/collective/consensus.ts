@@ -139,6 +139,9 @@ export interface ConsensusStats {
   proposals: number;
   applied: number;
   reads: number;
+  /** Batches of the Raft log handed to the store. */
+  batches: number;
+  /** Fsyncs that made them durable (fewer than batches when the disk thread merged some). */
   fsyncs: number;
   persistedEntries: number;
   snapshotsTaken: number;
@@ -153,7 +156,7 @@ export class Consensus {
   readonly config: ConsensusConfig;
   readonly kv = new KvStore();
   readonly stats: ConsensusStats = {
-    proposals: 0, applied: 0, reads: 0, fsyncs: 0, persistedEntries: 0, snapshotsTaken: 0, snapshotsInstalled: 0,
+    proposals: 0, applied: 0, reads: 0, batches: 0, fsyncs: 0, persistedEntries: 0, snapshotsTaken: 0, snapshotsInstalled: 0,
     confChanges: 0, regenerations: 0, timeouts: 0,
   };
   readonly #store: Store;
@@ -478,15 +481,18 @@ export class Consensus {
     }
     const batch: InFlightBatch = { messages: [...messages], last, durable: false };
     this.#inflight.push(batch);
-    this.stats.fsyncs++;
+    this.stats.batches++;
     if (!this.config.diskThread) {
       this.#store.write(writes, { durable: true });
+      this.stats.fsyncs++;
       batch.durable = true;
       return;
     }
-    this.#store.writeAsync(writes, (error) => {
+    this.#store.writeAsync(writes, (error, synced) => {
       // A write the disk refused leaves Raft's promises unkept: stop (DESIGN.md §2 rule 5).
       assert(error === undefined, `Consensus: the Raft log could not be written: ${error?.message ?? ""}`);
+      // The disk thread may commit several batches with one fsync (group commit): count that once.
+      if (synced !== false) this.stats.fsyncs++;
       batch.durable = true;
       this.#host.wake();
     });
