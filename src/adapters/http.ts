@@ -73,7 +73,7 @@ export interface ApiNode {
   readonly routes: readonly ApiRoute[];
   /** Registers the node's collectors on the /metrics registry. */
   metrics(registry: Registry): void;
-  /** Hears every authenticated request but monitoring (/metrics, /v1/status, /v1/events): the node's foreground load. */
+  /** Hears every authenticated request but monitoring (/metrics, /v1/status, /v1/events, /v1/dashboard): the node's foreground load. */
   onRequest?(): void;
 }
 
@@ -180,6 +180,9 @@ const VENDOR_FILES: ReadonlyArray<readonly [string, string, string]> = [
   ["/vendor/uplot.js", "uplot/dist/uPlot.iife.min.js", "text/javascript; charset=utf-8"],
   ["/vendor/uplot.css", "uplot/dist/uPlot.min.css", "text/css; charset=utf-8"],
 ];
+
+/** Paths that only watch the node: not foreground load (ApiNode.onRequest). */
+const MONITORING_PATHS: ReadonlySet<string> = new Set(["/metrics", "/v1/status", "/v1/events", "/v1/dashboard"]);
 
 /** Every path the static part answers (the rest of the API's paths are routes). */
 export const STATIC_PATHS: ReadonlySet<string> = new Set([...DASHBOARD_FILES, ...VENDOR_FILES].map(([path]) => path));
@@ -608,8 +611,9 @@ export async function startApi(options: ApiOptions): Promise<Api> {
         throw refuse("origin", new HttpError(403, "forbidden-origin", `a ${JSON.stringify(site.slice(0, 20))} request cannot use the dashboard's session`));
       }
     }
-    // Foreground work, which the DMN waits out (monitoring is not).
-    if (path !== "/metrics" && path !== "/v1/status" && path !== "/v1/events") node.onRequest?.();
+    // Foreground work, which the DMN waits out (monitoring is not: an open dashboard's polling
+    // must not keep the node from ever being idle).
+    if (!MONITORING_PATHS.has(path)) node.onRequest?.();
     switch (path) {
       case "/v1/login-code":
         return handleLoginCode(req, res, credential);

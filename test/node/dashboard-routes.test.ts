@@ -103,3 +103,12 @@ test("the static files: the page's own and uPlot's, with the page's headers; not
     assert.equal((await get(path)).status, 404, path);
   }
 });
+
+test("an open dashboard is monitoring, not foreground load: GET /v1/dashboard leaves the request count alone, a KV read adds to it", async () => {
+  const stats = api().kernel.stats;
+  const before = stats.requests;
+  for (let i = 0; i < 3; i++) assert.equal((await get("/v1/dashboard")).status, 200);
+  assert.equal(stats.requests, before, "the DMN still sees an idle node");
+  assert.equal((await get("/v1/kv/no-such-key")).status, 404);
+  assert.equal(stats.requests, before + 1, "a user's request is counted");
+});
