@@ -34,7 +34,8 @@ export const raft: Command<NodeContext> = {
       ["config", describeConfState(status.conf)],
       ["config epoch", `${consensus.confEpoch} (${stats.regenerations} regenerations here; ${consensus.config.regenerate ? "regeneration on" : "regeneration off"})`],
       ["requests", `${stats.proposals} writes, ${stats.reads} reads, ${stats.timeouts} timed out`],
-      ["disk", `${stats.fsyncs} fsyncs for ${stats.persistedEntries} entries; ${stats.snapshotsTaken} snapshots taken, ${stats.snapshotsInstalled} installed`],
+      ["disk", `${stats.fsyncs} fsyncs for ${stats.persistedEntries} entries (${perEntry(stats.fsyncs, stats.persistedEntries)} per entry; ${stats.batches} batches); `
+        + `${stats.snapshotsTaken} snapshots taken, ${stats.snapshotsInstalled} installed`],
     ];
     const head = formatFields(fields);
     if (status.role !== "leader") return head;
@@ -60,6 +61,11 @@ export const raft: Command<NodeContext> = {
     };
   },
 };
+
+/** Fsyncs per persisted entry, two decimals ("-" before the first entry). */
+function perEntry(fsyncs: number, entries: number): string {
+  return entries === 0 ? "-" : (fsyncs / entries).toFixed(2);
+}
 
 function outcomeText(outcome: KvOutcome, what: string): string {
   switch (outcome.code) {
