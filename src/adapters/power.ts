@@ -186,6 +186,17 @@ export interface PowerOptions {
   readonly sysfsRoot?: string;
   /** termux-battery-status's path; undefined: looked up on PATH once; null: never used. */
   readonly termuxCommand?: string | null;
+  /**
+   * The machine is a phone (Android: Node's platform "android", or Termux's environment), so it has
+   * a battery even when nothing can be read: an unreadable power state then counts as a battery's
+   * unknown state (not contributing by default), not as a Pi's. Default: detected.
+   */
+  readonly phone?: boolean;
+}
+
+/** Whether this process runs on Android (Termux's Node says "android"; TERMUX_VERSION is set in Termux). */
+export function runsOnPhone(env: Readonly<Record<string, string | undefined>> = process.env): boolean {
+  return (process.platform as string) === "android" || env["TERMUX_VERSION"] !== undefined;
 }
 
 /** A reader of the machine's power state: termux-battery-status when present, else sysfs. */
@@ -193,6 +204,7 @@ export function powerReader(options: PowerOptions = {}, limits = POWER_READ_DEFA
   const root = options.sysfsRoot ?? SYSFS_POWER_ROOT;
   let termux: Promise<string | undefined> | undefined = options.termuxCommand === null ? Promise.resolve(undefined)
     : options.termuxCommand === undefined ? undefined : Promise.resolve(options.termuxCommand);
+  const phone = options.phone ?? runsOnPhone();
   return async () => {
     termux ??= findOnPath(TERMUX_BATTERY_COMMAND);
     const command = await termux;
@@ -200,6 +212,7 @@ export function powerReader(options: PowerOptions = {}, limits = POWER_READ_DEFA
       const reading = await readTermux(command, limits);
       if (reading.source !== "unknown" || reading.percent !== null) return reading;
     }
-    return powerFromSysfs(await readSysfsSupplies(root, limits));
+    const reading = powerFromSysfs(await readSysfsSupplies(root, limits));
+    return phone && !reading.battery ? { ...reading, battery: true } : reading;
   };
 }

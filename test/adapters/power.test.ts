@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { POWER_UNKNOWN, type PowerReading } from "../../src/core/body/contribution.ts";
-import { findOnPath, powerFromSysfs, powerFromTermux, powerReader, POWER_READ_DEFAULTS, readSysfsSupplies, readTermux, type SupplyFiles } from "../../src/adapters/power.ts";
+import { findOnPath, powerFromSysfs, powerFromTermux, powerReader, POWER_READ_DEFAULTS, readSysfsSupplies, readTermux, runsOnPhone, type SupplyFiles } from "../../src/adapters/power.ts";
 
 const fixtures = fileURLToPath(new URL("../fixtures/power/", import.meta.url));
 const fixture = (name: string) => join(fixtures, name);
@@ -40,6 +40,10 @@ test("power sysfs: each machine's real layout reads as what it is", async () => 
     assert.deepEqual(await powerReader({ sysfsRoot: fixture(name), termuxCommand: null })(), expected, `${name} through powerReader`);
   }
   assert.deepEqual(await readSysfsSupplies(join(fixtures, "no-such-folder")), [], "a machine without the class folder");
+  // A phone whose battery cannot be read (Android hides sysfs, no termux-api): a battery in an unknown state, not a Pi.
+  assert.deepEqual(await powerReader({ sysfsRoot: join(fixtures, "no-such-folder"), termuxCommand: null, phone: true })(), { source: "unknown", charging: null, percent: null, battery: true });
+  assert.equal(runsOnPhone({ TERMUX_VERSION: "0.118.1" }), true);
+  assert.equal(runsOnPhone({}), (process.platform as string) === "android");
   assert.deepEqual(powerFromSysfs([]), POWER_UNKNOWN);
 });
 
