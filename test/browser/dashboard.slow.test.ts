@@ -22,7 +22,8 @@ import { fileURLToPath } from "node:url";
 import { chromium, type Page } from "playwright-core";
 import { DASHBOARD_DEFAULTS } from "../../src/node/dashboard-routes.ts";
 import { bearer } from "../cli/cluster-helpers.ts";
-import { cleanEnv, converged, getJson, kill9, Swarm, until } from "../cli/self-helpers.ts";
+import { OUTLIERS_SOURCE } from "../fixtures/programs/outliers.ts";
+import { cleanEnv, converged, getJson, kill9, shell, Swarm, until } from "../cli/self-helpers.ts";
 
 /** What the functions run in the page use of the DOM (this project's TypeScript has no DOM library). */
 interface El {
@@ -46,6 +47,11 @@ interface PageGlobals {
 const CHROMIUM = [process.env["PK_CHROMIUM"], "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
   .find((path): path is string => path !== undefined && path !== "" && existsSync(path));
 const MIND_SERVER = fileURLToPath(new URL("../fakes/mind-server.ts", import.meta.url));
+
+/** The outlier prefilter of the program fixtures as a mind's reply (what `evolve --from` reads). */
+function outliersReply(): string {
+  return `[ANALYSIS]\nReadings far from their sensor's recent values are noise: drop them.\n\n[CODE]\n\`\`\`ts\n${OUTLIERS_SOURCE}\n\`\`\`\n\n[CMD]\n`;
+}
 
 /** The mind-server with a delay between streamed chunks, so a chat streams visibly. */
 async function slowMind(t: TestContext): Promise<string> {
@@ -133,6 +139,13 @@ test("browser: the dashboard shows 3 alive nodes, a KV write read back elsewhere
   await page.waitForFunction(() => /^self\.minds: [1-9]\d* rows/.test((globalThis as unknown as PageGlobals).document.getElementById("topic-rows")?.textContent ?? ""), undefined, { timeout: 10_000 });
   await page.waitForFunction(() => ((globalThis as unknown as PageGlobals).document.getElementById("events-count")?.textContent ?? "") !== "", undefined, { timeout: 15_000 });
   assert.match(await page.textContent("#live") ?? "", /● events/, "the event stream is open");
+  // A program deployed through the page's shell (evolve --from a reply in the shared folder): its
+  // rollout stays a canary for the window, so the Evolution panel shows its canary's health.
+  const written = await shell(a.api, `write dashboard/outliers.txt '${outliersReply().replaceAll("'", "'\"'\"'")}'`, swarm.token);
+  assert.ok(written.ok, written.output);
+  await page.fill("#line", "evolve --from /shared/dashboard/outliers.txt --window 600");
+  await page.click("#shell button");
+  await page.waitForFunction(() => /deployed: outliers 1\.0\.0/.test((globalThis as unknown as PageGlobals).document.getElementById("output")?.textContent ?? ""), undefined, { timeout: 90_000 });
   await page.click("#latency-run");
   await page.waitForFunction(() => /local \d+\.\d ms/.test((globalThis as unknown as PageGlobals).document.getElementById("latency-note")?.textContent ?? ""), undefined, { timeout: 30_000 });
   // Three more rounds: a line per mode.
@@ -141,6 +154,13 @@ test("browser: the dashboard shows 3 alive nodes, a KV write read back elsewhere
     await page.waitForFunction(() => !((globalThis as unknown as PageGlobals).document.getElementById("latency-run") as unknown as { disabled: boolean }).disabled, undefined, { timeout: 30_000 });
   }
   assert.equal(await page.locator("#latency-chart .uplot").count(), 1, "the latency plot is drawn");
+  // The inferences ran through the program (sensor.prefilter): it has runs, a canary health row.
+  await page.waitForFunction(() => {
+    const doc = (globalThis as unknown as PageGlobals).document;
+    return /outliers/.test(doc.getElementById("programs")?.textContent ?? "") && /canary/.test(doc.querySelector("#rollouts .rollout")?.textContent ?? "")
+      && doc.querySelectorAll("#rollouts .rollout tbody tr").length >= 1 && doc.querySelectorAll("#evolve-log li").length >= 2;
+  }, undefined, { timeout: 60_000 });
+  t.diagnostic(`rollout as the page shows it: ${(await page.textContent("#rollouts .rollout") ?? "").slice(0, 300)}`);
   t.diagnostic(`inference latency measured by the page: ${await page.textContent("#latency-note")}`);
   await shot(page, shots, "1-three-nodes");
 
