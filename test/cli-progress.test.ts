@@ -1,7 +1,7 @@
 // The progress renderer of `pk` (src/cli/progress.ts), driven by an injected clock.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { formatAmount, formatDuration, Progress, ProgressLineSplitter, progressMode, type ProgressMode } from "../src/cli/progress.ts";
+import { formatAmount, formatDuration, Progress, ProgressLineSplitter, progressMode, StreamedProgress, type ProgressMode } from "../src/cli/progress.ts";
 import { formatProgressLine, parseProgressLine } from "../src/core/util/progress-line.ts";
 
 function drive(mode: ProgressMode, steps: number, msPerStep: number, total: number | null = steps): { out: string; writes: number } {
@@ -51,9 +51,10 @@ test("with --json progress goes as JSON lines, the last one finished", () => {
   assert.equal(drive("off", 300, 10).out, "");
 });
 
-test("an unknown total shows the amount and rate, and says the time left is unknown", () => {
+test("an unknown total shows the amount and rate, and no time left", () => {
   const { out } = drive("bar", 50, 20, null);
-  assert.match(out, /sim \[[.#]+\] \d+ ticks  50 ticks\/s  time left unknown/);
+  assert.match(out, /sim \[[.#]+\] \d+ ticks  50 ticks\/s\x1b\[K/);
+  assert.ok(!out.includes("left"));
 });
 
 test("the mode: --json, then PK_PROGRESS, then the terminal", () => {
@@ -92,4 +93,28 @@ test("the splitter takes progress lines out of streamed text and passes everythi
   splitter.flush();
   assert.deepEqual(seen, ["3/9"]);
   assert.equal(text, `epoch 1: loss 0.9\npk-progress/1 {broken}\nchat words stream on\n${good.slice(0, 20)}`);
+});
+
+test("streamed progress: one bar per task, finished at done = total, repeated final reports draw nothing", () => {
+  let now = 0;
+  let drawn = "";
+  let text = "";
+  const made: string[] = [];
+  const streamed = new StreamedProgress((t) => { text += t; }, (task, unit, total) => {
+    made.push(task);
+    return new Progress({ label: task, unit, total, mode: "lines", write: (t) => { drawn += t; }, now: () => now, lineIntervalMs: 1_000 });
+  });
+  for (let done = 0; done <= 10; done++) {
+    now += 300;
+    streamed.push(formatProgressLine({ task: "sfs-fetch", done, total: 10, unit: "bytes" }));
+  }
+  streamed.push(formatProgressLine({ task: "sfs-fetch", done: 10, total: 10, unit: "bytes", stage: "synced" }));
+  streamed.push("is here\n");
+  streamed.push(formatProgressLine({ task: "train", done: 1, total: 4, unit: "steps" }));
+  streamed.end("failed");
+  assert.deepEqual(made, ["sfs-fetch", "train"]);
+  assert.equal(text, "is here\n");
+  assert.match(drawn, /^sfs-fetch: 10\/10 B \(100%\), [\d.]+ B\/s, done in 3\.0 s$/m);
+  assert.match(drawn, /^train: 1\/4 steps \(25%\), failed in 0\.0 s$/m);
+  assert.equal(drawn.match(/done in/g)?.length, 1);
 });

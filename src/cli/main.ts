@@ -28,10 +28,12 @@ import { makeToken } from "../adapters/seal.ts";
 import { LIMITS } from "../core/util/limits.ts";
 import { CONSENSUS_DEFAULTS } from "../node/collective/consensus.ts";
 import { VERSION } from "../node/kernel.ts";
-import { NodeStartError, parseHostPort, runNode } from "../node/run.ts";
+import { NodeStartError, parseHostPort, runNode, type RunningNode } from "../node/run.ts";
+import { statusOf, type NodeStatusBody } from "../node/api.ts";
 import { connectSupervisor } from "../adapters/supervisor-link.ts";
 import { Supervisor, superviseOptions } from "./supervise.ts";
 import { BUNDLE_USAGE, bundleCommand } from "./bundle.ts";
+import { stderrProgress, StreamedProgress } from "./progress.ts";
 
 /** Nodes `pk up` starts at most: a local cluster, not a load test. */
 export const UP_NODES_MAX = LIMITS.cli.upNodesMax;
@@ -95,9 +97,12 @@ commands:
                                             bundles one core node at a time and
                                             rolls back one that does not boot or
                                             become healthy (docs/protocols/upgrade.md)
-  shell  [--api URL] [--token-file FILE] [--dir D] [-c LINE]
+  shell  [--api URL] [--token-file FILE] [--dir D] [-c LINE [--json]]
                                             attach the shell to a running node (the token:
-                                            --token-file, else PK_TOKEN, else D/cluster.json)
+                                            --token-file, else PK_TOKEN, else D/cluster.json);
+                                            -c runs one line; --json prints its report as one
+                                            JSON document (help lists the commands that have
+                                            one), an error as {"ok":false,"error"} with exit 1
   dashboard [--api URL] [--token-file FILE] [--dir D]
                                             print the dashboard's URL with a one-time login
   sim    ...                                run the deterministic simulator
@@ -261,8 +266,53 @@ async function nodeCommand(args: string[]): Promise<number> {
     ...(supervisor !== undefined ? { supervisor } : {}),
   });
   supervisor?.ready();
+  // A node that joins a cluster shows how far it is until it is a member and has caught up.
+  const watch = (values.join ?? []).length > 0 || invite !== undefined ? watchJoin(node) : undefined;
   await node.stopped;
+  watch?.stop();
   return 0;
+}
+
+/** Milliseconds between two looks at a joining node. */
+const JOIN_POLL_MS = 100;
+
+/**
+ * Where a joining node is, in stages (docs/protocols/progress.md): 0 reaching the cluster; 1 a
+ * member (SWIM sees another member alive); 2 in the Raft configuration with a leader; 3 caught up
+ * (it has applied every entry the leader had committed when it joined the configuration).
+ */
+export function joinStage(status: NodeStatusBody, caughtUpTo: number | undefined): { stage: number; text: string } {
+  const others = status.members.filter((m) => m.id !== status.id && m.state === "alive").length;
+  if (others === 0) return { stage: 0, text: "reaching the cluster" };
+  const raft = status.raft;
+  const inConfiguration = raft.voters.includes(status.id) || raft.learners.includes(status.id);
+  if (!inConfiguration || raft.leader === null) return { stage: 1, text: `member, ${others + 1} alive, not in Raft yet` };
+  const target = caughtUpTo ?? raft.commitIndex;
+  if (raft.appliedIndex < target || target === 0) return { stage: 2, text: `${raft.state}, applied ${raft.appliedIndex}/${target}` };
+  return { stage: 3, text: `${raft.state}, caught up at entry ${raft.appliedIndex}, ${others + 1} alive, mode ${status.mode}` };
+}
+
+function watchJoin(node: RunningNode): { stop(): void } {
+  const bar = stderrProgress("join", "stages", 3);
+  let caughtUpTo: number | undefined;
+  const timer = setInterval(() => {
+    const status = statusOf(node.kernel);
+    if (caughtUpTo === undefined && (status.raft.voters.includes(status.id) || status.raft.learners.includes(status.id)) && status.raft.commitIndex > 0) {
+      caughtUpTo = status.raft.commitIndex;
+    }
+    const { stage, text } = joinStage(status, caughtUpTo);
+    bar.update(stage, 3, text);
+    if (stage === 3) {
+      clearInterval(timer);
+      bar.finish("joined");
+    }
+  }, JOIN_POLL_MS);
+  return {
+    stop() {
+      clearInterval(timer);
+      bar.finish("stopped before it had joined");
+    },
+  };
 }
 
 /** An invite code from a file (it carries the cluster token: never on a command line). */
@@ -1043,15 +1093,46 @@ async function shellCommand(args: string[]): Promise<number> {
     "token-file": { type: "string" },
     dir: { type: "string" },
     c: { type: "string", short: "c" },
+    json: { type: "boolean" },
   });
   if (values.help === true) return printUsage();
+  const json = values.json === true;
+  if (json && values.c === undefined) throw new UsageFailure("--json goes with -c LINE");
   const { api, token, dir } = target(values);
   if (values.c !== undefined) {
-    const answer = await runLine(api, token, values.c, SHELL_REQUEST_TIMEOUT_MS, (chunk) => process.stdout.write(chunk));
+    // Progress the command streams (pk-progress/1 lines) is drawn on stderr; with --json its other
+    // streamed text goes to stderr too, so stdout holds the one JSON document.
+    const streamed = new StreamedProgress((chunk) => (json ? process.stderr : process.stdout).write(chunk), (task, unit, total) => stderrProgress(task, unit, total, json));
+    const answer = await runLine(api, token, json ? `${values.c} --json` : values.c, SHELL_REQUEST_TIMEOUT_MS, (chunk) => streamed.push(chunk));
+    streamed.end(answer.ok ? "done" : "failed");
+    if (json) return printJsonAnswer(answer);
     (answer.ok ? process.stdout : process.stderr).write(answer.output === "" ? "" : `${answer.output}\n`);
     return answer.ok ? 0 : 1;
   }
   return interactiveShell(api, token, dir);
+}
+
+/**
+ * `pk shell --json -c LINE`: the node's JSON document on stdout, or {"ok": false, "error"} and
+ * exit 1 (a failed command, an unreachable node, a command without --json output).
+ */
+function printJsonAnswer(answer: ShellAnswer): number {
+  let document: unknown;
+  if (answer.ok) {
+    try {
+      document = JSON.parse(answer.output);
+    } catch {
+      return printJson({ ok: false, error: "the node answered text, not JSON", output: answer.output.slice(0, 4096) }, 1);
+    }
+    return printJson(document, 0);
+  }
+  return printJson({ ok: false, error: answer.output }, 1);
+}
+
+/** One JSON document on stdout (`--json`), and the exit code. */
+function printJson(value: unknown, code: number): number {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+  return code;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1145,7 +1226,9 @@ async function interactiveShell(api: string, token: string | undefined, _dir: st
     const line = raw.trim();
     if (line === "exit" || line === "quit") break;
     if (line !== "") {
-      const answer = await runLine(api, token, line, SHELL_REQUEST_TIMEOUT_MS, (chunk) => process.stdout.write(chunk));
+      const streamed = new StreamedProgress((chunk) => process.stdout.write(chunk), (task, unit, total) => stderrProgress(task, unit, total));
+      const answer = await runLine(api, token, line, SHELL_REQUEST_TIMEOUT_MS, (chunk) => streamed.push(chunk));
+      streamed.end(answer.ok ? "done" : "failed");
       if (!answer.ok) failures++;
       if (answer.output !== "") process.stdout.write(`${answer.output}\n`);
     }

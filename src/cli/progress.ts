@@ -79,6 +79,9 @@ export class Progress {
   readonly #started: number;
   readonly #samples: Sample[] = [];
   #done = 0;
+  /** What was done already at the first update (a follower that starts late): the rate counts only what came after. */
+  #baseDone: number | undefined;
+  #baseAt = 0;
   #total: number | undefined;
   #stage: string | undefined;
   #lastDraw: number | undefined;
@@ -101,7 +104,12 @@ export class Progress {
     if (this.#finished) return;
     const now = this.#o.now();
     if (total !== undefined) this.#total = total === null ? undefined : total;
-    if (done < this.#done) this.#samples.length = 0; // it went back (a retry): measure afresh
+    if (this.#baseDone === undefined || done < this.#done) {
+      // The first update (or it went back, a retry): the rate is measured from here.
+      this.#baseDone = done;
+      this.#baseAt = now;
+      this.#samples.length = 0;
+    }
     this.#done = done;
     const stageChanged = stage !== undefined && stage !== this.#stage;
     if (stage !== undefined) this.#stage = stage;
@@ -187,8 +195,9 @@ export class Progress {
   }
 
   #overallRate(now: number): number | undefined {
-    const seconds = (now - this.#started) / 1000;
-    return seconds > 0 && this.#done > 0 ? this.#done / seconds : undefined;
+    const seconds = (now - (this.#baseDone === undefined ? this.#started : this.#baseAt)) / 1000;
+    const done = this.#done - (this.#baseDone ?? 0);
+    return seconds > 0 && done > 0 ? done / seconds : undefined;
   }
 
   /** "450/1,000 ticks (45%)" or "450 ticks" when the total is unknown. */
@@ -213,7 +222,7 @@ export class Progress {
       const left = this.secondsLeft(now);
       if (left !== undefined) parts.push(`about ${formatDuration(left)} left`);
     }
-    if (this.#stage !== undefined && !final) parts.push(this.#stage);
+    if (this.#stage !== undefined) parts.push(this.#stage);
     return `${this.#o.label}: ${parts.join(", ")}`;
   }
 
@@ -234,16 +243,23 @@ export class Progress {
     if (speed !== undefined) parts.push(speed);
     if (final) parts.push(`${summary ?? "done"} in ${formatDuration((now - this.#started) / 1000)}`);
     else {
+      // With no total there is no time left to tell.
       const left = this.secondsLeft(now);
-      parts.push(left === undefined ? "time left unknown" : `${formatDuration(left)} left`);
-      if (this.#stage !== undefined) parts.push(this.#stage);
+      if (this.#total !== undefined) parts.push(left === undefined ? "time left unknown" : `${formatDuration(left)} left`);
     }
-    const line = parts.join("  ");
     // A pseudo-terminal without a size says 0 columns.
     const reported = this.#o.columns?.();
     const columns = (reported === undefined || reported < 20 ? PROGRESS_DEFAULTS.columns : reported) - 1;
-    // A line wider than the terminal wraps, and \r then redraws only its last row.
-    return line.length > columns ? `${line.slice(0, columns - 1)}…` : line;
+    const head = parts.join("  ");
+    const stage = this.#stage;
+    // The final line keeps its stage whole: on a line of its own when it does not fit.
+    if (final && stage !== undefined && head.length + 2 + stage.length > columns) return `${head}\x1b[K\n  ${stage}`;
+    // A line wider than the terminal wraps, and \r then redraws only its last row: the stage is
+    // shortened first, so the amount, the rate and the time left stay whole.
+    if (head.length > columns) return `${head.slice(0, columns - 1)}…`;
+    const room = columns - head.length - 2;
+    if (stage === undefined || room < 8) return head;
+    return `${head}  ${stage.length > room ? `${stage.slice(0, room - 1)}…` : stage}`;
   }
 }
 
@@ -350,6 +366,8 @@ export class StreamedProgress {
   readonly #make: (task: string, unit: string, total: number | undefined) => Progress;
   readonly #text: (chunk: string) => void;
   #current: { task: string; progress: Progress } | undefined;
+  /** The task last finished: its repeated final reports draw nothing more. */
+  #finished: string | undefined;
 
   constructor(text: (chunk: string) => void, make: (task: string, unit: string, total: number | undefined) => Progress) {
     this.#text = text;
@@ -375,6 +393,8 @@ export class StreamedProgress {
   #line(line: string): boolean {
     const report = parseProgressLine(line);
     if (report === undefined) return false;
+    const final = report.total !== null && report.done >= report.total;
+    if (this.#current === undefined && final && this.#finished === report.task) return true;
     if (this.#current !== undefined && this.#current.task !== report.task) {
       this.#current.progress.finish();
       this.#current = undefined;
@@ -382,9 +402,10 @@ export class StreamedProgress {
     this.#current ??= { task: report.task, progress: this.#make(report.task, report.unit, report.total ?? undefined) };
     const progress = this.#current.progress;
     progress.update(report.done, report.total, report.stage);
-    if (report.total !== null && report.done >= report.total) {
+    if (final) {
       progress.finish();
       this.#current = undefined;
+      this.#finished = report.task;
     }
     return true;
   }

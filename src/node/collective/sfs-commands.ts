@@ -7,6 +7,8 @@ import type { NodeContext } from "../context.ts";
 import type { SharedFolder } from "./shared-folder.ts";
 import type { NodeView as Kernel } from "../view.ts";
 import { formatFields, formatTable, UsageError, type Command } from "../shell.ts";
+import { followProgress } from "../progress-follow.ts";
+import type { ProgressReport } from "../../core/util/progress-line.ts";
 
 /** Bytes `cat` prints at most. */
 const CAT_BYTES_MAX = LIMITS.shell.catBytesMax;
@@ -136,9 +138,9 @@ const mv: Command<NodeContext> = {
 
 const sfs: Command<NodeContext> = {
   name: "sfs",
-  summary: "the shared folder's replication: files and their versions, one file's state, counters and refusals, a rescan",
-  usage: "sfs list [PREFIX] | sfs stat PATH | sfs status | sfs sync",
-  async run(args, { kernel }) {
+  summary: "the shared folder's replication: files and their versions, one file's state, counters and refusals, a rescan, a transfer followed",
+  usage: "sfs list [PREFIX] | sfs stat PATH | sfs status | sfs sync | sfs wait PATH",
+  async run(args, { kernel, stream }) {
     const folder = folderOf(kernel);
     const [sub, arg, ...rest] = args;
     if (rest.length > 0) throw new UsageError("too many arguments");
@@ -184,6 +186,31 @@ const sfs: Command<NodeContext> = {
           ["transferred", `in ${stats.chunksIn} chunks (${stats.bytesIn} bytes), out ${stats.chunksOut} chunks (${stats.bytesOut} bytes), bad chunks ${stats.badChunks}`],
           ["conflicts", `${stats.conflicts} kept, ${stats.conflictsDropped} dropped`],
         ]);
+      }
+      case "wait": {
+        // Follows PATH's transfer to this node until this node holds its newest version; with a
+        // stream (pk shell) as a progress bar (docs/protocols/progress.md).
+        const path = pathOf(arg);
+        const look = (): { report: ProgressReport; over: boolean } => {
+          const view = folder.core.stat(path);
+          if (view === undefined) return { report: { task: "sfs-fetch", done: 0, total: null, unit: "bytes", stage: "not in the manifest yet" }, over: false };
+          const e = view.entry;
+          const p = view.progress;
+          const over = view.local === "synced" || e.deleted;
+          // done reaches total only when it is over (the progress-line rule): the last chunk
+          // written is not yet the file committed.
+          const done = over ? e.size : p === undefined ? 0 : Math.min(Math.max(0, e.size - 1), p.written * e.chunkBytes);
+          const stage = view.local === "synced" ? "synced" : view.diskWait ? "waiting for disk space" : p === undefined ? view.local : `${p.phase}, ${p.inflight} in flight`;
+          return { report: { task: "sfs-fetch", done, total: e.size, unit: "bytes", stage }, over };
+        };
+        if (stream === undefined) {
+          const seen = look();
+          return seen.over ? `/shared/${path} is here (${seen.report.done} bytes)` : `not here yet: ${seen.report.done}/${seen.report.total ?? "?"} bytes, ${seen.report.stage ?? ""}; sfs wait through pk shell follows it`;
+        }
+        const end = await followProgress(stream, look);
+        const view = folder.core.stat(path);
+        if (end === "over" && view !== undefined) return view.entry.deleted ? `/shared/${path} was deleted` : `/shared/${path} is here: ${view.entry.size} bytes, version ${view.entry.counter}/${view.entry.origin}`;
+        throw new Error(`/shared/${path} is not here yet (${end === "stalled" ? "no progress for a while" : "stopped following"}): sfs stat ${path}`);
       }
       case "sync": {
         if (arg !== undefined) throw new UsageError("sync takes no arguments");

@@ -20,6 +20,7 @@ import type { NodeContext } from "../context.ts";
 import type { KernelEvent } from "../events.ts";
 import { formatDuration, mib } from "../format.ts";
 import { formatFields, formatTable, UsageError, type Command } from "../shell.ts";
+import { followProgress } from "../progress-follow.ts";
 import { defineSubsystem, type Subsystem, type SubsystemContext } from "../subsystem.ts";
 
 type BundleKind = "bundle-have" | "bundle-get" | "bundle-chunk";
@@ -471,21 +472,61 @@ export class BundlePart implements Subsystem<BundleKind> {
 const bundleCommand: Command<NodeContext> = {
   name: "bundle",
   summary: "the code bundles: the version running, the newest known, a fetch's progress (rate, peers), refusals",
-  usage: "bundle status | bundle fetch | bundle scan",
-  async run(args, { kernel }) {
+  usage: "bundle status | bundle fetch | bundle scan | bundle wait",
+  async run(args, { kernel, stream }) {
     const part = kernel.subsystem<BundlePart>("bundle");
     const [verb = "status", ...rest] = args;
-    if (rest.length > 0) throw new UsageError("bundle takes one word: status, fetch or scan");
+    if (rest.length > 0) throw new UsageError("bundle takes one word: status, fetch, scan or wait");
     if (verb === "status") return part.status();
     if (verb === "scan") {
       await part.rescan();
       return part.status();
     }
+    if (verb === "wait") {
+      // Follows the fetch under way, or the next one to start (a newer bundle heard of), to its end.
+      if (stream === undefined) return "bundle wait follows a fetch through pk shell (a streamed answer); see bundle status";
+      const before = part.fetch !== undefined && part.fetch.done ? part.fetch : undefined;
+      let followed: BundleFetch | undefined;
+      const end = await followProgress(stream, () => {
+        const fetch = part.fetch;
+        if (followed !== undefined && fetch !== followed) return undefined;
+        if (fetch === undefined || fetch === before) return { report: { task: "bundle-fetch", done: 0, total: null, unit: "chunks", stage: "waiting for a newer bundle" }, over: false };
+        followed = fetch;
+        const p = fetch.progress(kernel.tickCount);
+        const peers = p.peers.filter((peer) => !peer.dropped).length;
+        return {
+          report: { task: "bundle-fetch", done: p.done, total: p.chunks, unit: "chunks", stage: `v${fetch.release.targets.version}, ${mib(p.bytes)} from ${peers} peer${peers === 1 ? "" : "s"}` },
+          over: fetch.done,
+        };
+      });
+      if (followed === undefined) throw new Error(end === "stalled" ? "no newer bundle came" : "stopped waiting");
+      const p = followed.progress(kernel.tickCount);
+      if (end === "over") return `fetched v${followed.release.targets.version}: ${p.chunks} chunks, ${mib(p.bytes)} in ${formatDuration(p.ticks * kernel.config.tickMs)}; installing (see bundle status)`;
+      throw new Error(`the fetch of v${followed.release.targets.version} ${end === "stalled" ? "made no progress for a while" : end === "gone" ? "ended (the bundle came by other means, or the fetch was replaced)" : "is no longer followed"}: ${p.done}/${p.chunks} chunks; see bundle status`);
+    }
     if (verb === "fetch") {
       const error = part.startFetch();
-      return error === undefined ? `fetching v${part.newest?.targets.version ?? 0}; see bundle status` : `nothing fetched: ${error}`;
+      // A fetch already under way (one started by itself, say) is followed like a new one.
+      const underWay = part.fetch !== undefined && !part.fetch.done && stream !== undefined;
+      if (error !== undefined && !underWay) return `nothing fetched: ${error}`;
+      const fetch = part.fetch;
+      const version = fetch?.release.targets.version ?? part.newest?.targets.version ?? 0;
+      // A caller that takes a stream (pk shell) follows the fetch with a progress bar.
+      if (stream === undefined || fetch === undefined) return `fetching v${version}; see bundle status`;
+      const end = await followProgress(stream, () => {
+        if (part.fetch !== fetch) return undefined;
+        const p = fetch.progress(kernel.tickCount);
+        const peers = p.peers.filter((peer) => !peer.dropped).length;
+        return {
+          report: { task: "bundle-fetch", done: p.done, total: p.chunks, unit: "chunks", stage: `v${version}, ${mib(p.bytes)} from ${peers} peer${peers === 1 ? "" : "s"}` },
+          over: fetch.done,
+        };
+      });
+      const p = fetch.progress(kernel.tickCount);
+      if (end === "over") return `fetched v${version}: ${p.chunks} chunks, ${mib(p.bytes)} in ${formatDuration(p.ticks * kernel.config.tickMs)} from ${p.peers.filter((peer) => peer.received > 0).length} peer(s); installing (see bundle status)`;
+      return `${end === "stalled" ? "no progress for a while" : end === "gone" ? "the fetch ended (the bundle came by other means, or the fetch was replaced)" : "stopped following"}: ${p.done}/${p.chunks} chunks; see bundle status`;
     }
-    throw new UsageError(`unknown bundle command ${verb}: status, fetch or scan`);
+    throw new UsageError(`unknown bundle command ${verb}: status, fetch, scan or wait`);
   },
 };
 
