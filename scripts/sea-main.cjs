@@ -9,6 +9,8 @@
 // being a package's bin/pk.js (this one's, or an installed bundle's): here that runs the CLI of the
 // package ENTRY belongs to, so upgrades into signed bundles work from the executable too.
 "use strict";
+// CommonJS on purpose: a single executable's injected main script is CommonJS in Node 24.
+/* eslint-disable @typescript-eslint/no-require-imports */
 const sea = require("node:sea");
 const { createHash } = require("node:crypto");
 const fs = require("node:fs");

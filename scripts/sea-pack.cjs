@@ -4,6 +4,8 @@
 // are left out: nothing at run time uses them.
 //   node scripts/sea-pack.cjs PACKAGE-DIR OUT-FILE
 "use strict";
+// CommonJS on purpose: a single executable's injected main script is CommonJS in Node 24.
+/* eslint-disable @typescript-eslint/no-require-imports */
 const fs = require("node:fs");
 const path = require("node:path");
 const { gzipSync } = require("node:zlib");
