@@ -11,7 +11,7 @@ import { BUNDLE_DEFAULTS, checkStream, decodeBundleFile, encodeBundleFile, makeR
 import { toHex } from "../core/util/bytes.ts";
 import { LIMITS } from "../core/util/limits.ts";
 
-export const BUNDLE_USAGE = `  bundle [--key FILE] [--version N] [--out FILE] [--expires DAYS] [--install DATA]
+export const BUNDLE_USAGE = `  bundle [--key FILE] [--version N] [--out FILE] [--expires DAYS] [--install DATA] [--json]
                                             pack this node's code (the JavaScript npm run build
                                             emits, package.json, package-lock.json, bin/pk.js,
                                             web/) into a Merkle-chunked bundle signed with the
@@ -19,7 +19,7 @@ export const BUNDLE_USAGE = `  bundle [--key FILE] [--version N] [--out FILE] [-
                                             (default: the time in seconds) only goes up; the
                                             targets expire after DAYS (90); --install also puts
                                             it in DATA/bundles/ (then \`bundle scan\` on that node)
-  bundle verify FILE [--owner-pub FILE | --data DATA]
+  bundle verify FILE [--owner-pub FILE | --data DATA] [--json]
                                             check a bundle file against the cluster's owner key
                                             (DATA/owner.pub, default .pk/n1/owner.pub)`;
 
@@ -49,7 +49,7 @@ export async function bundleCommand(args: string[], errors: CliErrors): Promise<
   if (args[0] === "verify") return await verifyCommand(args.slice(1), errors);
   const { values, positionals } = parseArgs({
     args, strict: true, allowPositionals: true,
-    options: { key: { type: "string" }, version: { type: "string" }, out: { type: "string" }, expires: { type: "string" }, install: { type: "string" }, help: { type: "boolean", short: "h" } },
+    options: { key: { type: "string" }, version: { type: "string" }, out: { type: "string" }, expires: { type: "string" }, install: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
   });
   if (values.help === true) {
     process.stdout.write(`usage:\n${BUNDLE_USAGE}\n`);
@@ -89,13 +89,23 @@ export async function bundleCommand(args: string[], errors: CliErrors): Promise<
     `signed by the owner key ${toHex(owner.publicKey).slice(0, 16)}; expires ${new Date(made.targets.expiresMs).toISOString()}`,
     `build ${Math.round(buildMs)} ms, pack and sign ${Math.round(performance.now() - started - buildMs)} ms`,
   ];
+  const packMs = Math.round(performance.now() - started - buildMs);
+  let installed: string | undefined;
   if (values.out !== undefined) {
     writeDurably(resolve(values.out), encodeBundleFile(made.release, packed.value), 0o644);
     lines.push(`written to ${resolve(values.out)}`);
   }
   if (values.install !== undefined) {
-    const path = await new BundleFiles(resolve(values.install)).install(id, made.release, packed.value);
-    lines.push(`installed in ${path}`);
+    installed = await new BundleFiles(resolve(values.install)).install(id, made.release, packed.value);
+    lines.push(`installed in ${installed}`);
+  }
+  if (values.json === true) {
+    process.stdout.write(`${JSON.stringify({
+      id, version, files: files.length, bytes: packed.value.length, chunks: made.targets.chunks, chunkBytes: made.targets.chunkBytes, node: BUNDLE_NODE,
+      owner: toHex(owner.publicKey), expires: new Date(made.targets.expiresMs).toISOString(), buildMs: Math.round(buildMs), packMs,
+      out: values.out === undefined ? null : resolve(values.out), installed: installed ?? null,
+    })}\n`);
+    return 0;
   }
   process.stdout.write(`${lines.join("\n")}\n`);
   return 0;
@@ -103,7 +113,7 @@ export async function bundleCommand(args: string[], errors: CliErrors): Promise<
 
 async function verifyCommand(args: string[], errors: CliErrors): Promise<number> {
   const { values, positionals } = parseArgs({
-    args, strict: true, allowPositionals: true, options: { "owner-pub": { type: "string" }, data: { type: "string" }, help: { type: "boolean", short: "h" } },
+    args, strict: true, allowPositionals: true, options: { "owner-pub": { type: "string" }, data: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
   });
   if (values.help === true) {
     process.stdout.write(`usage:\n${BUNDLE_USAGE}\n`);
@@ -129,6 +139,13 @@ async function verifyCommand(args: string[], errors: CliErrors): Promise<number>
   const table = readTable(file.value.stream);
   if (!table.ok) throw errors.failure(`refused (${table.reason}): ${table.detail}`);
   const t = verdict.value.targets;
+  if (values.json === true) {
+    process.stdout.write(`${JSON.stringify({
+      verified: true, id: verdict.value.id, version: t.version, name: t.name, node: t.node, files: table.value.files.length, bytes: t.length,
+      chunks: t.chunks, chunkBytes: t.chunkBytes, rootVersion: verdict.value.root.version, owner: toHex(owner), expires: new Date(t.expiresMs).toISOString(),
+    })}\n`);
+    return 0;
+  }
   process.stdout.write([
     `verified: bundle v${t.version} ${verdict.value.id}`,
     `${t.name}; node ${t.node}; ${table.value.files.length} files, ${t.length} bytes, ${t.chunks} chunks of ${t.chunkBytes} bytes`,

@@ -68,7 +68,7 @@ commands:
                                             alive, Raft has its voters; at most S seconds, 60),
                                             then open the shell on its first node; node i listens
                                             on P+i and serves its API on P+100+i (P = 7400) when free
-  down   [--dir D]                          stop the cluster started by pk up
+  down   [--dir D] [--json]                 stop the cluster started by pk up
   node   --data DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--api HOST:PORT]
          [--join HOST:PORT]... [--token-file FILE] [--public-name HOST[:PORT]]...
          [--role core|contributor] [--name NAME] [--owner-key FILE] [--invite-file FILE]
@@ -103,13 +103,16 @@ commands:
                                             -c runs one line; --json prints its report as one
                                             JSON document (help lists the commands that have
                                             one), an error as {"ok":false,"error"} with exit 1
-  dashboard [--api URL] [--token-file FILE] [--dir D]
+  dashboard [--api URL] [--token-file FILE] [--dir D] [--json]
                                             print the dashboard's URL with a one-time login
   sim    ...                                run the deterministic simulator
 ${BUNDLE_USAGE}
   help                                      show this text
 
-options: --help, --version`;
+options: --help, --version [--json]
+--json (down, dashboard, shell -c, sim, bundle, version): one JSON document on stdout, an error
+as {"ok":false,"error":...} with a non-zero exit; progress then goes to stderr as JSON lines
+(PK_PROGRESS=off silences it; =lines, =bar force a form)`;
 
 // ---------------------------------------------------------------------------------------------
 // Entry
@@ -132,6 +135,7 @@ export async function main(argv: string[]): Promise<number> {
       case "--version":
       case "-V":
       case "version":
+        if (rest.includes("--json")) return printJson({ pkernel: VERSION, node: process.version, platform: process.platform, arch: process.arch }, 0);
         process.stdout.write(`pk ${VERSION} (p-kernel, node ${process.version})\n`);
         return 0;
       case "node":
@@ -152,6 +156,11 @@ export async function main(argv: string[]): Promise<number> {
         throw new UsageFailure(`unknown command ${JSON.stringify(command.slice(0, 40))}`);
     }
   } catch (error) {
+    // With --json an error is a JSON document on stdout too (the message stays on stderr).
+    const json = rest.includes("--json");
+    if (json && (error instanceof UsageFailure || isParseArgsError(error) || error instanceof CliFailure || error instanceof NodeStartError)) {
+      printJson({ ok: false, error: (error as Error).message }, 1);
+    }
     if (error instanceof UsageFailure || isParseArgsError(error)) {
       process.stderr.write(`pk${command !== undefined && !command.startsWith("-") ? ` ${command.slice(0, 40)}` : ""}: ${(error as Error).message}\n${USAGE}\n`);
       return 2;
@@ -915,11 +924,13 @@ function safePort(hostPort: string): number {
 // pk down
 
 async function downCommand(args: string[]): Promise<number> {
-  const { values } = parse(args, { dir: { type: "string" } });
+  const { values } = parse(args, { dir: { type: "string" }, json: { type: "boolean" } });
   if (values.help === true) return printUsage();
+  const json = values.json === true;
   const dir = resolve(values.dir ?? DEFAULT_DIR);
   const cluster = readCluster(dir);
   if (cluster === undefined) {
+    if (json) return printJson({ ok: true, dir, cluster: false, stopped: [] }, 0);
     process.stdout.write(`no cluster in ${dir} (no cluster.json); nothing to stop\n`);
     return 0;
   }
@@ -943,6 +954,7 @@ async function downCommand(args: string[]): Promise<number> {
   if (left.length > 0) {
     throw new CliFailure(`could not stop ${left.map(({ node, pids }) => `${node.name ?? node.id} (pid ${pids.join(", ")})`).join(", ")}`);
   }
+  if (json) return printJson({ ok: true, dir, cluster: true, stopped: running.map(({ node }) => ({ id: node.id, name: node.name ?? null })) }, 0);
   process.stdout.write(running.length === 0 ? `no node of ${dir} was running\n` : `stopped ${running.length} node${running.length === 1 ? "" : "s"}\n`);
   return 0;
 }
@@ -1143,12 +1155,14 @@ async function dashboardCommand(args: string[]): Promise<number> {
     api: { type: "string" },
     "token-file": { type: "string" },
     dir: { type: "string" },
+    json: { type: "boolean" },
   });
   if (values.help === true) return printUsage();
   const { api, token, dir } = target(values);
   if (token === undefined) throw new CliFailure(`no token: no cluster file in ${dir}; give it with --token-file FILE or PK_TOKEN`);
   const login = await loginUrl(api, token);
   if ("error" in login) throw new CliFailure(`no dashboard login from ${api}: ${login.error}`);
+  if (values.json === true) return printJson({ url: login.url, expiresInS: login.expiresInS }, 0);
   process.stdout.write(`${login.url}\n`);
   return 0;
 }

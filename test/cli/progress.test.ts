@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { createPrivateKey, hash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BundleFiles } from "../../src/adapters/bundle-files.ts";
@@ -174,4 +175,28 @@ test("on a 2-node cluster: joining, training, a shared-folder transfer and a bun
   assert.equal(failed.status, 1);
   assert.equal((JSON.parse(failed.stdout) as { ok: boolean }).ok, false);
   t.diagnostic(`${lines.length} commands answered --json`);
+});
+
+test("pk's own commands with --json print one JSON document, errors included", { timeout: 60_000 }, () => {
+  const run = (...args: string[]): { code: number | null; value: Record<string, unknown> } => {
+    const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 30_000 });
+    const lines = r.stdout.trim().split("\n");
+    assert.equal(lines.length, 1, `pk ${args.join(" ")}: one line on stdout, got ${JSON.stringify(r.stdout)}`);
+    return { code: r.status, value: JSON.parse(lines[0]!) as Record<string, unknown> };
+  };
+  const version = run("version", "--json");
+  assert.equal(version.code, 0);
+  assert.match(String(version.value["pkernel"]), /^\d+\.\d+\.\d+/);
+  const down = run("down", "--dir", join(tmpdir(), "pk-progress-no-cluster"), "--json");
+  assert.deepEqual([down.code, down.value["cluster"], down.value["stopped"]], [0, false, []]);
+  const unreachable = run("shell", "--api", "http://127.0.0.1:9", "--json", "-c", "status");
+  assert.equal(unreachable.code, 1);
+  assert.equal(unreachable.value["ok"], false);
+  assert.match(String(unreachable.value["error"]), /unreachable/);
+  const usage = run("bundle", "verify", "--json");
+  assert.equal(usage.code, 2);
+  assert.deepEqual(Object.keys(usage.value).sort(), ["error", "ok"]);
+  const missing = run("bundle", "verify", join(tmpdir(), "pk-progress-no-such.pkb"), "--owner-pub", join(tmpdir(), "pk-progress-no-such.pub"), "--json");
+  assert.equal(missing.code, 1);
+  assert.equal(missing.value["ok"], false);
 });
