@@ -69,8 +69,14 @@ test("contribution: a laptop node serves tensor-parallel inference while chargin
   assert.deepEqual(charging?.power, { source: "ac", charging: true, percent: 67 });
   assert.equal((await status(a)).contribution?.contributing, true, "a (no battery here) contributes");
   const served = bc.gate.admitted;
-  const full = await a.kernel.brain.infer("tensor", ids, values, { peers: [b.id] });
-  assert.equal(full.state, "FULL");
+  // A call has a 1 s deadline: on a loaded machine one run may miss it (REDUCED); the next one serves.
+  const fullRun = async () => {
+    let run = await a.kernel.brain.infer("tensor", ids, values, { peers: [b.id] });
+    for (let i = 0; i < 20 && run.state !== "FULL"; i++) run = await a.kernel.brain.infer("tensor", ids, values, { peers: [b.id] });
+    assert.equal(run.state, "FULL", "a tensor-parallel run with b");
+    return run;
+  };
+  const full = await fullRun();
   assert.ok(bc.gate.admitted > served, `b admitted a's requests (${served} -> ${bc.gate.admitted}, served ${b.kernel.brain.counters.requestsServed}, ${JSON.stringify(full.peers)} ${JSON.stringify(full.dropped)} rt ${full.roundTrips})`);
 
   // Unplugged: b stops, says why, declines, and a routes around it.
@@ -103,8 +109,9 @@ test("contribution: a laptop node serves tensor-parallel inference while chargin
   await until("b contributes again", async () => (await status(b)).contribution?.contributing === true);
   assert.ok(bc.priority === `nice ${startPriority}` || /could not set/.test(bc.priority), bc.priority);
   await until("a picks b again", () => ac.accepts(b.id) && a.kernel.brain.peers().includes(b.id));
-  const again = await a.kernel.brain.infer("tensor", ids, values, { peers: [b.id] });
-  assert.equal(again.state, "FULL");
+  const admittedBefore = bc.gate.admitted;
+  await fullRun();
+  assert.ok(bc.gate.admitted > admittedBefore, "b serves again");
   t.diagnostic(`b: ${bc.policy.readings} power readings, ${bc.policy.changes} decision changes, ${bc.gate.admitted} requests admitted, ${bc.gate.refused["not-contributing"]} refused`);
 });
 
