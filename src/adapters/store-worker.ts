@@ -7,6 +7,7 @@
 // fast disk each batch gets its own commit; the slower the fsync, the more each one carries, with no
 // timer and no tuning. The merged transaction applies whole or not at all, which keeps the Store's
 // contract (every acknowledged batch, and a prefix of the others, survives a crash).
+import { performance } from "node:perf_hooks";
 import { DatabaseSync } from "node:sqlite";
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import type { StoreWrite } from "../node/ports.ts";
@@ -46,11 +47,12 @@ port?.on("message", (first: DiskThreadRequest) => {
   }
   if (ids.length > 0) {
     let reply: DiskThreadReply;
+    const started = performance.now();
     try {
       commitBatch(db, put, remove, writes, path);
-      reply = { ids };
+      reply = { ids, ms: performance.now() - started };
     } catch (error) {
-      reply = { ids, error: error instanceof Error ? error.message : String(error) };
+      reply = { ids, error: error instanceof Error ? error.message : String(error), ms: performance.now() - started };
     }
     port.postMessage(reply);
   }

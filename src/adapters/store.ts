@@ -14,6 +14,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import type { Store, StoreWrite } from "../node/ports.ts";
 import { LIMITS } from "../core/util/limits.ts";
@@ -52,12 +53,18 @@ class SqliteStore implements Store {
   readonly #scanAll: StatementSync;
   #synchronous: Synchronous;
   #closed = false;
-  /** Started by the first writeAsync. */
+  /** Started by the first writeAsync that goes to it. */
   #diskThread: DiskThread | undefined;
+  readonly #inlineCommitMsMax: number;
+  /** writeAsync commits on this thread while commits are quick (#observe), else on the disk thread. */
+  #inline = true;
+  /** Moving average of the last commits' milliseconds (on either thread); 0 before the first. */
+  #commitMs = 0;
 
-  constructor(path: string, db: DatabaseSync) {
+  constructor(path: string, db: DatabaseSync, inlineCommitMsMax: number) {
     this.#path = path;
     this.#db = db;
+    this.#inlineCommitMsMax = inlineCommitMsMax;
     this.#get = db.prepare("SELECT value FROM kv WHERE key = ?");
     this.#put = db.prepare(PUT_SQL);
     this.#delete = db.prepare(DELETE_SQL);
@@ -120,8 +127,31 @@ class SqliteStore implements Store {
       setImmediate(() => done(failure));
       return;
     }
-    this.#diskThread ??= new DiskThread(this.#path);
+    // A quick commit (a fast disk) costs less than the two thread hand-overs of the disk thread, which
+    // on a busy machine each wait for a core: commit here and answer at once. Once commits are slow
+    // (an SD card, a phone, a saturated disk) they go to the disk thread, so the event loop keeps
+    // serving packets and requests during the fsync; back here when they are quick again. Never
+    // while the thread holds batches: they become durable in the order given.
+    if (this.#inline && (this.#diskThread === undefined || this.#diskThread.idle)) {
+      const started = performance.now();
+      let failure: Error | undefined;
+      try {
+        this.write(batch, { durable: true });
+      } catch (error) {
+        failure = error as Error;
+      }
+      this.#observe(performance.now() - started);
+      done(failure, true);
+      return;
+    }
+    this.#diskThread ??= new DiskThread(this.#path, (ms) => this.#observe(ms));
     this.#diskThread.write(batch, done);
+  }
+
+  #observe(ms: number): void {
+    this.#commitMs = this.#commitMs === 0 ? ms : this.#commitMs + DISK_THREAD_DEFAULTS.commitMsWeight * (ms - this.#commitMs);
+    if (this.#inline && this.#commitMs > this.#inlineCommitMsMax) this.#inline = false;
+    else if (!this.#inline && this.#commitMs < this.#inlineCommitMsMax / 2) this.#inline = true;
   }
 
   close(): void {
@@ -135,16 +165,30 @@ class SqliteStore implements Store {
     return this.#diskThread?.stats ?? { batches: 0, commits: 0 };
   }
 
+  /** Whether writeAsync commits on the calling thread now, and the commits' moving average. */
+  get commitMode(): { readonly inline: boolean; readonly commitMs: number } {
+    return { inline: this.#inline, commitMs: this.#commitMs };
+  }
+
   #assertOpen(operation: string): void {
     if (this.#closed) throw new StoreError("STORE_CLOSED", `${operation}: store ${this.#path} is closed`);
   }
+}
+
+export interface StoreOptions {
+  /**
+   * writeAsync commits on the calling thread while the moving average of commits stays at or under
+   * this many milliseconds, on the disk thread above it (back under half of it).
+   * 0: always the disk thread (after a first commit here); Infinity: never.
+   */
+  readonly inlineCommitMsMax?: number;
 }
 
 /**
  * Opens (creating if needed, with its parent directory) the store at `path`. Throws StoreError
  * STORE_OPEN_FAILED when the file cannot be opened or the file system cannot hold a WAL.
  */
-export function openStore(path: string): Store {
+export function openStore(path: string, options: StoreOptions = {}): Store {
   const inMemory = path === ":memory:";
   let db: DatabaseSync;
   try {
@@ -162,7 +206,7 @@ export function openStore(path: string): Store {
     db.exec("PRAGMA fullfsync = ON");
     db.exec("PRAGMA checkpoint_fullfsync = ON");
     db.exec("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID");
-    return new SqliteStore(path, db);
+    return new SqliteStore(path, db, options.inlineCommitMsMax ?? DISK_THREAD_DEFAULTS.inlineCommitMsMax);
   } catch (error) {
     db.close();
     if (error instanceof StoreError) throw error;
@@ -214,8 +258,12 @@ export function commitBatch(db: DatabaseSync, put: StatementSync, remove: Statem
 export const PUT_SQL = "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 export const DELETE_SQL = "DELETE FROM kv WHERE key = ?";
 
-/** Bounds of the disk thread's group commit (store-worker.ts). */
+/** Bounds of the disk thread's group commit (store-worker.ts) and of writeAsync's choice of thread. */
 export const DISK_THREAD_DEFAULTS = {
+  /** writeAsync commits on the calling thread while commits average at most this many ms (StoreOptions). */
+  inlineCommitMsMax: 2,
+  /** Weight of the newest commit in the moving average. */
+  commitMsWeight: 0.2,
   /** Batches already queued that join one commit, at most. */
   mergeBatchesMax: 1_024,
   /** Stop adding queued batches to a commit once it holds this many bytes of keys and values. */
@@ -233,6 +281,8 @@ export interface DiskThreadRequest {
 export interface DiskThreadReply {
   readonly ids: readonly number[];
   readonly error?: string;
+  /** Milliseconds the commit took. */
+  readonly ms: number;
 }
 
 /** What a store's disk thread did so far (for tests and benchmarks); zeros before its first write. */
@@ -261,12 +311,13 @@ class DiskThread {
   #next = 0;
   #commits = 0;
 
-  constructor(path: string) {
+  constructor(path: string, onCommit: (ms: number) => void) {
     const script = new URL(import.meta.url.endsWith(".ts") ? "./store-worker.ts" : "./store-worker.js", import.meta.url);
     this.#worker = new Worker(script, { workerData: { path, busyTimeoutMs: BUSY_TIMEOUT_MS } });
     this.#worker.unref();
     this.#worker.on("message", (reply: DiskThreadReply) => {
       this.#commits++;
+      onCommit(reply.ms);
       for (const [i, id] of reply.ids.entries()) {
         const done = this.#pending.get(id);
         if (done === undefined) continue;
@@ -289,6 +340,11 @@ class DiskThread {
 
   get stats(): DiskThreadStats {
     return { batches: this.#next, commits: this.#commits };
+  }
+
+  /** No batch handed over is still unanswered. */
+  get idle(): boolean {
+    return this.#pending.size === 0;
   }
 
   /** Batches already handed over are finished by the thread before it closes its connection. */

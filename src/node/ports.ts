@@ -48,9 +48,9 @@ export interface Store {
   scan(prefix: string, limit?: number): Array<[string, Uint8Array]>;
   write(batch: readonly StoreWrite[], options: { durable: boolean }): void;
   /**
-   * Writes a durable batch without blocking the caller on the fsync: `done` runs once the batch is
-   * durable — in a later turn of the event loop for the real store (a disk thread), at once for the
-   * simulator's. Batches become durable in the order given; a crash keeps a prefix of them. `done`
+   * Writes a durable batch without blocking the caller on a slow fsync: `done` runs once the batch is
+   * durable — in a later turn of the event loop when the real store's disk thread wrote it, at once
+   * when it committed on the calling thread (a fast disk) and for the simulator's. Batches become durable in the order given; a crash keeps a prefix of them. `done`
    * gets an error if the batch failed (the caller must treat that as fatal). A store that commits
    * several batches with one fsync (group commit) passes `synced` false to all but the last of them.
    */

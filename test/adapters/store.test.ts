@@ -121,7 +121,8 @@ test("store: opening something that is not a database fails with a clear error",
 
 test("store: writeAsync commits the batches queued during a commit together, answers each in order, all durable", async (t) => {
   const path = tempPath(t);
-  const store = openStore(path);
+  // Every commit on the disk thread (after the first, which measures the disk here).
+  const store = openStore(path, { inlineCommitMsMax: 0 });
   t.after(() => store.close());
   const batches = 300;
   const answered: number[] = [];
@@ -139,8 +140,8 @@ test("store: writeAsync commits the batches queued during a commit together, ans
   await Promise.all(done);
   assert.deepEqual(answered, Array.from({ length: batches }, (_, n) => n), "answered in the order written");
   const stats = diskThreadStats(store);
-  assert.equal(stats.batches, batches);
-  assert.ok(stats.commits >= 1 && stats.commits < batches, `${stats.commits} commits for ${batches} batches: queued batches were merged`);
+  assert.equal(stats.batches, batches - 1, "the first on this thread, every other on the disk thread");
+  assert.ok(stats.commits >= 1 && stats.commits < stats.batches, `${stats.commits} commits for ${stats.batches} batches: queued batches were merged`);
   t.diagnostic(`${batches} batches in ${stats.commits} commits`);
   // Reopened from the file (another connection): every batch is there, deletes after their puts.
   const again = openStore(path);
@@ -152,4 +153,39 @@ test("store: writeAsync commits the batches queued during a commit together, ans
   } finally {
     again.close();
   }
+});
+
+test("store: writeAsync commits on the calling thread while commits are quick, on the disk thread once they are slow", async (t) => {
+  const write = (store: ReturnType<typeof openStore>, n: number): { sync: boolean; done: Promise<void> } => {
+    let sync = true;
+    let answered = false;
+    const done = new Promise<void>((resolve, reject) => {
+      store.writeAsync([{ key: `k/${n}`, value: bytes(String(n)) }], (error, synced) => {
+        if (error !== undefined) return reject(error);
+        // A commit on the calling thread carries its batch alone.
+        if (!answered && sync) assert.equal(synced, true, `batch ${n}: committed alone`);
+        answered = true;
+        resolve();
+      });
+    });
+    sync = answered;
+    return { sync, done };
+  };
+  // Quick enough always: every batch is durable when writeAsync returns, no thread is started.
+  const here = openStore(tempPath(t), { inlineCommitMsMax: Number.POSITIVE_INFINITY });
+  t.after(() => here.close());
+  for (let n = 0; n < 20; n++) {
+    const w = write(here, n);
+    assert.equal(w.sync, true, `batch ${n} answered before writeAsync returned`);
+    await w.done;
+  }
+  assert.deepEqual(diskThreadStats(here), { batches: 0, commits: 0 });
+  // Never quick enough: the first commit measures the disk here, every later one goes to the thread.
+  const there = openStore(tempPath(t), { inlineCommitMsMax: 0 });
+  t.after(() => there.close());
+  const results = Array.from({ length: 20 }, (_, n) => write(there, n));
+  await Promise.all(results.map((w) => w.done));
+  assert.deepEqual(results.map((w) => w.sync), [true, ...Array.from({ length: 19 }, () => false)]);
+  assert.equal(diskThreadStats(there).batches, 19);
+  for (let n = 0; n < 20; n++) assert.deepEqual(there.get(`k/${n}`), bytes(String(n)));
 });
