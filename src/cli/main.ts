@@ -33,6 +33,8 @@ import { statusOf, type NodeStatusBody } from "../node/api.ts";
 import { connectSupervisor } from "../adapters/supervisor-link.ts";
 import { Supervisor, superviseOptions } from "./supervise.ts";
 import { BUNDLE_USAGE, bundleCommand } from "./bundle.ts";
+import { SERVICE_USAGE, service } from "./service.ts";
+import { contributionFromFlags } from "../node/body/contribution.ts";
 import { stderrProgress, StreamedProgress } from "./progress.ts";
 
 /** Nodes `pk up` starts at most: a local cluster, not a load test. */
@@ -74,7 +76,8 @@ commands:
          [--role core|contributor] [--name NAME] [--owner-key FILE] [--invite-file FILE]
          [--no-regenerate] [--no-discover] [--discover-port P]
          [--mind URL#MODEL]... [--mind-embed-model M] [--mind-key-file F] [--mind-name N]
-         [--supervise]
+         [--supervise] [--contribute auto|always|charging|never] [--cpu-cap PERCENT]
+         [--memory-cap MIB] [--bandwidth-cap KIBPS] [--min-battery PERCENT]
                                             run one node in the foreground; --advertise is
                                             the address peers reach it at (required when
                                             --listen is 0.0.0.0 or [::]); --no-regenerate
@@ -96,7 +99,13 @@ commands:
                                             that restarts it into newer signed
                                             bundles one core node at a time and
                                             rolls back one that does not boot or
-                                            become healthy (docs/protocols/upgrade.md)
+                                            become healthy (docs/protocols/upgrade.md);
+                                            --contribute: auto (default: a machine
+                                            with a battery works for others only
+                                            while charging and above --min-battery,
+                                            20%), always, charging, never; the caps
+                                            bound the work it takes for others
+                                            (ADR 027, docs/guides/)
   shell  [--api URL] [--token-file FILE] [--dir D] [-c LINE [--json]]
                                             attach the shell to a running node (the token:
                                             --token-file, else PK_TOKEN, else D/cluster.json);
@@ -107,6 +116,8 @@ commands:
                                             print the dashboard's URL with a one-time login
   sim    ...                                run the deterministic simulator
 ${BUNDLE_USAGE}
+${SERVICE_USAGE.replace(/^usage:\n/, "").replaceAll("  pk service", "  service")}
+                                            run a node as a systemd service (a Pi, a server)
   help                                      show this text
 
 options: --help, --version [--json]
@@ -152,6 +163,8 @@ export async function main(argv: string[]): Promise<number> {
         return await simCommand(rest);
       case "bundle":
         return await bundleCommand(rest, { usage: (m) => new UsageFailure(m), failure: (m) => new CliFailure(m) });
+      case "service":
+        return await service(rest);
       default:
         throw new UsageFailure(`unknown command ${JSON.stringify(command.slice(0, 40))}`);
     }
@@ -243,9 +256,18 @@ async function nodeCommand(args: string[]): Promise<number> {
     "mind-key-file": { type: "string" },
     "mind-name": { type: "string" },
     supervise: { type: "boolean" },
+    contribute: { type: "string" },
+    "cpu-cap": { type: "string" },
+    "memory-cap": { type: "string" },
+    "bandwidth-cap": { type: "string" },
+    "min-battery": { type: "string" },
   });
   if (values.help === true) return printUsage();
   if (values.data === undefined) throw new UsageFailure("--data DIR is required");
+  const contribution = contributionFromFlags({
+    contribute: values.contribute, cpuCap: values["cpu-cap"], memoryCap: values["memory-cap"], bandwidthCap: values["bandwidth-cap"], minBattery: values["min-battery"],
+  });
+  if (typeof contribution === "string") throw new UsageFailure(contribution);
   if (values.supervise === true) {
     // The supervisor runs the node as its child, with the same arguments (src/cli/supervise.ts).
     return await new Supervisor(args.filter((a) => a !== "--supervise"), resolve(values.data), superviseOptions(process.env)).run();
@@ -273,6 +295,7 @@ async function nodeCommand(args: string[]): Promise<number> {
     ...(values.name !== undefined ? { name: values.name } : {}),
     minds: { mind: values.mind, mindModel: values["mind-model"], mindEmbedModel: values["mind-embed-model"], mindKeyFile: values["mind-key-file"], mindName: values["mind-name"] },
     ...(supervisor !== undefined ? { supervisor } : {}),
+    contribution,
   });
   supervisor?.ready();
   // A node that joins a cluster shows how far it is until it is a member and has caught up.
