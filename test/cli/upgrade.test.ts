@@ -240,7 +240,10 @@ test("rolling upgrade of 5 supervised nodes into a signed bundle under write loa
   for (const [key, value] of acked) {
     const response = await fetch(`${n1.api}/v1/kv/${key}`, { headers: bearer(swarm.token), signal: AbortSignal.timeout(10_000) });
     const text = await response.text();
-    if (!(response.ok && text === value)) lost++;
+    if (!(response.ok && text === value)) {
+      lost++;
+      if (lost <= 5) t.diagnostic(`lost ${key}: wanted ${value.slice(0, 40)}, read ${response.status} ${text.slice(0, 80)}`);
+    }
   }
   t.diagnostic(`acknowledged writes read back: ${acked.size - lost} of ${acked.size}`);
   assert.equal(lost, 0);
