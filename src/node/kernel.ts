@@ -15,7 +15,7 @@ import { RecordSigner } from "../core/body/trust.ts";
 import { assert } from "../core/util/assert.ts";
 import { LIMITS } from "../core/util/limits.ts";
 import { decodeHeader, HEADER_BYTES, TAG_BYTES, type Channel } from "../core/wire/envelope.ts";
-import { decodeMessage, encodeMessage } from "../core/wire/codec.ts";
+import { decodeMessage, encodeMessageShared } from "../core/wire/codec.ts";
 import { isIntroMessage, type Message, type MessageType } from "../core/wire/messages.ts";
 import { ReplayGuard } from "../core/wire/replay.ts";
 import type { Membership } from "./body/membership.ts";
@@ -417,10 +417,12 @@ export class Kernel extends NodeView {
   }
 
   #seal(to: string, channel: Channel, message: Message, peer: SealPeer | undefined): void {
-    const body = encodeMessage(message);
+    // Sealing consumes the encoder's shared bytes at once (no copy per packet).
+    let body = encodeMessageShared(message);
     // A frame over the transport's first-frame bound goes behind a small one that authenticates the
     // connection it may open (net.ts): a ping (its ack is an RTT sample), or in an intro our introduction.
     if (channel === "stream" && body.length + HEADER_BYTES + TAG_BYTES > LIMITS.net.firstFrameBytesMax) {
+      body = body.slice(); // the small frame's encoding reuses the shared bytes
       this.#seal(to, channel, peer === undefined ? introduction(this.#membersOrThrow()) : { t: "ping", seq: 0, sent: Math.round(this.ports.clock.nowMs() * 1000) }, peer);
     }
     const packet = this.ports.seal.seal(channel, this.#epoch, ++this.#counter[channel], body, peer);
