@@ -121,9 +121,9 @@ ${SERVICE_USAGE.replace(/^usage:\n/, "").replaceAll("  pk service", "  service")
   help                                      show this text
 
 options: --help, --version [--json]
---json (down, dashboard, shell -c, sim, bundle, version): one JSON document on stdout, an error
+--json (down, dashboard, shell -c, bundle, version; sim): one JSON document on stdout, an error
 as {"ok":false,"error":...} with a non-zero exit; progress then goes to stderr as JSON lines
-(PK_PROGRESS=off silences it; =lines, =bar force a form)`;
+(PK_PROGRESS=off silences it; =lines, =bar force a form; docs/protocols/progress.md)`;
 
 // ---------------------------------------------------------------------------------------------
 // Entry
@@ -307,6 +307,13 @@ async function nodeCommand(args: string[]): Promise<number> {
 
 /** Milliseconds between two looks at a joining node. */
 const JOIN_POLL_MS = 100;
+/**
+ * Milliseconds a node may stay a member outside the Raft configuration before the join display
+ * ends: a cluster whose voters and learners are full keeps the newest members out of Raft.
+ */
+const JOIN_MEMBER_ONLY_MS = 60_000;
+/** Milliseconds the join display lasts at most (it never spams a node's log). */
+const JOIN_WATCH_MS = 10 * 60_000;
 
 /**
  * Where a joining node is, in stages (docs/protocols/progress.md): 0 reaching the cluster; 1 a
@@ -327,6 +334,8 @@ export function joinStage(status: NodeStatusBody, caughtUpTo: number | undefined
 function watchJoin(node: RunningNode): { stop(): void } {
   const bar = stderrProgress("join", "stages", 3);
   let caughtUpTo: number | undefined;
+  const started = Date.now();
+  let memberSince: number | undefined;
   const timer = setInterval(() => {
     const status = statusOf(node.kernel);
     if (caughtUpTo === undefined && (status.raft.voters.includes(status.id) || status.raft.learners.includes(status.id)) && status.raft.commitIndex > 0) {
@@ -334,9 +343,16 @@ function watchJoin(node: RunningNode): { stop(): void } {
     }
     const { stage, text } = joinStage(status, caughtUpTo);
     bar.update(stage, 3, text);
+    memberSince = stage === 1 ? (memberSince ?? Date.now()) : undefined;
     if (stage === 3) {
       clearInterval(timer);
       bar.finish("joined");
+    } else if (memberSince !== undefined && Date.now() - memberSince > JOIN_MEMBER_ONLY_MS) {
+      clearInterval(timer);
+      bar.finish("a member, outside the Raft configuration (its voters and learners are full)");
+    } else if (Date.now() - started > JOIN_WATCH_MS) {
+      clearInterval(timer);
+      bar.finish(`not caught up after ${JOIN_WATCH_MS / 60_000} min (see pk shell -c raft)`);
     }
   }, JOIN_POLL_MS);
   return {

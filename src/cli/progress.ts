@@ -114,6 +114,8 @@ export class Progress {
     const stageChanged = stage !== undefined && stage !== this.#stage;
     if (stage !== undefined) this.#stage = stage;
     this.#sample(now, done);
+    // Off a terminal the last line is finish()'s: a "0 s left" line just before it says nothing.
+    if (this.#o.mode !== "bar" && this.#total !== undefined && done >= this.#total) return;
     const interval = this.#o.mode === "bar" ? (this.#o.barIntervalMs ?? PROGRESS_DEFAULTS.barIntervalMs) : (this.#o.lineIntervalMs ?? PROGRESS_DEFAULTS.lineIntervalMs);
     const due = this.#lastDraw === undefined ? (this.#o.mode === "bar" || now - this.#started >= interval) : now - this.#lastDraw >= interval;
     if (due || (stageChanged && this.#o.mode === "bar")) this.#draw(now, false);

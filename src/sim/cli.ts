@@ -162,12 +162,14 @@ async function runRaftLinCommand(values: {
   const failures: string[] = [];
   let ok = 0;
   let unknown = 0;
+  const bar = stderrProgress("raft-lin", "seeds", seeds, values.json === true);
   for (let seed = first; seed < first + seeds; seed++) {
     const n = nodes ?? (seed % 2 === 0 ? 3 : 5);
     const report = runRaftLin({ seed, nodes: n, ticks, ...(mutation !== undefined ? { mutation } : {}) });
     const r = report.result;
     ok += r.ok;
     unknown += r.unknown;
+    bar.interrupt();
     if (values.json === true) process.stdout.write(`${JSON.stringify(r)}\n`);
     else {
       process.stdout.write(`seed ${seed} nodes ${n}: ${report.ok ? "ok" : `FAILED (${r.failure?.kind})`}, ${r.ops} operations ` +
@@ -181,7 +183,9 @@ async function runRaftLinCommand(values: {
         ...(r.failure?.nemesis !== undefined ? ["nemesis:", ...r.failure.nemesis.map((line) => `  ${line}`)] : []), `replay: ${replay}`];
       process.stderr.write(`${lines.join("\n")}\n`);
     }
+    bar.update(seed - first + 1, seeds, `seed ${seed} ${report.ok ? "ok" : "FAILED"}`);
   }
+  bar.finish(failures.length === 0 ? "done" : `${failures.length} failed`);
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   if (seeds > 1 || failures.length > 0) {
     process.stderr.write(`raft-lin: ${seeds} seeds from ${first}, ${failures.length} failed; ${ok} definite and ${unknown} unknown operations in ${seconds} s\n`);

@@ -165,7 +165,7 @@ test("on a 2-node cluster: joining, training, a shared-folder transfer and a bun
   assert.match(bundleOut, /fetched v\d+: \d+ chunks/);
 
   // --json: every reporting command answers one document through pk shell --json -c.
-  const lines = ["help", "ver", "mem", "ps", "status", "nodes", "net", "raft", "kv get nothing-here", "vital", "degrade", "infer 0.5 -1 2 0.3"];
+  const lines = ["help", "ver", "mem", "ps", "status", "nodes", "net", "raft", "kv get nothing-here", "vital", "degrade", "infer 0.5 -1 2 0.3", "bundle status", "sfs status", "sfs stat big.bin", "sfs list"];
   for (const line of lines) {
     const r = spawnSync(process.execPath, [BIN, "shell", "--api", apis[0]!, "--token-file", tokenFile, "--json", "-c", line], { encoding: "utf8", timeout: 30_000 });
     assert.equal(r.status, 0, `${line}: ${r.stderr}`);

@@ -234,7 +234,7 @@ const fl: Command<NodeContext> = {
   name: "fl",
   summary: "federated learning: rounds of local training on every node, aggregated here (FedAvg; trimmed mean with contributors)",
   usage: "fl train [ROUNDS] | fl status",
-  async run(args, { kernel }) {
+  async run(args, { kernel, stream }) {
     const brain = kernel.brain;
     const [sub, ...rest] = args;
     switch (sub ?? "status") {
@@ -245,7 +245,15 @@ const fl: Command<NodeContext> = {
       case "train": {
         const rounds = intArg(rest[0], 3, 1, 100, "ROUNDS");
         const lines: string[] = [];
-        await brain.federated(rounds, (line) => lines.push(line));
+        // Each round is reported when it is aggregated; a streamed caller sees a bar of rounds.
+        const bar = stream === undefined ? undefined : new ProgressEmitter(stream.out, () => performance.now());
+        bar?.report({ task: "fl-train", done: 0, total: rounds, unit: "rounds", stage: "round 1: local training on every node" });
+        await brain.federated(rounds, (line) => {
+          lines.push(line);
+          const done = Math.min(rounds, lines.length);
+          bar?.report({ task: "fl-train", done, total: rounds, unit: "rounds", ...(done < rounds ? { stage: `round ${done + 1}: local training on every node` } : {}) });
+        });
+        bar?.finish();
         return lines.join("\n");
       }
       default:

@@ -221,6 +221,31 @@ const sfs: Command<NodeContext> = {
         throw new UsageError(sub === undefined ? "needs a subcommand" : `unknown subcommand ${JSON.stringify(sub.slice(0, 40))}`);
     }
   },
+  json(args, { kernel }) {
+    const folder = folderOf(kernel);
+    const [sub, arg, ...rest] = args;
+    if (rest.length > 0) throw new UsageError("too many arguments");
+    switch (sub) {
+      case "list":
+        return { files: folder.core.list(arg ?? "", LIST_ROWS_MAX).map((v) => ({ path: v.entry.path, dir: v.entry.dir, size: v.entry.size, counter: v.entry.counter, origin: v.entry.origin, state: v.local, progress: v.progress ?? null })) };
+      case "stat": {
+        const view = folder.core.stat(pathOf(arg));
+        if (view === undefined) return { path: pathOf(arg), found: false };
+        const e = view.entry;
+        return {
+          path: e.path, found: true, dir: e.dir, deleted: e.deleted, state: view.local, diskWait: view.diskWait, size: e.size, chunks: e.chunks.length, chunkBytes: e.chunkBytes,
+          counter: e.counter, origin: e.origin, sha256: e.sha256, holders: [...view.holders], progress: view.progress ?? null,
+        };
+      }
+      case "status": {
+        if (arg !== undefined) throw new UsageError("status takes no arguments");
+        const core = folder.core;
+        return { entries: core.size, filesMax: core.config.filesMax, pending: core.pendingCount, transfers: core.transfers().length, freeBytes: core.freeBytes ?? null, clock: core.clock, stats: { ...core.stats } };
+      }
+      default:
+        throw new UsageError("--json is for sfs list, sfs stat and sfs status");
+    }
+  },
 };
 
 export const SFS_COMMANDS: readonly Command<NodeContext>[] = [ls, cat, write, rm, mkdir, cp, mv, sfs];

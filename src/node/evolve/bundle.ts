@@ -440,6 +440,21 @@ export class BundlePart implements Subsystem<BundleKind> {
   }
 
   /** Everything `bundle status` shows. */
+  /** `bundle status --json`. */
+  statusJson(): Record<string, unknown> {
+    const ready = this.ready();
+    const fetch = this.#fetch;
+    return {
+      running: { version: this.#runningVersion, id: this.#runningId ?? null },
+      newest: this.#newest === undefined ? null : { version: this.#newest.targets.version, id: this.#newest.id, bytes: this.#newest.targets.length, chunks: this.#newest.targets.chunks, node: this.#newest.targets.node },
+      held: [...this.#held.values()].map((h) => h.verified.targets.version),
+      ready: ready === undefined ? null : { version: ready.version, path: ready.path },
+      fetch: fetch === undefined ? null : { version: fetch.release.targets.version, finished: fetch.done, ...fetch.progress(this.#ctx.tick()) },
+      lastFetch: this.#lastFetch ?? null,
+      refusals: [...this.refusals].flatMap(([reason, byPeer]) => [...byPeer].map(([peer, count]) => ({ reason, peer, count }))),
+    };
+  }
+
   status(): string {
     const tick = this.#ctx.tick();
     const ready = this.ready();
@@ -527,6 +542,10 @@ const bundleCommand: Command<NodeContext> = {
       return `${end === "stalled" ? "no progress for a while" : end === "gone" ? "the fetch ended (the bundle came by other means, or the fetch was replaced)" : "stopped following"}: ${p.done}/${p.chunks} chunks; see bundle status`;
     }
     throw new UsageError(`unknown bundle command ${verb}: status, fetch, scan or wait`);
+  },
+  json(args, { kernel }) {
+    if (args.length > 1 || (args[0] ?? "status") !== "status") throw new UsageError("--json is for bundle status");
+    return kernel.subsystem<BundlePart>("bundle").statusJson();
   },
 };
 
