@@ -61,10 +61,12 @@ test("mesh in the kernel: killing the relay moves the route to another relay wit
   c.crash(relayIndex);
   // Bound: SWIM's detection (suspect then dead) plus the mesh's part, a few update rounds; the
   // route through the survivor also comes by a seqno request or the next full dump (≤ 4 s).
-  const dead = runUntil(c, 3_000, () => k[0]!.swim.stateOf(relay) === "dead");
-  const moved = runUntil(c, 1_000, () => k[0]!.mesh.core.nextHop(k[3]!.id) === k[other]!.id);
+  // Each end reroutes when its own SWIM declares the relay dead, and the echo's reply comes back
+  // the other way: wait for both directions (the ends detect at different ticks).
+  const dead = runUntil(c, 3_000, () => k[0]!.swim.stateOf(relay) === "dead" && k[3]!.swim.stateOf(relay) === "dead");
+  const moved = runUntil(c, 1_000, () => k[0]!.mesh.core.nextHop(k[3]!.id) === k[other]!.id && k[3]!.mesh.core.nextHop(k[0]!.id) === k[other]!.id);
   const echo = ping(c, 0, 3);
   assert.equal(echo.ok, true, echo.error);
   assert.equal(echo.hops, 2);
-  console.log(`relay ${relayIndex} killed: dead at the sender after ${dead} ticks, rerouted ${moved} ticks later`);
+  console.log(`relay ${relayIndex} killed: dead at both ends after ${dead} ticks, rerouted ${moved} ticks later`);
 });
