@@ -127,12 +127,12 @@ test("a joining node's stages: reaching, member, in Raft catching up, caught up"
     id: "me", name: "", role: "core", mode: "SOLO", uptimeMs: 0, guarded: [],
     raft: { state: "learner", term: 1, leader: null, commitIndex: 0, appliedIndex: 0, voters: ["a"], learners: [], confEpoch: 0 },
     members: [member("me", "alive")],
-  } as Status;
+  } as unknown as Status;
   assert.equal(joinStage(base, undefined).stage, 0);
-  const withPeer = { ...base, members: [member("me", "alive"), member("a", "alive")] } as Status;
+  const withPeer = { ...base, members: [member("me", "alive"), member("a", "alive")] } as unknown as Status;
   assert.deepEqual(joinStage(withPeer, undefined), { stage: 1, text: "member, 2 alive, not in Raft yet" });
-  const inRaft = { ...withPeer, raft: { ...withPeer.raft, leader: "a", learners: ["me"], commitIndex: 40, appliedIndex: 12 } } as Status;
+  const inRaft = { ...withPeer, raft: { ...withPeer.raft, leader: "a", learners: ["me"], commitIndex: 40, appliedIndex: 12 } } as unknown as Status;
   assert.deepEqual(joinStage(inRaft, 40), { stage: 2, text: "learner, applied 12/40" });
-  const caught = { ...inRaft, mode: "REDUCED", raft: { ...inRaft.raft, appliedIndex: 40 } } as Status;
+  const caught = { ...inRaft, mode: "REDUCED", raft: { ...inRaft.raft, appliedIndex: 40 } } as unknown as Status;
   assert.deepEqual(joinStage(caught, 40), { stage: 3, text: "learner, caught up at entry 40, 2 alive, mode REDUCED" });
 });

@@ -36,6 +36,7 @@ import { BUNDLE_USAGE, bundleCommand } from "./bundle.ts";
 import { SERVICE_USAGE, service } from "./service.ts";
 import { contributionFromFlags } from "../node/body/contribution.ts";
 import { stderrProgress, StreamedProgress } from "./progress.ts";
+import { SFS_USAGE, sfsCommand } from "./sfs.ts";
 
 /** Nodes `pk up` starts at most: a local cluster, not a load test. */
 export const UP_NODES_MAX = LIMITS.cli.upNodesMax;
@@ -116,12 +117,13 @@ commands:
                                             print the dashboard's URL with a one-time login
   sim    ...                                run the deterministic simulator
 ${BUNDLE_USAGE}
+${SFS_USAGE}
 ${SERVICE_USAGE.replace(/^usage:\n/, "").replaceAll("  pk service", "  service")}
                                             run a node as a systemd service (a Pi, a server)
   help                                      show this text
 
 options: --help, --version [--json]
---json (down, dashboard, shell -c, bundle, version; sim): one JSON document on stdout, an error
+--json (down, dashboard, shell -c, bundle, sfs, version; sim): one JSON document on stdout, an error
 as {"ok":false,"error":...} with a non-zero exit; progress then goes to stderr as JSON lines
 (PK_PROGRESS=off silences it; =lines, =bar force a form; docs/protocols/progress.md)`;
 
@@ -163,6 +165,17 @@ export async function main(argv: string[]): Promise<number> {
         return await simCommand(rest);
       case "bundle":
         return await bundleCommand(rest, { usage: (m) => new UsageFailure(m), failure: (m) => new CliFailure(m) });
+      case "sfs":
+        return await sfsCommand(rest, {
+          cluster(dir) {
+            const cluster = readCluster(dir);
+            if (cluster === undefined) return `no cluster in ${dir} (no cluster.json; pk up makes one)`;
+            return { token: cluster.token, nodes: cluster.nodes.filter((n) => livePids(n).length > 0).map((n) => ({ id: n.id, name: n.name, api: n.api, data: n.data })) };
+          },
+          runLine: (api, token, line, idleMs, out) => runLine(api, token, line, idleMs, out),
+          usage: (m) => new UsageFailure(m),
+          failure: (m) => new CliFailure(m),
+        });
       case "service":
         return await service(rest);
       default:

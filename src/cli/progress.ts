@@ -229,30 +229,34 @@ export class Progress {
   }
 
   #barLine(now: number, final: boolean, summary?: string): string {
-    const cells = PROGRESS_DEFAULTS.barCells;
-    let bar: string;
-    if (this.#total !== undefined) {
-      const filled = this.#total === 0 ? cells : Math.min(cells, Math.floor((cells * this.#done) / this.#total));
-      const pct = this.#total === 0 ? 100 : Math.floor((100 * Math.min(this.#done, this.#total)) / this.#total);
-      bar = `${String(pct).padStart(3)}% [${"#".repeat(filled)}${".".repeat(cells - filled)}]`;
-    } else {
+    const bar = (cells: number): string => {
+      if (this.#total !== undefined) {
+        const filled = this.#total === 0 ? cells : Math.min(cells, Math.floor((cells * this.#done) / this.#total));
+        const pct = this.#total === 0 ? 100 : Math.floor((100 * Math.min(this.#done, this.#total)) / this.#total);
+        return `${String(pct).padStart(3)}% [${"#".repeat(filled)}${".".repeat(cells - filled)}]`;
+      }
       // Unknown total: a marker that moves with the work.
       const at = this.#done === 0 ? 0 : Math.floor(now / 100) % cells;
-      bar = `[${".".repeat(at)}#${".".repeat(cells - at - 1)}]`;
-    }
-    const parts = [`${this.#o.label} ${bar} ${this.#amount(false)}`];
+      return `[${".".repeat(at)}#${".".repeat(cells - at - 1)}]`;
+    };
+    const rest: string[] = [this.#amount(false)];
     const speed = this.#speed(now, final);
-    if (speed !== undefined) parts.push(speed);
-    if (final) parts.push(`${summary ?? "done"} in ${formatDuration((now - this.#started) / 1000)}`);
+    if (speed !== undefined) rest.push(speed);
+    if (final) rest.push(`${summary ?? "done"} in ${formatDuration((now - this.#started) / 1000)}`);
     else {
       // With no total there is no time left to tell.
       const left = this.secondsLeft(now);
-      if (this.#total !== undefined) parts.push(left === undefined ? "time left unknown" : `${formatDuration(left)} left`);
+      if (this.#total !== undefined) rest.push(left === undefined ? "time left unknown" : `${formatDuration(left)} left`);
     }
     // A pseudo-terminal without a size says 0 columns.
     const reported = this.#o.columns?.();
     const columns = (reported === undefined || reported < 20 ? PROGRESS_DEFAULTS.columns : reported) - 1;
-    const head = parts.join("  ");
+    // The bar gives up cells (down to 8) before the figures are cut.
+    const tail = rest.join("  ");
+    const full = PROGRESS_DEFAULTS.barCells;
+    const overflow = this.#o.label.length + 1 + bar(full).length + 1 + tail.length - columns;
+    const cells = Math.max(8, full - Math.max(0, overflow));
+    const head = `${this.#o.label} ${bar(cells)} ${tail}`;
     const stage = this.#stage;
     // The final line keeps its stage whole: on a line of its own when it does not fit.
     if (final && stage !== undefined && head.length + 2 + stage.length > columns) return `${head}\x1b[K\n  ${stage}`;
