@@ -233,6 +233,15 @@ export class SwimDirectory {
   /** Bound of the MessagePack size of each slot's alive update (updateBytesMax). */
   readonly aliveBytes: number[] = [];
   readonly #slots = new Map<string, number>();
+  /**
+   * The bytes of the identities (keys, certificates, signatures) as views into shared chunks of
+   * DIRECTORY_CHUNK_BYTES: a Uint8Array of its own per copy costs an ArrayBuffer each (and beyond
+   * 64 bytes a backing store off the heap), which is most of what a 1,000-node simulation's
+   * garbage collector walks. A chunk goes once no identity views it; a freed slot's bytes stay
+   * until then (at most a chunk per identity held, in the worst case).
+   */
+  #chunk = new Uint8Array(DIRECTORY_CHUNK_BYTES);
+  #chunkUsed = 0;
   readonly #refs: number[] = [];
   readonly #free: number[] = [];
   readonly #max: number;
@@ -275,18 +284,33 @@ export class SwimDirectory {
     if (this.#slots.size >= this.#max) return undefined;
     const slot = this.#free.length > 0 ? this.#free.pop() as number : this.ids.length;
     this.ids[slot] = id;
-    this.pubs[slot] = entry[1].slice();
+    this.pubs[slot] = this.#copy(entry[1]);
     this.addrs[slot] = entry[2];
     this.roles[slot] = entry[3];
     this.names[slot] = entry[4];
     this.incarnations[slot] = entry[5];
     this.epochs[slot] = entry[6];
-    this.certs[slot] = entry[7].slice();
-    this.sigs[slot] = entry[8].slice();
+    this.certs[slot] = this.#copy(entry[7]);
+    this.sigs[slot] = this.#copy(entry[8]);
     this.aliveBytes[slot] = aliveBytesOf(entry[2], entry[4]);
     this.#refs[slot] = 0;
     this.#slots.set(id, slot);
     return slot;
+  }
+
+  /** A copy of `bytes` in the current chunk. */
+  #copy(bytes: Uint8Array): Uint8Array {
+    const length = bytes.length;
+    if (length > DIRECTORY_CHUNK_BYTES >>> 3) return bytes.slice();
+    if (this.#chunkUsed + length > DIRECTORY_CHUNK_BYTES) {
+      this.#chunk = new Uint8Array(DIRECTORY_CHUNK_BYTES);
+      this.#chunkUsed = 0;
+    }
+    const at = this.#chunkUsed;
+    const copy = this.#chunk.subarray(at, at + length);
+    copy.set(bytes);
+    this.#chunkUsed = at + length;
+    return copy;
   }
 
   /** Swim's bookkeeping: a core now knows (or is) the member in `slot`. */
@@ -313,6 +337,8 @@ export class SwimDirectory {
 }
 
 const EMPTY_KEY = new Uint8Array(0);
+/** Bytes per chunk of a directory's identity bytes (about 22 identities). */
+const DIRECTORY_CHUNK_BYTES = 4096;
 /** #queueNext of a slot that is not in the probe queue. */
 const NOT_QUEUED = -2;
 /** In place of a claim's signature where none is held (it verifies nowhere). */
@@ -900,7 +926,9 @@ export class Swim {
       if (before !== entry[2]) this.#unindexAddr(slot, before);
     }
     this.#epoch[slot] = entry[6];
-    this.#sig[slot] = entry[8].slice();
+    // The directory's copy when it is the same signature (a member first seen here, mostly).
+    const dirSig = dir.sigs[slot] as Uint8Array;
+    this.#sig[slot] = bytesEqual(entry[8], dirSig) ? dirSig : entry[8].slice();
     const samePub = bytesEqual(entry[1], dir.pubs[slot] as Uint8Array);
     const sameCert = bytesEqual(entry[7], dir.certs[slot] as Uint8Array);
     if (samePub && sameCert && entry[2] === dir.addrs[slot] && entry[3] === dir.roles[slot] && entry[4] === dir.names[slot]) {
