@@ -58,6 +58,7 @@ export class Contribution implements ContributionService {
   #load: ProcessLoad = { cpuPercent: null, rssBytes: 0 };
   #cpu: { usage: NodeJS.CpuUsage; ms: number } | undefined;
   #published: boolean | undefined;
+  #sampled = false;
   /** Members whose own row says they take no voluntary work. */
   #declining = new Set<string>();
   readonly #startPriority: number | undefined;
@@ -157,7 +158,8 @@ export class Contribution implements ContributionService {
       cpuPercent = Math.round(micros / 10 / (ms - this.#cpu.ms));
     }
     this.#cpu = { usage, ms };
-    this.#load = { cpuPercent, rssBytes: process.memoryUsage.rss() };
+    this.#load = { cpuPercent, rssBytes: residentBytes() };
+    this.#sampled = true;
   }
 
   #setPriority(contributing: boolean): void {
@@ -172,7 +174,7 @@ export class Contribution implements ContributionService {
   }
 
   admit(bytes: number): string | undefined {
-    if (this.#read !== undefined && this.#load.rssBytes === 0) this.#sampleLoad();
+    if (this.#read !== undefined && !this.#sampled) this.#sampleLoad();
     const admission = this.gate.admit(this.#ctx.clock.nowMs(), Math.max(0, bytes), this.#load);
     if (admission.ok) return undefined;
     switch (admission.reason) {
@@ -209,6 +211,18 @@ function rowSaysDeclining(value: Uint8Array): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The process's resident memory. Where the OS does not tell it (qemu-user reports 0), the V8 heap
+ * and the memory outside it that Node accounts for: a lower bound, so the memory cap still holds
+ * for what the node itself allocates.
+ */
+function residentBytes(): number {
+  const rss = process.memoryUsage.rss();
+  if (rss > 0) return rss;
+  const usage = process.memoryUsage();
+  return usage.heapTotal + usage.external;
 }
 
 function safePriority(): number | undefined {
