@@ -136,7 +136,7 @@ test("on a 2-node cluster: joining, training, shared-folder transfers (sfs wait,
   // Written beside the folder and renamed in: a rescan never sees half of it.
   writeFileSync(join(n1.data, "big.tmp"), randomBytes(64 * 1024 * 1024));
   const follow = onPty(["shell", "--api", n2.api, "--token-file", tokenFile, "-c", "sfs wait big.bin"]);
-  for (let i = 0; i < 200 && !/not in the manifest yet/.test(follow.output()); i++) await sleep(50);
+  for (let i = 0; i < 600 && !/not in the manifest yet/.test(follow.output()); i++) await sleep(50);
   assert.match(follow.output(), /not in the manifest yet/);
   renameSync(join(n1.data, "big.tmp"), join(n1.data, "shared", "big.bin"));
   assert.equal((await shellLine(n1.api, "sfs sync", token)).ok, true);
