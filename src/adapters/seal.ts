@@ -88,6 +88,10 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
   const peers = new Map<string, PeerKeys>();
   let derivations = 0;
   let introSealKey: { epoch: number; key: KeyObject } | undefined;
+  /** The peer remember() put last (the most recently used entry of `peers`). */
+  let lastRemembered: string | undefined;
+  /** The nonce under construction (createCipheriv copies it, so one buffer serves every packet). */
+  const nonce = new Uint8Array(NONCE_BYTES);
 
   const derive = (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array): Buffer => {
     derivations++;
@@ -117,6 +121,9 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
   };
   /** Caches `keys` as the most recently used peer's; evicts the least recently used beyond the bound. */
   const remember = (peerId: string, keys: PeerKeys): PeerKeys => {
+    // The common case — the same peer as last time — is already the most recent entry.
+    if (peerId === lastRemembered && peers.get(peerId) === keys) return keys;
+    lastRemembered = peerId;
     peers.delete(peerId);
     peers.set(peerId, keys);
     if (peers.size > keysMax) peers.delete(peers.keys().next().value as string);
@@ -189,7 +196,7 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
         }
         key = pair.sealKey;
       }
-      const cipher = createCipheriv(CIPHER, key, nonceOf(header), { authTagLength: TAG_BYTES });
+      const cipher = createCipheriv(CIPHER, key, nonceOf(header, nonce), { authTagLength: TAG_BYTES });
       cipher.setAAD(header, { plaintextLength: body.length });
       const head = cipher.update(body);
       const tail = cipher.final();
@@ -204,11 +211,11 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
       // Hostile input: every failure is a value, never an exception.
       try {
         if (packet.length < HEADER_BYTES + TAG_BYTES) return undefined;
-        const sender = fromHex(header.sender);
-        if (sender === undefined || sender.length !== NODE_ID_BYTES) return undefined;
         let key: KeyObject;
         let pair: PeerKeys | undefined;
         if (header.intro) {
+          const sender = senderBytes(header.sender);
+          if (sender === undefined) return undefined;
           key = introKey(sender, header.epoch);
         } else {
           if (senderPub === undefined) return undefined;
@@ -216,13 +223,16 @@ export function createSeal(clusterToken: string, identity: Identity, options: Se
           // so forged packets can neither fill it nor evict real peers' keys.
           pair = pairOf(header.sender, senderPub);
           if (pair === undefined) return undefined;
-          key = pair.openKey !== undefined && pair.openOwn === header.receiverEpoch && pair.openPeer === header.epoch
-            ? pair.openKey
-            : packetKey(pair.pair, sender, header.epoch, header.receiverEpoch);
+          if (pair.openKey !== undefined && pair.openOwn === header.receiverEpoch && pair.openPeer === header.epoch) key = pair.openKey;
+          else {
+            const sender = senderBytes(header.sender);
+            if (sender === undefined) return undefined;
+            key = packetKey(pair.pair, sender, header.epoch, header.receiverEpoch);
+          }
         }
         const head8 = packet.subarray(0, HEADER_BYTES);
         const ciphertext = packet.subarray(HEADER_BYTES, packet.length - TAG_BYTES);
-        const decipher = createDecipheriv(CIPHER, key, nonceOf(head8), { authTagLength: TAG_BYTES });
+        const decipher = createDecipheriv(CIPHER, key, nonceOf(head8, nonce), { authTagLength: TAG_BYTES });
         decipher.setAAD(head8, { plaintextLength: ciphertext.length });
         decipher.setAuthTag(packet.subarray(packet.length - TAG_BYTES));
         const head = decipher.update(ciphertext);
@@ -264,9 +274,17 @@ export function tokenFingerprint(token: string): string {
   return createHash("sha256").update(FINGERPRINT_INFO).update("\0").update(token, "utf8").digest("hex").slice(0, 8);
 }
 
-/** The nonce for a header: 3 zero bytes, the flags byte (header byte 3), the counter (bytes 28–35). */
-function nonceOf(header: Uint8Array): Uint8Array {
-  const nonce = new Uint8Array(NONCE_BYTES);
+/** A sender id's bytes, or undefined when it is no node id (hex of NODE_ID_BYTES bytes). */
+function senderBytes(id: string): Uint8Array | undefined {
+  const bytes = fromHex(id);
+  return bytes !== undefined && bytes.length === NODE_ID_BYTES ? bytes : undefined;
+}
+
+/**
+ * The nonce for a header, written into `nonce` (NONCE_BYTES, bytes 0–2 zero): 3 zero bytes, the
+ * flags byte (header byte 3), the counter (bytes 28–35).
+ */
+function nonceOf(header: Uint8Array, nonce: Uint8Array): Uint8Array {
   nonce[3] = header[3] as number;
   nonce.set(header.subarray(28, 36), 4);
   return nonce;
