@@ -70,7 +70,9 @@ export class DmnClock {
   readonly jobs: Record<DmnJob, DmnJobState>;
   readonly #history: DmnEntry[] = [];
   #lastBusyTick = 0;
-  #busyWhy = "booting";
+  /** Why the node was last busy (formatted by state(), not on every tick): what, and its reading. */
+  #busyWhy: "booting" | "requests" | "load" | "lag" = "booting";
+  #busyValue = 0;
   #windowStart = 0;
   #windowRequests: number | undefined;
   #rate = 0;
@@ -102,13 +104,27 @@ export class DmnClock {
       this.#windowRequests = signals.requests;
       this.#windowStart = tick;
     }
-    const why = this.#rate > this.config.idleRequestsPerSecond ? `${this.#rate.toFixed(1)} requests/s`
-      : signals.loadPerCore !== undefined && signals.loadPerCore >= this.config.loadPerCoreMax ? `load ${signals.loadPerCore.toFixed(2)} per core`
-        : signals.loopDelayP99Ms !== undefined && signals.loopDelayP99Ms >= this.config.loopDelayMsMax ? `event-loop delay p99 ${signals.loopDelayP99Ms.toFixed(0)} ms`
-          : undefined;
-    if (why !== undefined) {
-      this.#lastBusyTick = tick;
-      this.#busyWhy = why;
+    if (this.#rate > this.config.idleRequestsPerSecond) this.#busy(tick, "requests", this.#rate);
+    else if (signals.loadPerCore !== undefined && signals.loadPerCore >= this.config.loadPerCoreMax) this.#busy(tick, "load", signals.loadPerCore);
+    else if (signals.loopDelayP99Ms !== undefined && signals.loopDelayP99Ms >= this.config.loopDelayMsMax) this.#busy(tick, "lag", signals.loopDelayP99Ms);
+  }
+
+  #busy(tick: number, why: "requests" | "load" | "lag", value: number): void {
+    this.#lastBusyTick = tick;
+    this.#busyWhy = why;
+    this.#busyValue = value;
+  }
+
+  #busyText(): string {
+    switch (this.#busyWhy) {
+      case "booting":
+        return "booting";
+      case "requests":
+        return `${this.#busyValue.toFixed(1)} requests/s`;
+      case "load":
+        return `load ${this.#busyValue.toFixed(2)} per core`;
+      case "lag":
+        return `event-loop delay p99 ${this.#busyValue.toFixed(0)} ms`;
     }
   }
 
@@ -122,7 +138,7 @@ export class DmnClock {
     if (!this.#enabled) return "off (dmn on to start it)";
     const seconds = ((tick - this.#lastBusyTick) * this.config.tickMs) / 1000;
     if (this.idle(tick)) return `idle for ${seconds.toFixed(0)} s${this.#running === undefined ? "" : `, running ${this.#running.job}`}`;
-    return `busy: ${this.#busyWhy} ${seconds.toFixed(0)} s ago (idle after ${((this.config.idleTicks * this.config.tickMs) / 1000).toFixed(0)} s without)`;
+    return `busy: ${this.#busyText()} ${seconds.toFixed(0)} s ago (idle after ${((this.config.idleTicks * this.config.tickMs) / 1000).toFixed(0)} s without)`;
   }
 
   get running(): DmnJob | undefined {

@@ -66,7 +66,9 @@ export class DmnPart {
   #sliceStart = 0;
   /** The DMN's own time on the event loop: in all, in how many slices, the longest one (ms). */
   readonly work = { busyMs: 0, slices: 0, longestSliceMs: 0 };
-  #sample: { loadPerCore: number | undefined; loopDelayP99Ms: number | undefined } = { loadPerCore: undefined, loopDelayP99Ms: undefined };
+  /** What the clock observes each tick, one object updated in place (no allocation per tick). */
+  readonly #signals: { requests: number; loadPerCore: number | undefined; loopDelayP99Ms: number | undefined } = { requests: 0, loadPerCore: undefined, loopDelayP99Ms: undefined };
+  readonly #can = (job: DmnJob): boolean => this.#blocker(job) === undefined;
 
   constructor(ctx: SubsystemContext, config: DmnPartConfig = DMN_PART_DEFAULTS, cores = ctx.host?.cores ?? 1) {
     this.#ctx = ctx;
@@ -84,13 +86,16 @@ export class DmnPart {
   }
 
   tick(tick: number): void {
+    const signals = this.#signals;
     if (tick % SAMPLE_TICKS === 0 && this.#ctx.host !== undefined) {
       const s = this.#ctx.host.sample();
-      this.#sample = { loadPerCore: s.load1 / this.#cores, loopDelayP99Ms: s.loopDelayP99Ms };
+      signals.loadPerCore = s.load1 / this.#cores;
+      signals.loopDelayP99Ms = s.loopDelayP99Ms;
     }
-    this.clock.observe(tick, { requests: this.#ctx.activity(), ...this.#sample });
+    signals.requests = this.#ctx.activity();
+    this.clock.observe(tick, signals);
     if (!this.available || this.clock.running !== undefined) return;
-    const job = this.clock.next(tick, (j) => this.#blocker(j) === undefined);
+    const job = this.clock.next(tick, this.#can);
     if (job !== undefined) void this.#run(job, false);
   }
 
