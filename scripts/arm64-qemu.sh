@@ -144,7 +144,8 @@ if [ "$cluster" = 1 ]; then
     mkdir -p "$data"
     args=(node --data "$data" --name "n$i" --listen "127.0.0.1:$((port + i))" --api "127.0.0.1:$((port + 100 + i))" --no-discover)
     [ "$i" = 1 ] || args+=(--join "127.0.0.1:$((port + 1))" --token-file "$dir/n1/token" --owner-key "$dir/n1/owner.key")
-    pk "${args[@]}" >"$data/node.log" 2>&1 &
+    # Not through the pk function: a backgrounded function is a subshell, and its pid is not the node's.
+    nice -n 19 "$arm" bin/pk.js "${args[@]}" >"$data/node.log" 2>&1 &
     pids+=($!)
     if ! wait_api "http://127.0.0.1:$((port + 100 + i))" 300; then
       say "node n$i did not answer within 300 s:"; tail -20 "$data/node.log" | tee -a "$summary"; status=1; break
