@@ -813,6 +813,9 @@ async function upCommand(args: string[]): Promise<number> {
     const argv = [
       process.execPath, bin, "node", "--data", data, "--listen", listen, "--api", `${host}:${apiPort}`,
       "--name", name, ...(first !== undefined ? ["--join", first.listen] : ["--no-discover"]),
+      // One machine's nodes share its battery: on an unplugged laptop they must not decline each
+      // other's work (ADR 027's policy is for a machine lent to a cluster of others).
+      "--contribute", "always",
     ];
     planned.push({ name, data, listen, api: `http://${host}:${apiPort}`, argv, log: join(data, "node.log") });
   }
