@@ -439,7 +439,6 @@ export class BundlePart implements Subsystem<BundleKind> {
     this.#peers.delete(id);
   }
 
-  /** Everything `bundle status` shows. */
   /** `bundle status --json`. */
   statusJson(): Record<string, unknown> {
     const ready = this.ready();
@@ -455,6 +454,7 @@ export class BundlePart implements Subsystem<BundleKind> {
     };
   }
 
+  /** Everything `bundle status` shows. */
   status(): string {
     const tick = this.#ctx.tick();
     const ready = this.ready();
